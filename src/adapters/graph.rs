@@ -1,0 +1,134 @@
+//! Defender XDR through Microsoft Graph v1.0 (`/security/incidents`, `/security/alerts_v2`,
+//! `/users`). Lists page with `$top=50` (the incidents maximum) and follow `@odata.nextLink`
+//! verbatim; every call sends `Prefer: include-unknown-enum-members`.
+
+use async_trait::async_trait;
+use reqwest::Method;
+use serde::Deserialize;
+use time::OffsetDateTime;
+
+use super::http::{Call, ServiceClient};
+use super::odata::{encode_path_segment, encode_query_value, get_all_pages, string_literal};
+use crate::domain::defender::{
+    AlertComment, DefenderAlert, DefenderIncident, DefenderIncidentPatch,
+};
+use crate::domain::time_fmt;
+use crate::error::ApiError;
+use crate::ports::{DefenderApi, DirectoryUser};
+
+/// Graph's maximum page size for incidents.
+pub const INCIDENT_PAGE_SIZE: u32 = 50;
+
+pub struct GraphDefender {
+    client: ServiceClient,
+    base: String,
+}
+
+impl GraphDefender {
+    /// `endpoint` is the Graph root (e.g. `https://graph.microsoft.com`).
+    pub fn new(client: ServiceClient, endpoint: &url::Url) -> Self {
+        Self {
+            client,
+            base: format!("{}/v1.0", endpoint.as_str().trim_end_matches('/')),
+        }
+    }
+
+    fn call(&self, method: Method, url: String) -> Call {
+        Call::new(method, url).header("Prefer", "include-unknown-enum-members")
+    }
+}
+
+#[derive(Deserialize)]
+struct CommentList {
+    #[serde(default)]
+    value: Vec<AlertComment>,
+}
+
+#[async_trait]
+impl DefenderApi for GraphDefender {
+    async fn list_incidents_since(
+        &self,
+        since: OffsetDateTime,
+    ) -> Result<Vec<DefenderIncident>, ApiError> {
+        let filter = format!("lastUpdateDateTime ge {}", time_fmt::format(since));
+        let url = format!(
+            "{}/security/incidents?$filter={}&$top={INCIDENT_PAGE_SIZE}",
+            self.base,
+            encode_query_value(&filter)
+        );
+        get_all_pages(&self.client, self.call(Method::GET, url)).await
+    }
+
+    async fn get_incident(&self, id: &str) -> Result<Option<DefenderIncident>, ApiError> {
+        let url = format!(
+            "{}/security/incidents/{}",
+            self.base,
+            encode_path_segment(id)
+        );
+        match self
+            .client
+            .send_optional(&self.call(Method::GET, url))
+            .await?
+        {
+            Some(a) => Ok(Some(a.json(self.client.service)?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn list_alerts(&self, incident_id: &str) -> Result<Vec<DefenderAlert>, ApiError> {
+        let filter = format!("incidentId eq {}", string_literal(incident_id));
+        let url = format!(
+            "{}/security/alerts_v2?$filter={}",
+            self.base,
+            encode_query_value(&filter)
+        );
+        get_all_pages(&self.client, self.call(Method::GET, url)).await
+    }
+
+    async fn patch_incident(
+        &self,
+        id: &str,
+        patch: &DefenderIncidentPatch,
+    ) -> Result<DefenderIncident, ApiError> {
+        let url = format!(
+            "{}/security/incidents/{}",
+            self.base,
+            encode_path_segment(id)
+        );
+        self.client
+            .send(&self.call(Method::PATCH, url).json(patch))
+            .await?
+            .json(self.client.service)
+    }
+
+    async fn add_comment(&self, id: &str, text: &str) -> Result<Vec<AlertComment>, ApiError> {
+        let url = format!(
+            "{}/security/incidents/{}/comments",
+            self.base,
+            encode_path_segment(id)
+        );
+        let body = serde_json::json!({"@odata.type": "microsoft.graph.security.alertComment", "comment": text});
+        let list: CommentList = self
+            .client
+            .send(&self.call(Method::POST, url).json(&body))
+            .await?
+            .json(self.client.service)?;
+        Ok(list.value)
+    }
+
+    async fn find_user(&self, upn: &str) -> Result<Option<DirectoryUser>, ApiError> {
+        let url = format!(
+            "{}/users/{}?$select=id,userPrincipalName,displayName,mail",
+            self.base,
+            encode_path_segment(upn)
+        );
+        match self
+            .client
+            .send_optional(&self.call(Method::GET, url))
+            .await?
+        {
+            Some(a) => Ok(Some(a.json(self.client.service)?)),
+            None => Ok(None),
+        }
+    }
+}

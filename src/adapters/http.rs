@@ -1,0 +1,225 @@
+//! The shared HTTP layer of the Graph, ARM and Logs Ingestion adapters: bearer token per scope,
+//! timeouts, the one retry policy, and the one status classification. A 401 drops the cached
+//! token and tries once more; request and response bodies are never logged.
+
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use secrecy::ExposeSecret;
+use serde::de::DeserializeOwned;
+
+use crate::error::{parse_retry_after, ApiError};
+use crate::metrics::bump;
+use crate::ports::TokenSource;
+use crate::retry::RetryPolicy;
+
+/// A request to send: method, URL, optional body and extra headers. Cloneable so retries can
+/// rebuild it.
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub method: Method,
+    pub url: String,
+    pub body: Option<CallBody>,
+    pub headers: Vec<(&'static str, String)>,
+}
+
+#[derive(Debug, Clone)]
+pub enum CallBody {
+    Json(serde_json::Value),
+    Bytes {
+        content_type: &'static str,
+        encoding: Option<&'static str>,
+        bytes: bytes::Bytes,
+    },
+}
+
+impl Call {
+    pub fn new(method: Method, url: impl Into<String>) -> Self {
+        Self {
+            method,
+            url: url.into(),
+            body: None,
+            headers: Vec::new(),
+        }
+    }
+    pub fn json(mut self, body: &impl serde::Serialize) -> Self {
+        self.body = Some(CallBody::Json(
+            serde_json::to_value(body).unwrap_or(serde_json::Value::Null),
+        ));
+        self
+    }
+    pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
+    }
+}
+
+/// A successful answer.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub body: bytes::Bytes,
+}
+
+impl Answer {
+    pub fn json<T: DeserializeOwned>(&self, service: &'static str) -> Result<T, ApiError> {
+        serde_json::from_slice(&self.body).map_err(|e| ApiError::decode(service, e))
+    }
+}
+
+/// An authenticated client for one service and token scope.
+#[derive(Clone)]
+pub struct ServiceClient {
+    pub service: &'static str,
+    http: reqwest::Client,
+    tokens: Arc<dyn TokenSource>,
+    scope: String,
+    retry: RetryPolicy,
+    counter: Arc<CounterRef>,
+}
+
+/// Which counter of [`crate::metrics::CallCounters`] this client bumps.
+pub struct CounterRef {
+    counters: Arc<crate::metrics::CallCounters>,
+    pick: fn(&crate::metrics::CallCounters) -> &AtomicU64,
+}
+
+impl CounterRef {
+    pub fn new(
+        counters: Arc<crate::metrics::CallCounters>,
+        pick: fn(&crate::metrics::CallCounters) -> &AtomicU64,
+    ) -> Arc<Self> {
+        Arc::new(Self { counters, pick })
+    }
+    fn bump(&self) {
+        bump((self.pick)(&self.counters));
+    }
+}
+
+/// Builds the reqwest client every adapter shares (timeouts, no body logging).
+pub fn build_http_client(timeout: Duration) -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(Duration::from_secs(10))
+        .user_agent(concat!("xdrsync/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .expect("the TLS backend initializes")
+}
+
+impl ServiceClient {
+    pub fn new(
+        service: &'static str,
+        http: reqwest::Client,
+        tokens: Arc<dyn TokenSource>,
+        scope: impl Into<String>,
+        retry: RetryPolicy,
+        counter: Arc<CounterRef>,
+    ) -> Self {
+        Self {
+            service,
+            http,
+            tokens,
+            scope: scope.into(),
+            retry,
+            counter,
+        }
+    }
+
+    /// Sends with retries; any non-2xx becomes a classified [`ApiError`].
+    pub async fn send(&self, call: &Call) -> Result<Answer, ApiError> {
+        let mut refreshed = false;
+        loop {
+            match self.retry.run(|| self.attempt(call)).await {
+                Err(ApiError::Auth {
+                    status: Some(401), ..
+                }) if !refreshed => {
+                    refreshed = true;
+                    self.tokens.invalidate(&self.scope).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Like [`send`](Self::send) but maps 404 to `Ok(None)`.
+    pub async fn send_optional(&self, call: &Call) -> Result<Option<Answer>, ApiError> {
+        match self.send(call).await {
+            Ok(a) => Ok(Some(a)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn attempt(&self, call: &Call) -> Result<Answer, ApiError> {
+        let token = self.tokens.token(&self.scope).await?;
+        let mut req = self
+            .http
+            .request(call.method.clone(), &call.url)
+            .bearer_auth(token.expose_secret());
+        for (name, value) in &call.headers {
+            req = req.header(*name, value);
+        }
+        req = match &call.body {
+            Some(CallBody::Json(v)) => req.json(v),
+            Some(CallBody::Bytes {
+                content_type,
+                encoding,
+                bytes,
+            }) => {
+                let r = req
+                    .header("content-type", *content_type)
+                    .body(bytes.clone());
+                match encoding {
+                    Some(enc) => r.header("content-encoding", *enc),
+                    None => r,
+                }
+            }
+            None => req,
+        };
+        self.counter.bump();
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| ApiError::network(self.service, redact_url(&e)))?;
+        let status = resp.status();
+        let retry_after = parse_retry_after(
+            resp.headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok()),
+        );
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| ApiError::network(self.service, redact_url(&e)))?;
+        if status.is_success() {
+            return Ok(Answer { status, body });
+        }
+        Err(ApiError::from_status(
+            self.service,
+            status.as_u16(),
+            retry_after,
+            &String::from_utf8_lossy(&body),
+        ))
+    }
+}
+
+/// reqwest errors print the URL; ours carry no secrets in URLs, but query strings can hold
+/// customer data (filters), so keep only the error kind.
+fn redact_url(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "connection failed"
+    } else if e.is_body() || e.is_decode() {
+        "response body failed"
+    } else {
+        "request failed"
+    };
+    let host = e
+        .url()
+        .and_then(|u| u.host_str().map(str::to_string))
+        .unwrap_or_default();
+    format!("{kind} ({host})")
+}

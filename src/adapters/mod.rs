@@ -1,0 +1,13 @@
+//! Real adapters for the ports: Graph, ARM, Logs Ingestion (reqwest), Table and Queue storage
+//! (azure_* 0.21 crates) and tokens (azure_identity / managed identity). Each owns its wire
+//! details; nothing outside `adapters` names reqwest or an azure_* crate.
+
+pub mod auth;
+mod azure_err;
+pub mod graph;
+pub mod http;
+pub mod logs;
+pub mod odata;
+pub mod queue;
+pub mod sentinel;
+pub mod tables;

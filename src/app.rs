@@ -1,0 +1,80 @@
+//! Builds the real adapters from a validated [`Config`]: one `reqwest` client, one token
+//! source, and `Arc<dyn Port>`s for every external system.
+
+use std::sync::Arc;
+
+use crate::adapters::graph::GraphDefender;
+use crate::adapters::http::{build_http_client, CounterRef, ServiceClient};
+use crate::adapters::logs::DcrLogsIngestion;
+use crate::adapters::queue::AzureQueues;
+use crate::adapters::sentinel::ArmSentinel;
+use crate::adapters::tables::AzureTables;
+use crate::config::Config;
+use crate::metrics::CallCounters;
+use crate::ports::{
+    Clock, DefenderApi, LogsIngestion, SentinelApi, StateStore, SystemClock, TokenSource, WorkQueue,
+};
+use crate::retry::RetryPolicy;
+
+/// Every port, ready to use.
+#[derive(Clone)]
+pub struct Services {
+    pub config: Arc<Config>,
+    pub tokens: Arc<dyn TokenSource>,
+    pub defender: Arc<dyn DefenderApi>,
+    pub sentinel: Arc<dyn SentinelApi>,
+    pub logs: Arc<dyn LogsIngestion>,
+    pub store: Arc<dyn StateStore>,
+    pub queue: Arc<dyn WorkQueue>,
+    pub clock: Arc<dyn Clock>,
+    pub counters: Arc<CallCounters>,
+}
+
+impl Services {
+    pub fn from_config(config: Config) -> Self {
+        let counters = CallCounters::shared();
+        let http = build_http_client(config.http_timeout);
+        let tokens = crate::adapters::auth::token_source(&config, http.clone(), counters.clone());
+        let retry = RetryPolicy::default();
+        let client =
+            |service: &'static str,
+             scope: &str,
+             pick: fn(&CallCounters) -> &std::sync::atomic::AtomicU64| {
+                ServiceClient::new(
+                    service,
+                    http.clone(),
+                    tokens.clone(),
+                    scope,
+                    retry,
+                    CounterRef::new(counters.clone(), pick),
+                )
+            };
+        let defender = GraphDefender::new(
+            client("graph", &config.graph_scope, |c| &c.graph),
+            &config.graph_endpoint,
+        );
+        let sentinel = ArmSentinel::new(
+            client("sentinel", &config.arm_scope, |c| &c.arm),
+            config.security_insights_base(),
+        );
+        let logs = DcrLogsIngestion::new(
+            client("logs-ingestion", &config.monitor_scope, |c| &c.logs),
+            &config.logs_ingestion_endpoint,
+            config.dcr_immutable_id.clone(),
+            config.max_batch_bytes,
+        );
+        let store = AzureTables::new(&config.storage, &config.table_prefix, counters.clone());
+        let queue = AzureQueues::new(&config.storage, counters.clone());
+        Self {
+            config: Arc::new(config),
+            tokens,
+            defender: Arc::new(defender),
+            sentinel: Arc::new(sentinel),
+            logs: Arc::new(logs),
+            store: Arc::new(store),
+            queue: Arc::new(queue),
+            clock: Arc::new(SystemClock),
+            counters,
+        }
+    }
+}

@@ -1,0 +1,694 @@
+//! Configuration from app settings (environment variables), validated at startup.
+//!
+//! Every problem names the variable and the fix. Endpoints must be https except on loopback (the
+//! simulator and Azurite). Secrets are `SecretString`s and the hand-written `Debug` never shows
+//! them. Built from a map so tests never touch the process environment.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use url::Url;
+
+use crate::storage_conn::StorageConnection;
+
+pub const QUEUE_NAME: &str = "xdrsync-incidents";
+const DEFAULT_SCHEDULE: &str = "*/30 * * * * *";
+
+/// A configuration problem, phrased for the person deploying.
+#[derive(Debug, thiserror::Error)]
+#[error("{var}: {problem}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub problem: String,
+}
+
+fn err(var: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError {
+        var,
+        problem: problem.into(),
+    }
+}
+
+/// Sovereign cloud presets for the Entra, Graph, ARM and Monitor defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cloud {
+    Public,
+    UsGov,
+    UsGovDod,
+}
+
+impl Cloud {
+    fn authority(self) -> &'static str {
+        match self {
+            Cloud::Public => "https://login.microsoftonline.com",
+            Cloud::UsGov | Cloud::UsGovDod => "https://login.microsoftonline.us",
+        }
+    }
+    fn graph(self) -> &'static str {
+        match self {
+            Cloud::Public => "https://graph.microsoft.com",
+            Cloud::UsGov => "https://graph.microsoft.us",
+            Cloud::UsGovDod => "https://dod-graph.microsoft.us",
+        }
+    }
+    fn arm(self) -> &'static str {
+        match self {
+            Cloud::Public => "https://management.azure.com",
+            Cloud::UsGov | Cloud::UsGovDod => "https://management.usgovcloudapi.net",
+        }
+    }
+    fn monitor(self) -> &'static str {
+        match self {
+            Cloud::Public => "https://monitor.azure.com",
+            Cloud::UsGov | Cloud::UsGovDod => "https://monitor.azure.us",
+        }
+    }
+}
+
+/// How xdrsync gets tokens.
+#[derive(Clone)]
+pub enum Credential {
+    ClientSecret {
+        client_id: String,
+        secret: SecretString,
+    },
+    ManagedIdentity {
+        endpoint: Url,
+        header: SecretString,
+        client_id: Option<String>,
+    },
+}
+
+impl fmt::Debug for Credential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Credential::ClientSecret { client_id, .. } => f
+                .debug_struct("ClientSecret")
+                .field("client_id", client_id)
+                .field("secret", &"[redacted]")
+                .finish(),
+            Credential::ManagedIdentity {
+                endpoint,
+                client_id,
+                ..
+            } => f
+                .debug_struct("ManagedIdentity")
+                .field("endpoint", &endpoint.as_str())
+                .field("header", &"[redacted]")
+                .field("client_id", client_id)
+                .finish(),
+        }
+    }
+}
+
+/// The Sentinel workspace, from its ARM resource id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Workspace {
+    pub subscription_id: String,
+    pub resource_group: String,
+    pub name: String,
+}
+
+impl Workspace {
+    /// `/subscriptions/{s}/resourceGroups/{rg}/providers/Microsoft.OperationalInsights/workspaces/{w}`
+    pub fn resource_id(&self) -> String {
+        format!(
+            "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.OperationalInsights/workspaces/{}",
+            self.subscription_id, self.resource_group, self.name
+        )
+    }
+
+    pub fn parse(id: &str) -> Result<Self, String> {
+        let parts: Vec<&str> = id.trim().trim_matches('/').split('/').collect();
+        let ok = parts.len() == 8
+            && parts[0].eq_ignore_ascii_case("subscriptions")
+            && parts[2].eq_ignore_ascii_case("resourceGroups")
+            && parts[4].eq_ignore_ascii_case("providers")
+            && parts[5].eq_ignore_ascii_case("Microsoft.OperationalInsights")
+            && parts[6].eq_ignore_ascii_case("workspaces");
+        if !ok {
+            return Err(format!(
+                "'{id}' is not a workspace resource id; expected /subscriptions/<sub>/resourceGroups/<rg>/providers/Microsoft.OperationalInsights/workspaces/<name>"
+            ));
+        }
+        let name = parts[7];
+        let valid_name = (1..=90).contains(&name.len())
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            && !name.starts_with('-')
+            && !name.ends_with('-');
+        if !valid_name {
+            return Err(format!(
+                "workspace name '{name}' must be 1-90 letters, digits or '-'"
+            ));
+        }
+        Ok(Self {
+            subscription_id: parts[1].into(),
+            resource_group: parts[3].into(),
+            name: name.into(),
+        })
+    }
+}
+
+/// Everything xdrsync needs, validated.
+#[derive(Clone)]
+pub struct Config {
+    /// `AzureWebJobsStorage`
+    pub storage: StorageConnection,
+    /// `XDRSYNC_TENANT_ID`
+    pub tenant_id: String,
+    /// `XDRSYNC_CLIENT_ID` + `XDRSYNC_CLIENT_SECRET`, or managed identity
+    pub credential: Credential,
+    /// `XDRSYNC_AUTHORITY_HOST`
+    pub authority_host: Url,
+    /// `XDRSYNC_GRAPH_ENDPOINT`
+    pub graph_endpoint: Url,
+    /// `XDRSYNC_ARM_ENDPOINT`
+    pub arm_endpoint: Url,
+    /// Token scopes; the resource ids of the cloud, whatever endpoint URLs point at.
+    pub graph_scope: String,
+    pub arm_scope: String,
+    pub monitor_scope: String,
+    /// `XDRSYNC_WORKSPACE_RESOURCE_ID`
+    pub workspace: Workspace,
+    /// `XDRSYNC_LOGS_INGESTION_ENDPOINT`
+    pub logs_ingestion_endpoint: Url,
+    /// `XDRSYNC_DCR_IMMUTABLE_ID`
+    pub dcr_immutable_id: String,
+    /// `XDRSYNC_ALERTS_STREAM`
+    pub alerts_stream: String,
+    /// `XDRSYNC_WEBHOOK_KEY`
+    pub webhook_key: Option<SecretString>,
+    /// `XDRSYNC_POLL_SCHEDULE`
+    pub poll_schedule: String,
+    /// `XDRSYNC_HTTP_PORT`
+    pub http_port: u16,
+    /// `XDRSYNC_TABLE_PREFIX`
+    pub table_prefix: String,
+    /// `XDRSYNC_QUEUE_NAME`
+    pub queue_name: String,
+    /// `XDRSYNC_POLL_OVERLAP_SECONDS`
+    pub poll_overlap: Duration,
+    /// `XDRSYNC_INITIAL_LOOKBACK_HOURS`
+    pub initial_lookback: Duration,
+    /// `XDRSYNC_MAX_BATCH_BYTES`
+    pub max_batch_bytes: usize,
+    /// `XDRSYNC_USER_CACHE_HOURS`
+    pub user_cache_ttl: Duration,
+    /// `XDRSYNC_HTTP_TIMEOUT_SECONDS`
+    pub http_timeout: Duration,
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("storage", &self.storage)
+            .field("tenant_id", &self.tenant_id)
+            .field("credential", &self.credential)
+            .field("authority_host", &self.authority_host.as_str())
+            .field("graph_endpoint", &self.graph_endpoint.as_str())
+            .field("arm_endpoint", &self.arm_endpoint.as_str())
+            .field("workspace", &self.workspace)
+            .field(
+                "logs_ingestion_endpoint",
+                &self.logs_ingestion_endpoint.as_str(),
+            )
+            .field("dcr_immutable_id", &self.dcr_immutable_id)
+            .field("alerts_stream", &self.alerts_stream)
+            .field(
+                "webhook_key",
+                &self.webhook_key.as_ref().map(|_| "[redacted]"),
+            )
+            .field("poll_schedule", &self.poll_schedule)
+            .field("http_port", &self.http_port)
+            .field("table_prefix", &self.table_prefix)
+            .field("queue_name", &self.queue_name)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Vars<'a>(&'a HashMap<String, String>);
+
+impl Vars<'_> {
+    fn get(&self, var: &str) -> Option<&str> {
+        self.0.get(var).map(|s| s.trim()).filter(|s| !s.is_empty())
+    }
+    fn required(&self, var: &'static str, hint: &str) -> Result<&str, ConfigError> {
+        self.get(var)
+            .ok_or_else(|| err(var, format!("is not set; {hint}")))
+    }
+    fn number<T: std::str::FromStr>(
+        &self,
+        var: &'static str,
+        default: T,
+        range: std::ops::RangeInclusive<T>,
+    ) -> Result<T, ConfigError>
+    where
+        T: PartialOrd + fmt::Display + Copy,
+    {
+        let Some(raw) = self.get(var) else {
+            return Ok(default);
+        };
+        let v: T = raw
+            .parse()
+            .map_err(|_| err(var, format!("'{raw}' is not a number")))?;
+        if !range.contains(&v) {
+            return Err(err(
+                var,
+                format!("{v} is outside {}..={}", range.start(), range.end()),
+            ));
+        }
+        Ok(v)
+    }
+    fn endpoint(&self, var: &'static str, default: &str) -> Result<Url, ConfigError> {
+        let raw = self.get(var).unwrap_or(default);
+        parse_endpoint(var, raw)
+    }
+}
+
+/// Parses an endpoint URL and enforces https (loopback excepted).
+pub fn parse_endpoint(var: &'static str, raw: &str) -> Result<Url, ConfigError> {
+    let url = Url::parse(raw).map_err(|e| err(var, format!("'{raw}' is not a URL ({e})")))?;
+    match url.scheme() {
+        "https" => Ok(url),
+        "http" if is_loopback(&url) => Ok(url),
+        "http" => Err(err(
+            var,
+            format!("'{raw}' must use https (plain http is allowed only for 127.0.0.1/localhost)"),
+        )),
+        other => Err(err(var, format!("'{raw}' has scheme '{other}'; use https"))),
+    }
+}
+
+pub fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+fn is_guid(s: &str) -> bool {
+    uuid::Uuid::parse_str(s).is_ok() && s.len() == 36
+}
+
+impl Config {
+    /// Reads and validates the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_vars(&std::env::vars().collect())
+    }
+
+    /// Reads and validates a settings map (same names as the environment).
+    pub fn from_vars(map: &HashMap<String, String>) -> Result<Self, ConfigError> {
+        let v = Vars(map);
+        let cloud = match v
+            .get("XDRSYNC_CLOUD")
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
+            None | Some("public") | Some("azurecloud") => Cloud::Public,
+            Some("usgov") | Some("azureusgovernment") => Cloud::UsGov,
+            Some("usgovdod") | Some("dod") => Cloud::UsGovDod,
+            Some(other) => {
+                return Err(err(
+                    "XDRSYNC_CLOUD",
+                    format!("'{other}' is not one of public, usgov, usgovdod"),
+                ))
+            }
+        };
+
+        let storage_raw = v.required(
+            "AzureWebJobsStorage",
+            "set a storage connection string (UseDevelopmentStorage=true for Azurite)",
+        )?;
+        let storage =
+            StorageConnection::parse(storage_raw).map_err(|p| err("AzureWebJobsStorage", p))?;
+
+        let tenant_id = v
+            .required(
+                "XDRSYNC_TENANT_ID",
+                "set the Entra tenant id (a GUID) of the Defender tenant",
+            )?
+            .to_string();
+        if !is_guid(&tenant_id) {
+            return Err(err(
+                "XDRSYNC_TENANT_ID",
+                format!("'{tenant_id}' is not a GUID"),
+            ));
+        }
+
+        let credential = match v.get("XDRSYNC_CLIENT_SECRET") {
+            Some(secret) => {
+                let client_id = v.required(
+                    "XDRSYNC_CLIENT_ID",
+                    "a client secret needs the app registration's client id",
+                )?;
+                if !is_guid(client_id) {
+                    return Err(err(
+                        "XDRSYNC_CLIENT_ID",
+                        format!("'{client_id}' is not a GUID"),
+                    ));
+                }
+                Credential::ClientSecret {
+                    client_id: client_id.into(),
+                    secret: SecretString::from(secret.to_string()),
+                }
+            }
+            None => {
+                let endpoint = v.get("IDENTITY_ENDPOINT").ok_or_else(|| {
+                    err("XDRSYNC_CLIENT_SECRET", "is not set and no managed identity is available (IDENTITY_ENDPOINT is empty); set XDRSYNC_CLIENT_ID and XDRSYNC_CLIENT_SECRET, or enable the Function App's managed identity")
+                })?;
+                let endpoint = parse_identity_endpoint(endpoint)?;
+                let header = v.required(
+                    "IDENTITY_HEADER",
+                    "the managed identity endpoint needs its header secret",
+                )?;
+                let client_id = v
+                    .get("XDRSYNC_MANAGED_IDENTITY_CLIENT_ID")
+                    .map(str::to_string);
+                if let Some(id) = &client_id {
+                    if !is_guid(id) {
+                        return Err(err(
+                            "XDRSYNC_MANAGED_IDENTITY_CLIENT_ID",
+                            format!("'{id}' is not a GUID"),
+                        ));
+                    }
+                }
+                Credential::ManagedIdentity {
+                    endpoint,
+                    header: SecretString::from(header.to_string()),
+                    client_id,
+                }
+            }
+        };
+
+        let workspace_raw = v.required(
+            "XDRSYNC_WORKSPACE_RESOURCE_ID",
+            "set the Sentinel workspace's ARM resource id",
+        )?;
+        let workspace =
+            Workspace::parse(workspace_raw).map_err(|p| err("XDRSYNC_WORKSPACE_RESOURCE_ID", p))?;
+
+        let logs_raw = v.required(
+            "XDRSYNC_LOGS_INGESTION_ENDPOINT",
+            "set the data collection endpoint (or the DCR's logsIngestion endpoint)",
+        )?;
+        let logs_ingestion_endpoint = parse_endpoint("XDRSYNC_LOGS_INGESTION_ENDPOINT", logs_raw)?;
+
+        let dcr = v
+            .required(
+                "XDRSYNC_DCR_IMMUTABLE_ID",
+                "set the data collection rule's immutable id (dcr-…)",
+            )?
+            .to_string();
+        let dcr_ok = dcr.len() == 36
+            && dcr.starts_with("dcr-")
+            && dcr[4..].chars().all(|c| c.is_ascii_hexdigit());
+        if !dcr_ok {
+            return Err(err(
+                "XDRSYNC_DCR_IMMUTABLE_ID",
+                format!("'{dcr}' is not a DCR immutable id (dcr- followed by 32 hex digits)"),
+            ));
+        }
+
+        let alerts_stream = v
+            .get("XDRSYNC_ALERTS_STREAM")
+            .unwrap_or("Custom-XdrsyncAlerts")
+            .to_string();
+        let stream_ok = alerts_stream.starts_with("Custom-")
+            && alerts_stream.len() > 7
+            && alerts_stream[7..]
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !stream_ok {
+            return Err(err(
+                "XDRSYNC_ALERTS_STREAM",
+                format!("'{alerts_stream}' must be Custom- followed by letters, digits or _"),
+            ));
+        }
+
+        let webhook_key = match v.get("XDRSYNC_WEBHOOK_KEY") {
+            Some(k) if k.len() < 16 => {
+                return Err(err("XDRSYNC_WEBHOOK_KEY", "must be at least 16 characters"))
+            }
+            Some(k) => Some(SecretString::from(k.to_string())),
+            None => None,
+        };
+
+        let poll_schedule = v
+            .get("XDRSYNC_POLL_SCHEDULE")
+            .unwrap_or(DEFAULT_SCHEDULE)
+            .to_string();
+        crate::schedule::Schedule::parse(&poll_schedule)
+            .map_err(|p| err("XDRSYNC_POLL_SCHEDULE", p))?;
+
+        let table_prefix = v
+            .get("XDRSYNC_TABLE_PREFIX")
+            .unwrap_or("xdrsync")
+            .to_string();
+        let prefix_ok = table_prefix
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic())
+            && table_prefix.chars().all(|c| c.is_ascii_alphanumeric())
+            && table_prefix.len() <= 40;
+        if !prefix_ok {
+            return Err(err("XDRSYNC_TABLE_PREFIX", format!("'{table_prefix}' must start with a letter and hold only letters and digits (≤ 40)")));
+        }
+        let queue_name = v
+            .get("XDRSYNC_QUEUE_NAME")
+            .unwrap_or(QUEUE_NAME)
+            .to_string();
+        let queue_ok = (3..=63).contains(&queue_name.len())
+            && queue_name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            && !queue_name.starts_with('-')
+            && !queue_name.contains("--");
+        if !queue_ok {
+            return Err(err("XDRSYNC_QUEUE_NAME", format!("'{queue_name}' is not a valid queue name (3-63 lowercase letters, digits, single dashes)")));
+        }
+
+        Ok(Config {
+            storage,
+            tenant_id: tenant_id.to_ascii_lowercase(),
+            credential,
+            authority_host: v.endpoint("XDRSYNC_AUTHORITY_HOST", cloud.authority())?,
+            graph_endpoint: v.endpoint("XDRSYNC_GRAPH_ENDPOINT", cloud.graph())?,
+            arm_endpoint: v.endpoint("XDRSYNC_ARM_ENDPOINT", cloud.arm())?,
+            graph_scope: format!("{}/.default", cloud.graph()),
+            arm_scope: format!("{}/.default", cloud.arm()),
+            monitor_scope: format!("{}/.default", cloud.monitor()),
+            workspace,
+            logs_ingestion_endpoint,
+            dcr_immutable_id: dcr,
+            alerts_stream,
+            webhook_key,
+            poll_schedule,
+            http_port: v.number("XDRSYNC_HTTP_PORT", 8080u16, 1..=65535)?,
+            table_prefix,
+            queue_name,
+            poll_overlap: Duration::from_secs(v.number(
+                "XDRSYNC_POLL_OVERLAP_SECONDS",
+                120u64,
+                0..=3600,
+            )?),
+            initial_lookback: Duration::from_secs(
+                3600 * v.number("XDRSYNC_INITIAL_LOOKBACK_HOURS", 24u64, 0..=24 * 180)?,
+            ),
+            max_batch_bytes: v.number(
+                "XDRSYNC_MAX_BATCH_BYTES",
+                1_000_000usize,
+                1024..=1_000_000,
+            )?,
+            user_cache_ttl: Duration::from_secs(
+                3600 * v.number("XDRSYNC_USER_CACHE_HOURS", 24u64, 0..=24 * 30)?,
+            ),
+            http_timeout: Duration::from_secs(v.number(
+                "XDRSYNC_HTTP_TIMEOUT_SECONDS",
+                30u64,
+                1..=600,
+            )?),
+        })
+    }
+
+    /// The workspace's Microsoft.SecurityInsights base URL (no api-version).
+    pub fn security_insights_base(&self) -> String {
+        format!(
+            "{}{}/providers/Microsoft.SecurityInsights",
+            self.arm_endpoint.as_str().trim_end_matches('/'),
+            self.workspace.resource_id()
+        )
+    }
+
+    /// True when the webhook key matches (constant-time).
+    pub fn webhook_key_matches(&self, presented: &str) -> bool {
+        use subtle::ConstantTimeEq;
+        match &self.webhook_key {
+            Some(k) => k
+                .expose_secret()
+                .as_bytes()
+                .ct_eq(presented.as_bytes())
+                .into(),
+            None => false,
+        }
+    }
+}
+
+fn parse_identity_endpoint(raw: &str) -> Result<Url, ConfigError> {
+    // App Service's identity endpoint is a local http URL by design, so only the scheme is checked.
+    let url = Url::parse(raw)
+        .map_err(|e| err("IDENTITY_ENDPOINT", format!("'{raw}' is not a URL ({e})")))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(err(
+            "IDENTITY_ENDPOINT",
+            format!("'{raw}' must be an http(s) URL"),
+        ));
+    }
+    Ok(url)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub fn base_vars() -> HashMap<String, String> {
+        [
+            ("AzureWebJobsStorage", "UseDevelopmentStorage=true"),
+            ("XDRSYNC_TENANT_ID", "72f988bf-86f1-41af-91ab-2d7cd011db47"),
+            ("XDRSYNC_CLIENT_ID", "11111111-2222-3333-4444-555555555555"),
+            ("XDRSYNC_CLIENT_SECRET", "super-secret-value-123"),
+            ("XDRSYNC_WORKSPACE_RESOURCE_ID", "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg-soc/providers/Microsoft.OperationalInsights/workspaces/soc-ws"),
+            ("XDRSYNC_LOGS_INGESTION_ENDPOINT", "https://dce-x.westeurope-1.ingest.monitor.azure.com"),
+            ("XDRSYNC_DCR_IMMUTABLE_ID", "dcr-000a00a000a00000a000000aa000a0aa"),
+            ("XDRSYNC_WEBHOOK_KEY", "webhook-key-0123456789"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    }
+
+    fn with(overrides: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let mut m = base_vars();
+        for (k, v) in overrides {
+            m.insert(k.to_string(), v.to_string());
+        }
+        Config::from_vars(&m)
+    }
+
+    #[test]
+    fn defaults_are_the_public_cloud() {
+        let c = with(&[]).unwrap();
+        assert_eq!(c.graph_endpoint.as_str(), "https://graph.microsoft.com/");
+        assert_eq!(c.arm_scope, "https://management.azure.com/.default");
+        assert_eq!(c.monitor_scope, "https://monitor.azure.com/.default");
+        assert_eq!(c.poll_schedule, "*/30 * * * * *");
+        assert_eq!(c.queue_name, "xdrsync-incidents");
+    }
+
+    #[test]
+    fn us_gov_preset_changes_defaults() {
+        let c = with(&[("XDRSYNC_CLOUD", "usgov")]).unwrap();
+        assert_eq!(
+            c.authority_host.as_str(),
+            "https://login.microsoftonline.us/"
+        );
+        assert_eq!(c.graph_scope, "https://graph.microsoft.us/.default");
+    }
+
+    #[test]
+    fn plain_http_only_on_loopback() {
+        assert!(with(&[("XDRSYNC_GRAPH_ENDPOINT", "http://127.0.0.1:9000")]).is_ok());
+        assert!(with(&[("XDRSYNC_GRAPH_ENDPOINT", "http://localhost:9000")]).is_ok());
+        let e = with(&[("XDRSYNC_GRAPH_ENDPOINT", "http://graph.example.com")]).unwrap_err();
+        assert_eq!(e.var, "XDRSYNC_GRAPH_ENDPOINT");
+        assert!(e.problem.contains("https"));
+    }
+
+    #[test]
+    fn errors_name_the_variable() {
+        let mut m = base_vars();
+        m.remove("XDRSYNC_TENANT_ID");
+        assert_eq!(Config::from_vars(&m).unwrap_err().var, "XDRSYNC_TENANT_ID");
+        assert_eq!(
+            with(&[("XDRSYNC_DCR_IMMUTABLE_ID", "dcr-nothex")])
+                .unwrap_err()
+                .var,
+            "XDRSYNC_DCR_IMMUTABLE_ID"
+        );
+        assert_eq!(
+            with(&[("XDRSYNC_POLL_SCHEDULE", "every minute")])
+                .unwrap_err()
+                .var,
+            "XDRSYNC_POLL_SCHEDULE"
+        );
+        assert_eq!(
+            with(&[("XDRSYNC_WORKSPACE_RESOURCE_ID", "/subscriptions/x")])
+                .unwrap_err()
+                .var,
+            "XDRSYNC_WORKSPACE_RESOURCE_ID"
+        );
+        assert_eq!(
+            with(&[("XDRSYNC_HTTP_PORT", "0")]).unwrap_err().var,
+            "XDRSYNC_HTTP_PORT"
+        );
+    }
+
+    #[test]
+    fn managed_identity_when_no_secret() {
+        let mut m = base_vars();
+        m.remove("XDRSYNC_CLIENT_SECRET");
+        assert_eq!(
+            Config::from_vars(&m).unwrap_err().var,
+            "XDRSYNC_CLIENT_SECRET"
+        );
+        m.insert(
+            "IDENTITY_ENDPOINT".into(),
+            "http://169.254.129.2:8081/msi/token".into(),
+        );
+        m.insert("IDENTITY_HEADER".into(), "mi-header-secret-value".into());
+        m.insert(
+            "XDRSYNC_MANAGED_IDENTITY_CLIENT_ID".into(),
+            "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee".into(),
+        );
+        let c = Config::from_vars(&m).unwrap();
+        assert!(matches!(
+            c.credential,
+            Credential::ManagedIdentity {
+                client_id: Some(_),
+                ..
+            }
+        ));
+        assert!(!format!("{c:?}").contains("mi-header-secret-value"));
+    }
+
+    #[test]
+    fn debug_output_redacts_every_secret() {
+        let mut m = base_vars();
+        m.insert(
+            "AzureWebJobsStorage".into(),
+            "DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=c2VjcmV0LWFjY291bnQta2V5LXZhbHVlLWZvci10ZXN0cw==;EndpointSuffix=core.windows.net".into(),
+        );
+        let c = Config::from_vars(&m).unwrap();
+        let dbg = format!("{c:?} {:?} {:?}", c.credential, c.storage);
+        for secret in [
+            "super-secret-value-123",
+            "webhook-key-0123456789",
+            "c2VjcmV0LWFjY291bnQta2V5",
+        ] {
+            assert!(!dbg.contains(secret), "Debug leaked {secret}: {dbg}");
+        }
+        assert!(dbg.contains("[redacted]"));
+    }
+
+    #[test]
+    fn webhook_key_compare() {
+        let c = with(&[]).unwrap();
+        assert!(c.webhook_key_matches("webhook-key-0123456789"));
+        assert!(!c.webhook_key_matches("webhook-key-012345678"));
+        assert!(!c.webhook_key_matches(""));
+        assert!(with(&[("XDRSYNC_WEBHOOK_KEY", "short")]).is_err());
+    }
+}

@@ -1,0 +1,12 @@
+//! The functional core: service models, mapping, the merge, cursors, batching and names.
+//! Nothing here does I/O or reads a clock; time is passed in.
+
+pub mod batching;
+pub mod cursor;
+pub mod defender;
+pub mod keys;
+pub mod names;
+pub mod sentinel;
+pub mod time_fmt;
+pub mod tolerant;
+pub mod work;
