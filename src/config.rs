@@ -238,14 +238,14 @@ impl Vars<'_> {
         self.get(var)
             .ok_or_else(|| err(var, format!("is not set; {hint}")))
     }
-    fn number<T: std::str::FromStr>(
+    fn number<T>(
         &self,
         var: &'static str,
         default: T,
         range: std::ops::RangeInclusive<T>,
     ) -> Result<T, ConfigError>
     where
-        T: PartialOrd + fmt::Display + Copy,
+        T: std::str::FromStr + PartialOrd + fmt::Display + Copy,
     {
         let Some(raw) = self.get(var) else {
             return Ok(default);

@@ -12,7 +12,7 @@ use crate::ports::{ETag, Entity, StateStore, Table};
 
 const DATA: &str = "Data";
 /// Attempts of a read-modify-write before giving up (each conflict means someone else wrote).
-const MODIFY_ATTEMPTS: u32 = 8;
+const MODIFY_ATTEMPTS: u32 = 12;
 
 /// Escaped table keys for a record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,7 +136,7 @@ where
     F: FnMut(Option<&T>) -> Option<T>,
 {
     let mut last_err = None;
-    for _ in 0..MODIFY_ATTEMPTS {
+    for attempt in 0..MODIFY_ATTEMPTS {
         let current: Option<Versioned<T>> = load(store, table, key).await?;
         let Some(next) = change(current.as_ref().map(|c| &c.value)) else {
             return Ok(current.map(|c| c.value));
@@ -152,7 +152,12 @@ where
         .await
         {
             Ok(_) => return Ok(Some(next)),
-            Err(e) if e.is_conflict() => last_err = Some(e),
+            Err(e) if e.is_conflict() => {
+                last_err = Some(e);
+                // Spread contending writers out so one of them wins the next round.
+                let jitter = rand::random::<u64>() % (10 * u64::from(attempt + 1));
+                tokio::time::sleep(std::time::Duration::from_millis(jitter)).await;
+            }
             Err(e) => return Err(e),
         }
     }

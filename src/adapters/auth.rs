@@ -26,8 +26,13 @@ pub fn token_source(
 ) -> Arc<dyn TokenSource> {
     match &cfg.credential {
         Credential::ClientSecret { client_id, secret } => {
+            let transport = Arc::new(EntraTransport {
+                inner: azure_core::new_http_client(),
+                last_error: Default::default(),
+                counters,
+            });
             let cred = azure_identity::ClientSecretCredential::new(
-                azure_core::new_http_client(),
+                transport.clone(),
                 cfg.authority_host.clone(),
                 cfg.tenant_id.clone(),
                 client_id.clone(),
@@ -35,7 +40,7 @@ pub fn token_source(
             );
             Arc::new(CredentialTokens {
                 inner: Arc::new(cred),
-                counters,
+                transport,
             })
         }
         Credential::ManagedIdentity {
@@ -53,16 +58,63 @@ pub fn token_source(
     }
 }
 
-/// Any `azure_core` credential.
+/// The transport under `azure_identity`: counts token requests and keeps the token endpoint's
+/// last error text (`error`, `error_description`), which the credential's own error drops.
+/// Response bodies of token errors hold no secrets; request bodies (which do) are never kept.
+#[derive(Debug)]
+pub struct EntraTransport {
+    inner: Arc<dyn azure_core::HttpClient>,
+    last_error: std::sync::Mutex<Option<String>>,
+    counters: Arc<CallCounters>,
+}
+
+impl EntraTransport {
+    fn take_last_error(&self) -> Option<String> {
+        self.last_error.lock().ok().and_then(|mut e| e.take())
+    }
+}
+
+#[async_trait]
+impl azure_core::HttpClient for EntraTransport {
+    async fn execute_request(
+        &self,
+        request: &azure_core::Request,
+    ) -> azure_core::Result<azure_core::Response> {
+        bump(&self.counters.entra);
+        let resp = self.inner.execute_request(request).await?;
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        let (status, headers, body) = resp.deconstruct();
+        let bytes = body.collect().await?;
+        let text = serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()
+            .map(|v| {
+                let code = v.get("error").and_then(|c| c.as_str()).unwrap_or_default();
+                let desc = v
+                    .get("error_description")
+                    .and_then(|c| c.as_str())
+                    .unwrap_or_default();
+                format!("{code}: {desc}")
+            })
+            .unwrap_or_else(|| format!("status {}", u16::from(status)));
+        if let Ok(mut slot) = self.last_error.lock() {
+            *slot = Some(text);
+        }
+        let stream = futures::stream::once(async move { Ok(bytes) });
+        Ok(azure_core::Response::new(status, headers, Box::pin(stream)))
+    }
+}
+
+/// Any `azure_core` credential over an [`EntraTransport`].
 pub struct CredentialTokens {
     inner: Arc<dyn TokenCredential>,
-    counters: Arc<CallCounters>,
+    transport: Arc<EntraTransport>,
 }
 
 #[async_trait]
 impl TokenSource for CredentialTokens {
     async fn token(&self, scope: &str) -> Result<SecretString, ApiError> {
-        bump(&self.counters.entra);
         let t = self
             .inner
             .get_token(&[scope])
@@ -70,7 +122,10 @@ impl TokenSource for CredentialTokens {
             .map_err(|e| ApiError::Auth {
                 service: "entra",
                 status: None,
-                message: credential_message(&e),
+                message: match self.transport.take_last_error() {
+                    Some(server) => format!("{} ({server})", credential_message(&e)),
+                    None => credential_message(&e),
+                },
             })?;
         Ok(SecretString::from(t.token.secret().to_string()))
     }

@@ -42,7 +42,7 @@ async fn ingest(
         return r;
     }
     sim.stats.bump("logs.post");
-    if q.get("api-version").is_none() {
+    if !q.contains_key("api-version") {
         return err(
             StatusCode::BAD_REQUEST,
             "MissingApiVersion",

@@ -7,6 +7,9 @@
 //! cap, 429s with Retry-After when faults are injected. Paths match the real hosts' paths, so
 //! one port serves every API: point each endpoint setting at it.
 
+// Handlers' helpers return ready-made error responses; boxing them would only add noise.
+#![allow(clippy::result_large_err)]
+
 mod arm;
 mod control;
 mod entra;
