@@ -11,6 +11,7 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
+use crate::domain::merge::ConflictPolicy;
 use crate::storage_conn::StorageConnection;
 
 pub const QUEUE_NAME: &str = "xdrsync-incidents";
@@ -198,6 +199,12 @@ pub struct Config {
     pub user_cache_ttl: Duration,
     /// `XDRSYNC_HTTP_TIMEOUT_SECONDS`
     pub http_timeout: Duration,
+    /// `XDRSYNC_CONFLICT_POLICY`
+    pub conflict_policy: ConflictPolicy,
+    /// `XDRSYNC_QUEUE_VISIBILITY_SECONDS` (standalone mode: how long a failed message waits)
+    pub queue_visibility: Duration,
+    /// `XDRSYNC_WORKERS` (standalone mode: concurrent queue messages)
+    pub workers: usize,
 }
 
 impl fmt::Debug for Config {
@@ -511,6 +518,21 @@ impl Config {
                 30u64,
                 1..=600,
             )?),
+            conflict_policy: match v.get("XDRSYNC_CONFLICT_POLICY") {
+                None => ConflictPolicy::LatestWins,
+                Some(p) => ConflictPolicy::parse(p).ok_or_else(|| {
+                    err(
+                        "XDRSYNC_CONFLICT_POLICY",
+                        format!("'{p}' is not one of latest-wins, defender-wins, sentinel-wins"),
+                    )
+                })?,
+            },
+            queue_visibility: Duration::from_secs(v.number(
+                "XDRSYNC_QUEUE_VISIBILITY_SECONDS",
+                30u64,
+                1..=3600,
+            )?),
+            workers: v.number("XDRSYNC_WORKERS", 8usize, 1..=64)?,
         })
     }
 
@@ -633,6 +655,18 @@ pub(crate) mod tests {
         assert_eq!(
             with(&[("XDRSYNC_HTTP_PORT", "0")]).unwrap_err().var,
             "XDRSYNC_HTTP_PORT"
+        );
+        assert_eq!(
+            with(&[("XDRSYNC_CONFLICT_POLICY", "coin-flip")])
+                .unwrap_err()
+                .var,
+            "XDRSYNC_CONFLICT_POLICY"
+        );
+        assert_eq!(
+            with(&[("XDRSYNC_CONFLICT_POLICY", "Sentinel-Wins")])
+                .unwrap()
+                .conflict_policy,
+            ConflictPolicy::SentinelWins
         );
     }
 

@@ -14,14 +14,15 @@ use xdrsync::sim::SimConfig;
 #[command(
     name = "xdrsync",
     version,
-    about = "Keeps Microsoft Defender XDR and Microsoft Sentinel incidents in one state, both ways."
+    about = "Keeps Microsoft Defender XDR and Microsoft Sentinel incidents in one state, both ways.",
+    after_help = "With no command and FUNCTIONS_CUSTOMHANDLER_PORT set (inside an Azure Functions host), runs `serve`."
 )]
 struct Cli {
     /// Log as JSON lines (default: human-readable).
     #[arg(long, global = true, env = "XDRSYNC_LOG_JSON")]
     log_json: bool,
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Subcommand)]
@@ -47,19 +48,194 @@ enum Command {
     /// Reads the same app settings as the Function App (environment variables) and reports
     /// each problem in plain words, naming the setting to fix. Exits non-zero on any problem.
     Check,
+    /// Serve the Azure Functions custom handler on FUNCTIONS_CUSTOMHANDLER_PORT (127.0.0.1).
+    ///
+    /// The Functions host starts this (host.json `customHandler`) and calls POST /{FunctionName}
+    /// with the invocation envelope. It is also the default when FUNCTIONS_CUSTOMHANDLER_PORT is set.
+    Serve {
+        /// Port to listen on (default: FUNCTIONS_CUSTOMHANDLER_PORT).
+        #[arg(long, env = "FUNCTIONS_CUSTOMHANDLER_PORT")]
+        port: u16,
+    },
+    /// Run standalone, without a Functions host: the poller on XDRSYNC_POLL_SCHEDULE (one instance
+    /// at a time, by a lease in Table Storage), queue workers with poison handling, and the HTTP
+    /// functions on XDRSYNC_HTTP_PORT under /api. Stops gracefully on SIGTERM or Ctrl-C.
+    Run,
+    /// Assemble a deployable Functions app: host.json and one folder per function at its root,
+    /// plus this binary, ready for `func azure functionapp publish` (build with --release first).
+    Package {
+        /// Output folder (created if missing).
+        #[arg(long)]
+        out: std::path::PathBuf,
+        /// Binary to ship (default: this executable).
+        #[arg(long)]
+        binary: Option<std::path::PathBuf>,
+    },
+    /// Run the demo: Azurite + simulator + xdrsync standalone, seed incidents, report latency,
+    /// calls per incident and exactly-once mirroring. Exits non-zero if anything is missing or
+    /// duplicated. Also the benchmark (`--json`).
+    Demo {
+        /// Incidents to seed.
+        #[arg(long, default_value_t = 200)]
+        incidents: usize,
+        /// Poll interval of the Defender poller, in seconds (1-59).
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=59))]
+        poll_seconds: u32,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 180)]
+        timeout: u64,
+        /// Repository root holding node_modules/.bin/azurite.
+        #[arg(long, default_value = ".")]
+        repo: std::path::PathBuf,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     xdrsync::telemetry::init(cli.log_json);
-    match cli.command {
+    let command = match cli.command {
+        Some(c) => c,
+        None => match std::env::var("FUNCTIONS_CUSTOMHANDLER_PORT")
+            .ok()
+            .and_then(|p| p.parse().ok())
+        {
+            Some(port) => Command::Serve { port },
+            None => {
+                use clap::CommandFactory;
+                let _ = Cli::command().print_help();
+                return ExitCode::from(2);
+            }
+        },
+    };
+    match command {
         Command::Sim {
             port,
             seed_incidents,
             token_lifetime,
         } => run_sim(port, seed_incidents, token_lifetime).await,
         Command::Check => run_check().await,
+        Command::Serve { port } => serve(port).await,
+        Command::Run => run_standalone().await,
+        Command::Package { out, binary } => package(&out, binary),
+        Command::Demo {
+            incidents,
+            poll_seconds,
+            timeout,
+            repo,
+            json,
+        } => {
+            let opts = xdrsync::demo::DemoOptions {
+                incidents,
+                poll_seconds,
+                timeout: std::time::Duration::from_secs(timeout),
+                repo_root: repo,
+                json,
+            };
+            match xdrsync::demo::run(opts).await {
+                Ok(report) => {
+                    if json {
+                        println!(
+                            "{}",
+                            serde_json::to_string_pretty(&report).unwrap_or_default()
+                        );
+                    } else {
+                        xdrsync::demo::print(&report);
+                    }
+                    if report.ok {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::FAILURE
+                    }
+                }
+                Err(e) => {
+                    eprintln!("demo failed: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+async fn serve(port: u16) -> ExitCode {
+    let cfg = match load_config() {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let services = std::sync::Arc::new(Services::from_config(cfg));
+    let warm = services.clone();
+    tokio::spawn(async move {
+        if let Err(e) = warm.store.ensure_tables().await {
+            tracing::error!(error.message = %e, "cannot create the state tables");
+        }
+    });
+    let listener = match tokio::net::TcpListener::bind(("127.0.0.1", port)).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("cannot listen on 127.0.0.1:{port}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing::info!(port, "custom handler listening");
+    let app = xdrsync::functions::router(services);
+    match axum::serve(listener, app)
+        .with_graceful_shutdown(xdrsync::standalone::shutdown_signal())
+        .await
+    {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("handler stopped: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run_standalone() -> ExitCode {
+    let cfg = match load_config() {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let port = cfg.http_port;
+    let services = std::sync::Arc::new(Services::from_config(cfg));
+    let runner = match xdrsync::standalone::start(services, port).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot start: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    xdrsync::standalone::shutdown_signal().await;
+    tracing::info!("shutting down");
+    runner.shutdown().await;
+    ExitCode::SUCCESS
+}
+
+fn package(out: &std::path::Path, binary: Option<std::path::PathBuf>) -> ExitCode {
+    let binary = match binary.map(Ok).unwrap_or_else(std::env::current_exe) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("cannot find the binary to ship: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match xdrsync::package::write_app(out, &binary) {
+        Ok(files) => {
+            for f in files {
+                println!("{}", f.display());
+            }
+            println!(
+                "publish with: cd {} && func azure functionapp publish <app-name> --custom",
+                out.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("package failed: {e:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 

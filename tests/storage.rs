@@ -14,7 +14,7 @@ use xdrsync::ports::{Entity, StateStore, Table, WorkQueue};
 use xdrsync::state::{load, modify, save, RowKey, Versioned};
 use xdrsync::storage_conn::StorageConnection;
 
-fn tables(az: &Azurite, prefix: &str) -> AzureTables {
+fn tables(az: &AzuriteProcess, prefix: &str) -> AzureTables {
     let conn = StorageConnection::parse(&az.connection_string()).unwrap();
     AzureTables::new(&conn, prefix, CallCounters::shared())
 }

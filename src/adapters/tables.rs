@@ -250,10 +250,8 @@ impl StateStore for AzureTables {
             .filter(filter)
             .into_stream::<Map<String, Value>>();
         let mut out = Vec::new();
-        while let Some(page) = {
+        while let Some(page) = stream.next().await {
             self.count();
-            stream.next().await
-        } {
             let page = page.map_err(|e| from_azure(SERVICE, e))?;
             out.extend(page.entities.into_iter().filter_map(from_wire));
         }

@@ -4,89 +4,23 @@
 #![allow(dead_code)]
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
 
 use xdrsync::config::Config;
 use xdrsync::sim::{RunningSim, SimConfig};
-use xdrsync::storage_conn::StorageConnection;
 
-pub struct Azurite {
-    child: Child,
-    pub table_port: u16,
-    pub queue_port: u16,
-}
+pub use xdrsync::devtools::Azurite as AzuriteProcess;
+
+/// Azurite for a test; a missing install fails the test (never skips).
+pub struct Azurite;
 
 impl Azurite {
-    pub fn connection_string(&self) -> String {
-        StorageConnection::azurite_string(self.table_port, self.queue_port)
-    }
-
-    /// Starts Azurite (tables + queues, in memory, no telemetry) on free ports.
-    pub fn start() -> Self {
-        let bin = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("node_modules/.bin/azurite");
-        assert!(
-            bin.exists(),
-            "Azurite is not installed at {}: run `npm ci` in the repository root",
-            bin.display()
-        );
-        let mut child = Command::new(&bin)
-            .args([
-                "--inMemoryPersistence",
-                "--disableTelemetry",
-                "--skipApiVersionCheck",
-                "--disableProductStyleUrl",
-                "--blobPort",
-                "0",
-                "--queuePort",
-                "0",
-                "--tablePort",
-                "0",
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("Azurite starts");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let port_of = |line: &str| {
-            line.rsplit(':')
-                .next()
-                .and_then(|p| p.trim().parse::<u16>().ok())
-        };
-        let (mut table_port, mut queue_port) = (None, None);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while table_port.is_none() || queue_port.is_none() {
-            let line = rx
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-                .expect("Azurite printed its ports in time");
-            if line.contains("Table service is successfully listening") {
-                table_port = port_of(&line);
-            }
-            if line.contains("Queue service is successfully listening") {
-                queue_port = port_of(&line);
-            }
-        }
-        Self {
-            child,
-            table_port: table_port.unwrap_or_default(),
-            queue_port: queue_port.unwrap_or_default(),
-        }
-    }
-}
-
-impl Drop for Azurite {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    #[allow(clippy::new_ret_no_self)]
+    pub fn start() -> AzuriteProcess {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        AzuriteProcess::start(&xdrsync::devtools::azurite_bin(&root))
+            .expect("Azurite starts (run `npm ci`)")
     }
 }
 

@@ -1,0 +1,317 @@
+//! `xdrsync demo`: the whole product on one machine. Starts Azurite and the simulator, runs
+//! xdrsync standalone as a child process (the real binary, real storage), seeds incidents,
+//! shows progress, then reports: incidents mirrored / expected, alerts shipped, Defender →
+//! Sentinel latency p50/p95, Graph / ARM / Table calls per incident, and writes during a quiet
+//! window. Exit 0 only if every incident is mirrored exactly once with all its alerts.
+//! The same command is the benchmark: `--json` prints the report as JSON.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::devtools::{azurite_bin, Azurite};
+use crate::domain::names::sentinel_incident_name;
+use crate::metrics::CallCounts;
+use crate::sim::seed::SeedSpec;
+use crate::sim::SimConfig;
+
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    pub incidents: usize,
+    pub poll_seconds: u32,
+    pub timeout: Duration,
+    pub repo_root: PathBuf,
+    pub json: bool,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DemoReport {
+    pub incidents_expected: usize,
+    pub incidents_mirrored: usize,
+    pub duplicates: usize,
+    pub missing: usize,
+    pub alerts_expected: usize,
+    pub alerts_shipped: usize,
+    pub latency_ms_p50: Option<i64>,
+    pub latency_ms_p95: Option<i64>,
+    pub latency_ms_max: Option<i64>,
+    pub poll_seconds: u32,
+    pub graph_calls_per_incident: f64,
+    pub arm_calls_per_incident: f64,
+    pub table_calls_per_incident: f64,
+    pub sentinel_writes_per_incident: f64,
+    pub quiet_window_writes: u64,
+    pub converged_in_seconds: f64,
+    pub ok: bool,
+}
+
+/// Kills the child xdrsync on drop.
+struct ChildGuard(Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn percentile(sorted: &[i64], p: f64) -> Option<i64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted.get(idx).copied()
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
+    let say = |s: &str| {
+        if !opts.json {
+            eprintln!("{s}");
+        }
+    };
+    say("starting Azurite…");
+    let azurite = Azurite::start(&azurite_bin(&opts.repo_root))?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let sim = crate::sim::spawn(listener, SimConfig::demo()).await?;
+    say(&format!("simulator on {}", sim.base_url()));
+
+    let http_port = free_port()?;
+    let mut cmd = Command::new(std::env::current_exe()?);
+    cmd.arg("run")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .env("AzureWebJobsStorage", azurite.connection_string())
+        .env("XDRSYNC_HTTP_PORT", http_port.to_string())
+        .env(
+            "XDRSYNC_POLL_SCHEDULE",
+            format!("*/{} * * * * *", opts.poll_seconds),
+        )
+        .env("XDRSYNC_WEBHOOK_KEY", "demo-webhook-key-not-secret")
+        .stdout(Stdio::null())
+        .stderr(if opts.json {
+            Stdio::null()
+        } else {
+            Stdio::inherit()
+        });
+    for (k, v) in sim.sim.config.settings_for(sim.addr) {
+        cmd.env(k, v);
+    }
+    let _child = ChildGuard(cmd.spawn()?);
+    let health_url = format!("http://127.0.0.1:{http_port}/api/health");
+    let http = reqwest::Client::new();
+    let started = Instant::now();
+    loop {
+        if http.get(&health_url).send().await.is_ok() {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            anyhow::bail!("xdrsync did not start within 60 s");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    say(&format!(
+        "xdrsync standalone up (poll every {} s); seeding {} incidents…",
+        opts.poll_seconds, opts.incidents
+    ));
+
+    let tenant = sim.sim.config.tenant_id.clone();
+    let spec = SeedSpec {
+        count: opts.incidents,
+        seed: 42,
+        min_alerts: 1,
+        max_alerts: 6,
+        big_incidents: usize::from(opts.incidents >= 50),
+        big_alerts: 180,
+        same_timestamp: false,
+    };
+    let ids = crate::sim::seed::seed(&mut sim.sim.world(), &tenant, &spec);
+    let seeded_at: BTreeMap<uuid::Uuid, time::OffsetDateTime> = {
+        let w = sim.sim.world();
+        ids.iter()
+            .filter_map(|id| {
+                w.incident(id)
+                    .map(|i| (sentinel_incident_name(&tenant, id), i.last_update_date_time))
+            })
+            .collect()
+    };
+    let alerts_expected = sim.sim.world().alerts.len();
+    let seed_time = Instant::now();
+
+    let bar = indicatif::ProgressBar::new(opts.incidents as u64);
+    if opts.json {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} mirrored, {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let mut converged = false;
+    while seed_time.elapsed() < opts.timeout {
+        let (mirrored, rows) = {
+            let w = sim.sim.world();
+            (
+                w.sentinel
+                    .keys()
+                    .filter(|n| seeded_at.contains_key(n))
+                    .count(),
+                w.logs.values().map(Vec::len).sum::<usize>(),
+            )
+        };
+        bar.set_position(mirrored as u64);
+        bar.set_message(format!("{rows}/{alerts_expected} alerts shipped"));
+        if mirrored >= opts.incidents && rows >= alerts_expected {
+            converged = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    bar.finish();
+    let converged_in = seed_time.elapsed().as_secs_f64();
+
+    // Quiet window: nothing changes, so xdrsync must write nothing.
+    let puts_before = sim
+        .sim
+        .stats
+        .snapshot()
+        .get("arm.incidents.put")
+        .copied()
+        .unwrap_or(0)
+        + sim
+            .sim
+            .stats
+            .snapshot()
+            .get("graph.incidents.patch")
+            .copied()
+            .unwrap_or(0);
+    if converged {
+        tokio::time::sleep(Duration::from_secs(u64::from(opts.poll_seconds) * 3 + 1)).await;
+    }
+    let stats = sim.sim.stats.snapshot();
+    let puts_after = stats.get("arm.incidents.put").copied().unwrap_or(0)
+        + stats.get("graph.incidents.patch").copied().unwrap_or(0);
+    let calls: CallCounts = match http.get(&health_url).send().await {
+        Ok(r) => r
+            .json::<Value>()
+            .await
+            .ok()
+            .and_then(|v| serde_json::from_value(v["calls"].clone()).ok())
+            .unwrap_or_default(),
+        Err(_) => CallCounts::default(),
+    };
+
+    let w = sim.sim.world();
+    let mut latencies: Vec<i64> = Vec::new();
+    let mut writes = 0u64;
+    for (name, rec) in &w.sentinel {
+        if let (Some(t0), Some(t1)) = (seeded_at.get(name), rec.read_only.created_time_utc) {
+            latencies.push((t1 - *t0).whole_milliseconds() as i64);
+            writes += rec.writes;
+        }
+    }
+    latencies.sort();
+    let mirrored_names: HashSet<_> = w.sentinel.keys().collect();
+    let missing = seeded_at
+        .keys()
+        .filter(|n| !mirrored_names.contains(n))
+        .count();
+    let extra = w
+        .sentinel
+        .keys()
+        .filter(|n| !seeded_at.contains_key(n))
+        .count();
+    let alerts_shipped = w.logs.values().map(Vec::len).sum::<usize>();
+    let shipped_ids: HashSet<&str> = w
+        .logs
+        .values()
+        .flatten()
+        .filter_map(|r| r["SystemAlertId"].as_str())
+        .collect();
+    let n = opts.incidents.max(1) as f64;
+    let report = DemoReport {
+        incidents_expected: opts.incidents,
+        incidents_mirrored: seeded_at.len() - missing,
+        duplicates: extra,
+        missing,
+        alerts_expected,
+        alerts_shipped,
+        latency_ms_p50: percentile(&latencies, 0.50),
+        latency_ms_p95: percentile(&latencies, 0.95),
+        latency_ms_max: latencies.last().copied(),
+        poll_seconds: opts.poll_seconds,
+        graph_calls_per_incident: stats.get("graph.requests").copied().unwrap_or(0) as f64 / n,
+        arm_calls_per_incident: stats.get("arm.requests").copied().unwrap_or(0) as f64 / n,
+        table_calls_per_incident: calls.table as f64 / n,
+        sentinel_writes_per_incident: writes as f64 / n,
+        quiet_window_writes: puts_after - puts_before,
+        converged_in_seconds: converged_in,
+        ok: converged
+            && missing == 0
+            && extra == 0
+            && alerts_shipped == alerts_expected
+            && shipped_ids.len() == alerts_expected
+            && puts_after == puts_before,
+    };
+    Ok(report)
+}
+
+pub fn print(report: &DemoReport) {
+    let ms = |v: Option<i64>| {
+        v.map(|v| format!("{:.2} s", v as f64 / 1000.0))
+            .unwrap_or_else(|| "n/a".into())
+    };
+    println!();
+    println!("xdrsync demo report");
+    println!(
+        "  incidents mirrored       {}/{} (duplicates {}, missing {})",
+        report.incidents_mirrored, report.incidents_expected, report.duplicates, report.missing
+    );
+    println!(
+        "  alerts shipped           {}/{}",
+        report.alerts_shipped, report.alerts_expected
+    );
+    println!(
+        "  Defender → Sentinel      p50 {}, p95 {}, max {} (poll every {} s)",
+        ms(report.latency_ms_p50),
+        ms(report.latency_ms_p95),
+        ms(report.latency_ms_max),
+        report.poll_seconds
+    );
+    println!(
+        "  calls per incident       Graph {:.2}, ARM {:.2}, Table {:.2}",
+        report.graph_calls_per_incident,
+        report.arm_calls_per_incident,
+        report.table_calls_per_incident
+    );
+    println!(
+        "  Sentinel writes/incident {:.2}",
+        report.sentinel_writes_per_incident
+    );
+    println!("  quiet-window writes      {}", report.quiet_window_writes);
+    println!(
+        "  converged in             {:.1} s",
+        report.converged_in_seconds
+    );
+    println!(
+        "  result                   {}",
+        if report.ok {
+            "OK: every incident mirrored exactly once"
+        } else {
+            "FAILED"
+        }
+    );
+}

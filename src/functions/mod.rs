@@ -1,0 +1,114 @@
+//! The Azure Functions edge: the custom handler's HTTP server. The host calls
+//! `POST /{FunctionName}` with the invocation envelope; nothing outside this module knows the
+//! envelope. Queue rule (DESIGN §8): a retryable failure answers non-2xx so the host retries and
+//! finally poison-queues; a message that can never succeed is logged and acknowledged (2xx).
+
+pub mod envelope;
+pub mod jobs;
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+
+use crate::app::Services;
+use envelope::{http_output, queue_text, InvokeRequest, InvokeResponse};
+use jobs::QueueVerdict;
+
+/// Function names, as folder names under `functions/`.
+pub const INCIDENT_POLLER: &str = "IncidentPoller";
+pub const INCIDENT_SYNC: &str = "IncidentSync";
+pub const HEALTH: &str = "Health";
+
+pub fn router(services: Arc<Services>) -> Router {
+    Router::new()
+        // The host polls GET / until any answer arrives.
+        .route("/", get(|| async { "xdrsync" }))
+        .route(&format!("/{INCIDENT_POLLER}"), post(incident_poller))
+        .route(&format!("/{INCIDENT_SYNC}"), post(incident_sync))
+        .route(&format!("/{HEALTH}"), post(health_payload))
+        // Forwarded-HTTP mode and standalone mode call the route itself.
+        .route("/api/health", get(health_raw))
+        .with_state(services)
+}
+
+fn reply(status: StatusCode, body: InvokeResponse) -> Response {
+    (status, Json(body)).into_response()
+}
+
+fn parse_envelope(bytes: &[u8]) -> Result<InvokeRequest, Response> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        reply(
+            StatusCode::BAD_REQUEST,
+            InvokeResponse::log(format!("invalid invocation envelope: {e}")),
+        )
+    })
+}
+
+async fn incident_poller(State(s): State<Arc<Services>>, body: axum::body::Bytes) -> Response {
+    if let Err(r) = parse_envelope(&body) {
+        return r;
+    }
+    match jobs::poll(&s).await {
+        Ok(line) => reply(StatusCode::OK, InvokeResponse::log(line)),
+        // A timer is not retried by the host; the failure is recorded and the next tick re-polls.
+        Err(line) => reply(StatusCode::INTERNAL_SERVER_ERROR, InvokeResponse::log(line)),
+    }
+}
+
+async fn incident_sync(State(s): State<Arc<Services>>, body: axum::body::Bytes) -> Response {
+    let req = match parse_envelope(&body) {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    let Some(value) = req.binding("msg") else {
+        return reply(
+            StatusCode::OK,
+            InvokeResponse::log("dropped: the invocation carries no queue message"),
+        );
+    };
+    let id = req.metadata_str("Id").unwrap_or_default();
+    match jobs::sync_message(
+        &s,
+        &queue_text(value),
+        req.dequeue_count().unwrap_or(1),
+        &id,
+    )
+    .await
+    {
+        QueueVerdict::Done(line) | QueueVerdict::Drop(line) => {
+            reply(StatusCode::OK, InvokeResponse::log(line))
+        }
+        QueueVerdict::Retry(line) => {
+            reply(StatusCode::INTERNAL_SERVER_ERROR, InvokeResponse::log(line))
+        }
+    }
+}
+
+async fn health_payload(State(s): State<Arc<Services>>, body: axum::body::Bytes) -> Response {
+    if let Err(r) = parse_envelope(&body) {
+        return r;
+    }
+    let h = crate::usecase::health::check(&s).await;
+    let mut out = InvokeResponse::default();
+    out.outputs.insert(
+        "res".into(),
+        http_output(
+            h.http_status(),
+            &serde_json::to_value(&h).unwrap_or_default(),
+        ),
+    );
+    reply(StatusCode::OK, out)
+}
+
+async fn health_raw(State(s): State<Arc<Services>>) -> Response {
+    let h = crate::usecase::health::check(&s).await;
+    (
+        StatusCode::from_u16(h.http_status()).unwrap_or(StatusCode::OK),
+        Json(h),
+    )
+        .into_response()
+}

@@ -1,0 +1,151 @@
+//! `xdrsync run`: the same function bodies without a Functions host. Timers run on their
+//! NCRONTAB schedules behind an ETag-guarded lease (only one instance polls); queue workers
+//! receive with a visibility timeout, retry by letting messages reappear, and move a message to
+//! `<queue>-poison` after 5 failed dequeues, as the host does; the HTTP functions are served at
+//! `/api/<route>`; SIGTERM/Ctrl-C stops intake and lets in-flight work finish.
+
+mod lease;
+mod worker;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::app::Services;
+use crate::functions::jobs;
+use crate::schedule::Schedule;
+
+pub use lease::try_acquire;
+pub use worker::MAX_DEQUEUE_COUNT;
+
+/// What a runner has done (for tests and status).
+#[derive(Debug, Default)]
+pub struct RunnerStats {
+    pub polls: AtomicU64,
+    pub messages_done: AtomicU64,
+    pub messages_failed: AtomicU64,
+    pub messages_poisoned: AtomicU64,
+}
+
+/// A running standalone instance.
+pub struct Runner {
+    pub instance_id: String,
+    pub stats: Arc<RunnerStats>,
+    pub http_addr: std::net::SocketAddr,
+    stop: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Runner {
+    /// Stops intake and waits (bounded) for in-flight work.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        for t in self.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(30), t).await;
+        }
+    }
+}
+
+/// Starts the poller, the queue workers and the HTTP server. `http_port` 0 picks a free port.
+pub async fn start(services: Arc<Services>, http_port: u16) -> anyhow::Result<Runner> {
+    let cfg = services.config.clone();
+    services.store.ensure_tables().await?;
+    services.queue.ensure_queue(&cfg.queue_name).await?;
+    services
+        .queue
+        .ensure_queue(&format!("{}-poison", cfg.queue_name))
+        .await?;
+    let schedule = Schedule::parse(&cfg.poll_schedule).map_err(anyhow::Error::msg)?;
+    let instance_id = uuid::Uuid::new_v4().to_string();
+    let stats = Arc::new(RunnerStats::default());
+    let (stop, stopped) = watch::channel(false);
+    let mut tasks = Vec::new();
+
+    let listener = tokio::net::TcpListener::bind(("0.0.0.0", http_port)).await?;
+    let http_addr = listener.local_addr()?;
+    let app = crate::functions::router(services.clone());
+    let mut http_stop = stopped.clone();
+    tasks.push(tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = http_stop.wait_for(|s| *s).await;
+            })
+            .await;
+    }));
+
+    tasks.push(tokio::spawn(poller(
+        services.clone(),
+        schedule,
+        instance_id.clone(),
+        stats.clone(),
+        stopped.clone(),
+    )));
+    for n in 0..cfg.workers {
+        tasks.push(tokio::spawn(worker::run(
+            services.clone(),
+            n,
+            stats.clone(),
+            stopped.clone(),
+        )));
+    }
+    tracing::info!(instance.id = %instance_id, http.addr = %http_addr, workers = cfg.workers, "standalone xdrsync started");
+    Ok(Runner {
+        instance_id,
+        stats,
+        http_addr,
+        stop,
+        tasks,
+    })
+}
+
+async fn poller(
+    s: Arc<Services>,
+    schedule: Schedule,
+    me: String,
+    stats: Arc<RunnerStats>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    // The lease outlives a few ticks so a slow poll keeps it, but a dead holder is replaced.
+    let ttl = (schedule.wait_from(s.clock.now()) * 3).max(Duration::from_secs(15));
+    loop {
+        let wait = schedule.wait_from(s.clock.now());
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stopped.wait_for(|v| *v) => return,
+        }
+        match lease::try_acquire(&s, crate::functions::INCIDENT_POLLER, &me, ttl).await {
+            Ok(true) => {
+                stats.polls.fetch_add(1, Ordering::Relaxed);
+                let _ = jobs::poll(&s).await;
+            }
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error.message = %e, "could not check the poller lease"),
+        }
+    }
+}
+
+/// Waits for SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(t) => t,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

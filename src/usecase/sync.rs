@@ -1,0 +1,353 @@
+//! The reconcile of one incident (DESIGN §2–§3): read Defender D, Sentinel S and the stored
+//! base B; merge (pure); write only the side(s) that differ from the merged values; ship alerts
+//! whose digest changed; save the state row with its ETag. A stale Sentinel etag or a state-row
+//! conflict means someone else wrote in between: read everything again and redo.
+
+use std::collections::HashMap;
+
+use uuid::Uuid;
+
+use crate::app::Services;
+use crate::domain::alerts::{combined_digest, digest, row, with_time_generated};
+use crate::domain::defender::{DefenderAlert, DefenderIncident, IncidentStatus};
+use crate::domain::fields::{defender_patch, from_defender, from_sentinel};
+use crate::domain::keys::escape_key;
+use crate::domain::merge::{merge, Conflict, Side, Times};
+use crate::domain::mirror::{desired, differs, AlertSummary, MirrorInput};
+use crate::domain::names::{sentinel_comment_name, sentinel_incident_name};
+use crate::domain::sentinel::SentinelIncidentBody;
+use crate::domain::work::{ChangeHint, WorkItem};
+use crate::ports::{Entity, Table};
+use crate::records::{incident_key, index_key, IncidentState, IndexEntry, LastError, HEALTH_ROW};
+use crate::state::{load, put, save, RowKey, Versioned};
+
+use super::{owner, UseCaseError};
+
+const ATTEMPTS: usize = 4;
+
+/// What a reconcile did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SyncReport {
+    pub created: bool,
+    pub sentinel_written: bool,
+    pub defender_patched: bool,
+    pub alerts_sent: usize,
+    pub conflicts: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub enum SyncOutcome {
+    /// Neither side changed since the last sync: nothing read beyond the two incidents.
+    Unchanged,
+    Synced(SyncReport),
+    /// Defender no longer has the incident.
+    DefenderGone,
+}
+
+enum Step {
+    Done(SyncOutcome),
+    Redo,
+}
+
+/// Reconciles one incident. Safe to run any number of times, concurrently, in any order.
+pub async fn reconcile(s: &Services, item: &WorkItem) -> Result<SyncOutcome, UseCaseError> {
+    if !item.tenant_id.eq_ignore_ascii_case(&s.config.tenant_id) {
+        return Err(UseCaseError::Permanent(format!(
+            "tenant {} is not the configured tenant",
+            item.tenant_id
+        )));
+    }
+    for _ in 0..ATTEMPTS {
+        if let Step::Done(outcome) = reconcile_once(s, &item.incident_id).await? {
+            return Ok(outcome);
+        }
+    }
+    Err(UseCaseError::Retry(crate::error::ApiError::Conflict {
+        service: "xdrsync",
+        status: 409,
+        message: format!("incident {} kept changing during sync", item.incident_id),
+    }))
+}
+
+async fn reconcile_once(s: &Services, incident_id: &str) -> Result<Step, UseCaseError> {
+    let cfg = &s.config;
+    let key = incident_key(&cfg.tenant_id, incident_id)?;
+    let stored: Option<Versioned<IncidentState>> =
+        load(s.store.as_ref(), Table::Incidents, &key).await?;
+    let state = stored.as_ref().map(|v| &v.value);
+    let Some(d) = s.defender.get_incident(incident_id).await? else {
+        tracing::warn!(incident.id = %incident_id, "Defender has no such incident; nothing to sync");
+        return Ok(Step::Done(SyncOutcome::DefenderGone));
+    };
+    let name = state
+        .map(|st| st.sentinel_name)
+        .unwrap_or_else(|| sentinel_incident_name(&cfg.tenant_id, incident_id));
+    let current = s.sentinel.get_incident(&name).await?;
+
+    if let (Some(st), Some(cur)) = (state, &current) {
+        if st.defender_seen == Some(d.last_update_date_time) && st.sentinel_etag_seen == cur.etag {
+            return Ok(Step::Done(SyncOutcome::Unchanged));
+        }
+    }
+
+    let alerts = s.defender.list_alerts(incident_id).await?;
+    let summary = AlertSummary::of(&alerts);
+    let d_fields = from_defender(&d);
+    let redirected = d.status == IncidentStatus::Redirected;
+    let (target, conflicts) = match &current {
+        Some(cur) if !redirected => {
+            let times = Times {
+                defender: d.last_update_date_time,
+                sentinel: cur
+                    .properties
+                    .read_only
+                    .last_modified_time_utc
+                    .unwrap_or(d.last_update_date_time),
+            };
+            let m = merge(
+                state.and_then(|st| st.base.as_ref()),
+                &d_fields,
+                &from_sentinel(cur),
+                cfg.conflict_policy,
+                times,
+            );
+            (m.target, m.conflicts)
+        }
+        // First sync, a deleted mirror, or a merged-away incident: Defender's values.
+        _ => (d_fields.clone(), Vec::new()),
+    };
+
+    let resolved_owner = match target.owner.as_ref().and_then(|o| o.as_deref()) {
+        Some(upn) => Some(owner::resolve(s, upn).await?),
+        None => None,
+    };
+    let want = desired(&MirrorInput {
+        incident: &d,
+        alerts: &summary,
+        target: &target,
+        owner: resolved_owner.as_ref(),
+        current: current.as_ref().map(|c| &c.properties.writable),
+    });
+    let reason = want.classification_reason.clone();
+
+    let mut report = SyncReport {
+        conflicts: conflicts.len(),
+        ..Default::default()
+    };
+    let mut sentinel_etag = current.as_ref().and_then(|c| c.etag.clone());
+    if current
+        .as_ref()
+        .is_none_or(|c| differs(&want, &c.properties.writable))
+    {
+        let body = SentinelIncidentBody {
+            etag: sentinel_etag.clone(),
+            properties: want,
+        };
+        match s.sentinel.put_incident(&name, &body).await {
+            Ok(written) => {
+                sentinel_etag = written.etag;
+                report.created = current.is_none();
+                report.sentinel_written = true;
+            }
+            Err(e) if e.is_conflict() => {
+                tracing::debug!(incident.id = %incident_id, sentinel.incident = %name, "stale Sentinel etag; redoing");
+                return Ok(Step::Redo);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if !conflicts.is_empty() {
+        sentinel_etag = record_conflicts(s, &name, &d, sentinel_etag.as_deref(), &conflicts)
+            .await?
+            .or(sentinel_etag);
+    }
+
+    let mut defender_seen = d.last_update_date_time;
+    let mut determination = d.determination.clone();
+    if !redirected {
+        let patch = defender_patch(
+            &target,
+            &d_fields,
+            d.determination.as_ref(),
+            reason.as_ref(),
+        );
+        if !patch.is_empty() {
+            let updated = s.defender.patch_incident(incident_id, &patch).await?;
+            defender_seen = updated.last_update_date_time;
+            determination = updated.determination.or(patch.determination);
+            report.defender_patched = true;
+        }
+    }
+
+    let (alerts_sent, alerts_digest) = ship_alerts(s, state, incident_id, &name, &alerts).await?;
+    report.alerts_sent = alerts_sent;
+
+    if redirected {
+        if let Some(survivor) = d
+            .redirect_incident_id
+            .as_deref()
+            .filter(|t| state.and_then(|st| st.redirect_target.as_deref()) != Some(*t))
+        {
+            // The survivor now holds the loser's alerts: reconcile it too.
+            let item = WorkItem::reconcile(&cfg.tenant_id, survivor, ChangeHint::Reconcile);
+            s.queue.send(&cfg.queue_name, &item.to_json()).await?;
+        }
+    }
+
+    let next = IncidentState {
+        sentinel_name: name,
+        base: Some(target),
+        determination,
+        defender_seen: Some(defender_seen),
+        sentinel_etag_seen: sentinel_etag,
+        alerts_digest: Some(alerts_digest),
+        alert_count: alerts.len(),
+        redirect_target: d.redirect_incident_id.clone(),
+        last_sync: Some(s.clock.now()),
+    };
+    let columns = [
+        ("SentinelName", name.to_string()),
+        ("DefenderStatus", d.status.to_string()),
+    ];
+    match save(
+        s.store.as_ref(),
+        Table::Incidents,
+        &key,
+        &next,
+        &columns,
+        stored.as_ref().map(|v| &v.etag),
+    )
+    .await
+    {
+        Ok(_) => {}
+        Err(e) if e.is_conflict() => return Ok(Step::Redo),
+        Err(e) => return Err(e.into()),
+    }
+    if state.is_none() {
+        let entry = IndexEntry {
+            tenant_id: cfg.tenant_id.clone(),
+            incident_id: incident_id.to_string(),
+        };
+        put(
+            s.store.as_ref(),
+            Table::Index,
+            &index_key(&cfg.workspace.resource_id(), &name)?,
+            &entry,
+            &[],
+        )
+        .await?;
+    }
+    tracing::info!(
+        incident.id = %incident_id, sentinel.incident = %name, sync.created = report.created,
+        sync.sentinel_written = report.sentinel_written, sync.defender_patched = report.defender_patched,
+        sync.alerts_sent = report.alerts_sent, sync.conflicts = report.conflicts, "reconciled"
+    );
+    Ok(Step::Done(SyncOutcome::Synced(report)))
+}
+
+/// Adds one comment per conflicting reconcile saying what collided and who won. The comment id
+/// is derived from both versions, so a redo writes the same comment, not a second one. Returns
+/// the incident's etag after the comment (so our own comment does not look like an edit).
+async fn record_conflicts(
+    s: &Services,
+    name: &Uuid,
+    d: &DefenderIncident,
+    etag: Option<&str>,
+    conflicts: &[Conflict],
+) -> Result<Option<String>, UseCaseError> {
+    let lines: Vec<String> = conflicts
+        .iter()
+        .map(|c| {
+            let winner = match c.winner {
+                Side::Defender => "Defender",
+                Side::Sentinel => "Sentinel",
+            };
+            format!(
+                "{}: Defender had {}, Sentinel had {}; {winner} won",
+                c.field, c.defender, c.sentinel
+            )
+        })
+        .collect();
+    let message = format!(
+        "[xdrsync] Both portals changed this incident since the last sync (policy {:?}).\n{}",
+        s.config.conflict_policy,
+        lines.join("\n")
+    );
+    let key = format!(
+        "conflict:{}:{}",
+        crate::domain::time_fmt::format(d.last_update_date_time),
+        etag.unwrap_or("")
+    );
+    s.sentinel
+        .put_comment(name, &sentinel_comment_name(name, &key), &message)
+        .await?;
+    Ok(s.sentinel.get_incident(name).await?.and_then(|i| i.etag))
+}
+
+/// Sends the alerts whose content changed since they were last sent; returns how many, and
+/// the digest over all of them (stored, so an unchanged set costs no Table read next time).
+async fn ship_alerts(
+    s: &Services,
+    state: Option<&IncidentState>,
+    incident_id: &str,
+    name: &Uuid,
+    alerts: &[DefenderAlert],
+) -> Result<(usize, String), UseCaseError> {
+    let cfg = &s.config;
+    let rows: Vec<(String, serde_json::Map<String, serde_json::Value>, String)> = alerts
+        .iter()
+        .map(|a| {
+            let r = row(a, &cfg.tenant_id, incident_id, name);
+            let dg = digest(&r);
+            (a.id.clone(), r, dg)
+        })
+        .collect();
+    let combined = combined_digest(rows.iter().map(|(id, _, d)| (id.as_str(), d.as_str())));
+    if state.and_then(|st| st.alerts_digest.as_deref()) == Some(combined.as_str()) {
+        return Ok((0, combined));
+    }
+    let pk = RowKey::new(&format!("{}_{incident_id}", cfg.tenant_id), "")?.pk;
+    let sent: HashMap<String, String> = s
+        .store
+        .query_partition(Table::AlertDigests, &pk)
+        .await?
+        .into_iter()
+        .filter_map(|e| e.str("Digest").map(|d| (e.row_key.clone(), d.to_string())))
+        .collect();
+    let now = s.clock.now();
+    let mut changed_rows = Vec::new();
+    let mut changed_entities = Vec::new();
+    for (id, r, dg) in rows {
+        let rk = escape_key(&id).map_err(|e| UseCaseError::Permanent(e.to_string()))?;
+        if sent.get(&rk) != Some(&dg) {
+            changed_rows.push(with_time_generated(r, now));
+            changed_entities.push(Entity::new(pk.clone(), rk).with("Digest", dg));
+        }
+    }
+    if changed_rows.is_empty() {
+        return Ok((0, combined));
+    }
+    let report = s.logs.upload(&cfg.alerts_stream, &changed_rows).await?;
+    if report.rows_too_large > 0 {
+        tracing::warn!(incident.id = %incident_id, alerts.too_large = report.rows_too_large, "alerts larger than one ingestion call were not sent");
+    }
+    s.store
+        .upsert_many(Table::AlertDigests, &changed_entities)
+        .await?;
+    Ok((report.rows_sent, combined))
+}
+
+/// Records a failed reconcile for health (best effort: a failure here is only logged).
+pub async fn record_failure(s: &Services, incident_id: &str, message: &str) {
+    let Ok(key) = RowKey::new(&s.config.tenant_id, HEALTH_ROW) else {
+        return;
+    };
+    let row = LastError {
+        incident_id: incident_id.to_string(),
+        message: message.to_string(),
+        at: s.clock.now(),
+    };
+    if let Err(e) = put(s.store.as_ref(), Table::Cursors, &key, &row, &[]).await {
+        tracing::debug!(error.message = %e, "could not record the failure for health");
+    }
+}
