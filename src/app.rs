@@ -11,9 +11,7 @@ use crate::adapters::sentinel::ArmSentinel;
 use crate::adapters::tables::AzureTables;
 use crate::config::Config;
 use crate::metrics::CallCounters;
-use crate::ports::{
-    Clock, DefenderApi, LogsIngestion, SentinelApi, StateStore, SystemClock, TokenSource, WorkQueue,
-};
+use crate::ports::{Clock, DefenderApi, LogsIngestion, SentinelApi, StateStore, SystemClock, TokenSource, WorkQueue};
 use crate::retry::RetryPolicy;
 
 /// Every port, ready to use.
@@ -36,27 +34,19 @@ impl Services {
         let http = build_http_client(config.http_timeout);
         let tokens = crate::adapters::auth::token_source(&config, http.clone(), counters.clone());
         let retry = RetryPolicy::default();
-        let client =
-            |service: &'static str,
-             scope: &str,
-             pick: fn(&CallCounters) -> &std::sync::atomic::AtomicU64| {
-                ServiceClient::new(
-                    service,
-                    http.clone(),
-                    tokens.clone(),
-                    scope,
-                    retry,
-                    CounterRef::new(counters.clone(), pick),
-                )
-            };
-        let defender = GraphDefender::new(
-            client("graph", &config.graph_scope, |c| &c.graph),
-            &config.graph_endpoint,
-        );
-        let sentinel = ArmSentinel::new(
-            client("sentinel", &config.arm_scope, |c| &c.arm),
-            config.security_insights_base(),
-        );
+        let client = |service: &'static str, scope: &str, pick: fn(&CallCounters) -> &std::sync::atomic::AtomicU64| {
+            ServiceClient::new(
+                service,
+                http.clone(),
+                tokens.clone(),
+                scope,
+                retry,
+                CounterRef::new(counters.clone(), pick),
+            )
+        };
+        let defender = GraphDefender::new(client("graph", &config.graph_scope, |c| &c.graph), &config.graph_endpoint);
+        let sentinel =
+            ArmSentinel::new(client("sentinel", &config.arm_scope, |c| &c.arm), config.security_insights_base());
         let logs = DcrLogsIngestion::new(
             client("logs-ingestion", &config.monitor_scope, |c| &c.logs),
             &config.logs_ingestion_endpoint,

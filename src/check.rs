@@ -25,12 +25,9 @@ fn advice(e: &ApiError, settings: &str) -> String {
 /// Runs every check; never panics, never prints secrets.
 pub async fn run(services: &Services) -> Vec<CheckLine> {
     let cfg = &services.config;
-    let creds = "XDRSYNC_TENANT_ID, XDRSYNC_CLIENT_ID, XDRSYNC_CLIENT_SECRET (or the managed identity), XDRSYNC_AUTHORITY_HOST";
-    let mut lines = vec![CheckLine {
-        what: "configuration".into(),
-        ok: true,
-        detail: "all settings valid".into(),
-    }];
+    let creds =
+        "XDRSYNC_TENANT_ID, XDRSYNC_CLIENT_ID, XDRSYNC_CLIENT_SECRET (or the managed identity), XDRSYNC_AUTHORITY_HOST";
+    let mut lines = vec![CheckLine { what: "configuration".into(), ok: true, detail: "all settings valid".into() }];
     for (audience, scope) in [
         ("Graph", &cfg.graph_scope),
         ("ARM (Sentinel)", &cfg.arm_scope),
@@ -51,10 +48,7 @@ pub async fn run(services: &Services) -> Vec<CheckLine> {
         what: "table storage".into(),
         ok: r.is_ok(),
         detail: match r {
-            Ok(()) => format!(
-                "tables {}* ready at {}",
-                cfg.table_prefix, cfg.storage.table_endpoint
-            ),
+            Ok(()) => format!("tables {}* ready at {}", cfg.table_prefix, cfg.storage.table_endpoint),
             Err(e) => advice(&e, "AzureWebJobsStorage"),
         },
     });
@@ -63,10 +57,7 @@ pub async fn run(services: &Services) -> Vec<CheckLine> {
         what: "queue storage".into(),
         ok: r.is_ok(),
         detail: match r {
-            Ok(()) => format!(
-                "queue {} ready at {}",
-                cfg.queue_name, cfg.storage.queue_endpoint
-            ),
+            Ok(()) => format!("queue {} ready at {}", cfg.queue_name, cfg.storage.queue_endpoint),
             Err(e) => advice(&e, "AzureWebJobsStorage"),
         },
     });

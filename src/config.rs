@@ -26,10 +26,7 @@ pub struct ConfigError {
 }
 
 fn err(var: &'static str, problem: impl Into<String>) -> ConfigError {
-    ConfigError {
-        var,
-        problem: problem.into(),
-    }
+    ConfigError { var, problem: problem.into() }
 }
 
 /// Sovereign cloud presets for the Entra, Graph, ARM and Monitor defaults.
@@ -71,30 +68,17 @@ impl Cloud {
 /// How xdrsync gets tokens.
 #[derive(Clone)]
 pub enum Credential {
-    ClientSecret {
-        client_id: String,
-        secret: SecretString,
-    },
-    ManagedIdentity {
-        endpoint: Url,
-        header: SecretString,
-        client_id: Option<String>,
-    },
+    ClientSecret { client_id: String, secret: SecretString },
+    ManagedIdentity { endpoint: Url, header: SecretString, client_id: Option<String> },
 }
 
 impl fmt::Debug for Credential {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Credential::ClientSecret { client_id, .. } => f
-                .debug_struct("ClientSecret")
-                .field("client_id", client_id)
-                .field("secret", &"[redacted]")
-                .finish(),
-            Credential::ManagedIdentity {
-                endpoint,
-                client_id,
-                ..
-            } => f
+            Credential::ClientSecret { client_id, .. } => {
+                f.debug_struct("ClientSecret").field("client_id", client_id).field("secret", &"[redacted]").finish()
+            }
+            Credential::ManagedIdentity { endpoint, client_id, .. } => f
                 .debug_struct("ManagedIdentity")
                 .field("endpoint", &endpoint.as_str())
                 .field("header", &"[redacted]")
@@ -140,15 +124,9 @@ impl Workspace {
             && !name.starts_with('-')
             && !name.ends_with('-');
         if !valid_name {
-            return Err(format!(
-                "workspace name '{name}' must be 1-90 letters, digits or '-'"
-            ));
+            return Err(format!("workspace name '{name}' must be 1-90 letters, digits or '-'"));
         }
-        Ok(Self {
-            subscription_id: parts[1].into(),
-            resource_group: parts[3].into(),
-            name: name.into(),
-        })
+        Ok(Self { subscription_id: parts[1].into(), resource_group: parts[3].into(), name: name.into() })
     }
 }
 
@@ -217,16 +195,10 @@ impl fmt::Debug for Config {
             .field("graph_endpoint", &self.graph_endpoint.as_str())
             .field("arm_endpoint", &self.arm_endpoint.as_str())
             .field("workspace", &self.workspace)
-            .field(
-                "logs_ingestion_endpoint",
-                &self.logs_ingestion_endpoint.as_str(),
-            )
+            .field("logs_ingestion_endpoint", &self.logs_ingestion_endpoint.as_str())
             .field("dcr_immutable_id", &self.dcr_immutable_id)
             .field("alerts_stream", &self.alerts_stream)
-            .field(
-                "webhook_key",
-                &self.webhook_key.as_ref().map(|_| "[redacted]"),
-            )
+            .field("webhook_key", &self.webhook_key.as_ref().map(|_| "[redacted]"))
             .field("poll_schedule", &self.poll_schedule)
             .field("http_port", &self.http_port)
             .field("table_prefix", &self.table_prefix)
@@ -242,29 +214,18 @@ impl Vars<'_> {
         self.0.get(var).map(|s| s.trim()).filter(|s| !s.is_empty())
     }
     fn required(&self, var: &'static str, hint: &str) -> Result<&str, ConfigError> {
-        self.get(var)
-            .ok_or_else(|| err(var, format!("is not set; {hint}")))
+        self.get(var).ok_or_else(|| err(var, format!("is not set; {hint}")))
     }
-    fn number<T>(
-        &self,
-        var: &'static str,
-        default: T,
-        range: std::ops::RangeInclusive<T>,
-    ) -> Result<T, ConfigError>
+    fn number<T>(&self, var: &'static str, default: T, range: std::ops::RangeInclusive<T>) -> Result<T, ConfigError>
     where
         T: std::str::FromStr + PartialOrd + fmt::Display + Copy,
     {
         let Some(raw) = self.get(var) else {
             return Ok(default);
         };
-        let v: T = raw
-            .parse()
-            .map_err(|_| err(var, format!("'{raw}' is not a number")))?;
+        let v: T = raw.parse().map_err(|_| err(var, format!("'{raw}' is not a number")))?;
         if !range.contains(&v) {
-            return Err(err(
-                var,
-                format!("{v} is outside {}..={}", range.start(), range.end()),
-            ));
+            return Err(err(var, format!("{v} is outside {}..={}", range.start(), range.end())));
         }
         Ok(v)
     }
@@ -280,10 +241,7 @@ pub fn parse_endpoint(var: &'static str, raw: &str) -> Result<Url, ConfigError> 
     match url.scheme() {
         "https" => Ok(url),
         "http" if is_loopback(&url) => Ok(url),
-        "http" => Err(err(
-            var,
-            format!("'{raw}' must use https (plain http is allowed only for 127.0.0.1/localhost)"),
-        )),
+        "http" => Err(err(var, format!("'{raw}' must use https (plain http is allowed only for 127.0.0.1/localhost)"))),
         other => Err(err(var, format!("'{raw}' has scheme '{other}'; use https"))),
     }
 }
@@ -310,19 +268,12 @@ impl Config {
     /// Reads and validates a settings map (same names as the environment).
     pub fn from_vars(map: &HashMap<String, String>) -> Result<Self, ConfigError> {
         let v = Vars(map);
-        let cloud = match v
-            .get("XDRSYNC_CLOUD")
-            .map(str::to_ascii_lowercase)
-            .as_deref()
-        {
+        let cloud = match v.get("XDRSYNC_CLOUD").map(str::to_ascii_lowercase).as_deref() {
             None | Some("public") | Some("azurecloud") => Cloud::Public,
             Some("usgov") | Some("azureusgovernment") => Cloud::UsGov,
             Some("usgovdod") | Some("dod") => Cloud::UsGovDod,
             Some(other) => {
-                return Err(err(
-                    "XDRSYNC_CLOUD",
-                    format!("'{other}' is not one of public, usgov, usgovdod"),
-                ))
+                return Err(err("XDRSYNC_CLOUD", format!("'{other}' is not one of public, usgov, usgovdod")))
             }
         };
 
@@ -330,73 +281,42 @@ impl Config {
             "AzureWebJobsStorage",
             "set a storage connection string (UseDevelopmentStorage=true for Azurite)",
         )?;
-        let storage =
-            StorageConnection::parse(storage_raw).map_err(|p| err("AzureWebJobsStorage", p))?;
+        let storage = StorageConnection::parse(storage_raw).map_err(|p| err("AzureWebJobsStorage", p))?;
 
-        let tenant_id = v
-            .required(
-                "XDRSYNC_TENANT_ID",
-                "set the Entra tenant id (a GUID) of the Defender tenant",
-            )?
-            .to_string();
+        let tenant_id =
+            v.required("XDRSYNC_TENANT_ID", "set the Entra tenant id (a GUID) of the Defender tenant")?.to_string();
         if !is_guid(&tenant_id) {
-            return Err(err(
-                "XDRSYNC_TENANT_ID",
-                format!("'{tenant_id}' is not a GUID"),
-            ));
+            return Err(err("XDRSYNC_TENANT_ID", format!("'{tenant_id}' is not a GUID")));
         }
 
         let credential = match v.get("XDRSYNC_CLIENT_SECRET") {
             Some(secret) => {
-                let client_id = v.required(
-                    "XDRSYNC_CLIENT_ID",
-                    "a client secret needs the app registration's client id",
-                )?;
+                let client_id =
+                    v.required("XDRSYNC_CLIENT_ID", "a client secret needs the app registration's client id")?;
                 if !is_guid(client_id) {
-                    return Err(err(
-                        "XDRSYNC_CLIENT_ID",
-                        format!("'{client_id}' is not a GUID"),
-                    ));
+                    return Err(err("XDRSYNC_CLIENT_ID", format!("'{client_id}' is not a GUID")));
                 }
-                Credential::ClientSecret {
-                    client_id: client_id.into(),
-                    secret: SecretString::from(secret.to_string()),
-                }
+                Credential::ClientSecret { client_id: client_id.into(), secret: SecretString::from(secret.to_string()) }
             }
             None => {
                 let endpoint = v.get("IDENTITY_ENDPOINT").ok_or_else(|| {
                     err("XDRSYNC_CLIENT_SECRET", "is not set and no managed identity is available (IDENTITY_ENDPOINT is empty); set XDRSYNC_CLIENT_ID and XDRSYNC_CLIENT_SECRET, or enable the Function App's managed identity")
                 })?;
                 let endpoint = parse_identity_endpoint(endpoint)?;
-                let header = v.required(
-                    "IDENTITY_HEADER",
-                    "the managed identity endpoint needs its header secret",
-                )?;
-                let client_id = v
-                    .get("XDRSYNC_MANAGED_IDENTITY_CLIENT_ID")
-                    .map(str::to_string);
+                let header = v.required("IDENTITY_HEADER", "the managed identity endpoint needs its header secret")?;
+                let client_id = v.get("XDRSYNC_MANAGED_IDENTITY_CLIENT_ID").map(str::to_string);
                 if let Some(id) = &client_id {
                     if !is_guid(id) {
-                        return Err(err(
-                            "XDRSYNC_MANAGED_IDENTITY_CLIENT_ID",
-                            format!("'{id}' is not a GUID"),
-                        ));
+                        return Err(err("XDRSYNC_MANAGED_IDENTITY_CLIENT_ID", format!("'{id}' is not a GUID")));
                     }
                 }
-                Credential::ManagedIdentity {
-                    endpoint,
-                    header: SecretString::from(header.to_string()),
-                    client_id,
-                }
+                Credential::ManagedIdentity { endpoint, header: SecretString::from(header.to_string()), client_id }
             }
         };
 
-        let workspace_raw = v.required(
-            "XDRSYNC_WORKSPACE_RESOURCE_ID",
-            "set the Sentinel workspace's ARM resource id",
-        )?;
-        let workspace =
-            Workspace::parse(workspace_raw).map_err(|p| err("XDRSYNC_WORKSPACE_RESOURCE_ID", p))?;
+        let workspace_raw =
+            v.required("XDRSYNC_WORKSPACE_RESOURCE_ID", "set the Sentinel workspace's ARM resource id")?;
+        let workspace = Workspace::parse(workspace_raw).map_err(|p| err("XDRSYNC_WORKSPACE_RESOURCE_ID", p))?;
 
         let logs_raw = v.required(
             "XDRSYNC_LOGS_INGESTION_ENDPOINT",
@@ -404,15 +324,9 @@ impl Config {
         )?;
         let logs_ingestion_endpoint = parse_endpoint("XDRSYNC_LOGS_INGESTION_ENDPOINT", logs_raw)?;
 
-        let dcr = v
-            .required(
-                "XDRSYNC_DCR_IMMUTABLE_ID",
-                "set the data collection rule's immutable id (dcr-…)",
-            )?
-            .to_string();
-        let dcr_ok = dcr.len() == 36
-            && dcr.starts_with("dcr-")
-            && dcr[4..].chars().all(|c| c.is_ascii_hexdigit());
+        let dcr =
+            v.required("XDRSYNC_DCR_IMMUTABLE_ID", "set the data collection rule's immutable id (dcr-…)")?.to_string();
+        let dcr_ok = dcr.len() == 36 && dcr.starts_with("dcr-") && dcr[4..].chars().all(|c| c.is_ascii_hexdigit());
         if !dcr_ok {
             return Err(err(
                 "XDRSYNC_DCR_IMMUTABLE_ID",
@@ -420,15 +334,10 @@ impl Config {
             ));
         }
 
-        let alerts_stream = v
-            .get("XDRSYNC_ALERTS_STREAM")
-            .unwrap_or("Custom-XdrsyncAlerts")
-            .to_string();
+        let alerts_stream = v.get("XDRSYNC_ALERTS_STREAM").unwrap_or("Custom-XdrsyncAlerts").to_string();
         let stream_ok = alerts_stream.starts_with("Custom-")
             && alerts_stream.len() > 7
-            && alerts_stream[7..]
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_');
+            && alerts_stream[7..].chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !stream_ok {
             return Err(err(
                 "XDRSYNC_ALERTS_STREAM",
@@ -437,45 +346,34 @@ impl Config {
         }
 
         let webhook_key = match v.get("XDRSYNC_WEBHOOK_KEY") {
-            Some(k) if k.len() < 16 => {
-                return Err(err("XDRSYNC_WEBHOOK_KEY", "must be at least 16 characters"))
-            }
+            Some(k) if k.len() < 16 => return Err(err("XDRSYNC_WEBHOOK_KEY", "must be at least 16 characters")),
             Some(k) => Some(SecretString::from(k.to_string())),
             None => None,
         };
 
-        let poll_schedule = v
-            .get("XDRSYNC_POLL_SCHEDULE")
-            .unwrap_or(DEFAULT_SCHEDULE)
-            .to_string();
-        crate::schedule::Schedule::parse(&poll_schedule)
-            .map_err(|p| err("XDRSYNC_POLL_SCHEDULE", p))?;
+        let poll_schedule = v.get("XDRSYNC_POLL_SCHEDULE").unwrap_or(DEFAULT_SCHEDULE).to_string();
+        crate::schedule::Schedule::parse(&poll_schedule).map_err(|p| err("XDRSYNC_POLL_SCHEDULE", p))?;
 
-        let table_prefix = v
-            .get("XDRSYNC_TABLE_PREFIX")
-            .unwrap_or("xdrsync")
-            .to_string();
-        let prefix_ok = table_prefix
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphabetic())
+        let table_prefix = v.get("XDRSYNC_TABLE_PREFIX").unwrap_or("xdrsync").to_string();
+        let prefix_ok = table_prefix.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
             && table_prefix.chars().all(|c| c.is_ascii_alphanumeric())
             && table_prefix.len() <= 40;
         if !prefix_ok {
-            return Err(err("XDRSYNC_TABLE_PREFIX", format!("'{table_prefix}' must start with a letter and hold only letters and digits (≤ 40)")));
+            return Err(err(
+                "XDRSYNC_TABLE_PREFIX",
+                format!("'{table_prefix}' must start with a letter and hold only letters and digits (≤ 40)"),
+            ));
         }
-        let queue_name = v
-            .get("XDRSYNC_QUEUE_NAME")
-            .unwrap_or(QUEUE_NAME)
-            .to_string();
+        let queue_name = v.get("XDRSYNC_QUEUE_NAME").unwrap_or(QUEUE_NAME).to_string();
         let queue_ok = (3..=63).contains(&queue_name.len())
-            && queue_name
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            && queue_name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
             && !queue_name.starts_with('-')
             && !queue_name.contains("--");
         if !queue_ok {
-            return Err(err("XDRSYNC_QUEUE_NAME", format!("'{queue_name}' is not a valid queue name (3-63 lowercase letters, digits, single dashes)")));
+            return Err(err(
+                "XDRSYNC_QUEUE_NAME",
+                format!("'{queue_name}' is not a valid queue name (3-63 lowercase letters, digits, single dashes)"),
+            ));
         }
 
         Ok(Config {
@@ -497,27 +395,13 @@ impl Config {
             http_port: v.number("XDRSYNC_HTTP_PORT", 8080u16, 1..=65535)?,
             table_prefix,
             queue_name,
-            poll_overlap: Duration::from_secs(v.number(
-                "XDRSYNC_POLL_OVERLAP_SECONDS",
-                120u64,
-                0..=3600,
-            )?),
+            poll_overlap: Duration::from_secs(v.number("XDRSYNC_POLL_OVERLAP_SECONDS", 120u64, 0..=3600)?),
             initial_lookback: Duration::from_secs(
                 3600 * v.number("XDRSYNC_INITIAL_LOOKBACK_HOURS", 24u64, 0..=24 * 180)?,
             ),
-            max_batch_bytes: v.number(
-                "XDRSYNC_MAX_BATCH_BYTES",
-                1_000_000usize,
-                1024..=1_000_000,
-            )?,
-            user_cache_ttl: Duration::from_secs(
-                3600 * v.number("XDRSYNC_USER_CACHE_HOURS", 24u64, 0..=24 * 30)?,
-            ),
-            http_timeout: Duration::from_secs(v.number(
-                "XDRSYNC_HTTP_TIMEOUT_SECONDS",
-                30u64,
-                1..=600,
-            )?),
+            max_batch_bytes: v.number("XDRSYNC_MAX_BATCH_BYTES", 1_000_000usize, 1024..=1_000_000)?,
+            user_cache_ttl: Duration::from_secs(3600 * v.number("XDRSYNC_USER_CACHE_HOURS", 24u64, 0..=24 * 30)?),
+            http_timeout: Duration::from_secs(v.number("XDRSYNC_HTTP_TIMEOUT_SECONDS", 30u64, 1..=600)?),
             conflict_policy: match v.get("XDRSYNC_CONFLICT_POLICY") {
                 None => ConflictPolicy::LatestWins,
                 Some(p) => ConflictPolicy::parse(p).ok_or_else(|| {
@@ -527,11 +411,7 @@ impl Config {
                     )
                 })?,
             },
-            queue_visibility: Duration::from_secs(v.number(
-                "XDRSYNC_QUEUE_VISIBILITY_SECONDS",
-                30u64,
-                1..=3600,
-            )?),
+            queue_visibility: Duration::from_secs(v.number("XDRSYNC_QUEUE_VISIBILITY_SECONDS", 30u64, 1..=3600)?),
             workers: v.number("XDRSYNC_WORKERS", 8usize, 1..=64)?,
         })
     }
@@ -549,11 +429,7 @@ impl Config {
     pub fn webhook_key_matches(&self, presented: &str) -> bool {
         use subtle::ConstantTimeEq;
         match &self.webhook_key {
-            Some(k) => k
-                .expose_secret()
-                .as_bytes()
-                .ct_eq(presented.as_bytes())
-                .into(),
+            Some(k) => k.expose_secret().as_bytes().ct_eq(presented.as_bytes()).into(),
             None => false,
         }
     }
@@ -561,13 +437,9 @@ impl Config {
 
 fn parse_identity_endpoint(raw: &str) -> Result<Url, ConfigError> {
     // App Service's identity endpoint is a local http URL by design, so only the scheme is checked.
-    let url = Url::parse(raw)
-        .map_err(|e| err("IDENTITY_ENDPOINT", format!("'{raw}' is not a URL ({e})")))?;
+    let url = Url::parse(raw).map_err(|e| err("IDENTITY_ENDPOINT", format!("'{raw}' is not a URL ({e})")))?;
     if !matches!(url.scheme(), "http" | "https") {
-        return Err(err(
-            "IDENTITY_ENDPOINT",
-            format!("'{raw}' must be an http(s) URL"),
-        ));
+        return Err(err("IDENTITY_ENDPOINT", format!("'{raw}' must be an http(s) URL")));
     }
     Ok(url)
 }
@@ -613,10 +485,7 @@ pub(crate) mod tests {
     #[test]
     fn us_gov_preset_changes_defaults() {
         let c = with(&[("XDRSYNC_CLOUD", "usgov")]).unwrap();
-        assert_eq!(
-            c.authority_host.as_str(),
-            "https://login.microsoftonline.us/"
-        );
+        assert_eq!(c.authority_host.as_str(), "https://login.microsoftonline.us/");
         assert_eq!(c.graph_scope, "https://graph.microsoft.us/.default");
     }
 
@@ -634,38 +503,16 @@ pub(crate) mod tests {
         let mut m = base_vars();
         m.remove("XDRSYNC_TENANT_ID");
         assert_eq!(Config::from_vars(&m).unwrap_err().var, "XDRSYNC_TENANT_ID");
+        assert_eq!(with(&[("XDRSYNC_DCR_IMMUTABLE_ID", "dcr-nothex")]).unwrap_err().var, "XDRSYNC_DCR_IMMUTABLE_ID");
+        assert_eq!(with(&[("XDRSYNC_POLL_SCHEDULE", "every minute")]).unwrap_err().var, "XDRSYNC_POLL_SCHEDULE");
         assert_eq!(
-            with(&[("XDRSYNC_DCR_IMMUTABLE_ID", "dcr-nothex")])
-                .unwrap_err()
-                .var,
-            "XDRSYNC_DCR_IMMUTABLE_ID"
-        );
-        assert_eq!(
-            with(&[("XDRSYNC_POLL_SCHEDULE", "every minute")])
-                .unwrap_err()
-                .var,
-            "XDRSYNC_POLL_SCHEDULE"
-        );
-        assert_eq!(
-            with(&[("XDRSYNC_WORKSPACE_RESOURCE_ID", "/subscriptions/x")])
-                .unwrap_err()
-                .var,
+            with(&[("XDRSYNC_WORKSPACE_RESOURCE_ID", "/subscriptions/x")]).unwrap_err().var,
             "XDRSYNC_WORKSPACE_RESOURCE_ID"
         );
+        assert_eq!(with(&[("XDRSYNC_HTTP_PORT", "0")]).unwrap_err().var, "XDRSYNC_HTTP_PORT");
+        assert_eq!(with(&[("XDRSYNC_CONFLICT_POLICY", "coin-flip")]).unwrap_err().var, "XDRSYNC_CONFLICT_POLICY");
         assert_eq!(
-            with(&[("XDRSYNC_HTTP_PORT", "0")]).unwrap_err().var,
-            "XDRSYNC_HTTP_PORT"
-        );
-        assert_eq!(
-            with(&[("XDRSYNC_CONFLICT_POLICY", "coin-flip")])
-                .unwrap_err()
-                .var,
-            "XDRSYNC_CONFLICT_POLICY"
-        );
-        assert_eq!(
-            with(&[("XDRSYNC_CONFLICT_POLICY", "Sentinel-Wins")])
-                .unwrap()
-                .conflict_policy,
+            with(&[("XDRSYNC_CONFLICT_POLICY", "Sentinel-Wins")]).unwrap().conflict_policy,
             ConflictPolicy::SentinelWins
         );
     }
@@ -674,27 +521,12 @@ pub(crate) mod tests {
     fn managed_identity_when_no_secret() {
         let mut m = base_vars();
         m.remove("XDRSYNC_CLIENT_SECRET");
-        assert_eq!(
-            Config::from_vars(&m).unwrap_err().var,
-            "XDRSYNC_CLIENT_SECRET"
-        );
-        m.insert(
-            "IDENTITY_ENDPOINT".into(),
-            "http://169.254.129.2:8081/msi/token".into(),
-        );
+        assert_eq!(Config::from_vars(&m).unwrap_err().var, "XDRSYNC_CLIENT_SECRET");
+        m.insert("IDENTITY_ENDPOINT".into(), "http://169.254.129.2:8081/msi/token".into());
         m.insert("IDENTITY_HEADER".into(), "mi-header-secret-value".into());
-        m.insert(
-            "XDRSYNC_MANAGED_IDENTITY_CLIENT_ID".into(),
-            "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee".into(),
-        );
+        m.insert("XDRSYNC_MANAGED_IDENTITY_CLIENT_ID".into(), "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee".into());
         let c = Config::from_vars(&m).unwrap();
-        assert!(matches!(
-            c.credential,
-            Credential::ManagedIdentity {
-                client_id: Some(_),
-                ..
-            }
-        ));
+        assert!(matches!(c.credential, Credential::ManagedIdentity { client_id: Some(_), .. }));
         assert!(!format!("{c:?}").contains("mi-header-secret-value"));
     }
 
@@ -707,11 +539,7 @@ pub(crate) mod tests {
         );
         let c = Config::from_vars(&m).unwrap();
         let dbg = format!("{c:?} {:?} {:?}", c.credential, c.storage);
-        for secret in [
-            "super-secret-value-123",
-            "webhook-key-0123456789",
-            "c2VjcmV0LWFjY291bnQta2V5",
-        ] {
+        for secret in ["super-secret-value-123", "webhook-key-0123456789", "c2VjcmV0LWFjY291bnQta2V5"] {
             assert!(!dbg.contains(secret), "Debug leaked {secret}: {dbg}");
         }
         assert!(dbg.contains("[redacted]"));

@@ -69,9 +69,7 @@ fn percentile(sorted: &[i64], p: f64) -> Option<i64> {
 }
 
 fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
@@ -91,23 +89,13 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
     cmd.arg("run")
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env(
-            "RUST_LOG",
-            std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
-        )
+        .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
         .env("AzureWebJobsStorage", azurite.connection_string())
         .env("XDRSYNC_HTTP_PORT", http_port.to_string())
-        .env(
-            "XDRSYNC_POLL_SCHEDULE",
-            format!("*/{} * * * * *", opts.poll_seconds),
-        )
+        .env("XDRSYNC_POLL_SCHEDULE", format!("*/{} * * * * *", opts.poll_seconds))
         .env("XDRSYNC_WEBHOOK_KEY", "demo-webhook-key-not-secret")
         .stdout(Stdio::null())
-        .stderr(if opts.json {
-            Stdio::null()
-        } else {
-            Stdio::inherit()
-        });
+        .stderr(if opts.json { Stdio::null() } else { Stdio::inherit() });
     for (k, v) in sim.sim.config.settings_for(sim.addr) {
         cmd.env(k, v);
     }
@@ -124,10 +112,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    say(&format!(
-        "xdrsync standalone up (poll every {} s); seeding {} incidents…",
-        opts.poll_seconds, opts.incidents
-    ));
+    say(&format!("xdrsync standalone up (poll every {} s); seeding {} incidents…", opts.poll_seconds, opts.incidents));
 
     let tenant = sim.sim.config.tenant_id.clone();
     let spec = SeedSpec {
@@ -143,10 +128,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
     let seeded_at: BTreeMap<uuid::Uuid, time::OffsetDateTime> = {
         let w = sim.sim.world();
         ids.iter()
-            .filter_map(|id| {
-                w.incident(id)
-                    .map(|i| (sentinel_incident_name(&tenant, id), i.last_update_date_time))
-            })
+            .filter_map(|id| w.incident(id).map(|i| (sentinel_incident_name(&tenant, id), i.last_update_date_time)))
             .collect()
     };
     let alerts_expected = sim.sim.world().alerts.len();
@@ -165,10 +147,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
         let (mirrored, rows) = {
             let w = sim.sim.world();
             (
-                w.sentinel
-                    .keys()
-                    .filter(|n| seeded_at.contains_key(n))
-                    .count(),
+                w.sentinel.keys().filter(|n| seeded_at.contains_key(n)).count(),
                 w.logs.values().map(Vec::len).sum::<usize>(),
             )
         };
@@ -184,26 +163,14 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
     let converged_in = seed_time.elapsed().as_secs_f64();
 
     // Quiet window: nothing changes, so xdrsync must write nothing.
-    let puts_before = sim
-        .sim
-        .stats
-        .snapshot()
-        .get("arm.incidents.put")
-        .copied()
-        .unwrap_or(0)
-        + sim
-            .sim
-            .stats
-            .snapshot()
-            .get("graph.incidents.patch")
-            .copied()
-            .unwrap_or(0);
+    let puts_before = sim.sim.stats.snapshot().get("arm.incidents.put").copied().unwrap_or(0)
+        + sim.sim.stats.snapshot().get("graph.incidents.patch").copied().unwrap_or(0);
     if converged {
         tokio::time::sleep(Duration::from_secs(u64::from(opts.poll_seconds) * 3 + 1)).await;
     }
     let stats = sim.sim.stats.snapshot();
-    let puts_after = stats.get("arm.incidents.put").copied().unwrap_or(0)
-        + stats.get("graph.incidents.patch").copied().unwrap_or(0);
+    let puts_after =
+        stats.get("arm.incidents.put").copied().unwrap_or(0) + stats.get("graph.incidents.patch").copied().unwrap_or(0);
     let calls: CallCounts = match http.get(&health_url).send().await {
         Ok(r) => r
             .json::<Value>()
@@ -225,22 +192,10 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
     }
     latencies.sort();
     let mirrored_names: HashSet<_> = w.sentinel.keys().collect();
-    let missing = seeded_at
-        .keys()
-        .filter(|n| !mirrored_names.contains(n))
-        .count();
-    let extra = w
-        .sentinel
-        .keys()
-        .filter(|n| !seeded_at.contains_key(n))
-        .count();
+    let missing = seeded_at.keys().filter(|n| !mirrored_names.contains(n)).count();
+    let extra = w.sentinel.keys().filter(|n| !seeded_at.contains_key(n)).count();
     let alerts_shipped = w.logs.values().map(Vec::len).sum::<usize>();
-    let shipped_ids: HashSet<&str> = w
-        .logs
-        .values()
-        .flatten()
-        .filter_map(|r| r["SystemAlertId"].as_str())
-        .collect();
+    let shipped_ids: HashSet<&str> = w.logs.values().flatten().filter_map(|r| r["SystemAlertId"].as_str()).collect();
     let n = opts.incidents.max(1) as f64;
     let report = DemoReport {
         incidents_expected: opts.incidents,
@@ -270,20 +225,14 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
 }
 
 pub fn print(report: &DemoReport) {
-    let ms = |v: Option<i64>| {
-        v.map(|v| format!("{:.2} s", v as f64 / 1000.0))
-            .unwrap_or_else(|| "n/a".into())
-    };
+    let ms = |v: Option<i64>| v.map(|v| format!("{:.2} s", v as f64 / 1000.0)).unwrap_or_else(|| "n/a".into());
     println!();
     println!("xdrsync demo report");
     println!(
         "  incidents mirrored       {}/{} (duplicates {}, missing {})",
         report.incidents_mirrored, report.incidents_expected, report.duplicates, report.missing
     );
-    println!(
-        "  alerts shipped           {}/{}",
-        report.alerts_shipped, report.alerts_expected
-    );
+    println!("  alerts shipped           {}/{}", report.alerts_shipped, report.alerts_expected);
     println!(
         "  Defender → Sentinel      p50 {}, p95 {}, max {} (poll every {} s)",
         ms(report.latency_ms_p50),
@@ -293,25 +242,13 @@ pub fn print(report: &DemoReport) {
     );
     println!(
         "  calls per incident       Graph {:.2}, ARM {:.2}, Table {:.2}",
-        report.graph_calls_per_incident,
-        report.arm_calls_per_incident,
-        report.table_calls_per_incident
+        report.graph_calls_per_incident, report.arm_calls_per_incident, report.table_calls_per_incident
     );
-    println!(
-        "  Sentinel writes/incident {:.2}",
-        report.sentinel_writes_per_incident
-    );
+    println!("  Sentinel writes/incident {:.2}", report.sentinel_writes_per_incident);
     println!("  quiet-window writes      {}", report.quiet_window_writes);
-    println!(
-        "  converged in             {:.1} s",
-        report.converged_in_seconds
-    );
+    println!("  converged in             {:.1} s", report.converged_in_seconds);
     println!(
         "  result                   {}",
-        if report.ok {
-            "OK: every incident mirrored exactly once"
-        } else {
-            "FAILED"
-        }
+        if report.ok { "OK: every incident mirrored exactly once" } else { "FAILED" }
     );
 }

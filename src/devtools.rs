@@ -27,10 +27,7 @@ impl Azurite {
     /// Starts Azurite from `bin` and waits until it listens.
     pub fn start(bin: &Path) -> anyhow::Result<Self> {
         if !bin.exists() {
-            anyhow::bail!(
-                "Azurite is not installed at {}: run `npm ci` in the repository root",
-                bin.display()
-            );
+            anyhow::bail!("Azurite is not installed at {}: run `npm ci` in the repository root", bin.display());
         }
         let mut child = Command::new(bin)
             .args([
@@ -48,10 +45,7 @@ impl Azurite {
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()?;
-        let stdout = child
-            .stdout
-            .take()
-            .ok_or_else(|| anyhow::anyhow!("no stdout from Azurite"))?;
+        let stdout = child.stdout.take().ok_or_else(|| anyhow::anyhow!("no stdout from Azurite"))?;
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             // Keep draining after the ports are known: Azurite logs every request to stdout and
@@ -60,11 +54,7 @@ impl Azurite {
                 let _ = tx.send(line);
             }
         });
-        let port_of = |line: &str| {
-            line.rsplit(':')
-                .next()
-                .and_then(|p| p.trim().parse::<u16>().ok())
-        };
+        let port_of = |line: &str| line.rsplit(':').next().and_then(|p| p.trim().parse::<u16>().ok());
         let (mut table_port, mut queue_port) = (None, None);
         let deadline = Instant::now() + Duration::from_secs(60);
         while table_port.is_none() || queue_port.is_none() {
@@ -80,11 +70,7 @@ impl Azurite {
                 queue_port = port_of(&line);
             }
         }
-        Ok(Self {
-            child,
-            table_port: table_port.unwrap_or_default(),
-            queue_port: queue_port.unwrap_or_default(),
-        })
+        Ok(Self { child, table_port: table_port.unwrap_or_default(), queue_port: queue_port.unwrap_or_default() })
     }
 }
 

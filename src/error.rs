@@ -32,93 +32,41 @@ pub fn classify(status: u16) -> ErrorClass {
 pub enum ApiError {
     /// Throttled or transient; worth retrying after `retry_after` (when the service said).
     #[error("{service} is unavailable or throttling (status {status:?}): {message}")]
-    Retryable {
-        service: &'static str,
-        status: Option<u16>,
-        retry_after: Option<Duration>,
-        message: String,
-    },
+    Retryable { service: &'static str, status: Option<u16>, retry_after: Option<Duration>, message: String },
     /// Someone else changed the resource first (stale etag): reread and redo.
     #[error("{service} conflict (status {status}): {message}")]
-    Conflict {
-        service: &'static str,
-        status: u16,
-        message: String,
-    },
+    Conflict { service: &'static str, status: u16, message: String },
     /// Credentials or permissions are wrong; retrying will not help until config changes.
     #[error("{service} refused our credentials (status {status:?}): {message}")]
-    Auth {
-        service: &'static str,
-        status: Option<u16>,
-        message: String,
-    },
+    Auth { service: &'static str, status: Option<u16>, message: String },
     /// The request is wrong (bad filter, validation, not found); it will fail again.
     #[error("{service} rejected the request (status {status}{}): {message}", code.as_deref().map(|c| format!(", code {c}")).unwrap_or_default())]
-    Rejected {
-        service: &'static str,
-        status: u16,
-        code: Option<String>,
-        message: String,
-    },
+    Rejected { service: &'static str, status: u16, code: Option<String>, message: String },
     /// The service answered with something we cannot read.
     #[error("{service} sent a response we could not read: {message}")]
-    Decode {
-        service: &'static str,
-        message: String,
-    },
+    Decode { service: &'static str, message: String },
 }
 
 impl ApiError {
     /// Builds the error for a non-success HTTP answer. `body` is the service's error text; only
     /// its `error.code`/`error.message` (or `error_description`) are kept, never request data.
-    pub fn from_status(
-        service: &'static str,
-        status: u16,
-        retry_after: Option<Duration>,
-        body: &str,
-    ) -> Self {
+    pub fn from_status(service: &'static str, status: u16, retry_after: Option<Duration>, body: &str) -> Self {
         let (code, message) = error_code_and_message(body);
         match classify(status) {
-            ErrorClass::Retry => Self::Retryable {
-                service,
-                status: Some(status),
-                retry_after,
-                message,
-            },
-            ErrorClass::Conflict => Self::Conflict {
-                service,
-                status,
-                message,
-            },
-            ErrorClass::Auth => Self::Auth {
-                service,
-                status: Some(status),
-                message,
-            },
-            ErrorClass::Reject => Self::Rejected {
-                service,
-                status,
-                code,
-                message,
-            },
+            ErrorClass::Retry => Self::Retryable { service, status: Some(status), retry_after, message },
+            ErrorClass::Conflict => Self::Conflict { service, status, message },
+            ErrorClass::Auth => Self::Auth { service, status: Some(status), message },
+            ErrorClass::Reject => Self::Rejected { service, status, code, message },
         }
     }
 
     /// A network-level failure (connect, timeout, reset): always retryable.
     pub fn network(service: &'static str, err: impl std::fmt::Display) -> Self {
-        Self::Retryable {
-            service,
-            status: None,
-            retry_after: None,
-            message: err.to_string(),
-        }
+        Self::Retryable { service, status: None, retry_after: None, message: err.to_string() }
     }
 
     pub fn decode(service: &'static str, err: impl std::fmt::Display) -> Self {
-        Self::Decode {
-            service,
-            message: err.to_string(),
-        }
+        Self::Decode { service, message: err.to_string() }
     }
 
     pub fn class(&self) -> ErrorClass {
@@ -164,23 +112,12 @@ fn error_code_and_message(body: &str) -> (Option<String>, String) {
     if let Ok(v) = serde_json::from_str::<serde_json::Value>(body) {
         if let Some(e) = v.get("error") {
             if let Some(obj) = e.as_object() {
-                let code = obj
-                    .get("code")
-                    .and_then(|c| c.as_str())
-                    .filter(|c| !c.is_empty())
-                    .map(str::to_string);
-                let msg = obj
-                    .get("message")
-                    .and_then(|m| m.as_str())
-                    .unwrap_or_default()
-                    .to_string();
+                let code = obj.get("code").and_then(|c| c.as_str()).filter(|c| !c.is_empty()).map(str::to_string);
+                let msg = obj.get("message").and_then(|m| m.as_str()).unwrap_or_default().to_string();
                 return (code, msg);
             }
             if let Some(code) = e.as_str() {
-                let desc = v
-                    .get("error_description")
-                    .and_then(|d| d.as_str())
-                    .unwrap_or_default();
+                let desc = v.get("error_description").and_then(|d| d.as_str()).unwrap_or_default();
                 return (Some(code.to_string()), desc.to_string());
             }
         }
@@ -194,10 +131,7 @@ fn error_code_and_message(body: &str) -> (Option<String>, String) {
 /// Parses `Retry-After` given in seconds (the form Graph, ARM and Logs Ingestion send).
 pub fn parse_retry_after(value: Option<&str>) -> Option<Duration> {
     let v = value?.trim();
-    v.parse::<f64>()
-        .ok()
-        .filter(|s| s.is_finite() && *s >= 0.0)
-        .map(Duration::from_secs_f64)
+    v.parse::<f64>().ok().filter(|s| s.is_finite() && *s >= 0.0).map(Duration::from_secs_f64)
 }
 
 #[cfg(test)]
@@ -222,7 +156,8 @@ mod tests {
 
     #[test]
     fn keeps_graph_error_message_and_retry_after() {
-        let body = r#"{"error":{"code":"","message":"The limit of '50' for Top query has been exceeded.","details":[]}}"#;
+        let body =
+            r#"{"error":{"code":"","message":"The limit of '50' for Top query has been exceeded.","details":[]}}"#;
         let e = ApiError::from_status("graph", 400, None, body);
         assert!(e.to_string().contains("limit of '50'"));
         assert_eq!(e.class(), ErrorClass::Reject);
@@ -242,10 +177,7 @@ mod tests {
     #[test]
     fn retry_after_parsing() {
         assert_eq!(parse_retry_after(Some(" 3 ")), Some(Duration::from_secs(3)));
-        assert_eq!(
-            parse_retry_after(Some("Wed, 21 Oct 2015 07:28:00 GMT")),
-            None
-        );
+        assert_eq!(parse_retry_after(Some("Wed, 21 Oct 2015 07:28:00 GMT")), None);
         assert_eq!(parse_retry_after(None), None);
     }
 }

@@ -99,10 +99,7 @@ async fn main() -> ExitCode {
     xdrsync::telemetry::init(cli.log_json);
     let command = match cli.command {
         Some(c) => c,
-        None => match std::env::var("FUNCTIONS_CUSTOMHANDLER_PORT")
-            .ok()
-            .and_then(|p| p.parse().ok())
-        {
+        None => match std::env::var("FUNCTIONS_CUSTOMHANDLER_PORT").ok().and_then(|p| p.parse().ok()) {
             Some(port) => Command::Serve { port },
             None => {
                 use clap::CommandFactory;
@@ -112,22 +109,12 @@ async fn main() -> ExitCode {
         },
     };
     match command {
-        Command::Sim {
-            port,
-            seed_incidents,
-            token_lifetime,
-        } => run_sim(port, seed_incidents, token_lifetime).await,
+        Command::Sim { port, seed_incidents, token_lifetime } => run_sim(port, seed_incidents, token_lifetime).await,
         Command::Check => run_check().await,
         Command::Serve { port } => serve(port).await,
         Command::Run => run_standalone().await,
         Command::Package { out, binary } => package(&out, binary),
-        Command::Demo {
-            incidents,
-            poll_seconds,
-            timeout,
-            repo,
-            json,
-        } => {
+        Command::Demo { incidents, poll_seconds, timeout, repo, json } => {
             let opts = xdrsync::demo::DemoOptions {
                 incidents,
                 poll_seconds,
@@ -138,10 +125,7 @@ async fn main() -> ExitCode {
             match xdrsync::demo::run(opts).await {
                 Ok(report) => {
                     if json {
-                        println!(
-                            "{}",
-                            serde_json::to_string_pretty(&report).unwrap_or_default()
-                        );
+                        println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
                     } else {
                         xdrsync::demo::print(&report);
                     }
@@ -181,10 +165,7 @@ async fn serve(port: u16) -> ExitCode {
     };
     tracing::info!(port, "custom handler listening");
     let app = xdrsync::functions::router(services);
-    match axum::serve(listener, app)
-        .with_graceful_shutdown(xdrsync::standalone::shutdown_signal())
-        .await
-    {
+    match axum::serve(listener, app).with_graceful_shutdown(xdrsync::standalone::shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("handler stopped: {e}");
@@ -226,10 +207,7 @@ fn package(out: &std::path::Path, binary: Option<std::path::PathBuf>) -> ExitCod
             for f in files {
                 println!("{}", f.display());
             }
-            println!(
-                "publish with: cd {} && func azure functionapp publish <app-name> --custom",
-                out.display()
-            );
+            println!("publish with: cd {} && func azure functionapp publish <app-name> --custom", out.display());
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -256,12 +234,7 @@ async fn run_check() -> ExitCode {
     let mut ok = true;
     for l in &lines {
         ok &= l.ok;
-        println!(
-            "{} {:<28} {}",
-            if l.ok { "ok  " } else { "FAIL" },
-            l.what,
-            l.detail
-        );
+        println!("{} {:<28} {}", if l.ok { "ok  " } else { "FAIL" }, l.what, l.detail);
     }
     if ok {
         ExitCode::SUCCESS
@@ -278,10 +251,7 @@ async fn run_sim(port: u16, seed_incidents: usize, token_lifetime: u64) -> ExitC
             return ExitCode::FAILURE;
         }
     };
-    let config = SimConfig {
-        token_lifetime_secs: token_lifetime,
-        ..SimConfig::demo()
-    };
+    let config = SimConfig { token_lifetime_secs: token_lifetime, ..SimConfig::demo() };
     let running = match xdrsync::sim::spawn(listener, config.clone()).await {
         Ok(r) => r,
         Err(e) => {
@@ -290,10 +260,7 @@ async fn run_sim(port: u16, seed_incidents: usize, token_lifetime: u64) -> ExitC
         }
     };
     if seed_incidents > 0 {
-        let spec = SeedSpec {
-            count: seed_incidents,
-            ..Default::default()
-        };
+        let spec = SeedSpec { count: seed_incidents, ..Default::default() };
         xdrsync::sim::seed::seed(&mut running.sim.world(), &config.tenant_id, &spec);
     }
     println!("xdrsync simulator listening on {}", running.base_url());

@@ -7,22 +7,10 @@ use std::path::{Path, PathBuf};
 /// `(relative path in the app, contents)` of every Functions file.
 pub const APP_FILES: &[(&str, &str)] = &[
     ("host.json", include_str!("../host.json")),
-    (
-        "IncidentPoller/function.json",
-        include_str!("../functions/IncidentPoller/function.json"),
-    ),
-    (
-        "IncidentSync/function.json",
-        include_str!("../functions/IncidentSync/function.json"),
-    ),
-    (
-        "Health/function.json",
-        include_str!("../functions/Health/function.json"),
-    ),
-    (
-        "SentinelWebhook/function.json",
-        include_str!("../functions/SentinelWebhook/function.json"),
-    ),
+    ("IncidentPoller/function.json", include_str!("../functions/IncidentPoller/function.json")),
+    ("IncidentSync/function.json", include_str!("../functions/IncidentSync/function.json")),
+    ("Health/function.json", include_str!("../functions/Health/function.json")),
+    ("SentinelWebhook/function.json", include_str!("../functions/SentinelWebhook/function.json")),
 ];
 
 /// Name of the executable `host.json` starts.
@@ -40,8 +28,7 @@ pub fn write_app(out: &Path, binary: &Path) -> anyhow::Result<Vec<PathBuf>> {
         written.push(path);
     }
     let exe = out.join(EXECUTABLE);
-    std::fs::copy(binary, &exe)
-        .map_err(|e| anyhow::anyhow!("copying {} failed: {e}", binary.display()))?;
+    std::fs::copy(binary, &exe).map_err(|e| anyhow::anyhow!("copying {} failed: {e}", binary.display()))?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -64,26 +51,13 @@ mod tests {
         write_app(&out, &fake_bin).unwrap();
         let host: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(out.join("host.json")).unwrap()).unwrap();
-        assert_eq!(
-            host["customHandler"]["description"]["defaultExecutablePath"],
-            EXECUTABLE
-        );
+        assert_eq!(host["customHandler"]["description"]["defaultExecutablePath"], EXECUTABLE);
         assert_eq!(host["extensions"]["http"]["routePrefix"], "api");
         assert_eq!(host["extensions"]["queues"]["maxDequeueCount"], 5);
-        for f in [
-            "IncidentPoller",
-            "IncidentSync",
-            "Health",
-            "SentinelWebhook",
-        ] {
-            let fj: serde_json::Value = serde_json::from_str(
-                &std::fs::read_to_string(out.join(f).join("function.json")).unwrap(),
-            )
-            .unwrap();
-            assert!(
-                fj["bindings"].as_array().is_some_and(|b| !b.is_empty()),
-                "{f}"
-            );
+        for f in ["IncidentPoller", "IncidentSync", "Health", "SentinelWebhook"] {
+            let fj: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(out.join(f).join("function.json")).unwrap()).unwrap();
+            assert!(fj["bindings"].as_array().is_some_and(|b| !b.is_empty()), "{f}");
         }
         assert!(out.join(EXECUTABLE).exists());
     }

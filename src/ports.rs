@@ -10,9 +10,7 @@ use serde_json::{Map, Value};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::domain::defender::{
-    AlertComment, DefenderAlert, DefenderIncident, DefenderIncidentPatch,
-};
+use crate::domain::defender::{AlertComment, DefenderAlert, DefenderIncident, DefenderIncidentPatch};
 use crate::domain::sentinel::{SentinelComment, SentinelIncident, SentinelIncidentBody};
 use crate::error::ApiError;
 
@@ -41,20 +39,13 @@ pub struct DirectoryUser {
 #[async_trait]
 pub trait DefenderApi: Send + Sync {
     /// Every incident with `lastUpdateDateTime >= since`, all pages, in service order.
-    async fn list_incidents_since(
-        &self,
-        since: OffsetDateTime,
-    ) -> Result<Vec<DefenderIncident>, ApiError>;
+    async fn list_incidents_since(&self, since: OffsetDateTime) -> Result<Vec<DefenderIncident>, ApiError>;
     /// One incident; `Ok(None)` on 404.
     async fn get_incident(&self, id: &str) -> Result<Option<DefenderIncident>, ApiError>;
     /// Every alert of an incident (`alerts_v2?$filter=incidentId eq '…'`), all pages.
     async fn list_alerts(&self, incident_id: &str) -> Result<Vec<DefenderAlert>, ApiError>;
     /// `PATCH` with only the fields that change; returns the updated incident.
-    async fn patch_incident(
-        &self,
-        id: &str,
-        patch: &DefenderIncidentPatch,
-    ) -> Result<DefenderIncident, ApiError>;
+    async fn patch_incident(&self, id: &str, patch: &DefenderIncidentPatch) -> Result<DefenderIncident, ApiError>;
     /// Adds a comment; returns the incident's whole comment list (as Graph does).
     async fn add_comment(&self, id: &str, text: &str) -> Result<Vec<AlertComment>, ApiError>;
     /// A user by UPN; `Ok(None)` when the directory has no such user.
@@ -67,23 +58,11 @@ pub trait SentinelApi: Send + Sync {
     /// `Ok(None)` on 404.
     async fn get_incident(&self, name: &Uuid) -> Result<Option<SentinelIncident>, ApiError>;
     /// Create-or-update. A stale `body.etag` fails with [`ApiError::Conflict`].
-    async fn put_incident(
-        &self,
-        name: &Uuid,
-        body: &SentinelIncidentBody,
-    ) -> Result<SentinelIncident, ApiError>;
+    async fn put_incident(&self, name: &Uuid, body: &SentinelIncidentBody) -> Result<SentinelIncident, ApiError>;
     /// Incidents with `lastModifiedTimeUtc >= since`, all pages.
-    async fn list_incidents_modified_since(
-        &self,
-        since: OffsetDateTime,
-    ) -> Result<Vec<SentinelIncident>, ApiError>;
+    async fn list_incidents_modified_since(&self, since: OffsetDateTime) -> Result<Vec<SentinelIncident>, ApiError>;
     async fn list_comments(&self, incident: &Uuid) -> Result<Vec<SentinelComment>, ApiError>;
-    async fn put_comment(
-        &self,
-        incident: &Uuid,
-        comment: &Uuid,
-        message: &str,
-    ) -> Result<SentinelComment, ApiError>;
+    async fn put_comment(&self, incident: &Uuid, comment: &Uuid, message: &str) -> Result<SentinelComment, ApiError>;
 }
 
 /// What one upload did.
@@ -114,14 +93,8 @@ pub enum Table {
 }
 
 impl Table {
-    pub const ALL: [Table; 6] = [
-        Table::Incidents,
-        Table::Index,
-        Table::Cursors,
-        Table::Leases,
-        Table::Users,
-        Table::AlertDigests,
-    ];
+    pub const ALL: [Table; 6] =
+        [Table::Incidents, Table::Index, Table::Cursors, Table::Leases, Table::Users, Table::AlertDigests];
 
     pub fn suffix(self) -> &'static str {
         match self {
@@ -149,11 +122,7 @@ pub struct Entity {
 
 impl Entity {
     pub fn new(partition_key: impl Into<String>, row_key: impl Into<String>) -> Self {
-        Self {
-            partition_key: partition_key.into(),
-            row_key: row_key.into(),
-            props: Map::new(),
-        }
+        Self { partition_key: partition_key.into(), row_key: row_key.into(), props: Map::new() }
     }
     pub fn with(mut self, name: &str, value: impl Into<Value>) -> Self {
         self.props.insert(name.to_string(), value.into());
@@ -169,12 +138,7 @@ impl Entity {
 pub trait StateStore: Send + Sync {
     /// Creates the tables if missing.
     async fn ensure_tables(&self) -> Result<(), ApiError>;
-    async fn get(
-        &self,
-        table: Table,
-        pk: &str,
-        rk: &str,
-    ) -> Result<Option<(Entity, ETag)>, ApiError>;
+    async fn get(&self, table: Table, pk: &str, rk: &str) -> Result<Option<(Entity, ETag)>, ApiError>;
     /// Fails with [`ApiError::Conflict`] when the entity exists.
     async fn insert(&self, table: Table, entity: &Entity) -> Result<ETag, ApiError>;
     /// Replaces only if the entity still has `etag`; otherwise [`ApiError::Conflict`].
@@ -203,12 +167,7 @@ pub trait WorkQueue: Send + Sync {
     async fn ensure_queue(&self, queue: &str) -> Result<(), ApiError>;
     async fn send(&self, queue: &str, text: &str) -> Result<(), ApiError>;
     /// Up to `max` messages, each invisible for `visibility` unless deleted.
-    async fn receive(
-        &self,
-        queue: &str,
-        max: u8,
-        visibility: Duration,
-    ) -> Result<Vec<QueueMessage>, ApiError>;
+    async fn receive(&self, queue: &str, max: u8, visibility: Duration) -> Result<Vec<QueueMessage>, ApiError>;
     async fn delete(&self, queue: &str, msg: &QueueMessage) -> Result<(), ApiError>;
     /// Approximate count of messages (for status and tests).
     async fn approximate_len(&self, queue: &str) -> Result<usize, ApiError>;

@@ -52,10 +52,7 @@ pub struct IndexEntry {
 }
 
 pub fn index_key(workspace_resource_id: &str, sentinel_name: &Uuid) -> Result<RowKey, ApiError> {
-    RowKey::new(
-        &workspace_resource_id.to_ascii_lowercase(),
-        &sentinel_name.to_string(),
-    )
+    RowKey::new(&workspace_resource_id.to_ascii_lowercase(), &sentinel_name.to_string())
 }
 
 /// A poll cursor plus when it last polled (`Cursors` table, PK tenant, RK feed).

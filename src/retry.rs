@@ -31,27 +31,16 @@ impl Default for RetryPolicy {
 impl RetryPolicy {
     /// Delay before attempt `attempt + 1` (attempt counts from 1), or `None` to give up.
     /// `jitter` in [0, 1) picks the point inside the backoff window (full jitter).
-    pub fn delay(
-        &self,
-        attempt: u32,
-        retry_after: Option<Duration>,
-        jitter: f64,
-    ) -> Option<Duration> {
+    pub fn delay(&self, attempt: u32, retry_after: Option<Duration>, jitter: f64) -> Option<Duration> {
         if attempt >= self.max_attempts {
             return None;
         }
         if let Some(ra) = retry_after {
             return (ra <= self.max_retry_after).then_some(ra);
         }
-        let exp = self
-            .base_delay
-            .saturating_mul(1u32 << (attempt - 1).min(20));
+        let exp = self.base_delay.saturating_mul(1u32 << (attempt - 1).min(20));
         let window = exp.min(self.max_delay);
-        Some(
-            window
-                .mul_f64(jitter.clamp(0.0, 1.0))
-                .max(Duration::from_millis(10)),
-        )
+        Some(window.mul_f64(jitter.clamp(0.0, 1.0)).max(Duration::from_millis(10)))
     }
 
     /// Runs `op` until it succeeds, fails with a non-retryable error, or attempts run out.
@@ -64,16 +53,14 @@ impl RetryPolicy {
         loop {
             match op().await {
                 Ok(v) => return Ok(v),
-                Err(e) if e.is_retryable() => {
-                    match self.delay(attempt, e.retry_after(), rand::random()) {
-                        Some(d) => {
-                            tracing::debug!(attempt, delay_ms = d.as_millis() as u64, error.message = %e, "retrying");
-                            tokio::time::sleep(d).await;
-                            attempt += 1;
-                        }
-                        None => return Err(e),
+                Err(e) if e.is_retryable() => match self.delay(attempt, e.retry_after(), rand::random()) {
+                    Some(d) => {
+                        tracing::debug!(attempt, delay_ms = d.as_millis() as u64, error.message = %e, "retrying");
+                        tokio::time::sleep(d).await;
+                        attempt += 1;
                     }
-                }
+                    None => return Err(e),
+                },
                 Err(e) => return Err(e),
             }
         }
@@ -87,10 +74,7 @@ mod tests {
 
     #[test]
     fn backoff_grows_and_is_capped() {
-        let p = RetryPolicy {
-            max_attempts: 10,
-            ..Default::default()
-        };
+        let p = RetryPolicy { max_attempts: 10, ..Default::default() };
         assert_eq!(p.delay(1, None, 1.0), Some(Duration::from_millis(200)));
         assert_eq!(p.delay(3, None, 1.0), Some(Duration::from_millis(800)));
         assert_eq!(p.delay(9, None, 1.0), Some(Duration::from_secs(10)));
@@ -100,10 +84,7 @@ mod tests {
     #[test]
     fn retry_after_wins_unless_too_long() {
         let p = RetryPolicy::default();
-        assert_eq!(
-            p.delay(1, Some(Duration::from_secs(3)), 0.5),
-            Some(Duration::from_secs(3))
-        );
+        assert_eq!(p.delay(1, Some(Duration::from_secs(3)), 0.5), Some(Duration::from_secs(3)));
         assert_eq!(p.delay(1, Some(Duration::from_secs(600)), 0.5), None);
     }
 
@@ -124,12 +105,7 @@ mod tests {
         let r = p
             .run(|| async {
                 if calls.fetch_add(1, Ordering::SeqCst) < 2 {
-                    Err(ApiError::from_status(
-                        "graph",
-                        429,
-                        Some(Duration::from_secs(2)),
-                        "",
-                    ))
+                    Err(ApiError::from_status("graph", 429, Some(Duration::from_secs(2)), ""))
                 } else {
                     Ok(7)
                 }

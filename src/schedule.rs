@@ -27,10 +27,7 @@ impl Schedule {
 
     /// The first occurrence strictly after `after`.
     pub fn next_after(&self, after: OffsetDateTime) -> Option<OffsetDateTime> {
-        let ts = chrono::DateTime::<chrono::Utc>::from_timestamp(
-            after.unix_timestamp(),
-            after.nanosecond(),
-        )?;
+        let ts = chrono::DateTime::<chrono::Utc>::from_timestamp(after.unix_timestamp(), after.nanosecond())?;
         let next = self.cron.find_next_occurrence(&ts, false).ok()?;
         OffsetDateTime::from_unix_timestamp_nanos(next.timestamp_nanos_opt()? as i128).ok()
     }
@@ -51,18 +48,9 @@ mod tests {
     #[test]
     fn every_thirty_seconds() {
         let s = Schedule::parse("*/30 * * * * *").unwrap();
-        assert_eq!(
-            s.next_after(datetime!(2026-01-01 0:00:05 UTC)),
-            Some(datetime!(2026-01-01 0:00:30 UTC))
-        );
-        assert_eq!(
-            s.next_after(datetime!(2026-01-01 0:00:30 UTC)),
-            Some(datetime!(2026-01-01 0:01:00 UTC))
-        );
-        assert_eq!(
-            s.wait_from(datetime!(2026-01-01 0:00:29 UTC)),
-            Duration::from_secs(1)
-        );
+        assert_eq!(s.next_after(datetime!(2026-01-01 0:00:05 UTC)), Some(datetime!(2026-01-01 0:00:30 UTC)));
+        assert_eq!(s.next_after(datetime!(2026-01-01 0:00:30 UTC)), Some(datetime!(2026-01-01 0:01:00 UTC)));
+        assert_eq!(s.wait_from(datetime!(2026-01-01 0:00:29 UTC)), Duration::from_secs(1));
     }
 
     #[test]

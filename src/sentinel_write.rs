@@ -20,11 +20,7 @@ pub enum WriteOutcome {
 
 /// Applies `change` to the current incident (or `None` when it does not exist yet) and PUTs the
 /// result with the etag that was read. `change` returning `None` skips the write.
-pub async fn write_incident<F>(
-    api: &dyn SentinelApi,
-    name: &Uuid,
-    mut change: F,
-) -> Result<WriteOutcome, ApiError>
+pub async fn write_incident<F>(api: &dyn SentinelApi, name: &Uuid, mut change: F) -> Result<WriteOutcome, ApiError>
 where
     F: FnMut(Option<&SentinelIncident>) -> Option<SentinelWritable>,
 {
@@ -34,10 +30,7 @@ where
         let Some(properties) = change(current.as_ref()) else {
             return Ok(WriteOutcome::Unchanged(current));
         };
-        let body = SentinelIncidentBody {
-            etag: current.as_ref().and_then(|c| c.etag.clone()),
-            properties,
-        };
+        let body = SentinelIncidentBody { etag: current.as_ref().and_then(|c| c.etag.clone()), properties };
         match api.put_incident(name, &body).await {
             Ok(written) => return Ok(WriteOutcome::Written(written)),
             Err(e) if e.is_conflict() => {

@@ -31,10 +31,7 @@ impl RowKey {
                 message: e.to_string(),
             })
         };
-        Ok(Self {
-            pk: esc(pk)?,
-            rk: esc(rk)?,
-        })
+        Ok(Self { pk: esc(pk)?, rk: esc(rk)? })
     }
 }
 
@@ -45,11 +42,7 @@ pub struct Versioned<T> {
     pub etag: ETag,
 }
 
-fn encode<T: Serialize>(
-    key: &RowKey,
-    value: &T,
-    columns: &[(&str, String)],
-) -> Result<Entity, ApiError> {
+fn encode<T: Serialize>(key: &RowKey, value: &T, columns: &[(&str, String)]) -> Result<Entity, ApiError> {
     let json = serde_json::to_string(value).map_err(|e| ApiError::decode("state", e))?;
     // Edm.String holds 64 KiB of UTF-16: 32,768 chars is the safe bound.
     if json.chars().count() > 32_000 {
@@ -57,11 +50,7 @@ fn encode<T: Serialize>(
             service: "state",
             status: 413,
             code: None,
-            message: format!(
-                "record for {} is {} characters; the limit is 32000",
-                key.rk,
-                json.len()
-            ),
+            message: format!("record for {} is {} characters; the limit is 32000", key.rk, json.len()),
         });
     }
     let mut e = Entity::new(key.pk.clone(), key.rk.clone()).with(DATA, json);
@@ -72,11 +61,8 @@ fn encode<T: Serialize>(
 }
 
 fn decode<T: DeserializeOwned>(e: &Entity) -> Result<T, ApiError> {
-    let data = e
-        .str(DATA)
-        .ok_or_else(|| ApiError::decode("state", format!("row {} has no Data", e.row_key)))?;
-    serde_json::from_str(data)
-        .map_err(|err| ApiError::decode("state", format!("row {}: {err}", e.row_key)))
+    let data = e.str(DATA).ok_or_else(|| ApiError::decode("state", format!("row {} has no Data", e.row_key)))?;
+    serde_json::from_str(data).map_err(|err| ApiError::decode("state", format!("row {}: {err}", e.row_key)))
 }
 
 /// Reads a record.
@@ -86,10 +72,7 @@ pub async fn load<T: DeserializeOwned>(
     key: &RowKey,
 ) -> Result<Option<Versioned<T>>, ApiError> {
     match store.get(table, &key.pk, &key.rk).await? {
-        Some((e, etag)) => Ok(Some(Versioned {
-            value: decode(&e)?,
-            etag,
-        })),
+        Some((e, etag)) => Ok(Some(Versioned { value: decode(&e)?, etag })),
         None => Ok(None),
     }
 }
@@ -141,16 +124,7 @@ where
         let Some(next) = change(current.as_ref().map(|c| &c.value)) else {
             return Ok(current.map(|c| c.value));
         };
-        match save(
-            store,
-            table,
-            key,
-            &next,
-            &[],
-            current.as_ref().map(|c| &c.etag),
-        )
-        .await
-        {
+        match save(store, table, key, &next, &[], current.as_ref().map(|c| &c.etag)).await {
             Ok(_) => return Ok(Some(next)),
             Err(e) if e.is_conflict() => {
                 last_err = Some(e);
@@ -174,20 +148,10 @@ mod tests {
         let store = MemoryStore::new();
         let key = RowKey::new("tenant/1", "inc#2").unwrap();
         assert_eq!(key.pk, "tenant%2F1");
-        let e1 = save(&store, Table::Cursors, &key, &1u32, &[], None)
-            .await
-            .unwrap();
-        assert!(save(&store, Table::Cursors, &key, &2u32, &[], None)
-            .await
-            .unwrap_err()
-            .is_conflict());
-        let e2 = save(&store, Table::Cursors, &key, &3u32, &[], Some(&e1))
-            .await
-            .unwrap();
-        assert!(save(&store, Table::Cursors, &key, &4u32, &[], Some(&e1))
-            .await
-            .unwrap_err()
-            .is_conflict());
+        let e1 = save(&store, Table::Cursors, &key, &1u32, &[], None).await.unwrap();
+        assert!(save(&store, Table::Cursors, &key, &2u32, &[], None).await.unwrap_err().is_conflict());
+        let e2 = save(&store, Table::Cursors, &key, &3u32, &[], Some(&e1)).await.unwrap();
+        assert!(save(&store, Table::Cursors, &key, &4u32, &[], Some(&e1)).await.unwrap_err().is_conflict());
         assert_ne!(e1, e2);
         let v: Versioned<u32> = load(&store, Table::Cursors, &key).await.unwrap().unwrap();
         assert_eq!(v.value, 3);
@@ -197,9 +161,7 @@ mod tests {
     async fn modify_redoes_its_change_when_another_writer_got_there_first() {
         let store = MemoryStore::new();
         let key = RowKey::new("p", "counter").unwrap();
-        save(&store, Table::Cursors, &key, &10u32, &[], None)
-            .await
-            .unwrap();
+        save(&store, Table::Cursors, &key, &10u32, &[], None).await.unwrap();
         let mut calls = 0;
         let result = modify::<u32, _>(&store, Table::Cursors, &key, |current| {
             calls += 1;
@@ -222,9 +184,7 @@ mod tests {
     async fn modify_returning_none_writes_nothing() {
         let store = MemoryStore::new();
         let key = RowKey::new("p", "x").unwrap();
-        let r = modify::<u32, _>(&store, Table::Cursors, &key, |_| None)
-            .await
-            .unwrap();
+        let r = modify::<u32, _>(&store, Table::Cursors, &key, |_| None).await.unwrap();
         assert_eq!(r, None);
         assert_eq!(store.count(Table::Cursors), 0);
     }

@@ -8,8 +8,7 @@ use url::Url;
 
 /// Azurite's well-known development account (public, documented by Microsoft).
 pub const DEV_ACCOUNT: &str = "devstoreaccount1";
-pub const DEV_KEY: &str =
-    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+pub const DEV_KEY: &str = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
 
 #[derive(Clone)]
 pub struct StorageConnection {
@@ -34,36 +33,19 @@ impl StorageConnection {
     pub fn parse(raw: &str) -> Result<Self, String> {
         let mut parts = std::collections::HashMap::new();
         for part in raw.split(';').map(str::trim).filter(|p| !p.is_empty()) {
-            let (k, v) = part.split_once('=').ok_or_else(|| {
-                format!(
-                    "'{}' is not key=value",
-                    part.split('=').next().unwrap_or("")
-                )
-            })?;
+            let (k, v) = part
+                .split_once('=')
+                .ok_or_else(|| format!("'{}' is not key=value", part.split('=').next().unwrap_or("")))?;
             parts.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
         }
-        let dev = parts
-            .get("usedevelopmentstorage")
-            .is_some_and(|v| v.eq_ignore_ascii_case("true"));
-        let account = parts
-            .get("accountname")
-            .cloned()
-            .or_else(|| dev.then(|| DEV_ACCOUNT.to_string()));
-        let key = parts
-            .get("accountkey")
-            .cloned()
-            .or_else(|| dev.then(|| DEV_KEY.to_string()));
+        let dev = parts.get("usedevelopmentstorage").is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        let account = parts.get("accountname").cloned().or_else(|| dev.then(|| DEV_ACCOUNT.to_string()));
+        let key = parts.get("accountkey").cloned().or_else(|| dev.then(|| DEV_KEY.to_string()));
         let (Some(account), Some(key)) = (account, key) else {
             return Err("needs AccountName and AccountKey (identity-based storage connections are not supported yet), or UseDevelopmentStorage=true".into());
         };
-        let protocol = parts
-            .get("defaultendpointsprotocol")
-            .map(String::as_str)
-            .unwrap_or("https");
-        let suffix = parts
-            .get("endpointsuffix")
-            .map(String::as_str)
-            .unwrap_or("core.windows.net");
+        let protocol = parts.get("defaultendpointsprotocol").map(String::as_str).unwrap_or("https");
+        let suffix = parts.get("endpointsuffix").map(String::as_str).unwrap_or("core.windows.net");
         let endpoint = |name: &str, sub: &str, dev_port: u16| -> Result<Url, String> {
             let raw = match parts.get(name) {
                 Some(e) => e.clone(),
@@ -72,9 +54,7 @@ impl StorageConnection {
             };
             let url = Url::parse(&raw).map_err(|e| format!("{name} '{raw}' is not a URL ({e})"))?;
             if url.scheme() != "https" && !crate::config::is_loopback(&url) {
-                return Err(format!(
-                    "{name} '{raw}' must use https (http only for a local emulator)"
-                ));
+                return Err(format!("{name} '{raw}' must use https (http only for a local emulator)"));
             }
             Ok(url)
         };
@@ -102,14 +82,8 @@ mod tests {
     fn development_storage_shorthand() {
         let c = StorageConnection::parse("UseDevelopmentStorage=true").unwrap();
         assert_eq!(c.account, DEV_ACCOUNT);
-        assert_eq!(
-            c.table_endpoint.as_str(),
-            "http://127.0.0.1:10002/devstoreaccount1"
-        );
-        assert_eq!(
-            c.queue_endpoint.as_str(),
-            "http://127.0.0.1:10001/devstoreaccount1"
-        );
+        assert_eq!(c.table_endpoint.as_str(), "http://127.0.0.1:10002/devstoreaccount1");
+        assert_eq!(c.queue_endpoint.as_str(), "http://127.0.0.1:10001/devstoreaccount1");
     }
 
     #[test]
@@ -121,20 +95,17 @@ mod tests {
 
     #[test]
     fn production_account_uses_https_endpoints() {
-        let c = StorageConnection::parse("DefaultEndpointsProtocol=https;AccountName=soc;AccountKey=a2V5;EndpointSuffix=core.usgovcloudapi.net").unwrap();
-        assert_eq!(
-            c.table_endpoint.as_str(),
-            "https://soc.table.core.usgovcloudapi.net/"
-        );
+        let c = StorageConnection::parse(
+            "DefaultEndpointsProtocol=https;AccountName=soc;AccountKey=a2V5;EndpointSuffix=core.usgovcloudapi.net",
+        )
+        .unwrap();
+        assert_eq!(c.table_endpoint.as_str(), "https://soc.table.core.usgovcloudapi.net/");
     }
 
     #[test]
     fn rejects_incomplete_or_insecure_strings() {
         assert!(StorageConnection::parse("AccountName=x").is_err());
         assert!(StorageConnection::parse("garbage").is_err());
-        assert!(StorageConnection::parse(
-            "AccountName=x;AccountKey=a2V5;TableEndpoint=http://example.com/x"
-        )
-        .is_err());
+        assert!(StorageConnection::parse("AccountName=x;AccountKey=a2V5;TableEndpoint=http://example.com/x").is_err());
     }
 }

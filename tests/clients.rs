@@ -51,54 +51,21 @@ fn writable(title: &str) -> SentinelWritable {
 #[tokio::test]
 async fn lists_500_incidents_through_pages_of_50() {
     let (sim, s) = setup(SimConfig::demo()).await;
-    seed(
-        &sim,
-        SeedSpec {
-            count: 500,
-            max_alerts: 1,
-            ..Default::default()
-        },
-    );
-    let all = s
-        .defender
-        .list_incidents_since(OffsetDateTime::UNIX_EPOCH)
-        .await
-        .unwrap();
+    seed(&sim, SeedSpec { count: 500, max_alerts: 1, ..Default::default() });
+    let all = s.defender.list_incidents_since(OffsetDateTime::UNIX_EPOCH).await.unwrap();
     let mut ids: Vec<_> = all.iter().map(|i| i.id.clone()).collect();
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), 500);
-    assert_eq!(
-        sim_stat(&sim, "graph.incidents.list").await,
-        10,
-        "500 incidents at $top=50 is 10 pages"
-    );
+    assert_eq!(sim_stat(&sim, "graph.incidents.list").await, 10, "500 incidents at $top=50 is 10 pages");
 }
 
 #[tokio::test]
 async fn incidents_sharing_one_timestamp_across_pages_are_all_listed_once() {
     let (sim, s) = setup(SimConfig::demo()).await;
-    seed(
-        &sim,
-        SeedSpec {
-            count: 30,
-            ..Default::default()
-        },
-    );
-    seed(
-        &sim,
-        SeedSpec {
-            count: 137,
-            same_timestamp: true,
-            max_alerts: 1,
-            ..Default::default()
-        },
-    );
-    let all = s
-        .defender
-        .list_incidents_since(OffsetDateTime::UNIX_EPOCH)
-        .await
-        .unwrap();
+    seed(&sim, SeedSpec { count: 30, ..Default::default() });
+    seed(&sim, SeedSpec { count: 137, same_timestamp: true, max_alerts: 1, ..Default::default() });
+    let all = s.defender.list_incidents_since(OffsetDateTime::UNIX_EPOCH).await.unwrap();
     assert_eq!(all.len(), 167);
     let mut ids: Vec<_> = all.iter().map(|i| &i.id).collect();
     ids.sort();
@@ -109,21 +76,9 @@ async fn incidents_sharing_one_timestamp_across_pages_are_all_listed_once() {
 #[tokio::test]
 async fn since_filter_returns_only_newer_incidents() {
     let (sim, s) = setup(SimConfig::demo()).await;
-    seed(
-        &sim,
-        SeedSpec {
-            count: 5,
-            ..Default::default()
-        },
-    );
+    seed(&sim, SeedSpec { count: 5, ..Default::default() });
     let cut = sim.sim.world().now();
-    seed(
-        &sim,
-        SeedSpec {
-            count: 3,
-            ..Default::default()
-        },
-    );
+    seed(&sim, SeedSpec { count: 3, ..Default::default() });
     let newer = s.defender.list_incidents_since(cut).await.unwrap();
     assert_eq!(newer.len(), 3);
     assert!(newer.iter().all(|i| i.last_update_date_time >= cut));
@@ -134,64 +89,32 @@ async fn simulator_rejects_top_over_50_with_graphs_message() {
     let (sim, s) = setup(SimConfig::demo()).await;
     let token = s.tokens.token(&s.config.graph_scope).await.unwrap();
     let resp = reqwest::Client::new()
-        .get(format!(
-            "{}/v1.0/security/incidents?$top=100",
-            sim.base_url()
-        ))
+        .get(format!("{}/v1.0/security/incidents?$top=100", sim.base_url()))
         .bearer_auth(secrecy::ExposeSecret::expose_secret(&token))
         .send()
         .await
         .unwrap();
     assert_eq!(resp.status(), 400);
     let body: serde_json::Value = resp.json().await.unwrap();
-    assert!(body["error"]["message"]
-        .as_str()
-        .unwrap()
-        .contains("The limit of '50' for Top query has been exceeded"));
+    assert!(body["error"]["message"].as_str().unwrap().contains("The limit of '50' for Top query has been exceeded"));
 }
 
 #[tokio::test]
 async fn alerts_of_a_big_incident_are_paged_and_complete() {
     let (sim, s) = setup(SimConfig::demo()).await;
-    let ids = seed(
-        &sim,
-        SeedSpec {
-            count: 1,
-            big_incidents: 1,
-            big_alerts: 250,
-            ..Default::default()
-        },
-    );
-    seed(
-        &sim,
-        SeedSpec {
-            count: 3,
-            ..Default::default()
-        },
-    );
+    let ids = seed(&sim, SeedSpec { count: 1, big_incidents: 1, big_alerts: 250, ..Default::default() });
+    seed(&sim, SeedSpec { count: 3, ..Default::default() });
     let alerts = s.defender.list_alerts(&ids[0]).await.unwrap();
     assert_eq!(alerts.len(), 250);
-    assert!(alerts
-        .iter()
-        .all(|a| a.incident_id.as_deref() == Some(ids[0].as_str())));
+    assert!(alerts.iter().all(|a| a.incident_id.as_deref() == Some(ids[0].as_str())));
     assert!(alerts.iter().all(|a| !a.evidence.is_empty()));
-    assert_eq!(
-        sim_stat(&sim, "graph.alerts.list").await,
-        3,
-        "250 alerts at the default 100 per page"
-    );
+    assert_eq!(sim_stat(&sim, "graph.alerts.list").await, 3, "250 alerts at the default 100 per page");
 }
 
 #[tokio::test]
 async fn patch_comment_and_user_lookup() {
     let (sim, s) = setup(SimConfig::demo()).await;
-    let ids = seed(
-        &sim,
-        SeedSpec {
-            count: 1,
-            ..Default::default()
-        },
-    );
+    let ids = seed(&sim, SeedSpec { count: 1, ..Default::default() });
     let before = s.defender.get_incident(&ids[0]).await.unwrap().unwrap();
     let patch = DefenderIncidentPatch {
         status: Some(IncidentStatus::Resolved),
@@ -202,61 +125,27 @@ async fn patch_comment_and_user_lookup() {
     assert_eq!(after.status, IncidentStatus::Resolved);
     assert_eq!(after.assigned_to.as_deref(), Some("bob@contoso.com"));
     assert!(after.last_update_date_time > before.last_update_date_time);
-    let comments = s
-        .defender
-        .add_comment(&ids[0], "from a test")
-        .await
-        .unwrap();
-    assert_eq!(
-        comments.last().unwrap().comment.as_deref(),
-        Some("from a test")
-    );
+    let comments = s.defender.add_comment(&ids[0], "from a test").await.unwrap();
+    assert_eq!(comments.last().unwrap().comment.as_deref(), Some("from a test"));
     assert!(s.defender.get_incident("999999").await.unwrap().is_none());
-    let user = s
-        .defender
-        .find_user("alice@contoso.com")
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(
-        user.user_principal_name.as_deref(),
-        Some("alice@contoso.com")
-    );
-    assert!(s
-        .defender
-        .find_user("nobody#EXT#@contoso.com")
-        .await
-        .unwrap()
-        .is_none());
+    let user = s.defender.find_user("alice@contoso.com").await.unwrap().unwrap();
+    assert_eq!(user.user_principal_name.as_deref(), Some("alice@contoso.com"));
+    assert!(s.defender.find_user("nobody#EXT#@contoso.com").await.unwrap().is_none());
 }
 
 #[tokio::test]
 async fn sentinel_put_with_stale_etag_conflicts_and_write_incident_redoes() {
     let (sim, s) = setup(SimConfig::demo()).await;
     let name = sentinel_incident_name(&s.config.tenant_id, "1001");
-    let created = match write_incident(s.sentinel.as_ref(), &name, |_| Some(writable("first")))
-        .await
-        .unwrap()
-    {
+    let created = match write_incident(s.sentinel.as_ref(), &name, |_| Some(writable("first"))).await.unwrap() {
         WriteOutcome::Written(i) => i,
         other => panic!("expected a write, got {other:?}"),
     };
-    assert_eq!(
-        created.properties.read_only.provider_name.as_deref(),
-        Some("Azure Sentinel")
-    );
+    assert_eq!(created.properties.read_only.provider_name.as_deref(), Some("Azure Sentinel"));
     // An analyst edits in between: our etag is now stale.
-    let r = sim_post(
-        &sim,
-        &format!("/_sim/sentinel/incidents/{name}/edit"),
-        json!({"severity": "High"}),
-    )
-    .await;
+    let r = sim_post(&sim, &format!("/_sim/sentinel/incidents/{name}/edit"), json!({"severity": "High"})).await;
     assert!(r.status().is_success());
-    let stale = SentinelIncidentBody {
-        etag: created.etag.clone(),
-        properties: writable("stale"),
-    };
+    let stale = SentinelIncidentBody { etag: created.etag.clone(), properties: writable("stale") };
     let e = s.sentinel.put_incident(&name, &stale).await.unwrap_err();
     assert_eq!(e.class(), ErrorClass::Conflict);
     assert!(e.to_string().contains("Newer version"));
@@ -278,9 +167,7 @@ async fn sentinel_put_with_stale_etag_conflicts_and_write_incident_redoes() {
     .await
     .unwrap();
     assert_eq!(calls, 2);
-    let WriteOutcome::Written(i) = out else {
-        panic!("expected a write")
-    };
+    let WriteOutcome::Written(i) = out else { panic!("expected a write") };
     assert_eq!(i.properties.writable.title, "second");
     assert_eq!(i.properties.writable.severity, SentinelSeverity::High);
     assert!(sim_stat(&sim, "arm.incidents.conflict").await >= 2);
@@ -292,42 +179,18 @@ async fn sentinel_rejects_closed_without_classification_and_ignores_read_only_fi
     let name = uuid::Uuid::new_v4();
     let mut w = writable("t");
     w.status = SentinelStatus::Closed;
-    let e = s
-        .sentinel
-        .put_incident(
-            &name,
-            &SentinelIncidentBody {
-                etag: None,
-                properties: w.clone(),
-            },
-        )
-        .await
-        .unwrap_err();
+    let e =
+        s.sentinel.put_incident(&name, &SentinelIncidentBody { etag: None, properties: w.clone() }).await.unwrap_err();
     assert_eq!(e.status(), Some(400));
     w.classification = Some(SentinelClassification::BenignPositive);
-    let e = s
-        .sentinel
-        .put_incident(
-            &name,
-            &SentinelIncidentBody {
-                etag: None,
-                properties: w.clone(),
-            },
-        )
-        .await
-        .unwrap_err();
+    let e =
+        s.sentinel.put_incident(&name, &SentinelIncidentBody { etag: None, properties: w.clone() }).await.unwrap_err();
     assert!(e.to_string().contains("must have classificationReason"));
     w.classification_reason = Some(ClassificationReason::SuspiciousButExpected);
     w.description = Some("x".repeat(5001));
     assert_eq!(
         s.sentinel
-            .put_incident(
-                &name,
-                &SentinelIncidentBody {
-                    etag: None,
-                    properties: w.clone()
-                }
-            )
+            .put_incident(&name, &SentinelIncidentBody { etag: None, properties: w.clone() })
             .await
             .unwrap_err()
             .status(),
@@ -336,19 +199,13 @@ async fn sentinel_rejects_closed_without_classification_and_ignores_read_only_fi
     w.description = None;
     // A client trying to set providerName gets the server's value.
     let token = s.tokens.token(&s.config.arm_scope).await.unwrap();
-    let mut body = serde_json::to_value(SentinelIncidentBody {
-        etag: None,
-        properties: w,
-    })
-    .unwrap();
+    let mut body = serde_json::to_value(SentinelIncidentBody { etag: None, properties: w }).unwrap();
     body["properties"]["providerName"] = json!("Microsoft Defender XDR");
     body["properties"]["incidentNumber"] = json!(999999);
     let url = format!(
         "{}{}/incidents/{name}?api-version=2025-09-01",
         sim.base_url(),
-        s.config
-            .security_insights_base()
-            .trim_start_matches(&sim.base_url())
+        s.config.security_insights_base().trim_start_matches(&sim.base_url())
     );
     let resp = reqwest::Client::new()
         .put(url)
@@ -359,10 +216,7 @@ async fn sentinel_rejects_closed_without_classification_and_ignores_read_only_fi
         .unwrap();
     assert_eq!(resp.status(), 201);
     let got = s.sentinel.get_incident(&name).await.unwrap().unwrap();
-    assert_eq!(
-        got.properties.read_only.provider_name.as_deref(),
-        Some("Azure Sentinel")
-    );
+    assert_eq!(got.properties.read_only.provider_name.as_deref(), Some("Azure Sentinel"));
     assert_ne!(got.properties.read_only.incident_number, Some(999999));
 }
 
@@ -374,28 +228,15 @@ async fn sentinel_list_follows_next_links_past_1000() {
     for i in 0..1100 {
         let name = uuid::Uuid::new_v4();
         s.sentinel
-            .put_incident(
-                &name,
-                &SentinelIncidentBody {
-                    etag: None,
-                    properties: writable(&format!("i{i}")),
-                },
-            )
+            .put_incident(&name, &SentinelIncidentBody { etag: None, properties: writable(&format!("i{i}")) })
             .await
             .unwrap();
         names.push(name);
     }
-    let all = s
-        .sentinel
-        .list_incidents_modified_since(since)
-        .await
-        .unwrap();
+    let all = s.sentinel.list_incidents_modified_since(since).await.unwrap();
     assert_eq!(all.len(), 1100);
-    let later = s
-        .sentinel
-        .list_incidents_modified_since(OffsetDateTime::now_utc() + time::Duration::minutes(1))
-        .await
-        .unwrap();
+    let later =
+        s.sentinel.list_incidents_modified_since(OffsetDateTime::now_utc() + time::Duration::minutes(1)).await.unwrap();
     assert!(later.is_empty());
 }
 
@@ -403,16 +244,7 @@ async fn sentinel_list_follows_next_links_past_1000() {
 async fn sentinel_comments_round_trip() {
     let (_sim, s) = setup(SimConfig::demo()).await;
     let name = uuid::Uuid::new_v4();
-    s.sentinel
-        .put_incident(
-            &name,
-            &SentinelIncidentBody {
-                etag: None,
-                properties: writable("c"),
-            },
-        )
-        .await
-        .unwrap();
+    s.sentinel.put_incident(&name, &SentinelIncidentBody { etag: None, properties: writable("c") }).await.unwrap();
     let cid = uuid::Uuid::new_v4();
     s.sentinel.put_comment(&name, &cid, "hello").await.unwrap();
     s.sentinel.put_comment(&name, &cid, "hello").await.unwrap();
@@ -424,50 +256,19 @@ async fn sentinel_comments_round_trip() {
 #[tokio::test]
 async fn tokens_are_refreshed_before_expiry() {
     // 22 s tokens are within azure_identity's 20 s refresh margin after 2 s.
-    let (sim, s) = setup(SimConfig {
-        token_lifetime_secs: 22,
-        ..SimConfig::demo()
-    })
-    .await;
-    seed(
-        &sim,
-        SeedSpec {
-            count: 1,
-            ..Default::default()
-        },
-    );
-    s.defender
-        .list_incidents_since(OffsetDateTime::UNIX_EPOCH)
-        .await
-        .unwrap();
-    s.defender
-        .list_incidents_since(OffsetDateTime::UNIX_EPOCH)
-        .await
-        .unwrap();
-    assert_eq!(
-        sim_stat(&sim, "entra.token").await,
-        1,
-        "a fresh token is reused"
-    );
+    let (sim, s) = setup(SimConfig { token_lifetime_secs: 22, ..SimConfig::demo() }).await;
+    seed(&sim, SeedSpec { count: 1, ..Default::default() });
+    s.defender.list_incidents_since(OffsetDateTime::UNIX_EPOCH).await.unwrap();
+    s.defender.list_incidents_since(OffsetDateTime::UNIX_EPOCH).await.unwrap();
+    assert_eq!(sim_stat(&sim, "entra.token").await, 1, "a fresh token is reused");
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    s.defender
-        .list_incidents_since(OffsetDateTime::UNIX_EPOCH)
-        .await
-        .unwrap();
-    assert_eq!(
-        sim_stat(&sim, "entra.token").await,
-        2,
-        "a token near expiry is replaced"
-    );
+    s.defender.list_incidents_since(OffsetDateTime::UNIX_EPOCH).await.unwrap();
+    assert_eq!(sim_stat(&sim, "entra.token").await, 2, "a token near expiry is replaced");
 }
 
 #[tokio::test]
 async fn expired_or_wrong_audience_tokens_are_refused_by_the_simulator() {
-    let (sim, s) = setup(SimConfig {
-        token_lifetime_secs: 1,
-        ..SimConfig::demo()
-    })
-    .await;
+    let (sim, s) = setup(SimConfig { token_lifetime_secs: 1, ..SimConfig::demo() }).await;
     let arm_token = s.tokens.token(&s.config.arm_scope).await.unwrap();
     let url = format!("{}/v1.0/security/incidents", sim.base_url());
     let resp = reqwest::Client::new()
@@ -483,13 +284,7 @@ async fn expired_or_wrong_audience_tokens_are_refused_by_the_simulator() {
 #[tokio::test]
 async fn retry_after_is_honoured_on_429() {
     let (sim, s) = setup(SimConfig::demo()).await;
-    let ids = seed(
-        &sim,
-        SeedSpec {
-            count: 1,
-            ..Default::default()
-        },
-    );
+    let ids = seed(&sim, SeedSpec { count: 1, ..Default::default() });
     s.tokens.token(&s.config.graph_scope).await.unwrap();
     sim.sim.faults.set(vec![FaultRule {
         api: "graph".into(),
@@ -501,11 +296,7 @@ async fn retry_after_is_honoured_on_429() {
     let start = Instant::now();
     let got = s.defender.get_incident(&ids[0]).await.unwrap();
     assert!(got.is_some());
-    assert!(
-        start.elapsed() >= Duration::from_secs(2),
-        "waited Retry-After twice, took {:?}",
-        start.elapsed()
-    );
+    assert!(start.elapsed() >= Duration::from_secs(2), "waited Retry-After twice, took {:?}", start.elapsed());
     assert_eq!(sim_stat(&sim, "graph.faults").await, 2);
 }
 
@@ -536,43 +327,23 @@ fn logs_client(sim: &xdrsync::sim::RunningSim, s: &Services, max_batch: usize) -
         CounterRef::new(counters, |c| &c.logs),
     );
     let _ = sim;
-    DcrLogsIngestion::new(
-        client,
-        &s.config.logs_ingestion_endpoint,
-        s.config.dcr_immutable_id.clone(),
-        max_batch,
-    )
+    DcrLogsIngestion::new(client, &s.config.logs_ingestion_endpoint, s.config.dcr_immutable_id.clone(), max_batch)
 }
 
 fn rows(n: usize, pad: usize) -> Vec<serde_json::Value> {
-    (0..n)
-        .map(|i| json!({"TimeGenerated": "2026-01-01T00:00:00Z", "Seq": i, "Pad": "x".repeat(pad)}))
-        .collect()
+    (0..n).map(|i| json!({"TimeGenerated": "2026-01-01T00:00:00Z", "Seq": i, "Pad": "x".repeat(pad)})).collect()
 }
 
 #[tokio::test]
 async fn logs_upload_batches_under_one_megabyte_and_loses_nothing() {
     let (sim, s) = setup(SimConfig::demo()).await;
-    let report = s
-        .logs
-        .upload("Custom-XdrsyncAlerts", &rows(3000, 900))
-        .await
-        .unwrap();
+    let report = s.logs.upload("Custom-XdrsyncAlerts", &rows(3000, 900)).await.unwrap();
     assert_eq!(report.rows_sent, 3000);
     assert!(report.requests >= 3, "~2.8 MB needs at least 3 calls");
     assert_eq!(sim_stat(&sim, "logs.too_large").await, 0);
     let stored = sim_get(&sim, "/_sim/logs/Custom-XdrsyncAlerts").await;
-    let seqs: Vec<u64> = stored
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["Seq"].as_u64().unwrap())
-        .collect();
-    assert_eq!(
-        seqs,
-        (0..3000).collect::<Vec<u64>>(),
-        "every row once, in order"
-    );
+    let seqs: Vec<u64> = stored.as_array().unwrap().iter().map(|r| r["Seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, (0..3000).collect::<Vec<u64>>(), "every row once, in order");
 }
 
 #[tokio::test]
@@ -580,19 +351,11 @@ async fn logs_upload_splits_on_413() {
     let (sim, s) = setup(SimConfig::demo()).await;
     // A client misconfigured to 3 MB batches: the service answers 413 and we split.
     let big = logs_client(&sim, &s, 3_000_000);
-    let report = big
-        .upload("Custom-XdrsyncAlerts", &rows(2000, 1000))
-        .await
-        .unwrap();
+    let report = big.upload("Custom-XdrsyncAlerts", &rows(2000, 1000)).await.unwrap();
     assert_eq!(report.rows_sent, 2000);
     assert!(sim_stat(&sim, "logs.too_large").await >= 1);
     let stored = sim_get(&sim, "/_sim/logs/Custom-XdrsyncAlerts").await;
-    let seqs: Vec<u64> = stored
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["Seq"].as_u64().unwrap())
-        .collect();
+    let seqs: Vec<u64> = stored.as_array().unwrap().iter().map(|r| r["Seq"].as_u64().unwrap()).collect();
     assert_eq!(seqs, (0..2000).collect::<Vec<u64>>());
 }
 
@@ -600,18 +363,12 @@ async fn logs_upload_splits_on_413() {
 async fn wrong_client_secret_is_an_auth_error_that_names_the_cause_not_the_secret() {
     let sim = start_sim(SimConfig::demo()).await;
     let mut vars = settings(&sim, None);
-    vars.insert(
-        "XDRSYNC_CLIENT_SECRET".into(),
-        "definitely-the-wrong-secret".into(),
-    );
+    vars.insert("XDRSYNC_CLIENT_SECRET".into(), "definitely-the-wrong-secret".into());
     let s = Services::from_config(config(&vars));
     let e = s.tokens.token(&s.config.graph_scope).await.unwrap_err();
     assert_eq!(e.class(), ErrorClass::Auth);
     let text = format!("{e} {e:?}");
-    assert!(
-        text.contains("AADSTS7000215") || text.contains("invalid_client"),
-        "{text}"
-    );
+    assert!(text.contains("AADSTS7000215") || text.contains("invalid_client"), "{text}");
     assert!(!text.contains("definitely-the-wrong-secret"));
 }
 
@@ -620,48 +377,16 @@ async fn managed_identity_tokens_work_with_a_client_id() {
     let sim = start_sim(SimConfig::demo()).await;
     let mut vars = settings(&sim, None);
     vars.remove("XDRSYNC_CLIENT_SECRET");
-    vars.insert(
-        "IDENTITY_ENDPOINT".into(),
-        format!("{}/msi/token", sim.base_url()),
-    );
-    vars.insert(
-        "IDENTITY_HEADER".into(),
-        sim.sim.config.identity_header.clone(),
-    );
-    vars.insert(
-        "XDRSYNC_MANAGED_IDENTITY_CLIENT_ID".into(),
-        "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee".into(),
-    );
+    vars.insert("IDENTITY_ENDPOINT".into(), format!("{}/msi/token", sim.base_url()));
+    vars.insert("IDENTITY_HEADER".into(), sim.sim.config.identity_header.clone());
+    vars.insert("XDRSYNC_MANAGED_IDENTITY_CLIENT_ID".into(), "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee".into());
     let s = Services::from_config(config(&vars));
-    seed(
-        &sim,
-        SeedSpec {
-            count: 2,
-            ..Default::default()
-        },
-    );
-    assert_eq!(
-        s.defender
-            .list_incidents_since(OffsetDateTime::UNIX_EPOCH)
-            .await
-            .unwrap()
-            .len(),
-        2
-    );
-    s.defender
-        .list_incidents_since(OffsetDateTime::UNIX_EPOCH)
-        .await
-        .unwrap();
+    seed(&sim, SeedSpec { count: 2, ..Default::default() });
+    assert_eq!(s.defender.list_incidents_since(OffsetDateTime::UNIX_EPOCH).await.unwrap().len(), 2);
+    s.defender.list_incidents_since(OffsetDateTime::UNIX_EPOCH).await.unwrap();
     assert_eq!(sim_stat(&sim, "entra.msi").await, 1, "cached");
 
     vars.insert("IDENTITY_HEADER".into(), "wrong-header".into());
     let bad = Services::from_config(config(&vars));
-    assert_eq!(
-        bad.tokens
-            .token(&bad.config.graph_scope)
-            .await
-            .unwrap_err()
-            .class(),
-        ErrorClass::Auth
-    );
+    assert_eq!(bad.tokens.token(&bad.config.graph_scope).await.unwrap_err().class(), ErrorClass::Auth);
 }

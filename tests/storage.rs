@@ -28,23 +28,14 @@ async fn two_writers_conflict_on_etag_and_modify_loses_nothing() {
     a.ensure_tables().await.unwrap();
     b.ensure_tables().await.unwrap(); // idempotent
     let key = RowKey::new("72f988bf-86f1-41af-91ab-2d7cd011db47", "1001").unwrap();
-    save(&a, Table::Incidents, &key, &1u32, &[], None)
-        .await
-        .unwrap();
+    save(&a, Table::Incidents, &key, &1u32, &[], None).await.unwrap();
     let va: Versioned<u32> = load(&a, Table::Incidents, &key).await.unwrap().unwrap();
     let vb: Versioned<u32> = load(&b, Table::Incidents, &key).await.unwrap().unwrap();
-    save(&a, Table::Incidents, &key, &2u32, &[], Some(&va.etag))
-        .await
-        .unwrap();
-    let e = save(&b, Table::Incidents, &key, &3u32, &[], Some(&vb.etag))
-        .await
-        .unwrap_err();
+    save(&a, Table::Incidents, &key, &2u32, &[], Some(&va.etag)).await.unwrap();
+    let e = save(&b, Table::Incidents, &key, &3u32, &[], Some(&vb.etag)).await.unwrap_err();
     assert!(e.is_conflict(), "{e}");
     assert!(
-        save(&b, Table::Incidents, &key, &9u32, &[], None)
-            .await
-            .unwrap_err()
-            .is_conflict(),
+        save(&b, Table::Incidents, &key, &9u32, &[], None).await.unwrap_err().is_conflict(),
         "insert of an existing row"
     );
 
@@ -55,21 +46,16 @@ async fn two_writers_conflict_on_etag_and_modify_loses_nothing() {
         let key = key.clone();
         tasks.push(tokio::spawn(async move {
             for _ in 0..5 {
-                modify::<u32, _>(store.as_ref(), Table::Incidents, &key, |c| {
-                    Some(c.copied().unwrap_or(0) + 1)
-                })
-                .await
-                .unwrap();
+                modify::<u32, _>(store.as_ref(), Table::Incidents, &key, |c| Some(c.copied().unwrap_or(0) + 1))
+                    .await
+                    .unwrap();
             }
         }));
     }
     for t in tasks {
         t.await.unwrap();
     }
-    let v: Versioned<u32> = load(a.as_ref(), Table::Incidents, &key)
-        .await
-        .unwrap()
-        .unwrap();
+    let v: Versioned<u32> = load(a.as_ref(), Table::Incidents, &key).await.unwrap().unwrap();
     assert_eq!(v.value, 22);
 }
 
@@ -78,27 +64,16 @@ async fn partition_queries_follow_continuation_past_1000_rows() {
     let az = Azurite::start();
     let store = tables(&az, &unique_prefix());
     store.ensure_tables().await.unwrap();
-    let rows: Vec<Entity> = (0..1500)
-        .map(|i| Entity::new("p1", format!("r{i:05}")).with("N", i.to_string()))
-        .collect();
+    let rows: Vec<Entity> = (0..1500).map(|i| Entity::new("p1", format!("r{i:05}")).with("N", i.to_string())).collect();
     store.upsert_many(Table::AlertDigests, &rows).await.unwrap();
-    store
-        .upsert(Table::AlertDigests, &Entity::new("p2", "other"))
-        .await
-        .unwrap();
-    let got = store
-        .query_partition(Table::AlertDigests, "p1")
-        .await
-        .unwrap();
+    store.upsert(Table::AlertDigests, &Entity::new("p2", "other")).await.unwrap();
+    let got = store.query_partition(Table::AlertDigests, "p1").await.unwrap();
     assert_eq!(got.len(), 1500);
     let mut names: Vec<_> = got.iter().map(|e| e.row_key.clone()).collect();
     names.sort();
     names.dedup();
     assert_eq!(names.len(), 1500);
-    assert_eq!(
-        got.iter().find(|e| e.row_key == "r01234").unwrap().str("N"),
-        Some("1234")
-    );
+    assert_eq!(got.iter().find(|e| e.row_key == "r01234").unwrap().str("N"), Some("1234"));
 }
 
 #[tokio::test]
@@ -107,22 +82,12 @@ async fn escaped_keys_round_trip_through_table_storage() {
     let store = tables(&az, &unique_prefix());
     store.ensure_tables().await.unwrap();
     let key = RowKey::new("tenant/with#odd?chars", "id\\with'quote%").unwrap();
-    save(&store, Table::Index, &key, &"value".to_string(), &[], None)
-        .await
-        .unwrap();
+    save(&store, Table::Index, &key, &"value".to_string(), &[], None).await.unwrap();
     let got: Versioned<String> = load(&store, Table::Index, &key).await.unwrap().unwrap();
     assert_eq!(got.value, "value");
-    assert!(store
-        .get(Table::Index, "missing", "row")
-        .await
-        .unwrap()
-        .is_none());
+    assert!(store.get(Table::Index, "missing", "row").await.unwrap().is_none());
     store.delete(Table::Index, &key.pk, &key.rk).await.unwrap();
-    assert!(store
-        .get(Table::Index, &key.pk, &key.rk)
-        .await
-        .unwrap()
-        .is_none());
+    assert!(store.get(Table::Index, &key.pk, &key.rk).await.unwrap().is_none());
     store.delete(Table::Index, &key.pk, &key.rk).await.unwrap(); // deleting a missing row is fine
 }
 
@@ -144,13 +109,7 @@ async fn queue_round_trip_with_visibility_and_dequeue_count() {
     assert_eq!(got[0].text, text);
     assert_eq!(got[1].text, "abcd");
     assert!(got.iter().all(|m| m.dequeue_count == 1));
-    assert!(
-        q.receive(name, 32, Duration::from_secs(2))
-            .await
-            .unwrap()
-            .is_empty(),
-        "invisible while leased"
-    );
+    assert!(q.receive(name, 32, Duration::from_secs(2)).await.unwrap().is_empty(), "invisible while leased");
 
     q.delete(name, &got[1]).await.unwrap();
     tokio::time::sleep(Duration::from_millis(2500)).await;

@@ -19,11 +19,7 @@ use crate::metrics::{bump, CallCounters};
 use crate::ports::TokenSource;
 
 /// Builds the token source the configuration asks for.
-pub fn token_source(
-    cfg: &Config,
-    http: reqwest::Client,
-    counters: Arc<CallCounters>,
-) -> Arc<dyn TokenSource> {
+pub fn token_source(cfg: &Config, http: reqwest::Client, counters: Arc<CallCounters>) -> Arc<dyn TokenSource> {
     match &cfg.credential {
         Credential::ClientSecret { client_id, secret } => {
             let transport = Arc::new(EntraTransport {
@@ -38,16 +34,9 @@ pub fn token_source(
                 client_id.clone(),
                 secret.expose_secret().to_string(),
             );
-            Arc::new(CredentialTokens {
-                inner: Arc::new(cred),
-                transport,
-            })
+            Arc::new(CredentialTokens { inner: Arc::new(cred), transport })
         }
-        Credential::ManagedIdentity {
-            endpoint,
-            header,
-            client_id,
-        } => Arc::new(ManagedIdentityTokens {
+        Credential::ManagedIdentity { endpoint, header, client_id } => Arc::new(ManagedIdentityTokens {
             http,
             endpoint: endpoint.clone(),
             header: header.clone(),
@@ -76,10 +65,7 @@ impl EntraTransport {
 
 #[async_trait]
 impl azure_core::HttpClient for EntraTransport {
-    async fn execute_request(
-        &self,
-        request: &azure_core::Request,
-    ) -> azure_core::Result<azure_core::Response> {
+    async fn execute_request(&self, request: &azure_core::Request) -> azure_core::Result<azure_core::Response> {
         bump(&self.counters.entra);
         let resp = self.inner.execute_request(request).await?;
         if resp.status().is_success() {
@@ -91,10 +77,7 @@ impl azure_core::HttpClient for EntraTransport {
             .ok()
             .map(|v| {
                 let code = v.get("error").and_then(|c| c.as_str()).unwrap_or_default();
-                let desc = v
-                    .get("error_description")
-                    .and_then(|c| c.as_str())
-                    .unwrap_or_default();
+                let desc = v.get("error_description").and_then(|c| c.as_str()).unwrap_or_default();
                 format!("{code}: {desc}")
             })
             .unwrap_or_else(|| format!("status {}", u16::from(status)));
@@ -115,18 +98,14 @@ pub struct CredentialTokens {
 #[async_trait]
 impl TokenSource for CredentialTokens {
     async fn token(&self, scope: &str) -> Result<SecretString, ApiError> {
-        let t = self
-            .inner
-            .get_token(&[scope])
-            .await
-            .map_err(|e| ApiError::Auth {
-                service: "entra",
-                status: None,
-                message: match self.transport.take_last_error() {
-                    Some(server) => format!("{} ({server})", credential_message(&e)),
-                    None => credential_message(&e),
-                },
-            })?;
+        let t = self.inner.get_token(&[scope]).await.map_err(|e| ApiError::Auth {
+            service: "entra",
+            status: None,
+            message: match self.transport.take_last_error() {
+                Some(server) => format!("{} ({server})", credential_message(&e)),
+                None => credential_message(&e),
+            },
+        })?;
         Ok(SecretString::from(t.token.secret().to_string()))
     }
 
@@ -184,9 +163,7 @@ impl TokenSource for ManagedIdentityTokens {
         }
         let resource = scope.trim_end_matches("/.default");
         let mut url = self.endpoint.clone();
-        url.query_pairs_mut()
-            .append_pair("api-version", "2019-08-01")
-            .append_pair("resource", resource);
+        url.query_pairs_mut().append_pair("api-version", "2019-08-01").append_pair("resource", resource);
         if let Some(id) = &self.client_id {
             url.query_pairs_mut().append_pair("client_id", id);
         }
@@ -199,36 +176,21 @@ impl TokenSource for ManagedIdentityTokens {
             .await
             .map_err(|e| ApiError::network("managed-identity", e.without_url()))?;
         let status = resp.status().as_u16();
-        let body = resp
-            .text()
-            .await
-            .map_err(|e| ApiError::network("managed-identity", e.without_url()))?;
+        let body = resp.text().await.map_err(|e| ApiError::network("managed-identity", e.without_url()))?;
         if !(200..300).contains(&status) {
-            return Err(ApiError::from_status(
-                "managed-identity",
-                status,
-                None,
-                &body,
-            ));
+            return Err(ApiError::from_status("managed-identity", status, None, &body));
         }
-        let r: MsiResponse =
-            serde_json::from_str(&body).map_err(|e| ApiError::decode("managed-identity", e))?;
+        let r: MsiResponse = serde_json::from_str(&body).map_err(|e| ApiError::decode("managed-identity", e))?;
         let secs = match &r.expires_on {
             serde_json::Value::String(s) => s.parse::<i64>().ok(),
             serde_json::Value::Number(n) => n.as_i64(),
             _ => None,
         }
         .ok_or_else(|| ApiError::decode("managed-identity", "expires_on is not epoch seconds"))?;
-        let expires_on = OffsetDateTime::from_unix_timestamp(secs)
-            .map_err(|e| ApiError::decode("managed-identity", e))?;
+        let expires_on =
+            OffsetDateTime::from_unix_timestamp(secs).map_err(|e| ApiError::decode("managed-identity", e))?;
         let token = SecretString::from(r.access_token);
-        cache.insert(
-            scope.to_string(),
-            Cached {
-                token: token.clone(),
-                expires_on,
-            },
-        );
+        cache.insert(scope.to_string(), Cached { token: token.clone(), expires_on });
         Ok(token)
     }
 

@@ -11,11 +11,7 @@ pub fn from_azure(service: &'static str, e: azure_core::Error) -> ApiError {
             ApiError::from_status(service, status, None, &body.to_string())
         }
         azure_core::error::ErrorKind::Io => ApiError::network(service, e),
-        azure_core::error::ErrorKind::Credential => ApiError::Auth {
-            service,
-            status: None,
-            message: e.to_string(),
-        },
+        azure_core::error::ErrorKind::Credential => ApiError::Auth { service, status: None, message: e.to_string() },
         _ => ApiError::decode(service, e),
     }
 }

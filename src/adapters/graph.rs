@@ -9,9 +9,7 @@ use time::OffsetDateTime;
 
 use super::http::{Call, ServiceClient};
 use super::odata::{encode_path_segment, encode_query_value, get_all_pages, string_literal};
-use crate::domain::defender::{
-    AlertComment, DefenderAlert, DefenderIncident, DefenderIncidentPatch,
-};
+use crate::domain::defender::{AlertComment, DefenderAlert, DefenderIncident, DefenderIncidentPatch};
 use crate::domain::time_fmt;
 use crate::error::ApiError;
 use crate::ports::{DefenderApi, DirectoryUser};
@@ -27,10 +25,7 @@ pub struct GraphDefender {
 impl GraphDefender {
     /// `endpoint` is the Graph root (e.g. `https://graph.microsoft.com`).
     pub fn new(client: ServiceClient, endpoint: &url::Url) -> Self {
-        Self {
-            client,
-            base: format!("{}/v1.0", endpoint.as_str().trim_end_matches('/')),
-        }
+        Self { client, base: format!("{}/v1.0", endpoint.as_str().trim_end_matches('/')) }
     }
 
     fn call(&self, method: Method, url: String) -> Call {
@@ -46,10 +41,7 @@ struct CommentList {
 
 #[async_trait]
 impl DefenderApi for GraphDefender {
-    async fn list_incidents_since(
-        &self,
-        since: OffsetDateTime,
-    ) -> Result<Vec<DefenderIncident>, ApiError> {
+    async fn list_incidents_since(&self, since: OffsetDateTime) -> Result<Vec<DefenderIncident>, ApiError> {
         let filter = format!("lastUpdateDateTime ge {}", time_fmt::format(since));
         let url = format!(
             "{}/security/incidents?$filter={}&$top={INCIDENT_PAGE_SIZE}",
@@ -60,16 +52,8 @@ impl DefenderApi for GraphDefender {
     }
 
     async fn get_incident(&self, id: &str) -> Result<Option<DefenderIncident>, ApiError> {
-        let url = format!(
-            "{}/security/incidents/{}",
-            self.base,
-            encode_path_segment(id)
-        );
-        match self
-            .client
-            .send_optional(&self.call(Method::GET, url))
-            .await?
-        {
+        let url = format!("{}/security/incidents/{}", self.base, encode_path_segment(id));
+        match self.client.send_optional(&self.call(Method::GET, url)).await? {
             Some(a) => Ok(Some(a.json(self.client.service)?)),
             None => Ok(None),
         }
@@ -77,56 +61,27 @@ impl DefenderApi for GraphDefender {
 
     async fn list_alerts(&self, incident_id: &str) -> Result<Vec<DefenderAlert>, ApiError> {
         let filter = format!("incidentId eq {}", string_literal(incident_id));
-        let url = format!(
-            "{}/security/alerts_v2?$filter={}",
-            self.base,
-            encode_query_value(&filter)
-        );
+        let url = format!("{}/security/alerts_v2?$filter={}", self.base, encode_query_value(&filter));
         get_all_pages(&self.client, self.call(Method::GET, url)).await
     }
 
-    async fn patch_incident(
-        &self,
-        id: &str,
-        patch: &DefenderIncidentPatch,
-    ) -> Result<DefenderIncident, ApiError> {
-        let url = format!(
-            "{}/security/incidents/{}",
-            self.base,
-            encode_path_segment(id)
-        );
-        self.client
-            .send(&self.call(Method::PATCH, url).json(patch))
-            .await?
-            .json(self.client.service)
+    async fn patch_incident(&self, id: &str, patch: &DefenderIncidentPatch) -> Result<DefenderIncident, ApiError> {
+        let url = format!("{}/security/incidents/{}", self.base, encode_path_segment(id));
+        self.client.send(&self.call(Method::PATCH, url).json(patch)).await?.json(self.client.service)
     }
 
     async fn add_comment(&self, id: &str, text: &str) -> Result<Vec<AlertComment>, ApiError> {
-        let url = format!(
-            "{}/security/incidents/{}/comments",
-            self.base,
-            encode_path_segment(id)
-        );
+        let url = format!("{}/security/incidents/{}/comments", self.base, encode_path_segment(id));
         let body = serde_json::json!({"@odata.type": "microsoft.graph.security.alertComment", "comment": text});
-        let list: CommentList = self
-            .client
-            .send(&self.call(Method::POST, url).json(&body))
-            .await?
-            .json(self.client.service)?;
+        let list: CommentList =
+            self.client.send(&self.call(Method::POST, url).json(&body)).await?.json(self.client.service)?;
         Ok(list.value)
     }
 
     async fn find_user(&self, upn: &str) -> Result<Option<DirectoryUser>, ApiError> {
-        let url = format!(
-            "{}/users/{}?$select=id,userPrincipalName,displayName,mail",
-            self.base,
-            encode_path_segment(upn)
-        );
-        match self
-            .client
-            .send_optional(&self.call(Method::GET, url))
-            .await?
-        {
+        let url =
+            format!("{}/users/{}?$select=id,userPrincipalName,displayName,mail", self.base, encode_path_segment(upn));
+        match self.client.send_optional(&self.call(Method::GET, url)).await? {
             Some(a) => Ok(Some(a.json(self.client.service)?)),
             None => Ok(None),
         }

@@ -28,26 +28,15 @@ pub struct Call {
 #[derive(Debug, Clone)]
 pub enum CallBody {
     Json(serde_json::Value),
-    Bytes {
-        content_type: &'static str,
-        encoding: Option<&'static str>,
-        bytes: bytes::Bytes,
-    },
+    Bytes { content_type: &'static str, encoding: Option<&'static str>, bytes: bytes::Bytes },
 }
 
 impl Call {
     pub fn new(method: Method, url: impl Into<String>) -> Self {
-        Self {
-            method,
-            url: url.into(),
-            body: None,
-            headers: Vec::new(),
-        }
+        Self { method, url: url.into(), body: None, headers: Vec::new() }
     }
     pub fn json(mut self, body: &impl serde::Serialize) -> Self {
-        self.body = Some(CallBody::Json(
-            serde_json::to_value(body).unwrap_or(serde_json::Value::Null),
-        ));
+        self.body = Some(CallBody::Json(serde_json::to_value(body).unwrap_or(serde_json::Value::Null)));
         self
     }
     pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
@@ -117,14 +106,7 @@ impl ServiceClient {
         retry: RetryPolicy,
         counter: Arc<CounterRef>,
     ) -> Self {
-        Self {
-            service,
-            http,
-            tokens,
-            scope: scope.into(),
-            retry,
-            counter,
-        }
+        Self { service, http, tokens, scope: scope.into(), retry, counter }
     }
 
     /// Sends with retries; any non-2xx becomes a classified [`ApiError`].
@@ -132,9 +114,7 @@ impl ServiceClient {
         let mut refreshed = false;
         loop {
             match self.retry.run(|| self.attempt(call)).await {
-                Err(ApiError::Auth {
-                    status: Some(401), ..
-                }) if !refreshed => {
+                Err(ApiError::Auth { status: Some(401), .. }) if !refreshed => {
                     refreshed = true;
                     self.tokens.invalidate(&self.scope).await;
                 }
@@ -154,23 +134,14 @@ impl ServiceClient {
 
     async fn attempt(&self, call: &Call) -> Result<Answer, ApiError> {
         let token = self.tokens.token(&self.scope).await?;
-        let mut req = self
-            .http
-            .request(call.method.clone(), &call.url)
-            .bearer_auth(token.expose_secret());
+        let mut req = self.http.request(call.method.clone(), &call.url).bearer_auth(token.expose_secret());
         for (name, value) in &call.headers {
             req = req.header(*name, value);
         }
         req = match &call.body {
             Some(CallBody::Json(v)) => req.json(v),
-            Some(CallBody::Bytes {
-                content_type,
-                encoding,
-                bytes,
-            }) => {
-                let r = req
-                    .header("content-type", *content_type)
-                    .body(bytes.clone());
+            Some(CallBody::Bytes { content_type, encoding, bytes }) => {
+                let r = req.header("content-type", *content_type).body(bytes.clone());
                 match encoding {
                     Some(enc) => r.header("content-encoding", *enc),
                     None => r,
@@ -179,29 +150,14 @@ impl ServiceClient {
             None => req,
         };
         self.counter.bump();
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| ApiError::network(self.service, redact_url(&e)))?;
+        let resp = req.send().await.map_err(|e| ApiError::network(self.service, redact_url(&e)))?;
         let status = resp.status();
-        let retry_after = parse_retry_after(
-            resp.headers()
-                .get("retry-after")
-                .and_then(|v| v.to_str().ok()),
-        );
-        let body = resp
-            .bytes()
-            .await
-            .map_err(|e| ApiError::network(self.service, redact_url(&e)))?;
+        let retry_after = parse_retry_after(resp.headers().get("retry-after").and_then(|v| v.to_str().ok()));
+        let body = resp.bytes().await.map_err(|e| ApiError::network(self.service, redact_url(&e)))?;
         if status.is_success() {
             return Ok(Answer { status, body });
         }
-        Err(ApiError::from_status(
-            self.service,
-            status.as_u16(),
-            retry_after,
-            &String::from_utf8_lossy(&body),
-        ))
+        Err(ApiError::from_status(self.service, status.as_u16(), retry_after, &String::from_utf8_lossy(&body)))
     }
 }
 
@@ -217,9 +173,6 @@ fn redact_url(e: &reqwest::Error) -> String {
     } else {
         "request failed"
     };
-    let host = e
-        .url()
-        .and_then(|u| u.host_str().map(str::to_string))
-        .unwrap_or_default();
+    let host = e.url().and_then(|u| u.host_str().map(str::to_string)).unwrap_or_default();
     format!("{kind} ({host})")
 }

@@ -23,12 +23,7 @@ pub struct DcrLogsIngestion {
 }
 
 impl DcrLogsIngestion {
-    pub fn new(
-        client: ServiceClient,
-        endpoint: &url::Url,
-        dcr_immutable_id: String,
-        max_batch_bytes: usize,
-    ) -> Self {
+    pub fn new(client: ServiceClient, endpoint: &url::Url, dcr_immutable_id: String, max_batch_bytes: usize) -> Self {
         Self {
             client,
             endpoint: endpoint.as_str().trim_end_matches('/').to_string(),
@@ -43,11 +38,8 @@ impl DcrLogsIngestion {
             self.endpoint, self.dcr_immutable_id, stream
         );
         let mut gz = GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        gz.write_all(batch.body().as_bytes())
-            .map_err(|e| ApiError::decode("logs-ingestion", e))?;
-        let bytes = gz
-            .finish()
-            .map_err(|e| ApiError::decode("logs-ingestion", e))?;
+        gz.write_all(batch.body().as_bytes()).map_err(|e| ApiError::decode("logs-ingestion", e))?;
+        let bytes = gz.finish().map_err(|e| ApiError::decode("logs-ingestion", e))?;
         let call = Call {
             body: Some(CallBody::Bytes {
                 content_type: "application/json",
@@ -65,10 +57,7 @@ impl DcrLogsIngestion {
 impl LogsIngestion for DcrLogsIngestion {
     async fn upload(&self, stream: &str, rows: &[Value]) -> Result<UploadReport, ApiError> {
         let packed = pack(rows.iter().map(Value::to_string), self.max_batch_bytes);
-        let mut report = UploadReport {
-            rows_too_large: packed.oversize.len(),
-            ..Default::default()
-        };
+        let mut report = UploadReport { rows_too_large: packed.oversize.len(), ..Default::default() };
         let mut pending: Vec<Batch> = packed.batches.into_iter().rev().collect();
         while let Some(batch) = pending.pop() {
             report.requests += 1;

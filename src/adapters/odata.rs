@@ -54,10 +54,7 @@ struct Page<T> {
 const MAX_PAGES: usize = 20_000;
 
 /// GETs `first` and every `nextLink` after it, concatenating `value` arrays.
-pub async fn get_all_pages<T: DeserializeOwned>(
-    client: &ServiceClient,
-    first: Call,
-) -> Result<Vec<T>, ApiError> {
+pub async fn get_all_pages<T: DeserializeOwned>(client: &ServiceClient, first: Call) -> Result<Vec<T>, ApiError> {
     let mut out = Vec::new();
     let mut call = first;
     let mut seen_links = std::collections::HashSet::new();
@@ -67,10 +64,7 @@ pub async fn get_all_pages<T: DeserializeOwned>(
         match page.next_link.filter(|l| !l.is_empty()) {
             Some(next) => {
                 if !seen_links.insert(next.clone()) {
-                    return Err(ApiError::decode(
-                        client.service,
-                        "nextLink repeated an earlier page",
-                    ));
+                    return Err(ApiError::decode(client.service, "nextLink repeated an earlier page"));
                 }
                 call = Call { url: next, ..call };
             }
@@ -87,13 +81,7 @@ mod tests {
     #[test]
     fn literals_and_encoding() {
         assert_eq!(string_literal("O'Brien"), "'O''Brien'");
-        assert_eq!(
-            encode_query_value("incidentId eq '29'"),
-            "incidentId%20eq%20%2729%27"
-        );
-        assert_eq!(
-            encode_path_segment("ann_contoso.com#EXT#@fabrikam.com"),
-            "ann_contoso.com%23EXT%23@fabrikam.com"
-        );
+        assert_eq!(encode_query_value("incidentId eq '29'"), "incidentId%20eq%20%2729%27");
+        assert_eq!(encode_path_segment("ann_contoso.com#EXT#@fabrikam.com"), "ann_contoso.com%23EXT%23@fabrikam.com");
     }
 }

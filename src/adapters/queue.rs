@@ -31,24 +31,12 @@ impl AzureQueues {
     pub fn new(conn: &StorageConnection, counters: Arc<CallCounters>) -> Self {
         let location = CloudLocation::Custom {
             account: conn.account.clone(),
-            uri: conn
-                .queue_endpoint
-                .as_str()
-                .trim_end_matches('/')
-                .to_string(),
+            uri: conn.queue_endpoint.as_str().trim_end_matches('/').to_string(),
         };
-        let creds = StorageCredentials::access_key(
-            conn.account.clone(),
-            conn.key.expose_secret().to_string(),
-        );
-        let service = QueueServiceClientBuilder::with_location(location, creds)
-            .retry(azure_core::RetryOptions::none())
-            .build();
-        Self {
-            service,
-            retry: RetryPolicy::default(),
-            counters,
-        }
+        let creds = StorageCredentials::access_key(conn.account.clone(), conn.key.expose_secret().to_string());
+        let service =
+            QueueServiceClientBuilder::with_location(location, creds).retry(azure_core::RetryOptions::none()).build();
+        Self { service, retry: RetryPolicy::default(), counters }
     }
 }
 
@@ -90,21 +78,12 @@ impl WorkQueue for AzureQueues {
         self.retry
             .run(|| async {
                 bump(&self.counters.queue);
-                client
-                    .put_message(wire.clone())
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| from_azure(SERVICE, e))
+                client.put_message(wire.clone()).await.map(|_| ()).map_err(|e| from_azure(SERVICE, e))
             })
             .await
     }
 
-    async fn receive(
-        &self,
-        queue: &str,
-        max: u8,
-        visibility: Duration,
-    ) -> Result<Vec<QueueMessage>, ApiError> {
+    async fn receive(&self, queue: &str, max: u8, visibility: Duration) -> Result<Vec<QueueMessage>, ApiError> {
         let client = self.service.queue_client(queue);
         let n = NumberOfMessages::new(max.clamp(1, 32));
         let resp = self
@@ -152,10 +131,7 @@ impl WorkQueue for AzureQueues {
     async fn approximate_len(&self, queue: &str) -> Result<usize, ApiError> {
         let client = self.service.queue_client(queue);
         bump(&self.counters.queue);
-        let r = client
-            .get_metadata()
-            .await
-            .map_err(|e| from_azure(SERVICE, e))?;
+        let r = client.get_metadata().await.map_err(|e| from_azure(SERVICE, e))?;
         Ok(r.approximate_messages_count)
     }
 }

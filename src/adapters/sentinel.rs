@@ -37,33 +37,19 @@ impl ArmSentinel {
 #[async_trait]
 impl SentinelApi for ArmSentinel {
     async fn get_incident(&self, name: &Uuid) -> Result<Option<SentinelIncident>, ApiError> {
-        match self
-            .client
-            .send_optional(&Call::new(Method::GET, self.incident_url(name)))
-            .await?
-        {
+        match self.client.send_optional(&Call::new(Method::GET, self.incident_url(name))).await? {
             Some(a) => Ok(Some(a.json(self.client.service)?)),
             None => Ok(None),
         }
     }
 
-    async fn put_incident(
-        &self,
-        name: &Uuid,
-        body: &SentinelIncidentBody,
-    ) -> Result<SentinelIncident, ApiError> {
+    async fn put_incident(&self, name: &Uuid, body: &SentinelIncidentBody) -> Result<SentinelIncident, ApiError> {
         let call = Call::new(Method::PUT, self.incident_url(name)).json(body);
         self.client.send(&call).await?.json(self.client.service)
     }
 
-    async fn list_incidents_modified_since(
-        &self,
-        since: OffsetDateTime,
-    ) -> Result<Vec<SentinelIncident>, ApiError> {
-        let filter = format!(
-            "properties/lastModifiedTimeUtc ge {}",
-            time_fmt::format(since)
-        );
+    async fn list_incidents_modified_since(&self, since: OffsetDateTime) -> Result<Vec<SentinelIncident>, ApiError> {
+        let filter = format!("properties/lastModifiedTimeUtc ge {}", time_fmt::format(since));
         let url = format!(
             "{}/incidents?api-version={API_VERSION}&$filter={}&$orderby={}&$top={LIST_PAGE_SIZE}",
             self.base,
@@ -74,27 +60,13 @@ impl SentinelApi for ArmSentinel {
     }
 
     async fn list_comments(&self, incident: &Uuid) -> Result<Vec<SentinelComment>, ApiError> {
-        let url = format!(
-            "{}/incidents/{incident}/comments?api-version={API_VERSION}",
-            self.base
-        );
+        let url = format!("{}/incidents/{incident}/comments?api-version={API_VERSION}", self.base);
         get_all_pages(&self.client, Call::new(Method::GET, url)).await
     }
 
-    async fn put_comment(
-        &self,
-        incident: &Uuid,
-        comment: &Uuid,
-        message: &str,
-    ) -> Result<SentinelComment, ApiError> {
-        let url = format!(
-            "{}/incidents/{incident}/comments/{comment}?api-version={API_VERSION}",
-            self.base
-        );
+    async fn put_comment(&self, incident: &Uuid, comment: &Uuid, message: &str) -> Result<SentinelComment, ApiError> {
+        let url = format!("{}/incidents/{incident}/comments/{comment}?api-version={API_VERSION}", self.base);
         let body = serde_json::json!({"properties": {"message": message}});
-        self.client
-            .send(&Call::new(Method::PUT, url).json(&body))
-            .await?
-            .json(self.client.service)
+        self.client.send(&Call::new(Method::PUT, url).json(&body)).await?.json(self.client.service)
     }
 }

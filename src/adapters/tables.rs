@@ -34,30 +34,16 @@ impl AzureTables {
     pub fn new(conn: &StorageConnection, prefix: &str, counters: Arc<CallCounters>) -> Self {
         let location = CloudLocation::Custom {
             account: conn.account.clone(),
-            uri: conn
-                .table_endpoint
-                .as_str()
-                .trim_end_matches('/')
-                .to_string(),
+            uri: conn.table_endpoint.as_str().trim_end_matches('/').to_string(),
         };
-        let creds = StorageCredentials::access_key(
-            conn.account.clone(),
-            conn.key.expose_secret().to_string(),
-        );
-        let service = TableServiceClientBuilder::with_location(location, creds)
-            .retry(azure_core::RetryOptions::none())
-            .build();
-        Self {
-            service,
-            prefix: prefix.to_string(),
-            retry: RetryPolicy::default(),
-            counters,
-        }
+        let creds = StorageCredentials::access_key(conn.account.clone(), conn.key.expose_secret().to_string());
+        let service =
+            TableServiceClientBuilder::with_location(location, creds).retry(azure_core::RetryOptions::none()).build();
+        Self { service, prefix: prefix.to_string(), retry: RetryPolicy::default(), counters }
     }
 
     fn table(&self, t: Table) -> TableClient {
-        self.service
-            .table_client(format!("{}{}", self.prefix, t.suffix()))
+        self.service.table_client(format!("{}{}", self.prefix, t.suffix()))
     }
 
     fn entity_client(&self, t: Table, pk: &str, rk: &str) -> EntityClient {
@@ -72,10 +58,7 @@ impl AzureTables {
 /// The wire form: keys plus properties.
 fn to_wire(e: &Entity) -> Value {
     let mut m = e.props.clone();
-    m.insert(
-        "PartitionKey".into(),
-        Value::String(e.partition_key.clone()),
-    );
+    m.insert("PartitionKey".into(), Value::String(e.partition_key.clone()));
     m.insert("RowKey".into(), Value::String(e.row_key.clone()));
     Value::Object(m)
 }
@@ -85,11 +68,7 @@ fn from_wire(mut m: Map<String, Value>) -> Option<Entity> {
     let pk = m.remove("PartitionKey")?.as_str()?.to_string();
     let rk = m.remove("RowKey")?.as_str()?.to_string();
     m.retain(|k, _| !k.starts_with("odata.") && k != "Timestamp" && !k.ends_with("@odata.type"));
-    Some(Entity {
-        partition_key: pk,
-        row_key: rk,
-        props: m,
-    })
+    Some(Entity { partition_key: pk, row_key: rk, props: m })
 }
 
 fn etag(e: Etag) -> ETag {
@@ -114,27 +93,18 @@ impl StateStore for AzureTables {
         Ok(())
     }
 
-    async fn get(
-        &self,
-        table: Table,
-        pk: &str,
-        rk: &str,
-    ) -> Result<Option<(Entity, ETag)>, ApiError> {
+    async fn get(&self, table: Table, pk: &str, rk: &str) -> Result<Option<(Entity, ETag)>, ApiError> {
         let client = self.entity_client(table, pk, rk);
         let r = self
             .retry
             .run(|| async {
                 self.count();
-                client
-                    .get::<Map<String, Value>>()
-                    .await
-                    .map_err(|e| from_azure(SERVICE, e))
+                client.get::<Map<String, Value>>().await.map_err(|e| from_azure(SERVICE, e))
             })
             .await;
         match r {
             Ok(resp) => {
-                let entity = from_wire(resp.entity)
-                    .ok_or_else(|| ApiError::decode(SERVICE, "entity without keys"))?;
+                let entity = from_wire(resp.entity).ok_or_else(|| ApiError::decode(SERVICE, "entity without keys"))?;
                 Ok(Some((entity, etag(resp.etag))))
             }
             Err(e) if e.is_not_found() => Ok(None),
@@ -148,33 +118,21 @@ impl StateStore for AzureTables {
         self.retry
             .run(|| async {
                 self.count();
-                let builder = client
-                    .insert::<_, Value>(&wire)
-                    .map_err(|e| from_azure(SERVICE, e))?;
-                let resp = builder
-                    .return_entity(false)
-                    .await
-                    .map_err(|e| from_azure(SERVICE, e))?;
+                let builder = client.insert::<_, Value>(&wire).map_err(|e| from_azure(SERVICE, e))?;
+                let resp = builder.return_entity(false).await.map_err(|e| from_azure(SERVICE, e))?;
                 Ok(etag(resp.etag))
             })
             .await
     }
 
-    async fn replace(
-        &self,
-        table: Table,
-        entity: &Entity,
-        if_match: &ETag,
-    ) -> Result<ETag, ApiError> {
+    async fn replace(&self, table: Table, entity: &Entity, if_match: &ETag) -> Result<ETag, ApiError> {
         let client = self.entity_client(table, &entity.partition_key, &entity.row_key);
         let wire = to_wire(entity);
         let cond = IfMatchCondition::Etag(Etag::from(if_match.0.clone()));
         self.retry
             .run(|| async {
                 self.count();
-                let builder = client
-                    .update(&wire, cond.clone())
-                    .map_err(|e| from_azure(SERVICE, e))?;
+                let builder = client.update(&wire, cond.clone()).map_err(|e| from_azure(SERVICE, e))?;
                 let resp = builder.await.map_err(|e| from_azure(SERVICE, e))?;
                 Ok(etag(resp.etag))
             })
@@ -187,13 +145,8 @@ impl StateStore for AzureTables {
         self.retry
             .run(|| async {
                 self.count();
-                let builder = client
-                    .insert_or_replace(&wire)
-                    .map_err(|e| from_azure(SERVICE, e))?;
-                builder
-                    .await
-                    .map_err(|e| from_azure(SERVICE, e))
-                    .map(|_| ())
+                let builder = client.insert_or_replace(&wire).map_err(|e| from_azure(SERVICE, e))?;
+                builder.await.map_err(|e| from_azure(SERVICE, e)).map(|_| ())
             })
             .await
     }
@@ -229,11 +182,7 @@ impl StateStore for AzureTables {
             .retry
             .run(|| async {
                 self.count();
-                client
-                    .delete()
-                    .await
-                    .map_err(|e| from_azure(SERVICE, e))
-                    .map(|_| ())
+                client.delete().await.map_err(|e| from_azure(SERVICE, e)).map(|_| ())
             })
             .await;
         match r {
@@ -244,11 +193,7 @@ impl StateStore for AzureTables {
 
     async fn query_partition(&self, table: Table, pk: &str) -> Result<Vec<Entity>, ApiError> {
         let filter = format!("PartitionKey eq '{}'", pk.replace('\'', "''"));
-        let mut stream = self
-            .table(table)
-            .query()
-            .filter(filter)
-            .into_stream::<Map<String, Value>>();
+        let mut stream = self.table(table).query().filter(filter).into_stream::<Map<String, Value>>();
         let mut out = Vec::new();
         while let Some(page) = stream.next().await {
             self.count();

@@ -26,14 +26,8 @@ fn s(v: &Value, k: &str) -> Value {
 
 /// One evidence item as a SecurityAlert-style entity (`Type` + identifying fields).
 pub fn entity(evidence: &Value) -> Value {
-    let kind = evidence
-        .get("@odata.type")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .rsplit('.')
-        .next()
-        .unwrap_or("")
-        .to_string();
+    let kind =
+        evidence.get("@odata.type").and_then(Value::as_str).unwrap_or("").rsplit('.').next().unwrap_or("").to_string();
     let account = |ua: &Value| {
         json!({"Type": "account", "Name": s(ua, "accountName"), "NTDomain": s(ua, "domainName"), "DisplayName": s(ua, "displayName"),
                "UPNSuffix": ua.get("userPrincipalName").and_then(Value::as_str).and_then(|u| u.split('@').nth(1)),
@@ -54,9 +48,7 @@ pub fn entity(evidence: &Value) -> Value {
             let hashes: Vec<Value> = ["sha256", "sha1", "md5"]
                 .iter()
                 .filter_map(|a| {
-                    f.get(*a)
-                        .and_then(Value::as_str)
-                        .map(|v| json!({"Algorithm": a.to_uppercase(), "Value": v}))
+                    f.get(*a).and_then(Value::as_str).map(|v| json!({"Algorithm": a.to_uppercase(), "Value": v}))
                 })
                 .collect();
             json!({"Type": "file", "Name": s(f, "fileName"), "Directory": s(f, "filePath"), "Size": s(f, "fileSize"), "FileHashes": hashes})
@@ -79,10 +71,7 @@ pub fn entity(evidence: &Value) -> Value {
         m.retain(|_, v| !v.is_null());
         for k in ["verdict", "remediationStatus", "roles"] {
             if let Some(v) = evidence.get(k).filter(|v| !v.is_null()) {
-                m.insert(
-                    format!("Defender{}{}", k[..1].to_uppercase(), &k[1..]),
-                    v.clone(),
-                );
+                m.insert(format!("Defender{}{}", k[..1].to_uppercase(), &k[1..]), v.clone());
             }
         }
     }
@@ -90,19 +79,11 @@ pub fn entity(evidence: &Value) -> Value {
 }
 
 fn compromised_entity(entities: &[Value]) -> Option<String> {
-    entities
-        .iter()
-        .find_map(|e| match e.get("Type").and_then(Value::as_str) {
-            Some("host") => e
-                .get("HostName")
-                .and_then(Value::as_str)
-                .map(str::to_string),
-            Some("account") => e
-                .get("UserPrincipalName")
-                .and_then(Value::as_str)
-                .map(str::to_string),
-            _ => None,
-        })
+    entities.iter().find_map(|e| match e.get("Type").and_then(Value::as_str) {
+        Some("host") => e.get("HostName").and_then(Value::as_str).map(str::to_string),
+        Some("account") => e.get("UserPrincipalName").and_then(Value::as_str).map(str::to_string),
+        _ => None,
+    })
 }
 
 /// The row for one alert, without `TimeGenerated` (added at send time) so that the digest
@@ -178,10 +159,7 @@ pub fn combined_digest<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) 
         h.update(d.as_bytes());
         h.update([0]);
     }
-    h.finalize()[..16]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    h.finalize()[..16].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The row as sent: content plus `TimeGenerated`.
@@ -223,10 +201,7 @@ mod tests {
         assert_eq!(r["CompromisedEntity"], "wks-1");
         assert_eq!(r["DefenderIncidentId"], "29");
         let entities: Vec<Value> = serde_json::from_str(r["Entities"].as_str().unwrap()).unwrap();
-        let types: Vec<_> = entities
-            .iter()
-            .map(|e| e["Type"].as_str().unwrap())
-            .collect();
+        let types: Vec<_> = entities.iter().map(|e| e["Type"].as_str().unwrap()).collect();
         assert_eq!(types, vec!["host", "account", "ip", "kubernetespod"]);
         assert_eq!(entities[1]["UPNSuffix"], "contoso.com");
         assert!(!r.contains_key("TimeGenerated"));
@@ -241,9 +216,6 @@ mod tests {
         let mut b = a.clone();
         b.status = Some(crate::domain::defender::AlertStatus::Resolved);
         assert_ne!(d1, digest(&row(&b, "t", "29", &name)));
-        assert_eq!(
-            combined_digest([("a", "1"), ("b", "2")]),
-            combined_digest([("b", "2"), ("a", "1")])
-        );
+        assert_eq!(combined_digest([("a", "1"), ("b", "2")]), combined_digest([("b", "2"), ("a", "1")]));
     }
 }

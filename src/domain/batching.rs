@@ -11,10 +11,7 @@ pub struct Batch {
 
 impl Batch {
     fn new() -> Self {
-        Self {
-            rows: Vec::new(),
-            bytes: 2,
-        }
+        Self { rows: Vec::new(), bytes: 2 }
     }
 
     fn push(&mut self, row: String) {
@@ -86,9 +83,7 @@ pub fn pack(rows: impl IntoIterator<Item = String>, max_bytes: usize) -> Packed 
             continue;
         }
         if current.cost_of(&row) > max_bytes {
-            packed
-                .batches
-                .push(std::mem::replace(&mut current, Batch::new()));
+            packed.batches.push(std::mem::replace(&mut current, Batch::new()));
         }
         current.push(row);
     }

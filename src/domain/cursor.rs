@@ -50,22 +50,13 @@ pub fn poll_since(
 /// The items of a poll that still need a message: not already marked in the cursor, and each
 /// `(id, at)` once (paging can return an item twice when newer items push pages down).
 pub fn select_new<'a>(cursor: Option<&Cursor>, observed: &'a [Mark]) -> Vec<&'a Mark> {
-    let mut known: HashSet<(&str, OffsetDateTime)> = cursor
-        .map(|c| c.seen.iter().map(|m| (m.id.as_str(), m.at)).collect())
-        .unwrap_or_default();
-    observed
-        .iter()
-        .filter(|m| known.insert((m.id.as_str(), m.at)))
-        .collect()
+    let mut known: HashSet<(&str, OffsetDateTime)> =
+        cursor.map(|c| c.seen.iter().map(|m| (m.id.as_str(), m.at)).collect()).unwrap_or_default();
+    observed.iter().filter(|m| known.insert((m.id.as_str(), m.at))).collect()
 }
 
 /// The cursor after a poll whose items were all enqueued.
-pub fn advance(
-    cursor: Option<&Cursor>,
-    since: OffsetDateTime,
-    observed: &[Mark],
-    overlap: Duration,
-) -> Cursor {
+pub fn advance(cursor: Option<&Cursor>, since: OffsetDateTime, observed: &[Mark], overlap: Duration) -> Cursor {
     let old = cursor.map(|c| c.watermark).unwrap_or(since);
     let newest = observed.iter().map(|m| m.at).max();
     let watermark = newest.map_or(old, |n| n.max(old));
@@ -91,10 +82,7 @@ mod tests {
     use time::macros::datetime;
 
     fn mark(id: &str, secs: i64) -> Mark {
-        Mark {
-            id: id.into(),
-            at: datetime!(2026-01-01 0:00 UTC) + Duration::seconds(secs),
-        }
+        Mark { id: id.into(), at: datetime!(2026-01-01 0:00 UTC) + Duration::seconds(secs) }
     }
 
     #[test]

@@ -272,13 +272,9 @@ mod tests {
 
     #[test]
     fn unknown_status_is_kept_not_rejected() {
-        let json =
-            r#"{"id":"1","lastUpdateDateTime":"2024-01-01T00:00:00Z","status":"escalatedToMars"}"#;
+        let json = r#"{"id":"1","lastUpdateDateTime":"2024-01-01T00:00:00Z","status":"escalatedToMars"}"#;
         let i: DefenderIncident = serde_json::from_str(json).unwrap();
-        assert_eq!(
-            i.status,
-            IncidentStatus::Unrecognized("escalatedToMars".into())
-        );
+        assert_eq!(i.status, IncidentStatus::Unrecognized("escalatedToMars".into()));
         assert_eq!(i.severity, Severity::Unknown);
     }
 
@@ -290,10 +286,7 @@ mod tests {
             ..Default::default()
         };
         let v = serde_json::to_value(&p).unwrap();
-        assert_eq!(
-            v,
-            serde_json::json!({"status": "resolved", "assignedTo": null})
-        );
+        assert_eq!(v, serde_json::json!({"status": "resolved", "assignedTo": null}));
         assert!(DefenderIncidentPatch::default().is_empty());
     }
 }

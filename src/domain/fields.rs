@@ -11,8 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::defender::{Classification, DefenderIncident, Determination, IncidentStatus, Severity};
 use super::sentinel::{
-    ClassificationReason, SentinelClassification, SentinelIncident, SentinelSeverity,
-    SentinelStatus,
+    ClassificationReason, SentinelClassification, SentinelIncident, SentinelSeverity, SentinelStatus,
 };
 
 /// Labels xdrsync owns on the Sentinel side; never synced as tags.
@@ -108,13 +107,7 @@ pub fn from_defender(i: &DefenderIncident) -> Fields {
         verdict: verdict_from_defender(i.classification.as_ref()),
         owner: Some(i.assigned_to.as_deref().and_then(norm_upn)),
         severity: level_from_defender(&i.severity),
-        tags: Some(
-            i.custom_tags
-                .iter()
-                .map(|t| t.trim().to_string())
-                .filter(|t| !t.is_empty())
-                .collect(),
-        ),
+        tags: Some(i.custom_tags.iter().map(|t| t.trim().to_string()).filter(|t| !t.is_empty()).collect()),
     }
 }
 
@@ -153,18 +146,10 @@ pub fn level_from_sentinel(s: &SentinelSeverity) -> Option<Level> {
 /// Entra had no such user (so an unresolvable owner is not read back as "unassigned").
 pub fn owner_from_sentinel(i: &SentinelIncident) -> Option<String> {
     let w = &i.properties.writable;
-    let from_owner = w.owner.as_ref().and_then(|o| {
-        o.user_principal_name
-            .as_deref()
-            .or(o.email.as_deref())
-            .and_then(norm_upn)
-    });
-    from_owner.or_else(|| {
-        w.labels
-            .iter()
-            .find_map(|l| l.label_name.strip_prefix(UNKNOWN_OWNER_PREFIX))
-            .and_then(norm_upn)
-    })
+    let from_owner =
+        w.owner.as_ref().and_then(|o| o.user_principal_name.as_deref().or(o.email.as_deref()).and_then(norm_upn));
+    from_owner
+        .or_else(|| w.labels.iter().find_map(|l| l.label_name.strip_prefix(UNKNOWN_OWNER_PREFIX)).and_then(norm_upn))
 }
 
 pub fn user_tags_from_sentinel(i: &SentinelIncident) -> BTreeSet<String> {
@@ -172,11 +157,7 @@ pub fn user_tags_from_sentinel(i: &SentinelIncident) -> BTreeSet<String> {
         .writable
         .labels
         .iter()
-        .filter(|l| {
-            l.label_type
-                .as_ref()
-                .is_none_or(|t| *t == super::sentinel::LabelType::User)
-        })
+        .filter(|l| l.label_type.as_ref().is_none_or(|t| *t == super::sentinel::LabelType::User))
         .map(|l| l.label_name.trim().to_string())
         .filter(|n| !n.is_empty() && !is_owned_label(n))
         .collect()
@@ -217,22 +198,14 @@ pub fn verdict_to_sentinel(
 ) -> (SentinelClassification, Option<ClassificationReason>) {
     match v {
         Verdict::Undetermined => (SentinelClassification::Undetermined, None),
-        Verdict::TruePositive => (
-            SentinelClassification::TruePositive,
-            Some(ClassificationReason::SuspiciousActivity),
-        ),
-        Verdict::BenignPositive => (
-            SentinelClassification::BenignPositive,
-            Some(ClassificationReason::SuspiciousButExpected),
-        ),
-        Verdict::FalsePositive if prefer_incorrect_logic => (
-            SentinelClassification::FalsePositive,
-            Some(ClassificationReason::IncorrectAlertLogic),
-        ),
-        Verdict::FalsePositive => (
-            SentinelClassification::FalsePositive,
-            Some(ClassificationReason::InaccurateData),
-        ),
+        Verdict::TruePositive => (SentinelClassification::TruePositive, Some(ClassificationReason::SuspiciousActivity)),
+        Verdict::BenignPositive => {
+            (SentinelClassification::BenignPositive, Some(ClassificationReason::SuspiciousButExpected))
+        }
+        Verdict::FalsePositive if prefer_incorrect_logic => {
+            (SentinelClassification::FalsePositive, Some(ClassificationReason::IncorrectAlertLogic))
+        }
+        Verdict::FalsePositive => (SentinelClassification::FalsePositive, Some(ClassificationReason::InaccurateData)),
     }
 }
 
@@ -285,10 +258,9 @@ fn determination_fits(v: Verdict, d: &Determination) -> bool {
                 | LineOfBusinessApplication
                 | Other
         ),
-        Verdict::FalsePositive => matches!(
-            d,
-            NotMalicious | Clean | NotEnoughDataToValidate | InsufficientData | Other
-        ),
+        Verdict::FalsePositive => {
+            matches!(d, NotMalicious | Clean | NotEnoughDataToValidate | InsufficientData | Other)
+        }
         Verdict::Undetermined => matches!(d, Unknown),
     }
 }
@@ -331,28 +303,14 @@ mod tests {
             assert_eq!(status_from_sentinel(&status_to_sentinel(s)), Some(s));
             assert_eq!(status_from_defender(&status_to_defender(s)), Some(s));
         }
-        assert_eq!(
-            status_from_defender(&IncidentStatus::AwaitingAction),
-            Some(Status::InProgress)
-        );
-        assert_eq!(
-            status_from_defender(&IncidentStatus::Redirected),
-            Some(Status::Closed)
-        );
-        assert_eq!(
-            status_from_defender(&IncidentStatus::Unrecognized("x".into())),
-            None
-        );
+        assert_eq!(status_from_defender(&IncidentStatus::AwaitingAction), Some(Status::InProgress));
+        assert_eq!(status_from_defender(&IncidentStatus::Redirected), Some(Status::Closed));
+        assert_eq!(status_from_defender(&IncidentStatus::Unrecognized("x".into())), None);
     }
 
     #[test]
     fn verdict_tables_round_trip_and_keep_the_determination() {
-        for v in [
-            Verdict::Undetermined,
-            Verdict::TruePositive,
-            Verdict::BenignPositive,
-            Verdict::FalsePositive,
-        ] {
+        for v in [Verdict::Undetermined, Verdict::TruePositive, Verdict::BenignPositive, Verdict::FalsePositive] {
             let (c, r) = verdict_to_sentinel(v, false);
             assert_eq!(verdict_from_sentinel(Some(&c)), Some(v));
             let (dc, dd) = verdict_to_defender(v, None, r.as_ref());
@@ -365,13 +323,7 @@ mod tests {
             Some(&Determination::MultiStagedAttack),
             Some(&ClassificationReason::SuspiciousActivity),
         );
-        assert_eq!(
-            (c, d),
-            (
-                Classification::TruePositive,
-                Determination::MultiStagedAttack
-            )
-        );
+        assert_eq!((c, d), (Classification::TruePositive, Determination::MultiStagedAttack));
         // ...but not a change of verdict.
         let (_, d) = verdict_to_defender(
             Verdict::FalsePositive,
@@ -391,24 +343,15 @@ mod tests {
     fn defender_mapping_matches_the_documented_connector() {
         assert_eq!(
             verdict_to_sentinel(Verdict::TruePositive, false),
-            (
-                SentinelClassification::TruePositive,
-                Some(ClassificationReason::SuspiciousActivity)
-            )
+            (SentinelClassification::TruePositive, Some(ClassificationReason::SuspiciousActivity))
         );
         assert_eq!(
             verdict_to_sentinel(Verdict::FalsePositive, false),
-            (
-                SentinelClassification::FalsePositive,
-                Some(ClassificationReason::InaccurateData)
-            )
+            (SentinelClassification::FalsePositive, Some(ClassificationReason::InaccurateData))
         );
         assert_eq!(
             verdict_to_sentinel(Verdict::BenignPositive, false),
-            (
-                SentinelClassification::BenignPositive,
-                Some(ClassificationReason::SuspiciousButExpected)
-            )
+            (SentinelClassification::BenignPositive, Some(ClassificationReason::SuspiciousButExpected))
         );
         assert_eq!(verdict_from_defender(None), Some(Verdict::Undetermined));
     }
@@ -467,12 +410,8 @@ mod patch_tests {
         t.status = Some(Status::Closed);
         t.verdict = Some(Verdict::TruePositive);
         t.owner = Some(Some("bob@contoso.com".into()));
-        let p = defender_patch(
-            &t,
-            &cur,
-            Some(&Determination::Malware),
-            Some(&ClassificationReason::SuspiciousActivity),
-        );
+        let p =
+            defender_patch(&t, &cur, Some(&Determination::Malware), Some(&ClassificationReason::SuspiciousActivity));
         assert_eq!(p.status, Some(IncidentStatus::Resolved));
         assert_eq!(p.classification, Some(Classification::TruePositive));
         assert_eq!(p.determination, Some(Determination::Malware));

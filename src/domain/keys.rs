@@ -61,10 +61,7 @@ pub fn unescape_key(key: &str) -> String {
 
 /// True when `key` contains nothing Table Storage forbids.
 pub fn is_valid_key(key: &str) -> bool {
-    key.chars().count() <= MAX_KEY_CHARS
-        && !key
-            .chars()
-            .any(|c| matches!(c, '/' | '\\' | '#' | '?') || c.is_control())
+    key.chars().count() <= MAX_KEY_CHARS && !key.chars().any(|c| matches!(c, '/' | '\\' | '#' | '?') || c.is_control())
 }
 
 #[cfg(test)]
@@ -82,10 +79,7 @@ mod tests {
     #[test]
     fn plain_ids_are_unchanged() {
         assert_eq!(escape_key("2972395").unwrap(), "2972395");
-        assert_eq!(
-            escape_key("da637551227677560813_-961444813").unwrap(),
-            "da637551227677560813_-961444813"
-        );
+        assert_eq!(escape_key("da637551227677560813_-961444813").unwrap(), "da637551227677560813_-961444813");
     }
 
     #[test]

@@ -99,11 +99,7 @@ fn field<T: Clone + PartialEq + std::fmt::Debug>(
                         sentinel: format!("{s:?}"),
                         winner,
                     });
-                    Some(if winner == Side::Defender {
-                        d.clone()
-                    } else {
-                        s.clone()
-                    })
+                    Some(if winner == Side::Defender { d.clone() } else { s.clone() })
                 }
             }
         }
@@ -112,26 +108,12 @@ fn field<T: Clone + PartialEq + std::fmt::Debug>(
 }
 
 /// Merges every synced field. `base` is `None` on first sync.
-pub fn merge(
-    base: Option<&Fields>,
-    d: &Fields,
-    s: &Fields,
-    policy: ConflictPolicy,
-    times: Times,
-) -> Merged {
+pub fn merge(base: Option<&Fields>, d: &Fields, s: &Fields, policy: ConflictPolicy, times: Times) -> Merged {
     let empty = Fields::default();
     let b = base.unwrap_or(&empty);
     let mut conflicts = Vec::new();
     let target = Fields {
-        status: field(
-            "status",
-            b.status.as_ref(),
-            d.status.as_ref(),
-            s.status.as_ref(),
-            policy,
-            times,
-            &mut conflicts,
-        ),
+        status: field("status", b.status.as_ref(), d.status.as_ref(), s.status.as_ref(), policy, times, &mut conflicts),
         verdict: field(
             "classification",
             b.verdict.as_ref(),
@@ -141,15 +123,7 @@ pub fn merge(
             times,
             &mut conflicts,
         ),
-        owner: field(
-            "owner",
-            b.owner.as_ref(),
-            d.owner.as_ref(),
-            s.owner.as_ref(),
-            policy,
-            times,
-            &mut conflicts,
-        ),
+        owner: field("owner", b.owner.as_ref(), d.owner.as_ref(), s.owner.as_ref(), policy, times, &mut conflicts),
         severity: field(
             "severity",
             b.severity.as_ref(),
@@ -159,15 +133,7 @@ pub fn merge(
             times,
             &mut conflicts,
         ),
-        tags: field(
-            "tags",
-            b.tags.as_ref(),
-            d.tags.as_ref(),
-            s.tags.as_ref(),
-            policy,
-            times,
-            &mut conflicts,
-        ),
+        tags: field("tags", b.tags.as_ref(), d.tags.as_ref(), s.tags.as_ref(), policy, times, &mut conflicts),
     };
     Merged { target, conflicts }
 }
@@ -181,10 +147,7 @@ mod tests {
 
     fn times(d: i64, s: i64) -> Times {
         let t0 = datetime!(2026-01-01 0:00 UTC);
-        Times {
-            defender: t0 + time::Duration::seconds(d),
-            sentinel: t0 + time::Duration::seconds(s),
-        }
+        Times { defender: t0 + time::Duration::seconds(d), sentinel: t0 + time::Duration::seconds(s) }
     }
 
     fn f(status: Status, owner: Option<&str>) -> Fields {
@@ -216,20 +179,13 @@ mod tests {
         assert_eq!(m.target.status, Some(Status::Closed));
         assert_eq!(m.conflicts.len(), 1);
         assert_eq!(m.conflicts[0].winner, Side::Sentinel);
+        assert_eq!(merge(Some(&b), &d, &s, p, times(20, 20)).target.status, Some(Status::InProgress));
         assert_eq!(
-            merge(Some(&b), &d, &s, p, times(20, 20)).target.status,
-            Some(Status::InProgress)
-        );
-        assert_eq!(
-            merge(Some(&b), &d, &s, ConflictPolicy::SentinelWins, times(99, 0))
-                .target
-                .status,
+            merge(Some(&b), &d, &s, ConflictPolicy::SentinelWins, times(99, 0)).target.status,
             Some(Status::Closed)
         );
         assert_eq!(
-            merge(Some(&b), &d, &s, ConflictPolicy::DefenderWins, times(0, 99))
-                .target
-                .status,
+            merge(Some(&b), &d, &s, ConflictPolicy::DefenderWins, times(0, 99)).target.status,
             Some(Status::InProgress)
         );
         // the owner changed only in Sentinel: no conflict there
@@ -252,35 +208,21 @@ mod tests {
         d.status = None;
         let s = f(Status::Closed, None);
         assert_eq!(
-            merge(Some(&b), &d, &s, ConflictPolicy::DefenderWins, times(0, 0))
-                .target
-                .status,
+            merge(Some(&b), &d, &s, ConflictPolicy::DefenderWins, times(0, 0)).target.status,
             Some(Status::Closed)
         );
     }
 
     fn arb_fields() -> impl Strategy<Value = Fields> {
-        (
-            0..3u8,
-            0..4u8,
-            proptest::option::of("[a-c]"),
-            0..4u8,
-            proptest::collection::btree_set("[x-z]", 0..3),
-        )
+        (0..3u8, 0..4u8, proptest::option::of("[a-c]"), 0..4u8, proptest::collection::btree_set("[x-z]", 0..3))
             .prop_map(|(st, v, o, sev, tags)| Fields {
                 status: Some([Status::Open, Status::InProgress, Status::Closed][st as usize]),
                 verdict: Some(
-                    [
-                        Verdict::Undetermined,
-                        Verdict::TruePositive,
-                        Verdict::BenignPositive,
-                        Verdict::FalsePositive,
-                    ][v as usize],
+                    [Verdict::Undetermined, Verdict::TruePositive, Verdict::BenignPositive, Verdict::FalsePositive]
+                        [v as usize],
                 ),
                 owner: Some(o),
-                severity: Some(
-                    [Level::Informational, Level::Low, Level::Medium, Level::High][sev as usize],
-                ),
+                severity: Some([Level::Informational, Level::Low, Level::Medium, Level::High][sev as usize]),
                 tags: Some(tags),
             })
     }

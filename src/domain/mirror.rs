@@ -26,41 +26,24 @@ pub struct AlertSummary {
 impl AlertSummary {
     pub fn of(alerts: &[DefenderAlert]) -> Self {
         let mut sorted: Vec<&DefenderAlert> = alerts.iter().collect();
-        sorted.sort_by(|a, b| {
-            a.created_date_time
-                .cmp(&b.created_date_time)
-                .then_with(|| a.id.cmp(&b.id))
-        });
+        sorted.sort_by(|a, b| a.created_date_time.cmp(&b.created_date_time).then_with(|| a.id.cmp(&b.id)));
         let lines = sorted
             .iter()
             .map(|a| {
-                let product = a
-                    .product_name
-                    .as_deref()
-                    .or(a.service_source.as_deref())
-                    .unwrap_or("Defender");
+                let product = a.product_name.as_deref().or(a.service_source.as_deref()).unwrap_or("Defender");
                 let techniques = if a.mitre_techniques.is_empty() {
                     String::new()
                 } else {
                     format!(" ({})", a.mitre_techniques.join(", "))
                 };
-                format!(
-                    "- {} [{product}]{techniques}",
-                    a.title.as_deref().unwrap_or("Untitled alert")
-                )
+                format!("- {} [{product}]{techniques}", a.title.as_deref().unwrap_or("Untitled alert"))
             })
             .collect();
         Self {
             count: alerts.len(),
             lines,
-            first_activity: alerts
-                .iter()
-                .filter_map(|a| a.first_activity_date_time.or(a.created_date_time))
-                .min(),
-            last_activity: alerts
-                .iter()
-                .filter_map(|a| a.last_activity_date_time.or(a.last_update_date_time))
-                .max(),
+            first_activity: alerts.iter().filter_map(|a| a.first_activity_date_time.or(a.created_date_time)).min(),
+            last_activity: alerts.iter().filter_map(|a| a.last_activity_date_time.or(a.last_update_date_time)).max(),
         }
     }
 }
@@ -125,27 +108,17 @@ pub fn desired(input: &MirrorInput<'_>) -> SentinelWritable {
     let current = input.current;
     let redirected = i.status == IncidentStatus::Redirected;
 
-    let status = if redirected {
-        Status::Closed
-    } else {
-        t.status.unwrap_or(Status::Open)
-    };
+    let status = if redirected { Status::Closed } else { t.status.unwrap_or(Status::Open) };
     let (classification, classification_reason) = if status == Status::Closed {
-        let keep_incorrect_logic = current.is_some_and(|c| {
-            c.classification_reason == Some(ClassificationReason::IncorrectAlertLogic)
-        });
-        let (c, r) = verdict_to_sentinel(
-            t.verdict.unwrap_or(Verdict::Undetermined),
-            keep_incorrect_logic,
-        );
+        let keep_incorrect_logic =
+            current.is_some_and(|c| c.classification_reason == Some(ClassificationReason::IncorrectAlertLogic));
+        let (c, r) = verdict_to_sentinel(t.verdict.unwrap_or(Verdict::Undetermined), keep_incorrect_logic);
         (Some(c), r)
     } else {
         (None, None)
     };
     let classification_comment = match (status, i.resolving_comment.as_deref()) {
-        (Status::Closed, Some(c)) if !c.trim().is_empty() => {
-            Some(truncate_chars(c, MAX_DESCRIPTION))
-        }
+        (Status::Closed, Some(c)) if !c.trim().is_empty() => Some(truncate_chars(c, MAX_DESCRIPTION)),
         _ => current.and_then(|c| c.classification_comment.clone()),
     };
 
@@ -157,11 +130,9 @@ pub fn desired(input: &MirrorInput<'_>) -> SentinelWritable {
         labels.push(Label::user(BIG_INCIDENT_LABEL));
     }
     let owner = match (t.owner.as_ref().and_then(|o| o.as_ref()), input.owner) {
-        (Some(upn), Some(r)) if r.upn == *upn && r.object_id.is_some() => Some(Owner {
-            object_id: r.object_id.clone(),
-            user_principal_name: Some(upn.clone()),
-            ..Default::default()
-        }),
+        (Some(upn), Some(r)) if r.upn == *upn && r.object_id.is_some() => {
+            Some(Owner { object_id: r.object_id.clone(), user_principal_name: Some(upn.clone()), ..Default::default() })
+        }
         (Some(upn), _) => {
             labels.push(Label::user(format!("{UNKNOWN_OWNER_PREFIX}{upn}")));
             None
@@ -172,11 +143,7 @@ pub fn desired(input: &MirrorInput<'_>) -> SentinelWritable {
         labels.push(Label::user(tag.clone()));
     }
     if let Some(c) = current {
-        for l in c
-            .labels
-            .iter()
-            .filter(|l| l.label_type == Some(LabelType::AutoAssigned))
-        {
+        for l in c.labels.iter().filter(|l| l.label_type == Some(LabelType::AutoAssigned)) {
             labels.push(l.clone());
         }
     }
@@ -253,13 +220,7 @@ mod tests {
         let i = incident();
         let s = AlertSummary::default();
         let t = target(Status::Open, None);
-        let w = desired(&MirrorInput {
-            incident: &i,
-            alerts: &s,
-            target: &t,
-            owner: None,
-            current: None,
-        });
+        let w = desired(&MirrorInput { incident: &i, alerts: &s, target: &t, owner: None, current: None });
         assert_eq!(w.status, SentinelStatus::New);
         assert_eq!(w.classification, None);
         assert!(w
@@ -285,10 +246,7 @@ mod tests {
         });
         assert_eq!(w.status, SentinelStatus::Closed);
         assert_eq!(w.classification, Some(SentinelClassification::TruePositive));
-        assert_eq!(
-            w.classification_reason,
-            Some(ClassificationReason::SuspiciousActivity)
-        );
+        assert_eq!(w.classification_reason, Some(ClassificationReason::SuspiciousActivity));
     }
 
     #[test]
@@ -314,10 +272,7 @@ mod tests {
     fn owner_resolved_or_kept_in_a_label() {
         let i = incident();
         let t = target(Status::InProgress, Some("bob@contoso.com"));
-        let known = ResolvedOwner {
-            upn: "bob@contoso.com".into(),
-            object_id: Some("oid-1".into()),
-        };
+        let known = ResolvedOwner { upn: "bob@contoso.com".into(), object_id: Some("oid-1".into()) };
         let w = desired(&MirrorInput {
             incident: &i,
             alerts: &AlertSummary::default(),
@@ -326,10 +281,7 @@ mod tests {
             current: None,
         });
         assert_eq!(w.owner.unwrap().object_id.as_deref(), Some("oid-1"));
-        let unknown = ResolvedOwner {
-            upn: "bob@contoso.com".into(),
-            object_id: None,
-        };
+        let unknown = ResolvedOwner { upn: "bob@contoso.com".into(), object_id: None };
         let w = desired(&MirrorInput {
             incident: &i,
             alerts: &AlertSummary::default(),
@@ -338,10 +290,7 @@ mod tests {
             current: None,
         });
         assert!(w.owner.is_none());
-        assert!(w
-            .labels
-            .iter()
-            .any(|l| l.label_name == "Defender owner: bob@contoso.com"));
+        assert!(w.labels.iter().any(|l| l.label_name == "Defender owner: bob@contoso.com"));
     }
 
     #[test]
@@ -356,19 +305,9 @@ mod tests {
     #[test]
     fn big_incidents_get_the_150_plus_label_and_count() {
         let i = incident();
-        let alerts = AlertSummary {
-            count: 180,
-            lines: vec!["- a [MDE]".into(); 180],
-            ..Default::default()
-        };
+        let alerts = AlertSummary { count: 180, lines: vec!["- a [MDE]".into(); 180], ..Default::default() };
         let t = target(Status::Open, None);
-        let w = desired(&MirrorInput {
-            incident: &i,
-            alerts: &alerts,
-            target: &t,
-            owner: None,
-            current: None,
-        });
+        let w = desired(&MirrorInput { incident: &i, alerts: &alerts, target: &t, owner: None, current: None });
         assert!(w.labels.iter().any(|l| l.label_name == "150+"));
         assert!(w.description.unwrap().contains("Alerts (180"));
     }

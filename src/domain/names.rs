@@ -9,11 +9,7 @@ pub const NAMESPACE: Uuid = uuid::uuid!("6f1c2a7e-3b5d-5e8f-9a0b-4c7d2e1f0a93");
 /// Sentinel incident name (`incidentId`) for a Defender incident: UUIDv5 of `{tenant}:{id}`.
 /// The tenant id is lower-cased because Entra GUIDs arrive in either case.
 pub fn sentinel_incident_name(tenant_id: &str, defender_incident_id: &str) -> Uuid {
-    let key = format!(
-        "{}:{}",
-        tenant_id.to_ascii_lowercase(),
-        defender_incident_id.trim()
-    );
+    let key = format!("{}:{}", tenant_id.to_ascii_lowercase(), defender_incident_id.trim());
     Uuid::new_v5(&NAMESPACE, key.as_bytes())
 }
 
@@ -38,10 +34,7 @@ mod tests {
     #[test]
     fn different_incidents_or_tenants_get_different_names() {
         let t = "72f988bf-86f1-41af-91ab-2d7cd011db47";
-        assert_ne!(
-            sentinel_incident_name(t, "29"),
-            sentinel_incident_name(t, "290")
-        );
+        assert_ne!(sentinel_incident_name(t, "29"), sentinel_incident_name(t, "290"));
         assert_ne!(
             sentinel_incident_name(t, "29"),
             sentinel_incident_name("00000000-0000-0000-0000-000000000001", "29")

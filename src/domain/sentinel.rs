@@ -55,10 +55,7 @@ pub struct Label {
 
 impl Label {
     pub fn user(name: impl Into<String>) -> Self {
-        Self {
-            label_name: name.into(),
-            label_type: Some(LabelType::User),
-        }
+        Self { label_name: name.into(), label_type: Some(LabelType::User) }
     }
 }
 
@@ -188,10 +185,7 @@ mod tests {
         let i: SentinelIncident = serde_json::from_str(json).unwrap();
         assert_eq!(i.properties.writable.status, SentinelStatus::Closed);
         assert_eq!(i.properties.read_only.incident_number, Some(3177));
-        assert_eq!(
-            i.properties.writable.labels[0].label_type,
-            Some(LabelType::AutoAssigned)
-        );
+        assert_eq!(i.properties.writable.labels[0].label_type, Some(LabelType::AutoAssigned));
     }
 
     #[test]

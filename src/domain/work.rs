@@ -31,12 +31,7 @@ pub enum WorkKind {
 
 impl WorkItem {
     pub fn reconcile(tenant_id: &str, incident_id: &str, hint: ChangeHint) -> Self {
-        Self {
-            kind: WorkKind::Reconcile,
-            tenant_id: tenant_id.to_string(),
-            incident_id: incident_id.to_string(),
-            hint,
-        }
+        Self { kind: WorkKind::Reconcile, tenant_id: tenant_id.to_string(), incident_id: incident_id.to_string(), hint }
     }
 
     pub fn to_json(&self) -> String {
@@ -88,13 +83,7 @@ mod tests {
     #[test]
     fn rejects_garbage_and_empty_ids() {
         assert!(WorkItem::parse("abcd").is_err());
-        assert!(WorkItem::parse(
-            r#"{"kind":"reconcile","tenantId":"","incidentId":"1","hint":"defender"}"#
-        )
-        .is_err());
-        assert!(WorkItem::parse(
-            r#"{"kind":"explode","tenantId":"t","incidentId":"1","hint":"defender"}"#
-        )
-        .is_err());
+        assert!(WorkItem::parse(r#"{"kind":"reconcile","tenantId":"","incidentId":"1","hint":"defender"}"#).is_err());
+        assert!(WorkItem::parse(r#"{"kind":"explode","tenantId":"t","incidentId":"1","hint":"defender"}"#).is_err());
     }
 }

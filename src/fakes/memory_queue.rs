@@ -49,47 +49,29 @@ impl MemoryQueue {
 #[async_trait]
 impl WorkQueue for MemoryQueue {
     async fn ensure_queue(&self, queue: &str) -> Result<(), ApiError> {
-        self.queues
-            .lock()
-            .expect("lock")
-            .entry(queue.to_string())
-            .or_default();
+        self.queues.lock().expect("lock").entry(queue.to_string()).or_default();
         Ok(())
     }
 
     async fn send(&self, queue: &str, text: &str) -> Result<(), ApiError> {
         let id = self.next();
-        self.queues
-            .lock()
-            .expect("lock")
-            .entry(queue.to_string())
-            .or_default()
-            .push(Stored {
-                id: id.to_string(),
-                text: text.to_string(),
-                dequeue_count: 0,
-                visible_at: Instant::now(),
-                receipt: 0,
-            });
+        self.queues.lock().expect("lock").entry(queue.to_string()).or_default().push(Stored {
+            id: id.to_string(),
+            text: text.to_string(),
+            dequeue_count: 0,
+            visible_at: Instant::now(),
+            receipt: 0,
+        });
         Ok(())
     }
 
-    async fn receive(
-        &self,
-        queue: &str,
-        max: u8,
-        visibility: Duration,
-    ) -> Result<Vec<QueueMessage>, ApiError> {
+    async fn receive(&self, queue: &str, max: u8, visibility: Duration) -> Result<Vec<QueueMessage>, ApiError> {
         let now = Instant::now();
         let receipts: Vec<u64> = (0..max).map(|_| self.next()).collect();
         let mut queues = self.queues.lock().expect("lock");
         let q = queues.entry(queue.to_string()).or_default();
         let mut out = Vec::new();
-        for m in q
-            .iter_mut()
-            .filter(|m| m.visible_at <= now)
-            .take(max as usize)
-        {
+        for m in q.iter_mut().filter(|m| m.visible_at <= now).take(max as usize) {
             m.dequeue_count += 1;
             m.visible_at = now + visibility;
             m.receipt = receipts[out.len()];
@@ -112,11 +94,6 @@ impl WorkQueue for MemoryQueue {
     }
 
     async fn approximate_len(&self, queue: &str) -> Result<usize, ApiError> {
-        Ok(self
-            .queues
-            .lock()
-            .expect("lock")
-            .get(queue)
-            .map_or(0, Vec::len))
+        Ok(self.queues.lock().expect("lock").get(queue).map_or(0, Vec::len))
     }
 }

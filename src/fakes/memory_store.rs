@@ -29,21 +29,12 @@ impl MemoryStore {
 
     /// Number of rows in a table (for tests).
     pub fn count(&self, table: Table) -> usize {
-        self.rows
-            .lock()
-            .expect("lock")
-            .keys()
-            .filter(|k| k.0 == table)
-            .count()
+        self.rows.lock().expect("lock").keys().filter(|k| k.0 == table).count()
     }
 }
 
 fn conflict(what: &str) -> ApiError {
-    ApiError::Conflict {
-        service: "memory-store",
-        status: 412,
-        message: what.to_string(),
-    }
+    ApiError::Conflict { service: "memory-store", status: 412, message: what.to_string() }
 }
 
 fn tag(v: u64) -> ETag {
@@ -56,16 +47,9 @@ impl StateStore for MemoryStore {
         Ok(())
     }
 
-    async fn get(
-        &self,
-        table: Table,
-        pk: &str,
-        rk: &str,
-    ) -> Result<Option<(Entity, ETag)>, ApiError> {
+    async fn get(&self, table: Table, pk: &str, rk: &str) -> Result<Option<(Entity, ETag)>, ApiError> {
         let rows = self.rows.lock().expect("lock");
-        Ok(rows
-            .get(&(table, pk.into(), rk.into()))
-            .map(|(e, v)| (e.clone(), tag(*v))))
+        Ok(rows.get(&(table, pk.into(), rk.into())).map(|(e, v)| (e.clone(), tag(*v))))
     }
 
     async fn insert(&self, table: Table, entity: &Entity) -> Result<ETag, ApiError> {
@@ -93,22 +77,14 @@ impl StateStore for MemoryStore {
                 Ok(tag(v))
             }
             Some(_) => Err(conflict("UpdateConditionNotSatisfied")),
-            None => Err(ApiError::from_status(
-                "memory-store",
-                404,
-                None,
-                "ResourceNotFound",
-            )),
+            None => Err(ApiError::from_status("memory-store", 404, None, "ResourceNotFound")),
         }
     }
 
     async fn upsert(&self, table: Table, entity: &Entity) -> Result<(), ApiError> {
         let v = self.next_version();
         let key = (table, entity.partition_key.clone(), entity.row_key.clone());
-        self.rows
-            .lock()
-            .expect("lock")
-            .insert(key, (entity.clone(), v));
+        self.rows.lock().expect("lock").insert(key, (entity.clone(), v));
         Ok(())
     }
 
@@ -120,20 +96,14 @@ impl StateStore for MemoryStore {
     }
 
     async fn delete(&self, table: Table, pk: &str, rk: &str) -> Result<(), ApiError> {
-        self.rows
-            .lock()
-            .expect("lock")
-            .remove(&(table, pk.into(), rk.into()));
+        self.rows.lock().expect("lock").remove(&(table, pk.into(), rk.into()));
         Ok(())
     }
 
     async fn query_partition(&self, table: Table, pk: &str) -> Result<Vec<Entity>, ApiError> {
         let rows = self.rows.lock().expect("lock");
-        let sorted: BTreeMap<&str, &Entity> = rows
-            .iter()
-            .filter(|(k, _)| k.0 == table && k.1 == pk)
-            .map(|(k, (e, _))| (k.2.as_str(), e))
-            .collect();
+        let sorted: BTreeMap<&str, &Entity> =
+            rows.iter().filter(|(k, _)| k.0 == table && k.1 == pk).map(|(k, (e, _))| (k.2.as_str(), e)).collect();
         Ok(sorted.into_values().cloned().collect())
     }
 }

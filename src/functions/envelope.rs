@@ -30,23 +30,14 @@ pub struct InvokeResponse {
 
 impl InvokeResponse {
     pub fn log(line: impl Into<String>) -> Self {
-        Self {
-            logs: vec![line.into()],
-            ..Default::default()
-        }
+        Self { logs: vec![line.into()], ..Default::default() }
     }
 }
 
 impl InvokeRequest {
     /// The value of binding `name`, or the only binding when the name differs.
     pub fn binding(&self, name: &str) -> Option<&Value> {
-        self.data.get(name).or_else(|| {
-            if self.data.len() == 1 {
-                self.data.values().next()
-            } else {
-                None
-            }
-        })
+        self.data.get(name).or_else(|| if self.data.len() == 1 { self.data.values().next() } else { None })
     }
 
     /// Queue `DequeueCount` (a number, or a number in a string).
@@ -87,21 +78,12 @@ pub struct HttpTriggerRequest {
 
 impl HttpTriggerRequest {
     pub fn from_value(v: &Value) -> Self {
-        let str_of = |k: &str| {
-            v.get(k)
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string()
-        };
+        let str_of = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
         let mut headers = HashMap::new();
         if let Some(h) = v.get("Headers").and_then(Value::as_object) {
             for (k, val) in h {
                 let joined = match val {
-                    Value::Array(items) => items
-                        .iter()
-                        .filter_map(Value::as_str)
-                        .collect::<Vec<_>>()
-                        .join(","),
+                    Value::Array(items) => items.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(","),
                     Value::String(s) => s.clone(),
                     other => other.to_string(),
                 };
@@ -118,14 +100,7 @@ impl HttpTriggerRequest {
             .as_object()
             .map(|m| {
                 m.iter()
-                    .map(|(k, v)| {
-                        (
-                            k.clone(),
-                            v.as_str()
-                                .map(str::to_string)
-                                .unwrap_or_else(|| v.to_string()),
-                        )
-                    })
+                    .map(|(k, v)| (k.clone(), v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())))
                     .collect()
             })
             .unwrap_or_default();
@@ -134,19 +109,11 @@ impl HttpTriggerRequest {
             Some(Value::String(s)) => Some(s.clone()),
             Some(other) => Some(other.to_string()),
         };
-        Self {
-            method: str_of("Method"),
-            url: str_of("Url"),
-            headers,
-            query,
-            body,
-        }
+        Self { method: str_of("Method"), url: str_of("Url"), headers, query, body }
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .get(&name.to_ascii_lowercase())
-            .map(String::as_str)
+        self.headers.get(&name.to_ascii_lowercase()).map(String::as_str)
     }
 }
 
@@ -174,10 +141,8 @@ mod tests {
         assert_eq!(queue_text(req.binding("msg").unwrap()), "\"{\\\"a\\\":1}\"");
         assert_eq!(req.dequeue_count(), Some(3));
         assert_eq!(req.metadata_str("Id").as_deref(), Some("abc"));
-        let req: InvokeRequest = serde_json::from_value(
-            json!({"Data": {"other": {"a": 1}}, "Metadata": {"DequeueCount": "2"}}),
-        )
-        .unwrap();
+        let req: InvokeRequest =
+            serde_json::from_value(json!({"Data": {"other": {"a": 1}}, "Metadata": {"DequeueCount": "2"}})).unwrap();
         assert_eq!(queue_text(req.binding("msg").unwrap()), "{\"a\":1}");
         assert_eq!(req.dequeue_count(), Some(2));
     }

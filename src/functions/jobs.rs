@@ -20,10 +20,7 @@ pub enum QueueVerdict {
 /// One poll of Defender.
 pub async fn poll(s: &Services) -> Result<String, String> {
     match poll_defender(s).await {
-        Ok(r) => Ok(format!(
-            "polled: {} listed, {} enqueued, watermark {}",
-            r.listed, r.enqueued, r.watermark
-        )),
+        Ok(r) => Ok(format!("polled: {} listed, {} enqueued, watermark {}", r.listed, r.enqueued, r.watermark)),
         Err(e) => {
             tracing::error!(error.message = %e, "poll failed");
             Err(format!("poll failed: {e}"))
@@ -32,12 +29,7 @@ pub async fn poll(s: &Services) -> Result<String, String> {
 }
 
 /// One queue message of `xdrsync-incidents`.
-pub async fn sync_message(
-    s: &Services,
-    text: &str,
-    dequeue_count: u64,
-    message_id: &str,
-) -> QueueVerdict {
+pub async fn sync_message(s: &Services, text: &str, dequeue_count: u64, message_id: &str) -> QueueVerdict {
     let item = match WorkItem::parse(text) {
         Ok(i) => i,
         Err(e) => {
@@ -50,12 +42,8 @@ pub async fn sync_message(
             "incident {}: sentinel written {}, defender patched {}, alerts sent {}, conflicts {}",
             item.incident_id, r.sentinel_written, r.defender_patched, r.alerts_sent, r.conflicts
         )),
-        Ok(SyncOutcome::Unchanged) => {
-            QueueVerdict::Done(format!("incident {}: unchanged", item.incident_id))
-        }
-        Ok(SyncOutcome::DefenderGone) => {
-            QueueVerdict::Drop(format!("incident {}: not in Defender", item.incident_id))
-        }
+        Ok(SyncOutcome::Unchanged) => QueueVerdict::Done(format!("incident {}: unchanged", item.incident_id)),
+        Ok(SyncOutcome::DefenderGone) => QueueVerdict::Drop(format!("incident {}: not in Defender", item.incident_id)),
         Err(UseCaseError::Permanent(msg)) => {
             tracing::error!(incident.id = %item.incident_id, error.message = %msg, "sync failed permanently; message acknowledged");
             record_failure(s, &item.incident_id, &msg).await;

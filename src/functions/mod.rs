@@ -40,12 +40,8 @@ fn reply(status: StatusCode, body: InvokeResponse) -> Response {
 }
 
 fn parse_envelope(bytes: &[u8]) -> Result<InvokeRequest, Response> {
-    serde_json::from_slice(bytes).map_err(|e| {
-        reply(
-            StatusCode::BAD_REQUEST,
-            InvokeResponse::log(format!("invalid invocation envelope: {e}")),
-        )
-    })
+    serde_json::from_slice(bytes)
+        .map_err(|e| reply(StatusCode::BAD_REQUEST, InvokeResponse::log(format!("invalid invocation envelope: {e}"))))
 }
 
 async fn incident_poller(State(s): State<Arc<Services>>, body: axum::body::Bytes) -> Response {
@@ -65,26 +61,12 @@ async fn incident_sync(State(s): State<Arc<Services>>, body: axum::body::Bytes) 
         Err(r) => return r,
     };
     let Some(value) = req.binding("msg") else {
-        return reply(
-            StatusCode::OK,
-            InvokeResponse::log("dropped: the invocation carries no queue message"),
-        );
+        return reply(StatusCode::OK, InvokeResponse::log("dropped: the invocation carries no queue message"));
     };
     let id = req.metadata_str("Id").unwrap_or_default();
-    match jobs::sync_message(
-        &s,
-        &queue_text(value),
-        req.dequeue_count().unwrap_or(1),
-        &id,
-    )
-    .await
-    {
-        QueueVerdict::Done(line) | QueueVerdict::Drop(line) => {
-            reply(StatusCode::OK, InvokeResponse::log(line))
-        }
-        QueueVerdict::Retry(line) => {
-            reply(StatusCode::INTERNAL_SERVER_ERROR, InvokeResponse::log(line))
-        }
+    match jobs::sync_message(&s, &queue_text(value), req.dequeue_count().unwrap_or(1), &id).await {
+        QueueVerdict::Done(line) | QueueVerdict::Drop(line) => reply(StatusCode::OK, InvokeResponse::log(line)),
+        QueueVerdict::Retry(line) => reply(StatusCode::INTERNAL_SERVER_ERROR, InvokeResponse::log(line)),
     }
 }
 
@@ -94,21 +76,11 @@ async fn health_payload(State(s): State<Arc<Services>>, body: axum::body::Bytes)
     }
     let h = crate::usecase::health::check(&s).await;
     let mut out = InvokeResponse::default();
-    out.outputs.insert(
-        "res".into(),
-        http_output(
-            h.http_status(),
-            &serde_json::to_value(&h).unwrap_or_default(),
-        ),
-    );
+    out.outputs.insert("res".into(), http_output(h.http_status(), &serde_json::to_value(&h).unwrap_or_default()));
     reply(StatusCode::OK, out)
 }
 
 async fn health_raw(State(s): State<Arc<Services>>) -> Response {
     let h = crate::usecase::health::check(&s).await;
-    (
-        StatusCode::from_u16(h.http_status()).unwrap_or(StatusCode::OK),
-        Json(h),
-    )
-        .into_response()
+    (StatusCode::from_u16(h.http_status()).unwrap_or(StatusCode::OK), Json(h)).into_response()
 }

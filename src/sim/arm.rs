@@ -24,15 +24,8 @@ use super::world::{Audience, SentinelRecord, World};
 use super::Sim;
 use crate::domain::sentinel::*;
 
-pub const API_VERSIONS: [&str; 7] = [
-    "2020-01-01",
-    "2021-04-01",
-    "2022-11-01",
-    "2023-02-01",
-    "2024-03-01",
-    "2024-09-01",
-    "2025-09-01",
-];
+pub const API_VERSIONS: [&str; 7] =
+    ["2020-01-01", "2021-04-01", "2022-11-01", "2023-02-01", "2024-03-01", "2024-09-01", "2025-09-01"];
 pub const TOP_MAX: usize = 1000;
 const DEFAULT_PAGE: usize = 50;
 pub const MAX_DESCRIPTION: usize = 5000;
@@ -77,32 +70,21 @@ fn parse_target(sim: &Sim, path: &str) -> Result<Target, Response> {
         && eq(segs[9], "Microsoft.SecurityInsights")
         && eq(segs[10], "incidents");
     if !shape_ok {
-        return Err(arm_error(
-            StatusCode::NOT_FOUND,
-            "InvalidResourceType",
-            "The resource type could not be found.",
-        ));
+        return Err(arm_error(StatusCode::NOT_FOUND, "InvalidResourceType", "The resource type could not be found."));
     }
-    if !(eq(segs[1], &ws.subscription_id)
-        && eq(segs[3], &ws.resource_group)
-        && eq(segs[7], &ws.name))
-    {
+    if !(eq(segs[1], &ws.subscription_id) && eq(segs[3], &ws.resource_group) && eq(segs[7], &ws.name)) {
         return Err(arm_error(
             StatusCode::NOT_FOUND,
             "ResourceNotFound",
-            format!("The Resource 'Microsoft.OperationalInsights/workspaces/{}' under resource group '{}' was not found.", segs[7], segs[3]),
+            format!(
+                "The Resource 'Microsoft.OperationalInsights/workspaces/{}' under resource group '{}' was not found.",
+                segs[7], segs[3]
+            ),
         ));
     }
     let rest: Vec<String> = segs[11..].iter().map(|s| s.to_string()).collect();
     let lower: Vec<String> = rest.iter().map(|s| s.to_ascii_lowercase()).collect();
-    let t = match (
-        rest.as_slice(),
-        lower
-            .iter()
-            .map(String::as_str)
-            .collect::<Vec<_>>()
-            .as_slice(),
-    ) {
+    let t = match (rest.as_slice(), lower.iter().map(String::as_str).collect::<Vec<_>>().as_slice()) {
         ([], _) => Target::Incidents,
         ([id], _) => Target::Incident(id.clone()),
         ([id, _], [_, "comments"]) => Target::Comments(id.clone()),
@@ -123,16 +105,11 @@ fn parse_target(sim: &Sim, path: &str) -> Result<Target, Response> {
 }
 
 fn query_pairs(raw: Option<&str>) -> Vec<(String, String)> {
-    url::form_urlencoded::parse(raw.unwrap_or("").as_bytes())
-        .into_owned()
-        .collect()
+    url::form_urlencoded::parse(raw.unwrap_or("").as_bytes()).into_owned().collect()
 }
 
 fn param<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    pairs
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.as_str())
+    pairs.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
 }
 
 async fn dispatch(
@@ -169,10 +146,7 @@ async fn dispatch(
         Ok(t) => t,
         Err(r) => return r,
     };
-    let base = format!(
-        "{}/providers/Microsoft.SecurityInsights",
-        sim.config.workspace.resource_id()
-    );
+    let base = format!("{}/providers/Microsoft.SecurityInsights", sim.config.workspace.resource_id());
     match (method.as_str(), target) {
         ("GET", Target::Incidents) => list_incidents(&sim, &headers, uri.path(), &pairs, &base),
         ("GET", Target::Incident(id)) => with_incident(&sim, &id, |w, name| {
@@ -192,68 +166,39 @@ async fn dispatch(
         }
         ("GET", Target::Comments(id)) => with_incident(&sim, &id, |w, name| {
             sim.stats.bump("arm.comments.list");
-            let value: Vec<Value> = w.sentinel[name]
-                .comments
-                .values()
-                .map(|c| serde_json::to_value(c).unwrap_or(Value::Null))
-                .collect();
+            let value: Vec<Value> =
+                w.sentinel[name].comments.values().map(|c| serde_json::to_value(c).unwrap_or(Value::Null)).collect();
             Json(json!({"value": value})).into_response()
         }),
         ("GET", Target::Comment(id, cid)) => with_incident(&sim, &id, |w, name| {
             sim.stats.bump("arm.comments.get");
-            match Uuid::parse_str(&cid)
-                .ok()
-                .and_then(|c| w.sentinel[name].comments.get(&c))
-            {
+            match Uuid::parse_str(&cid).ok().and_then(|c| w.sentinel[name].comments.get(&c)) {
                 Some(c) => Json(c.clone()).into_response(),
-                None => arm_error(
-                    StatusCode::NOT_FOUND,
-                    "NotFound",
-                    format!("Comment '{cid}' not found"),
-                ),
+                None => arm_error(StatusCode::NOT_FOUND, "NotFound", format!("Comment '{cid}' not found")),
             }
         }),
         ("PUT", Target::Comment(id, cid)) => put_comment(&sim, &id, &cid, &body, &base, &app),
         ("DELETE", Target::Comment(id, cid)) => with_incident_mut(&sim, &id, |w, name| {
             sim.stats.bump("arm.comments.delete");
-            let removed = Uuid::parse_str(&cid)
-                .ok()
-                .and_then(|c| w.sentinel.get_mut(name).and_then(|r| r.comments.remove(&c)));
-            empty(if removed.is_some() {
-                StatusCode::OK
-            } else {
-                StatusCode::NO_CONTENT
-            })
+            let removed =
+                Uuid::parse_str(&cid).ok().and_then(|c| w.sentinel.get_mut(name).and_then(|r| r.comments.remove(&c)));
+            empty(if removed.is_some() { StatusCode::OK } else { StatusCode::NO_CONTENT })
         }),
         ("GET", Target::Relations(id)) => with_incident(&sim, &id, |w, name| {
             sim.stats.bump("arm.relations.list");
-            Json(json!({"value": w.sentinel[name].relations.values().cloned().collect::<Vec<_>>()}))
-                .into_response()
+            Json(json!({"value": w.sentinel[name].relations.values().cloned().collect::<Vec<_>>()})).into_response()
         }),
         ("PUT", Target::Relation(id, rel)) => put_relation(&sim, &id, &rel, &body, &base),
         ("DELETE", Target::Relation(id, rel)) => with_incident_mut(&sim, &id, |w, name| {
             sim.stats.bump("arm.relations.delete");
-            let removed = w
-                .sentinel
-                .get_mut(name)
-                .and_then(|r| r.relations.remove(&rel));
-            empty(if removed.is_some() {
-                StatusCode::OK
-            } else {
-                StatusCode::NO_CONTENT
-            })
+            let removed = w.sentinel.get_mut(name).and_then(|r| r.relations.remove(&rel));
+            empty(if removed.is_some() { StatusCode::OK } else { StatusCode::NO_CONTENT })
         }),
-        ("POST", Target::Alerts(id)) => {
-            with_incident(&sim, &id, |_, _| Json(json!({"value": []})).into_response())
+        ("POST", Target::Alerts(id)) => with_incident(&sim, &id, |_, _| Json(json!({"value": []})).into_response()),
+        ("POST", Target::Entities(id)) => {
+            with_incident(&sim, &id, |_, _| Json(json!({"entities": [], "metaData": []})).into_response())
         }
-        ("POST", Target::Entities(id)) => with_incident(&sim, &id, |_, _| {
-            Json(json!({"entities": [], "metaData": []})).into_response()
-        }),
-        _ => arm_error(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "MethodNotAllowed",
-            format!("{method} is not supported here"),
-        ),
+        _ => arm_error(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", format!("{method} is not supported here")),
     }
 }
 
@@ -269,40 +214,25 @@ fn with_incident(sim: &Sim, id: &str, f: impl FnOnce(&World, &Uuid) -> Response)
     let world = sim.world();
     if !world.sentinel.contains_key(&name) {
         sim.stats.bump("arm.incidents.notfound");
-        return arm_error(
-            StatusCode::NOT_FOUND,
-            "NotFound",
-            format!("Incident '{id}' not found"),
-        );
+        return arm_error(StatusCode::NOT_FOUND, "NotFound", format!("Incident '{id}' not found"));
     }
     f(&world, &name)
 }
 
-fn with_incident_mut(
-    sim: &Sim,
-    id: &str,
-    f: impl FnOnce(&mut World, &Uuid) -> Response,
-) -> Response {
+fn with_incident_mut(sim: &Sim, id: &str, f: impl FnOnce(&mut World, &Uuid) -> Response) -> Response {
     let name = match incident_name(id) {
         Ok(n) => n,
         Err(r) => return r,
     };
     let mut world = sim.world();
     if !world.sentinel.contains_key(&name) {
-        return arm_error(
-            StatusCode::NOT_FOUND,
-            "NotFound",
-            format!("Incident '{id}' not found"),
-        );
+        return arm_error(StatusCode::NOT_FOUND, "NotFound", format!("Incident '{id}' not found"));
     }
     f(&mut world, &name)
 }
 
 pub fn incident_json(base: &str, name: &Uuid, r: &SentinelRecord) -> Value {
-    let props = SentinelProperties {
-        writable: r.writable.clone(),
-        read_only: r.read_only.clone(),
-    };
+    let props = SentinelProperties { writable: r.writable.clone(), read_only: r.read_only.clone() };
     json!({
         "id": format!("{base}/Incidents/{name}"),
         "name": name.to_string(),
@@ -314,18 +244,12 @@ pub fn incident_json(base: &str, name: &Uuid, r: &SentinelRecord) -> Value {
 
 fn incident_prop(r: &SentinelRecord, prop: &str) -> Lit {
     match prop.to_ascii_lowercase().as_str() {
-        "properties/lastmodifiedtimeutc" => r
-            .read_only
-            .last_modified_time_utc
-            .map_or(Lit::Null, Lit::Time),
+        "properties/lastmodifiedtimeutc" => r.read_only.last_modified_time_utc.map_or(Lit::Null, Lit::Time),
         "properties/createdtimeutc" => r.read_only.created_time_utc.map_or(Lit::Null, Lit::Time),
         "properties/status" => Lit::Str(r.writable.status.to_string()),
         "properties/severity" => Lit::Str(r.writable.severity.to_string()),
         "properties/title" => Lit::Str(r.writable.title.clone()),
-        "properties/incidentnumber" => r
-            .read_only
-            .incident_number
-            .map_or(Lit::Null, |n| Lit::Num(n as f64)),
+        "properties/incidentnumber" => r.read_only.incident_number.map_or(Lit::Null, |n| Lit::Num(n as f64)),
         // Sentinel's known quirk: filtering on Undetermined classification matches nothing.
         "properties/classification" => match &r.writable.classification {
             Some(SentinelClassification::Undetermined) | None => Lit::Null,
@@ -335,13 +259,7 @@ fn incident_prop(r: &SentinelRecord, prop: &str) -> Lit {
     }
 }
 
-fn list_incidents(
-    sim: &Sim,
-    headers: &HeaderMap,
-    path: &str,
-    pairs: &[(String, String)],
-    base: &str,
-) -> Response {
+fn list_incidents(sim: &Sim, headers: &HeaderMap, path: &str, pairs: &[(String, String)], base: &str) -> Response {
     sim.stats.bump("arm.incidents.list");
     let top = match param(pairs, "$top").map(str::parse::<usize>) {
         None => DEFAULT_PAGE,
@@ -358,12 +276,8 @@ fn list_incidents(
             let mut it = o.split_whitespace();
             let prop = it.next().unwrap_or("").to_string();
             let dir = it.next().unwrap_or("asc");
-            if ![
-                "properties/lastmodifiedtimeutc",
-                "properties/createdtimeutc",
-                "properties/incidentnumber",
-            ]
-            .contains(&prop.as_str())
+            if !["properties/lastmodifiedtimeutc", "properties/createdtimeutc", "properties/incidentnumber"]
+                .contains(&prop.as_str())
                 || !["asc", "desc"].contains(&dir)
             {
                 return bad(format!("$orderby '{o}' is not supported"));
@@ -387,11 +301,7 @@ fn list_incidents(
     let mut items: Vec<(&Uuid, &SentinelRecord)> = world
         .sentinel
         .iter()
-        .filter(|(_, r)| {
-            clauses
-                .iter()
-                .all(|c| filter::matches(c, &incident_prop(r, &c.prop)))
-        })
+        .filter(|(_, r)| clauses.iter().all(|c| filter::matches(c, &incident_prop(r, &c.prop))))
         .collect();
     items.sort_by(|a, b| {
         let key = |r: &SentinelRecord| match incident_prop(r, &order_prop) {
@@ -406,23 +316,12 @@ fn list_incidents(
             o.reverse()
         }
     });
-    let value: Vec<Value> = items
-        .iter()
-        .skip(skip)
-        .take(top)
-        .map(|(n, r)| incident_json(base, n, r))
-        .collect();
+    let value: Vec<Value> = items.iter().skip(skip).take(top).map(|(n, r)| incident_json(base, n, r)).collect();
     let mut body = json!({"value": value});
     if skip + top < items.len() {
-        let host = headers
-            .get("host")
-            .and_then(|h| h.to_str().ok())
-            .unwrap_or("localhost");
+        let host = headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("localhost");
         let mut ser = url::form_urlencoded::Serializer::new(String::new());
-        for (k, v) in pairs
-            .iter()
-            .filter(|(k, _)| !k.eq_ignore_ascii_case("$skipToken"))
-        {
+        for (k, v) in pairs.iter().filter(|(k, _)| !k.eq_ignore_ascii_case("$skipToken")) {
             ser.append_pair(k, v);
         }
         ser.append_pair(
@@ -466,31 +365,18 @@ pub fn validate(w: &SentinelWritable) -> Result<(), String> {
         let allowed: &[ClassificationReason] = match c {
             SentinelClassification::Undetermined => &[],
             SentinelClassification::TruePositive => &[ClassificationReason::SuspiciousActivity],
-            SentinelClassification::BenignPositive => {
-                &[ClassificationReason::SuspiciousButExpected]
+            SentinelClassification::BenignPositive => &[ClassificationReason::SuspiciousButExpected],
+            SentinelClassification::FalsePositive => {
+                &[ClassificationReason::IncorrectAlertLogic, ClassificationReason::InaccurateData]
             }
-            SentinelClassification::FalsePositive => &[
-                ClassificationReason::IncorrectAlertLogic,
-                ClassificationReason::InaccurateData,
-            ],
             SentinelClassification::Unrecognized(_) => &[],
         };
         match (&w.classification_reason, allowed.is_empty()) {
-            (None, false) => {
-                return Err(format!(
-                    "classification '{c}' must have classificationReason"
-                ))
-            }
+            (None, false) => return Err(format!("classification '{c}' must have classificationReason")),
             (Some(r), false) if !allowed.contains(r) => {
-                return Err(format!(
-                    "classificationReason '{r}' does not match classification '{c}'"
-                ))
+                return Err(format!("classificationReason '{r}' does not match classification '{c}'"))
             }
-            (Some(r), true) => {
-                return Err(format!(
-                    "classification '{c}' cannot have classificationReason '{r}'"
-                ))
-            }
+            (Some(r), true) => return Err(format!("classification '{c}' cannot have classificationReason '{r}'")),
             _ => {}
         }
     }
@@ -509,11 +395,7 @@ fn put_incident(sim: &Sim, id: &str, body: &[u8], base: &str, _app: &str) -> Res
     let parsed: Result<SentinelIncidentBody, _> = serde_json::from_slice(body);
     let mut body = match parsed {
         Ok(b) => b,
-        Err(e) => {
-            return bad(format!(
-                "The request content was invalid and could not be deserialized: {e}"
-            ))
-        }
+        Err(e) => return bad(format!("The request content was invalid and could not be deserialized: {e}")),
     };
     if let Err(e) = validate(&body.properties) {
         return bad(e);
@@ -536,11 +418,7 @@ fn put_incident(sim: &Sim, id: &str, body: &[u8], base: &str, _app: &str) -> Res
         l.label_type = Some(LabelType::User);
     }
     if let Some(owner) = body.properties.owner.as_mut() {
-        match owner
-            .object_id
-            .as_deref()
-            .and_then(|id| world.user_by_upn_or_id(id))
-        {
+        match owner.object_id.as_deref().and_then(|id| world.user_by_upn_or_id(id)) {
             Some(u) => {
                 *owner = Owner {
                     object_id: Some(u.id.clone()),
@@ -563,7 +441,9 @@ fn put_incident(sim: &Sim, id: &str, body: &[u8], base: &str, _app: &str) -> Res
             read_only: SentinelReadOnly {
                 created_time_utc: Some(now),
                 incident_number: Some(number),
-                incident_url: Some(format!("https://portal.azure.com/#asset/Microsoft_Azure_Security_Insights/Incident{base}/Incidents/{name}")),
+                incident_url: Some(format!(
+                    "https://portal.azure.com/#asset/Microsoft_Azure_Security_Insights/Incident{base}/Incidents/{name}"
+                )),
                 provider_name: Some("Azure Sentinel".into()),
                 provider_incident_id: Some(number.to_string()),
                 ..Default::default()
@@ -581,15 +461,7 @@ fn put_incident(sim: &Sim, id: &str, body: &[u8], base: &str, _app: &str) -> Res
     record.writes += 1;
     let out = incident_json(base, &name, &record);
     world.sentinel.insert(name, record);
-    (
-        if created {
-            StatusCode::CREATED
-        } else {
-            StatusCode::OK
-        },
-        Json(out),
-    )
-        .into_response()
+    (if created { StatusCode::CREATED } else { StatusCode::OK }, Json(out)).into_response()
 }
 
 fn additional_data(r: &SentinelRecord) -> Value {
@@ -601,18 +473,14 @@ fn put_comment(sim: &Sim, id: &str, cid: &str, body: &[u8], base: &str, app: &st
     let Ok(comment_name) = Uuid::parse_str(cid) else {
         return bad(format!("Comment id '{cid}' is not a valid GUID"));
     };
-    let message = serde_json::from_slice::<Value>(body).ok().and_then(|v| {
-        v.pointer("/properties/message")
-            .and_then(Value::as_str)
-            .map(str::to_string)
-    });
+    let message = serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|v| v.pointer("/properties/message").and_then(Value::as_str).map(str::to_string));
     let Some(message) = message.filter(|m| !m.trim().is_empty()) else {
         return bad("properties.message is required");
     };
     if message.chars().count() > MAX_COMMENT_CHARS {
-        return bad(format!(
-            "Comment message exceeds the maximum of {MAX_COMMENT_CHARS} characters"
-        ));
+        return bad(format!("Comment message exceeds the maximum of {MAX_COMMENT_CHARS} characters"));
     }
     with_incident_mut(sim, id, |w, name| {
         let now = w.now();
@@ -621,15 +489,9 @@ fn put_comment(sim: &Sim, id: &str, cid: &str, body: &[u8], base: &str, app: &st
         };
         let exists = r.comments.contains_key(&comment_name);
         if !exists && r.comments.len() >= MAX_COMMENTS {
-            return bad(format!(
-                "Incident has reached the maximum of {MAX_COMMENTS} comments"
-            ));
+            return bad(format!("Incident has reached the maximum of {MAX_COMMENTS} comments"));
         }
-        let created = r
-            .comments
-            .get(&comment_name)
-            .and_then(|c| c.properties.created_time_utc)
-            .unwrap_or(now);
+        let created = r.comments.get(&comment_name).and_then(|c| c.properties.created_time_utc).unwrap_or(now);
         let comment = SentinelComment {
             id: format!("{base}/Incidents/{name}/Comments/{comment_name}"),
             name: comment_name.to_string(),
@@ -638,41 +500,26 @@ fn put_comment(sim: &Sim, id: &str, cid: &str, body: &[u8], base: &str, app: &st
                 message,
                 created_time_utc: Some(created),
                 last_modified_time_utc: Some(now),
-                author: Some(
-                    json!({"objectId": app, "name": "xdrsync", "userPrincipalName": null, "email": null}),
-                ),
+                author: Some(json!({"objectId": app, "name": "xdrsync", "userPrincipalName": null, "email": null})),
             },
         };
         r.comments.insert(comment_name, comment.clone());
         r.read_only.last_modified_time_utc = Some(now);
         r.read_only.additional_data = Some(additional_data(r));
         r.etag = World::new_etag();
-        (
-            if exists {
-                StatusCode::OK
-            } else {
-                StatusCode::CREATED
-            },
-            Json(comment),
-        )
-            .into_response()
+        (if exists { StatusCode::OK } else { StatusCode::CREATED }, Json(comment)).into_response()
     })
 }
 
 fn put_relation(sim: &Sim, id: &str, rel: &str, body: &[u8], base: &str) -> Response {
     sim.stats.bump("arm.relations.put");
-    let name_ok =
-        (3..=63).contains(&rel.len()) && rel.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    let name_ok = (3..=63).contains(&rel.len()) && rel.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
     if !name_ok {
-        return bad(format!(
-            "Relation name '{rel}' must match ^[a-zA-Z0-9-]{{3,63}}$"
-        ));
+        return bad(format!("Relation name '{rel}' must match ^[a-zA-Z0-9-]{{3,63}}$"));
     }
-    let related = serde_json::from_slice::<Value>(body).ok().and_then(|v| {
-        v.pointer("/properties/relatedResourceId")
-            .and_then(Value::as_str)
-            .map(str::to_string)
-    });
+    let related = serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|v| v.pointer("/properties/relatedResourceId").and_then(Value::as_str).map(str::to_string));
     let Some(related) = related else {
         return bad("properties.relatedResourceId is required");
     };
@@ -687,14 +534,6 @@ fn put_relation(sim: &Sim, id: &str, rel: &str, body: &[u8], base: &str) -> Resp
                            "relatedResourceType": "", "relatedResourceKind": ""}
         });
         let created = r.relations.insert(rel.to_string(), value.clone()).is_none();
-        (
-            if created {
-                StatusCode::CREATED
-            } else {
-                StatusCode::OK
-            },
-            Json(value),
-        )
-            .into_response()
+        (if created { StatusCode::CREATED } else { StatusCode::OK }, Json(value)).into_response()
     })
 }

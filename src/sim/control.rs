@@ -34,10 +34,7 @@ pub fn routes() -> Router<Arc<Sim>> {
         .route("/_sim/logs/{stream}", get(logs))
         .route("/_sim/stats", get(stats))
         .route("/_sim/stats/reset", post(reset_stats))
-        .route(
-            "/_sim/faults",
-            axum::routing::put(set_faults).delete(clear_faults),
-        )
+        .route("/_sim/faults", axum::routing::put(set_faults).delete(clear_faults))
         .route("/_sim/users", get(users).post(add_user))
         .route("/_sim/config", get(config))
 }
@@ -67,11 +64,8 @@ struct AlertQuery {
 
 async fn defender_alerts(State(sim): State<Arc<Sim>>, Query(q): Query<AlertQuery>) -> Json<Value> {
     let world = sim.world();
-    let alerts: Vec<_> = world
-        .alerts
-        .values()
-        .filter(|a| q.incident_id.is_none() || a.incident_id == q.incident_id)
-        .collect();
+    let alerts: Vec<_> =
+        world.alerts.values().filter(|a| q.incident_id.is_none() || a.incident_id == q.incident_id).collect();
     Json(json!(alerts))
 }
 
@@ -84,20 +78,11 @@ async fn edit_defender(
 ) -> Response {
     let mut world = sim.world();
     let now = world.now();
-    let add_alerts = edit
-        .remove("addAlerts")
-        .and_then(|v| v.as_u64())
-        .unwrap_or(0) as usize;
-    let comment = edit
-        .remove("comment")
-        .and_then(|v| v.as_str().map(str::to_string));
-    let status = edit
-        .remove("status")
-        .and_then(|v| v.as_str().map(IncidentStatus::parse));
-    let author = edit
-        .remove("by")
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_else(|| "alice@contoso.com".into());
+    let add_alerts = edit.remove("addAlerts").and_then(|v| v.as_u64()).unwrap_or(0) as usize;
+    let comment = edit.remove("comment").and_then(|v| v.as_str().map(str::to_string));
+    let status = edit.remove("status").and_then(|v| v.as_str().map(IncidentStatus::parse));
+    let author =
+        edit.remove("by").and_then(|v| v.as_str().map(str::to_string)).unwrap_or_else(|| "alice@contoso.com".into());
     let Some(incident) = world.incident_mut(&id) else {
         return arm_error(StatusCode::NOT_FOUND, "NotFound", format!("incident {id}"));
     };
@@ -140,18 +125,11 @@ struct MergeRequest {
 /// target gets all the source's alerts; both change `lastUpdateDateTime`.
 async fn merge(State(sim): State<Arc<Sim>>, Json(m): Json<MergeRequest>) -> Response {
     let mut world = sim.world();
-    if world.incident(&m.source).is_none()
-        || world.incident(&m.target).is_none()
-        || m.source == m.target
-    {
+    if world.incident(&m.source).is_none() || world.incident(&m.target).is_none() || m.source == m.target {
         return bad("source and target must be two existing incidents");
     }
     let now = world.now();
-    for a in world
-        .alerts
-        .values_mut()
-        .filter(|a| a.incident_id.as_deref() == Some(m.source.as_str()))
-    {
+    for a in world.alerts.values_mut().filter(|a| a.incident_id.as_deref() == Some(m.source.as_str())) {
         a.incident_id = Some(m.target.clone());
         a.last_update_date_time = Some(now);
     }
@@ -167,10 +145,7 @@ async fn merge(State(sim): State<Arc<Sim>>, Json(m): Json<MergeRequest>) -> Resp
 }
 
 async fn sentinel_incidents(State(sim): State<Arc<Sim>>) -> Json<Value> {
-    let base = format!(
-        "{}/providers/Microsoft.SecurityInsights",
-        sim.config.workspace.resource_id()
-    );
+    let base = format!("{}/providers/Microsoft.SecurityInsights", sim.config.workspace.resource_id());
     let world = sim.world();
     let out: Vec<Value> = world
         .sentinel
@@ -215,11 +190,7 @@ async fn edit_sentinel(
         Some(_) => return bad("ownerUpn must be a string or null"),
     };
     let Some(record) = world.sentinel.get_mut(&name) else {
-        return arm_error(
-            StatusCode::NOT_FOUND,
-            "NotFound",
-            format!("incident {name}"),
-        );
+        return arm_error(StatusCode::NOT_FOUND, "NotFound", format!("incident {name}"));
     };
     let mut w = record.writable.clone();
     let text = |k: &str| edit.get(k).and_then(Value::as_str);
@@ -242,11 +213,7 @@ async fn edit_sentinel(
         w.owner = o;
     }
     if let Some(labels) = edit.get("labels").and_then(Value::as_array) {
-        w.labels = labels
-            .iter()
-            .filter_map(Value::as_str)
-            .map(Label::user)
-            .collect();
+        w.labels = labels.iter().filter_map(Value::as_str).map(Label::user).collect();
     }
     if let Err(e) = validate(&w) {
         return bad(e);
@@ -271,20 +238,12 @@ async fn edit_sentinel(
     }
     record.read_only.last_modified_time_utc = Some(now);
     record.etag = World::new_etag();
-    let base = format!(
-        "{}/providers/Microsoft.SecurityInsights",
-        sim.config.workspace.resource_id()
-    );
+    let base = format!("{}/providers/Microsoft.SecurityInsights", sim.config.workspace.resource_id());
     Json(incident_json(&base, &name, record)).into_response()
 }
 
 async fn logs(State(sim): State<Arc<Sim>>, Path(stream): Path<String>) -> Json<Value> {
-    Json(json!(sim
-        .world()
-        .logs
-        .get(&stream)
-        .cloned()
-        .unwrap_or_default()))
+    Json(json!(sim.world().logs.get(&stream).cloned().unwrap_or_default()))
 }
 
 async fn stats(State(sim): State<Arc<Sim>>) -> Json<Value> {
@@ -328,8 +287,6 @@ async fn add_user(State(sim): State<Arc<Sim>>, Json(u): Json<NewUser>) -> Json<V
 
 async fn config(State(sim): State<Arc<Sim>>) -> Json<Value> {
     let c = &sim.config;
-    Json(
-        json!({"tenantId": c.tenant_id, "clientId": c.client_id, "workspaceResourceId": c.workspace.resource_id(),
-        "dcrImmutableId": c.dcr_immutable_id, "streams": c.streams}),
-    )
+    Json(json!({"tenantId": c.tenant_id, "clientId": c.client_id, "workspaceResourceId": c.workspace.resource_id(),
+        "dcrImmutableId": c.dcr_immutable_id, "streams": c.streams}))
 }

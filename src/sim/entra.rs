@@ -16,9 +16,7 @@ use super::world::{Audience, IssuedToken};
 use super::Sim;
 
 pub fn routes() -> Router<Arc<Sim>> {
-    Router::new()
-        .route("/{tenant}/oauth2/v2.0/token", post(token))
-        .route("/msi/token", get(managed_identity))
+    Router::new().route("/{tenant}/oauth2/v2.0/token", post(token)).route("/msi/token", get(managed_identity))
 }
 
 fn aad_error(status: StatusCode, error: &str, code: u32, description: &str) -> Response {
@@ -54,12 +52,7 @@ async fn token(
 ) -> Response {
     sim.stats.bump("entra.token");
     if !tenant.eq_ignore_ascii_case(&sim.config.tenant_id) {
-        return aad_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            90002,
-            &format!("Tenant '{tenant}' not found."),
-        );
+        return aad_error(StatusCode::BAD_REQUEST, "invalid_request", 90002, &format!("Tenant '{tenant}' not found."));
     }
     if form.get("grant_type").map(String::as_str) != Some("client_credentials") {
         return aad_error(
@@ -79,12 +72,7 @@ async fn token(
         );
     }
     if form.get("client_secret") != Some(&sim.config.client_secret) {
-        return aad_error(
-            StatusCode::UNAUTHORIZED,
-            "invalid_client",
-            7000215,
-            "Invalid client secret provided.",
-        );
+        return aad_error(StatusCode::UNAUTHORIZED, "invalid_client", 7000215, "Invalid client secret provided.");
     }
     let scope = form.get("scope").cloned().unwrap_or_default();
     let scopes: Vec<&str> = scope.split_whitespace().collect();
@@ -105,10 +93,8 @@ async fn managed_identity(
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     sim.stats.bump("entra.msi");
-    let header_ok = headers
-        .get("x-identity-header")
-        .and_then(|v| v.to_str().ok())
-        == Some(sim.config.identity_header.as_str());
+    let header_ok =
+        headers.get("x-identity-header").and_then(|v| v.to_str().ok()) == Some(sim.config.identity_header.as_str());
     if !header_ok {
         return (StatusCode::UNAUTHORIZED, Json(serde_json::json!({"error": "unauthorized", "error_description": "X-IDENTITY-HEADER is missing or wrong"}))).into_response();
     }
@@ -119,10 +105,7 @@ async fn managed_identity(
     let Some(audience) = Audience::from_scope_or_resource(&resource) else {
         return (StatusCode::BAD_REQUEST, Json(serde_json::json!({"error": "invalid_resource", "error_description": format!("unknown resource '{resource}'")}))).into_response();
     };
-    let app = q
-        .get("client_id")
-        .cloned()
-        .unwrap_or_else(|| "system-assigned".into());
+    let app = q.get("client_id").cloned().unwrap_or_else(|| "system-assigned".into());
     let (access_token, lifetime) = issue(&sim, audience, &app);
     let expires_on = (OffsetDateTime::now_utc().unix_timestamp() + lifetime as i64).to_string();
     Json(serde_json::json!({"access_token": access_token, "expires_on": expires_on, "resource": resource, "token_type": "Bearer", "client_id": app})).into_response()
@@ -138,17 +121,10 @@ pub fn authorize(
     let token = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
         .map(str::trim);
     let Some(token) = token else {
-        return Err(error(
-            StatusCode::UNAUTHORIZED,
-            "InvalidAuthenticationToken",
-            "Access token is empty.".into(),
-        ));
+        return Err(error(StatusCode::UNAUTHORIZED, "InvalidAuthenticationToken", "Access token is empty.".into()));
     };
     let world = sim.world();
     match world.tokens.get(token) {

@@ -55,9 +55,7 @@ impl Faults {
     fn pick(&self, api: &str) -> Option<FaultRule> {
         let mut rules = self.rules.lock().unwrap_or_else(|p| p.into_inner());
         for rule in rules.iter_mut() {
-            if (rule.api == "all" || rule.api == api)
-                && rule.remaining != Some(0)
-                && rand::random::<f64>() < rule.rate
+            if (rule.api == "all" || rule.api == api) && rule.remaining != Some(0) && rand::random::<f64>() < rule.rate
             {
                 if let Some(n) = rule.remaining.as_mut() {
                     *n -= 1;
@@ -76,24 +74,13 @@ pub struct Stats {
 
 impl Stats {
     pub fn bump(&self, op: &str) {
-        *self
-            .counts
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(op.to_string())
-            .or_default() += 1;
+        *self.counts.lock().unwrap_or_else(|p| p.into_inner()).entry(op.to_string()).or_default() += 1;
     }
     pub fn snapshot(&self) -> BTreeMap<String, u64> {
-        self.counts
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.counts.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
     pub fn reset(&self) {
-        self.counts
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clear();
+        self.counts.lock().unwrap_or_else(|p| p.into_inner()).clear();
     }
 }
 
@@ -120,28 +107,19 @@ pub async fn apply(State(sim): State<Arc<Sim>>, req: Request, next: Next) -> Res
     };
     sim.stats.bump(&format!("{api}.requests"));
     match sim.faults.pick(api) {
-        Some(FaultRule {
-            kind: FaultKind::Status { status },
-            retry_after_secs,
-            ..
-        }) => {
+        Some(FaultRule { kind: FaultKind::Status { status }, retry_after_secs, .. }) => {
             sim.stats.bump(&format!("{api}.faults"));
             let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            let body = serde_json::json!({"error": {"code": "SimulatedFault", "message": format!("simulated {status}")}});
+            let body =
+                serde_json::json!({"error": {"code": "SimulatedFault", "message": format!("simulated {status}")}});
             let mut resp = (code, axum::Json(body)).into_response();
             if matches!(status, 429 | 503) {
                 let secs = retry_after_secs.unwrap_or(1).to_string();
-                resp.headers_mut().insert(
-                    "retry-after",
-                    secs.parse().expect("digits are a valid header"),
-                );
+                resp.headers_mut().insert("retry-after", secs.parse().expect("digits are a valid header"));
             }
             resp
         }
-        Some(FaultRule {
-            kind: FaultKind::Slow { millis },
-            ..
-        }) => {
+        Some(FaultRule { kind: FaultKind::Slow { millis }, .. }) => {
             sim.stats.bump(&format!("{api}.faults"));
             tokio::time::sleep(Duration::from_millis(millis)).await;
             next.run(req).await
@@ -159,16 +137,9 @@ pub fn graph_error(status: StatusCode, code: &str, message: impl Into<String>) -
 
 /// An ARM `CloudError` response.
 pub fn arm_error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
-    (
-        status,
-        axum::Json(serde_json::json!({"error": {"code": code, "message": message.into()}})),
-    )
-        .into_response()
+    (status, axum::Json(serde_json::json!({"error": {"code": code, "message": message.into()}}))).into_response()
 }
 
 pub fn empty(status: StatusCode) -> Response {
-    Response::builder()
-        .status(status)
-        .body(Body::empty())
-        .expect("static response")
+    Response::builder().status(status).body(Body::empty()).expect("static response")
 }

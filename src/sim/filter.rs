@@ -81,9 +81,7 @@ fn literal(tok: &str) -> Result<Lit, String> {
     if let Ok(t) = crate::domain::time_fmt::parse(tok) {
         return Ok(Lit::Time(t));
     }
-    tok.parse::<f64>()
-        .map(Lit::Num)
-        .map_err(|_| format!("'{tok}' is not a valid literal"))
+    tok.parse::<f64>().map(Lit::Num).map_err(|_| format!("'{tok}' is not a valid literal"))
 }
 
 /// Parses a filter expression.
@@ -104,18 +102,11 @@ pub fn parse(expr: &str) -> Result<Vec<Clause>, String> {
             "le" => Op::Le,
             other => return Err(format!("operator '{other}' is not supported")),
         };
-        clauses.push(Clause {
-            prop: toks[i].clone(),
-            op,
-            value: literal(&toks[i + 2])?,
-        });
+        clauses.push(Clause { prop: toks[i].clone(), op, value: literal(&toks[i + 2])? });
         i += 3;
         if i < toks.len() {
             if !toks[i].eq_ignore_ascii_case("and") {
-                return Err(format!(
-                    "'{}' is not supported; only 'and' joins clauses",
-                    toks[i]
-                ));
+                return Err(format!("'{}' is not supported; only 'and' joins clauses", toks[i]));
             }
             i += 1;
             if i == toks.len() {
@@ -158,7 +149,9 @@ mod tests {
 
     #[test]
     fn parses_graph_and_arm_forms() {
-        let c = parse("lastUpdateDateTime ge 2025-02-07T19:01:26Z and lastUpdateDateTime lt 2025-02-08T00:00:00.1234567Z").unwrap();
+        let c =
+            parse("lastUpdateDateTime ge 2025-02-07T19:01:26Z and lastUpdateDateTime lt 2025-02-08T00:00:00.1234567Z")
+                .unwrap();
         assert_eq!(c.len(), 2);
         assert_eq!(c[1].op, Op::Lt);
         let c = parse("incidentId eq 'O''Brien 1'").unwrap();

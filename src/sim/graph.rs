@@ -18,8 +18,7 @@ use super::filter::{self, Lit};
 use super::world::Audience;
 use super::Sim;
 use crate::domain::defender::{
-    AlertComment, Classification, DefenderAlert, DefenderIncident, Determination, IncidentStatus,
-    Severity,
+    AlertComment, Classification, DefenderAlert, DefenderIncident, Determination, IncidentStatus, Severity,
 };
 
 const CONTEXT: &str = "https://graph.microsoft.com/v1.0/$metadata";
@@ -30,10 +29,7 @@ const ALERT_DEFAULT_PAGE: usize = 100;
 pub fn routes() -> Router<Arc<Sim>> {
     Router::new()
         .route("/v1.0/security/incidents", get(list_incidents))
-        .route(
-            "/v1.0/security/incidents/{id}",
-            get(get_incident).patch(patch_incident),
-        )
+        .route("/v1.0/security/incidents/{id}", get(get_incident).patch(patch_incident))
         .route("/v1.0/security/incidents/{id}/comments", post(add_comment))
         .route("/v1.0/security/alerts_v2", get(list_alerts))
         .route("/v1.0/security/alerts_v2/{id}", get(get_alert))
@@ -63,14 +59,8 @@ struct ListQuery {
     raw: Vec<(String, String)>,
 }
 
-fn parse_query(
-    raw: Option<&str>,
-    top_max: usize,
-    allowed_filter: &[&str],
-) -> Result<ListQuery, Response> {
-    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(raw.unwrap_or("").as_bytes())
-        .into_owned()
-        .collect();
+fn parse_query(raw: Option<&str>, top_max: usize, allowed_filter: &[&str]) -> Result<ListQuery, Response> {
+    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(raw.unwrap_or("").as_bytes()).into_owned().collect();
     let mut q = ListQuery {
         top: None,
         skip: 0,
@@ -83,9 +73,7 @@ fn parse_query(
     for (k, v) in &pairs {
         match k.as_str() {
             "$top" => {
-                let n: usize = v
-                    .parse()
-                    .map_err(|_| bad_request(format!("Invalid value '{v}' for $top")))?;
+                let n: usize = v.parse().map_err(|_| bad_request(format!("Invalid value '{v}' for $top")))?;
                 if n > top_max {
                     return Err(bad_request(format!(
                         "The query specified in the URI is not valid. The limit of '{top_max}' for Top query has been exceeded. The value from the incoming request is '{n}'."
@@ -93,41 +81,25 @@ fn parse_query(
                 }
                 q.top = Some(n);
             }
-            "$skip" => {
-                q.skip = v
-                    .parse()
-                    .map_err(|_| bad_request(format!("Invalid value '{v}' for $skip")))?
-            }
+            "$skip" => q.skip = v.parse().map_err(|_| bad_request(format!("Invalid value '{v}' for $skip")))?,
             "$filter" => {
-                q.filter = filter::parse(v)
-                    .map_err(|e| bad_request(format!("Invalid filter clause: {e}")))?;
-                if let Some(c) = q.filter.iter().find(|c| {
-                    !allowed_filter
-                        .iter()
-                        .any(|a| a.eq_ignore_ascii_case(&c.prop))
-                }) {
-                    return Err(bad_request(format!(
-                        "Invalid filter clause: property '{}' is not filterable",
-                        c.prop
-                    )));
+                q.filter = filter::parse(v).map_err(|e| bad_request(format!("Invalid filter clause: {e}")))?;
+                if let Some(c) =
+                    q.filter.iter().find(|c| !allowed_filter.iter().any(|a| a.eq_ignore_ascii_case(&c.prop)))
+                {
+                    return Err(bad_request(format!("Invalid filter clause: property '{}' is not filterable", c.prop)));
                 }
             }
             "$count" => q.count = v.eq_ignore_ascii_case("true"),
             "$expand" if v.eq_ignore_ascii_case("alerts") => q.expand_alerts = true,
-            "$expand" => {
-                return Err(bad_request(format!(
-                    "Could not find a property named '{v}' to expand"
-                )))
-            }
+            "$expand" => return Err(bad_request(format!("Could not find a property named '{v}' to expand"))),
             "$orderby" => match v.to_ascii_lowercase().as_str() {
                 "lastupdatedatetime asc" => q.order_asc = true,
                 "lastupdatedatetime desc" | "lastupdatedatetime" => q.order_asc = false,
                 _ => return Err(bad_request(format!("$orderby '{v}' is not supported"))),
             },
             "$select" => {}
-            k if k.starts_with('$') => {
-                return Err(bad_request(format!("Query option '{k}' is not allowed.")))
-            }
+            k if k.starts_with('$') => return Err(bad_request(format!("Query option '{k}' is not allowed."))),
             _ => {}
         }
     }
@@ -135,10 +107,7 @@ fn parse_query(
 }
 
 fn next_link(headers: &HeaderMap, path: &str, q: &ListQuery, next_skip: usize) -> String {
-    let host = headers
-        .get("host")
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("localhost");
+    let host = headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("localhost");
     let mut ser = url::form_urlencoded::Serializer::new(String::new());
     for (k, v) in q.raw.iter().filter(|(k, _)| k != "$skip") {
         ser.append_pair(k, v);
@@ -152,12 +121,7 @@ fn wants_unknown_members(headers: &HeaderMap) -> bool {
         .get_all("prefer")
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .any(|v| {
-            v.split(',').any(|p| {
-                p.trim()
-                    .eq_ignore_ascii_case("include-unknown-enum-members")
-            })
-        })
+        .any(|v| v.split(',').any(|p| p.trim().eq_ignore_ascii_case("include-unknown-enum-members")))
 }
 
 /// Without the Prefer header Graph hides evolvable enum members added after unknownFutureValue.
@@ -173,11 +137,7 @@ fn incident_json(i: &DefenderIncident, evolvable: bool) -> Value {
 fn alert_json(a: &DefenderAlert, evolvable: bool) -> Value {
     let mut v = serde_json::to_value(a).unwrap_or(Value::Null);
     let late = ["microsoftDefenderForCloud", "microsoftSentinel"];
-    if !evolvable
-        && a.service_source
-            .as_deref()
-            .is_some_and(|s| late.contains(&s))
-    {
+    if !evolvable && a.service_source.as_deref().is_some_and(|s| late.contains(&s)) {
         v["serviceSource"] = json!("unknownFutureValue");
     }
     v["@odata.type"] = json!("#microsoft.graph.security.alert");
@@ -195,23 +155,13 @@ fn incident_prop(i: &DefenderIncident, prop: &str) -> Lit {
         "status" => Lit::Str(i.status.to_string()),
         "severity" => Lit::Str(i.severity.to_string()),
         "assignedto" => opt_str(&i.assigned_to),
-        "classification" => i
-            .classification
-            .as_ref()
-            .map_or(Lit::Null, |c| Lit::Str(c.to_string())),
-        "determination" => i
-            .determination
-            .as_ref()
-            .map_or(Lit::Null, |c| Lit::Str(c.to_string())),
+        "classification" => i.classification.as_ref().map_or(Lit::Null, |c| Lit::Str(c.to_string())),
+        "determination" => i.determination.as_ref().map_or(Lit::Null, |c| Lit::Str(c.to_string())),
         _ => Lit::Null,
     }
 }
 
-async fn list_incidents(
-    State(sim): State<Arc<Sim>>,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
-) -> Response {
+async fn list_incidents(State(sim): State<Arc<Sim>>, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response {
     if let Err(r) = auth(&sim, &headers) {
         return r;
     }
@@ -233,21 +183,13 @@ async fn list_incidents(
     let mut items: Vec<&DefenderIncident> = world
         .incidents
         .values()
-        .filter(|i| {
-            q.filter
-                .iter()
-                .all(|c| filter::matches(c, &incident_prop(i, &c.prop)))
-        })
+        .filter(|i| q.filter.iter().all(|c| filter::matches(c, &incident_prop(i, &c.prop))))
         .collect();
     items.sort_by(|a, b| {
         let o = a
             .last_update_date_time
             .cmp(&b.last_update_date_time)
-            .then_with(|| {
-                a.id.parse::<u64>()
-                    .unwrap_or(0)
-                    .cmp(&b.id.parse::<u64>().unwrap_or(0))
-            });
+            .then_with(|| a.id.parse::<u64>().unwrap_or(0).cmp(&b.id.parse::<u64>().unwrap_or(0)));
         if q.order_asc {
             o
         } else {
@@ -264,46 +206,26 @@ async fn list_incidents(
         .map(|i| {
             let mut v = incident_json(i, evolvable);
             if q.expand_alerts {
-                v["alerts"] = Value::Array(
-                    world
-                        .alerts_of(&i.id)
-                        .iter()
-                        .map(|a| alert_json(a, evolvable))
-                        .collect(),
-                );
+                v["alerts"] = Value::Array(world.alerts_of(&i.id).iter().map(|a| alert_json(a, evolvable)).collect());
             }
             v
         })
         .collect();
-    let mut body =
-        json!({"@odata.context": format!("{CONTEXT}#security/incidents"), "value": page});
+    let mut body = json!({"@odata.context": format!("{CONTEXT}#security/incidents"), "value": page});
     if q.count {
         body["@odata.count"] = json!(total);
     }
     if q.skip + top < total {
-        body["@odata.nextLink"] = json!(next_link(
-            &headers,
-            "/v1.0/security/incidents",
-            &q,
-            q.skip + top
-        ));
+        body["@odata.nextLink"] = json!(next_link(&headers, "/v1.0/security/incidents", &q, q.skip + top));
     }
     Json(body).into_response()
 }
 
 fn not_found(what: &str, id: &str) -> Response {
-    graph_error(
-        StatusCode::NOT_FOUND,
-        "NotFound",
-        format!("{what} {id} was not found"),
-    )
+    graph_error(StatusCode::NOT_FOUND, "NotFound", format!("{what} {id} was not found"))
 }
 
-async fn get_incident(
-    State(sim): State<Arc<Sim>>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Response {
+async fn get_incident(State(sim): State<Arc<Sim>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
     if let Err(r) = auth(&sim, &headers) {
         return r;
     }
@@ -321,24 +243,13 @@ async fn get_incident(
 
 /// Applies a PATCH body to an incident. Read-only and unknown properties are ignored, as Graph
 /// ignores them; invalid values of updatable properties are a 400.
-pub(super) fn apply_patch(
-    i: &mut DefenderIncident,
-    body: &serde_json::Map<String, Value>,
-) -> Result<(), String> {
+pub(super) fn apply_patch(i: &mut DefenderIncident, body: &serde_json::Map<String, Value>) -> Result<(), String> {
     fn string(v: &Value, name: &str) -> Result<String, String> {
-        v.as_str()
-            .map(str::to_string)
-            .ok_or_else(|| format!("'{name}' must be a string"))
+        v.as_str().map(str::to_string).ok_or_else(|| format!("'{name}' must be a string"))
     }
     for (k, v) in body {
         match k.as_str() {
-            "assignedTo" => {
-                i.assigned_to = if v.is_null() {
-                    None
-                } else {
-                    Some(string(v, k)?)
-                }
-            }
+            "assignedTo" => i.assigned_to = if v.is_null() { None } else { Some(string(v, k)?) },
             "classification" => {
                 let c = Classification::parse(&string(v, k)?);
                 if matches!(c, Classification::Unrecognized(_)) {
@@ -355,10 +266,7 @@ pub(super) fn apply_patch(
             }
             "customTags" => {
                 let tags = v.as_array().ok_or("'customTags' must be an array")?;
-                i.custom_tags = tags
-                    .iter()
-                    .map(|t| string(t, k))
-                    .collect::<Result<_, _>>()?;
+                i.custom_tags = tags.iter().map(|t| string(t, k)).collect::<Result<_, _>>()?;
             }
             "description" => i.description = Some(string(v, k)?),
             "displayName" => i.display_name = Some(string(v, k)?),
@@ -457,32 +365,18 @@ fn alert_prop(a: &DefenderAlert, prop: &str) -> Lit {
         "lastupdatedatetime" => a.last_update_date_time.map_or(Lit::Null, Lit::Time),
         "createddatetime" => a.created_date_time.map_or(Lit::Null, Lit::Time),
         "severity" => Lit::Str(a.severity.to_string()),
-        "status" => a
-            .status
-            .as_ref()
-            .map_or(Lit::Null, |s| Lit::Str(s.to_string())),
+        "status" => a.status.as_ref().map_or(Lit::Null, |s| Lit::Str(s.to_string())),
         "servicesource" => opt_str(&a.service_source),
         _ => Lit::Null,
     }
 }
 
-async fn list_alerts(
-    State(sim): State<Arc<Sim>>,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
-) -> Response {
+async fn list_alerts(State(sim): State<Arc<Sim>>, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response {
     if let Err(r) = auth(&sim, &headers) {
         return r;
     }
     sim.stats.bump("graph.alerts.list");
-    let allowed = [
-        "incidentId",
-        "lastUpdateDateTime",
-        "createdDateTime",
-        "severity",
-        "status",
-        "serviceSource",
-    ];
+    let allowed = ["incidentId", "lastUpdateDateTime", "createdDateTime", "severity", "status", "serviceSource"];
     let q = match parse_query(raw.as_deref(), ALERT_TOP_MAX, &allowed) {
         Ok(q) => q,
         Err(r) => return r,
@@ -491,41 +385,22 @@ async fn list_alerts(
     let items: Vec<&DefenderAlert> = world
         .alerts
         .values()
-        .filter(|a| {
-            q.filter
-                .iter()
-                .all(|c| filter::matches(c, &alert_prop(a, &c.prop)))
-        })
+        .filter(|a| q.filter.iter().all(|c| filter::matches(c, &alert_prop(a, &c.prop))))
         .collect();
     let top = q.top.unwrap_or(ALERT_DEFAULT_PAGE);
     let evolvable = wants_unknown_members(&headers);
-    let page: Vec<Value> = items
-        .iter()
-        .skip(q.skip)
-        .take(top)
-        .map(|a| alert_json(a, evolvable))
-        .collect();
-    let mut body =
-        json!({"@odata.context": format!("{CONTEXT}#security/alerts_v2"), "value": page});
+    let page: Vec<Value> = items.iter().skip(q.skip).take(top).map(|a| alert_json(a, evolvable)).collect();
+    let mut body = json!({"@odata.context": format!("{CONTEXT}#security/alerts_v2"), "value": page});
     if q.count {
         body["@odata.count"] = json!(items.len());
     }
     if q.skip + top < items.len() {
-        body["@odata.nextLink"] = json!(next_link(
-            &headers,
-            "/v1.0/security/alerts_v2",
-            &q,
-            q.skip + top
-        ));
+        body["@odata.nextLink"] = json!(next_link(&headers, "/v1.0/security/alerts_v2", &q, q.skip + top));
     }
     Json(body).into_response()
 }
 
-async fn get_alert(
-    State(sim): State<Arc<Sim>>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Response {
+async fn get_alert(State(sim): State<Arc<Sim>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
     if let Err(r) = auth(&sim, &headers) {
         return r;
     }

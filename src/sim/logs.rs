@@ -43,18 +43,10 @@ async fn ingest(
     }
     sim.stats.bump("logs.post");
     if !q.contains_key("api-version") {
-        return err(
-            StatusCode::BAD_REQUEST,
-            "MissingApiVersion",
-            "api-version is required".into(),
-        );
+        return err(StatusCode::BAD_REQUEST, "MissingApiVersion", "api-version is required".into());
     }
     if !dcr.eq_ignore_ascii_case(&sim.config.dcr_immutable_id) {
-        return err(
-            StatusCode::NOT_FOUND,
-            "DcrNotFound",
-            format!("Data collection rule '{dcr}' was not found"),
-        );
+        return err(StatusCode::NOT_FOUND, "DcrNotFound", format!("Data collection rule '{dcr}' was not found"));
     }
     if !sim.config.streams.iter().any(|s| s == &stream) {
         return err(
@@ -63,14 +55,8 @@ async fn ingest(
             format!("Stream '{stream}' is not declared in the data collection rule"),
         );
     }
-    let content_type = headers
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if !content_type
-        .to_ascii_lowercase()
-        .starts_with("application/json")
-    {
+    let content_type = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("");
+    if !content_type.to_ascii_lowercase().starts_with("application/json") {
         return err(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "UnsupportedMediaType",
@@ -82,26 +68,17 @@ async fn ingest(
         return err(
             StatusCode::PAYLOAD_TOO_LARGE,
             "ContentLengthLimitExceeded",
-            format!(
-                "Request body of {} bytes exceeds the {MAX_BYTES}-byte limit",
-                body.len()
-            ),
+            format!("Request body of {} bytes exceeds the {MAX_BYTES}-byte limit", body.len()),
         );
     }
-    let gzip = headers
-        .get("content-encoding")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("gzip"));
+    let gzip =
+        headers.get("content-encoding").and_then(|v| v.to_str().ok()).is_some_and(|v| v.eq_ignore_ascii_case("gzip"));
     let raw = if gzip {
         let mut out = Vec::new();
         // Read one byte past the limit so an oversize body is detected without inflating it all.
         let mut dec = flate2::read::GzDecoder::new(&body[..]).take(MAX_BYTES as u64 + 1);
         if dec.read_to_end(&mut out).is_err() {
-            return err(
-                StatusCode::BAD_REQUEST,
-                "InvalidContentEncoding",
-                "Body is not valid gzip".into(),
-            );
+            return err(StatusCode::BAD_REQUEST, "InvalidContentEncoding", "Body is not valid gzip".into());
         }
         out
     } else {
@@ -117,31 +94,13 @@ async fn ingest(
     }
     let rows = match serde_json::from_slice::<Value>(&raw) {
         Ok(Value::Array(rows)) if rows.iter().all(Value::is_object) => rows,
-        Ok(_) => {
-            return err(
-                StatusCode::BAD_REQUEST,
-                "InvalidPayload",
-                "Body must be a JSON array of objects".into(),
-            )
-        }
-        Err(e) => {
-            return err(
-                StatusCode::BAD_REQUEST,
-                "InvalidJson",
-                format!("Body is not valid JSON: {e}"),
-            )
-        }
+        Ok(_) => return err(StatusCode::BAD_REQUEST, "InvalidPayload", "Body must be a JSON array of objects".into()),
+        Err(e) => return err(StatusCode::BAD_REQUEST, "InvalidJson", format!("Body is not valid JSON: {e}")),
     };
     if let Some(i) = rows.iter().position(|r| {
-        r.get("TimeGenerated")
-            .and_then(Value::as_str)
-            .is_none_or(|t| crate::domain::time_fmt::parse(t).is_err())
+        r.get("TimeGenerated").and_then(Value::as_str).is_none_or(|t| crate::domain::time_fmt::parse(t).is_err())
     }) {
-        return err(
-            StatusCode::BAD_REQUEST,
-            "InvalidPayload",
-            format!("Row {i} has no valid TimeGenerated"),
-        );
+        return err(StatusCode::BAD_REQUEST, "InvalidPayload", format!("Row {i} has no valid TimeGenerated"));
     }
     sim.stats.bump("logs.rows");
     sim.world().logs.entry(stream).or_default().extend(rows);

@@ -75,10 +75,7 @@ impl SimConfig {
             ("XDRSYNC_AUTHORITY_HOST", base.clone()),
             ("XDRSYNC_GRAPH_ENDPOINT", base.clone()),
             ("XDRSYNC_ARM_ENDPOINT", base.clone()),
-            (
-                "XDRSYNC_WORKSPACE_RESOURCE_ID",
-                self.workspace.resource_id(),
-            ),
+            ("XDRSYNC_WORKSPACE_RESOURCE_ID", self.workspace.resource_id()),
             ("XDRSYNC_LOGS_INGESTION_ENDPOINT", base),
             ("XDRSYNC_DCR_IMMUTABLE_ID", self.dcr_immutable_id.clone()),
         ]
@@ -119,10 +116,7 @@ pub fn router(sim: Arc<Sim>) -> Router {
         .merge(arm::routes())
         .merge(logs::routes())
         .merge(control::routes())
-        .layer(axum::middleware::from_fn_with_state(
-            sim.clone(),
-            faults::apply,
-        ))
+        .layer(axum::middleware::from_fn_with_state(sim.clone(), faults::apply))
         .with_state(sim)
 }
 

@@ -9,9 +9,7 @@ use serde_json::{json, Value};
 use time::{Duration, OffsetDateTime};
 
 use super::world::World;
-use crate::domain::defender::{
-    AlertStatus, DefenderAlert, DefenderIncident, IncidentStatus, Severity,
-};
+use crate::domain::defender::{AlertStatus, DefenderAlert, DefenderIncident, IncidentStatus, Severity};
 
 /// What to seed.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -67,55 +65,21 @@ const PRODUCTS: &[Product] = &[
         detection_source: "microsoftDefenderForEndpoint",
         product_name: "Microsoft Defender for Endpoint",
         titles: &[
-            (
-                "Suspicious PowerShell command line",
-                "Execution",
-                &["T1059.001"],
-            ),
-            (
-                "Ransomware behavior detected in the file system",
-                "Impact",
-                &["T1486"],
-            ),
-            (
-                "Suspicious access to LSASS service",
-                "CredentialAccess",
-                &["T1003.001"],
-            ),
-            (
-                "Hidden file dropped by an unusual process",
-                "DefenseEvasion",
-                &["T1564.001"],
-            ),
+            ("Suspicious PowerShell command line", "Execution", &["T1059.001"]),
+            ("Ransomware behavior detected in the file system", "Impact", &["T1486"]),
+            ("Suspicious access to LSASS service", "CredentialAccess", &["T1003.001"]),
+            ("Hidden file dropped by an unusual process", "DefenseEvasion", &["T1564.001"]),
         ],
-        evidence: &[
-            Evidence::Device,
-            Evidence::Process,
-            Evidence::File,
-            Evidence::User,
-            Evidence::Ip,
-        ],
+        evidence: &[Evidence::Device, Evidence::Process, Evidence::File, Evidence::User, Evidence::Ip],
     },
     Product {
         service_source: "microsoftDefenderForIdentity",
         detection_source: "microsoftDefenderForIdentity",
         product_name: "Microsoft Defender for Identity",
         titles: &[
-            (
-                "Suspected DCSync attack (replication of directory services)",
-                "CredentialAccess",
-                &["T1003.006"],
-            ),
-            (
-                "Suspected Kerberos SPN exposure",
-                "CredentialAccess",
-                &["T1558.003"],
-            ),
-            (
-                "Account enumeration reconnaissance",
-                "Discovery",
-                &["T1087.002"],
-            ),
+            ("Suspected DCSync attack (replication of directory services)", "CredentialAccess", &["T1003.006"]),
+            ("Suspected Kerberos SPN exposure", "CredentialAccess", &["T1558.003"]),
+            ("Account enumeration reconnaissance", "Discovery", &["T1087.002"]),
         ],
         evidence: &[Evidence::User, Evidence::Device, Evidence::Ip],
     },
@@ -124,16 +88,8 @@ const PRODUCTS: &[Product] = &[
         detection_source: "microsoftDefenderForOffice365",
         product_name: "Microsoft Defender for Office 365",
         titles: &[
-            (
-                "Email messages containing malicious URL removed after delivery",
-                "InitialAccess",
-                &["T1566.002"],
-            ),
-            (
-                "A potentially malicious URL click was detected",
-                "InitialAccess",
-                &["T1204.001"],
-            ),
+            ("Email messages containing malicious URL removed after delivery", "InitialAccess", &["T1566.002"]),
+            ("A potentially malicious URL click was detected", "InitialAccess", &["T1204.001"]),
         ],
         evidence: &[Evidence::Mailbox, Evidence::Url, Evidence::User],
     },
@@ -152,11 +108,7 @@ const PRODUCTS: &[Product] = &[
         detection_source: "azureAdIdentityProtection",
         product_name: "Microsoft Entra ID Protection",
         titles: &[
-            (
-                "Unfamiliar sign-in properties",
-                "InitialAccess",
-                &["T1078.004"],
-            ),
+            ("Unfamiliar sign-in properties", "InitialAccess", &["T1078.004"]),
             ("Anonymous IP address", "InitialAccess", &["T1090.003"]),
         ],
         evidence: &[Evidence::User, Evidence::Ip],
@@ -165,29 +117,14 @@ const PRODUCTS: &[Product] = &[
         service_source: "dataLossPrevention",
         detection_source: "microsoftDataLossPrevention",
         product_name: "Microsoft Purview Data Loss Prevention",
-        titles: &[(
-            "DLP policy (Financial data) matched for email",
-            "Exfiltration",
-            &["T1048"],
-        )],
+        titles: &[("DLP policy (Financial data) matched for email", "Exfiltration", &["T1048"])],
         evidence: &[Evidence::User, Evidence::Mailbox, Evidence::File],
     },
 ];
 
-const USERS: &[(&str, &str)] = &[
-    ("ann", "Ann Miller"),
-    ("raj", "Raj Patel"),
-    ("li", "Li Wei"),
-    ("omar", "Omar Haddad"),
-    ("sofia", "Sofia Rossi"),
-];
-const DEVICES: &[&str] = &[
-    "wks-fin-042",
-    "srv-dc-01",
-    "lap-hr-007",
-    "wks-dev-113",
-    "srv-sql-02",
-];
+const USERS: &[(&str, &str)] =
+    &[("ann", "Ann Miller"), ("raj", "Raj Patel"), ("li", "Li Wei"), ("omar", "Omar Haddad"), ("sofia", "Sofia Rossi")];
+const DEVICES: &[&str] = &["wks-fin-042", "srv-dc-01", "lap-hr-007", "wks-dev-113", "srv-sql-02"];
 
 fn evidence(rng: &mut StdRng, kind: Evidence, at: OffsetDateTime) -> Value {
     let (user, name) = USERS[rng.gen_range(0..USERS.len())];
@@ -207,21 +144,14 @@ fn evidence(rng: &mut StdRng, kind: Evidence, at: OffsetDateTime) -> Value {
             let mut v = base("deviceEvidence", &[]);
             v["deviceDnsName"] = json!(format!("{device}.contoso.com"));
             v["mdeDeviceId"] = json!(format!("{:040x}", rng.gen::<u128>()));
-            v["azureAdDeviceId"] =
-                json!(
-                    uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_DNS, device.as_bytes()).to_string()
-                );
+            v["azureAdDeviceId"] = json!(uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_DNS, device.as_bytes()).to_string());
             v["osPlatform"] = json!("Windows11");
             v["osBuild"] = json!(22631);
             v["healthStatus"] = json!("active");
             v["riskScore"] = json!(["low", "medium", "high"][rng.gen_range(0..3)]);
             v["onboardingStatus"] = json!("onboarded");
             v["loggedOnUsers"] = json!([{"accountName": user, "domainName": "CONTOSO"}]);
-            v["ipInterfaces"] = json!([format!(
-                "10.1.{}.{}",
-                rng.gen_range(0..255),
-                rng.gen_range(1..255)
-            )]);
+            v["ipInterfaces"] = json!([format!("10.1.{}.{}", rng.gen_range(0..255), rng.gen_range(1..255))]);
             v
         }
         Evidence::User => {
@@ -264,10 +194,7 @@ fn evidence(rng: &mut StdRng, kind: Evidence, at: OffsetDateTime) -> Value {
         }
         Evidence::Url => {
             let mut v = base("urlEvidence", &[]);
-            v["url"] = json!(format!(
-                "https://login-contoso.example.net/{}",
-                rng.gen_range(1000..9999)
-            ));
+            v["url"] = json!(format!("https://login-contoso.example.net/{}", rng.gen_range(1000..9999)));
             v
         }
         Evidence::Mailbox => {
@@ -286,30 +213,18 @@ fn evidence(rng: &mut StdRng, kind: Evidence, at: OffsetDateTime) -> Value {
 }
 
 /// A new alert for `incident_id` (id unique within the world).
-pub fn make_alert(
-    rng: &mut StdRng,
-    tenant: &str,
-    incident_id: &str,
-    at: OffsetDateTime,
-) -> DefenderAlert {
+pub fn make_alert(rng: &mut StdRng, tenant: &str, incident_id: &str, at: OffsetDateTime) -> DefenderAlert {
     let p = &PRODUCTS[rng.gen_range(0..PRODUCTS.len())];
     let (title, category, techniques) = p.titles[rng.gen_range(0..p.titles.len())];
     let n_evidence = rng.gen_range(1..=p.evidence.len());
-    let ev = (0..n_evidence)
-        .map(|i| evidence(rng, p.evidence[i], at))
-        .collect();
+    let ev = (0..n_evidence).map(|i| evidence(rng, p.evidence[i], at)).collect();
     let id = format!(
         "da{}_{}",
         637_000_000_000_000_000u64 + rng.gen_range(0..999_999_999_999u64),
         -(rng.gen_range(1..2_000_000_000i64))
     );
-    let severity = [
-        Severity::Low,
-        Severity::Medium,
-        Severity::High,
-        Severity::Informational,
-    ][rng.gen_range(0..4)]
-    .clone();
+    let severity =
+        [Severity::Low, Severity::Medium, Severity::High, Severity::Informational][rng.gen_range(0..4)].clone();
     let first = at - Duration::minutes(rng.gen_range(1..240));
     DefenderAlert {
         id: id.clone(),
@@ -324,20 +239,14 @@ pub fn make_alert(
         detector_id: Some(uuid::Uuid::from_u128(rng.gen()).to_string()),
         tenant_id: Some(tenant.to_string()),
         title: Some(title.into()),
-        description: Some(format!(
-            "{title}. Review the evidence and the device timeline."
-        )),
+        description: Some(format!("{title}. Review the evidence and the device timeline.")),
         recommended_actions: Some(
             "Isolate the device, reset the user's credentials, and review related activity.".into(),
         ),
         category: Some(category.into()),
         assigned_to: None,
-        alert_web_url: Some(format!(
-            "https://security.microsoft.com/alerts/{id}?tid={tenant}"
-        )),
-        incident_web_url: Some(format!(
-            "https://security.microsoft.com/incidents/{incident_id}?tid={tenant}"
-        )),
+        alert_web_url: Some(format!("https://security.microsoft.com/alerts/{id}?tid={tenant}")),
+        incident_web_url: Some(format!("https://security.microsoft.com/incidents/{incident_id}?tid={tenant}")),
         actor_display_name: None,
         threat_display_name: None,
         threat_family_name: None,
@@ -362,49 +271,30 @@ pub fn seed(world: &mut World, tenant: &str, spec: &SeedSpec) -> Vec<String> {
     for n in 0..spec.count {
         let id = world.next_incident_id.to_string();
         world.next_incident_id += 1;
-        let at = if spec.same_timestamp {
-            shared_time
-        } else {
-            world.now()
-        };
+        let at = if spec.same_timestamp { shared_time } else { world.now() };
         let alert_count = if n < spec.big_incidents {
             spec.big_alerts
         } else {
             rng.gen_range(spec.min_alerts.max(1)..=spec.max_alerts.max(spec.min_alerts.max(1)))
         };
-        let alerts: Vec<DefenderAlert> = (0..alert_count)
-            .map(|_| make_alert(&mut rng, tenant, &id, at))
-            .collect();
+        let alerts: Vec<DefenderAlert> = (0..alert_count).map(|_| make_alert(&mut rng, tenant, &id, at)).collect();
         let first_title = alerts[0].title.clone().unwrap_or_default();
-        let categories: std::collections::BTreeSet<&str> = alerts
-            .iter()
-            .filter_map(|a| a.category.as_deref())
-            .collect();
+        let categories: std::collections::BTreeSet<&str> =
+            alerts.iter().filter_map(|a| a.category.as_deref()).collect();
         let display_name = if categories.len() > 1 {
             format!(
                 "Multi-stage incident involving {} reported by multiple sources",
-                categories
-                    .into_iter()
-                    .take(3)
-                    .collect::<Vec<_>>()
-                    .join(" & ")
+                categories.into_iter().take(3).collect::<Vec<_>>().join(" & ")
             )
         } else {
             format!("{first_title} involving one user")
         };
-        let severity = alerts
-            .iter()
-            .map(|a| a.severity.clone())
-            .max_by_key(severity_rank)
-            .unwrap_or(Severity::Medium);
+        let severity = alerts.iter().map(|a| a.severity.clone()).max_by_key(severity_rank).unwrap_or(Severity::Medium);
         let incident = DefenderIncident {
             id: id.clone(),
             tenant_id: Some(tenant.to_string()),
             display_name: Some(display_name),
-            description: Some(format!(
-                "Correlated {} alert(s). First seen: {first_title}.",
-                alerts.len()
-            )),
+            description: Some(format!("Correlated {} alert(s). First seen: {first_title}.", alerts.len())),
             summary: None,
             created_date_time: Some(at - Duration::seconds(rng.gen_range(0..600))),
             last_update_date_time: at,
@@ -413,15 +303,9 @@ pub fn seed(world: &mut World, tenant: &str, spec: &SeedSpec) -> Vec<String> {
             assigned_to: None,
             classification: Some(crate::domain::defender::Classification::Unknown),
             determination: Some(crate::domain::defender::Determination::Unknown),
-            custom_tags: if rng.gen_bool(0.3) {
-                vec!["VIP".into()]
-            } else {
-                vec![]
-            },
+            custom_tags: if rng.gen_bool(0.3) { vec!["VIP".into()] } else { vec![] },
             system_tags: vec![],
-            incident_web_url: Some(format!(
-                "https://security.microsoft.com/incident2/{id}/overview?tid={tenant}"
-            )),
+            incident_web_url: Some(format!("https://security.microsoft.com/incident2/{id}/overview?tid={tenant}")),
             redirect_incident_id: None,
             resolving_comment: None,
             last_modified_by: Some("Microsoft 365 Defender-AlertCorrelation".into()),
@@ -431,9 +315,7 @@ pub fn seed(world: &mut World, tenant: &str, spec: &SeedSpec) -> Vec<String> {
         for a in alerts {
             world.alerts.insert(a.id.clone(), a);
         }
-        world
-            .incidents
-            .insert(id.parse().unwrap_or_default(), incident);
+        world.incidents.insert(id.parse().unwrap_or_default(), incident);
         ids.push(id);
     }
     ids

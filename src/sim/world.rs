@@ -24,15 +24,10 @@ pub enum Audience {
 impl Audience {
     /// From a v2 `scope` (`…/.default`) or a managed-identity `resource`.
     pub fn from_scope_or_resource(s: &str) -> Option<Self> {
-        let r = s
-            .trim_end_matches("/.default")
-            .trim_end_matches('/')
-            .to_ascii_lowercase();
+        let r = s.trim_end_matches("/.default").trim_end_matches('/').to_ascii_lowercase();
         match r.as_str() {
             "https://graph.microsoft.com" => Some(Audience::Graph),
-            "https://management.azure.com" | "https://management.core.windows.net" => {
-                Some(Audience::Arm)
-            }
+            "https://management.azure.com" | "https://management.core.windows.net" => Some(Audience::Arm),
             "https://monitor.azure.com" => Some(Audience::Monitor),
             _ => None,
         }
@@ -118,22 +113,14 @@ impl World {
     /// The service clock: now, at 100 ns precision, strictly after the previous reading.
     pub fn now(&mut self) -> OffsetDateTime {
         let now = OffsetDateTime::now_utc();
-        let now = now
-            .replace_nanosecond(now.nanosecond() / 100 * 100)
-            .unwrap_or(now);
-        let t = if now > self.last_time {
-            now
-        } else {
-            self.last_time + Duration::nanoseconds(100)
-        };
+        let now = now.replace_nanosecond(now.nanosecond() / 100 * 100).unwrap_or(now);
+        let t = if now > self.last_time { now } else { self.last_time + Duration::nanoseconds(100) };
         self.last_time = t;
         t
     }
 
     pub fn user_by_upn_or_id(&self, key: &str) -> Option<&SimUser> {
-        self.users.iter().find(|u| {
-            u.user_principal_name.eq_ignore_ascii_case(key) || u.id.eq_ignore_ascii_case(key)
-        })
+        self.users.iter().find(|u| u.user_principal_name.eq_ignore_ascii_case(key) || u.id.eq_ignore_ascii_case(key))
     }
 
     pub fn new_etag() -> String {
@@ -141,10 +128,7 @@ impl World {
     }
 
     pub fn alerts_of(&self, incident_id: &str) -> Vec<&DefenderAlert> {
-        self.alerts
-            .values()
-            .filter(|a| a.incident_id.as_deref() == Some(incident_id))
-            .collect()
+        self.alerts.values().filter(|a| a.incident_id.as_deref() == Some(incident_id)).collect()
     }
 
     pub fn incident(&self, id: &str) -> Option<&DefenderIncident> {
@@ -152,8 +136,6 @@ impl World {
     }
 
     pub fn incident_mut(&mut self, id: &str) -> Option<&mut DefenderIncident> {
-        id.parse::<u64>()
-            .ok()
-            .and_then(|n| self.incidents.get_mut(&n))
+        id.parse::<u64>().ok().and_then(|n| self.incidents.get_mut(&n))
     }
 }

@@ -11,27 +11,14 @@ use crate::records::Lease;
 use crate::state::{modify, RowKey};
 
 /// Takes or renews `timer`'s lease for `me`; `Ok(true)` when `me` holds it afterwards.
-pub async fn try_acquire(
-    s: &Services,
-    timer: &str,
-    me: &str,
-    ttl: Duration,
-) -> Result<bool, ApiError> {
+pub async fn try_acquire(s: &Services, timer: &str, me: &str, ttl: Duration) -> Result<bool, ApiError> {
     let now = s.clock.now();
     let expires = now + time::Duration::try_from(ttl).unwrap_or(time::Duration::seconds(30));
     let key = RowKey::new("leases", timer)?;
-    let held = modify::<Lease, _>(
-        s.store.as_ref(),
-        Table::Leases,
-        &key,
-        |current| match current {
-            Some(l) if l.owner != me && l.expires > now => None,
-            _ => Some(Lease {
-                owner: me.to_string(),
-                expires,
-            }),
-        },
-    )
+    let held = modify::<Lease, _>(s.store.as_ref(), Table::Leases, &key, |current| match current {
+        Some(l) if l.owner != me && l.expires > now => None,
+        _ => Some(Lease { owner: me.to_string(), expires }),
+    })
     .await?;
     Ok(held.is_some_and(|l| l.owner == me))
 }

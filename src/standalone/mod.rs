@@ -53,10 +53,7 @@ pub async fn start(services: Arc<Services>, http_port: u16) -> anyhow::Result<Ru
     let cfg = services.config.clone();
     services.store.ensure_tables().await?;
     services.queue.ensure_queue(&cfg.queue_name).await?;
-    services
-        .queue
-        .ensure_queue(&format!("{}-poison", cfg.queue_name))
-        .await?;
+    services.queue.ensure_queue(&format!("{}-poison", cfg.queue_name)).await?;
     let schedule = Schedule::parse(&cfg.poll_schedule).map_err(anyhow::Error::msg)?;
     let instance_id = uuid::Uuid::new_v4().to_string();
     let stats = Arc::new(RunnerStats::default());
@@ -75,29 +72,12 @@ pub async fn start(services: Arc<Services>, http_port: u16) -> anyhow::Result<Ru
             .await;
     }));
 
-    tasks.push(tokio::spawn(poller(
-        services.clone(),
-        schedule,
-        instance_id.clone(),
-        stats.clone(),
-        stopped.clone(),
-    )));
+    tasks.push(tokio::spawn(poller(services.clone(), schedule, instance_id.clone(), stats.clone(), stopped.clone())));
     for n in 0..cfg.workers {
-        tasks.push(tokio::spawn(worker::run(
-            services.clone(),
-            n,
-            stats.clone(),
-            stopped.clone(),
-        )));
+        tasks.push(tokio::spawn(worker::run(services.clone(), n, stats.clone(), stopped.clone())));
     }
     tracing::info!(instance.id = %instance_id, http.addr = %http_addr, workers = cfg.workers, "standalone xdrsync started");
-    Ok(Runner {
-        instance_id,
-        stats,
-        http_addr,
-        stop,
-        tasks,
-    })
+    Ok(Runner { instance_id, stats, http_addr, stop, tasks })
 }
 
 async fn poller(
@@ -131,14 +111,13 @@ pub async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(t) => t,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(t) => t,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

@@ -18,12 +18,7 @@ pub const MAX_DEQUEUE_COUNT: u32 = 5;
 /// Longest idle wait between receives (host.json `maxPollingInterval`).
 const MAX_IDLE: Duration = Duration::from_secs(2);
 
-pub async fn run(
-    s: Arc<Services>,
-    n: usize,
-    stats: Arc<RunnerStats>,
-    mut stopped: watch::Receiver<bool>,
-) {
+pub async fn run(s: Arc<Services>, n: usize, stats: Arc<RunnerStats>, mut stopped: watch::Receiver<bool>) {
     let queue = s.config.queue_name.clone();
     let mut idle = Duration::from_millis(100);
     loop {

@@ -44,29 +44,19 @@ pub async fn check(s: &Services) -> Health {
         Err(e) => Err(e),
     };
     let storage_reachable = cursor.is_ok();
-    let cursor_age_seconds = cursor
-        .ok()
-        .flatten()
-        .map(|c: Versioned<CursorRecord>| (now - c.value.polled_at).whole_seconds());
+    let cursor_age_seconds =
+        cursor.ok().flatten().map(|c: Versioned<CursorRecord>| (now - c.value.polled_at).whole_seconds());
     let last_error = match RowKey::new(tenant, HEALTH_ROW) {
-        Ok(k) => load::<LastError>(s.store.as_ref(), Table::Cursors, &k)
-            .await
-            .ok()
-            .flatten()
-            .map(|v| v.value),
+        Ok(k) => load::<LastError>(s.store.as_ref(), Table::Cursors, &k).await.ok().flatten().map(|v| v.value),
         Err(_) => None,
     };
-    let status =
-        if !storage_reachable || cursor_age_seconds.is_some_and(|a| a > STALE_AFTER_SECONDS) {
-            "unhealthy"
-        } else if last_error
-            .as_ref()
-            .is_some_and(|e| (now - e.at).whole_seconds() < RECENT_ERROR_SECONDS)
-        {
-            "degraded"
-        } else {
-            "healthy"
-        };
+    let status = if !storage_reachable || cursor_age_seconds.is_some_and(|a| a > STALE_AFTER_SECONDS) {
+        "unhealthy"
+    } else if last_error.as_ref().is_some_and(|e| (now - e.at).whole_seconds() < RECENT_ERROR_SECONDS) {
+        "degraded"
+    } else {
+        "healthy"
+    };
     Health {
         status,
         storage_reachable,

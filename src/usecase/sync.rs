@@ -52,10 +52,7 @@ enum Step {
 /// Reconciles one incident. Safe to run any number of times, concurrently, in any order.
 pub async fn reconcile(s: &Services, item: &WorkItem) -> Result<SyncOutcome, UseCaseError> {
     if !item.tenant_id.eq_ignore_ascii_case(&s.config.tenant_id) {
-        return Err(UseCaseError::Permanent(format!(
-            "tenant {} is not the configured tenant",
-            item.tenant_id
-        )));
+        return Err(UseCaseError::Permanent(format!("tenant {} is not the configured tenant", item.tenant_id)));
     }
     for _ in 0..ATTEMPTS {
         if let Step::Done(outcome) = reconcile_once(s, &item.incident_id).await? {
@@ -72,16 +69,13 @@ pub async fn reconcile(s: &Services, item: &WorkItem) -> Result<SyncOutcome, Use
 async fn reconcile_once(s: &Services, incident_id: &str) -> Result<Step, UseCaseError> {
     let cfg = &s.config;
     let key = incident_key(&cfg.tenant_id, incident_id)?;
-    let stored: Option<Versioned<IncidentState>> =
-        load(s.store.as_ref(), Table::Incidents, &key).await?;
+    let stored: Option<Versioned<IncidentState>> = load(s.store.as_ref(), Table::Incidents, &key).await?;
     let state = stored.as_ref().map(|v| &v.value);
     let Some(d) = s.defender.get_incident(incident_id).await? else {
         tracing::warn!(incident.id = %incident_id, "Defender has no such incident; nothing to sync");
         return Ok(Step::Done(SyncOutcome::DefenderGone));
     };
-    let name = state
-        .map(|st| st.sentinel_name)
-        .unwrap_or_else(|| sentinel_incident_name(&cfg.tenant_id, incident_id));
+    let name = state.map(|st| st.sentinel_name).unwrap_or_else(|| sentinel_incident_name(&cfg.tenant_id, incident_id));
     let current = s.sentinel.get_incident(&name).await?;
 
     if let (Some(st), Some(cur)) = (state, &current) {
@@ -98,11 +92,7 @@ async fn reconcile_once(s: &Services, incident_id: &str) -> Result<Step, UseCase
         Some(cur) if !redirected => {
             let times = Times {
                 defender: d.last_update_date_time,
-                sentinel: cur
-                    .properties
-                    .read_only
-                    .last_modified_time_utc
-                    .unwrap_or(d.last_update_date_time),
+                sentinel: cur.properties.read_only.last_modified_time_utc.unwrap_or(d.last_update_date_time),
             };
             let m = merge(
                 state.and_then(|st| st.base.as_ref()),
@@ -130,19 +120,10 @@ async fn reconcile_once(s: &Services, incident_id: &str) -> Result<Step, UseCase
     });
     let reason = want.classification_reason.clone();
 
-    let mut report = SyncReport {
-        conflicts: conflicts.len(),
-        ..Default::default()
-    };
+    let mut report = SyncReport { conflicts: conflicts.len(), ..Default::default() };
     let mut sentinel_etag = current.as_ref().and_then(|c| c.etag.clone());
-    if current
-        .as_ref()
-        .is_none_or(|c| differs(&want, &c.properties.writable))
-    {
-        let body = SentinelIncidentBody {
-            etag: sentinel_etag.clone(),
-            properties: want,
-        };
+    if current.as_ref().is_none_or(|c| differs(&want, &c.properties.writable)) {
+        let body = SentinelIncidentBody { etag: sentinel_etag.clone(), properties: want };
         match s.sentinel.put_incident(&name, &body).await {
             Ok(written) => {
                 sentinel_etag = written.etag;
@@ -157,20 +138,13 @@ async fn reconcile_once(s: &Services, incident_id: &str) -> Result<Step, UseCase
         }
     }
     if !conflicts.is_empty() {
-        sentinel_etag = record_conflicts(s, &name, &d, sentinel_etag.as_deref(), &conflicts)
-            .await?
-            .or(sentinel_etag);
+        sentinel_etag = record_conflicts(s, &name, &d, sentinel_etag.as_deref(), &conflicts).await?.or(sentinel_etag);
     }
 
     let mut defender_seen = d.last_update_date_time;
     let mut determination = d.determination.clone();
     if !redirected {
-        let patch = defender_patch(
-            &target,
-            &d_fields,
-            d.determination.as_ref(),
-            reason.as_ref(),
-        );
+        let patch = defender_patch(&target, &d_fields, d.determination.as_ref(), reason.as_ref());
         if !patch.is_empty() {
             let updated = s.defender.patch_incident(incident_id, &patch).await?;
             defender_seen = updated.last_update_date_time;
@@ -183,10 +157,8 @@ async fn reconcile_once(s: &Services, incident_id: &str) -> Result<Step, UseCase
     report.alerts_sent = alerts_sent;
 
     if redirected {
-        if let Some(survivor) = d
-            .redirect_incident_id
-            .as_deref()
-            .filter(|t| state.and_then(|st| st.redirect_target.as_deref()) != Some(*t))
+        if let Some(survivor) =
+            d.redirect_incident_id.as_deref().filter(|t| state.and_then(|st| st.redirect_target.as_deref()) != Some(*t))
         {
             // The survivor now holds the loser's alerts: reconcile it too.
             let item = WorkItem::reconcile(&cfg.tenant_id, survivor, ChangeHint::Reconcile);
@@ -205,37 +177,15 @@ async fn reconcile_once(s: &Services, incident_id: &str) -> Result<Step, UseCase
         redirect_target: d.redirect_incident_id.clone(),
         last_sync: Some(s.clock.now()),
     };
-    let columns = [
-        ("SentinelName", name.to_string()),
-        ("DefenderStatus", d.status.to_string()),
-    ];
-    match save(
-        s.store.as_ref(),
-        Table::Incidents,
-        &key,
-        &next,
-        &columns,
-        stored.as_ref().map(|v| &v.etag),
-    )
-    .await
-    {
+    let columns = [("SentinelName", name.to_string()), ("DefenderStatus", d.status.to_string())];
+    match save(s.store.as_ref(), Table::Incidents, &key, &next, &columns, stored.as_ref().map(|v| &v.etag)).await {
         Ok(_) => {}
         Err(e) if e.is_conflict() => return Ok(Step::Redo),
         Err(e) => return Err(e.into()),
     }
     if state.is_none() {
-        let entry = IndexEntry {
-            tenant_id: cfg.tenant_id.clone(),
-            incident_id: incident_id.to_string(),
-        };
-        put(
-            s.store.as_ref(),
-            Table::Index,
-            &index_key(&cfg.workspace.resource_id(), &name)?,
-            &entry,
-            &[],
-        )
-        .await?;
+        let entry = IndexEntry { tenant_id: cfg.tenant_id.clone(), incident_id: incident_id.to_string() };
+        put(s.store.as_ref(), Table::Index, &index_key(&cfg.workspace.resource_id(), &name)?, &entry, &[]).await?;
     }
     tracing::info!(
         incident.id = %incident_id, sentinel.incident = %name, sync.created = report.created,
@@ -262,10 +212,7 @@ async fn record_conflicts(
                 Side::Defender => "Defender",
                 Side::Sentinel => "Sentinel",
             };
-            format!(
-                "{}: Defender had {}, Sentinel had {}; {winner} won",
-                c.field, c.defender, c.sentinel
-            )
+            format!("{}: Defender had {}, Sentinel had {}; {winner} won", c.field, c.defender, c.sentinel)
         })
         .collect();
     let message = format!(
@@ -273,14 +220,8 @@ async fn record_conflicts(
         s.config.conflict_policy,
         lines.join("\n")
     );
-    let key = format!(
-        "conflict:{}:{}",
-        crate::domain::time_fmt::format(d.last_update_date_time),
-        etag.unwrap_or("")
-    );
-    s.sentinel
-        .put_comment(name, &sentinel_comment_name(name, &key), &message)
-        .await?;
+    let key = format!("conflict:{}:{}", crate::domain::time_fmt::format(d.last_update_date_time), etag.unwrap_or(""));
+    s.sentinel.put_comment(name, &sentinel_comment_name(name, &key), &message).await?;
     Ok(s.sentinel.get_incident(name).await?.and_then(|i| i.etag))
 }
 
@@ -331,9 +272,7 @@ async fn ship_alerts(
     if report.rows_too_large > 0 {
         tracing::warn!(incident.id = %incident_id, alerts.too_large = report.rows_too_large, "alerts larger than one ingestion call were not sent");
     }
-    s.store
-        .upsert_many(Table::AlertDigests, &changed_entities)
-        .await?;
+    s.store.upsert_many(Table::AlertDigests, &changed_entities).await?;
     Ok((report.rows_sent, combined))
 }
 
@@ -342,11 +281,7 @@ pub async fn record_failure(s: &Services, incident_id: &str, message: &str) {
     let Ok(key) = RowKey::new(&s.config.tenant_id, HEALTH_ROW) else {
         return;
     };
-    let row = LastError {
-        incident_id: incident_id.to_string(),
-        message: message.to_string(),
-        at: s.clock.now(),
-    };
+    let row = LastError { incident_id: incident_id.to_string(), message: message.to_string(), at: s.clock.now() };
     if let Err(e) = put(s.store.as_ref(), Table::Cursors, &key, &row, &[]).await {
         tracing::debug!(error.message = %e, "could not record the failure for health");
     }

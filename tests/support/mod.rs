@@ -19,45 +19,29 @@ impl Azurite {
     #[allow(clippy::new_ret_no_self)]
     pub fn start() -> AzuriteProcess {
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-        AzuriteProcess::start(&xdrsync::devtools::azurite_bin(&root))
-            .expect("Azurite starts (run `npm ci`)")
+        AzuriteProcess::start(&xdrsync::devtools::azurite_bin(&root)).expect("Azurite starts (run `npm ci`)")
     }
 }
 
 /// Starts the simulator on a free loopback port.
 pub async fn start_sim(config: SimConfig) -> RunningSim {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    xdrsync::sim::spawn(listener, config)
-        .await
-        .expect("simulator starts")
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    xdrsync::sim::spawn(listener, config).await.expect("simulator starts")
 }
 
 static PREFIX: AtomicU32 = AtomicU32::new(0);
 
 /// A unique table prefix, so tests sharing one Azurite never see each other's rows.
 pub fn unique_prefix() -> String {
-    format!(
-        "t{}x{}",
-        std::process::id(),
-        PREFIX.fetch_add(1, Ordering::SeqCst)
-    )
+    format!("t{}x{}", std::process::id(), PREFIX.fetch_add(1, Ordering::SeqCst))
 }
 
 /// Settings for xdrsync pointed at `sim` and (when given) Azurite.
 pub fn settings(sim: &RunningSim, storage: Option<&str>) -> HashMap<String, String> {
-    let mut m: HashMap<String, String> =
-        sim.sim.config.settings_for(sim.addr).into_iter().collect();
-    m.insert(
-        "AzureWebJobsStorage".into(),
-        storage.unwrap_or("UseDevelopmentStorage=true").into(),
-    );
+    let mut m: HashMap<String, String> = sim.sim.config.settings_for(sim.addr).into_iter().collect();
+    m.insert("AzureWebJobsStorage".into(), storage.unwrap_or("UseDevelopmentStorage=true").into());
     m.insert("XDRSYNC_TABLE_PREFIX".into(), unique_prefix());
-    m.insert(
-        "XDRSYNC_WEBHOOK_KEY".into(),
-        "test-webhook-key-0123456789".into(),
-    );
+    m.insert("XDRSYNC_WEBHOOK_KEY".into(), "test-webhook-key-0123456789".into());
     m
 }
 
@@ -67,22 +51,12 @@ pub fn config(settings: &HashMap<String, String>) -> Config {
 
 /// GET a control-API path of the simulator as JSON.
 pub async fn sim_get(sim: &RunningSim, path: &str) -> serde_json::Value {
-    reqwest::get(format!("{}{path}", sim.base_url()))
-        .await
-        .expect("sim reachable")
-        .json()
-        .await
-        .expect("json")
+    reqwest::get(format!("{}{path}", sim.base_url())).await.expect("sim reachable").json().await.expect("json")
 }
 
 /// POST JSON to a control-API path of the simulator.
 pub async fn sim_post(sim: &RunningSim, path: &str, body: serde_json::Value) -> reqwest::Response {
-    reqwest::Client::new()
-        .post(format!("{}{path}", sim.base_url()))
-        .json(&body)
-        .send()
-        .await
-        .expect("sim reachable")
+    reqwest::Client::new().post(format!("{}{path}", sim.base_url())).json(&body).send().await.expect("sim reachable")
 }
 
 pub async fn sim_stat(sim: &RunningSim, key: &str) -> u64 {
