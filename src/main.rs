@@ -150,12 +150,17 @@ async fn serve(port: u16) -> ExitCode {
         Err(code) => return code,
     };
     let services = std::sync::Arc::new(Services::from_config(cfg));
-    let warm = services.clone();
-    tokio::spawn(async move {
-        if let Err(e) = warm.store.ensure_tables().await {
-            tracing::error!(error.message = %e, "cannot create the state tables");
-        }
-    });
+    // Create what the functions write to before answering the host; a storage outage must not
+    // keep the handler from starting (health reports it), so this is bounded.
+    let warm = async {
+        services.store.ensure_tables().await?;
+        services.queue.ensure_queue(&services.config.queue_name).await
+    };
+    match tokio::time::timeout(std::time::Duration::from_secs(20), warm).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!(error.message = %e, "cannot prepare tables and queue"),
+        Err(_) => tracing::error!("storage did not answer within 20 s"),
+    }
     let listener = match tokio::net::TcpListener::bind(("127.0.0.1", port)).await {
         Ok(l) => l,
         Err(e) => {

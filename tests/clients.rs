@@ -28,10 +28,6 @@ async fn setup(sim_config: SimConfig) -> (xdrsync::sim::RunningSim, Services) {
     (sim, services)
 }
 
-fn seed(sim: &xdrsync::sim::RunningSim, spec: SeedSpec) -> Vec<String> {
-    xdrsync::sim::seed::seed(&mut sim.sim.world(), &sim.sim.config.tenant_id, &spec)
-}
-
 fn writable(title: &str) -> SentinelWritable {
     SentinelWritable {
         title: title.into(),

@@ -75,12 +75,22 @@ impl WorkQueue for AzureQueues {
     async fn send(&self, queue: &str, text: &str) -> Result<(), ApiError> {
         let client = self.service.queue_client(queue);
         let wire = encode_message_text(text);
-        self.retry
-            .run(|| async {
-                bump(&self.counters.queue);
-                client.put_message(wire.clone()).await.map(|_| ()).map_err(|e| from_azure(SERVICE, e))
-            })
-            .await
+        let put = || async {
+            self.retry
+                .run(|| async {
+                    bump(&self.counters.queue);
+                    client.put_message(wire.clone()).await.map(|_| ()).map_err(|e| from_azure(SERVICE, e))
+                })
+                .await
+        };
+        match put().await {
+            // A queue nobody created yet (first run, or the host has not started its trigger).
+            Err(e) if e.is_not_found() => {
+                self.ensure_queue(queue).await?;
+                put().await
+            }
+            other => other,
+        }
     }
 
     async fn receive(&self, queue: &str, max: u8, visibility: Duration) -> Result<Vec<QueueMessage>, ApiError> {

@@ -39,14 +39,17 @@ fn reply(status: StatusCode, body: InvokeResponse) -> Response {
     (status, Json(body)).into_response()
 }
 
-fn parse_envelope(bytes: &[u8]) -> Result<InvokeRequest, Response> {
-    serde_json::from_slice(bytes)
-        .map_err(|e| reply(StatusCode::BAD_REQUEST, InvokeResponse::log(format!("invalid invocation envelope: {e}"))))
+fn parse_envelope(bytes: &[u8]) -> Result<InvokeRequest, String> {
+    serde_json::from_slice(bytes).map_err(|e| format!("invalid invocation envelope: {e}"))
+}
+
+fn bad_envelope(reason: String) -> Response {
+    reply(StatusCode::BAD_REQUEST, InvokeResponse::log(reason))
 }
 
 async fn incident_poller(State(s): State<Arc<Services>>, body: axum::body::Bytes) -> Response {
-    if let Err(r) = parse_envelope(&body) {
-        return r;
+    if let Err(reason) = parse_envelope(&body) {
+        return bad_envelope(reason);
     }
     match jobs::poll(&s).await {
         Ok(line) => reply(StatusCode::OK, InvokeResponse::log(line)),
@@ -58,7 +61,7 @@ async fn incident_poller(State(s): State<Arc<Services>>, body: axum::body::Bytes
 async fn incident_sync(State(s): State<Arc<Services>>, body: axum::body::Bytes) -> Response {
     let req = match parse_envelope(&body) {
         Ok(r) => r,
-        Err(r) => return r,
+        Err(reason) => return bad_envelope(reason),
     };
     let Some(value) = req.binding("msg") else {
         return reply(StatusCode::OK, InvokeResponse::log("dropped: the invocation carries no queue message"));
@@ -71,8 +74,8 @@ async fn incident_sync(State(s): State<Arc<Services>>, body: axum::body::Bytes) 
 }
 
 async fn health_payload(State(s): State<Arc<Services>>, body: axum::body::Bytes) -> Response {
-    if let Err(r) = parse_envelope(&body) {
-        return r;
+    if let Err(reason) = parse_envelope(&body) {
+        return bad_envelope(reason);
     }
     let h = crate::usecase::health::check(&s).await;
     let mut out = InvokeResponse::default();

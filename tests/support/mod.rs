@@ -62,3 +62,37 @@ pub async fn sim_post(sim: &RunningSim, path: &str, body: serde_json::Value) -> 
 pub async fn sim_stat(sim: &RunningSim, key: &str) -> u64 {
     sim.sim.stats.snapshot().get(key).copied().unwrap_or(0)
 }
+
+/// Services against `sim`, with in-memory storage (for tests that do not exercise storage).
+pub fn services_with_fakes(
+    sim: &RunningSim,
+) -> (std::sync::Arc<xdrsync::app::Services>, std::sync::Arc<xdrsync::fakes::MemoryQueue>) {
+    let mut s = xdrsync::app::Services::from_config(config(&settings(sim, None)));
+    let queue = std::sync::Arc::new(xdrsync::fakes::MemoryQueue::new());
+    s.store = std::sync::Arc::new(xdrsync::fakes::MemoryStore::new());
+    s.queue = queue.clone();
+    (std::sync::Arc::new(s), queue)
+}
+
+/// Serves `router` on a free loopback port; returns its base URL.
+pub async fn serve_router(router: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    format!("http://{addr}")
+}
+
+pub fn seed(sim: &RunningSim, spec: xdrsync::sim::seed::SeedSpec) -> Vec<String> {
+    xdrsync::sim::seed::seed(&mut sim.sim.world(), &sim.sim.config.tenant_id, &spec)
+}
+
+/// Waits until `check` is true (polling every 100 ms) or panics after `secs`.
+pub async fn eventually<F: FnMut() -> bool>(secs: u64, what: &str, mut check: F) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while !check() {
+        assert!(std::time::Instant::now() < deadline, "timed out after {secs} s waiting for {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}

@@ -1,0 +1,345 @@
+//! End to end in standalone mode (real binary code, simulator, Azurite): incidents mirrored
+//! exactly once with correct fields and alerts; Defender updates reach Sentinel; a crash between
+//! enqueue and cursor advance loses nothing; 20% faults converge; a quiet system writes nothing;
+//! poison after 5 failures; two instances produce one mirror each and only one polls.
+
+mod support;
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use serde_json::json;
+use support::*;
+use xdrsync::app::Services;
+use xdrsync::domain::names::sentinel_incident_name;
+use xdrsync::domain::sentinel::*;
+use xdrsync::sim::seed::SeedSpec;
+use xdrsync::sim::{FaultKind, FaultRule, RunningSim, SimConfig};
+use xdrsync::standalone::{self, Runner};
+
+fn fast_settings(sim: &RunningSim, az: &AzuriteProcess) -> HashMap<String, String> {
+    let mut v = settings(sim, Some(&az.connection_string()));
+    v.insert("XDRSYNC_POLL_SCHEDULE".into(), "* * * * * *".into());
+    v.insert("XDRSYNC_QUEUE_VISIBILITY_SECONDS".into(), "1".into());
+    v.insert("XDRSYNC_WORKERS".into(), "4".into());
+    v
+}
+
+async fn start_runner(vars: &HashMap<String, String>) -> (Runner, Arc<Services>) {
+    let services = Arc::new(Services::from_config(config(vars)));
+    let runner = standalone::start(services.clone(), 0).await.expect("runner starts");
+    (runner, services)
+}
+
+fn mirrored(sim: &RunningSim, tenant: &str, ids: &[String]) -> usize {
+    let w = sim.sim.world();
+    ids.iter().filter(|id| w.sentinel.contains_key(&sentinel_incident_name(tenant, id))).count()
+}
+
+fn rows(sim: &RunningSim) -> usize {
+    sim.sim.world().logs.values().map(Vec::len).sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hundred_incidents_are_mirrored_exactly_once_with_fields_and_alerts_then_updates_flow() {
+    let sim = start_sim(SimConfig::demo()).await;
+    let az = Azurite::start();
+    let vars = fast_settings(&sim, &az);
+    let (runner, services) = start_runner(&vars).await;
+    let tenant = services.config.tenant_id.clone();
+    let ids =
+        seed(&sim, SeedSpec { count: 100, max_alerts: 4, big_incidents: 1, big_alerts: 160, ..Default::default() });
+    let alerts_total = sim.sim.world().alerts.len();
+    eventually(90, "100 mirrors and every alert", || {
+        mirrored(&sim, &tenant, &ids) == 100 && rows(&sim) == alerts_total
+    })
+    .await;
+
+    {
+        let w = sim.sim.world();
+        assert_eq!(w.sentinel.len(), 100, "exactly one Sentinel incident per Defender incident");
+        for id in &ids {
+            let d = w.incident(id).unwrap();
+            let s = &w.sentinel[&sentinel_incident_name(&tenant, id)];
+            assert_eq!(s.writes, 1, "one write per new incident");
+            assert_eq!(Some(&s.writable.title), d.display_name.as_ref());
+            let desc = s.writable.description.as_deref().unwrap();
+            assert!(
+                desc.starts_with(&format!("Defender XDR incident {id}: {}", d.incident_web_url.as_deref().unwrap())),
+                "{desc}"
+            );
+            assert!(desc.chars().count() <= 5000);
+            assert_eq!(s.writable.status, SentinelStatus::New);
+            assert_eq!(s.writable.severity.as_str().to_ascii_lowercase(), d.severity.as_str());
+            let labels: Vec<&str> = s.writable.labels.iter().map(|l| l.label_name.as_str()).collect();
+            assert!(labels.contains(&"Microsoft Defender XDR"));
+            for t in &d.custom_tags {
+                assert!(labels.contains(&t.as_str()), "tag {t} on {id}");
+            }
+            let alert_count = w.alerts_of(id).len();
+            assert_eq!(labels.contains(&"150+"), alert_count > 150, "{id}");
+        }
+        let mut per_incident: HashMap<String, usize> = HashMap::new();
+        for r in w.logs.values().flatten() {
+            *per_incident.entry(r["DefenderIncidentId"].as_str().unwrap().to_string()).or_default() += 1;
+            let name = sentinel_incident_name(&tenant, r["DefenderIncidentId"].as_str().unwrap()).to_string();
+            assert_eq!(r["SentinelIncidentName"], name.as_str());
+            assert!(r["SystemAlertId"].is_string() && r["AlertName"].is_string() && r["Entities"].is_string());
+        }
+        for id in &ids {
+            assert_eq!(
+                per_incident.get(id).copied().unwrap_or(0),
+                w.alerts_of(id).len(),
+                "alerts of {id} each sent once"
+            );
+        }
+    }
+
+    // An analyst works incident 0 in Defender: status, owner, tags and a new alert.
+    let id = &ids[0];
+    let r = sim_post(&sim, &format!("/_sim/defender/incidents/{id}/edit"),
+        json!({"status": "inProgress", "assignedTo": "bob@contoso.com", "customTags": ["phishing-wave"], "addAlerts": 1})).await;
+    assert!(r.status().is_success());
+    let name = sentinel_incident_name(&tenant, id);
+    let bob = sim.sim.world().user_by_upn_or_id("bob@contoso.com").unwrap().id.clone();
+    let before_rows = rows(&sim);
+    eventually(30, "the Defender edit in Sentinel", || {
+        let w = sim.sim.world();
+        let s = &w.sentinel[&name];
+        s.writable.status == SentinelStatus::Active
+            && s.writable.owner.as_ref().and_then(|o| o.object_id.as_deref()) == Some(bob.as_str())
+            && s.writable.labels.iter().any(|l| l.label_name == "phishing-wave")
+    })
+    .await;
+    eventually(30, "the new alert shipped", || rows(&sim) == before_rows + 1).await;
+    // Only the changed alert was sent again.
+    assert_eq!(sim.sim.world().alerts.len(), alerts_total + 1);
+
+    // Closing in Defender with a classification closes Sentinel with the mapped one.
+    sim_post(
+        &sim,
+        &format!("/_sim/defender/incidents/{id}/edit"),
+        json!({"status": "resolved", "classification": "truePositive", "determination": "malware"}),
+    )
+    .await;
+    eventually(30, "the close in Sentinel", || {
+        let w = sim.sim.world();
+        let s = &w.sentinel[&name].writable;
+        s.status == SentinelStatus::Closed
+            && s.classification == Some(SentinelClassification::TruePositive)
+            && s.classification_reason == Some(ClassificationReason::SuspiciousActivity)
+    })
+    .await;
+    runner.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_at_20_percent_still_converge_and_a_quiet_system_then_writes_nothing() {
+    let sim = start_sim(SimConfig::demo()).await;
+    let az = Azurite::start();
+    let vars = fast_settings(&sim, &az);
+    let (runner, services) = start_runner(&vars).await;
+    let tenant = services.config.tenant_id.clone();
+    sim.sim.faults.set(vec![
+        FaultRule {
+            api: "all".into(),
+            rate: 0.1,
+            kind: FaultKind::Status { status: 429 },
+            retry_after_secs: Some(1),
+            remaining: None,
+        },
+        FaultRule {
+            api: "all".into(),
+            rate: 0.1,
+            kind: FaultKind::Status { status: 500 },
+            retry_after_secs: None,
+            remaining: None,
+        },
+    ]);
+    let ids = seed(&sim, SeedSpec { count: 30, ..Default::default() });
+    let alerts_total = sim.sim.world().alerts.len();
+    eventually(120, "convergence under faults", || mirrored(&sim, &tenant, &ids) == 30 && rows(&sim) >= alerts_total)
+        .await;
+    assert!(sim_stat(&sim, "graph.faults").await + sim_stat(&sim, "arm.faults").await > 0, "faults were injected");
+    sim.sim.faults.set(vec![]);
+    // Let any in-flight retries finish, then watch a quiet window of 3 polls.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    assert_eq!(sim.sim.world().sentinel.len(), 30, "no duplicates despite retries");
+    let mut ids_seen: Vec<String> =
+        sim.sim.world().logs.values().flatten().map(|r| r["SystemAlertId"].as_str().unwrap().to_string()).collect();
+    ids_seen.sort();
+    ids_seen.dedup();
+    assert_eq!(ids_seen.len(), alerts_total, "every alert arrived");
+    sim.sim.stats.reset();
+    let polls_before = runner.stats.polls.load(Ordering::Relaxed);
+    tokio::time::sleep(std::time::Duration::from_millis(3500)).await;
+    assert!(runner.stats.polls.load(Ordering::Relaxed) >= polls_before + 2, "the poller kept polling");
+    let stats = sim.sim.stats.snapshot();
+    for write in
+        ["arm.incidents.put", "arm.comments.put", "graph.incidents.patch", "graph.incidents.comments.post", "logs.post"]
+    {
+        assert_eq!(stats.get(write).copied().unwrap_or(0), 0, "{write} during a quiet window: {stats:?}");
+    }
+    runner.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_between_enqueue_and_cursor_advance_loses_nothing() {
+    let sim = start_sim(SimConfig::demo()).await;
+    let az = Azurite::start();
+    let vars = fast_settings(&sim, &az);
+    let services = Services::from_config(config(&vars));
+    services.store.ensure_tables().await.unwrap();
+    services.queue.ensure_queue(&services.config.queue_name).await.unwrap();
+    let tenant = services.config.tenant_id.clone();
+    let ids = seed(&sim, SeedSpec { count: 12, ..Default::default() });
+    // The poll enqueues, then "crashes" before saving the cursor: storage refuses the write.
+    let mut crashing = services.clone();
+    crashing.store = Arc::new(FailCursorWrites(services.store.clone()));
+    let crashed = xdrsync::usecase::poll::poll_defender(&crashing).await;
+    assert!(crashed.is_err(), "the cursor write failed");
+    assert_eq!(
+        services.queue.approximate_len(&services.config.queue_name).await.unwrap(),
+        12,
+        "messages were enqueued first"
+    );
+    // The process restarts: the next poll re-reads the same window (cursor never moved).
+    let (runner, _) = start_runner(&vars).await;
+    eventually(60, "every incident mirrored", || mirrored(&sim, &tenant, &ids) == 12).await;
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    {
+        let w = sim.sim.world();
+        assert_eq!(w.sentinel.len(), 12);
+        assert!(w.sentinel.values().all(|r| r.writes == 1), "duplicate messages did not cause duplicate writes");
+    }
+    runner.shutdown().await;
+}
+
+/// A store whose cursor writes fail, as if the process died before saving the cursor.
+struct FailCursorWrites(Arc<dyn xdrsync::ports::StateStore>);
+
+#[async_trait::async_trait]
+impl xdrsync::ports::StateStore for FailCursorWrites {
+    async fn ensure_tables(&self) -> Result<(), xdrsync::error::ApiError> {
+        self.0.ensure_tables().await
+    }
+    async fn get(
+        &self,
+        t: xdrsync::ports::Table,
+        pk: &str,
+        rk: &str,
+    ) -> Result<Option<(xdrsync::ports::Entity, xdrsync::ports::ETag)>, xdrsync::error::ApiError> {
+        self.0.get(t, pk, rk).await
+    }
+    async fn insert(
+        &self,
+        t: xdrsync::ports::Table,
+        e: &xdrsync::ports::Entity,
+    ) -> Result<xdrsync::ports::ETag, xdrsync::error::ApiError> {
+        if t == xdrsync::ports::Table::Cursors {
+            return Err(xdrsync::error::ApiError::network("crash", "process died"));
+        }
+        self.0.insert(t, e).await
+    }
+    async fn replace(
+        &self,
+        t: xdrsync::ports::Table,
+        e: &xdrsync::ports::Entity,
+        etag: &xdrsync::ports::ETag,
+    ) -> Result<xdrsync::ports::ETag, xdrsync::error::ApiError> {
+        if t == xdrsync::ports::Table::Cursors {
+            return Err(xdrsync::error::ApiError::network("crash", "process died"));
+        }
+        self.0.replace(t, e, etag).await
+    }
+    async fn upsert(
+        &self,
+        t: xdrsync::ports::Table,
+        e: &xdrsync::ports::Entity,
+    ) -> Result<(), xdrsync::error::ApiError> {
+        self.0.upsert(t, e).await
+    }
+    async fn upsert_many(
+        &self,
+        t: xdrsync::ports::Table,
+        e: &[xdrsync::ports::Entity],
+    ) -> Result<(), xdrsync::error::ApiError> {
+        self.0.upsert_many(t, e).await
+    }
+    async fn delete(&self, t: xdrsync::ports::Table, pk: &str, rk: &str) -> Result<(), xdrsync::error::ApiError> {
+        self.0.delete(t, pk, rk).await
+    }
+    async fn query_partition(
+        &self,
+        t: xdrsync::ports::Table,
+        pk: &str,
+    ) -> Result<Vec<xdrsync::ports::Entity>, xdrsync::error::ApiError> {
+        self.0.query_partition(t, pk).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_that_keeps_failing_goes_to_the_poison_queue_after_5_dequeues() {
+    let sim = start_sim(SimConfig::demo()).await;
+    let az = Azurite::start();
+    let mut vars = fast_settings(&sim, &az);
+    vars.insert("XDRSYNC_POLL_SCHEDULE".into(), "0 0 0 1 1 *".into()); // effectively never
+    let (runner, services) = start_runner(&vars).await;
+    let ids = seed(&sim, SeedSpec { count: 1, ..Default::default() });
+    services.tokens.token(&services.config.arm_scope).await.unwrap();
+    sim.sim.faults.set(vec![FaultRule {
+        api: "arm".into(),
+        rate: 1.0,
+        kind: FaultKind::Status { status: 500 },
+        retry_after_secs: None,
+        remaining: None,
+    }]);
+    let item = xdrsync::domain::work::WorkItem::reconcile(
+        &services.config.tenant_id,
+        &ids[0],
+        xdrsync::domain::work::ChangeHint::Defender,
+    );
+    services.queue.send(&services.config.queue_name, &item.to_json()).await.unwrap();
+    let poison = format!("{}-poison", services.config.queue_name);
+    let mut moved = false;
+    for _ in 0..120 {
+        if services.queue.approximate_len(&poison).await.unwrap() == 1 {
+            moved = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    assert!(moved, "message reached {poison}");
+    assert_eq!(runner.stats.messages_poisoned.load(Ordering::Relaxed), 1);
+    assert_eq!(runner.stats.messages_failed.load(Ordering::Relaxed), 4, "4 failed attempts before the 5th poisons");
+    assert_eq!(services.queue.approximate_len(&services.config.queue_name).await.unwrap(), 0);
+    let got = services.queue.receive(&poison, 1, std::time::Duration::from_secs(5)).await.unwrap();
+    assert_eq!(got[0].text, item.to_json(), "the poison message is the original text");
+    runner.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_make_one_mirror_per_incident_and_only_one_polls() {
+    let sim = start_sim(SimConfig::demo()).await;
+    let az = Azurite::start();
+    let vars = fast_settings(&sim, &az);
+    let (a, services) = start_runner(&vars).await;
+    let (b, _) = start_runner(&vars).await;
+    let tenant = services.config.tenant_id.clone();
+    let ids = seed(&sim, SeedSpec { count: 40, ..Default::default() });
+    eventually(60, "40 mirrors", || mirrored(&sim, &tenant, &ids) == 40).await;
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    {
+        let w = sim.sim.world();
+        assert_eq!(w.sentinel.len(), 40);
+        assert!(w.sentinel.values().all(|r| r.writes == 1));
+    }
+    let (pa, pb) = (a.stats.polls.load(Ordering::Relaxed), b.stats.polls.load(Ordering::Relaxed));
+    assert!(pa + pb > 0);
+    assert!(pa == 0 || pb == 0, "only one instance polls (a {pa}, b {pb})");
+    let (da, db) = (a.stats.messages_done.load(Ordering::Relaxed), b.stats.messages_done.load(Ordering::Relaxed));
+    assert_eq!(da + db, 40, "each message handled once across both instances");
+    a.shutdown().await;
+    b.shutdown().await;
+}
