@@ -26,6 +26,8 @@ pub struct Services {
     pub queue: Arc<dyn WorkQueue>,
     pub clock: Arc<dyn Clock>,
     pub counters: Arc<CallCounters>,
+    /// Serializes reconciles of one incident within this process.
+    pub locks: Arc<crate::usecase::locks::KeyedLocks>,
 }
 
 impl Services {
@@ -65,6 +67,7 @@ impl Services {
             queue: Arc::new(queue),
             clock: Arc::new(SystemClock),
             counters,
+            locks: Default::default(),
         }
     }
 }

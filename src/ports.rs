@@ -169,6 +169,8 @@ pub trait WorkQueue: Send + Sync {
     /// Up to `max` messages, each invisible for `visibility` unless deleted.
     async fn receive(&self, queue: &str, max: u8, visibility: Duration) -> Result<Vec<QueueMessage>, ApiError>;
     async fn delete(&self, queue: &str, msg: &QueueMessage) -> Result<(), ApiError>;
+    /// Makes a received message visible again after `delay` (a failed attempt's retry delay).
+    async fn release(&self, queue: &str, msg: &QueueMessage, delay: Duration) -> Result<(), ApiError>;
     /// Approximate count of messages (for status and tests).
     async fn approximate_len(&self, queue: &str) -> Result<usize, ApiError>;
 }

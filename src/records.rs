@@ -37,6 +37,15 @@ pub struct IncidentState {
     pub redirect_target: Option<String>,
     #[serde(default, with = "rfc3339_opt")]
     pub last_sync: Option<OffsetDateTime>,
+    /// How many of Defender's comments have been copied to Sentinel (Defender only appends).
+    #[serde(default)]
+    pub defender_comments_seen: usize,
+    /// Names of the Sentinel comments already copied to Defender.
+    #[serde(default)]
+    pub sentinel_comments_sent: Vec<String>,
+    /// Sentinel's 100-comment cap was reached and the overflow note written.
+    #[serde(default)]
+    pub comment_cap_noted: bool,
 }
 
 pub fn incident_key(tenant: &str, incident_id: &str) -> Result<RowKey, ApiError> {

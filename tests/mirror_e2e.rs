@@ -304,16 +304,16 @@ async fn a_message_that_keeps_failing_goes_to_the_poison_queue_after_5_dequeues(
     let poison = format!("{}-poison", services.config.queue_name);
     let mut moved = false;
     for _ in 0..120 {
-        if services.queue.approximate_len(&poison).await.unwrap() == 1 {
+        let poisoned = services.queue.approximate_len(&poison).await.unwrap() == 1;
+        if poisoned && services.queue.approximate_len(&services.config.queue_name).await.unwrap() == 0 {
             moved = true;
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     }
-    assert!(moved, "message reached {poison}");
+    assert!(moved, "message moved to {poison} and left the main queue");
     assert_eq!(runner.stats.messages_poisoned.load(Ordering::Relaxed), 1);
     assert_eq!(runner.stats.messages_failed.load(Ordering::Relaxed), 4, "4 failed attempts before the 5th poisons");
-    assert_eq!(services.queue.approximate_len(&services.config.queue_name).await.unwrap(), 0);
     let got = services.queue.receive(&poison, 1, std::time::Duration::from_secs(5)).await.unwrap();
     assert_eq!(got[0].text, item.to_json(), "the poison message is the original text");
     runner.shutdown().await;

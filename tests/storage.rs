@@ -120,3 +120,21 @@ async fn queue_round_trip_with_visibility_and_dequeue_count() {
     q.delete(name, &again[0]).await.unwrap();
     assert_eq!(q.approximate_len(name).await.unwrap(), 0);
 }
+
+#[tokio::test]
+async fn a_released_message_reappears_after_the_retry_delay_not_the_processing_lease() {
+    let az = Azurite::start();
+    let conn = StorageConnection::parse(&az.connection_string()).unwrap();
+    let q = AzureQueues::new(&conn, CallCounters::shared());
+    q.ensure_queue("work").await.unwrap();
+    q.send("work", "{\"n\":1}").await.unwrap();
+    let got = q.receive("work", 1, Duration::from_secs(600)).await.unwrap();
+    assert_eq!(got.len(), 1);
+    q.release("work", &got[0], Duration::from_secs(1)).await.unwrap();
+    assert!(q.receive("work", 1, Duration::from_secs(600)).await.unwrap().is_empty());
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let again = q.receive("work", 1, Duration::from_secs(600)).await.unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].text, "{\"n\":1}");
+    assert_eq!(again[0].dequeue_count, 2);
+}

@@ -138,6 +138,18 @@ impl WorkQueue for AzureQueues {
         }
     }
 
+    async fn release(&self, queue: &str, msg: &QueueMessage, delay: Duration) -> Result<(), ApiError> {
+        let client = self.service.queue_client(queue);
+        let receipt = PopReceipt::new(msg.id.clone(), msg.pop_receipt.clone());
+        bump(&self.counters.queue);
+        client
+            .pop_receipt_client(receipt)
+            .update(encode_message_text(&msg.text), delay)
+            .await
+            .map(|_| ())
+            .map_err(|e| from_azure(SERVICE, e))
+    }
+
     async fn approximate_len(&self, queue: &str) -> Result<usize, ApiError> {
         let client = self.service.queue_client(queue);
         bump(&self.counters.queue);

@@ -59,10 +59,28 @@ pub enum Level {
 pub struct Fields {
     pub status: Option<Status>,
     pub verdict: Option<Verdict>,
-    /// Owner UPN, lower-cased; `Some("")` never occurs (unassigned is `Some(None)` at the edges).
+    /// Owner UPN, lower-cased: `Some(None)` = unassigned, `None` = no opinion. Stored so that
+    /// the two stay distinct (plain serde would read a stored "unassigned" back as "no opinion").
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "double_option")]
     pub owner: Option<Option<String>>,
     pub severity: Option<Level>,
     pub tags: Option<BTreeSet<String>>,
+}
+
+/// Serde for `Option<Option<T>>`: absent = `None`, `null` = `Some(None)`.
+mod double_option {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer, T: Serialize>(v: &Option<Option<T>>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(inner) => inner.serialize(s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+        Option::<T>::deserialize(d).map(Some)
+    }
 }
 
 fn norm_upn(s: &str) -> Option<String> {
@@ -354,6 +372,15 @@ mod tests {
             (SentinelClassification::BenignPositive, Some(ClassificationReason::SuspiciousButExpected))
         );
         assert_eq!(verdict_from_defender(None), Some(Verdict::Undetermined));
+    }
+
+    #[test]
+    fn stored_fields_keep_unassigned_apart_from_no_opinion() {
+        for owner in [None, Some(None), Some(Some("bob@contoso.com".to_string()))] {
+            let f = Fields { owner: owner.clone(), ..Default::default() };
+            let back: Fields = serde_json::from_str(&serde_json::to_string(&f).unwrap()).unwrap();
+            assert_eq!(back.owner, owner);
+        }
     }
 
     #[test]

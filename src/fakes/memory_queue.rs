@@ -93,6 +93,17 @@ impl WorkQueue for MemoryQueue {
         Ok(())
     }
 
+    async fn release(&self, queue: &str, msg: &QueueMessage, delay: Duration) -> Result<(), ApiError> {
+        let mut queues = self.queues.lock().expect("lock");
+        if let Some(m) = queues
+            .get_mut(queue)
+            .and_then(|q| q.iter_mut().find(|m| m.id == msg.id && m.receipt.to_string() == msg.pop_receipt))
+        {
+            m.visible_at = Instant::now() + delay;
+        }
+        Ok(())
+    }
+
     async fn approximate_len(&self, queue: &str) -> Result<usize, ApiError> {
         Ok(self.queues.lock().expect("lock").get(queue).map_or(0, Vec::len))
     }

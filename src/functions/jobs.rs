@@ -3,8 +3,9 @@
 
 use crate::app::Services;
 use crate::domain::work::WorkItem;
+use crate::usecase::poll::{poll_defender, poll_sentinel};
 use crate::usecase::sync::{reconcile, record_failure, SyncOutcome};
-use crate::usecase::{poll::poll_defender, UseCaseError};
+use crate::usecase::UseCaseError;
 
 /// What a queue trigger should do with a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,14 +18,26 @@ pub enum QueueVerdict {
     Retry(String),
 }
 
-/// One poll of Defender.
+/// One poller tick: Defender, then the Sentinel-side sweep (each runs even if the other fails).
 pub async fn poll(s: &Services) -> Result<String, String> {
-    match poll_defender(s).await {
-        Ok(r) => Ok(format!("polled: {} listed, {} enqueued, watermark {}", r.listed, r.enqueued, r.watermark)),
-        Err(e) => {
-            tracing::error!(error.message = %e, "poll failed");
-            Err(format!("poll failed: {e}"))
-        }
+    let defender = poll_defender(s).await;
+    let sentinel = poll_sentinel(s).await;
+    if let Err(e) = &defender {
+        tracing::error!(error.message = %e, "Defender poll failed");
+    }
+    if let Err(e) = &sentinel {
+        tracing::error!(error.message = %e, "Sentinel sweep failed");
+    }
+    match (defender, sentinel) {
+        (Ok(d), Ok(s)) => Ok(format!(
+            "polled: Defender {} listed, {} enqueued; Sentinel {} listed, {} enqueued",
+            d.listed, d.enqueued, s.listed, s.enqueued
+        )),
+        (d, s) => Err(format!(
+            "poll failed: Defender {}; Sentinel {}",
+            d.err().map_or("ok".into(), |e| e.to_string()),
+            s.err().map_or("ok".into(), |e| e.to_string())
+        )),
     }
 }
 

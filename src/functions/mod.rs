@@ -15,6 +15,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 
 use crate::app::Services;
+use crate::usecase::webhook::WebhookCall;
 use envelope::{http_output, queue_text, InvokeRequest, InvokeResponse};
 use jobs::QueueVerdict;
 
@@ -22,6 +23,9 @@ use jobs::QueueVerdict;
 pub const INCIDENT_POLLER: &str = "IncidentPoller";
 pub const INCIDENT_SYNC: &str = "IncidentSync";
 pub const HEALTH: &str = "Health";
+pub const SENTINEL_WEBHOOK: &str = "SentinelWebhook";
+/// Public route of the webhook (`/api/` + function.json `route`).
+pub const WEBHOOK_ROUTE: &str = "/api/sentinel/incidents";
 
 pub fn router(services: Arc<Services>) -> Router {
     Router::new()
@@ -31,7 +35,11 @@ pub fn router(services: Arc<Services>) -> Router {
         .route(&format!("/{INCIDENT_SYNC}"), post(incident_sync))
         .route(&format!("/{HEALTH}"), post(health_payload))
         // Forwarded-HTTP mode and standalone mode call the route itself.
+        .route(&format!("/{SENTINEL_WEBHOOK}"), post(webhook_payload))
         .route("/api/health", get(health_raw))
+        .route(WEBHOOK_ROUTE, post(webhook_raw))
+        // Room for an oversize webhook body to reach our own 413 answer.
+        .layer(axum::extract::DefaultBodyLimit::max(16 * 1024 * 1024))
         .with_state(services)
 }
 
@@ -86,4 +94,33 @@ async fn health_payload(State(s): State<Arc<Services>>, body: axum::body::Bytes)
 async fn health_raw(State(s): State<Arc<Services>>) -> Response {
     let h = crate::usecase::health::check(&s).await;
     (StatusCode::from_u16(h.http_status()).unwrap_or(StatusCode::OK), Json(h)).into_response()
+}
+
+async fn webhook_payload(State(s): State<Arc<Services>>, body: axum::body::Bytes) -> Response {
+    let req = match parse_envelope(&body) {
+        Ok(r) => r,
+        Err(reason) => return bad_envelope(reason),
+    };
+    let http = req.binding("req").map(envelope::HttpTriggerRequest::from_value).unwrap_or_default();
+    let call = WebhookCall {
+        key: http.header("x-xdrsync-key"),
+        content_type: http.header("content-type"),
+        body: http.body.as_deref().unwrap_or("").as_bytes(),
+    };
+    let answer = crate::usecase::webhook::handle(&s, call).await;
+    let mut out = InvokeResponse::default();
+    out.outputs.insert("res".into(), http_output(answer.status, &answer.body));
+    reply(StatusCode::OK, out)
+}
+
+async fn webhook_raw(
+    State(s): State<Arc<Services>>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let header = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
+    let call = WebhookCall { key: header("x-xdrsync-key"), content_type: header("content-type"), body: &body };
+    let answer = crate::usecase::webhook::handle(&s, call).await;
+    (StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), Json(answer.body))
+        .into_response()
 }

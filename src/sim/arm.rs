@@ -386,7 +386,7 @@ pub fn validate(w: &SentinelWritable) -> Result<(), String> {
     Ok(())
 }
 
-fn put_incident(sim: &Sim, id: &str, body: &[u8], base: &str, _app: &str) -> Response {
+fn put_incident(sim: &Arc<Sim>, id: &str, body: &[u8], base: &str, _app: &str) -> Response {
     sim.stats.bump("arm.incidents.put");
     let name = match incident_name(id) {
         Ok(n) => n,
@@ -461,6 +461,8 @@ fn put_incident(sim: &Sim, id: &str, body: &[u8], base: &str, _app: &str) -> Res
     record.writes += 1;
     let out = incident_json(base, &name, &record);
     world.sentinel.insert(name, record);
+    drop(world);
+    super::automation::fire(sim, name, if created { "Create" } else { "Update" });
     (if created { StatusCode::CREATED } else { StatusCode::OK }, Json(out)).into_response()
 }
 
@@ -468,7 +470,7 @@ fn additional_data(r: &SentinelRecord) -> Value {
     json!({"alertsCount": 0, "bookmarksCount": 0, "commentsCount": r.comments.len(), "alertProductNames": [], "tactics": [], "techniques": []})
 }
 
-fn put_comment(sim: &Sim, id: &str, cid: &str, body: &[u8], base: &str, app: &str) -> Response {
+fn put_comment(sim: &Arc<Sim>, id: &str, cid: &str, body: &[u8], base: &str, app: &str) -> Response {
     sim.stats.bump("arm.comments.put");
     let Ok(comment_name) = Uuid::parse_str(cid) else {
         return bad(format!("Comment id '{cid}' is not a valid GUID"));
@@ -482,7 +484,7 @@ fn put_comment(sim: &Sim, id: &str, cid: &str, body: &[u8], base: &str, app: &st
     if message.chars().count() > MAX_COMMENT_CHARS {
         return bad(format!("Comment message exceeds the maximum of {MAX_COMMENT_CHARS} characters"));
     }
-    with_incident_mut(sim, id, |w, name| {
+    let response = with_incident_mut(sim, id, |w, name| {
         let now = w.now();
         let Some(r) = w.sentinel.get_mut(name) else {
             return empty(StatusCode::NOT_FOUND);
@@ -508,7 +510,13 @@ fn put_comment(sim: &Sim, id: &str, cid: &str, body: &[u8], base: &str, app: &st
         r.read_only.additional_data = Some(additional_data(r));
         r.etag = World::new_etag();
         (if exists { StatusCode::OK } else { StatusCode::CREATED }, Json(comment)).into_response()
-    })
+    });
+    if response.status().is_success() {
+        if let Ok(name) = Uuid::parse_str(id) {
+            super::automation::fire(sim, name, "Update");
+        }
+    }
+    response
 }
 
 fn put_relation(sim: &Sim, id: &str, rel: &str, body: &[u8], base: &str) -> Response {

@@ -37,6 +37,7 @@ pub fn routes() -> Router<Arc<Sim>> {
         .route("/_sim/faults", axum::routing::put(set_faults).delete(clear_faults))
         .route("/_sim/users", get(users).post(add_user))
         .route("/_sim/config", get(config))
+        .route("/_sim/automation", axum::routing::put(set_automation).delete(clear_automation))
 }
 
 fn bad(msg: impl Into<String>) -> Response {
@@ -239,7 +240,10 @@ async fn edit_sentinel(
     record.read_only.last_modified_time_utc = Some(now);
     record.etag = World::new_etag();
     let base = format!("{}/providers/Microsoft.SecurityInsights", sim.config.workspace.resource_id());
-    Json(incident_json(&base, &name, record)).into_response()
+    let out = incident_json(&base, &name, record);
+    drop(world);
+    super::automation::fire(&sim, name, "Update");
+    Json(out).into_response()
 }
 
 async fn logs(State(sim): State<Arc<Sim>>, Path(stream): Path<String>) -> Json<Value> {
@@ -289,4 +293,14 @@ async fn config(State(sim): State<Arc<Sim>>) -> Json<Value> {
     let c = &sim.config;
     Json(json!({"tenantId": c.tenant_id, "clientId": c.client_id, "workspaceResourceId": c.workspace.resource_id(),
         "dcrImmutableId": c.dcr_immutable_id, "streams": c.streams}))
+}
+
+async fn set_automation(State(sim): State<Arc<Sim>>, Json(a): Json<super::Automation>) -> StatusCode {
+    *sim.automation.lock().unwrap_or_else(|p| p.into_inner()) = Some(a);
+    StatusCode::NO_CONTENT
+}
+
+async fn clear_automation(State(sim): State<Arc<Sim>>) -> StatusCode {
+    *sim.automation.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    StatusCode::NO_CONTENT
 }

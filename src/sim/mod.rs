@@ -11,6 +11,7 @@
 #![allow(clippy::result_large_err)]
 
 mod arm;
+mod automation;
 mod control;
 mod entra;
 mod faults;
@@ -27,6 +28,7 @@ use axum::Router;
 use tokio::net::TcpListener;
 
 use crate::config::Workspace;
+pub use automation::Automation;
 pub use faults::{FaultKind, FaultRule};
 pub use world::{SimUser, World};
 
@@ -91,6 +93,9 @@ pub struct Sim {
     pub world: std::sync::Mutex<World>,
     pub faults: faults::Faults,
     pub stats: faults::Stats,
+    /// Where simulated automation rules deliver the playbook payload (`None` = off).
+    pub automation: std::sync::Mutex<Option<Automation>>,
+    pub http: reqwest::Client,
 }
 
 impl Sim {
@@ -100,6 +105,8 @@ impl Sim {
             config,
             faults: Default::default(),
             stats: Default::default(),
+            automation: Default::default(),
+            http: reqwest::Client::new(),
         })
     }
 

@@ -1,6 +1,7 @@
-//! A standalone queue worker, with the Functions host's queue semantics: receive with a
-//! visibility timeout; success or a permanent failure deletes the message; a retryable failure
-//! leaves it to reappear; after the 5th failed dequeue it moves to `<queue>-poison`.
+//! A standalone queue worker, with the Functions host's queue semantics: a received message stays
+//! invisible while it is processed; success or a permanent failure deletes it; a retryable
+//! failure makes it visible again after the retry delay (`XDRSYNC_QUEUE_VISIBILITY_SECONDS`,
+//! host.json `visibilityTimeout`); after the 5th failed dequeue it moves to `<queue>-poison`.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -17,6 +18,9 @@ use crate::ports::QueueMessage;
 pub const MAX_DEQUEUE_COUNT: u32 = 5;
 /// Longest idle wait between receives (host.json `maxPollingInterval`).
 const MAX_IDLE: Duration = Duration::from_secs(2);
+/// How long a message stays invisible while one attempt runs (longer than any attempt takes:
+/// every call inside is bounded by timeouts and retry limits).
+const PROCESSING_LEASE: Duration = Duration::from_secs(600);
 
 pub async fn run(s: Arc<Services>, n: usize, stats: Arc<RunnerStats>, mut stopped: watch::Receiver<bool>) {
     let queue = s.config.queue_name.clone();
@@ -25,7 +29,7 @@ pub async fn run(s: Arc<Services>, n: usize, stats: Arc<RunnerStats>, mut stoppe
         if *stopped.borrow() {
             return;
         }
-        let received = s.queue.receive(&queue, 1, s.config.queue_visibility).await;
+        let received = s.queue.receive(&queue, 1, PROCESSING_LEASE).await;
         match received {
             Ok(messages) if !messages.is_empty() => {
                 idle = Duration::from_millis(100);
@@ -65,7 +69,7 @@ async fn handle(s: &Services, queue: &str, m: QueueMessage, stats: &RunnerStats)
         }
         QueueVerdict::Retry(_) => {
             stats.messages_failed.fetch_add(1, Ordering::Relaxed);
-            Ok(()) // reappears after the visibility timeout
+            s.queue.release(queue, &m, s.config.queue_visibility).await
         }
     };
     if let Err(e) = result {

@@ -2,9 +2,11 @@
 //! Triggers (Functions or standalone) call these and nothing else.
 
 pub mod health;
+pub mod locks;
 pub mod owner;
 pub mod poll;
 pub mod sync;
+pub mod webhook;
 
 use crate::error::{ApiError, ErrorClass};
 

@@ -9,6 +9,7 @@ use uuid::Uuid;
 
 use crate::app::Services;
 use crate::domain::alerts::{combined_digest, digest, row, with_time_generated};
+use crate::domain::comments::{defender_to_sentinel, sentinel_to_defender};
 use crate::domain::defender::{DefenderAlert, DefenderIncident, IncidentStatus};
 use crate::domain::fields::{defender_patch, from_defender, from_sentinel};
 use crate::domain::keys::escape_key;
@@ -33,6 +34,7 @@ pub struct SyncReport {
     pub defender_patched: bool,
     pub alerts_sent: usize,
     pub conflicts: usize,
+    pub comments_copied: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -54,6 +56,7 @@ pub async fn reconcile(s: &Services, item: &WorkItem) -> Result<SyncOutcome, Use
     if !item.tenant_id.eq_ignore_ascii_case(&s.config.tenant_id) {
         return Err(UseCaseError::Permanent(format!("tenant {} is not the configured tenant", item.tenant_id)));
     }
+    let _serialized = s.locks.lock(&item.incident_id).await;
     for _ in 0..ATTEMPTS {
         if let Step::Done(outcome) = reconcile_once(s, &item.incident_id).await? {
             return Ok(outcome);
@@ -153,6 +156,20 @@ async fn reconcile_once(s: &Services, incident_id: &str) -> Result<Step, UseCase
         }
     }
 
+    let sentinel_changed =
+        state.is_none_or(|st| current.as_ref().and_then(|c| c.etag.as_ref()) != st.sentinel_etag_seen.as_ref());
+    let comments = sync_comments(s, incident_id, &name, &d, state, sentinel_changed).await?;
+    report.comments_copied = comments.copied;
+    if comments.wrote_sentinel {
+        // Our comments changed the incident's etag; remember the new one so they are not read as an edit.
+        sentinel_etag = s.sentinel.get_incident(&name).await?.and_then(|i| i.etag).or(sentinel_etag);
+    }
+    if comments.wrote_defender {
+        if let Some(after) = s.defender.get_incident(incident_id).await? {
+            defender_seen = after.last_update_date_time;
+        }
+    }
+
     let (alerts_sent, alerts_digest) = ship_alerts(s, state, incident_id, &name, &alerts).await?;
     report.alerts_sent = alerts_sent;
 
@@ -176,6 +193,9 @@ async fn reconcile_once(s: &Services, incident_id: &str) -> Result<Step, UseCase
         alert_count: alerts.len(),
         redirect_target: d.redirect_incident_id.clone(),
         last_sync: Some(s.clock.now()),
+        defender_comments_seen: comments.defender_seen,
+        sentinel_comments_sent: comments.sentinel_sent,
+        comment_cap_noted: comments.cap_noted,
     };
     let columns = [("SentinelName", name.to_string()), ("DefenderStatus", d.status.to_string())];
     match save(s.store.as_ref(), Table::Incidents, &key, &next, &columns, stored.as_ref().map(|v| &v.etag)).await {
@@ -190,7 +210,8 @@ async fn reconcile_once(s: &Services, incident_id: &str) -> Result<Step, UseCase
     tracing::info!(
         incident.id = %incident_id, sentinel.incident = %name, sync.created = report.created,
         sync.sentinel_written = report.sentinel_written, sync.defender_patched = report.defender_patched,
-        sync.alerts_sent = report.alerts_sent, sync.conflicts = report.conflicts, "reconciled"
+        sync.alerts_sent = report.alerts_sent,
+        sync.comments_copied = report.comments_copied, sync.conflicts = report.conflicts, "reconciled"
     );
     Ok(Step::Done(SyncOutcome::Synced(report)))
 }
@@ -223,6 +244,66 @@ async fn record_conflicts(
     let key = format!("conflict:{}:{}", crate::domain::time_fmt::format(d.last_update_date_time), etag.unwrap_or(""));
     s.sentinel.put_comment(name, &sentinel_comment_name(name, &key), &message).await?;
     Ok(s.sentinel.get_incident(name).await?.and_then(|i| i.etag))
+}
+
+/// What [`sync_comments`] did and the comment bookkeeping to store.
+struct CommentSync {
+    copied: usize,
+    wrote_sentinel: bool,
+    wrote_defender: bool,
+    defender_seen: usize,
+    sentinel_sent: Vec<String>,
+    cap_noted: bool,
+}
+
+/// Copies new Defender comments to Sentinel and new Sentinel comments to Defender, each once.
+/// Sentinel's comments are read only when something may be new on either side.
+async fn sync_comments(
+    s: &Services,
+    incident_id: &str,
+    name: &Uuid,
+    d: &DefenderIncident,
+    state: Option<&IncidentState>,
+    sentinel_changed: bool,
+) -> Result<CommentSync, UseCaseError> {
+    let from = state.map_or(0, |st| st.defender_comments_seen);
+    // Defender only appends; a shorter list means another incident history (start over:
+    // deterministic ids keep the copies single).
+    let from = if from > d.comments.len() { 0 } else { from };
+    let mut out = CommentSync {
+        copied: 0,
+        wrote_sentinel: false,
+        wrote_defender: false,
+        defender_seen: d.comments.len(),
+        sentinel_sent: state.map(|st| st.sentinel_comments_sent.clone()).unwrap_or_default(),
+        cap_noted: state.is_some_and(|st| st.comment_cap_noted),
+    };
+    if d.comments.len() == from && !sentinel_changed {
+        return Ok(out);
+    }
+    let existing = s.sentinel.list_comments(name).await?;
+    let link = d.incident_web_url.as_deref().unwrap_or("Defender portal");
+    let (to_sentinel, noted) = defender_to_sentinel(name, &d.comments, from, existing.len(), out.cap_noted, link);
+    for c in to_sentinel {
+        if existing.iter().any(|e| Uuid::parse_str(&e.name).ok() == Some(c.name)) {
+            continue;
+        }
+        s.sentinel.put_comment(name, &c.name, &c.message).await?;
+        out.wrote_sentinel = true;
+        out.copied += 1;
+    }
+    out.cap_noted = noted;
+    for (comment_name, text) in sentinel_to_defender(&existing, &out.sentinel_sent) {
+        // A retry after a partial failure finds its earlier post in Defender's list.
+        let already = d.comments.iter().any(|c| c.comment.as_deref() == Some(text.as_str()));
+        if !already {
+            s.defender.add_comment(incident_id, &text).await?;
+            out.wrote_defender = true;
+            out.copied += 1;
+        }
+        out.sentinel_sent.push(comment_name.to_string());
+    }
+    Ok(out)
 }
 
 /// Sends the alerts whose content changed since they were last sent; returns how many, and

@@ -25,6 +25,9 @@ impl Azurite {
 
 /// Starts the simulator on a free loopback port.
 pub async fn start_sim(config: SimConfig) -> RunningSim {
+    if std::env::var_os("TEST_LOG").is_some() {
+        xdrsync::telemetry::init(false);
+    }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     xdrsync::sim::spawn(listener, config).await.expect("simulator starts")
 }
