@@ -72,46 +72,99 @@ fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
+/// Azurite + simulator + xdrsync standalone (the real binary as a child process).
+pub struct Stack {
+    _azurite: Azurite,
+    pub sim: crate::sim::RunningSim,
+    _child: ChildGuard,
+    pub http_port: u16,
+    pub http: reqwest::Client,
+}
+
+impl Stack {
+    pub async fn start(repo_root: &std::path::Path, poll_seconds: u32, quiet: bool) -> anyhow::Result<Self> {
+        let azurite = Azurite::start(&azurite_bin(repo_root))?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let sim = crate::sim::spawn(listener, SimConfig::demo()).await?;
+        let http_port = free_port()?;
+        let mut cmd = Command::new(std::env::current_exe()?);
+        cmd.arg("run")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
+            .env("AzureWebJobsStorage", azurite.connection_string())
+            .env("XDRSYNC_HTTP_PORT", http_port.to_string())
+            .env("XDRSYNC_POLL_SCHEDULE", format!("*/{poll_seconds} * * * * *"))
+            .env("XDRSYNC_WEBHOOK_KEY", DEMO_WEBHOOK_KEY)
+            .stdout(Stdio::null())
+            .stderr(if quiet { Stdio::null() } else { Stdio::inherit() });
+        for (k, v) in sim.sim.config.settings_for(sim.addr) {
+            cmd.env(k, v);
+        }
+        let child = ChildGuard(cmd.spawn()?);
+        let stack = Self { _azurite: azurite, sim, _child: child, http_port, http: reqwest::Client::new() };
+        let started = Instant::now();
+        while stack.http.get(stack.health_url()).send().await.is_err() {
+            if started.elapsed() > Duration::from_secs(60) {
+                anyhow::bail!("xdrsync did not start within 60 s");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        Ok(stack)
+    }
+
+    pub fn health_url(&self) -> String {
+        format!("http://127.0.0.1:{}/api/health", self.http_port)
+    }
+
+    pub fn webhook_url(&self) -> String {
+        format!("http://127.0.0.1:{}{}", self.http_port, crate::functions::WEBHOOK_ROUTE)
+    }
+
+    /// xdrsync's own call counters (from its health endpoint).
+    pub async fn calls(&self) -> CallCounts {
+        match self.http.get(self.health_url()).send().await {
+            Ok(r) => r
+                .json::<Value>()
+                .await
+                .ok()
+                .and_then(|v| serde_json::from_value(v["calls"].clone()).ok())
+                .unwrap_or_default(),
+            Err(_) => CallCounts::default(),
+        }
+    }
+
+    /// Seeds incidents and waits until every one is mirrored; returns their ids.
+    pub async fn seed_and_mirror(&self, spec: SeedSpec, timeout: Duration) -> anyhow::Result<Vec<String>> {
+        let tenant = self.sim.sim.config.tenant_id.clone();
+        let ids = crate::sim::seed::seed(&mut self.sim.sim.world(), &tenant, &spec);
+        let names: Vec<uuid::Uuid> = ids.iter().map(|id| sentinel_incident_name(&tenant, id)).collect();
+        let started = Instant::now();
+        while !names.iter().all(|n| self.sim.sim.world().sentinel.contains_key(n)) {
+            if started.elapsed() > timeout {
+                anyhow::bail!("incidents were not mirrored within {timeout:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(ids)
+    }
+}
+
+pub const DEMO_WEBHOOK_KEY: &str = "demo-webhook-key-not-secret";
+
+pub fn percentile_of(sorted: &[i64], p: f64) -> Option<i64> {
+    percentile(sorted, p)
+}
+
 pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
     let say = |s: &str| {
         if !opts.json {
             eprintln!("{s}");
         }
     };
-    say("starting Azurite…");
-    let azurite = Azurite::start(&azurite_bin(&opts.repo_root))?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let sim = crate::sim::spawn(listener, SimConfig::demo()).await?;
-    say(&format!("simulator on {}", sim.base_url()));
-
-    let http_port = free_port()?;
-    let mut cmd = Command::new(std::env::current_exe()?);
-    cmd.arg("run")
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
-        .env("AzureWebJobsStorage", azurite.connection_string())
-        .env("XDRSYNC_HTTP_PORT", http_port.to_string())
-        .env("XDRSYNC_POLL_SCHEDULE", format!("*/{} * * * * *", opts.poll_seconds))
-        .env("XDRSYNC_WEBHOOK_KEY", "demo-webhook-key-not-secret")
-        .stdout(Stdio::null())
-        .stderr(if opts.json { Stdio::null() } else { Stdio::inherit() });
-    for (k, v) in sim.sim.config.settings_for(sim.addr) {
-        cmd.env(k, v);
-    }
-    let _child = ChildGuard(cmd.spawn()?);
-    let health_url = format!("http://127.0.0.1:{http_port}/api/health");
-    let http = reqwest::Client::new();
-    let started = Instant::now();
-    loop {
-        if http.get(&health_url).send().await.is_ok() {
-            break;
-        }
-        if started.elapsed() > Duration::from_secs(60) {
-            anyhow::bail!("xdrsync did not start within 60 s");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    say("starting Azurite, the simulator and xdrsync standalone…");
+    let stack = Stack::start(&opts.repo_root, opts.poll_seconds, opts.json).await?;
+    let sim = &stack.sim;
     say(&format!("xdrsync standalone up (poll every {} s); seeding {} incidents…", opts.poll_seconds, opts.incidents));
 
     let tenant = sim.sim.config.tenant_id.clone();
@@ -171,15 +224,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
     let stats = sim.sim.stats.snapshot();
     let puts_after =
         stats.get("arm.incidents.put").copied().unwrap_or(0) + stats.get("graph.incidents.patch").copied().unwrap_or(0);
-    let calls: CallCounts = match http.get(&health_url).send().await {
-        Ok(r) => r
-            .json::<Value>()
-            .await
-            .ok()
-            .and_then(|v| serde_json::from_value(v["calls"].clone()).ok())
-            .unwrap_or_default(),
-        Err(_) => CallCounts::default(),
-    };
+    let calls = stack.calls().await;
 
     let w = sim.sim.world();
     let mut latencies: Vec<i64> = Vec::new();

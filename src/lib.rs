@@ -14,6 +14,7 @@
 
 pub mod adapters;
 pub mod app;
+pub mod bench;
 pub mod check;
 pub mod config;
 pub mod demo;

@@ -91,6 +91,22 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Measure two-way sync: Sentinel edit → Defender PATCH latency p50/p95 through the webhook
+    /// and through the sweep alone, writes per edit and webhook deliveries per edit.
+    Bench {
+        /// Sentinel edits per path.
+        #[arg(long, default_value_t = 30)]
+        edits: usize,
+        /// Poll interval of the pollers, in seconds (1-59).
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=59))]
+        poll_seconds: u32,
+        /// Repository root holding node_modules/.bin/azurite.
+        #[arg(long, default_value = ".")]
+        repo: std::path::PathBuf,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[tokio::main]
@@ -112,6 +128,27 @@ async fn main() -> ExitCode {
         Command::Sim { port, seed_incidents, token_lifetime } => run_sim(port, seed_incidents, token_lifetime).await,
         Command::Check => run_check().await,
         Command::Serve { port } => serve(port).await,
+        Command::Bench { edits, poll_seconds, repo, json } => {
+            match xdrsync::bench::run(xdrsync::bench::BenchOptions { edits, poll_seconds, repo_root: repo }).await {
+                Ok(report) => {
+                    if json {
+                        println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+                    } else {
+                        xdrsync::bench::print(&report);
+                    }
+                    let complete = report.webhook.delivered == edits && report.sweep_only.delivered == edits;
+                    if complete {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::FAILURE
+                    }
+                }
+                Err(e) => {
+                    eprintln!("bench failed: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Run => run_standalone().await,
         Command::Package { out, binary } => package(&out, binary),
         Command::Demo { incidents, poll_seconds, timeout, repo, json } => {

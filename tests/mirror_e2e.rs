@@ -343,3 +343,59 @@ async fn two_instances_make_one_mirror_per_incident_and_only_one_polls() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_defender_merge_closes_the_loser_with_a_label_and_a_note_and_the_survivor_gets_all_alerts() {
+    let sim = start_sim(SimConfig::demo()).await;
+    let az = Azurite::start();
+    let vars = fast_settings(&sim, &az);
+    let (runner, services) = start_runner(&vars).await;
+    let tenant = services.config.tenant_id.clone();
+    let ids = seed(&sim, SeedSpec { count: 2, min_alerts: 2, max_alerts: 3, ..Default::default() });
+    let alerts_total = sim.sim.world().alerts.len();
+    eventually(30, "both mirrored with alerts", || mirrored(&sim, &tenant, &ids) == 2 && rows(&sim) == alerts_total)
+        .await;
+    let (loser, survivor) = (&ids[0], &ids[1]);
+    let loser_alerts: Vec<String> = sim.sim.world().alerts_of(loser).iter().map(|a| a.id.clone()).collect();
+    let r = sim_post(&sim, "/_sim/defender/merge", json!({"source": loser, "target": survivor})).await;
+    assert!(r.status().is_success());
+    let loser_name = sentinel_incident_name(&tenant, loser);
+    eventually(30, "the loser closed, labelled and annotated", || {
+        let w = sim.sim.world();
+        let s = &w.sentinel[&loser_name];
+        s.writable.status == SentinelStatus::Closed
+            && s.writable.labels.iter().any(|l| l.label_name == "Redirected")
+            && s.comments
+                .values()
+                .any(|c| c.properties.message.contains(&format!("merged this incident into incident {survivor}")))
+    })
+    .await;
+    eventually(30, "the survivor's rows hold the moved alerts", || {
+        let w = sim.sim.world();
+        loser_alerts.iter().all(|a| {
+            w.logs
+                .values()
+                .flatten()
+                .any(|r| r["SystemAlertId"] == a.as_str() && r["DefenderIncidentId"] == survivor.as_str())
+        })
+    })
+    .await;
+    // A comment on the loser's mirror reaches the survivor in Defender.
+    sim_post(
+        &sim,
+        &format!("/_sim/sentinel/incidents/{loser_name}/edit"),
+        json!({"comment": "late note on the merged incident"}),
+    )
+    .await;
+    eventually(30, "the note on the survivor", || {
+        let w = sim.sim.world();
+        w.incident(survivor)
+            .unwrap()
+            .comments
+            .iter()
+            .any(|c| c.comment.as_deref().is_some_and(|t| t.ends_with("late note on the merged incident")))
+    })
+    .await;
+    assert_eq!(sim.sim.world().sentinel.len(), 2, "no new incident appeared");
+    runner.shutdown().await;
+}

@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use crate::app::Services;
 use crate::domain::alerts::{combined_digest, digest, row, with_time_generated};
-use crate::domain::comments::{defender_to_sentinel, sentinel_to_defender};
+use crate::domain::comments::{defender_to_sentinel, sentinel_to_defender, FROM_XDRSYNC};
 use crate::domain::defender::{DefenderAlert, DefenderIncident, IncidentStatus};
 use crate::domain::fields::{defender_patch, from_defender, from_sentinel};
 use crate::domain::keys::escape_key;
@@ -156,9 +156,28 @@ async fn reconcile_once(s: &Services, incident_id: &str) -> Result<Step, UseCase
         }
     }
 
-    let sentinel_changed =
-        state.is_none_or(|st| current.as_ref().and_then(|c| c.etag.as_ref()) != st.sentinel_etag_seen.as_ref());
-    let comments = sync_comments(s, incident_id, &name, &d, state, sentinel_changed).await?;
+    // A mirror created just now has no Sentinel comments yet: nothing to read there.
+    let sentinel_side = match &current {
+        None => SentinelComments::NewIncident,
+        Some(c) if state.is_none_or(|st| c.etag != st.sentinel_etag_seen) => SentinelComments::MayHaveChanged,
+        Some(_) => SentinelComments::Unchanged,
+    };
+    let newly_redirected = d
+        .redirect_incident_id
+        .as_deref()
+        .filter(|t| redirected && state.and_then(|st| st.redirect_target.as_deref()) != Some(*t));
+    if let Some(survivor) = newly_redirected {
+        let survivor_name = sentinel_incident_name(&cfg.tenant_id, survivor);
+        let note = format!(
+            "{FROM_XDRSYNC}Defender merged this incident into incident {survivor}; follow it in Sentinel incident {survivor_name}. This one is closed; comments added here are copied to incident {survivor} in Defender."
+        );
+        s.sentinel.put_comment(&name, &sentinel_comment_name(&name, &format!("redirect:{survivor}")), &note).await?;
+        sentinel_etag = s.sentinel.get_incident(&name).await?.and_then(|i| i.etag).or(sentinel_etag);
+    }
+    // Comments added on a merged-away mirror belong to the incident that survived the merge.
+    let defender_target =
+        if redirected { d.redirect_incident_id.as_deref().unwrap_or(incident_id) } else { incident_id };
+    let comments = sync_comments(s, defender_target, &name, &d, state, sentinel_side).await?;
     report.comments_copied = comments.copied;
     if comments.wrote_sentinel {
         // Our comments changed the incident's etag; remember the new one so they are not read as an edit.
@@ -173,14 +192,10 @@ async fn reconcile_once(s: &Services, incident_id: &str) -> Result<Step, UseCase
     let (alerts_sent, alerts_digest) = ship_alerts(s, state, incident_id, &name, &alerts).await?;
     report.alerts_sent = alerts_sent;
 
-    if redirected {
-        if let Some(survivor) =
-            d.redirect_incident_id.as_deref().filter(|t| state.and_then(|st| st.redirect_target.as_deref()) != Some(*t))
-        {
-            // The survivor now holds the loser's alerts: reconcile it too.
-            let item = WorkItem::reconcile(&cfg.tenant_id, survivor, ChangeHint::Reconcile);
-            s.queue.send(&cfg.queue_name, &item.to_json()).await?;
-        }
+    if let Some(survivor) = newly_redirected {
+        // The survivor now holds the loser's alerts: reconcile it too.
+        let item = WorkItem::reconcile(&cfg.tenant_id, survivor, ChangeHint::Reconcile);
+        s.queue.send(&cfg.queue_name, &item.to_json()).await?;
     }
 
     let next = IncidentState {
@@ -246,6 +261,14 @@ async fn record_conflicts(
     Ok(s.sentinel.get_incident(name).await?.and_then(|i| i.etag))
 }
 
+/// What may have happened to the Sentinel incident's comments since the last sync.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SentinelComments {
+    NewIncident,
+    MayHaveChanged,
+    Unchanged,
+}
+
 /// What [`sync_comments`] did and the comment bookkeeping to store.
 struct CommentSync {
     copied: usize,
@@ -264,7 +287,7 @@ async fn sync_comments(
     name: &Uuid,
     d: &DefenderIncident,
     state: Option<&IncidentState>,
-    sentinel_changed: bool,
+    sentinel_side: SentinelComments,
 ) -> Result<CommentSync, UseCaseError> {
     let from = state.map_or(0, |st| st.defender_comments_seen);
     // Defender only appends; a shorter list means another incident history (start over:
@@ -278,10 +301,13 @@ async fn sync_comments(
         sentinel_sent: state.map(|st| st.sentinel_comments_sent.clone()).unwrap_or_default(),
         cap_noted: state.is_some_and(|st| st.comment_cap_noted),
     };
-    if d.comments.len() == from && !sentinel_changed {
+    if d.comments.len() == from && sentinel_side != SentinelComments::MayHaveChanged {
         return Ok(out);
     }
-    let existing = s.sentinel.list_comments(name).await?;
+    let existing = match sentinel_side {
+        SentinelComments::NewIncident => Vec::new(),
+        _ => s.sentinel.list_comments(name).await?,
+    };
     let link = d.incident_web_url.as_deref().unwrap_or("Defender portal");
     let (to_sentinel, noted) = defender_to_sentinel(name, &d.comments, from, existing.len(), out.cap_noted, link);
     for c in to_sentinel {
