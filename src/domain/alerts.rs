@@ -126,7 +126,7 @@ pub fn row(
         "Entities": Value::String(Value::Array(entities).to_string()),
         "ExtendedProperties": Value::String(extended.to_string()),
         "IsIncident": false,
-        "TenantId": tenant_id,
+        "DefenderTenantId": tenant_id,
         "DefenderIncidentId": defender_incident_id,
         "SentinelIncidentName": sentinel_incident.to_string(),
         "AlertLastUpdateDateTime": t(alert.last_update_date_time),
@@ -205,6 +205,29 @@ mod tests {
         assert_eq!(types, vec!["host", "account", "ip", "kubernetespod"]);
         assert_eq!(entities[1]["UPNSuffix"], "contoso.com");
         assert!(!r.contains_key("TimeGenerated"));
+    }
+
+    fn declared_columns(bicep: &str) -> std::collections::BTreeSet<String> {
+        bicep
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("{ name: '"))
+            .filter_map(|rest| rest.split('\'').next())
+            .map(str::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn rows_use_exactly_the_columns_the_infra_declares() {
+        let dcr = declared_columns(include_str!("../../infra/main.bicep"));
+        let table = declared_columns(include_str!("../../infra/workspace.bicep"));
+        assert_eq!(dcr, table, "the DCR stream and the table declare the same columns");
+        let sent = with_time_generated(row(&alert(), "t", "29", &Uuid::nil()), time::OffsetDateTime::UNIX_EPOCH);
+        for key in sent.as_object().unwrap().keys() {
+            assert!(dcr.contains(key), "column {key} is sent but not declared in infra/main.bicep");
+        }
+        for reserved in ["TenantId", "Type", "id", "Title", "UniqueId"] {
+            assert!(!dcr.contains(reserved), "{reserved} is reserved in Log Analytics");
+        }
     }
 
     #[test]

@@ -102,6 +102,17 @@ async fn ingest(
     }) {
         return err(StatusCode::BAD_REQUEST, "InvalidPayload", format!("Row {i} has no valid TimeGenerated"));
     }
+    // Log Analytics reserves these names; a stream that sends them is misdeclared.
+    const RESERVED: [&str; 7] = ["_ResourceId", "id", "_SubscriptionId", "TenantId", "Type", "UniqueId", "Title"];
+    if let Some((i, col)) =
+        rows.iter().enumerate().find_map(|(i, r)| RESERVED.iter().find(|c| r.get(**c).is_some()).map(|c| (i, *c)))
+    {
+        return err(
+            StatusCode::BAD_REQUEST,
+            "InvalidPayload",
+            format!("Row {i} uses the reserved column name '{col}'"),
+        );
+    }
     sim.stats.bump("logs.rows");
     sim.world().logs.entry(stream).or_default().extend(rows);
     empty(StatusCode::NO_CONTENT)

@@ -1,0 +1,74 @@
+// Workspace-side resources (deployed in the workspace's resource group): the alerts table, the
+// KQL function that joins alerts to Sentinel incidents, and Microsoft Sentinel Responder for
+// xdrsync's identity (read and update incidents and comments).
+
+param workspaceName string
+param tableName string
+param principalId string
+
+resource workspace 'Microsoft.OperationalInsights/workspaces@2022-10-01' existing = {
+  name: workspaceName
+}
+
+resource table 'Microsoft.OperationalInsights/workspaces/tables@2022-10-01' = {
+  parent: workspace
+  name: tableName
+  properties: {
+    schema: {
+      name: tableName
+      columns: [
+        { name: 'TimeGenerated', type: 'datetime' }
+        { name: 'SystemAlertId', type: 'string' }
+        { name: 'AlertName', type: 'string' }
+        { name: 'DisplayName', type: 'string' }
+        { name: 'Description', type: 'string' }
+        { name: 'AlertSeverity', type: 'string' }
+        { name: 'ProductName', type: 'string' }
+        { name: 'ProductComponentName', type: 'string' }
+        { name: 'ProviderName', type: 'string' }
+        { name: 'VendorName', type: 'string' }
+        { name: 'VendorOriginalId', type: 'string' }
+        { name: 'Status', type: 'string' }
+        { name: 'StartTime', type: 'datetime' }
+        { name: 'EndTime', type: 'datetime' }
+        { name: 'ProcessingEndTime', type: 'datetime' }
+        { name: 'AlertLink', type: 'string' }
+        { name: 'RemediationSteps', type: 'string' }
+        { name: 'Tactics', type: 'string' }
+        { name: 'Techniques', type: 'string' }
+        { name: 'CompromisedEntity', type: 'string' }
+        { name: 'Entities', type: 'string' }
+        { name: 'ExtendedProperties', type: 'string' }
+        { name: 'IsIncident', type: 'boolean' }
+        { name: 'DefenderTenantId', type: 'string' }
+        { name: 'DefenderIncidentId', type: 'string' }
+        { name: 'SentinelIncidentName', type: 'string' }
+        { name: 'AlertLastUpdateDateTime', type: 'datetime' }
+        { name: 'RowKey', type: 'string' }
+      ]
+    }
+  }
+}
+
+// XdrsyncIncidentAlerts(): every alert row (latest version per alert) with its Sentinel incident.
+resource joinFunction 'Microsoft.OperationalInsights/workspaces/savedSearches@2020-08-01' = {
+  parent: workspace
+  name: 'xdrsync-incident-alerts'
+  properties: {
+    category: 'xdrsync'
+    displayName: 'Defender XDR alerts joined to their Sentinel incidents'
+    functionAlias: 'XdrsyncIncidentAlerts'
+    query: '${tableName} | summarize arg_max(TimeGenerated, *) by SystemAlertId | join kind=leftouter (SecurityIncident | summarize arg_max(TimeGenerated, *) by IncidentName | project IncidentName, IncidentNumber, Title, Status, Severity, Owner) on $left.SentinelIncidentName == $right.IncidentName'
+  }
+}
+
+// Microsoft Sentinel Responder on the workspace.
+resource responder 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(workspace.id, principalId, 'sentinel-responder')
+  scope: workspace
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', '3e150937-b8fe-4cfb-8069-0eccf92785c3')
+    principalId: principalId
+    principalType: 'ServicePrincipal'
+  }
+}
