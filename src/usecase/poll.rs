@@ -1,9 +1,12 @@
-//! The pollers. Defender: list incidents changed since the cursor (minus the overlap), enqueue one
-//! "reconcile D" per new (id, lastUpdateDateTime), then advance the cursor. The cursor is saved
-//! only after every enqueue succeeded, so a crash in between re-enqueues instead of losing.
+//! The pollers, both with the cursor rules of DESIGN §5: read since the cursor minus the
+//! overlap, enqueue one "reconcile D" per new (id, modification time), then save the advanced
+//! cursor. The cursor is saved only after every enqueue succeeded, so a crash in between
+//! re-enqueues instead of losing. Defender: incidents changed in Graph. Sentinel (the sweep):
+//! incidents modified in Sentinel that are mirrors and not our own writes.
 
 use crate::app::Services;
 use crate::domain::cursor::{advance, poll_since, select_new, Mark};
+use crate::domain::time_fmt;
 use crate::domain::work::{ChangeHint, WorkItem};
 use crate::ports::Table;
 use crate::records::{incident_key, index_key, CursorRecord, IncidentState, IndexEntry, INCIDENTS_FEED, SENTINEL_FEED};
@@ -21,42 +24,77 @@ pub struct PollReport {
     pub watermark: String,
 }
 
+/// One feed's cursor as read at the start of a poll.
+struct Feed {
+    name: &'static str,
+    key: RowKey,
+    stored: Option<Versioned<CursorRecord>>,
+    since: time::OffsetDateTime,
+    overlap: time::Duration,
+    now: time::OffsetDateTime,
+}
+
+impl Feed {
+    async fn open(s: &Services, name: &'static str) -> Result<Self, UseCaseError> {
+        let cfg = &s.config;
+        let now = s.clock.now();
+        let key = RowKey::new(&cfg.tenant_id, name)?;
+        let stored: Option<Versioned<CursorRecord>> = load(s.store.as_ref(), Table::Cursors, &key).await?;
+        let overlap = time::Duration::try_from(cfg.poll_overlap).unwrap_or(time::Duration::minutes(2));
+        let lookback = time::Duration::try_from(cfg.initial_lookback).unwrap_or(time::Duration::days(1));
+        let since = poll_since(stored.as_ref().map(|v| &v.value.cursor), now, lookback, overlap);
+        Ok(Self { name, key, stored, since, overlap, now })
+    }
+
+    fn cursor(&self) -> Option<&crate::domain::cursor::Cursor> {
+        self.stored.as_ref().map(|v| &v.value.cursor)
+    }
+
+    /// Saves the cursor advanced past `marks` (call only after every message is enqueued).
+    async fn commit(
+        &self,
+        s: &Services,
+        marks: &[Mark],
+        listed: usize,
+        enqueued: usize,
+    ) -> Result<PollReport, UseCaseError> {
+        let next =
+            CursorRecord { cursor: advance(self.cursor(), self.since, marks, self.overlap), polled_at: self.now };
+        let report = PollReport { listed, enqueued, watermark: time_fmt::format(next.cursor.watermark) };
+        let unchanged = self
+            .stored
+            .as_ref()
+            .is_some_and(|v| v.value.cursor == next.cursor && self.now - v.value.polled_at < REFRESH_POLLED_AT);
+        if unchanged {
+            return Ok(report);
+        }
+        match save(s.store.as_ref(), Table::Cursors, &self.key, &next, &[], self.stored.as_ref().map(|v| &v.etag)).await
+        {
+            Ok(_) => Ok(report),
+            // Another poller advanced the cursor meanwhile; its messages cover the same window.
+            Err(e) if e.is_conflict() => {
+                tracing::warn!(cursor.feed = self.name, "cursor moved by another poller");
+                Ok(report)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
 pub async fn poll_defender(s: &Services) -> Result<PollReport, UseCaseError> {
     let cfg = &s.config;
-    let now = s.clock.now();
-    let key = RowKey::new(&cfg.tenant_id, INCIDENTS_FEED)?;
-    let stored: Option<Versioned<CursorRecord>> = load(s.store.as_ref(), Table::Cursors, &key).await?;
-    let cursor = stored.as_ref().map(|v| &v.value.cursor);
-    let overlap = time::Duration::try_from(cfg.poll_overlap).unwrap_or(time::Duration::minutes(2));
-    let lookback = time::Duration::try_from(cfg.initial_lookback).unwrap_or(time::Duration::days(1));
-    let since = poll_since(cursor, now, lookback, overlap);
-
-    let incidents = s.defender.list_incidents_since(since).await?;
+    let feed = Feed::open(s, INCIDENTS_FEED).await?;
+    let incidents = s.defender.list_incidents_since(feed.since).await?;
     let marks: Vec<Mark> = incidents.iter().map(|i| Mark { id: i.id.clone(), at: i.last_update_date_time }).collect();
-    let fresh = select_new(cursor, &marks);
+    let fresh = select_new(feed.cursor(), &marks);
     for m in &fresh {
         let item = WorkItem::reconcile(&cfg.tenant_id, &m.id, ChangeHint::Defender);
         s.queue.send(&cfg.queue_name, &item.to_json()).await?;
     }
-    let next = CursorRecord { cursor: advance(cursor, since, &marks, overlap), polled_at: now };
-    let unchanged =
-        stored.as_ref().is_some_and(|v| v.value.cursor == next.cursor && now - v.value.polled_at < REFRESH_POLLED_AT);
-    if unchanged {
-        let watermark = crate::domain::time_fmt::format(next.cursor.watermark);
-        return Ok(PollReport { listed: incidents.len(), enqueued: 0, watermark });
+    let report = feed.commit(s, &marks, incidents.len(), fresh.len()).await?;
+    if report.enqueued > 0 {
+        tracing::info!(poll.listed = report.listed, poll.enqueued = report.enqueued, cursor.watermark = %report.watermark, "polled Defender");
     }
-    match save(s.store.as_ref(), Table::Cursors, &key, &next, &[], stored.as_ref().map(|v| &v.etag)).await {
-        Ok(_) => {}
-        // Another poller advanced the cursor meanwhile; its messages cover the same window.
-        Err(e) if e.is_conflict() => tracing::warn!(cursor.feed = INCIDENTS_FEED, "cursor moved by another poller"),
-        Err(e) => return Err(e.into()),
-    }
-    let report = PollReport {
-        listed: incidents.len(),
-        enqueued: fresh.len(),
-        watermark: crate::domain::time_fmt::format(next.cursor.watermark),
-    };
-    tracing::info!(poll.listed = report.listed, poll.enqueued = report.enqueued, cursor.watermark = %report.watermark, "polled Defender");
     Ok(report)
 }
 
@@ -65,20 +103,13 @@ pub async fn poll_defender(s: &Services) -> Result<PollReport, UseCaseError> {
 /// webhook only makes this faster; this alone delivers every Sentinel edit.
 pub async fn poll_sentinel(s: &Services) -> Result<PollReport, UseCaseError> {
     let cfg = &s.config;
-    let now = s.clock.now();
-    let key = RowKey::new(&cfg.tenant_id, SENTINEL_FEED)?;
-    let stored: Option<Versioned<CursorRecord>> = load(s.store.as_ref(), Table::Cursors, &key).await?;
-    let cursor = stored.as_ref().map(|v| &v.value.cursor);
-    let overlap = time::Duration::try_from(cfg.poll_overlap).unwrap_or(time::Duration::minutes(2));
-    let lookback = time::Duration::try_from(cfg.initial_lookback).unwrap_or(time::Duration::days(1));
-    let since = poll_since(cursor, now, lookback, overlap);
-
-    let incidents = s.sentinel.list_incidents_modified_since(since).await?;
+    let feed = Feed::open(s, SENTINEL_FEED).await?;
+    let incidents = s.sentinel.list_incidents_modified_since(feed.since).await?;
     let marks: Vec<Mark> = incidents
         .iter()
         .filter_map(|i| i.properties.read_only.last_modified_time_utc.map(|at| Mark { id: i.name.clone(), at }))
         .collect();
-    let fresh = select_new(cursor, &marks);
+    let fresh = select_new(feed.cursor(), &marks);
     let workspace = cfg.workspace.resource_id();
     let mut enqueued = 0;
     for m in &fresh {
@@ -88,12 +119,8 @@ pub async fn poll_sentinel(s: &Services) -> Result<PollReport, UseCaseError> {
             continue; // not a mirror
         };
         let etag = incidents.iter().find(|i| i.name == m.id).and_then(|i| i.etag.clone());
-        let state = load::<IncidentState>(
-            s.store.as_ref(),
-            Table::Incidents,
-            &incident_key(&entry.value.tenant_id, &entry.value.incident_id)?,
-        )
-        .await?;
+        let key = incident_key(&entry.value.tenant_id, &entry.value.incident_id)?;
+        let state = load::<IncidentState>(s.store.as_ref(), Table::Incidents, &key).await?;
         if etag.is_some() && state.is_some_and(|st| st.value.sentinel_etag_seen == etag) {
             continue; // our own write, already synced
         }
@@ -101,21 +128,7 @@ pub async fn poll_sentinel(s: &Services) -> Result<PollReport, UseCaseError> {
         s.queue.send(&cfg.queue_name, &item.to_json()).await?;
         enqueued += 1;
     }
-    let next = CursorRecord { cursor: advance(cursor, since, &marks, overlap), polled_at: now };
-    let unchanged =
-        stored.as_ref().is_some_and(|v| v.value.cursor == next.cursor && now - v.value.polled_at < REFRESH_POLLED_AT);
-    if !unchanged {
-        match save(s.store.as_ref(), Table::Cursors, &key, &next, &[], stored.as_ref().map(|v| &v.etag)).await {
-            Ok(_) => {}
-            Err(e) if e.is_conflict() => tracing::warn!(cursor.feed = SENTINEL_FEED, "cursor moved by another poller"),
-            Err(e) => return Err(e.into()),
-        }
-    }
-    let report = PollReport {
-        listed: incidents.len(),
-        enqueued,
-        watermark: crate::domain::time_fmt::format(next.cursor.watermark),
-    };
+    let report = feed.commit(s, &marks, incidents.len(), enqueued).await?;
     if enqueued > 0 {
         tracing::info!(poll.listed = report.listed, poll.enqueued = enqueued, "swept Sentinel");
     }
