@@ -183,12 +183,10 @@ pub fn user_tags_from_sentinel(i: &SentinelIncident) -> BTreeSet<String> {
 
 pub fn from_sentinel(i: &SentinelIncident) -> Fields {
     let w = &i.properties.writable;
-    // Sentinel keeps a classification only on closed incidents; an open one has no verdict.
-    let verdict = if w.status == SentinelStatus::Closed {
-        verdict_from_sentinel(w.classification.as_ref())
-    } else {
-        Some(Verdict::Undetermined)
-    };
+    // Sentinel holds a classification only on closed incidents: an open one has no opinion, so
+    // reopening in Sentinel does not erase Defender's classification and determination.
+    let verdict =
+        if w.status == SentinelStatus::Closed { verdict_from_sentinel(w.classification.as_ref()) } else { None };
     Fields {
         status: status_from_sentinel(&w.status),
         verdict,

@@ -1,0 +1,132 @@
+//! The reconcile driven directly (simulator + in-memory storage): behaviours that need exact
+//! control over what happens between two syncs.
+
+mod support;
+
+use serde_json::json;
+use support::*;
+use xdrsync::app::Services;
+use xdrsync::domain::defender::{Classification, Determination, IncidentStatus};
+use xdrsync::domain::names::sentinel_incident_name;
+use xdrsync::domain::sentinel::*;
+use xdrsync::domain::work::{ChangeHint, WorkItem};
+use xdrsync::sim::seed::SeedSpec;
+use xdrsync::sim::{RunningSim, SimConfig};
+use xdrsync::usecase::sync::{reconcile, SyncOutcome};
+
+async fn services(sim: &RunningSim, policy: Option<&str>) -> Services {
+    let mut vars = settings(sim, None);
+    if let Some(p) = policy {
+        vars.insert("XDRSYNC_CONFLICT_POLICY".into(), p.into());
+    }
+    let mut s = Services::from_config(config(&vars));
+    s.store = std::sync::Arc::new(xdrsync::fakes::MemoryStore::new());
+    s.queue = std::sync::Arc::new(xdrsync::fakes::MemoryQueue::new());
+    s
+}
+
+async fn sync(s: &Services, id: &str) -> SyncOutcome {
+    reconcile(s, &WorkItem::reconcile(&s.config.tenant_id, id, ChangeHint::Reconcile)).await.unwrap()
+}
+
+#[tokio::test]
+async fn an_owner_unknown_to_entra_is_kept_in_a_label_and_does_not_loop() {
+    let sim = start_sim(SimConfig::demo()).await;
+    let ids = seed(&sim, SeedSpec { count: 1, ..Default::default() });
+    let s = services(&sim, None).await;
+    sim_post(&sim, &format!("/_sim/defender/incidents/{}/edit", ids[0]), json!({"assignedTo": "Ghost@Contoso.com"}))
+        .await;
+    sync(&s, &ids[0]).await;
+    let name = sentinel_incident_name(&s.config.tenant_id, &ids[0]);
+    {
+        let w = sim.sim.world();
+        let rec = &w.sentinel[&name];
+        assert!(rec.writable.owner.is_none());
+        assert!(rec.writable.labels.iter().any(|l| l.label_name == "Defender owner: ghost@contoso.com"));
+        assert_eq!(
+            w.incident(&ids[0]).unwrap().assigned_to.as_deref(),
+            Some("Ghost@Contoso.com"),
+            "never dropped in Defender"
+        );
+    }
+    sim.sim.stats.reset();
+    assert_eq!(sync(&s, &ids[0]).await, SyncOutcome::Unchanged);
+    assert_eq!(sim_stat(&sim, "graph.users.get").await, 0, "the unknown user is cached");
+    assert_eq!(sim_stat(&sim, "graph.incidents.patch").await + sim_stat(&sim, "arm.incidents.put").await, 0);
+}
+
+async fn both_sides_edit(policy: &str) -> (IncidentStatus, SentinelStatus, String) {
+    let sim = start_sim(SimConfig::demo()).await;
+    let ids = seed(&sim, SeedSpec { count: 1, ..Default::default() });
+    let s = services(&sim, Some(policy)).await;
+    sync(&s, &ids[0]).await;
+    let name = sentinel_incident_name(&s.config.tenant_id, &ids[0]);
+    // Sentinel first, Defender later: latest-wins picks Defender.
+    sim_post(&sim, &format!("/_sim/sentinel/incidents/{name}/edit"), json!({"status": "Active"})).await;
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    sim_post(
+        &sim,
+        &format!("/_sim/defender/incidents/{}/edit", ids[0]),
+        json!({"status": "resolved", "classification": "falsePositive", "determination": "notMalicious"}),
+    )
+    .await;
+    let SyncOutcome::Synced(report) = sync(&s, &ids[0]).await else { panic!("expected a sync") };
+    assert_eq!(report.conflicts, 1);
+    let w = sim.sim.world();
+    let note = w.sentinel[&name]
+        .comments
+        .values()
+        .map(|c| c.properties.message.clone())
+        .find(|m| m.starts_with("[xdrsync]"))
+        .unwrap();
+    (w.incident(&ids[0]).unwrap().status.clone(), w.sentinel[&name].writable.status.clone(), note)
+}
+
+#[tokio::test]
+async fn each_conflict_policy_from_configuration_decides_and_is_explained() {
+    let (d, s, note) = both_sides_edit("latest-wins").await;
+    assert_eq!((d, s), (IncidentStatus::Resolved, SentinelStatus::Closed));
+    assert!(note.contains("Defender won"), "{note}");
+    let (d, s, note) = both_sides_edit("sentinel-wins").await;
+    assert_eq!((d, s), (IncidentStatus::InProgress, SentinelStatus::Active));
+    assert!(note.contains("Sentinel won") && note.contains("SentinelWins"), "{note}");
+    let (d, s, _) = both_sides_edit("defender-wins").await;
+    assert_eq!((d, s), (IncidentStatus::Resolved, SentinelStatus::Closed));
+}
+
+#[tokio::test]
+async fn defenders_determination_survives_a_round_trip_through_sentinel() {
+    let sim = start_sim(SimConfig::demo()).await;
+    let ids = seed(&sim, SeedSpec { count: 1, ..Default::default() });
+    let s = services(&sim, None).await;
+    sim_post(
+        &sim,
+        &format!("/_sim/defender/incidents/{}/edit", ids[0]),
+        json!({"status": "resolved", "classification": "truePositive", "determination": "malware"}),
+    )
+    .await;
+    sync(&s, &ids[0]).await;
+    let name = sentinel_incident_name(&s.config.tenant_id, &ids[0]);
+    assert_eq!(sim.sim.world().sentinel[&name].writable.classification, Some(SentinelClassification::TruePositive));
+    // An analyst reopens in Sentinel, then closes again as TruePositive.
+    sim_post(
+        &sim,
+        &format!("/_sim/sentinel/incidents/{name}/edit"),
+        json!({"status": "Active", "classification": null, "classificationReason": null}),
+    )
+    .await;
+    sync(&s, &ids[0]).await;
+    assert_eq!(sim.sim.world().incident(&ids[0]).unwrap().status, IncidentStatus::InProgress);
+    sim_post(
+        &sim,
+        &format!("/_sim/sentinel/incidents/{name}/edit"),
+        json!({"status": "Closed", "classification": "TruePositive", "classificationReason": "SuspiciousActivity"}),
+    )
+    .await;
+    sync(&s, &ids[0]).await;
+    let w = sim.sim.world();
+    let d = w.incident(&ids[0]).unwrap();
+    assert_eq!(d.status, IncidentStatus::Resolved);
+    assert_eq!(d.classification, Some(Classification::TruePositive));
+    assert_eq!(d.determination, Some(Determination::Malware), "kept, not replaced by a default");
+}
