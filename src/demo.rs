@@ -26,6 +26,8 @@ pub struct DemoOptions {
     pub timeout: Duration,
     pub repo_root: PathBuf,
     pub json: bool,
+    /// Seed the incidents evenly over this many seconds (0 = all at once).
+    pub spread_seconds: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -41,6 +43,7 @@ pub struct DemoReport {
     pub latency_ms_p95: Option<i64>,
     pub latency_ms_max: Option<i64>,
     pub poll_seconds: u32,
+    pub spread_seconds: u64,
     pub graph_calls_per_incident: f64,
     pub arm_calls_per_incident: f64,
     pub table_calls_per_incident: f64,
@@ -168,23 +171,34 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
     say(&format!("xdrsync standalone up (poll every {} s); seeding {} incidents…", opts.poll_seconds, opts.incidents));
 
     let tenant = sim.sim.config.tenant_id.clone();
-    let spec = SeedSpec {
-        count: opts.incidents,
-        seed: 42,
+    let spec = |count: usize, big: usize, seed: u64| SeedSpec {
+        count,
+        seed,
         min_alerts: 1,
         max_alerts: 6,
-        big_incidents: usize::from(opts.incidents >= 50),
+        big_incidents: big,
         big_alerts: 180,
         same_timestamp: false,
     };
-    let ids = crate::sim::seed::seed(&mut sim.sim.world(), &tenant, &spec);
-    let seeded_at: BTreeMap<uuid::Uuid, time::OffsetDateTime> = {
-        let w = sim.sim.world();
-        ids.iter()
-            .filter_map(|id| w.incident(id).map(|i| (sentinel_incident_name(&tenant, id), i.last_update_date_time)))
-            .collect()
+    let big = usize::from(opts.incidents >= 50);
+    let seeding = if opts.spread_seconds == 0 {
+        crate::sim::seed::seed(&mut sim.sim.world(), &tenant, &spec(opts.incidents, big, 42));
+        None
+    } else {
+        // Steady state: incidents arrive one by one, evenly over the spread.
+        let (world_sim, tenant, n) = (sim.sim.clone(), tenant.clone(), opts.incidents);
+        let gap = Duration::from_secs_f64(opts.spread_seconds as f64 / n.max(1) as f64);
+        Some(tokio::spawn(async move {
+            for k in 0..n {
+                crate::sim::seed::seed(
+                    &mut world_sim.world(),
+                    &tenant,
+                    &spec(1, usize::from(k == 0 && big == 1), 42 + k as u64),
+                );
+                tokio::time::sleep(gap).await;
+            }
+        }))
     };
-    let alerts_expected = sim.sim.world().alerts.len();
     let seed_time = Instant::now();
 
     let bar = indicatif::ProgressBar::new(opts.incidents as u64);
@@ -196,23 +210,32 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     let mut converged = false;
-    while seed_time.elapsed() < opts.timeout {
-        let (mirrored, rows) = {
+    while seed_time.elapsed() < opts.timeout + Duration::from_secs(opts.spread_seconds) {
+        let seeded_all = seeding.as_ref().is_none_or(|t| t.is_finished());
+        let (mirrored, rows, alerts_expected) = {
             let w = sim.sim.world();
-            (
-                w.sentinel.keys().filter(|n| seeded_at.contains_key(n)).count(),
-                w.logs.values().map(Vec::len).sum::<usize>(),
-            )
+            let mirrored = w
+                .incidents
+                .keys()
+                .filter(|id| w.sentinel.contains_key(&sentinel_incident_name(&tenant, &id.to_string())))
+                .count();
+            (mirrored, w.logs.values().map(Vec::len).sum::<usize>(), w.alerts.len())
         };
         bar.set_position(mirrored as u64);
         bar.set_message(format!("{rows}/{alerts_expected} alerts shipped"));
-        if mirrored >= opts.incidents && rows >= alerts_expected {
+        if seeded_all && mirrored >= opts.incidents && rows >= alerts_expected {
             converged = true;
             break;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     bar.finish();
+    let (seeded_at, alerts_expected): (BTreeMap<uuid::Uuid, time::OffsetDateTime>, usize) = {
+        let w = sim.sim.world();
+        let at =
+            w.incidents.values().map(|i| (sentinel_incident_name(&tenant, &i.id), i.last_update_date_time)).collect();
+        (at, w.alerts.len())
+    };
     let converged_in = seed_time.elapsed().as_secs_f64();
 
     // Quiet window: nothing changes, so xdrsync must write nothing.
@@ -253,6 +276,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
         latency_ms_p95: percentile(&latencies, 0.95),
         latency_ms_max: latencies.last().copied(),
         poll_seconds: opts.poll_seconds,
+        spread_seconds: opts.spread_seconds,
         graph_calls_per_incident: stats.get("graph.requests").copied().unwrap_or(0) as f64 / n,
         arm_calls_per_incident: stats.get("arm.requests").copied().unwrap_or(0) as f64 / n,
         table_calls_per_incident: calls.table as f64 / n,
@@ -279,11 +303,16 @@ pub fn print(report: &DemoReport) {
     );
     println!("  alerts shipped           {}/{}", report.alerts_shipped, report.alerts_expected);
     println!(
-        "  Defender → Sentinel      p50 {}, p95 {}, max {} (poll every {} s)",
+        "  Defender → Sentinel      p50 {}, p95 {}, max {} (poll every {} s; {})",
         ms(report.latency_ms_p50),
         ms(report.latency_ms_p95),
         ms(report.latency_ms_max),
-        report.poll_seconds
+        report.poll_seconds,
+        if report.spread_seconds == 0 {
+            "all incidents at once".to_string()
+        } else {
+            format!("incidents arriving over {} s", report.spread_seconds)
+        }
     );
     println!(
         "  calls per incident       Graph {:.2}, ARM {:.2}, Table {:.2}",

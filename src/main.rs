@@ -84,6 +84,9 @@ enum Command {
         /// Give up after this many seconds.
         #[arg(long, default_value_t = 180)]
         timeout: u64,
+        /// Create the incidents evenly over this many seconds instead of all at once (steady state).
+        #[arg(long, default_value_t = 0)]
+        spread_seconds: u64,
         /// Repository root holding node_modules/.bin/azurite.
         #[arg(long, default_value = ".")]
         repo: std::path::PathBuf,
@@ -151,13 +154,14 @@ async fn main() -> ExitCode {
         }
         Command::Run => run_standalone().await,
         Command::Package { out, binary } => package(&out, binary),
-        Command::Demo { incidents, poll_seconds, timeout, repo, json } => {
+        Command::Demo { incidents, poll_seconds, timeout, spread_seconds, repo, json } => {
             let opts = xdrsync::demo::DemoOptions {
                 incidents,
                 poll_seconds,
                 timeout: std::time::Duration::from_secs(timeout),
                 repo_root: repo,
                 json,
+                spread_seconds,
             };
             match xdrsync::demo::run(opts).await {
                 Ok(report) => {

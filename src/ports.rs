@@ -62,7 +62,8 @@ pub trait SentinelApi: Send + Sync {
     /// Incidents with `lastModifiedTimeUtc >= since`, all pages.
     async fn list_incidents_modified_since(&self, since: OffsetDateTime) -> Result<Vec<SentinelIncident>, ApiError>;
     async fn list_comments(&self, incident: &Uuid) -> Result<Vec<SentinelComment>, ApiError>;
-    async fn put_comment(&self, incident: &Uuid, comment: &Uuid, message: &str) -> Result<SentinelComment, ApiError>;
+    /// Create-or-update of a comment by id (so a retry writes the same comment).
+    async fn put_comment(&self, incident: &Uuid, comment: &Uuid, message: &str) -> Result<(), ApiError>;
 }
 
 /// What one upload did.

@@ -67,14 +67,25 @@ impl DefenderApi for GraphDefender {
 
     async fn patch_incident(&self, id: &str, patch: &DefenderIncidentPatch) -> Result<DefenderIncident, ApiError> {
         let url = format!("{}/security/incidents/{}", self.base, encode_path_segment(id));
-        self.client.send(&self.call(Method::PATCH, url).json(patch)).await?.json(self.client.service)
+        let answer = self.client.send(&self.call(Method::PATCH, url).json(patch)).await?;
+        if answer.body.is_empty() {
+            // Older Graph revisions answered 204; read the updated incident instead.
+            return self
+                .get_incident(id)
+                .await?
+                .ok_or_else(|| ApiError::decode(self.client.service, "PATCH succeeded but the incident is missing"));
+        }
+        answer.json(self.client.service)
     }
 
     async fn add_comment(&self, id: &str, text: &str) -> Result<Vec<AlertComment>, ApiError> {
         let url = format!("{}/security/incidents/{}/comments", self.base, encode_path_segment(id));
         let body = serde_json::json!({"@odata.type": "microsoft.graph.security.alertComment", "comment": text});
-        let list: CommentList =
-            self.client.send(&self.call(Method::POST, url).json(&body)).await?.json(self.client.service)?;
+        let answer = self.client.send(&self.call(Method::POST, url).json(&body)).await?;
+        if answer.body.is_empty() {
+            return Ok(Vec::new());
+        }
+        let list: CommentList = answer.json(self.client.service)?;
         Ok(list.value)
     }
 

@@ -45,16 +45,23 @@ impl SentinelApi for ArmSentinel {
 
     async fn put_incident(&self, name: &Uuid, body: &SentinelIncidentBody) -> Result<SentinelIncident, ApiError> {
         let call = Call::new(Method::PUT, self.incident_url(name)).json(body);
-        self.client.send(&call).await?.json(self.client.service)
+        let answer = self.client.send(&call).await?;
+        if answer.body.is_empty() {
+            // Not what ARM documents, but cheap to survive: read what was written.
+            return self
+                .get_incident(name)
+                .await?
+                .ok_or_else(|| ApiError::decode(self.client.service, "PUT succeeded but the incident is missing"));
+        }
+        answer.json(self.client.service)
     }
 
     async fn list_incidents_modified_since(&self, since: OffsetDateTime) -> Result<Vec<SentinelIncident>, ApiError> {
         let filter = format!("properties/lastModifiedTimeUtc ge {}", time_fmt::format(since));
         let url = format!(
-            "{}/incidents?api-version={API_VERSION}&$filter={}&$orderby={}&$top={LIST_PAGE_SIZE}",
+            "{}/incidents?api-version={API_VERSION}&$filter={}&$top={LIST_PAGE_SIZE}",
             self.base,
             encode_query_value(&filter),
-            encode_query_value("properties/lastModifiedTimeUtc asc"),
         );
         get_all_pages(&self.client, Call::new(Method::GET, url)).await
     }
@@ -64,9 +71,9 @@ impl SentinelApi for ArmSentinel {
         get_all_pages(&self.client, Call::new(Method::GET, url)).await
     }
 
-    async fn put_comment(&self, incident: &Uuid, comment: &Uuid, message: &str) -> Result<SentinelComment, ApiError> {
+    async fn put_comment(&self, incident: &Uuid, comment: &Uuid, message: &str) -> Result<(), ApiError> {
         let url = format!("{}/incidents/{incident}/comments/{comment}?api-version={API_VERSION}", self.base);
         let body = serde_json::json!({"properties": {"message": message}});
-        self.client.send(&Call::new(Method::PUT, url).json(&body)).await?.json(self.client.service)
+        self.client.send(&Call::new(Method::PUT, url).json(&body)).await.map(|_| ())
     }
 }

@@ -110,7 +110,8 @@ async fn edit_defender(
     let tenant = sim.config.tenant_id.clone();
     let mut rng = edit_rng(&world);
     for _ in 0..add_alerts {
-        let a = make_alert(&mut rng, &tenant, &id, now);
+        world.next_alert_seq += 1;
+        let a = make_alert(&mut rng, world.next_alert_seq, &tenant, &id, now);
         world.alerts.insert(a.id.clone(), a);
     }
     Json(updated).into_response()

@@ -213,16 +213,12 @@ fn evidence(rng: &mut StdRng, kind: Evidence, at: OffsetDateTime) -> Value {
 }
 
 /// A new alert for `incident_id` (id unique within the world).
-pub fn make_alert(rng: &mut StdRng, tenant: &str, incident_id: &str, at: OffsetDateTime) -> DefenderAlert {
+pub fn make_alert(rng: &mut StdRng, seq: u64, tenant: &str, incident_id: &str, at: OffsetDateTime) -> DefenderAlert {
     let p = &PRODUCTS[rng.gen_range(0..PRODUCTS.len())];
     let (title, category, techniques) = p.titles[rng.gen_range(0..p.titles.len())];
     let n_evidence = rng.gen_range(1..=p.evidence.len());
     let ev = (0..n_evidence).map(|i| evidence(rng, p.evidence[i], at)).collect();
-    let id = format!(
-        "da{}_{}",
-        637_000_000_000_000_000u64 + rng.gen_range(0..999_999_999_999u64),
-        -(rng.gen_range(1..2_000_000_000i64))
-    );
+    let id = format!("da{}_{}", 637_000_000_000_000_000u64 + seq, -(rng.gen_range(1..2_000_000_000i64)));
     let severity =
         [Severity::Low, Severity::Medium, Severity::High, Severity::Informational][rng.gen_range(0..4)].clone();
     let first = at - Duration::minutes(rng.gen_range(1..240));
@@ -277,7 +273,12 @@ pub fn seed(world: &mut World, tenant: &str, spec: &SeedSpec) -> Vec<String> {
         } else {
             rng.gen_range(spec.min_alerts.max(1)..=spec.max_alerts.max(spec.min_alerts.max(1)))
         };
-        let alerts: Vec<DefenderAlert> = (0..alert_count).map(|_| make_alert(&mut rng, tenant, &id, at)).collect();
+        let alerts: Vec<DefenderAlert> = (0..alert_count)
+            .map(|_| {
+                world.next_alert_seq += 1;
+                make_alert(&mut rng, world.next_alert_seq, tenant, &id, at)
+            })
+            .collect();
         let first_title = alerts[0].title.clone().unwrap_or_default();
         let categories: std::collections::BTreeSet<&str> =
             alerts.iter().filter_map(|a| a.category.as_deref()).collect();
@@ -334,4 +335,24 @@ pub fn severity_rank(s: &Severity) -> u8 {
 /// An RNG for edits (adding alerts), seeded from the world.
 pub fn edit_rng(world: &World) -> StdRng {
     StdRng::seed_from_u64(world.next_incident_id ^ world.alerts.len() as u64 ^ 0x5eed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seeding_one_at_a_time_never_reuses_an_alert_id() {
+        let mut world = World::new(&super::super::SimConfig::demo());
+        let mut made = 0;
+        for k in 0..300u64 {
+            let spec = SeedSpec { count: 1, seed: 42 + k, ..Default::default() };
+            for id in seed(&mut world, "t", &spec) {
+                made += world.alerts_of(&id).len();
+            }
+        }
+        assert_eq!(world.alerts.len(), made, "every generated alert is still there");
+        assert_eq!(world.incidents.len(), 300);
+        assert!(world.incidents.keys().all(|id| !world.alerts_of(&id.to_string()).is_empty()));
+    }
 }

@@ -77,6 +77,8 @@ pub struct World {
     pub incidents: BTreeMap<u64, DefenderIncident>,
     pub alerts: BTreeMap<String, DefenderAlert>,
     pub next_incident_id: u64,
+    /// Makes every alert id unique, whatever the random generator produces.
+    pub next_alert_seq: u64,
     pub sentinel: BTreeMap<Uuid, SentinelRecord>,
     pub next_incident_number: i64,
     pub logs: BTreeMap<String, Vec<Value>>,
@@ -101,6 +103,7 @@ impl World {
             incidents: BTreeMap::new(),
             alerts: BTreeMap::new(),
             next_incident_id: 1001,
+            next_alert_seq: 1,
             sentinel: BTreeMap::new(),
             next_incident_number: 1,
             logs: BTreeMap::new(),
