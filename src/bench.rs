@@ -1,7 +1,7 @@
 //! `xdrsync bench`: the two-way figures (issue 4 §7), measured on the real binary against the
 //! simulator and Azurite. Sentinel edit → Defender PATCH latency, p50/p95, once with Sentinel
 //! automation calling the webhook and once with the sweep alone; writes per edit; webhook
-//! deliveries per edit. Latency uses the simulator's clock at both ends: the Sentinel
+//! deliveries per edit. Each edit assigns an owner in Sentinel. Latency uses the simulator's clock at both ends: the Sentinel
 //! incident's `lastModifiedTimeUtc` after the edit and the Defender `lastUpdateDateTime` our
 //! PATCH produced.
 
@@ -11,7 +11,6 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::demo::{percentile_of, Stack, DEMO_WEBHOOK_KEY};
-use crate::domain::defender::IncidentStatus;
 use crate::domain::names::sentinel_incident_name;
 use crate::sim::seed::SeedSpec;
 use crate::sim::Automation;
@@ -44,6 +43,9 @@ pub struct BenchReport {
     pub sweep_only: PhaseReport,
 }
 
+/// Each edit assigns the incident to this analyst in Sentinel.
+const OWNER: &str = "carol@contoso.com";
+
 const WRITES: [&str; 4] =
     ["arm.incidents.put", "arm.comments.put", "graph.incidents.patch", "graph.incidents.comments.post"];
 
@@ -62,7 +64,7 @@ async fn phase(stack: &Stack, ids: &[String], path: &'static str, settle: Durati
         let r = stack
             .http
             .post(format!("{}/_sim/sentinel/incidents/{name}/edit", stack.sim.base_url()))
-            .json(&json!({"status": "Active"}))
+            .json(&json!({"ownerUpn": OWNER}))
             .send()
             .await?;
         anyhow::ensure!(r.status().is_success(), "edit of {name} failed: {}", r.status());
@@ -74,7 +76,7 @@ async fn phase(stack: &Stack, ids: &[String], path: &'static str, settle: Durati
     loop {
         let done = {
             let w = stack.sim.sim.world();
-            ids.iter().filter(|id| w.incident(id).is_some_and(|d| d.status == IncidentStatus::InProgress)).count()
+            ids.iter().filter(|id| w.incident(id).is_some_and(|d| d.assigned_to.as_deref() == Some(OWNER))).count()
         };
         if done == ids.len() || Instant::now() > deadline {
             break;
@@ -89,7 +91,7 @@ async fn phase(stack: &Stack, ids: &[String], path: &'static str, settle: Durati
             .filter_map(|(id, at)| {
                 let d = w.incident(id)?;
                 let at = (*at)?;
-                (d.status == IncidentStatus::InProgress)
+                (d.assigned_to.as_deref() == Some(OWNER))
                     .then(|| (d.last_update_date_time - at).whole_milliseconds() as i64)
             })
             .collect()

@@ -46,6 +46,14 @@ pub struct IncidentState {
     /// Sentinel's 100-comment cap was reached and the overflow note written.
     #[serde(default)]
     pub comment_cap_noted: bool,
+    /// What each side showed after the last sync (a side may not hold every agreed value).
+    #[serde(default)]
+    pub defender_view: Option<Fields>,
+    #[serde(default)]
+    pub sentinel_view: Option<Fields>,
+    /// Defender's API refused status `inProgress` once; reopen with `active` instead.
+    #[serde(default)]
+    pub defender_refuses_in_progress: bool,
 }
 
 pub fn incident_key(tenant: &str, incident_id: &str) -> Result<RowKey, ApiError> {

@@ -88,7 +88,8 @@ async fn each_conflict_policy_from_configuration_decides_and_is_explained() {
     assert_eq!((d, s), (IncidentStatus::Resolved, SentinelStatus::Closed));
     assert!(note.contains("Defender won"), "{note}");
     let (d, s, note) = both_sides_edit("sentinel-wins").await;
-    assert_eq!((d, s), (IncidentStatus::InProgress, SentinelStatus::Active));
+    // Defender's API cannot set inProgress: the resolved incident is reopened as active.
+    assert_eq!((d, s), (IncidentStatus::Active, SentinelStatus::Active));
     assert!(note.contains("Sentinel won") && note.contains("SentinelWins"), "{note}");
     let (d, s, _) = both_sides_edit("defender-wins").await;
     assert_eq!((d, s), (IncidentStatus::Resolved, SentinelStatus::Closed));
@@ -116,7 +117,7 @@ async fn defenders_determination_survives_a_round_trip_through_sentinel() {
     )
     .await;
     sync(&s, &ids[0]).await;
-    assert_eq!(sim.sim.world().incident(&ids[0]).unwrap().status, IncidentStatus::InProgress);
+    assert_eq!(sim.sim.world().incident(&ids[0]).unwrap().status, IncidentStatus::Active, "reopened");
     sim_post(
         &sim,
         &format!("/_sim/sentinel/incidents/{name}/edit"),
@@ -129,4 +130,36 @@ async fn defenders_determination_survives_a_round_trip_through_sentinel() {
     assert_eq!(d.status, IncidentStatus::Resolved);
     assert_eq!(d.classification, Some(Classification::TruePositive));
     assert_eq!(d.determination, Some(Determination::Malware), "kept, not replaced by a default");
+}
+
+#[tokio::test]
+async fn a_status_defender_cannot_take_neither_loops_nor_is_asked_for_again() {
+    let sim = start_sim(SimConfig::demo()).await;
+    let ids = seed(&sim, SeedSpec { count: 1, ..Default::default() });
+    let s = services(&sim, None).await;
+    sync(&s, &ids[0]).await;
+    let name = sentinel_incident_name(&s.config.tenant_id, &ids[0]);
+    sim_post(
+        &sim,
+        &format!("/_sim/sentinel/incidents/{name}/edit"),
+        json!({"status": "Active", "ownerUpn": "carol@contoso.com"}),
+    )
+    .await;
+    sim.sim.stats.reset();
+    sync(&s, &ids[0]).await;
+    {
+        let w = sim.sim.world();
+        let d = w.incident(&ids[0]).unwrap();
+        assert_eq!(d.assigned_to.as_deref(), Some("carol@contoso.com"), "the rest of the PATCH went through");
+        assert_eq!(d.status, IncidentStatus::Active, "Defender keeps the status its API can hold");
+        assert_eq!(w.sentinel[&name].writable.status, SentinelStatus::Active, "Sentinel keeps the analyst's status");
+    }
+    assert_eq!(sim_stat(&sim, "graph.incidents.patch").await, 2, "one refused PATCH, one without the status");
+    // Nothing changes afterwards: no ping-pong, no second attempt.
+    sim.sim.stats.reset();
+    sim_post(&sim, &format!("/_sim/defender/incidents/{}/edit", ids[0]), json!({"customTags": ["later"]})).await;
+    sync(&s, &ids[0]).await;
+    assert_eq!(sim_stat(&sim, "graph.incidents.patch").await, 0, "Defender is not asked for inProgress again");
+    assert_eq!(sim.sim.world().sentinel[&name].writable.status, SentinelStatus::Active);
+    assert_eq!(sync(&s, &ids[0]).await, SyncOutcome::Unchanged);
 }

@@ -138,6 +138,60 @@ pub fn merge(base: Option<&Fields>, d: &Fields, s: &Fields, policy: ConflictPoli
     Merged { target, conflicts }
 }
 
+fn as_last_seen<T: Clone + PartialEq>(
+    now: &Option<T>,
+    seen: Option<&Option<T>>,
+    base: Option<&Option<T>>,
+) -> Option<T> {
+    match (seen, base) {
+        (Some(seen), Some(base)) if seen.is_some() && now == seen => base.clone(),
+        _ => now.clone(),
+    }
+}
+
+/// One side's values as the merge should see them: a field still showing what that side showed
+/// after our last sync counts as unchanged (the base), even when it differs from the base
+/// because the side cannot hold the agreed value (Defender's API cannot set `inProgress`;
+/// Sentinel has no determination). Without this, a lossy field would read as an edit and undo
+/// the other side's change on the next sync.
+pub fn as_seen_by_merge(now: &Fields, last_seen: Option<&Fields>, base: Option<&Fields>) -> Fields {
+    let (Some(seen), Some(base)) = (last_seen, base) else { return now.clone() };
+    Fields {
+        status: as_last_seen(&now.status, Some(&seen.status), Some(&base.status)),
+        verdict: as_last_seen(&now.verdict, Some(&seen.verdict), Some(&base.verdict)),
+        owner: as_last_seen(&now.owner, Some(&seen.owner), Some(&base.owner)),
+        severity: as_last_seen(&now.severity, Some(&seen.severity), Some(&base.severity)),
+        tags: as_last_seen(&now.tags, Some(&seen.tags), Some(&base.tags)),
+    }
+}
+
+/// The fields worth writing to a side: those where the target differs from what the side holds
+/// now, leaving out fields where neither the target moved from the base nor the side moved from
+/// what it showed last time (a side that cannot hold the value is not asked again and again).
+pub fn worth_writing(target: &Fields, now: &Fields, last_seen: Option<&Fields>, base: Option<&Fields>) -> Fields {
+    fn pick<T: Clone + PartialEq>(
+        t: &Option<T>,
+        now: &Option<T>,
+        seen: Option<&Option<T>>,
+        base: Option<&Option<T>>,
+    ) -> Option<T> {
+        let settled = seen.is_some_and(|s| s.is_some() && s == now) && base.is_some_and(|b| b == t);
+        if settled {
+            t.clone()
+        } else {
+            now.clone()
+        }
+    }
+    let seen = last_seen;
+    Fields {
+        status: pick(&target.status, &now.status, seen.map(|s| &s.status), base.map(|b| &b.status)),
+        verdict: pick(&target.verdict, &now.verdict, seen.map(|s| &s.verdict), base.map(|b| &b.verdict)),
+        owner: pick(&target.owner, &now.owner, seen.map(|s| &s.owner), base.map(|b| &b.owner)),
+        severity: pick(&target.severity, &now.severity, seen.map(|s| &s.severity), base.map(|b| &b.severity)),
+        tags: pick(&target.tags, &now.tags, seen.map(|s| &s.tags), base.map(|b| &b.tags)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -213,6 +267,28 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_value_one_side_cannot_hold_does_not_read_as_an_edit() {
+        // Sentinel went Active (InProgress); Defender's API could only stay active (Open).
+        let base = f(Status::InProgress, None);
+        let defender_seen = f(Status::Open, None);
+        let d_now = defender_seen.clone();
+        let d = as_seen_by_merge(&d_now, Some(&defender_seen), Some(&base));
+        assert_eq!(d.status, Some(Status::InProgress), "unchanged since last sync");
+        let m = merge(Some(&base), &d, &base, ConflictPolicy::LatestWins, times(0, 0));
+        assert_eq!(m.target.status, Some(Status::InProgress), "Sentinel is not reverted");
+        // ...and Defender is not asked again for what it could not take.
+        let w = worth_writing(&m.target, &d_now, Some(&defender_seen), Some(&base));
+        assert_eq!(w.status, m.target.status);
+        // A real Defender edit afterwards still counts.
+        let d_now = f(Status::Closed, None);
+        let d = as_seen_by_merge(&d_now, Some(&defender_seen), Some(&base));
+        assert_eq!(
+            merge(Some(&base), &d, &base, ConflictPolicy::LatestWins, times(0, 0)).target.status,
+            Some(Status::Closed)
+        );
+    }
+
     fn arb_fields() -> impl Strategy<Value = Fields> {
         (0..3u8, 0..4u8, proptest::option::of("[a-c]"), 0..4u8, proptest::collection::btree_set("[x-z]", 0..3))
             .prop_map(|(st, v, o, sev, tags)| Fields {
@@ -236,6 +312,15 @@ mod tests {
     }
 
     proptest! {
+        /// With views equal to the current values and to the base, nothing is adjusted.
+        #[test]
+        fn views_that_match_change_nothing(b in arb_fields(), now in arb_fields()) {
+            prop_assert_eq!(as_seen_by_merge(&now, None, Some(&b)), now.clone());
+            prop_assert_eq!(as_seen_by_merge(&now, Some(&b), Some(&b)), now.clone());
+            let w = worth_writing(&b, &now, Some(&now), Some(&b));
+            prop_assert_eq!(w, b.clone());
+        }
+
         /// Applying the merge (both sides now hold the target, base := target) and merging
         /// again changes nothing: no further writes.
         #[test]

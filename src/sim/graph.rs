@@ -281,12 +281,8 @@ pub(super) fn apply_patch(i: &mut DefenderIncident, body: &serde_json::Map<Strin
             }
             "status" => {
                 let s = IncidentStatus::parse(&string(v, k)?);
-                if matches!(
-                    s,
-                    IncidentStatus::Unrecognized(_)
-                        | IncidentStatus::AwaitingAction
-                        | IncidentStatus::UnknownFutureValue
-                ) {
+                // api-facts §1.5: PATCH takes active, resolved, redirected (not inProgress).
+                if !matches!(s, IncidentStatus::Active | IncidentStatus::Resolved | IncidentStatus::Redirected) {
                     return Err(format!("'{v}' is not a status that can be set"));
                 }
                 i.status = s;

@@ -13,7 +13,7 @@ use crate::domain::comments::{defender_to_sentinel, sentinel_to_defender, FROM_X
 use crate::domain::defender::{DefenderAlert, DefenderIncident, IncidentStatus};
 use crate::domain::fields::{defender_patch, from_defender, from_sentinel};
 use crate::domain::keys::escape_key;
-use crate::domain::merge::{merge, Conflict, Side, Times};
+use crate::domain::merge::{as_seen_by_merge, merge, worth_writing, Conflict, Side, Times};
 use crate::domain::mirror::{desired, differs, AlertSummary, MirrorInput};
 use crate::domain::names::{sentinel_comment_name, sentinel_incident_name};
 use crate::domain::sentinel::SentinelIncidentBody;
@@ -97,13 +97,10 @@ async fn reconcile_once(s: &Services, incident_id: &str) -> Result<Step, UseCase
                 defender: d.last_update_date_time,
                 sentinel: cur.properties.read_only.last_modified_time_utc.unwrap_or(d.last_update_date_time),
             };
-            let m = merge(
-                state.and_then(|st| st.base.as_ref()),
-                &d_fields,
-                &from_sentinel(cur),
-                cfg.conflict_policy,
-                times,
-            );
+            let base = state.and_then(|st| st.base.as_ref());
+            let d_seen = as_seen_by_merge(&d_fields, state.and_then(|st| st.defender_view.as_ref()), base);
+            let s_seen = as_seen_by_merge(&from_sentinel(cur), state.and_then(|st| st.sentinel_view.as_ref()), base);
+            let m = merge(base, &d_seen, &s_seen, cfg.conflict_policy, times);
             (m.target, m.conflicts)
         }
         // First sync, a deleted mirror, or a merged-away incident: Defender's values.
@@ -125,10 +122,12 @@ async fn reconcile_once(s: &Services, incident_id: &str) -> Result<Step, UseCase
 
     let mut report = SyncReport { conflicts: conflicts.len(), ..Default::default() };
     let mut sentinel_etag = current.as_ref().and_then(|c| c.etag.clone());
+    let mut sentinel_view = current.as_ref().map(from_sentinel);
     if current.as_ref().is_none_or(|c| differs(&want, &c.properties.writable)) {
         let body = SentinelIncidentBody { etag: sentinel_etag.clone(), properties: want };
         match s.sentinel.put_incident(&name, &body).await {
             Ok(written) => {
+                sentinel_view = Some(from_sentinel(&written));
                 sentinel_etag = written.etag;
                 report.created = current.is_none();
                 report.sentinel_written = true;
@@ -146,13 +145,35 @@ async fn reconcile_once(s: &Services, incident_id: &str) -> Result<Step, UseCase
 
     let mut defender_seen = d.last_update_date_time;
     let mut determination = d.determination.clone();
+    let mut defender_view = d_fields.clone();
+    let mut refuses_in_progress = state.is_some_and(|st| st.defender_refuses_in_progress);
     if !redirected {
-        let patch = defender_patch(&target, &d_fields, d.determination.as_ref(), reason.as_ref());
+        let base = state.and_then(|st| st.base.as_ref());
+        let worth = worth_writing(&target, &d_fields, state.and_then(|st| st.defender_view.as_ref()), base);
+        let mut patch = defender_patch(&target, &worth, d.determination.as_ref(), reason.as_ref());
+        if refuses_in_progress && patch.status == Some(IncidentStatus::InProgress) {
+            patch.status = in_progress_fallback(&d.status);
+        }
         if !patch.is_empty() {
-            let updated = s.defender.patch_incident(incident_id, &patch).await?;
-            defender_seen = updated.last_update_date_time;
-            determination = updated.determination.or(patch.determination);
-            report.defender_patched = true;
+            let updated = match s.defender.patch_incident(incident_id, &patch).await {
+                Err(e) if e.status() == Some(400) && patch.status == Some(IncidentStatus::InProgress) => {
+                    tracing::warn!(incident.id = %incident_id, error.message = %e, "Defender refused status inProgress; using active");
+                    refuses_in_progress = true;
+                    patch.status = in_progress_fallback(&d.status);
+                    if patch.is_empty() {
+                        None
+                    } else {
+                        Some(s.defender.patch_incident(incident_id, &patch).await?)
+                    }
+                }
+                other => Some(other?),
+            };
+            if let Some(updated) = updated {
+                defender_seen = updated.last_update_date_time;
+                determination = updated.determination.clone().or(patch.determination);
+                defender_view = from_defender(&updated);
+                report.defender_patched = true;
+            }
         }
     }
 
@@ -211,6 +232,9 @@ async fn reconcile_once(s: &Services, incident_id: &str) -> Result<Step, UseCase
         defender_comments_seen: comments.defender_seen,
         sentinel_comments_sent: comments.sentinel_sent,
         comment_cap_noted: comments.cap_noted,
+        defender_view: Some(defender_view),
+        sentinel_view,
+        defender_refuses_in_progress: refuses_in_progress,
     };
     let columns = [("SentinelName", name.to_string()), ("DefenderStatus", d.status.to_string())];
     match save(s.store.as_ref(), Table::Incidents, &key, &next, &columns, stored.as_ref().map(|v| &v.etag)).await {
@@ -259,6 +283,12 @@ async fn record_conflicts(
     let key = format!("conflict:{}:{}", crate::domain::time_fmt::format(d.last_update_date_time), etag.unwrap_or(""));
     s.sentinel.put_comment(name, &sentinel_comment_name(name, &key), &message).await?;
     Ok(s.sentinel.get_incident(name).await?.and_then(|i| i.etag))
+}
+
+/// Defender's status for "in progress" when its API refuses `inProgress`: reopen a closed
+/// incident as `active`; an open one stays as it is.
+fn in_progress_fallback(current: &IncidentStatus) -> Option<IncidentStatus> {
+    matches!(current, IncidentStatus::Resolved | IncidentStatus::Redirected).then_some(IncidentStatus::Active)
 }
 
 /// What may have happened to the Sentinel incident's comments since the last sync.
