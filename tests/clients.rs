@@ -386,3 +386,43 @@ async fn managed_identity_tokens_work_with_a_client_id() {
     let bad = Services::from_config(config(&vars));
     assert_eq!(bad.tokens.token(&bad.config.graph_scope).await.unwrap_err().class(), ErrorClass::Auth);
 }
+
+struct FixedToken;
+
+#[async_trait::async_trait]
+impl xdrsync::ports::TokenSource for FixedToken {
+    async fn token(&self, _scope: &str) -> Result<secrecy::SecretString, xdrsync::error::ApiError> {
+        Ok(secrecy::SecretString::from("t".to_string()))
+    }
+    async fn invalidate(&self, _scope: &str) {}
+}
+
+#[tokio::test]
+async fn a_patch_answered_with_204_reads_the_incident_back() {
+    use axum::routing::get;
+    let incident =
+        json!({"id": "7", "lastUpdateDateTime": "2026-01-01T00:00:00Z", "status": "resolved", "severity": "low"});
+    let served = incident.clone();
+    let app = axum::Router::new().route(
+        "/v1.0/security/incidents/{id}",
+        get(move || {
+            let v = served.clone();
+            async move { axum::Json(v) }
+        })
+        .patch(|| async { axum::http::StatusCode::NO_CONTENT }),
+    );
+    let base = serve_router(app).await;
+    let client = ServiceClient::new(
+        "graph",
+        build_http_client(Duration::from_secs(5)),
+        std::sync::Arc::new(FixedToken),
+        "https://graph.microsoft.com/.default",
+        RetryPolicy::default(),
+        CounterRef::new(CallCounters::shared(), |c| &c.graph),
+    );
+    let graph = xdrsync::adapters::graph::GraphDefender::new(client, &url::Url::parse(&base).unwrap());
+    let patch = DefenderIncidentPatch { status: Some(IncidentStatus::Resolved), ..Default::default() };
+    let got = xdrsync::ports::DefenderApi::patch_incident(&graph, "7", &patch).await.unwrap();
+    assert_eq!(got.status, IncidentStatus::Resolved);
+    assert_eq!(got.id, "7");
+}

@@ -7,7 +7,7 @@ use reqwest::Method;
 use serde::Deserialize;
 use time::OffsetDateTime;
 
-use super::http::{Call, ServiceClient};
+use super::http::{read_back, Call, ServiceClient};
 use super::odata::{encode_path_segment, encode_query_value, get_all_pages, string_literal};
 use crate::domain::defender::{AlertComment, DefenderAlert, DefenderIncident, DefenderIncidentPatch};
 use crate::domain::time_fmt;
@@ -68,25 +68,19 @@ impl DefenderApi for GraphDefender {
     async fn patch_incident(&self, id: &str, patch: &DefenderIncidentPatch) -> Result<DefenderIncident, ApiError> {
         let url = format!("{}/security/incidents/{}", self.base, encode_path_segment(id));
         let answer = self.client.send(&self.call(Method::PATCH, url).json(patch)).await?;
-        if answer.body.is_empty() {
-            // Older Graph revisions answered 204; read the updated incident instead.
-            return self
-                .get_incident(id)
-                .await?
-                .ok_or_else(|| ApiError::decode(self.client.service, "PATCH succeeded but the incident is missing"));
+        match answer.json_opt(self.client.service)? {
+            Some(incident) => Ok(incident),
+            // Older Graph revisions answered 204.
+            None => read_back(self.client.service, self.get_incident(id).await?),
         }
-        answer.json(self.client.service)
     }
 
     async fn add_comment(&self, id: &str, text: &str) -> Result<Vec<AlertComment>, ApiError> {
         let url = format!("{}/security/incidents/{}/comments", self.base, encode_path_segment(id));
         let body = serde_json::json!({"@odata.type": "microsoft.graph.security.alertComment", "comment": text});
-        let answer = self.client.send(&self.call(Method::POST, url).json(&body)).await?;
-        if answer.body.is_empty() {
-            return Ok(Vec::new());
-        }
-        let list: CommentList = answer.json(self.client.service)?;
-        Ok(list.value)
+        let list: Option<CommentList> =
+            self.client.send(&self.call(Method::POST, url).json(&body)).await?.json_opt(self.client.service)?;
+        Ok(list.map(|l| l.value).unwrap_or_default())
     }
 
     async fn find_user(&self, upn: &str) -> Result<Option<DirectoryUser>, ApiError> {

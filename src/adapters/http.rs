@@ -56,6 +56,20 @@ impl Answer {
     pub fn json<T: DeserializeOwned>(&self, service: &'static str) -> Result<T, ApiError> {
         serde_json::from_slice(&self.body).map_err(|e| ApiError::decode(service, e))
     }
+
+    /// Like [`Answer::json`], but `None` for an empty success body (a 204 where a service
+    /// revision returns nothing), so the caller can read the resource instead.
+    pub fn json_opt<T: DeserializeOwned>(&self, service: &'static str) -> Result<Option<T>, ApiError> {
+        if self.body.is_empty() {
+            return Ok(None);
+        }
+        self.json(service).map(Some)
+    }
+}
+
+/// The resource read back after a write whose answer had no body.
+pub fn read_back<T>(service: &'static str, read: Option<T>) -> Result<T, ApiError> {
+    read.ok_or_else(|| ApiError::decode(service, "the write succeeded but the resource cannot be read"))
 }
 
 /// An authenticated client for one service and token scope.

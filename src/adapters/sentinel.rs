@@ -7,7 +7,7 @@ use reqwest::Method;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::http::{Call, ServiceClient};
+use super::http::{read_back, Call, ServiceClient};
 use super::odata::{encode_query_value, get_all_pages};
 use crate::domain::sentinel::{SentinelComment, SentinelIncident, SentinelIncidentBody};
 use crate::domain::time_fmt;
@@ -45,15 +45,11 @@ impl SentinelApi for ArmSentinel {
 
     async fn put_incident(&self, name: &Uuid, body: &SentinelIncidentBody) -> Result<SentinelIncident, ApiError> {
         let call = Call::new(Method::PUT, self.incident_url(name)).json(body);
-        let answer = self.client.send(&call).await?;
-        if answer.body.is_empty() {
-            // Not what ARM documents, but cheap to survive: read what was written.
-            return self
-                .get_incident(name)
-                .await?
-                .ok_or_else(|| ApiError::decode(self.client.service, "PUT succeeded but the incident is missing"));
+        match self.client.send(&call).await?.json_opt(self.client.service)? {
+            Some(incident) => Ok(incident),
+            // Not what ARM documents, but cheap to survive.
+            None => read_back(self.client.service, self.get_incident(name).await?),
         }
-        answer.json(self.client.service)
     }
 
     async fn list_incidents_modified_since(&self, since: OffsetDateTime) -> Result<Vec<SentinelIncident>, ApiError> {
