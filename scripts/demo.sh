@@ -7,5 +7,4 @@ cd "$(dirname "$0")/.."
 if [ ! -x node_modules/.bin/azurite ]; then
   npm ci --no-audit --no-fund
 fi
-cargo build --release --locked
-exec ./target/release/xdrsync demo --repo . "$@"
+exec cargo run --release --locked --quiet -- demo --repo . "$@"
