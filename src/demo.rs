@@ -50,6 +50,10 @@ pub struct DemoReport {
     pub sentinel_writes_per_incident: f64,
     pub quiet_window_writes: u64,
     pub converged_in_seconds: f64,
+    /// Incidents mirrored per second, from seeding to convergence.
+    pub incidents_per_second: f64,
+    /// Peak resident memory of the xdrsync process (Linux `VmHWM`), in MiB.
+    pub peak_memory_mib: Option<f64>,
     pub ok: bool,
 }
 
@@ -79,7 +83,7 @@ fn free_port() -> anyhow::Result<u16> {
 pub struct Stack {
     _azurite: Azurite,
     pub sim: crate::sim::RunningSim,
-    _child: ChildGuard,
+    child: ChildGuard,
     pub http_port: u16,
     pub http: reqwest::Client,
 }
@@ -105,7 +109,7 @@ impl Stack {
             cmd.env(k, v);
         }
         let child = ChildGuard(cmd.spawn()?);
-        let stack = Self { _azurite: azurite, sim, _child: child, http_port, http: reqwest::Client::new() };
+        let stack = Self { _azurite: azurite, sim, child, http_port, http: reqwest::Client::new() };
         let started = Instant::now();
         while stack.http.get(stack.health_url()).send().await.is_err() {
             if started.elapsed() > Duration::from_secs(60) {
@@ -114,6 +118,14 @@ impl Stack {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         Ok(stack)
+    }
+
+    /// Peak resident memory of the xdrsync child so far (Linux only), in MiB.
+    pub fn peak_memory_mib(&self) -> Option<f64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.0.id())).ok()?;
+        let kib: f64 =
+            status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?.trim().trim_end_matches("kB").trim().parse().ok()?;
+        Some(kib / 1024.0)
     }
 
     pub fn health_url(&self) -> String {
@@ -283,6 +295,8 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
         sentinel_writes_per_incident: writes as f64 / n,
         quiet_window_writes: puts_after - puts_before,
         converged_in_seconds: converged_in,
+        incidents_per_second: opts.incidents as f64 / converged_in.max(0.001),
+        peak_memory_mib: stack.peak_memory_mib(),
         ok: converged
             && missing == 0
             && extra == 0
@@ -320,7 +334,13 @@ pub fn print(report: &DemoReport) {
     );
     println!("  Sentinel writes/incident {:.2}", report.sentinel_writes_per_incident);
     println!("  quiet-window writes      {}", report.quiet_window_writes);
-    println!("  converged in             {:.1} s", report.converged_in_seconds);
+    println!(
+        "  converged in             {:.1} s ({:.1} incidents/s)",
+        report.converged_in_seconds, report.incidents_per_second
+    );
+    if let Some(mib) = report.peak_memory_mib {
+        println!("  xdrsync peak memory      {mib:.1} MiB");
+    }
     println!(
         "  result                   {}",
         if report.ok { "OK: every incident mirrored exactly once" } else { "FAILED" }
