@@ -397,7 +397,7 @@ impl Config {
             queue_name,
             poll_overlap: Duration::from_secs(v.number("XDRSYNC_POLL_OVERLAP_SECONDS", 120u64, 0..=3600)?),
             initial_lookback: Duration::from_secs(
-                3600 * v.number("XDRSYNC_INITIAL_LOOKBACK_HOURS", 24u64, 0..=24 * 180)?,
+                3600 * v.number("XDRSYNC_INITIAL_LOOKBACK_HOURS", 24u64 * 30, 0..=24 * 180)?,
             ),
             max_batch_bytes: v.number("XDRSYNC_MAX_BATCH_BYTES", 1_000_000usize, 1024..=1_000_000)?,
             user_cache_ttl: Duration::from_secs(3600 * v.number("XDRSYNC_USER_CACHE_HOURS", 24u64, 0..=24 * 30)?),
@@ -480,6 +480,7 @@ pub(crate) mod tests {
         assert_eq!(c.monitor_scope, "https://monitor.azure.com/.default");
         assert_eq!(c.poll_schedule, "*/30 * * * * *");
         assert_eq!(c.queue_name, "xdrsync-incidents");
+        assert_eq!(c.initial_lookback, Duration::from_secs(30 * 24 * 3600), "first backfill: 30 days");
     }
 
     #[test]

@@ -35,13 +35,14 @@ struct Feed {
 }
 
 impl Feed {
-    async fn open(s: &Services, name: &'static str) -> Result<Self, UseCaseError> {
+    /// Reads the cursor of `name`; a feed without one starts `first_lookback` ago.
+    async fn open(s: &Services, name: &'static str, first_lookback: std::time::Duration) -> Result<Self, UseCaseError> {
         let cfg = &s.config;
         let now = s.clock.now();
         let key = RowKey::new(&cfg.tenant_id, name)?;
         let stored: Option<Versioned<CursorRecord>> = load(s.store.as_ref(), Table::Cursors, &key).await?;
         let overlap = time::Duration::try_from(cfg.poll_overlap).unwrap_or(time::Duration::minutes(2));
-        let lookback = time::Duration::try_from(cfg.initial_lookback).unwrap_or(time::Duration::days(1));
+        let lookback = time::Duration::try_from(first_lookback).unwrap_or(time::Duration::days(1));
         let since = poll_since(stored.as_ref().map(|v| &v.value.cursor), now, lookback, overlap);
         Ok(Self { name, key, stored, since, overlap, now })
     }
@@ -83,7 +84,7 @@ impl Feed {
 
 pub async fn poll_defender(s: &Services) -> Result<PollReport, UseCaseError> {
     let cfg = &s.config;
-    let feed = Feed::open(s, INCIDENTS_FEED).await?;
+    let feed = Feed::open(s, INCIDENTS_FEED, cfg.initial_lookback).await?;
     let incidents = s.defender.list_incidents_since(feed.since).await?;
     let marks: Vec<Mark> = incidents.iter().map(|i| Mark { id: i.id.clone(), at: i.last_update_date_time }).collect();
     let fresh = select_new(feed.cursor(), &marks);
@@ -103,7 +104,9 @@ pub async fn poll_defender(s: &Services) -> Result<PollReport, UseCaseError> {
 /// webhook only makes this faster; this alone delivers every Sentinel edit.
 pub async fn poll_sentinel(s: &Services) -> Result<PollReport, UseCaseError> {
     let cfg = &s.config;
-    let feed = Feed::open(s, SENTINEL_FEED).await?;
+    // Mirrors exist only from our first sync on, so Sentinel edits before it do not matter:
+    // the sweep's first run looks back just the overlap, not the Defender backfill window.
+    let feed = Feed::open(s, SENTINEL_FEED, cfg.poll_overlap).await?;
     let incidents = s.sentinel.list_incidents_modified_since(feed.since).await?;
     let marks: Vec<Mark> = incidents
         .iter()
