@@ -6,7 +6,6 @@
 //! - [`ports`]: one trait per external system; [`adapters`] hold the real implementations and
 //!   [`fakes`] the in-memory ones.
 //! - [`state`]: typed sync-state records over the store port, with ETag-guarded updates.
-//! - [`sentinel_write`]: GET → change → PUT with etag, redo on 409.
 //! - [`error`] and [`retry`]: the one status classification and the one retry policy.
 //! - [`config`], [`storage_conn`], [`schedule`]: settings, validated at startup.
 //! - [`sim`]: the simulator of Entra, Graph, Sentinel (ARM) and Logs Ingestion.
@@ -29,7 +28,6 @@ pub mod ports;
 pub mod records;
 pub mod retry;
 pub mod schedule;
-pub mod sentinel_write;
 pub mod sim;
 pub mod standalone;
 pub mod state;

@@ -18,7 +18,6 @@ use xdrsync::error::ErrorClass;
 use xdrsync::metrics::CallCounters;
 use xdrsync::ports::LogsIngestion;
 use xdrsync::retry::RetryPolicy;
-use xdrsync::sentinel_write::{write_incident, WriteOutcome};
 use xdrsync::sim::seed::SeedSpec;
 use xdrsync::sim::{FaultKind, FaultRule, SimConfig};
 
@@ -130,13 +129,14 @@ async fn patch_comment_and_user_lookup() {
 }
 
 #[tokio::test]
-async fn sentinel_put_with_stale_etag_conflicts_and_write_incident_redoes() {
+async fn sentinel_put_with_a_stale_etag_is_a_conflict() {
     let (sim, s) = setup(SimConfig::demo()).await;
     let name = sentinel_incident_name(&s.config.tenant_id, "1001");
-    let created = match write_incident(s.sentinel.as_ref(), &name, |_| Some(writable("first"))).await.unwrap() {
-        WriteOutcome::Written(i) => i,
-        other => panic!("expected a write, got {other:?}"),
-    };
+    let created = s
+        .sentinel
+        .put_incident(&name, &SentinelIncidentBody { etag: None, properties: writable("first") })
+        .await
+        .unwrap();
     assert_eq!(created.properties.read_only.provider_name.as_deref(), Some("Azure Sentinel"));
     // An analyst edits in between: our etag is now stale.
     let r = sim_post(&sim, &format!("/_sim/sentinel/incidents/{name}/edit"), json!({"severity": "High"})).await;
@@ -145,28 +145,9 @@ async fn sentinel_put_with_stale_etag_conflicts_and_write_incident_redoes() {
     let e = s.sentinel.put_incident(&name, &stale).await.unwrap_err();
     assert_eq!(e.class(), ErrorClass::Conflict);
     assert!(e.to_string().contains("Newer version"));
-    // write_incident rereads: the change runs on the analyst's version, so High survives.
-    let mut calls = 0;
-    let sim2 = sim.sim.clone();
-    let out = write_incident(s.sentinel.as_ref(), &name, |cur| {
-        calls += 1;
-        if calls == 1 {
-            // Another writer lands between our GET and our PUT.
-            let mut w = sim2.world();
-            let rec = w.sentinel.get_mut(&name).unwrap();
-            rec.etag = "\"moved-on\"".into();
-        }
-        let mut w = cur.unwrap().properties.writable.clone();
-        w.title = "second".into();
-        Some(w)
-    })
-    .await
-    .unwrap();
-    assert_eq!(calls, 2);
-    let WriteOutcome::Written(i) = out else { panic!("expected a write") };
-    assert_eq!(i.properties.writable.title, "second");
-    assert_eq!(i.properties.writable.severity, SentinelSeverity::High);
-    assert!(sim_stat(&sim, "arm.incidents.conflict").await >= 2);
+    let current = s.sentinel.get_incident(&name).await.unwrap().unwrap();
+    assert_eq!(current.properties.writable.title, "first", "nothing was saved");
+    assert_eq!(current.properties.writable.severity, SentinelSeverity::High);
 }
 
 #[tokio::test]

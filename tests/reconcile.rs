@@ -163,3 +163,80 @@ async fn a_status_defender_cannot_take_neither_loops_nor_is_asked_for_again() {
     assert_eq!(sim.sim.world().sentinel[&name].writable.status, SentinelStatus::Active);
     assert_eq!(sync(&s, &ids[0]).await, SyncOutcome::Unchanged);
 }
+
+/// Sentinel as the reconcile sees it, except that an analyst's edit lands just before our
+/// first PUT, so that PUT carries a stale etag.
+struct EditBeforeFirstPut {
+    inner: std::sync::Arc<dyn xdrsync::ports::SentinelApi>,
+    sim: std::sync::Arc<xdrsync::sim::Sim>,
+    edited: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl xdrsync::ports::SentinelApi for EditBeforeFirstPut {
+    async fn get_incident(&self, name: &uuid::Uuid) -> Result<Option<SentinelIncident>, xdrsync::error::ApiError> {
+        self.inner.get_incident(name).await
+    }
+    async fn put_incident(
+        &self,
+        name: &uuid::Uuid,
+        body: &SentinelIncidentBody,
+    ) -> Result<SentinelIncident, xdrsync::error::ApiError> {
+        if !self.edited.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            let mut w = self.sim.world();
+            let rec = w.sentinel.get_mut(name).unwrap();
+            rec.writable.owner = Some(Owner {
+                object_id: Some("not-used".into()),
+                user_principal_name: Some("carol@contoso.com".into()),
+                ..Default::default()
+            });
+            rec.etag = "\"analyst-was-here\"".into();
+        }
+        self.inner.put_incident(name, body).await
+    }
+    async fn list_incidents_modified_since(
+        &self,
+        since: time::OffsetDateTime,
+    ) -> Result<Vec<SentinelIncident>, xdrsync::error::ApiError> {
+        self.inner.list_incidents_modified_since(since).await
+    }
+    async fn list_comments(&self, incident: &uuid::Uuid) -> Result<Vec<SentinelComment>, xdrsync::error::ApiError> {
+        self.inner.list_comments(incident).await
+    }
+    async fn put_comment(
+        &self,
+        incident: &uuid::Uuid,
+        comment: &uuid::Uuid,
+        message: &str,
+    ) -> Result<(), xdrsync::error::ApiError> {
+        self.inner.put_comment(incident, comment, message).await
+    }
+}
+
+#[tokio::test]
+async fn a_stale_etag_during_a_reconcile_rereads_both_sides_and_keeps_the_concurrent_edit() {
+    let sim = start_sim(SimConfig::demo()).await;
+    let ids = seed(&sim, SeedSpec { count: 1, ..Default::default() });
+    let mut s = services(&sim, None).await;
+    sync(&s, &ids[0]).await;
+    let name = sentinel_incident_name(&s.config.tenant_id, &ids[0]);
+    s.sentinel = std::sync::Arc::new(EditBeforeFirstPut {
+        inner: s.sentinel.clone(),
+        sim: sim.sim.clone(),
+        edited: false.into(),
+    });
+    // Defender changes severity, so the reconcile must PUT Sentinel; the analyst's owner edit
+    // lands just before that PUT.
+    sim_post(&sim, &format!("/_sim/defender/incidents/{}/edit", ids[0]), json!({"severity": "low"})).await;
+    sim.sim.stats.reset();
+    let SyncOutcome::Synced(report) = sync(&s, &ids[0]).await else { panic!("expected a sync") };
+    assert!(sim_stat(&sim, "arm.incidents.conflict").await >= 1, "the first PUT hit a stale etag");
+    assert!(report.sentinel_written && report.defender_patched);
+    let w = sim.sim.world();
+    assert_eq!(w.sentinel[&name].writable.severity, SentinelSeverity::Low, "Defender's change arrived");
+    assert_eq!(
+        w.incident(&ids[0]).unwrap().assigned_to.as_deref(),
+        Some("carol@contoso.com"),
+        "the analyst's edit was reread and synced, not overwritten"
+    );
+}

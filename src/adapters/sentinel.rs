@@ -1,6 +1,6 @@
 //! Sentinel incidents through ARM (Microsoft.SecurityInsights). PUT carries the etag in the
 //! body; a stale etag answers 409, which surfaces as [`ApiError::Conflict`] for
-//! [`crate::sentinel_write`] to reread and redo.
+//! the reconcile to reread both sides and redo (`usecase::sync`).
 
 use async_trait::async_trait;
 use reqwest::Method;
