@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde_json::json;
 
-use crate::demo::{percentile_of, Stack, DEMO_WEBHOOK_KEY};
+use crate::demo::{percentile, Stack, DEMO_WEBHOOK_KEY};
 use crate::domain::names::sentinel_incident_name;
 use crate::sim::seed::SeedSpec;
 use crate::sim::Automation;
@@ -102,8 +102,8 @@ async fn phase(stack: &Stack, ids: &[String], path: &'static str, settle: Durati
         path,
         edits: ids.len(),
         delivered: latencies.len(),
-        latency_ms_p50: percentile_of(&latencies, 0.5),
-        latency_ms_p95: percentile_of(&latencies, 0.95),
+        latency_ms_p50: percentile(&latencies, 0.5),
+        latency_ms_p95: percentile(&latencies, 0.95),
         latency_ms_max: latencies.last().copied(),
         writes_per_edit: (total(stack, &WRITES) - writes_before) as f64 / n,
         webhook_deliveries_per_edit: (total(stack, &["automation.deliveries"]) - deliveries_before) as f64 / n,

@@ -67,7 +67,8 @@ impl Drop for ChildGuard {
     }
 }
 
-fn percentile(sorted: &[i64], p: f64) -> Option<i64> {
+/// The `p`-quantile (0..=1) of sorted values, nearest rank.
+pub fn percentile(sorted: &[i64], p: f64) -> Option<i64> {
     if sorted.is_empty() {
         return None;
     }
@@ -166,10 +167,6 @@ impl Stack {
 }
 
 pub const DEMO_WEBHOOK_KEY: &str = "demo-webhook-key-not-secret";
-
-pub fn percentile_of(sorted: &[i64], p: f64) -> Option<i64> {
-    percentile(sorted, p)
-}
 
 pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
     let say = |s: &str| {

@@ -293,7 +293,7 @@ async fn server_errors_are_retried_then_surface_as_retryable() {
     assert_eq!(sim_stat(&sim, "graph.faults").await, 5, "bounded attempts");
 }
 
-fn logs_client(sim: &xdrsync::sim::RunningSim, s: &Services, max_batch: usize) -> DcrLogsIngestion {
+fn logs_client(s: &Services, max_batch: usize) -> DcrLogsIngestion {
     let counters = CallCounters::shared();
     let client = ServiceClient::new(
         "logs-ingestion",
@@ -303,7 +303,6 @@ fn logs_client(sim: &xdrsync::sim::RunningSim, s: &Services, max_batch: usize) -
         RetryPolicy::default(),
         CounterRef::new(counters, |c| &c.logs),
     );
-    let _ = sim;
     DcrLogsIngestion::new(client, &s.config.logs_ingestion_endpoint, s.config.dcr_immutable_id.clone(), max_batch)
 }
 
@@ -327,7 +326,7 @@ async fn logs_upload_batches_under_one_megabyte_and_loses_nothing() {
 async fn logs_upload_splits_on_413() {
     let (sim, s) = setup(SimConfig::demo()).await;
     // A client misconfigured to 3 MB batches: the service answers 413 and we split.
-    let big = logs_client(&sim, &s, 3_000_000);
+    let big = logs_client(&s, 3_000_000);
     let report = big.upload("Custom-XdrsyncAlerts", &rows(2000, 1000)).await.unwrap();
     assert_eq!(report.rows_sent, 2000);
     assert!(sim_stat(&sim, "logs.too_large").await >= 1);

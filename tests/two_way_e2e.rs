@@ -89,7 +89,6 @@ async fn edits_flow_both_ways_with_automation_and_a_quiet_window_writes_nothing(
     let tenant = services.config.tenant_id.clone();
     let ids = mirror_all(&sim, &tenant, 50).await;
     let names: Vec<uuid::Uuid> = ids.iter().map(|id| sentinel_incident_name(&tenant, id)).collect();
-    let carol = sim.sim.world().user_by_upn_or_id("carol@contoso.com").unwrap().id.clone();
 
     // 50 Sentinel edits, five kinds.
     for (i, name) in names.iter().enumerate() {
@@ -157,7 +156,6 @@ async fn edits_flow_both_ways_with_automation_and_a_quiet_window_writes_nothing(
         })
     })
     .await;
-    let _ = carol;
 
     // Quiet: 3 poll intervals with automation armed; nothing may be written anywhere.
     tokio::time::sleep(std::time::Duration::from_secs(3)).await;

@@ -192,8 +192,7 @@ pub fn differs(desired: &SentinelWritable, current: &SentinelWritable) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::defender::{Classification, Severity};
-    use time::macros::datetime;
+    use crate::domain::defender::Classification;
 
     fn incident() -> DefenderIncident {
         serde_json::from_value(serde_json::json!({
@@ -203,6 +202,15 @@ mod tests {
             "status": "active", "severity": "high", "customTags": ["VIP"]
         }))
         .unwrap()
+    }
+
+    fn mirror(
+        i: &DefenderIncident,
+        alerts: &AlertSummary,
+        t: &Fields,
+        owner: Option<&ResolvedOwner>,
+    ) -> SentinelWritable {
+        desired(&MirrorInput { incident: i, alerts, target: t, owner, current: None })
     }
 
     fn target(status: Status, owner: Option<&str>) -> Fields {
@@ -220,7 +228,7 @@ mod tests {
         let i = incident();
         let s = AlertSummary::default();
         let t = target(Status::Open, None);
-        let w = desired(&MirrorInput { incident: &i, alerts: &s, target: &t, owner: None, current: None });
+        let w = mirror(&i, &s, &t, None);
         assert_eq!(w.status, SentinelStatus::New);
         assert_eq!(w.classification, None);
         assert!(w
@@ -237,13 +245,7 @@ mod tests {
     fn closed_gets_classification_and_reason() {
         let i = incident();
         let t = target(Status::Closed, None);
-        let w = desired(&MirrorInput {
-            incident: &i,
-            alerts: &AlertSummary::default(),
-            target: &t,
-            owner: None,
-            current: None,
-        });
+        let w = mirror(&i, &AlertSummary::default(), &t, None);
         assert_eq!(w.status, SentinelStatus::Closed);
         assert_eq!(w.classification, Some(SentinelClassification::TruePositive));
         assert_eq!(w.classification_reason, Some(ClassificationReason::SuspiciousActivity));
@@ -256,13 +258,7 @@ mod tests {
         i.classification = Some(Classification::Unknown);
         let mut t = target(Status::Open, None);
         t.verdict = Some(Verdict::Undetermined);
-        let w = desired(&MirrorInput {
-            incident: &i,
-            alerts: &AlertSummary::default(),
-            target: &t,
-            owner: None,
-            current: None,
-        });
+        let w = mirror(&i, &AlertSummary::default(), &t, None);
         assert_eq!(w.status, SentinelStatus::Closed);
         assert_eq!(w.classification, Some(SentinelClassification::Undetermined));
         assert!(w.labels.iter().any(|l| l.label_name == "Redirected"));
@@ -273,22 +269,10 @@ mod tests {
         let i = incident();
         let t = target(Status::InProgress, Some("bob@contoso.com"));
         let known = ResolvedOwner { upn: "bob@contoso.com".into(), object_id: Some("oid-1".into()) };
-        let w = desired(&MirrorInput {
-            incident: &i,
-            alerts: &AlertSummary::default(),
-            target: &t,
-            owner: Some(&known),
-            current: None,
-        });
+        let w = mirror(&i, &AlertSummary::default(), &t, Some(&known));
         assert_eq!(w.owner.unwrap().object_id.as_deref(), Some("oid-1"));
         let unknown = ResolvedOwner { upn: "bob@contoso.com".into(), object_id: None };
-        let w = desired(&MirrorInput {
-            incident: &i,
-            alerts: &AlertSummary::default(),
-            target: &t,
-            owner: Some(&unknown),
-            current: None,
-        });
+        let w = mirror(&i, &AlertSummary::default(), &t, Some(&unknown));
         assert!(w.owner.is_none());
         assert!(w.labels.iter().any(|l| l.label_name == "Defender owner: bob@contoso.com"));
     }
@@ -307,7 +291,7 @@ mod tests {
         let i = incident();
         let alerts = AlertSummary { count: 180, lines: vec!["- a [MDE]".into(); 180], ..Default::default() };
         let t = target(Status::Open, None);
-        let w = desired(&MirrorInput { incident: &i, alerts: &alerts, target: &t, owner: None, current: None });
+        let w = mirror(&i, &alerts, &t, None);
         assert!(w.labels.iter().any(|l| l.label_name == "150+"));
         assert!(w.description.unwrap().contains("Alerts (180"));
     }
@@ -316,18 +300,11 @@ mod tests {
     fn differs_ignores_server_filled_owner_fields_and_label_order() {
         let i = incident();
         let t = target(Status::Open, None);
-        let a = desired(&MirrorInput {
-            incident: &i,
-            alerts: &AlertSummary::default(),
-            target: &t,
-            owner: None,
-            current: None,
-        });
+        let a = mirror(&i, &AlertSummary::default(), &t, None);
         let mut b = a.clone();
         b.labels.reverse();
         assert!(!differs(&a, &b));
         b.severity = SentinelSeverity::Low;
         assert!(differs(&a, &b));
-        let _ = (Severity::High, datetime!(2026-01-01 0:00 UTC));
     }
 }
