@@ -6,4 +6,4 @@ cd "$(dirname "$0")/.."
 if [ ! -x node_modules/.bin/azurite ]; then
   npm ci --no-audit --no-fund
 fi
-cargo test --locked --all-targets -- --test-threads="${XDRSYNC_TEST_THREADS:-4}"
+cargo test --workspace --locked --all-targets -- --test-threads="${XDRSYNC_TEST_THREADS:-4}"

@@ -1,5 +1,6 @@
-//! Builds the real adapters from a validated [`Config`]: one `reqwest` client, one token
-//! source, and `Arc<dyn Port>`s for every external system.
+//! The composition root: builds the real adapters from a validated [`Config`] (one `reqwest`
+//! client, one token source) into the [`Ports`] bundle the use cases run on. The only module that
+//! knows both the adapters and the use cases.
 
 use std::sync::Arc;
 
@@ -11,63 +12,39 @@ use crate::adapters::sentinel::ArmSentinel;
 use crate::adapters::tables::AzureTables;
 use crate::config::Config;
 use crate::metrics::CallCounters;
-use crate::ports::{Clock, DefenderApi, LogsIngestion, SentinelApi, StateStore, SystemClock, TokenSource, WorkQueue};
+use crate::ports::SystemClock;
 use crate::retry::RetryPolicy;
+use crate::usecase::Ports;
 
-/// Every port, ready to use.
-#[derive(Clone)]
-pub struct Services {
-    pub config: Arc<Config>,
-    pub tokens: Arc<dyn TokenSource>,
-    pub defender: Arc<dyn DefenderApi>,
-    pub sentinel: Arc<dyn SentinelApi>,
-    pub logs: Arc<dyn LogsIngestion>,
-    pub store: Arc<dyn StateStore>,
-    pub queue: Arc<dyn WorkQueue>,
-    pub clock: Arc<dyn Clock>,
-    pub counters: Arc<CallCounters>,
-    /// Serializes reconciles of one incident within this process.
-    pub locks: Arc<crate::usecase::locks::KeyedLocks>,
-}
-
-impl Services {
-    pub fn from_config(config: Config) -> Self {
-        let counters = CallCounters::shared();
-        let http = build_http_client(config.http_timeout);
-        let tokens = crate::adapters::auth::token_source(&config, http.clone(), counters.clone());
-        let retry = RetryPolicy::default();
-        let client = |service: &'static str, scope: &str, pick: fn(&CallCounters) -> &std::sync::atomic::AtomicU64| {
-            ServiceClient::new(
-                service,
-                http.clone(),
-                tokens.clone(),
-                scope,
-                retry,
-                CounterRef::new(counters.clone(), pick),
-            )
-        };
-        let defender = GraphDefender::new(client("graph", &config.graph_scope, |c| &c.graph), &config.graph_endpoint);
-        let sentinel =
-            ArmSentinel::new(client("sentinel", &config.arm_scope, |c| &c.arm), config.security_insights_base());
-        let logs = DcrLogsIngestion::new(
-            client("logs-ingestion", &config.monitor_scope, |c| &c.logs),
-            &config.logs_ingestion_endpoint,
-            config.dcr_immutable_id.clone(),
-            config.max_batch_bytes,
-        );
-        let store = AzureTables::new(&config.storage, &config.table_prefix, counters.clone());
-        let queue = AzureQueues::new(&config.storage, counters.clone());
-        Self {
-            config: Arc::new(config),
-            tokens,
-            defender: Arc::new(defender),
-            sentinel: Arc::new(sentinel),
-            logs: Arc::new(logs),
-            store: Arc::new(store),
-            queue: Arc::new(queue),
-            clock: Arc::new(SystemClock),
-            counters,
-            locks: Default::default(),
-        }
+/// The concrete ports bundle for a validated configuration.
+pub fn build(config: Config) -> Ports {
+    let counters = CallCounters::shared();
+    let http = build_http_client(config.http_timeout);
+    let tokens = crate::adapters::auth::token_source(&config, http.clone(), counters.clone());
+    let retry = RetryPolicy::default();
+    let client = |service: &'static str, scope: &str, pick: fn(&CallCounters) -> &std::sync::atomic::AtomicU64| {
+        ServiceClient::new(service, http.clone(), tokens.clone(), scope, retry, CounterRef::new(counters.clone(), pick))
+    };
+    let defender = GraphDefender::new(client("graph", &config.graph_scope, |c| &c.graph), &config.graph_endpoint);
+    let sentinel = ArmSentinel::new(client("sentinel", &config.arm_scope, |c| &c.arm), config.security_insights_base());
+    let logs = DcrLogsIngestion::new(
+        client("logs-ingestion", &config.monitor_scope, |c| &c.logs),
+        &config.logs_ingestion_endpoint,
+        config.dcr_immutable_id.clone(),
+        config.max_batch_bytes,
+    );
+    let store = AzureTables::new(&config.storage, &config.table_prefix, counters.clone());
+    let queue = AzureQueues::new(&config.storage, counters.clone());
+    Ports {
+        config: Arc::new(config),
+        tokens,
+        defender: Arc::new(defender),
+        sentinel: Arc::new(sentinel),
+        logs: Arc::new(logs),
+        store: Arc::new(store),
+        queue: Arc::new(queue),
+        clock: Arc::new(SystemClock),
+        counters,
+        locks: Default::default(),
     }
 }

@@ -1,8 +1,8 @@
 //! `xdrsync check`: validates the configuration, gets a token for each audience, and reaches
 //! Table and Queue storage, reporting each problem in plain words with the setting to fix.
 
-use crate::app::Services;
 use crate::error::{ApiError, ErrorClass};
+use crate::usecase::Ports;
 
 /// One line of the report.
 #[derive(Debug)]
@@ -23,7 +23,7 @@ fn advice(e: &ApiError, settings: &str) -> String {
 }
 
 /// Runs every check; never panics, never prints secrets.
-pub async fn run(services: &Services) -> Vec<CheckLine> {
+pub async fn run(services: &Ports) -> Vec<CheckLine> {
     let cfg = &services.config;
     let creds =
         "XDRSYNC_TENANT_ID, XDRSYNC_CLIENT_ID, XDRSYNC_CLIENT_SECRET (or the managed identity), XDRSYNC_AUTHORITY_HOST";

@@ -1,34 +1,32 @@
-//! xdrsync keeps Microsoft Defender XDR and Microsoft Sentinel incidents in one state.
+//! xdrsync, the product: adapters to Microsoft's services and Azure Storage, the use cases that
+//! run over them, the Azure Functions edge, the standalone runner and the command line. The pure
+//! core (models, mappings, merge, cursors, names, keys, port traits) is the `xdrsync-core` crate,
+//! re-exported here as [`domain`], [`ports`] and [`error`].
 //!
 //! # Layout
-//! - [`domain`]: the functional core (service models, names, cursors, batching, work items);
-//!   pure, no I/O, no clock.
-//! - [`ports`]: one trait per external system; [`adapters`] hold the real implementations and
-//!   [`fakes`] the in-memory ones.
-//! - [`state`]: typed sync-state records over the store port, with ETag-guarded updates.
-//! - [`error`] and [`retry`]: the one status classification and the one retry policy.
+//! - [`adapters`]: the real implementations of the ports (Graph, ARM, Logs Ingestion, Tables,
+//!   Queues, Entra tokens); the only place HTTP statuses become port errors.
+//! - [`usecase`]: poll, reconcile, webhook, health: each reads through the ports, asks the core
+//!   what to do, and writes.
+//! - [`app`]: builds the concrete ports bundle from a [`config::Config`]; the only place that
+//!   knows both.
+//! - [`functions`]: the custom-handler edge (invocation envelopes); [`standalone`]: `xdrsync run`.
+//! - [`state`], [`records`]: typed sync-state rows over the store port, ETag-guarded.
 //! - [`config`], [`storage_conn`], [`schedule`]: settings, validated at startup.
-//! - [`sim`]: the simulator of Entra, Graph, Sentinel (ARM) and Logs Ingestion.
-//! - [`check`]: `xdrsync check`, configuration and token diagnostics.
+//! - [`check`]: `xdrsync check`; [`package`]: `xdrsync package`.
+
+pub use xdrsync_core::{domain, error, ports};
 
 pub mod adapters;
 pub mod app;
-pub mod bench;
 pub mod check;
 pub mod config;
-pub mod demo;
-pub mod devtools;
-pub mod domain;
-pub mod error;
-pub mod fakes;
 pub mod functions;
 pub mod metrics;
 pub mod package;
-pub mod ports;
 pub mod records;
 pub mod retry;
 pub mod schedule;
-pub mod sim;
 pub mod standalone;
 pub mod state;
 pub mod storage_conn;

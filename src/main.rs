@@ -5,10 +5,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use xdrsync::app::Services;
+use xdrsync::app;
 use xdrsync::config::Config;
-use xdrsync::sim::seed::SeedSpec;
-use xdrsync::sim::SimConfig;
 
 #[derive(Parser)]
 #[command(
@@ -27,22 +25,6 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the local simulator of Entra ID, Defender (Graph), Sentinel (ARM) and Logs Ingestion.
-    ///
-    /// One loopback port serves every API at its real path, plus a control API under /_sim
-    /// (seed incidents, analyst edits, merges, faults, request counts). It prints the
-    /// XDRSYNC_* settings that point xdrsync at it.
-    Sim {
-        /// Port to listen on (0 = any free port).
-        #[arg(long, default_value_t = 7400)]
-        port: u16,
-        /// Incidents to seed at startup.
-        #[arg(long, default_value_t = 0)]
-        seed_incidents: usize,
-        /// Lifetime of issued access tokens, in seconds.
-        #[arg(long, default_value_t = 3599)]
-        token_lifetime: u64,
-    },
     /// Validate the configuration, get a token for each API, and reach storage.
     ///
     /// Reads the same app settings as the Function App (environment variables) and reports
@@ -71,45 +53,6 @@ enum Command {
         #[arg(long)]
         binary: Option<std::path::PathBuf>,
     },
-    /// Run the demo: Azurite + simulator + xdrsync standalone, seed incidents, report latency,
-    /// calls per incident and exactly-once mirroring. Exits non-zero if anything is missing or
-    /// duplicated. Also the benchmark (`--json`).
-    Demo {
-        /// Incidents to seed.
-        #[arg(long, default_value_t = 200)]
-        incidents: usize,
-        /// Poll interval of the Defender poller, in seconds (1-59).
-        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=59))]
-        poll_seconds: u32,
-        /// Give up after this many seconds.
-        #[arg(long, default_value_t = 180)]
-        timeout: u64,
-        /// Create the incidents evenly over this many seconds instead of all at once (steady state).
-        #[arg(long, default_value_t = 0)]
-        spread_seconds: u64,
-        /// Repository root holding node_modules/.bin/azurite.
-        #[arg(long, default_value = ".")]
-        repo: std::path::PathBuf,
-        /// Print the report as JSON.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Measure two-way sync: Sentinel edit → Defender PATCH latency p50/p95 through the webhook
-    /// and through the sweep alone, writes per edit and webhook deliveries per edit.
-    Bench {
-        /// Sentinel edits per path.
-        #[arg(long, default_value_t = 30)]
-        edits: usize,
-        /// Poll interval of the pollers, in seconds (1-59).
-        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=59))]
-        poll_seconds: u32,
-        /// Repository root holding node_modules/.bin/azurite.
-        #[arg(long, default_value = ".")]
-        repo: std::path::PathBuf,
-        /// Print the report as JSON.
-        #[arg(long)]
-        json: bool,
-    },
 }
 
 #[tokio::main]
@@ -128,60 +71,10 @@ async fn main() -> ExitCode {
         },
     };
     match command {
-        Command::Sim { port, seed_incidents, token_lifetime } => run_sim(port, seed_incidents, token_lifetime).await,
         Command::Check => run_check().await,
         Command::Serve { port } => serve(port).await,
-        Command::Bench { edits, poll_seconds, repo, json } => {
-            match xdrsync::bench::run(xdrsync::bench::BenchOptions { edits, poll_seconds, repo_root: repo }).await {
-                Ok(report) => {
-                    if json {
-                        println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
-                    } else {
-                        xdrsync::bench::print(&report);
-                    }
-                    let complete = report.webhook.delivered == edits && report.sweep_only.delivered == edits;
-                    if complete {
-                        ExitCode::SUCCESS
-                    } else {
-                        ExitCode::FAILURE
-                    }
-                }
-                Err(e) => {
-                    eprintln!("bench failed: {e:#}");
-                    ExitCode::FAILURE
-                }
-            }
-        }
         Command::Run => run_standalone().await,
         Command::Package { out, binary } => package(&out, binary),
-        Command::Demo { incidents, poll_seconds, timeout, spread_seconds, repo, json } => {
-            let opts = xdrsync::demo::DemoOptions {
-                incidents,
-                poll_seconds,
-                timeout: std::time::Duration::from_secs(timeout),
-                repo_root: repo,
-                json,
-                spread_seconds,
-            };
-            match xdrsync::demo::run(opts).await {
-                Ok(report) => {
-                    if json {
-                        println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
-                    } else {
-                        xdrsync::demo::print(&report);
-                    }
-                    if report.ok {
-                        ExitCode::SUCCESS
-                    } else {
-                        ExitCode::FAILURE
-                    }
-                }
-                Err(e) => {
-                    eprintln!("demo failed: {e:#}");
-                    ExitCode::FAILURE
-                }
-            }
-        }
     }
 }
 
@@ -190,7 +83,7 @@ async fn serve(port: u16) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let services = std::sync::Arc::new(Services::from_config(cfg));
+    let services = std::sync::Arc::new(app::build(cfg));
     // Create what the functions write to before answering the host; a storage outage must not
     // keep the handler from starting (health reports it), so this is bounded.
     let warm = async {
@@ -226,7 +119,7 @@ async fn run_standalone() -> ExitCode {
         Err(code) => return code,
     };
     let port = cfg.http_port;
-    let services = std::sync::Arc::new(Services::from_config(cfg));
+    let services = std::sync::Arc::new(app::build(cfg));
     let runner = match xdrsync::standalone::start(services, port).await {
         Ok(r) => r,
         Err(e) => {
@@ -275,7 +168,7 @@ async fn run_check() -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let services = Services::from_config(cfg);
+    let services = app::build(cfg);
     let lines = xdrsync::check::run(&services).await;
     let mut ok = true;
     for l in &lines {
@@ -287,33 +180,4 @@ async fn run_check() -> ExitCode {
     } else {
         ExitCode::FAILURE
     }
-}
-
-async fn run_sim(port: u16, seed_incidents: usize, token_lifetime: u64) -> ExitCode {
-    let listener = match tokio::net::TcpListener::bind(("127.0.0.1", port)).await {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("cannot listen on 127.0.0.1:{port}: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let config = SimConfig { token_lifetime_secs: token_lifetime, ..SimConfig::demo() };
-    let running = match xdrsync::sim::spawn(listener, config.clone()).await {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("simulator failed to start: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    if seed_incidents > 0 {
-        let spec = SeedSpec { count: seed_incidents, ..Default::default() };
-        xdrsync::sim::seed::seed(&mut running.sim.world(), &config.tenant_id, &spec);
-    }
-    println!("xdrsync simulator listening on {}", running.base_url());
-    println!("# settings for xdrsync:");
-    for (k, v) in config.settings_for(running.addr) {
-        println!("export {k}='{v}'");
-    }
-    let _ = tokio::signal::ctrl_c().await;
-    ExitCode::SUCCESS
 }

@@ -1,4 +1,4 @@
-//! The typed rows of DESIGN §4: incident sync state (with the merge base), the webhook index,
+//! The typed rows of ARCHITECTURE.md: “State”: incident sync state (with the merge base), the webhook index,
 //! poll cursors, the standalone lease, the owner cache and the health row.
 
 use serde::{Deserialize, Serialize};

@@ -1,5 +1,5 @@
 //! Typed records over the [`StateStore`] port: incident sync state, the webhook index, cursors,
-//! leases and the owner cache (DESIGN §4). Each record is one entity whose `Data` property holds
+//! leases and the owner cache (ARCHITECTURE.md: “State”). Each record is one entity whose `Data` property holds
 //! the record as JSON (plus a few plain columns for people browsing the table). Every
 //! read-modify-write goes through [`modify`]: ETag-guarded, a conflict rereads and redoes.
 
@@ -141,7 +141,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fakes::MemoryStore;
+    use xdrsync_sim::fakes::MemoryStore;
 
     #[tokio::test]
     async fn save_conflicts_on_stale_etag_and_existing_insert() {

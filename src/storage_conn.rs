@@ -67,6 +67,7 @@ impl StorageConnection {
     }
 
     /// A connection string for Azurite listening on the given ports.
+    #[cfg(test)]
     pub fn azurite_string(table_port: u16, queue_port: u16) -> String {
         format!(
             "DefaultEndpointsProtocol=http;AccountName={DEV_ACCOUNT};AccountKey={DEV_KEY};TableEndpoint=http://127.0.0.1:{table_port}/{DEV_ACCOUNT};QueueEndpoint=http://127.0.0.1:{queue_port}/{DEV_ACCOUNT};"

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::process::Command;
 
 use support::*;
-use xdrsync::sim::SimConfig;
+use xdrsync_sim::sim::SimConfig;
 
 fn xdrsync(vars: &HashMap<String, String>, args: &[&str]) -> (i32, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_xdrsync")).env_clear().envs(vars.iter()).args(args).output().unwrap();
@@ -78,7 +78,7 @@ fn package_lays_out_a_functions_app() {
 
 #[test]
 fn every_command_has_help_and_no_command_outside_a_host_shows_usage() {
-    for cmd in ["sim", "check", "serve", "run", "package", "demo", "bench"] {
+    for cmd in ["check", "serve", "run", "package"] {
         let (code, text) = xdrsync(&HashMap::new(), &[cmd, "--help"]);
         assert_eq!(code, 0, "{cmd}");
         assert!(text.len() > 200 && text.contains("Usage"), "{cmd}: {text}");
@@ -86,4 +86,26 @@ fn every_command_has_help_and_no_command_outside_a_host_shows_usage() {
     let (code, text) = xdrsync(&HashMap::new(), &[]);
     assert_eq!(code, 2);
     assert!(text.contains("FUNCTIONS_CUSTOMHANDLER_PORT"), "{text}");
+}
+
+#[test]
+fn the_production_binary_carries_no_development_command() {
+    let (code, help) = xdrsync(&HashMap::new(), &["--help"]);
+    assert_eq!(code, 0, "{help}");
+    let commands: Vec<&str> = help
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert!(commands.contains(&"run") && commands.contains(&"serve"), "{help}");
+    for dev in ["sim", "demo", "bench", "serve-sim", "azurite"] {
+        assert!(!commands.contains(&dev), "production --help lists {dev}: {help}");
+        let (code, _) = xdrsync(&HashMap::new(), &[dev, "--help"]);
+        assert_ne!(code, 0, "`xdrsync {dev}` exists in the production binary");
+    }
+    let binary = std::fs::read(env!("CARGO_BIN_EXE_xdrsync")).unwrap();
+    let needle = b"/_sim/";
+    assert!(!binary.windows(needle.len()).any(|w| w == needle), "the simulator's control API is linked into xdrsync");
 }

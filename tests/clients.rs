@@ -10,7 +10,7 @@ use support::*;
 use time::OffsetDateTime;
 use xdrsync::adapters::http::{build_http_client, CounterRef, ServiceClient};
 use xdrsync::adapters::logs::DcrLogsIngestion;
-use xdrsync::app::Services;
+use xdrsync::app;
 use xdrsync::domain::defender::{DefenderIncidentPatch, IncidentStatus};
 use xdrsync::domain::names::sentinel_incident_name;
 use xdrsync::domain::sentinel::*;
@@ -18,12 +18,13 @@ use xdrsync::error::ErrorClass;
 use xdrsync::metrics::CallCounters;
 use xdrsync::ports::LogsIngestion;
 use xdrsync::retry::RetryPolicy;
-use xdrsync::sim::seed::SeedSpec;
-use xdrsync::sim::{FaultKind, FaultRule, SimConfig};
+use xdrsync::usecase::Ports;
+use xdrsync_sim::sim::seed::SeedSpec;
+use xdrsync_sim::sim::{FaultKind, FaultRule, SimConfig};
 
-async fn setup(sim_config: SimConfig) -> (xdrsync::sim::RunningSim, Services) {
+async fn setup(sim_config: SimConfig) -> (xdrsync_sim::sim::RunningSim, Ports) {
     let sim = start_sim(sim_config).await;
-    let services = Services::from_config(config(&settings(&sim, None)));
+    let services = app::build(config(&settings(&sim, None)));
     (sim, services)
 }
 
@@ -293,7 +294,7 @@ async fn server_errors_are_retried_then_surface_as_retryable() {
     assert_eq!(sim_stat(&sim, "graph.faults").await, 5, "bounded attempts");
 }
 
-fn logs_client(s: &Services, max_batch: usize) -> DcrLogsIngestion {
+fn logs_client(s: &Ports, max_batch: usize) -> DcrLogsIngestion {
     let counters = CallCounters::shared();
     let client = ServiceClient::new(
         "logs-ingestion",
@@ -340,7 +341,7 @@ async fn wrong_client_secret_is_an_auth_error_that_names_the_cause_not_the_secre
     let sim = start_sim(SimConfig::demo()).await;
     let mut vars = settings(&sim, None);
     vars.insert("XDRSYNC_CLIENT_SECRET".into(), "definitely-the-wrong-secret".into());
-    let s = Services::from_config(config(&vars));
+    let s = app::build(config(&vars));
     let e = s.tokens.token(&s.config.graph_scope).await.unwrap_err();
     assert_eq!(e.class(), ErrorClass::Auth);
     let text = format!("{e} {e:?}");
@@ -356,14 +357,14 @@ async fn managed_identity_tokens_work_with_a_client_id() {
     vars.insert("IDENTITY_ENDPOINT".into(), format!("{}/msi/token", sim.base_url()));
     vars.insert("IDENTITY_HEADER".into(), sim.sim.config.identity_header.clone());
     vars.insert("XDRSYNC_MANAGED_IDENTITY_CLIENT_ID".into(), "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee".into());
-    let s = Services::from_config(config(&vars));
+    let s = app::build(config(&vars));
     seed(&sim, SeedSpec { count: 2, ..Default::default() });
     assert_eq!(s.defender.list_incidents_since(OffsetDateTime::UNIX_EPOCH).await.unwrap().len(), 2);
     s.defender.list_incidents_since(OffsetDateTime::UNIX_EPOCH).await.unwrap();
     assert_eq!(sim_stat(&sim, "entra.msi").await, 1, "cached");
 
     vars.insert("IDENTITY_HEADER".into(), "wrong-header".into());
-    let bad = Services::from_config(config(&vars));
+    let bad = app::build(config(&vars));
     assert_eq!(bad.tokens.token(&bad.config.graph_scope).await.unwrap_err().class(), ErrorClass::Auth);
 }
 

@@ -9,8 +9,8 @@ use serde_json::{json, Value};
 use support::*;
 use xdrsync::domain::names::sentinel_incident_name;
 use xdrsync::domain::work::{ChangeHint, WorkItem};
-use xdrsync::sim::seed::SeedSpec;
-use xdrsync::sim::{FaultKind, FaultRule, SimConfig};
+use xdrsync_sim::sim::seed::SeedSpec;
+use xdrsync_sim::sim::{FaultKind, FaultRule, SimConfig};
 
 fn timer_payload() -> Value {
     json!({

@@ -11,12 +11,13 @@ use std::sync::Arc;
 
 use serde_json::json;
 use support::*;
-use xdrsync::app::Services;
+use xdrsync::app;
 use xdrsync::domain::names::sentinel_incident_name;
 use xdrsync::domain::sentinel::*;
-use xdrsync::sim::seed::SeedSpec;
-use xdrsync::sim::{FaultKind, FaultRule, RunningSim, SimConfig};
 use xdrsync::standalone::{self, Runner};
+use xdrsync::usecase::Ports;
+use xdrsync_sim::sim::seed::SeedSpec;
+use xdrsync_sim::sim::{FaultKind, FaultRule, RunningSim, SimConfig};
 
 fn fast_settings(sim: &RunningSim, az: &AzuriteProcess) -> HashMap<String, String> {
     let mut v = settings(sim, Some(&az.connection_string()));
@@ -26,8 +27,8 @@ fn fast_settings(sim: &RunningSim, az: &AzuriteProcess) -> HashMap<String, Strin
     v
 }
 
-async fn start_runner(vars: &HashMap<String, String>) -> (Runner, Arc<Services>) {
-    let services = Arc::new(Services::from_config(config(vars)));
+async fn start_runner(vars: &HashMap<String, String>) -> (Runner, Arc<Ports>) {
+    let services = Arc::new(app::build(config(vars)));
     let runner = standalone::start(services.clone(), 0).await.expect("runner starts");
     (runner, services)
 }
@@ -189,7 +190,7 @@ async fn a_crash_between_enqueue_and_cursor_advance_loses_nothing() {
     let sim = start_sim(SimConfig::demo()).await;
     let az = Azurite::start();
     let vars = fast_settings(&sim, &az);
-    let services = Services::from_config(config(&vars));
+    let services = app::build(config(&vars));
     services.store.ensure_tables().await.unwrap();
     services.queue.ensure_queue(&services.config.queue_name).await.unwrap();
     let tenant = services.config.tenant_id.clone();

@@ -5,27 +5,28 @@ mod support;
 
 use serde_json::json;
 use support::*;
-use xdrsync::app::Services;
+use xdrsync::app;
 use xdrsync::domain::defender::{Classification, Determination, IncidentStatus};
 use xdrsync::domain::names::sentinel_incident_name;
 use xdrsync::domain::sentinel::*;
 use xdrsync::domain::work::{ChangeHint, WorkItem};
-use xdrsync::sim::seed::SeedSpec;
-use xdrsync::sim::{RunningSim, SimConfig};
 use xdrsync::usecase::sync::{reconcile, SyncOutcome};
+use xdrsync::usecase::Ports;
+use xdrsync_sim::sim::seed::SeedSpec;
+use xdrsync_sim::sim::{RunningSim, SimConfig};
 
-async fn services(sim: &RunningSim, policy: Option<&str>) -> Services {
+async fn services(sim: &RunningSim, policy: Option<&str>) -> Ports {
     let mut vars = settings(sim, None);
     if let Some(p) = policy {
         vars.insert("XDRSYNC_CONFLICT_POLICY".into(), p.into());
     }
-    let mut s = Services::from_config(config(&vars));
-    s.store = std::sync::Arc::new(xdrsync::fakes::MemoryStore::new());
-    s.queue = std::sync::Arc::new(xdrsync::fakes::MemoryQueue::new());
+    let mut s = app::build(config(&vars));
+    s.store = std::sync::Arc::new(xdrsync_sim::fakes::MemoryStore::new());
+    s.queue = std::sync::Arc::new(xdrsync_sim::fakes::MemoryQueue::new());
     s
 }
 
-async fn sync(s: &Services, id: &str) -> SyncOutcome {
+async fn sync(s: &Ports, id: &str) -> SyncOutcome {
     reconcile(s, &WorkItem::reconcile(&s.config.tenant_id, id, ChangeHint::Reconcile)).await.unwrap()
 }
 
@@ -168,7 +169,7 @@ async fn a_status_defender_cannot_take_neither_loops_nor_is_asked_for_again() {
 /// first PUT, so that PUT carries a stale etag.
 struct EditBeforeFirstPut {
     inner: std::sync::Arc<dyn xdrsync::ports::SentinelApi>,
-    sim: std::sync::Arc<xdrsync::sim::Sim>,
+    sim: std::sync::Arc<xdrsync_sim::sim::Sim>,
     edited: std::sync::atomic::AtomicBool,
 }
 

@@ -11,13 +11,14 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 use support::*;
-use xdrsync::app::Services;
+use xdrsync::app;
 use xdrsync::domain::defender::{Classification, Determination, IncidentStatus, Severity};
 use xdrsync::domain::names::sentinel_incident_name;
 use xdrsync::domain::sentinel::*;
-use xdrsync::sim::seed::SeedSpec;
-use xdrsync::sim::{Automation, RunningSim, SimConfig};
 use xdrsync::standalone::{self, Runner};
+use xdrsync::usecase::Ports;
+use xdrsync_sim::sim::seed::SeedSpec;
+use xdrsync_sim::sim::{Automation, RunningSim, SimConfig};
 
 const KEY: &str = "test-webhook-key-0123456789";
 const WRITES: [&str; 5] =
@@ -34,8 +35,8 @@ fn vars(sim: &RunningSim, az: &AzuriteProcess, prefix: Option<&str>) -> HashMap<
     v
 }
 
-async fn start(vars: &HashMap<String, String>) -> (Runner, Arc<Services>) {
-    let services = Arc::new(Services::from_config(config(vars)));
+async fn start(vars: &HashMap<String, String>) -> (Runner, Arc<Ports>) {
+    let services = Arc::new(app::build(config(vars)));
     let runner = standalone::start(services.clone(), 0).await.expect("runner starts");
     (runner, services)
 }

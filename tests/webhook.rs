@@ -8,18 +8,18 @@ mod support;
 use serde_json::{json, Value};
 use support::*;
 use xdrsync::domain::work::{ChangeHint, WorkItem};
-use xdrsync::sim::seed::SeedSpec;
-use xdrsync::sim::SimConfig;
+use xdrsync_sim::sim::seed::SeedSpec;
+use xdrsync_sim::sim::SimConfig;
 
 const KEY: &str = "test-webhook-key-0123456789";
 
 struct Fixture {
-    sim: xdrsync::sim::RunningSim,
+    sim: xdrsync_sim::sim::RunningSim,
     base: String,
-    queue: std::sync::Arc<xdrsync::fakes::MemoryQueue>,
+    queue: std::sync::Arc<xdrsync_sim::fakes::MemoryQueue>,
     payload: Value,
     queue_name: String,
-    services: std::sync::Arc<xdrsync::app::Services>,
+    services: std::sync::Arc<xdrsync::usecase::Ports>,
     incident_id: String,
 }
 

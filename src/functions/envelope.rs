@@ -1,4 +1,4 @@
-//! The Azure Functions custom-handler envelope (DESIGN §8, api-facts §4): requests arrive as
+//! The Azure Functions custom-handler envelope (ARCHITECTURE.md: “The Functions edge”): requests arrive as
 //! `{Data, Metadata}`, replies are `{Outputs, Logs, ReturnValue}`. Queue text may arrive
 //! JSON-quoted or as an object; HTTP `Query` may be a JSON object or a JSON string; HTTP output
 //! is an object with statusCode/status/body/headers.

@@ -1,10 +1,9 @@
 //! The Azure Functions edge: the custom handler's HTTP server. The host calls
 //! `POST /{FunctionName}` with the invocation envelope; nothing outside this module knows the
-//! envelope. Queue rule (DESIGN §8): a retryable failure answers non-2xx so the host retries and
+//! envelope. Queue rule (ARCHITECTURE.md: “The Functions edge”): a retryable failure answers non-2xx so the host retries and
 //! finally poison-queues; a message that can never succeed is logged and acknowledged (2xx).
 
 pub mod envelope;
-pub mod jobs;
 
 use std::sync::Arc;
 
@@ -14,10 +13,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 
-use crate::app::Services;
+use crate::usecase::jobs::{self, QueueVerdict};
 use crate::usecase::webhook::WebhookCall;
+use crate::usecase::Ports;
 use envelope::{http_output, queue_text, InvokeRequest, InvokeResponse};
-use jobs::QueueVerdict;
 
 /// Function names, as folder names under `functions/`.
 pub const INCIDENT_POLLER: &str = "IncidentPoller";
@@ -27,7 +26,7 @@ pub const SENTINEL_WEBHOOK: &str = "SentinelWebhook";
 /// Public route of the webhook (`/api/` + function.json `route`).
 pub const WEBHOOK_ROUTE: &str = "/api/sentinel/incidents";
 
-pub fn router(services: Arc<Services>) -> Router {
+pub fn router(services: Arc<Ports>) -> Router {
     Router::new()
         // The host polls GET / until any answer arrives.
         .route("/", get(|| async { "xdrsync" }))
@@ -55,7 +54,7 @@ fn bad_envelope(reason: String) -> Response {
     reply(StatusCode::BAD_REQUEST, InvokeResponse::log(reason))
 }
 
-async fn incident_poller(State(s): State<Arc<Services>>, body: axum::body::Bytes) -> Response {
+async fn incident_poller(State(s): State<Arc<Ports>>, body: axum::body::Bytes) -> Response {
     if let Err(reason) = parse_envelope(&body) {
         return bad_envelope(reason);
     }
@@ -66,7 +65,7 @@ async fn incident_poller(State(s): State<Arc<Services>>, body: axum::body::Bytes
     }
 }
 
-async fn incident_sync(State(s): State<Arc<Services>>, body: axum::body::Bytes) -> Response {
+async fn incident_sync(State(s): State<Arc<Ports>>, body: axum::body::Bytes) -> Response {
     let req = match parse_envelope(&body) {
         Ok(r) => r,
         Err(reason) => return bad_envelope(reason),
@@ -81,7 +80,7 @@ async fn incident_sync(State(s): State<Arc<Services>>, body: axum::body::Bytes) 
     }
 }
 
-async fn health_payload(State(s): State<Arc<Services>>, body: axum::body::Bytes) -> Response {
+async fn health_payload(State(s): State<Arc<Ports>>, body: axum::body::Bytes) -> Response {
     if let Err(reason) = parse_envelope(&body) {
         return bad_envelope(reason);
     }
@@ -91,12 +90,12 @@ async fn health_payload(State(s): State<Arc<Services>>, body: axum::body::Bytes)
     reply(StatusCode::OK, out)
 }
 
-async fn health_raw(State(s): State<Arc<Services>>) -> Response {
+async fn health_raw(State(s): State<Arc<Ports>>) -> Response {
     let h = crate::usecase::health::check(&s).await;
     (StatusCode::from_u16(h.http_status()).unwrap_or(StatusCode::OK), Json(h)).into_response()
 }
 
-async fn webhook_payload(State(s): State<Arc<Services>>, body: axum::body::Bytes) -> Response {
+async fn webhook_payload(State(s): State<Arc<Ports>>, body: axum::body::Bytes) -> Response {
     let req = match parse_envelope(&body) {
         Ok(r) => r,
         Err(reason) => return bad_envelope(reason),
@@ -113,11 +112,7 @@ async fn webhook_payload(State(s): State<Arc<Services>>, body: axum::body::Bytes
     reply(StatusCode::OK, out)
 }
 
-async fn webhook_raw(
-    State(s): State<Arc<Services>>,
-    headers: axum::http::HeaderMap,
-    body: axum::body::Bytes,
-) -> Response {
+async fn webhook_raw(State(s): State<Arc<Ports>>, headers: axum::http::HeaderMap, body: axum::body::Bytes) -> Response {
     let header = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
     let call = WebhookCall { key: header("x-xdrsync-key"), content_type: header("content-type"), body: &body };
     let answer = crate::usecase::webhook::handle(&s, call).await;

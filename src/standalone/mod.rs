@@ -13,9 +13,9 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::app::Services;
-use crate::functions::jobs;
 use crate::schedule::Schedule;
+use crate::usecase::jobs;
+use crate::usecase::Ports;
 
 pub use lease::try_acquire;
 pub use worker::MAX_DEQUEUE_COUNT;
@@ -49,7 +49,7 @@ impl Runner {
 }
 
 /// Starts the poller, the queue workers and the HTTP server. `http_port` 0 picks a free port.
-pub async fn start(services: Arc<Services>, http_port: u16) -> anyhow::Result<Runner> {
+pub async fn start(services: Arc<Ports>, http_port: u16) -> anyhow::Result<Runner> {
     let cfg = services.config.clone();
     services.store.ensure_tables().await?;
     services.queue.ensure_queue(&cfg.queue_name).await?;
@@ -81,7 +81,7 @@ pub async fn start(services: Arc<Services>, http_port: u16) -> anyhow::Result<Ru
 }
 
 async fn poller(
-    s: Arc<Services>,
+    s: Arc<Ports>,
     schedule: Schedule,
     me: String,
     stats: Arc<RunnerStats>,

@@ -10,9 +10,9 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use super::RunnerStats;
-use crate::app::Services;
-use crate::functions::jobs::{self, QueueVerdict};
 use crate::ports::QueueMessage;
+use crate::usecase::jobs::{self, QueueVerdict};
+use crate::usecase::Ports;
 
 /// The host's default `maxDequeueCount`.
 pub const MAX_DEQUEUE_COUNT: u32 = 5;
@@ -22,7 +22,7 @@ const MAX_IDLE: Duration = Duration::from_secs(2);
 /// every call inside is bounded by timeouts and retry limits).
 const PROCESSING_LEASE: Duration = Duration::from_secs(600);
 
-pub async fn run(s: Arc<Services>, n: usize, stats: Arc<RunnerStats>, mut stopped: watch::Receiver<bool>) {
+pub async fn run(s: Arc<Ports>, n: usize, stats: Arc<RunnerStats>, mut stopped: watch::Receiver<bool>) {
     let queue = s.config.queue_name.clone();
     let mut idle = Duration::from_millis(100);
     loop {
@@ -52,7 +52,7 @@ pub async fn run(s: Arc<Services>, n: usize, stats: Arc<RunnerStats>, mut stoppe
     }
 }
 
-async fn handle(s: &Services, queue: &str, m: QueueMessage, stats: &RunnerStats) {
+async fn handle(s: &Ports, queue: &str, m: QueueMessage, stats: &RunnerStats) {
     let verdict = jobs::sync_message(s, &m.text, u64::from(m.dequeue_count), &m.id).await;
     let result = match verdict {
         QueueVerdict::Done(_) | QueueVerdict::Drop(_) => {

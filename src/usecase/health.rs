@@ -3,11 +3,11 @@
 
 use serde::Serialize;
 
-use crate::app::Services;
 use crate::metrics::CallCounts;
 use crate::ports::Table;
 use crate::records::{CursorRecord, LastError, HEALTH_ROW, INCIDENTS_FEED};
 use crate::state::{load, RowKey, Versioned};
+use crate::usecase::Ports;
 
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -36,7 +36,7 @@ const STALE_AFTER_SECONDS: i64 = 600;
 /// A sync error this recent makes the status `degraded`.
 const RECENT_ERROR_SECONDS: i64 = 900;
 
-pub async fn check(s: &Services) -> Health {
+pub async fn check(s: &Ports) -> Health {
     let now = s.clock.now();
     let tenant = &s.config.tenant_id;
     let cursor = match RowKey::new(tenant, INCIDENTS_FEED) {

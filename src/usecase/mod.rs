@@ -2,13 +2,37 @@
 //! Triggers (Functions or standalone) call these and nothing else.
 
 pub mod health;
+pub mod jobs;
 pub mod locks;
 pub mod owner;
 pub mod poll;
 pub mod sync;
 pub mod webhook;
 
+use std::sync::Arc;
+
+use crate::config::Config;
 use crate::error::{ApiError, ErrorClass};
+use crate::metrics::CallCounters;
+use crate::ports::{Clock, DefenderApi, LogsIngestion, SentinelApi, StateStore, TokenSource, WorkQueue};
+
+/// What every use case runs on: the settings and one trait object per external system. Built
+/// from real adapters by `app::build`, or from fakes and the simulator in tests; use cases never
+/// see a concrete adapter.
+#[derive(Clone)]
+pub struct Ports {
+    pub config: Arc<Config>,
+    pub tokens: Arc<dyn TokenSource>,
+    pub defender: Arc<dyn DefenderApi>,
+    pub sentinel: Arc<dyn SentinelApi>,
+    pub logs: Arc<dyn LogsIngestion>,
+    pub store: Arc<dyn StateStore>,
+    pub queue: Arc<dyn WorkQueue>,
+    pub clock: Arc<dyn Clock>,
+    pub counters: Arc<CallCounters>,
+    /// Serializes reconciles of one incident within this process.
+    pub locks: Arc<locks::KeyedLocks>,
+}
 
 /// Why a use case failed, grouped by what the trigger does next.
 #[derive(Debug, thiserror::Error)]

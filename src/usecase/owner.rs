@@ -2,16 +2,16 @@
 //! Table Storage with an expiry. Unknown users (and a Graph that refuses the lookup) resolve to
 //! `object_id: None`: the owner is kept in a label and reported, never dropped.
 
-use crate::app::Services;
 use crate::domain::mirror::ResolvedOwner;
 use crate::error::ErrorClass;
 use crate::ports::Table;
 use crate::records::CachedUser;
 use crate::state::{load, put, RowKey, Versioned};
+use crate::usecase::Ports;
 
 use super::UseCaseError;
 
-pub async fn resolve(s: &Services, upn: &str) -> Result<ResolvedOwner, UseCaseError> {
+pub async fn resolve(s: &Ports, upn: &str) -> Result<ResolvedOwner, UseCaseError> {
     let now = s.clock.now();
     let key = RowKey::new(&s.config.tenant_id, upn)?;
     let ttl = time::Duration::try_from(s.config.user_cache_ttl).unwrap_or(time::Duration::hours(24));

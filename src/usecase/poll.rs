@@ -1,16 +1,16 @@
-//! The pollers, both with the cursor rules of DESIGN §5: read since the cursor minus the
+//! The pollers, both with the cursor rules of ARCHITECTURE.md: “Cursors”: read since the cursor minus the
 //! overlap, enqueue one "reconcile D" per new (id, modification time), then save the advanced
 //! cursor. The cursor is saved only after every enqueue succeeded, so a crash in between
 //! re-enqueues instead of losing. Defender: incidents changed in Graph. Sentinel (the sweep):
 //! incidents modified in Sentinel that are mirrors and not our own writes.
 
-use crate::app::Services;
 use crate::domain::cursor::{advance, poll_since, select_new, Mark};
 use crate::domain::time_fmt;
 use crate::domain::work::{ChangeHint, WorkItem};
 use crate::ports::Table;
 use crate::records::{incident_key, index_key, CursorRecord, IncidentState, IndexEntry, INCIDENTS_FEED, SENTINEL_FEED};
 use crate::state::{load, save, RowKey, Versioned};
+use crate::usecase::Ports;
 
 use super::UseCaseError;
 
@@ -36,7 +36,7 @@ struct Feed {
 
 impl Feed {
     /// Reads the cursor of `name`; a feed without one starts `first_lookback` ago.
-    async fn open(s: &Services, name: &'static str, first_lookback: std::time::Duration) -> Result<Self, UseCaseError> {
+    async fn open(s: &Ports, name: &'static str, first_lookback: std::time::Duration) -> Result<Self, UseCaseError> {
         let cfg = &s.config;
         let now = s.clock.now();
         let key = RowKey::new(&cfg.tenant_id, name)?;
@@ -54,7 +54,7 @@ impl Feed {
     /// Saves the cursor advanced past `marks` (call only after every message is enqueued).
     async fn commit(
         &self,
-        s: &Services,
+        s: &Ports,
         marks: &[Mark],
         listed: usize,
         enqueued: usize,
@@ -82,7 +82,7 @@ impl Feed {
     }
 }
 
-pub async fn poll_defender(s: &Services) -> Result<PollReport, UseCaseError> {
+pub async fn poll_defender(s: &Ports) -> Result<PollReport, UseCaseError> {
     let cfg = &s.config;
     let feed = Feed::open(s, INCIDENTS_FEED, cfg.initial_lookback).await?;
     let incidents = s.defender.list_incidents_since(feed.since).await?;
@@ -102,7 +102,7 @@ pub async fn poll_defender(s: &Services) -> Result<PollReport, UseCaseError> {
 /// The Sentinel-side sweep: incidents modified in Sentinel since its own cursor, kept when they
 /// are mirrors (index lookup) whose etag differs from the one we last synced, enqueued. The
 /// webhook only makes this faster; this alone delivers every Sentinel edit.
-pub async fn poll_sentinel(s: &Services) -> Result<PollReport, UseCaseError> {
+pub async fn poll_sentinel(s: &Ports) -> Result<PollReport, UseCaseError> {
     let cfg = &s.config;
     // Mirrors exist only from our first sync on, so Sentinel edits before it do not matter:
     // the sweep's first run looks back just the overlap, not the Defender backfill window.

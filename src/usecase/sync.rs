@@ -1,4 +1,4 @@
-//! The reconcile of one incident (DESIGN §2–§3): read Defender D, Sentinel S and the stored
+//! The reconcile of one incident (ARCHITECTURE.md: “Triggers and the reconcile”, “The three-way merge”): read Defender D, Sentinel S and the stored
 //! base B; merge (pure); write only the side(s) that differ from the merged values; ship alerts
 //! whose digest changed; save the state row with its ETag. A stale Sentinel etag or a state-row
 //! conflict means someone else wrote in between: read everything again and redo.
@@ -7,7 +7,6 @@ use std::collections::HashMap;
 
 use uuid::Uuid;
 
-use crate::app::Services;
 use crate::domain::alerts::{combined_digest, digest, row, with_time_generated};
 use crate::domain::comments::{defender_to_sentinel, sentinel_to_defender, FROM_XDRSYNC};
 use crate::domain::defender::{DefenderAlert, DefenderIncident, IncidentStatus};
@@ -21,6 +20,7 @@ use crate::domain::work::{ChangeHint, WorkItem};
 use crate::ports::{Entity, Table};
 use crate::records::{incident_key, index_key, IncidentState, IndexEntry, LastError, HEALTH_ROW};
 use crate::state::{load, put, save, RowKey, Versioned};
+use crate::usecase::Ports;
 
 use super::{owner, UseCaseError};
 
@@ -52,7 +52,7 @@ enum Step {
 }
 
 /// Reconciles one incident. Safe to run any number of times, concurrently, in any order.
-pub async fn reconcile(s: &Services, item: &WorkItem) -> Result<SyncOutcome, UseCaseError> {
+pub async fn reconcile(s: &Ports, item: &WorkItem) -> Result<SyncOutcome, UseCaseError> {
     if !item.tenant_id.eq_ignore_ascii_case(&s.config.tenant_id) {
         return Err(UseCaseError::Permanent(format!("tenant {} is not the configured tenant", item.tenant_id)));
     }
@@ -69,7 +69,7 @@ pub async fn reconcile(s: &Services, item: &WorkItem) -> Result<SyncOutcome, Use
     }))
 }
 
-async fn reconcile_once(s: &Services, incident_id: &str) -> Result<Step, UseCaseError> {
+async fn reconcile_once(s: &Ports, incident_id: &str) -> Result<Step, UseCaseError> {
     let cfg = &s.config;
     let key = incident_key(&cfg.tenant_id, incident_id)?;
     let stored: Option<Versioned<IncidentState>> = load(s.store.as_ref(), Table::Incidents, &key).await?;
@@ -259,7 +259,7 @@ async fn reconcile_once(s: &Services, incident_id: &str) -> Result<Step, UseCase
 /// is derived from both versions, so a redo writes the same comment, not a second one. Returns
 /// the incident's etag after the comment (so our own comment does not look like an edit).
 async fn record_conflicts(
-    s: &Services,
+    s: &Ports,
     name: &Uuid,
     d: &DefenderIncident,
     etag: Option<&str>,
@@ -312,7 +312,7 @@ struct CommentSync {
 /// Copies new Defender comments to Sentinel and new Sentinel comments to Defender, each once.
 /// Sentinel's comments are read only when something may be new on either side.
 async fn sync_comments(
-    s: &Services,
+    s: &Ports,
     incident_id: &str,
     name: &Uuid,
     d: &DefenderIncident,
@@ -365,7 +365,7 @@ async fn sync_comments(
 /// Sends the alerts whose content changed since they were last sent; returns how many, and
 /// the digest over all of them (stored, so an unchanged set costs no Table read next time).
 async fn ship_alerts(
-    s: &Services,
+    s: &Ports,
     state: Option<&IncidentState>,
     incident_id: &str,
     name: &Uuid,
@@ -414,7 +414,7 @@ async fn ship_alerts(
 }
 
 /// Records a failed reconcile for health (best effort: a failure here is only logged).
-pub async fn record_failure(s: &Services, incident_id: &str, message: &str) {
+pub async fn record_failure(s: &Ports, incident_id: &str, message: &str) {
     let Ok(key) = RowKey::new(&s.config.tenant_id, HEALTH_ROW) else {
         return;
     };

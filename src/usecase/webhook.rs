@@ -1,4 +1,4 @@
-//! The Sentinel webhook (DESIGN §8): authenticate (`x-xdrsync-key`, constant time), validate,
+//! The Sentinel webhook (ARCHITECTURE.md: “The Functions edge”): authenticate (`x-xdrsync-key`, constant time), validate,
 //! look the incident up, enqueue "reconcile D" and answer 202. It never syncs by itself (the
 //! reconcile does, level-triggered), and every rejection is a 4xx with a JSON reason that
 //! changes nothing.
@@ -6,11 +6,11 @@
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::app::Services;
 use crate::domain::work::{ChangeHint, WorkItem};
 use crate::ports::Table;
 use crate::records::{incident_key, index_key, IncidentState, IndexEntry};
 use crate::state::{load, Versioned};
+use crate::usecase::Ports;
 
 /// Largest body accepted (a playbook payload with many entities is well under this).
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -93,7 +93,7 @@ pub fn parse_payload(v: &Value, workspace_resource_id: &str) -> Result<IncidentR
 }
 
 /// Handles one call. Infrastructure failures (storage down) answer 503 so the caller retries.
-pub async fn handle(s: &Services, call: WebhookCall<'_>) -> WebhookAnswer {
+pub async fn handle(s: &Ports, call: WebhookCall<'_>) -> WebhookAnswer {
     match call.key {
         Some(k) if s.config.webhook_key_matches(k) => {}
         _ => return reject(401, "Unauthorized", "missing or wrong x-xdrsync-key"),

@@ -8,9 +8,9 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use xdrsync::config::Config;
-use xdrsync::sim::{RunningSim, SimConfig};
+use xdrsync_sim::sim::{RunningSim, SimConfig};
 
-pub use xdrsync::devtools::Azurite as AzuriteProcess;
+pub use xdrsync_sim::azurite::Azurite as AzuriteProcess;
 
 /// Azurite for a test; a missing install fails the test (never skips).
 pub struct Azurite;
@@ -19,7 +19,7 @@ impl Azurite {
     #[allow(clippy::new_ret_no_self)]
     pub fn start() -> AzuriteProcess {
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-        AzuriteProcess::start(&xdrsync::devtools::azurite_bin(&root)).expect("Azurite starts (run `npm ci`)")
+        AzuriteProcess::start(&xdrsync_sim::azurite::azurite_bin(&root)).expect("Azurite starts (run `npm ci`)")
     }
 }
 
@@ -29,7 +29,7 @@ pub async fn start_sim(config: SimConfig) -> RunningSim {
         xdrsync::telemetry::init(false);
     }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    xdrsync::sim::spawn(listener, config).await.expect("simulator starts")
+    xdrsync_sim::sim::spawn(listener, config).await.expect("simulator starts")
 }
 
 static PREFIX: AtomicU32 = AtomicU32::new(0);
@@ -66,13 +66,13 @@ pub async fn sim_stat(sim: &RunningSim, key: &str) -> u64 {
     sim.sim.stats.snapshot().get(key).copied().unwrap_or(0)
 }
 
-/// Services against `sim`, with in-memory storage (for tests that do not exercise storage).
+/// Ports against `sim`, with in-memory storage (for tests that do not exercise storage).
 pub fn services_with_fakes(
     sim: &RunningSim,
-) -> (std::sync::Arc<xdrsync::app::Services>, std::sync::Arc<xdrsync::fakes::MemoryQueue>) {
-    let mut s = xdrsync::app::Services::from_config(config(&settings(sim, None)));
-    let queue = std::sync::Arc::new(xdrsync::fakes::MemoryQueue::new());
-    s.store = std::sync::Arc::new(xdrsync::fakes::MemoryStore::new());
+) -> (std::sync::Arc<xdrsync::usecase::Ports>, std::sync::Arc<xdrsync_sim::fakes::MemoryQueue>) {
+    let mut s = xdrsync::app::build(config(&settings(sim, None)));
+    let queue = std::sync::Arc::new(xdrsync_sim::fakes::MemoryQueue::new());
+    s.store = std::sync::Arc::new(xdrsync_sim::fakes::MemoryStore::new());
     s.queue = queue.clone();
     (std::sync::Arc::new(s), queue)
 }
@@ -87,8 +87,8 @@ pub async fn serve_router(router: axum::Router) -> String {
     format!("http://{addr}")
 }
 
-pub fn seed(sim: &RunningSim, spec: xdrsync::sim::seed::SeedSpec) -> Vec<String> {
-    xdrsync::sim::seed::seed(&mut sim.sim.world(), &sim.sim.config.tenant_id, &spec)
+pub fn seed(sim: &RunningSim, spec: xdrsync_sim::sim::seed::SeedSpec) -> Vec<String> {
+    xdrsync_sim::sim::seed::seed(&mut sim.sim.world(), &sim.sim.config.tenant_id, &spec)
 }
 
 /// Waits until `check` is true (polling every 100 ms) or panics after `secs`.

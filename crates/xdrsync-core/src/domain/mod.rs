@@ -1,0 +1,18 @@
+//! The functional core: service models, mapping, the merge, cursors, batching and names.
+//! Nothing here does I/O or reads a clock; time is passed in.
+
+pub mod alerts;
+pub mod batching;
+pub mod comments;
+pub mod cursor;
+pub mod defender;
+pub mod fields;
+pub mod keys;
+pub mod merge;
+pub mod mirror;
+pub mod names;
+pub mod sentinel;
+pub mod time_fmt;
+pub mod tolerant;
+pub mod work;
+pub mod workspace;

@@ -1,0 +1,191 @@
+//! The ports: one small trait per external system, speaking domain types only. Each has a real
+//! adapter (`adapters/`) and, where tests need one, an in-memory fake (`fakes/`). Held as
+//! `Arc<dyn Trait>` at the edges.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use secrecy::SecretString;
+use serde_json::{Map, Value};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::domain::defender::{AlertComment, DefenderAlert, DefenderIncident, DefenderIncidentPatch};
+use crate::domain::sentinel::{SentinelComment, SentinelIncident, SentinelIncidentBody};
+use crate::error::ApiError;
+
+/// Bearer tokens per scope, cached and refreshed before expiry.
+#[async_trait]
+pub trait TokenSource: Send + Sync {
+    async fn token(&self, scope: &str) -> Result<SecretString, ApiError>;
+    /// Drops a cached token the service refused (401), so the next call fetches a fresh one.
+    async fn invalidate(&self, scope: &str);
+}
+
+/// A directory user, for owner mapping (Graph `/users/{upn}`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DirectoryUser {
+    pub id: String,
+    #[serde(default)]
+    pub user_principal_name: Option<String>,
+    #[serde(default)]
+    pub display_name: Option<String>,
+    #[serde(default)]
+    pub mail: Option<String>,
+}
+
+/// Defender XDR through Microsoft Graph.
+#[async_trait]
+pub trait DefenderApi: Send + Sync {
+    /// Every incident with `lastUpdateDateTime >= since`, all pages, in service order.
+    async fn list_incidents_since(&self, since: OffsetDateTime) -> Result<Vec<DefenderIncident>, ApiError>;
+    /// One incident; `Ok(None)` on 404.
+    async fn get_incident(&self, id: &str) -> Result<Option<DefenderIncident>, ApiError>;
+    /// Every alert of an incident (`alerts_v2?$filter=incidentId eq '…'`), all pages.
+    async fn list_alerts(&self, incident_id: &str) -> Result<Vec<DefenderAlert>, ApiError>;
+    /// `PATCH` with only the fields that change; returns the updated incident.
+    async fn patch_incident(&self, id: &str, patch: &DefenderIncidentPatch) -> Result<DefenderIncident, ApiError>;
+    /// Adds a comment; returns the incident's whole comment list (as Graph does).
+    async fn add_comment(&self, id: &str, text: &str) -> Result<Vec<AlertComment>, ApiError>;
+    /// A user by UPN; `Ok(None)` when the directory has no such user.
+    async fn find_user(&self, upn: &str) -> Result<Option<DirectoryUser>, ApiError>;
+}
+
+/// Sentinel incidents through ARM.
+#[async_trait]
+pub trait SentinelApi: Send + Sync {
+    /// `Ok(None)` on 404.
+    async fn get_incident(&self, name: &Uuid) -> Result<Option<SentinelIncident>, ApiError>;
+    /// Create-or-update. A stale `body.etag` fails with [`ApiError::Conflict`].
+    async fn put_incident(&self, name: &Uuid, body: &SentinelIncidentBody) -> Result<SentinelIncident, ApiError>;
+    /// Incidents with `lastModifiedTimeUtc >= since`, all pages.
+    async fn list_incidents_modified_since(&self, since: OffsetDateTime) -> Result<Vec<SentinelIncident>, ApiError>;
+    async fn list_comments(&self, incident: &Uuid) -> Result<Vec<SentinelComment>, ApiError>;
+    /// Create-or-update of a comment by id (so a retry writes the same comment).
+    async fn put_comment(&self, incident: &Uuid, comment: &Uuid, message: &str) -> Result<(), ApiError>;
+}
+
+/// What one upload did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct UploadReport {
+    pub rows_sent: usize,
+    pub requests: usize,
+    /// Rows larger than one request may carry (not sent; reported).
+    pub rows_too_large: usize,
+}
+
+/// Azure Monitor Logs Ingestion (DCR streams).
+#[async_trait]
+pub trait LogsIngestion: Send + Sync {
+    /// Sends rows in ≤ 1 MB gzip'd batches, splitting on 413.
+    async fn upload(&self, stream: &str, rows: &[Value]) -> Result<UploadReport, ApiError>;
+}
+
+/// The tables of ARCHITECTURE.md: “State”.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Table {
+    Incidents,
+    Index,
+    Cursors,
+    Leases,
+    Users,
+    AlertDigests,
+}
+
+impl Table {
+    pub const ALL: [Table; 6] =
+        [Table::Incidents, Table::Index, Table::Cursors, Table::Leases, Table::Users, Table::AlertDigests];
+
+    pub fn suffix(self) -> &'static str {
+        match self {
+            Table::Incidents => "Incidents",
+            Table::Index => "Index",
+            Table::Cursors => "Cursors",
+            Table::Leases => "Leases",
+            Table::Users => "Users",
+            Table::AlertDigests => "AlertDigests",
+        }
+    }
+}
+
+/// An opaque entity version (Table Storage ETag).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ETag(pub String);
+
+/// A Table Storage entity: keys plus string/number/bool properties.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entity {
+    pub partition_key: String,
+    pub row_key: String,
+    pub props: Map<String, Value>,
+}
+
+impl Entity {
+    pub fn new(partition_key: impl Into<String>, row_key: impl Into<String>) -> Self {
+        Self { partition_key: partition_key.into(), row_key: row_key.into(), props: Map::new() }
+    }
+    pub fn with(mut self, name: &str, value: impl Into<Value>) -> Self {
+        self.props.insert(name.to_string(), value.into());
+        self
+    }
+    pub fn str(&self, name: &str) -> Option<&str> {
+        self.props.get(name).and_then(Value::as_str)
+    }
+}
+
+/// Entity storage with optimistic concurrency. Keys arrive already escaped.
+#[async_trait]
+pub trait StateStore: Send + Sync {
+    /// Creates the tables if missing.
+    async fn ensure_tables(&self) -> Result<(), ApiError>;
+    async fn get(&self, table: Table, pk: &str, rk: &str) -> Result<Option<(Entity, ETag)>, ApiError>;
+    /// Fails with [`ApiError::Conflict`] when the entity exists.
+    async fn insert(&self, table: Table, entity: &Entity) -> Result<ETag, ApiError>;
+    /// Replaces only if the entity still has `etag`; otherwise [`ApiError::Conflict`].
+    async fn replace(&self, table: Table, entity: &Entity, etag: &ETag) -> Result<ETag, ApiError>;
+    /// Insert or replace, unconditionally.
+    async fn upsert(&self, table: Table, entity: &Entity) -> Result<(), ApiError>;
+    /// Insert-or-replace many entities of one partition (grouped ≤ 100 per transaction).
+    async fn upsert_many(&self, table: Table, entities: &[Entity]) -> Result<(), ApiError>;
+    async fn delete(&self, table: Table, pk: &str, rk: &str) -> Result<(), ApiError>;
+    /// Every entity of a partition, following continuation tokens.
+    async fn query_partition(&self, table: Table, pk: &str) -> Result<Vec<Entity>, ApiError>;
+}
+
+/// A received queue message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueMessage {
+    pub id: String,
+    pub pop_receipt: String,
+    pub dequeue_count: u32,
+    pub text: String,
+}
+
+/// Storage queues, as the Functions host uses them (messages base64-encoded on the wire).
+#[async_trait]
+pub trait WorkQueue: Send + Sync {
+    async fn ensure_queue(&self, queue: &str) -> Result<(), ApiError>;
+    async fn send(&self, queue: &str, text: &str) -> Result<(), ApiError>;
+    /// Up to `max` messages, each invisible for `visibility` unless deleted.
+    async fn receive(&self, queue: &str, max: u8, visibility: Duration) -> Result<Vec<QueueMessage>, ApiError>;
+    async fn delete(&self, queue: &str, msg: &QueueMessage) -> Result<(), ApiError>;
+    /// Makes a received message visible again after `delay` (a failed attempt's retry delay).
+    async fn release(&self, queue: &str, msg: &QueueMessage, delay: Duration) -> Result<(), ApiError>;
+    /// Approximate count of messages (for status and tests).
+    async fn approximate_len(&self, queue: &str) -> Result<usize, ApiError>;
+}
+
+/// Time, passed in so the core never reads a clock.
+pub trait Clock: Send + Sync {
+    fn now(&self) -> OffsetDateTime;
+}
+
+/// The wall clock.
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> OffsetDateTime {
+        OffsetDateTime::now_utc()
+    }
+}

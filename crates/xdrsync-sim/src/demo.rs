@@ -1,0 +1,377 @@
+//! `xdrsync demo`: the whole product on one machine. Starts Azurite and the simulator, runs
+//! xdrsync standalone as a child process (the real binary, real storage), seeds incidents,
+//! shows progress, then reports: incidents mirrored / expected, alerts shipped, Defender →
+//! Sentinel latency p50/p95, Graph / ARM / Table calls per incident, and writes during a quiet
+//! window. Exit 0 only if every incident is mirrored exactly once with all its alerts.
+//! The same command is the benchmark: `--json` prints the report as JSON.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::azurite::{azurite_bin, Azurite};
+use crate::sim::seed::SeedSpec;
+use crate::sim::SimConfig;
+use xdrsync_core::domain::names::sentinel_incident_name;
+
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    pub incidents: usize,
+    pub poll_seconds: u32,
+    pub timeout: Duration,
+    pub repo_root: PathBuf,
+    /// The xdrsync binary to run as the product under test.
+    pub xdrsync_bin: PathBuf,
+    pub json: bool,
+    /// Seed the incidents evenly over this many seconds (0 = all at once).
+    pub spread_seconds: u64,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DemoReport {
+    pub incidents_expected: usize,
+    pub incidents_mirrored: usize,
+    pub duplicates: usize,
+    pub missing: usize,
+    pub alerts_expected: usize,
+    pub alerts_shipped: usize,
+    pub latency_ms_p50: Option<i64>,
+    pub latency_ms_p95: Option<i64>,
+    pub latency_ms_max: Option<i64>,
+    pub poll_seconds: u32,
+    pub spread_seconds: u64,
+    pub graph_calls_per_incident: f64,
+    pub arm_calls_per_incident: f64,
+    pub table_calls_per_incident: f64,
+    pub sentinel_writes_per_incident: f64,
+    pub quiet_window_writes: u64,
+    pub converged_in_seconds: f64,
+    /// Incidents mirrored per second, from seeding to convergence.
+    pub incidents_per_second: f64,
+    /// Peak resident memory of the xdrsync process (Linux `VmHWM`), in MiB.
+    pub peak_memory_mib: Option<f64>,
+    pub ok: bool,
+}
+
+/// xdrsync's public webhook route in standalone mode (README).
+pub const WEBHOOK_ROUTE: &str = "/api/sentinel/incidents";
+
+/// xdrsync's call counters as its health endpoint reports them.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct CallCounts {
+    pub graph: u64,
+    pub arm: u64,
+    pub logs: u64,
+    pub entra: u64,
+    pub table: u64,
+    pub queue: u64,
+}
+
+/// A binary that cargo builds beside the running executable (`target/<profile>/<name>`).
+pub fn sibling_binary(name: &str) -> anyhow::Result<PathBuf> {
+    let me = std::env::current_exe()?;
+    let dir = me.parent().ok_or_else(|| anyhow::anyhow!("{} has no folder", me.display()))?;
+    // Test executables live one level deeper, in target/<profile>/deps.
+    let candidates = [dir.join(name), dir.parent().map(|p| p.join(name)).unwrap_or_default()];
+    candidates.into_iter().find(|p| p.is_file()).ok_or_else(|| {
+        anyhow::anyhow!("no {name} binary beside {}: build it first (cargo build -p {name})", dir.display())
+    })
+}
+
+/// Kills the child xdrsync on drop.
+struct ChildGuard(Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The `p`-quantile (0..=1) of sorted values, nearest rank.
+pub fn percentile(sorted: &[i64], p: f64) -> Option<i64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted.get(idx).copied()
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Azurite + simulator + xdrsync standalone (the real binary as a child process).
+pub struct Stack {
+    _azurite: Azurite,
+    pub sim: crate::sim::RunningSim,
+    child: ChildGuard,
+    pub http_port: u16,
+    pub http: reqwest::Client,
+}
+
+impl Stack {
+    pub async fn start(repo_root: &Path, xdrsync_bin: &Path, poll_seconds: u32, quiet: bool) -> anyhow::Result<Self> {
+        let azurite = Azurite::start(&azurite_bin(repo_root))?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let sim = crate::sim::spawn(listener, SimConfig::demo()).await?;
+        let http_port = free_port()?;
+        if !xdrsync_bin.exists() {
+            anyhow::bail!(
+                "no xdrsync binary at {}: build it first (cargo build --release -p xdrsync)",
+                xdrsync_bin.display()
+            );
+        }
+        let mut cmd = Command::new(xdrsync_bin);
+        cmd.arg("run")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
+            .env("AzureWebJobsStorage", azurite.connection_string())
+            .env("XDRSYNC_HTTP_PORT", http_port.to_string())
+            .env("XDRSYNC_POLL_SCHEDULE", format!("*/{poll_seconds} * * * * *"))
+            .env("XDRSYNC_WEBHOOK_KEY", DEMO_WEBHOOK_KEY)
+            .stdout(Stdio::null())
+            .stderr(if quiet { Stdio::null() } else { Stdio::inherit() });
+        for (k, v) in sim.sim.config.settings_for(sim.addr) {
+            cmd.env(k, v);
+        }
+        let child = ChildGuard(cmd.spawn()?);
+        let stack = Self { _azurite: azurite, sim, child, http_port, http: reqwest::Client::new() };
+        let started = Instant::now();
+        while stack.http.get(stack.health_url()).send().await.is_err() {
+            if started.elapsed() > Duration::from_secs(60) {
+                anyhow::bail!("xdrsync did not start within 60 s");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        Ok(stack)
+    }
+
+    /// Peak resident memory of the xdrsync child so far (Linux only), in MiB.
+    pub fn peak_memory_mib(&self) -> Option<f64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.0.id())).ok()?;
+        let kib: f64 =
+            status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?.trim().trim_end_matches("kB").trim().parse().ok()?;
+        Some(kib / 1024.0)
+    }
+
+    pub fn health_url(&self) -> String {
+        format!("http://127.0.0.1:{}/api/health", self.http_port)
+    }
+
+    pub fn webhook_url(&self) -> String {
+        format!("http://127.0.0.1:{}{}", self.http_port, WEBHOOK_ROUTE)
+    }
+
+    /// xdrsync's own call counters (from its health endpoint).
+    pub async fn calls(&self) -> CallCounts {
+        match self.http.get(self.health_url()).send().await {
+            Ok(r) => r
+                .json::<Value>()
+                .await
+                .ok()
+                .and_then(|v| serde_json::from_value(v["calls"].clone()).ok())
+                .unwrap_or_default(),
+            Err(_) => CallCounts::default(),
+        }
+    }
+
+    /// Seeds incidents and waits until every one is mirrored; returns their ids.
+    pub async fn seed_and_mirror(&self, spec: SeedSpec, timeout: Duration) -> anyhow::Result<Vec<String>> {
+        let tenant = self.sim.sim.config.tenant_id.clone();
+        let ids = crate::sim::seed::seed(&mut self.sim.sim.world(), &tenant, &spec);
+        let names: Vec<uuid::Uuid> = ids.iter().map(|id| sentinel_incident_name(&tenant, id)).collect();
+        let started = Instant::now();
+        while !names.iter().all(|n| self.sim.sim.world().sentinel.contains_key(n)) {
+            if started.elapsed() > timeout {
+                anyhow::bail!("incidents were not mirrored within {timeout:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(ids)
+    }
+}
+
+pub const DEMO_WEBHOOK_KEY: &str = "demo-webhook-key-not-secret";
+
+pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
+    let say = |s: &str| {
+        if !opts.json {
+            eprintln!("{s}");
+        }
+    };
+    say("starting Azurite, the simulator and xdrsync standalone…");
+    let stack = Stack::start(&opts.repo_root, &opts.xdrsync_bin, opts.poll_seconds, opts.json).await?;
+    let sim = &stack.sim;
+    say(&format!("xdrsync standalone up (poll every {} s); seeding {} incidents…", opts.poll_seconds, opts.incidents));
+
+    let tenant = sim.sim.config.tenant_id.clone();
+    let spec = |count: usize, big: usize, seed: u64| SeedSpec {
+        count,
+        seed,
+        min_alerts: 1,
+        max_alerts: 6,
+        big_incidents: big,
+        big_alerts: 180,
+        same_timestamp: false,
+    };
+    let big = usize::from(opts.incidents >= 50);
+    let seeding = if opts.spread_seconds == 0 {
+        crate::sim::seed::seed(&mut sim.sim.world(), &tenant, &spec(opts.incidents, big, 42));
+        None
+    } else {
+        // Steady state: incidents arrive one by one, evenly over the spread.
+        let (world_sim, tenant, n) = (sim.sim.clone(), tenant.clone(), opts.incidents);
+        let gap = Duration::from_secs_f64(opts.spread_seconds as f64 / n.max(1) as f64);
+        Some(tokio::spawn(async move {
+            for k in 0..n {
+                crate::sim::seed::seed(
+                    &mut world_sim.world(),
+                    &tenant,
+                    &spec(1, usize::from(k == 0 && big == 1), 42 + k as u64),
+                );
+                tokio::time::sleep(gap).await;
+            }
+        }))
+    };
+    let seed_time = Instant::now();
+
+    let bar = indicatif::ProgressBar::new(opts.incidents as u64);
+    if opts.json {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} mirrored, {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let mut converged = false;
+    while seed_time.elapsed() < opts.timeout + Duration::from_secs(opts.spread_seconds) {
+        let seeded_all = seeding.as_ref().is_none_or(|t| t.is_finished());
+        let (mirrored, rows, alerts_expected) = {
+            let w = sim.sim.world();
+            let mirrored = w
+                .incidents
+                .keys()
+                .filter(|id| w.sentinel.contains_key(&sentinel_incident_name(&tenant, &id.to_string())))
+                .count();
+            (mirrored, w.logs.values().map(Vec::len).sum::<usize>(), w.alerts.len())
+        };
+        bar.set_position(mirrored as u64);
+        bar.set_message(format!("{rows}/{alerts_expected} alerts shipped"));
+        if seeded_all && mirrored >= opts.incidents && rows >= alerts_expected {
+            converged = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    bar.finish();
+    let (seeded_at, alerts_expected): (BTreeMap<uuid::Uuid, time::OffsetDateTime>, usize) = {
+        let w = sim.sim.world();
+        let at =
+            w.incidents.values().map(|i| (sentinel_incident_name(&tenant, &i.id), i.last_update_date_time)).collect();
+        (at, w.alerts.len())
+    };
+    let converged_in = seed_time.elapsed().as_secs_f64();
+
+    // Quiet window: nothing changes, so xdrsync must write nothing.
+    let puts_before = sim.sim.stats.snapshot().get("arm.incidents.put").copied().unwrap_or(0)
+        + sim.sim.stats.snapshot().get("graph.incidents.patch").copied().unwrap_or(0);
+    if converged {
+        tokio::time::sleep(Duration::from_secs(u64::from(opts.poll_seconds) * 3 + 1)).await;
+    }
+    let stats = sim.sim.stats.snapshot();
+    let puts_after =
+        stats.get("arm.incidents.put").copied().unwrap_or(0) + stats.get("graph.incidents.patch").copied().unwrap_or(0);
+    let calls = stack.calls().await;
+
+    let w = sim.sim.world();
+    let mut latencies: Vec<i64> = Vec::new();
+    let mut writes = 0u64;
+    for (name, rec) in &w.sentinel {
+        if let (Some(t0), Some(t1)) = (seeded_at.get(name), rec.read_only.created_time_utc) {
+            latencies.push((t1 - *t0).whole_milliseconds() as i64);
+            writes += rec.writes;
+        }
+    }
+    latencies.sort();
+    let mirrored_names: HashSet<_> = w.sentinel.keys().collect();
+    let missing = seeded_at.keys().filter(|n| !mirrored_names.contains(n)).count();
+    let extra = w.sentinel.keys().filter(|n| !seeded_at.contains_key(n)).count();
+    let alerts_shipped = w.logs.values().map(Vec::len).sum::<usize>();
+    let shipped_ids: HashSet<&str> = w.logs.values().flatten().filter_map(|r| r["SystemAlertId"].as_str()).collect();
+    let n = opts.incidents.max(1) as f64;
+    let report = DemoReport {
+        incidents_expected: opts.incidents,
+        incidents_mirrored: seeded_at.len() - missing,
+        duplicates: extra,
+        missing,
+        alerts_expected,
+        alerts_shipped,
+        latency_ms_p50: percentile(&latencies, 0.50),
+        latency_ms_p95: percentile(&latencies, 0.95),
+        latency_ms_max: latencies.last().copied(),
+        poll_seconds: opts.poll_seconds,
+        spread_seconds: opts.spread_seconds,
+        graph_calls_per_incident: stats.get("graph.requests").copied().unwrap_or(0) as f64 / n,
+        arm_calls_per_incident: stats.get("arm.requests").copied().unwrap_or(0) as f64 / n,
+        table_calls_per_incident: calls.table as f64 / n,
+        sentinel_writes_per_incident: writes as f64 / n,
+        quiet_window_writes: puts_after - puts_before,
+        converged_in_seconds: converged_in,
+        incidents_per_second: opts.incidents as f64 / converged_in.max(0.001),
+        peak_memory_mib: stack.peak_memory_mib(),
+        ok: converged
+            && missing == 0
+            && extra == 0
+            && alerts_shipped == alerts_expected
+            && shipped_ids.len() == alerts_expected
+            && puts_after == puts_before,
+    };
+    Ok(report)
+}
+
+pub fn print(report: &DemoReport) {
+    let ms = |v: Option<i64>| v.map(|v| format!("{:.2} s", v as f64 / 1000.0)).unwrap_or_else(|| "n/a".into());
+    println!();
+    println!("xdrsync demo report");
+    println!(
+        "  incidents mirrored       {}/{} (duplicates {}, missing {})",
+        report.incidents_mirrored, report.incidents_expected, report.duplicates, report.missing
+    );
+    println!("  alerts shipped           {}/{}", report.alerts_shipped, report.alerts_expected);
+    println!(
+        "  Defender → Sentinel      p50 {}, p95 {}, max {} (poll every {} s; {})",
+        ms(report.latency_ms_p50),
+        ms(report.latency_ms_p95),
+        ms(report.latency_ms_max),
+        report.poll_seconds,
+        if report.spread_seconds == 0 {
+            "all incidents at once".to_string()
+        } else {
+            format!("incidents arriving over {} s", report.spread_seconds)
+        }
+    );
+    println!(
+        "  calls per incident       Graph {:.2}, ARM {:.2}, Table {:.2}",
+        report.graph_calls_per_incident, report.arm_calls_per_incident, report.table_calls_per_incident
+    );
+    println!("  Sentinel writes/incident {:.2}", report.sentinel_writes_per_incident);
+    println!("  quiet-window writes      {}", report.quiet_window_writes);
+    println!(
+        "  converged in             {:.1} s ({:.1} incidents/s)",
+        report.converged_in_seconds, report.incidents_per_second
+    );
+    if let Some(mib) = report.peak_memory_mib {
+        println!("  xdrsync peak memory      {mib:.1} MiB");
+    }
+    println!(
+        "  result                   {}",
+        if report.ok { "OK: every incident mirrored exactly once" } else { "FAILED" }
+    );
+}

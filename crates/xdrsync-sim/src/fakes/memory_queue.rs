@@ -1,0 +1,110 @@
+//! [`WorkQueue`] in memory: messages become invisible on receive and reappear after the
+//! visibility timeout with a higher dequeue count, as Storage Queues do.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+
+use xdrsync_core::error::ApiError;
+use xdrsync_core::ports::{QueueMessage, WorkQueue};
+
+struct Stored {
+    id: String,
+    text: String,
+    dequeue_count: u32,
+    visible_at: Instant,
+    receipt: u64,
+}
+
+#[derive(Default)]
+pub struct MemoryQueue {
+    queues: Mutex<HashMap<String, Vec<Stored>>>,
+    counter: Mutex<u64>,
+}
+
+impl MemoryQueue {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn next(&self) -> u64 {
+        let mut c = self.counter.lock().expect("lock");
+        *c += 1;
+        *c
+    }
+
+    /// Every message text in a queue, visible or not (for tests).
+    pub fn texts(&self, queue: &str) -> Vec<String> {
+        self.queues
+            .lock()
+            .expect("lock")
+            .get(queue)
+            .map(|q| q.iter().map(|m| m.text.clone()).collect())
+            .unwrap_or_default()
+    }
+}
+
+#[async_trait]
+impl WorkQueue for MemoryQueue {
+    async fn ensure_queue(&self, queue: &str) -> Result<(), ApiError> {
+        self.queues.lock().expect("lock").entry(queue.to_string()).or_default();
+        Ok(())
+    }
+
+    async fn send(&self, queue: &str, text: &str) -> Result<(), ApiError> {
+        let id = self.next();
+        self.queues.lock().expect("lock").entry(queue.to_string()).or_default().push(Stored {
+            id: id.to_string(),
+            text: text.to_string(),
+            dequeue_count: 0,
+            visible_at: Instant::now(),
+            receipt: 0,
+        });
+        Ok(())
+    }
+
+    async fn receive(&self, queue: &str, max: u8, visibility: Duration) -> Result<Vec<QueueMessage>, ApiError> {
+        let now = Instant::now();
+        let receipts: Vec<u64> = (0..max).map(|_| self.next()).collect();
+        let mut queues = self.queues.lock().expect("lock");
+        let q = queues.entry(queue.to_string()).or_default();
+        let mut out = Vec::new();
+        for m in q.iter_mut().filter(|m| m.visible_at <= now).take(max as usize) {
+            m.dequeue_count += 1;
+            m.visible_at = now + visibility;
+            m.receipt = receipts[out.len()];
+            out.push(QueueMessage {
+                id: m.id.clone(),
+                pop_receipt: m.receipt.to_string(),
+                dequeue_count: m.dequeue_count,
+                text: m.text.clone(),
+            });
+        }
+        Ok(out)
+    }
+
+    async fn delete(&self, queue: &str, msg: &QueueMessage) -> Result<(), ApiError> {
+        let mut queues = self.queues.lock().expect("lock");
+        if let Some(q) = queues.get_mut(queue) {
+            q.retain(|m| !(m.id == msg.id && m.receipt.to_string() == msg.pop_receipt));
+        }
+        Ok(())
+    }
+
+    async fn release(&self, queue: &str, msg: &QueueMessage, delay: Duration) -> Result<(), ApiError> {
+        let mut queues = self.queues.lock().expect("lock");
+        if let Some(m) = queues
+            .get_mut(queue)
+            .and_then(|q| q.iter_mut().find(|m| m.id == msg.id && m.receipt.to_string() == msg.pop_receipt))
+        {
+            m.visible_at = Instant::now() + delay;
+        }
+        Ok(())
+    }
+
+    async fn approximate_len(&self, queue: &str) -> Result<usize, ApiError> {
+        Ok(self.queues.lock().expect("lock").get(queue).map_or(0, Vec::len))
+    }
+}

@@ -1,0 +1,177 @@
+//! `xdrsync-sim`: the development companion of xdrsync. `serve` runs the simulator of Entra ID,
+//! Defender, Sentinel and Logs Ingestion; `demo` runs the whole product (Azurite + simulator +
+//! the real `xdrsync` binary) and reports; `bench` measures two-way sync latency.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use xdrsync_sim::sim::seed::SeedSpec;
+use xdrsync_sim::sim::SimConfig;
+
+#[derive(Parser)]
+#[command(name = "xdrsync-sim", version, about = "Simulator, demo and benchmarks for xdrsync (development only).")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the simulator of Entra ID, Defender (Graph), Sentinel (ARM) and Logs Ingestion.
+    ///
+    /// One loopback port serves every API at its real path, plus a control API under /_sim
+    /// (seed incidents, analyst edits, merges, faults, request counts). It prints the
+    /// XDRSYNC_* settings that point xdrsync at it.
+    Serve {
+        /// Port to listen on (0 = any free port).
+        #[arg(long, default_value_t = 7400)]
+        port: u16,
+        /// Incidents to seed at startup.
+        #[arg(long, default_value_t = 0)]
+        seed_incidents: usize,
+        /// Lifetime of issued access tokens, in seconds.
+        #[arg(long, default_value_t = 3599)]
+        token_lifetime: u64,
+    },
+    /// Run the demo: Azurite + simulator + xdrsync standalone, seed incidents, report latency,
+    /// calls per incident and exactly-once mirroring. Exits non-zero if anything is missing or
+    /// duplicated. Also the benchmark (`--json`).
+    Demo {
+        /// Incidents to seed.
+        #[arg(long, default_value_t = 200)]
+        incidents: usize,
+        /// Poll interval of the Defender poller, in seconds (1-59).
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=59))]
+        poll_seconds: u32,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 180)]
+        timeout: u64,
+        /// Create the incidents evenly over this many seconds instead of all at once (steady state).
+        #[arg(long, default_value_t = 0)]
+        spread_seconds: u64,
+        #[command(flatten)]
+        stack: StackArgs,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Measure two-way sync: Sentinel edit → Defender PATCH latency p50/p95 through the webhook
+    /// and through the sweep alone, writes per edit and webhook deliveries per edit.
+    Bench {
+        /// Sentinel edits per path.
+        #[arg(long, default_value_t = 30)]
+        edits: usize,
+        /// Poll interval of the pollers, in seconds (1-59).
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=59))]
+        poll_seconds: u32,
+        #[command(flatten)]
+        stack: StackArgs,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Where the demo finds Azurite and the xdrsync binary it runs.
+#[derive(clap::Args)]
+struct StackArgs {
+    /// Repository root holding node_modules/.bin/azurite.
+    #[arg(long, default_value = ".")]
+    repo: PathBuf,
+    /// The xdrsync binary to run (default: `xdrsync` beside this executable).
+    #[arg(long, env = "XDRSYNC_BIN")]
+    xdrsync: Option<PathBuf>,
+}
+
+impl StackArgs {
+    fn xdrsync_binary(&self) -> anyhow::Result<PathBuf> {
+        match &self.xdrsync {
+            Some(p) => Ok(p.clone()),
+            None => xdrsync_sim::demo::sibling_binary("xdrsync"),
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    xdrsync_sim::init_logging();
+    let result = match cli.command {
+        Command::Serve { port, seed_incidents, token_lifetime } => serve(port, seed_incidents, token_lifetime).await,
+        Command::Demo { incidents, poll_seconds, timeout, spread_seconds, stack, json } => {
+            demo(incidents, poll_seconds, timeout, spread_seconds, stack, json).await
+        }
+        Command::Bench { edits, poll_seconds, stack, json } => bench(edits, poll_seconds, stack, json).await,
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("xdrsync-sim: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn demo(
+    incidents: usize,
+    poll_seconds: u32,
+    timeout: u64,
+    spread_seconds: u64,
+    stack: StackArgs,
+    json: bool,
+) -> anyhow::Result<bool> {
+    let opts = xdrsync_sim::demo::DemoOptions {
+        incidents,
+        poll_seconds,
+        timeout: std::time::Duration::from_secs(timeout),
+        xdrsync_bin: stack.xdrsync_binary()?,
+        repo_root: stack.repo,
+        json,
+        spread_seconds,
+    };
+    let report = xdrsync_sim::demo::run(opts).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        xdrsync_sim::demo::print(&report);
+    }
+    Ok(report.ok)
+}
+
+async fn bench(edits: usize, poll_seconds: u32, stack: StackArgs, json: bool) -> anyhow::Result<bool> {
+    let opts = xdrsync_sim::bench::BenchOptions {
+        edits,
+        poll_seconds,
+        xdrsync_bin: stack.xdrsync_binary()?,
+        repo_root: stack.repo,
+    };
+    let report = xdrsync_sim::bench::run(opts).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        xdrsync_sim::bench::print(&report);
+    }
+    Ok(report.webhook.delivered == edits && report.sweep_only.delivered == edits)
+}
+
+async fn serve(port: u16, seed_incidents: usize, token_lifetime: u64) -> anyhow::Result<bool> {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on 127.0.0.1:{port}: {e}"))?;
+    let config = SimConfig { token_lifetime_secs: token_lifetime, ..SimConfig::demo() };
+    let running = xdrsync_sim::sim::spawn(listener, config.clone()).await?;
+    if seed_incidents > 0 {
+        let spec = SeedSpec { count: seed_incidents, ..Default::default() };
+        xdrsync_sim::sim::seed::seed(&mut running.sim.world(), &config.tenant_id, &spec);
+    }
+    println!("xdrsync simulator listening on {}", running.base_url());
+    println!("# settings for xdrsync:");
+    for (k, v) in config.settings_for(running.addr) {
+        println!("export {k}='{v}'");
+    }
+    let _ = tokio::signal::ctrl_c().await;
+    Ok(true)
+}

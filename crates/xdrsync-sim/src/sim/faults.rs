@@ -1,0 +1,145 @@
+//! Fault injection and request counting for the simulator. Faults apply to the simulated APIs,
+//! never to `/_sim`; counts are per API operation (`graph.incidents.list`, `arm.incidents.put`…).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+
+use super::Sim;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", tag = "type")]
+pub enum FaultKind {
+    /// Answer with this status (429 and 503 carry `Retry-After`).
+    Status { status: u16 },
+    /// Delay the real answer.
+    Slow { millis: u64 },
+}
+
+/// One rule: with probability `rate`, requests to `api` (`graph`, `arm`, `logs`, `entra`, or
+/// `all`) get `kind`; `remaining` bounds how many times it fires.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct FaultRule {
+    #[serde(default = "all")]
+    pub api: String,
+    pub rate: f64,
+    pub kind: FaultKind,
+    #[serde(default)]
+    pub retry_after_secs: Option<u64>,
+    #[serde(default)]
+    pub remaining: Option<u64>,
+}
+
+fn all() -> String {
+    "all".into()
+}
+
+#[derive(Default)]
+pub struct Faults {
+    rules: Mutex<Vec<FaultRule>>,
+}
+
+impl Faults {
+    pub fn set(&self, rules: Vec<FaultRule>) {
+        *self.rules.lock().unwrap_or_else(|p| p.into_inner()) = rules;
+    }
+
+    fn pick(&self, api: &str) -> Option<FaultRule> {
+        let mut rules = self.rules.lock().unwrap_or_else(|p| p.into_inner());
+        for rule in rules.iter_mut() {
+            if (rule.api == "all" || rule.api == api) && rule.remaining != Some(0) && rand::random::<f64>() < rule.rate
+            {
+                if let Some(n) = rule.remaining.as_mut() {
+                    *n -= 1;
+                }
+                return Some(rule.clone());
+            }
+        }
+        None
+    }
+}
+
+#[derive(Default)]
+pub struct Stats {
+    counts: Mutex<BTreeMap<String, u64>>,
+}
+
+impl Stats {
+    pub fn bump(&self, op: &str) {
+        *self.counts.lock().unwrap_or_else(|p| p.into_inner()).entry(op.to_string()).or_default() += 1;
+    }
+    pub fn snapshot(&self) -> BTreeMap<String, u64> {
+        self.counts.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+    pub fn reset(&self) {
+        self.counts.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+}
+
+/// Which simulated API a path belongs to.
+pub fn api_of(path: &str) -> Option<&'static str> {
+    if path.starts_with("/_sim") {
+        None
+    } else if path.starts_with("/v1.0/") || path.starts_with("/beta/") {
+        Some("graph")
+    } else if path.to_ascii_lowercase().starts_with("/subscriptions/") {
+        Some("arm")
+    } else if path.starts_with("/dataCollectionRules/") {
+        Some("logs")
+    } else if path.contains("/oauth2/") || path.starts_with("/msi/") {
+        Some("entra")
+    } else {
+        None
+    }
+}
+
+pub async fn apply(State(sim): State<Arc<Sim>>, req: Request, next: Next) -> Response {
+    let Some(api) = api_of(req.uri().path()) else {
+        return next.run(req).await;
+    };
+    sim.stats.bump(&format!("{api}.requests"));
+    match sim.faults.pick(api) {
+        Some(FaultRule { kind: FaultKind::Status { status }, retry_after_secs, .. }) => {
+            sim.stats.bump(&format!("{api}.faults"));
+            let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let body =
+                serde_json::json!({"error": {"code": "SimulatedFault", "message": format!("simulated {status}")}});
+            let mut resp = (code, axum::Json(body)).into_response();
+            if matches!(status, 429 | 503) {
+                let secs = retry_after_secs.unwrap_or(1).to_string();
+                resp.headers_mut().insert("retry-after", secs.parse().expect("digits are a valid header"));
+            }
+            resp
+        }
+        Some(FaultRule { kind: FaultKind::Slow { millis }, .. }) => {
+            sim.stats.bump(&format!("{api}.faults"));
+            tokio::time::sleep(Duration::from_millis(millis)).await;
+            next.run(req).await
+        }
+        None => next.run(req).await,
+    }
+}
+
+/// A Graph-shaped error response.
+pub fn graph_error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+    let body = serde_json::json!({"error": {"code": code, "message": message.into(), "details": [],
+        "innerError": {"date": xdrsync_core::domain::time_fmt::format(time::OffsetDateTime::now_utc()), "request-id": uuid::Uuid::new_v4().to_string()}}});
+    (status, axum::Json(body)).into_response()
+}
+
+/// An ARM `CloudError` response.
+pub fn arm_error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+    (status, axum::Json(serde_json::json!({"error": {"code": code, "message": message.into()}}))).into_response()
+}
+
+pub fn empty(status: StatusCode) -> Response {
+    Response::builder().status(status).body(Body::empty()).expect("static response")
+}
