@@ -1,7 +1,7 @@
 //! `xdrsync check`: validates the configuration, gets a token for each audience, and reaches
 //! Table and Queue storage, reporting each problem in plain words with the setting to fix.
 
-use crate::error::{ApiError, ErrorClass};
+use crate::error::{PortError, Reaction};
 use crate::usecase::Ports;
 
 /// One line of the report.
@@ -12,10 +12,10 @@ pub struct CheckLine {
     pub detail: String,
 }
 
-fn advice(e: &ApiError, settings: &str) -> String {
-    match e.class() {
-        ErrorClass::Auth => format!("{e}. Check {settings}."),
-        ErrorClass::Retry => {
+fn advice(e: &PortError, settings: &str) -> String {
+    match e.reaction() {
+        Reaction::FixAccess => format!("{e}. Check {settings}."),
+        Reaction::Retry => {
             format!("{e}. The endpoint did not answer; check the URL and network ({settings}).")
         }
         _ => format!("{e}. Check {settings}."),

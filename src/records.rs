@@ -6,57 +6,12 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::domain::cursor::Cursor;
-use crate::domain::defender::Determination;
-use crate::domain::fields::Fields;
-use crate::domain::time_fmt::{rfc3339, rfc3339_opt};
-use crate::error::ApiError;
+pub use crate::domain::sync_state::IncidentState;
+use crate::domain::time_fmt::rfc3339;
+use crate::error::PortError;
 use crate::state::RowKey;
 
-/// Sync state of one Defender incident (`Incidents` table, PK tenant, RK Defender id).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct IncidentState {
-    pub sentinel_name: Uuid,
-    /// B: the synced values both sides last agreed on.
-    #[serde(default)]
-    pub base: Option<Fields>,
-    /// Defender's determination, kept so a round trip through Sentinel does not erase it.
-    #[serde(default)]
-    pub determination: Option<Determination>,
-    /// Defender `lastUpdateDateTime` at the end of the last sync.
-    #[serde(default, with = "rfc3339_opt")]
-    pub defender_seen: Option<OffsetDateTime>,
-    /// Sentinel etag at the end of the last sync.
-    #[serde(default)]
-    pub sentinel_etag_seen: Option<String>,
-    #[serde(default)]
-    pub alerts_digest: Option<String>,
-    #[serde(default)]
-    pub alert_count: usize,
-    #[serde(default)]
-    pub redirect_target: Option<String>,
-    #[serde(default, with = "rfc3339_opt")]
-    pub last_sync: Option<OffsetDateTime>,
-    /// How many of Defender's comments have been copied to Sentinel (Defender only appends).
-    #[serde(default)]
-    pub defender_comments_seen: usize,
-    /// Names of the Sentinel comments already copied to Defender.
-    #[serde(default)]
-    pub sentinel_comments_sent: Vec<String>,
-    /// Sentinel's 100-comment cap was reached and the overflow note written.
-    #[serde(default)]
-    pub comment_cap_noted: bool,
-    /// What each side showed after the last sync (a side may not hold every agreed value).
-    #[serde(default)]
-    pub defender_view: Option<Fields>,
-    #[serde(default)]
-    pub sentinel_view: Option<Fields>,
-    /// Defender's API refused status `inProgress` once; reopen with `active` instead.
-    #[serde(default)]
-    pub defender_refuses_in_progress: bool,
-}
-
-pub fn incident_key(tenant: &str, incident_id: &str) -> Result<RowKey, ApiError> {
+pub fn incident_key(tenant: &str, incident_id: &str) -> Result<RowKey, PortError> {
     RowKey::new(tenant, incident_id)
 }
 
@@ -68,7 +23,7 @@ pub struct IndexEntry {
     pub incident_id: String,
 }
 
-pub fn index_key(workspace_resource_id: &str, sentinel_name: &Uuid) -> Result<RowKey, ApiError> {
+pub fn index_key(workspace_resource_id: &str, sentinel_name: &Uuid) -> Result<RowKey, PortError> {
     RowKey::new(&workspace_resource_id.to_ascii_lowercase(), &sentinel_name.to_string())
 }
 

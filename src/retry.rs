@@ -1,10 +1,16 @@
 //! The one retry policy: exponential backoff with full jitter, `Retry-After` honoured (capped),
-//! bounded attempts. Only [`ApiError::is_retryable`] errors are retried.
+//! bounded attempts. Only [`PortError::is_retryable`] errors are retried.
+//!
+//! The retry budget of one queue message (ARCHITECTURE.md: “Failure rules”): every HTTP call of
+//! one delivery draws its retries from one shared [`MessageBudget`] (task-local), so a reconcile
+//! that makes ten calls cannot multiply them; once the budget is spent, or a service asks for a
+//! wait longer than [`RetryPolicy::max_retry_after`], the error surfaces and the message goes back
+//! to the queue with a delay.
 
 use std::future::Future;
 use std::time::Duration;
 
-use crate::error::ApiError;
+use crate::error::PortError;
 
 #[derive(Debug, Clone, Copy)]
 pub struct RetryPolicy {
@@ -20,11 +26,40 @@ pub struct RetryPolicy {
 impl Default for RetryPolicy {
     fn default() -> Self {
         Self {
-            max_attempts: 5,
+            max_attempts: 4,
             base_delay: Duration::from_millis(200),
-            max_delay: Duration::from_secs(10),
-            max_retry_after: Duration::from_secs(60),
+            max_delay: Duration::from_secs(5),
+            max_retry_after: Duration::from_secs(10),
         }
+    }
+}
+
+/// Retries left for every call made while handling one queue message.
+#[derive(Debug)]
+pub struct MessageBudget {
+    retries_left: std::sync::atomic::AtomicU32,
+}
+
+/// Retries one message delivery may spend across all of its calls.
+pub const RETRIES_PER_MESSAGE: u32 = 8;
+
+tokio::task_local! {
+    static BUDGET: MessageBudget;
+}
+
+impl MessageBudget {
+    /// Runs `fut` with a budget of `retries` shared by every call inside it.
+    pub async fn scope<F: Future>(retries: u32, fut: F) -> F::Output {
+        BUDGET.scope(MessageBudget { retries_left: std::sync::atomic::AtomicU32::new(retries) }, fut).await
+    }
+
+    /// Takes one retry from the current message's budget; `true` outside any message (timers and
+    /// commands are bounded by the per-call attempts alone).
+    fn take() -> bool {
+        use std::sync::atomic::Ordering;
+        BUDGET
+            .try_with(|b| b.retries_left.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok())
+            .unwrap_or(true)
     }
 }
 
@@ -44,22 +79,22 @@ impl RetryPolicy {
     }
 
     /// Runs `op` until it succeeds, fails with a non-retryable error, or attempts run out.
-    pub async fn run<T, F, Fut>(&self, mut op: F) -> Result<T, ApiError>
+    pub async fn run<T, F, Fut>(&self, mut op: F) -> Result<T, PortError>
     where
         F: FnMut() -> Fut,
-        Fut: Future<Output = Result<T, ApiError>>,
+        Fut: Future<Output = Result<T, PortError>>,
     {
         let mut attempt = 1;
         loop {
             match op().await {
                 Ok(v) => return Ok(v),
                 Err(e) if e.is_retryable() => match self.delay(attempt, e.retry_after(), rand::random()) {
-                    Some(d) => {
+                    Some(d) if MessageBudget::take() => {
                         tracing::debug!(attempt, delay_ms = d.as_millis() as u64, error.message = %e, "retrying");
                         tokio::time::sleep(d).await;
                         attempt += 1;
                     }
-                    None => return Err(e),
+                    _ => return Err(e),
                 },
                 Err(e) => return Err(e),
             }
@@ -74,7 +109,7 @@ mod tests {
 
     #[test]
     fn backoff_grows_and_is_capped() {
-        let p = RetryPolicy { max_attempts: 10, ..Default::default() };
+        let p = RetryPolicy { max_attempts: 10, max_delay: Duration::from_secs(10), ..Default::default() };
         assert_eq!(p.delay(1, None, 1.0), Some(Duration::from_millis(200)));
         assert_eq!(p.delay(3, None, 1.0), Some(Duration::from_millis(800)));
         assert_eq!(p.delay(9, None, 1.0), Some(Duration::from_secs(10)));
@@ -86,6 +121,7 @@ mod tests {
         let p = RetryPolicy::default();
         assert_eq!(p.delay(1, Some(Duration::from_secs(3)), 0.5), Some(Duration::from_secs(3)));
         assert_eq!(p.delay(1, Some(Duration::from_secs(600)), 0.5), None);
+        assert_eq!(p.delay(1, Some(Duration::from_secs(11)), 0.5), None, "a long wait goes back to the queue");
     }
 
     #[tokio::test(start_paused = true)]
@@ -95,7 +131,7 @@ mod tests {
         let r: Result<(), _> = p
             .run(|| async {
                 calls.fetch_add(1, Ordering::SeqCst);
-                Err(ApiError::from_status("graph", 400, None, ""))
+                Err(PortError::rejected("graph", "bad"))
             })
             .await;
         assert!(r.is_err());
@@ -105,7 +141,11 @@ mod tests {
         let r = p
             .run(|| async {
                 if calls.fetch_add(1, Ordering::SeqCst) < 2 {
-                    Err(ApiError::from_status("graph", 429, Some(Duration::from_secs(2)), ""))
+                    Err(PortError::Throttled {
+                        service: "graph",
+                        after: Some(Duration::from_secs(2)),
+                        message: String::new(),
+                    })
                 } else {
                     Ok(7)
                 }
@@ -113,5 +153,22 @@ mod tests {
             .await;
         assert_eq!(r.unwrap(), 7);
         assert_eq!(calls.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_message_shares_one_budget_across_its_calls() {
+        let p = RetryPolicy { max_attempts: 100, ..Default::default() };
+        let calls = AtomicU32::new(0);
+        let always_busy = || async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Err::<(), _>(PortError::unavailable("sentinel", "503"))
+        };
+        MessageBudget::scope(5, async {
+            assert!(p.run(always_busy).await.is_err());
+            assert!(p.run(always_busy).await.is_err());
+        })
+        .await;
+        // First call: 1 attempt + 5 retries; the second finds the budget spent: 1 attempt.
+        assert_eq!(calls.load(Ordering::SeqCst), 7);
     }
 }

@@ -7,7 +7,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::domain::keys::escape_key;
-use crate::error::ApiError;
+use crate::error::PortError;
 use crate::ports::{ETag, Entity, StateStore, Table};
 
 const DATA: &str = "Data";
@@ -22,15 +22,8 @@ pub struct RowKey {
 }
 
 impl RowKey {
-    pub fn new(pk: &str, rk: &str) -> Result<Self, ApiError> {
-        let esc = |s: &str| {
-            escape_key(s).map_err(|e| ApiError::Rejected {
-                service: "state",
-                status: 400,
-                code: None,
-                message: e.to_string(),
-            })
-        };
+    pub fn new(pk: &str, rk: &str) -> Result<Self, PortError> {
+        let esc = |s: &str| escape_key(s).map_err(|e| PortError::rejected("state", e));
         Ok(Self { pk: esc(pk)?, rk: esc(rk)? })
     }
 }
@@ -42,14 +35,12 @@ pub struct Versioned<T> {
     pub etag: ETag,
 }
 
-fn encode<T: Serialize>(key: &RowKey, value: &T, columns: &[(&str, String)]) -> Result<Entity, ApiError> {
-    let json = serde_json::to_string(value).map_err(|e| ApiError::decode("state", e))?;
+fn encode<T: Serialize>(key: &RowKey, value: &T, columns: &[(&str, String)]) -> Result<Entity, PortError> {
+    let json = serde_json::to_string(value).map_err(|e| PortError::decode("state", e))?;
     // Edm.String holds 64 KiB of UTF-16: 32,768 chars is the safe bound.
     if json.chars().count() > 32_000 {
-        return Err(ApiError::Rejected {
+        return Err(PortError::TooLarge {
             service: "state",
-            status: 413,
-            code: None,
             message: format!("record for {} is {} characters; the limit is 32000", key.rk, json.len()),
         });
     }
@@ -60,9 +51,9 @@ fn encode<T: Serialize>(key: &RowKey, value: &T, columns: &[(&str, String)]) -> 
     Ok(e)
 }
 
-fn decode<T: DeserializeOwned>(e: &Entity) -> Result<T, ApiError> {
-    let data = e.str(DATA).ok_or_else(|| ApiError::decode("state", format!("row {} has no Data", e.row_key)))?;
-    serde_json::from_str(data).map_err(|err| ApiError::decode("state", format!("row {}: {err}", e.row_key)))
+fn decode<T: DeserializeOwned>(e: &Entity) -> Result<T, PortError> {
+    let data = e.str(DATA).ok_or_else(|| PortError::decode("state", format!("row {} has no Data", e.row_key)))?;
+    serde_json::from_str(data).map_err(|err| PortError::decode("state", format!("row {}: {err}", e.row_key)))
 }
 
 /// Reads a record.
@@ -70,7 +61,7 @@ pub async fn load<T: DeserializeOwned>(
     store: &dyn StateStore,
     table: Table,
     key: &RowKey,
-) -> Result<Option<Versioned<T>>, ApiError> {
+) -> Result<Option<Versioned<T>>, PortError> {
     match store.get(table, &key.pk, &key.rk).await? {
         Some((e, etag)) => Ok(Some(Versioned { value: decode(&e)?, etag })),
         None => Ok(None),
@@ -86,7 +77,7 @@ pub async fn save<T: Serialize>(
     value: &T,
     columns: &[(&str, String)],
     expected: Option<&ETag>,
-) -> Result<ETag, ApiError> {
+) -> Result<ETag, PortError> {
     let e = encode(key, value, columns)?;
     match expected {
         None => store.insert(table, &e).await,
@@ -101,7 +92,7 @@ pub async fn put<T: Serialize>(
     key: &RowKey,
     value: &T,
     columns: &[(&str, String)],
-) -> Result<(), ApiError> {
+) -> Result<(), PortError> {
     store.upsert(table, &encode(key, value, columns)?).await
 }
 
@@ -113,7 +104,7 @@ pub async fn modify<T, F>(
     table: Table,
     key: &RowKey,
     mut change: F,
-) -> Result<Option<T>, ApiError>
+) -> Result<Option<T>, PortError>
 where
     T: Serialize + DeserializeOwned + Clone,
     F: FnMut(Option<&T>) -> Option<T>,
@@ -135,7 +126,7 @@ where
             Err(e) => return Err(e),
         }
     }
-    Err(last_err.unwrap_or_else(|| ApiError::decode("state", "modify gave up")))
+    Err(last_err.unwrap_or_else(|| PortError::decode("state", "modify gave up")))
 }
 
 #[cfg(test)]

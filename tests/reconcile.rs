@@ -91,7 +91,8 @@ async fn each_conflict_policy_from_configuration_decides_and_is_explained() {
     let (d, s, note) = both_sides_edit("sentinel-wins").await;
     // Defender's API cannot set inProgress: the resolved incident is reopened as active.
     assert_eq!((d, s), (IncidentStatus::Active, SentinelStatus::Active));
-    assert!(note.contains("Sentinel won") && note.contains("SentinelWins"), "{note}");
+    assert!(note.contains("Sentinel won") && note.contains("policy sentinel-wins"), "{note}");
+    assert!(!note.contains("SentinelWins") && !note.contains("Some("), "portal words, not Rust debug text: {note}");
     let (d, s, _) = both_sides_edit("defender-wins").await;
     assert_eq!((d, s), (IncidentStatus::Resolved, SentinelStatus::Closed));
 }
@@ -175,14 +176,14 @@ struct EditBeforeFirstPut {
 
 #[async_trait::async_trait]
 impl xdrsync::ports::SentinelApi for EditBeforeFirstPut {
-    async fn get_incident(&self, name: &uuid::Uuid) -> Result<Option<SentinelIncident>, xdrsync::error::ApiError> {
+    async fn get_incident(&self, name: &uuid::Uuid) -> Result<Option<SentinelIncident>, xdrsync::error::PortError> {
         self.inner.get_incident(name).await
     }
     async fn put_incident(
         &self,
         name: &uuid::Uuid,
         body: &SentinelIncidentBody,
-    ) -> Result<SentinelIncident, xdrsync::error::ApiError> {
+    ) -> Result<SentinelIncident, xdrsync::error::PortError> {
         if !self.edited.swap(true, std::sync::atomic::Ordering::SeqCst) {
             let mut w = self.sim.world();
             let rec = w.sentinel.get_mut(name).unwrap();
@@ -198,10 +199,10 @@ impl xdrsync::ports::SentinelApi for EditBeforeFirstPut {
     async fn list_incidents_modified_since(
         &self,
         since: time::OffsetDateTime,
-    ) -> Result<Vec<SentinelIncident>, xdrsync::error::ApiError> {
+    ) -> Result<Vec<SentinelIncident>, xdrsync::error::PortError> {
         self.inner.list_incidents_modified_since(since).await
     }
-    async fn list_comments(&self, incident: &uuid::Uuid) -> Result<Vec<SentinelComment>, xdrsync::error::ApiError> {
+    async fn list_comments(&self, incident: &uuid::Uuid) -> Result<Vec<SentinelComment>, xdrsync::error::PortError> {
         self.inner.list_comments(incident).await
     }
     async fn put_comment(
@@ -209,7 +210,7 @@ impl xdrsync::ports::SentinelApi for EditBeforeFirstPut {
         incident: &uuid::Uuid,
         comment: &uuid::Uuid,
         message: &str,
-    ) -> Result<(), xdrsync::error::ApiError> {
+    ) -> Result<(), xdrsync::error::PortError> {
         self.inner.put_comment(incident, comment, message).await
     }
 }

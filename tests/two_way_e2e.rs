@@ -250,10 +250,7 @@ async fn both_sides_edited_between_syncs_resolve_by_latest_wins_with_a_conflict_
             let notes: Vec<_> = s.comments.values().filter(|c| c.properties.message.starts_with("[xdrsync]")).collect();
             assert_eq!(notes.len(), 1, "one conflict comment on {id}");
             assert!(
-                notes[0]
-                    .properties
-                    .message
-                    .contains("status: Defender had InProgress, Sentinel had Closed; Sentinel won"),
+                notes[0].properties.message.contains("status: Defender had Active, Sentinel had Closed; Sentinel won"),
                 "{}",
                 notes[0].properties.message
             );

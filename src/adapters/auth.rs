@@ -13,8 +13,9 @@ use time::OffsetDateTime;
 use tokio::sync::Mutex;
 use url::Url;
 
+use crate::adapters::status::{from_status, network};
 use crate::config::{Config, Credential};
-use crate::error::ApiError;
+use crate::error::PortError;
 use crate::metrics::{bump, CallCounters};
 use crate::ports::TokenSource;
 
@@ -97,10 +98,9 @@ pub struct CredentialTokens {
 
 #[async_trait]
 impl TokenSource for CredentialTokens {
-    async fn token(&self, scope: &str) -> Result<SecretString, ApiError> {
-        let t = self.inner.get_token(&[scope]).await.map_err(|e| ApiError::Auth {
+    async fn token(&self, scope: &str) -> Result<SecretString, PortError> {
+        let t = self.inner.get_token(&[scope]).await.map_err(|e| PortError::Unauthorized {
             service: "entra",
-            status: None,
             message: match self.transport.take_last_error() {
                 Some(server) => format!("{} ({server})", credential_message(&e)),
                 None => credential_message(&e),
@@ -153,7 +153,7 @@ struct MsiResponse {
 
 #[async_trait]
 impl TokenSource for ManagedIdentityTokens {
-    async fn token(&self, scope: &str) -> Result<SecretString, ApiError> {
+    async fn token(&self, scope: &str) -> Result<SecretString, PortError> {
         let mut cache = self.cache.lock().await;
         let now = OffsetDateTime::now_utc();
         if let Some(c) = cache.get(scope) {
@@ -174,21 +174,21 @@ impl TokenSource for ManagedIdentityTokens {
             .header("X-IDENTITY-HEADER", self.header.expose_secret())
             .send()
             .await
-            .map_err(|e| ApiError::network("managed-identity", e.without_url()))?;
+            .map_err(|e| network("managed-identity", e.without_url()))?;
         let status = resp.status().as_u16();
-        let body = resp.text().await.map_err(|e| ApiError::network("managed-identity", e.without_url()))?;
+        let body = resp.text().await.map_err(|e| network("managed-identity", e.without_url()))?;
         if !(200..300).contains(&status) {
-            return Err(ApiError::from_status("managed-identity", status, None, &body));
+            return Err(from_status("managed-identity", status, None, &body));
         }
-        let r: MsiResponse = serde_json::from_str(&body).map_err(|e| ApiError::decode("managed-identity", e))?;
+        let r: MsiResponse = serde_json::from_str(&body).map_err(|e| PortError::decode("managed-identity", e))?;
         let secs = match &r.expires_on {
             serde_json::Value::String(s) => s.parse::<i64>().ok(),
             serde_json::Value::Number(n) => n.as_i64(),
             _ => None,
         }
-        .ok_or_else(|| ApiError::decode("managed-identity", "expires_on is not epoch seconds"))?;
+        .ok_or_else(|| PortError::decode("managed-identity", "expires_on is not epoch seconds"))?;
         let expires_on =
-            OffsetDateTime::from_unix_timestamp(secs).map_err(|e| ApiError::decode("managed-identity", e))?;
+            OffsetDateTime::from_unix_timestamp(secs).map_err(|e| PortError::decode("managed-identity", e))?;
         let token = SecretString::from(r.access_token);
         cache.insert(scope.to_string(), Cached { token: token.clone(), expires_on });
         Ok(token)

@@ -11,7 +11,7 @@ use super::http::{read_back, Call, ServiceClient};
 use super::odata::{encode_path_segment, encode_query_value, get_all_pages, string_literal};
 use crate::domain::defender::{AlertComment, DefenderAlert, DefenderIncident, DefenderIncidentPatch};
 use crate::domain::time_fmt;
-use crate::error::ApiError;
+use crate::error::PortError;
 use crate::ports::{DefenderApi, DirectoryUser};
 
 /// Graph's maximum page size for incidents.
@@ -41,7 +41,8 @@ struct CommentList {
 
 #[async_trait]
 impl DefenderApi for GraphDefender {
-    async fn list_incidents_since(&self, since: OffsetDateTime) -> Result<Vec<DefenderIncident>, ApiError> {
+    #[tracing::instrument(level = "debug", skip_all, fields(since = %since))]
+    async fn list_incidents_since(&self, since: OffsetDateTime) -> Result<Vec<DefenderIncident>, PortError> {
         let filter = format!("lastUpdateDateTime ge {}", time_fmt::format(since));
         let url = format!(
             "{}/security/incidents?$filter={}&$top={INCIDENT_PAGE_SIZE}",
@@ -51,7 +52,8 @@ impl DefenderApi for GraphDefender {
         get_all_pages(&self.client, self.call(Method::GET, url)).await
     }
 
-    async fn get_incident(&self, id: &str) -> Result<Option<DefenderIncident>, ApiError> {
+    #[tracing::instrument(level = "debug", skip_all, fields(incident.id = %id))]
+    async fn get_incident(&self, id: &str) -> Result<Option<DefenderIncident>, PortError> {
         let url = format!("{}/security/incidents/{}", self.base, encode_path_segment(id));
         match self.client.send_optional(&self.call(Method::GET, url)).await? {
             Some(a) => Ok(Some(a.json(self.client.service)?)),
@@ -59,13 +61,15 @@ impl DefenderApi for GraphDefender {
         }
     }
 
-    async fn list_alerts(&self, incident_id: &str) -> Result<Vec<DefenderAlert>, ApiError> {
+    #[tracing::instrument(level = "debug", skip_all, fields(incident.id = %incident_id))]
+    async fn list_alerts(&self, incident_id: &str) -> Result<Vec<DefenderAlert>, PortError> {
         let filter = format!("incidentId eq {}", string_literal(incident_id));
         let url = format!("{}/security/alerts_v2?$filter={}", self.base, encode_query_value(&filter));
         get_all_pages(&self.client, self.call(Method::GET, url)).await
     }
 
-    async fn patch_incident(&self, id: &str, patch: &DefenderIncidentPatch) -> Result<DefenderIncident, ApiError> {
+    #[tracing::instrument(level = "debug", skip_all, fields(incident.id = %id))]
+    async fn patch_incident(&self, id: &str, patch: &DefenderIncidentPatch) -> Result<DefenderIncident, PortError> {
         let url = format!("{}/security/incidents/{}", self.base, encode_path_segment(id));
         let answer = self.client.send(&self.call(Method::PATCH, url).json(patch)).await?;
         match answer.json_opt(self.client.service)? {
@@ -75,7 +79,8 @@ impl DefenderApi for GraphDefender {
         }
     }
 
-    async fn add_comment(&self, id: &str, text: &str) -> Result<Vec<AlertComment>, ApiError> {
+    #[tracing::instrument(level = "debug", skip_all, fields(incident.id = %id))]
+    async fn add_comment(&self, id: &str, text: &str) -> Result<Vec<AlertComment>, PortError> {
         let url = format!("{}/security/incidents/{}/comments", self.base, encode_path_segment(id));
         let body = serde_json::json!({"@odata.type": "microsoft.graph.security.alertComment", "comment": text});
         let list: Option<CommentList> =
@@ -83,7 +88,8 @@ impl DefenderApi for GraphDefender {
         Ok(list.map(|l| l.value).unwrap_or_default())
     }
 
-    async fn find_user(&self, upn: &str) -> Result<Option<DirectoryUser>, ApiError> {
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn find_user(&self, upn: &str) -> Result<Option<DirectoryUser>, PortError> {
         let url =
             format!("{}/users/{}?$select=id,userPrincipalName,displayName,mail", self.base, encode_path_segment(upn));
         match self.client.send_optional(&self.call(Method::GET, url)).await? {

@@ -10,7 +10,8 @@ use reqwest::{Method, StatusCode};
 use secrecy::ExposeSecret;
 use serde::de::DeserializeOwned;
 
-use crate::error::{parse_retry_after, ApiError};
+use crate::adapters::status::{from_status, network, parse_retry_after};
+use crate::error::PortError;
 use crate::metrics::bump;
 use crate::ports::TokenSource;
 use crate::retry::RetryPolicy;
@@ -53,13 +54,13 @@ pub struct Answer {
 }
 
 impl Answer {
-    pub fn json<T: DeserializeOwned>(&self, service: &'static str) -> Result<T, ApiError> {
-        serde_json::from_slice(&self.body).map_err(|e| ApiError::decode(service, e))
+    pub fn json<T: DeserializeOwned>(&self, service: &'static str) -> Result<T, PortError> {
+        serde_json::from_slice(&self.body).map_err(|e| PortError::decode(service, e))
     }
 
     /// Like [`Answer::json`], but `None` for an empty success body (a 204 where a service
     /// revision returns nothing), so the caller can read the resource instead.
-    pub fn json_opt<T: DeserializeOwned>(&self, service: &'static str) -> Result<Option<T>, ApiError> {
+    pub fn json_opt<T: DeserializeOwned>(&self, service: &'static str) -> Result<Option<T>, PortError> {
         if self.body.is_empty() {
             return Ok(None);
         }
@@ -68,8 +69,8 @@ impl Answer {
 }
 
 /// The resource read back after a write whose answer had no body.
-pub fn read_back<T>(service: &'static str, read: Option<T>) -> Result<T, ApiError> {
-    read.ok_or_else(|| ApiError::decode(service, "the write succeeded but the resource cannot be read"))
+pub fn read_back<T>(service: &'static str, read: Option<T>) -> Result<T, PortError> {
+    read.ok_or_else(|| PortError::decode(service, "the write succeeded but the resource cannot be read"))
 }
 
 /// An authenticated client for one service and token scope.
@@ -123,12 +124,12 @@ impl ServiceClient {
         Self { service, http, tokens, scope: scope.into(), retry, counter }
     }
 
-    /// Sends with retries; any non-2xx becomes a classified [`ApiError`].
-    pub async fn send(&self, call: &Call) -> Result<Answer, ApiError> {
+    /// Sends with retries; any non-2xx becomes a classified [`PortError`].
+    pub async fn send(&self, call: &Call) -> Result<Answer, PortError> {
         let mut refreshed = false;
         loop {
             match self.retry.run(|| self.attempt(call)).await {
-                Err(ApiError::Auth { status: Some(401), .. }) if !refreshed => {
+                Err(PortError::Unauthorized { .. }) if !refreshed => {
                     refreshed = true;
                     self.tokens.invalidate(&self.scope).await;
                 }
@@ -138,7 +139,7 @@ impl ServiceClient {
     }
 
     /// Like [`send`](Self::send) but maps 404 to `Ok(None)`.
-    pub async fn send_optional(&self, call: &Call) -> Result<Option<Answer>, ApiError> {
+    pub async fn send_optional(&self, call: &Call) -> Result<Option<Answer>, PortError> {
         match self.send(call).await {
             Ok(a) => Ok(Some(a)),
             Err(e) if e.is_not_found() => Ok(None),
@@ -146,7 +147,7 @@ impl ServiceClient {
         }
     }
 
-    async fn attempt(&self, call: &Call) -> Result<Answer, ApiError> {
+    async fn attempt(&self, call: &Call) -> Result<Answer, PortError> {
         let token = self.tokens.token(&self.scope).await?;
         let mut req = self.http.request(call.method.clone(), &call.url).bearer_auth(token.expose_secret());
         for (name, value) in &call.headers {
@@ -164,14 +165,14 @@ impl ServiceClient {
             None => req,
         };
         self.counter.bump();
-        let resp = req.send().await.map_err(|e| ApiError::network(self.service, redact_url(&e)))?;
+        let resp = req.send().await.map_err(|e| network(self.service, redact_url(&e)))?;
         let status = resp.status();
         let retry_after = parse_retry_after(resp.headers().get("retry-after").and_then(|v| v.to_str().ok()));
-        let body = resp.bytes().await.map_err(|e| ApiError::network(self.service, redact_url(&e)))?;
+        let body = resp.bytes().await.map_err(|e| network(self.service, redact_url(&e)))?;
         if status.is_success() {
             return Ok(Answer { status, body });
         }
-        Err(ApiError::from_status(self.service, status.as_u16(), retry_after, &String::from_utf8_lossy(&body)))
+        Err(from_status(self.service, status.as_u16(), retry_after, &String::from_utf8_lossy(&body)))
     }
 }
 

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::http::{Call, CallBody, ServiceClient};
 use crate::domain::batching::{pack, Batch};
-use crate::error::ApiError;
+use crate::error::PortError;
 use crate::ports::{LogsIngestion, UploadReport};
 
 pub const API_VERSION: &str = "2023-01-01";
@@ -32,14 +32,14 @@ impl DcrLogsIngestion {
         }
     }
 
-    async fn post(&self, stream: &str, batch: &Batch) -> Result<(), ApiError> {
+    async fn post(&self, stream: &str, batch: &Batch) -> Result<(), PortError> {
         let url = format!(
             "{}/dataCollectionRules/{}/streams/{}?api-version={API_VERSION}",
             self.endpoint, self.dcr_immutable_id, stream
         );
         let mut gz = GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        gz.write_all(batch.body().as_bytes()).map_err(|e| ApiError::decode("logs-ingestion", e))?;
-        let bytes = gz.finish().map_err(|e| ApiError::decode("logs-ingestion", e))?;
+        gz.write_all(batch.body().as_bytes()).map_err(|e| PortError::decode("logs-ingestion", e))?;
+        let bytes = gz.finish().map_err(|e| PortError::decode("logs-ingestion", e))?;
         let call = Call {
             body: Some(CallBody::Bytes {
                 content_type: "application/json",
@@ -55,7 +55,8 @@ impl DcrLogsIngestion {
 
 #[async_trait]
 impl LogsIngestion for DcrLogsIngestion {
-    async fn upload(&self, stream: &str, rows: &[Value]) -> Result<UploadReport, ApiError> {
+    #[tracing::instrument(level = "debug", skip_all, fields(logs.stream = %stream, logs.rows = rows.len()))]
+    async fn upload(&self, stream: &str, rows: &[Value]) -> Result<UploadReport, PortError> {
         let packed = pack(rows.iter().map(Value::to_string), self.max_batch_bytes);
         let mut report = UploadReport { rows_too_large: packed.oversize.len(), ..Default::default() };
         let mut pending: Vec<Batch> = packed.batches.into_iter().rev().collect();
@@ -63,7 +64,7 @@ impl LogsIngestion for DcrLogsIngestion {
             report.requests += 1;
             match self.post(stream, &batch).await {
                 Ok(()) => report.rows_sent += batch.rows().len(),
-                Err(e) if e.status() == Some(413) => match batch.split() {
+                Err(PortError::TooLarge { .. }) => match batch.split() {
                     // Keep order: the first half goes next.
                     Some((first, second)) => {
                         pending.push(second);

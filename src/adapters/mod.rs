@@ -10,4 +10,5 @@ pub mod logs;
 pub mod odata;
 pub mod queue;
 pub mod sentinel;
+pub mod status;
 pub mod tables;

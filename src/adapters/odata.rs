@@ -6,7 +6,7 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
 use super::http::{Call, ServiceClient};
-use crate::error::ApiError;
+use crate::error::PortError;
 
 /// Characters escaped in query values (space, quotes, and URL delimiters).
 const QUERY_VALUE: &AsciiSet = &CONTROLS
@@ -54,7 +54,7 @@ struct Page<T> {
 const MAX_PAGES: usize = 20_000;
 
 /// GETs `first` and every `nextLink` after it, concatenating `value` arrays.
-pub async fn get_all_pages<T: DeserializeOwned>(client: &ServiceClient, first: Call) -> Result<Vec<T>, ApiError> {
+pub async fn get_all_pages<T: DeserializeOwned>(client: &ServiceClient, first: Call) -> Result<Vec<T>, PortError> {
     let mut out = Vec::new();
     let mut call = first;
     let mut seen_links = std::collections::HashSet::new();
@@ -64,14 +64,14 @@ pub async fn get_all_pages<T: DeserializeOwned>(client: &ServiceClient, first: C
         match page.next_link.filter(|l| !l.is_empty()) {
             Some(next) => {
                 if !seen_links.insert(next.clone()) {
-                    return Err(ApiError::decode(client.service, "nextLink repeated an earlier page"));
+                    return Err(PortError::decode(client.service, "nextLink repeated an earlier page"));
                 }
                 call = Call { url: next, ..call };
             }
             None => return Ok(out),
         }
     }
-    Err(ApiError::decode(client.service, "more than 20000 pages"))
+    Err(PortError::decode(client.service, "more than 20000 pages"))
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use base64::Engine;
 use secrecy::ExposeSecret;
 
 use super::azure_err::from_azure;
-use crate::error::ApiError;
+use crate::error::PortError;
 use crate::metrics::{bump, CallCounters};
 use crate::ports::{QueueMessage, WorkQueue};
 use crate::retry::RetryPolicy;
@@ -56,7 +56,7 @@ pub fn encode_message_text(text: &str) -> String {
 
 #[async_trait]
 impl WorkQueue for AzureQueues {
-    async fn ensure_queue(&self, queue: &str) -> Result<(), ApiError> {
+    async fn ensure_queue(&self, queue: &str) -> Result<(), PortError> {
         let client = self.service.queue_client(queue);
         bump(&self.counters.queue);
         match client.create().await {
@@ -72,7 +72,7 @@ impl WorkQueue for AzureQueues {
         }
     }
 
-    async fn send(&self, queue: &str, text: &str) -> Result<(), ApiError> {
+    async fn send(&self, queue: &str, text: &str) -> Result<(), PortError> {
         let client = self.service.queue_client(queue);
         let wire = encode_message_text(text);
         let put = || async {
@@ -93,7 +93,7 @@ impl WorkQueue for AzureQueues {
         }
     }
 
-    async fn receive(&self, queue: &str, max: u8, visibility: Duration) -> Result<Vec<QueueMessage>, ApiError> {
+    async fn receive(&self, queue: &str, max: u8, visibility: Duration) -> Result<Vec<QueueMessage>, PortError> {
         let client = self.service.queue_client(queue);
         let n = NumberOfMessages::new(max.clamp(1, 32));
         let resp = self
@@ -120,7 +120,7 @@ impl WorkQueue for AzureQueues {
             .collect())
     }
 
-    async fn delete(&self, queue: &str, msg: &QueueMessage) -> Result<(), ApiError> {
+    async fn delete(&self, queue: &str, msg: &QueueMessage) -> Result<(), PortError> {
         let client = self.service.queue_client(queue);
         let receipt = PopReceipt::new(msg.id.clone(), msg.pop_receipt.clone());
         bump(&self.counters.queue);
@@ -138,7 +138,7 @@ impl WorkQueue for AzureQueues {
         }
     }
 
-    async fn release(&self, queue: &str, msg: &QueueMessage, delay: Duration) -> Result<(), ApiError> {
+    async fn release(&self, queue: &str, msg: &QueueMessage, delay: Duration) -> Result<(), PortError> {
         let client = self.service.queue_client(queue);
         let receipt = PopReceipt::new(msg.id.clone(), msg.pop_receipt.clone());
         bump(&self.counters.queue);
@@ -150,7 +150,7 @@ impl WorkQueue for AzureQueues {
             .map_err(|e| from_azure(SERVICE, e))
     }
 
-    async fn approximate_len(&self, queue: &str) -> Result<usize, ApiError> {
+    async fn approximate_len(&self, queue: &str) -> Result<usize, PortError> {
         let client = self.service.queue_client(queue);
         bump(&self.counters.queue);
         let r = client.get_metadata().await.map_err(|e| from_azure(SERVICE, e))?;

@@ -1,5 +1,5 @@
 //! Sentinel incidents through ARM (Microsoft.SecurityInsights). PUT carries the etag in the
-//! body; a stale etag answers 409, which surfaces as [`ApiError::Conflict`] for
+//! body; a stale etag answers 409, which surfaces as [`PortError::Conflict`] for
 //! the reconcile to reread both sides and redo (`usecase::sync`).
 
 use async_trait::async_trait;
@@ -11,7 +11,7 @@ use super::http::{read_back, Call, ServiceClient};
 use super::odata::{encode_query_value, get_all_pages};
 use crate::domain::sentinel::{SentinelComment, SentinelIncident, SentinelIncidentBody};
 use crate::domain::time_fmt;
-use crate::error::ApiError;
+use crate::error::PortError;
 use crate::ports::SentinelApi;
 
 pub const API_VERSION: &str = "2025-09-01";
@@ -36,14 +36,16 @@ impl ArmSentinel {
 
 #[async_trait]
 impl SentinelApi for ArmSentinel {
-    async fn get_incident(&self, name: &Uuid) -> Result<Option<SentinelIncident>, ApiError> {
+    #[tracing::instrument(level = "debug", skip_all, fields(sentinel.incident = %name))]
+    async fn get_incident(&self, name: &Uuid) -> Result<Option<SentinelIncident>, PortError> {
         match self.client.send_optional(&Call::new(Method::GET, self.incident_url(name))).await? {
             Some(a) => Ok(Some(a.json(self.client.service)?)),
             None => Ok(None),
         }
     }
 
-    async fn put_incident(&self, name: &Uuid, body: &SentinelIncidentBody) -> Result<SentinelIncident, ApiError> {
+    #[tracing::instrument(level = "debug", skip_all, fields(sentinel.incident = %name))]
+    async fn put_incident(&self, name: &Uuid, body: &SentinelIncidentBody) -> Result<SentinelIncident, PortError> {
         let call = Call::new(Method::PUT, self.incident_url(name)).json(body);
         match self.client.send(&call).await?.json_opt(self.client.service)? {
             Some(incident) => Ok(incident),
@@ -52,7 +54,8 @@ impl SentinelApi for ArmSentinel {
         }
     }
 
-    async fn list_incidents_modified_since(&self, since: OffsetDateTime) -> Result<Vec<SentinelIncident>, ApiError> {
+    #[tracing::instrument(level = "debug", skip_all, fields(since = %since))]
+    async fn list_incidents_modified_since(&self, since: OffsetDateTime) -> Result<Vec<SentinelIncident>, PortError> {
         let filter = format!("properties/lastModifiedTimeUtc ge {}", time_fmt::format(since));
         let url = format!(
             "{}/incidents?api-version={API_VERSION}&$filter={}&$top={LIST_PAGE_SIZE}",
@@ -62,12 +65,14 @@ impl SentinelApi for ArmSentinel {
         get_all_pages(&self.client, Call::new(Method::GET, url)).await
     }
 
-    async fn list_comments(&self, incident: &Uuid) -> Result<Vec<SentinelComment>, ApiError> {
+    #[tracing::instrument(level = "debug", skip_all, fields(sentinel.incident = %incident))]
+    async fn list_comments(&self, incident: &Uuid) -> Result<Vec<SentinelComment>, PortError> {
         let url = format!("{}/incidents/{incident}/comments?api-version={API_VERSION}", self.base);
         get_all_pages(&self.client, Call::new(Method::GET, url)).await
     }
 
-    async fn put_comment(&self, incident: &Uuid, comment: &Uuid, message: &str) -> Result<(), ApiError> {
+    #[tracing::instrument(level = "debug", skip_all, fields(sentinel.incident = %incident, sentinel.comment = %comment))]
+    async fn put_comment(&self, incident: &Uuid, comment: &Uuid, message: &str) -> Result<(), PortError> {
         let url = format!("{}/incidents/{incident}/comments/{comment}?api-version={API_VERSION}", self.base);
         let body = serde_json::json!({"properties": {"message": message}});
         self.client.send(&Call::new(Method::PUT, url).json(&body)).await.map(|_| ())

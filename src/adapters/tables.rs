@@ -15,7 +15,7 @@ use secrecy::ExposeSecret;
 use serde_json::{Map, Value};
 
 use super::azure_err::from_azure;
-use crate::error::ApiError;
+use crate::error::PortError;
 use crate::metrics::{bump, CallCounters};
 use crate::ports::{ETag, Entity, StateStore, Table};
 use crate::retry::RetryPolicy;
@@ -77,7 +77,7 @@ fn etag(e: Etag) -> ETag {
 
 #[async_trait]
 impl StateStore for AzureTables {
-    async fn ensure_tables(&self) -> Result<(), ApiError> {
+    async fn ensure_tables(&self) -> Result<(), PortError> {
         for t in Table::ALL {
             self.count();
             match self.table(t).create().await {
@@ -93,7 +93,7 @@ impl StateStore for AzureTables {
         Ok(())
     }
 
-    async fn get(&self, table: Table, pk: &str, rk: &str) -> Result<Option<(Entity, ETag)>, ApiError> {
+    async fn get(&self, table: Table, pk: &str, rk: &str) -> Result<Option<(Entity, ETag)>, PortError> {
         let client = self.entity_client(table, pk, rk);
         let r = self
             .retry
@@ -104,7 +104,7 @@ impl StateStore for AzureTables {
             .await;
         match r {
             Ok(resp) => {
-                let entity = from_wire(resp.entity).ok_or_else(|| ApiError::decode(SERVICE, "entity without keys"))?;
+                let entity = from_wire(resp.entity).ok_or_else(|| PortError::decode(SERVICE, "entity without keys"))?;
                 Ok(Some((entity, etag(resp.etag))))
             }
             Err(e) if e.is_not_found() => Ok(None),
@@ -112,7 +112,7 @@ impl StateStore for AzureTables {
         }
     }
 
-    async fn insert(&self, table: Table, entity: &Entity) -> Result<ETag, ApiError> {
+    async fn insert(&self, table: Table, entity: &Entity) -> Result<ETag, PortError> {
         let client = self.table(table);
         let wire = to_wire(entity);
         self.retry
@@ -125,7 +125,7 @@ impl StateStore for AzureTables {
             .await
     }
 
-    async fn replace(&self, table: Table, entity: &Entity, if_match: &ETag) -> Result<ETag, ApiError> {
+    async fn replace(&self, table: Table, entity: &Entity, if_match: &ETag) -> Result<ETag, PortError> {
         let client = self.entity_client(table, &entity.partition_key, &entity.row_key);
         let wire = to_wire(entity);
         let cond = IfMatchCondition::Etag(Etag::from(if_match.0.clone()));
@@ -139,7 +139,7 @@ impl StateStore for AzureTables {
             .await
     }
 
-    async fn upsert(&self, table: Table, entity: &Entity) -> Result<(), ApiError> {
+    async fn upsert(&self, table: Table, entity: &Entity) -> Result<(), PortError> {
         let client = self.entity_client(table, &entity.partition_key, &entity.row_key);
         let wire = to_wire(entity);
         self.retry
@@ -151,7 +151,7 @@ impl StateStore for AzureTables {
             .await
     }
 
-    async fn upsert_many(&self, table: Table, entities: &[Entity]) -> Result<(), ApiError> {
+    async fn upsert_many(&self, table: Table, entities: &[Entity]) -> Result<(), PortError> {
         let mut by_pk: std::collections::BTreeMap<&str, Vec<&Entity>> = Default::default();
         for e in entities {
             by_pk.entry(e.partition_key.as_str()).or_default().push(e);
@@ -176,7 +176,7 @@ impl StateStore for AzureTables {
         Ok(())
     }
 
-    async fn delete(&self, table: Table, pk: &str, rk: &str) -> Result<(), ApiError> {
+    async fn delete(&self, table: Table, pk: &str, rk: &str) -> Result<(), PortError> {
         let client = self.entity_client(table, pk, rk);
         let r = self
             .retry
@@ -191,7 +191,7 @@ impl StateStore for AzureTables {
         }
     }
 
-    async fn query_partition(&self, table: Table, pk: &str) -> Result<Vec<Entity>, ApiError> {
+    async fn query_partition(&self, table: Table, pk: &str) -> Result<Vec<Entity>, PortError> {
         let filter = format!("PartitionKey eq '{}'", pk.replace('\'', "''"));
         let mut stream = self.table(table).query().filter(filter).into_stream::<Map<String, Value>>();
         let mut out = Vec::new();

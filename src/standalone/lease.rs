@@ -4,14 +4,14 @@
 
 use std::time::Duration;
 
-use crate::error::ApiError;
+use crate::error::PortError;
 use crate::ports::Table;
 use crate::records::Lease;
 use crate::state::{modify, RowKey};
 use crate::usecase::Ports;
 
 /// Takes or renews `timer`'s lease for `me`; `Ok(true)` when `me` holds it afterwards.
-pub async fn try_acquire(s: &Ports, timer: &str, me: &str, ttl: Duration) -> Result<bool, ApiError> {
+pub async fn try_acquire(s: &Ports, timer: &str, me: &str, ttl: Duration) -> Result<bool, PortError> {
     let now = s.clock.now();
     let expires = now + time::Duration::try_from(ttl).unwrap_or(time::Duration::seconds(30));
     let key = RowKey::new("leases", timer)?;

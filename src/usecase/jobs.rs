@@ -2,6 +2,7 @@
 //! call these, so there is one implementation of each job. Failures are logged here, once.
 
 use crate::domain::work::WorkItem;
+use crate::retry::{MessageBudget, RETRIES_PER_MESSAGE};
 use crate::usecase::poll::{poll_defender, poll_sentinel};
 use crate::usecase::sync::{reconcile, record_failure, SyncOutcome};
 use crate::usecase::Ports;
@@ -50,7 +51,8 @@ pub async fn sync_message(s: &Ports, text: &str, dequeue_count: u64, message_id:
             return QueueVerdict::Drop(format!("dropped: {e}"));
         }
     };
-    match reconcile(s, &item).await {
+    // One retry budget for every call this delivery makes (ARCHITECTURE.md: “Failure rules”).
+    match MessageBudget::scope(RETRIES_PER_MESSAGE, reconcile(s, &item)).await {
         Ok(SyncOutcome::Synced(r)) => QueueVerdict::Done(format!(
             "incident {}: sentinel written {}, defender patched {}, alerts sent {}, conflicts {}",
             item.incident_id, r.sentinel_written, r.defender_patched, r.alerts_sent, r.conflicts

@@ -12,7 +12,7 @@ pub mod webhook;
 use std::sync::Arc;
 
 use crate::config::Config;
-use crate::error::{ApiError, ErrorClass};
+use crate::error::{PortError, Reaction};
 use crate::metrics::CallCounters;
 use crate::ports::{Clock, DefenderApi, LogsIngestion, SentinelApi, StateStore, TokenSource, WorkQueue};
 
@@ -39,17 +39,17 @@ pub struct Ports {
 pub enum UseCaseError {
     /// Try again later (throttling, outage, contention, credentials being fixed).
     #[error(transparent)]
-    Retry(ApiError),
+    Retry(PortError),
     /// Can never succeed as asked; acknowledge and record.
     #[error("{0}")]
     Permanent(String),
 }
 
-impl From<ApiError> for UseCaseError {
-    fn from(e: ApiError) -> Self {
-        match e.class() {
-            ErrorClass::Retry | ErrorClass::Conflict | ErrorClass::Auth => UseCaseError::Retry(e),
-            ErrorClass::Reject => UseCaseError::Permanent(e.to_string()),
+impl From<PortError> for UseCaseError {
+    fn from(e: PortError) -> Self {
+        match e.reaction() {
+            Reaction::Retry | Reaction::Redo | Reaction::FixAccess => UseCaseError::Retry(e),
+            Reaction::Reject => UseCaseError::Permanent(e.to_string()),
         }
     }
 }

@@ -3,7 +3,6 @@
 //! `object_id: None`: the owner is kept in a label and reported, never dropped.
 
 use crate::domain::mirror::ResolvedOwner;
-use crate::error::ErrorClass;
 use crate::ports::Table;
 use crate::records::CachedUser;
 use crate::state::{load, put, RowKey, Versioned};
@@ -25,7 +24,7 @@ pub async fn resolve(s: &Ports, upn: &str) -> Result<ResolvedOwner, UseCaseError
     }
     let object_id = match s.defender.find_user(upn).await {
         Ok(u) => u.map(|u| u.id),
-        Err(e) if e.class() == ErrorClass::Retry => return Err(e.into()),
+        Err(e) if e.is_retryable() => return Err(e.into()),
         Err(e) => {
             tracing::warn!(owner.upn = %upn, error.message = %e, "owner lookup refused; keeping the UPN in a label");
             None

@@ -153,7 +153,7 @@ pub async fn handle(s: &Ports, call: WebhookCall<'_>) -> WebhookAnswer {
     WebhookAnswer { status: 202, body: json!({"status": "accepted", "incidentId": entry.incident_id}) }
 }
 
-fn unavailable(e: &crate::error::ApiError) -> WebhookAnswer {
+fn unavailable(e: &crate::error::PortError) -> WebhookAnswer {
     tracing::error!(error.message = %e, "webhook could not reach storage");
     reject(503, "Unavailable", "storage is unavailable; retry later")
 }

@@ -12,12 +12,12 @@ use uuid::Uuid;
 
 use crate::domain::defender::{AlertComment, DefenderAlert, DefenderIncident, DefenderIncidentPatch};
 use crate::domain::sentinel::{SentinelComment, SentinelIncident, SentinelIncidentBody};
-use crate::error::ApiError;
+use crate::error::PortError;
 
 /// Bearer tokens per scope, cached and refreshed before expiry.
 #[async_trait]
 pub trait TokenSource: Send + Sync {
-    async fn token(&self, scope: &str) -> Result<SecretString, ApiError>;
+    async fn token(&self, scope: &str) -> Result<SecretString, PortError>;
     /// Drops a cached token the service refused (401), so the next call fetches a fresh one.
     async fn invalidate(&self, scope: &str);
 }
@@ -39,31 +39,31 @@ pub struct DirectoryUser {
 #[async_trait]
 pub trait DefenderApi: Send + Sync {
     /// Every incident with `lastUpdateDateTime >= since`, all pages, in service order.
-    async fn list_incidents_since(&self, since: OffsetDateTime) -> Result<Vec<DefenderIncident>, ApiError>;
+    async fn list_incidents_since(&self, since: OffsetDateTime) -> Result<Vec<DefenderIncident>, PortError>;
     /// One incident; `Ok(None)` on 404.
-    async fn get_incident(&self, id: &str) -> Result<Option<DefenderIncident>, ApiError>;
+    async fn get_incident(&self, id: &str) -> Result<Option<DefenderIncident>, PortError>;
     /// Every alert of an incident (`alerts_v2?$filter=incidentId eq '…'`), all pages.
-    async fn list_alerts(&self, incident_id: &str) -> Result<Vec<DefenderAlert>, ApiError>;
+    async fn list_alerts(&self, incident_id: &str) -> Result<Vec<DefenderAlert>, PortError>;
     /// `PATCH` with only the fields that change; returns the updated incident.
-    async fn patch_incident(&self, id: &str, patch: &DefenderIncidentPatch) -> Result<DefenderIncident, ApiError>;
+    async fn patch_incident(&self, id: &str, patch: &DefenderIncidentPatch) -> Result<DefenderIncident, PortError>;
     /// Adds a comment; returns the incident's whole comment list (as Graph does).
-    async fn add_comment(&self, id: &str, text: &str) -> Result<Vec<AlertComment>, ApiError>;
+    async fn add_comment(&self, id: &str, text: &str) -> Result<Vec<AlertComment>, PortError>;
     /// A user by UPN; `Ok(None)` when the directory has no such user.
-    async fn find_user(&self, upn: &str) -> Result<Option<DirectoryUser>, ApiError>;
+    async fn find_user(&self, upn: &str) -> Result<Option<DirectoryUser>, PortError>;
 }
 
 /// Sentinel incidents through ARM.
 #[async_trait]
 pub trait SentinelApi: Send + Sync {
     /// `Ok(None)` on 404.
-    async fn get_incident(&self, name: &Uuid) -> Result<Option<SentinelIncident>, ApiError>;
-    /// Create-or-update. A stale `body.etag` fails with [`ApiError::Conflict`].
-    async fn put_incident(&self, name: &Uuid, body: &SentinelIncidentBody) -> Result<SentinelIncident, ApiError>;
+    async fn get_incident(&self, name: &Uuid) -> Result<Option<SentinelIncident>, PortError>;
+    /// Create-or-update. A stale `body.etag` fails with [`PortError::Conflict`].
+    async fn put_incident(&self, name: &Uuid, body: &SentinelIncidentBody) -> Result<SentinelIncident, PortError>;
     /// Incidents with `lastModifiedTimeUtc >= since`, all pages.
-    async fn list_incidents_modified_since(&self, since: OffsetDateTime) -> Result<Vec<SentinelIncident>, ApiError>;
-    async fn list_comments(&self, incident: &Uuid) -> Result<Vec<SentinelComment>, ApiError>;
+    async fn list_incidents_modified_since(&self, since: OffsetDateTime) -> Result<Vec<SentinelIncident>, PortError>;
+    async fn list_comments(&self, incident: &Uuid) -> Result<Vec<SentinelComment>, PortError>;
     /// Create-or-update of a comment by id (so a retry writes the same comment).
-    async fn put_comment(&self, incident: &Uuid, comment: &Uuid, message: &str) -> Result<(), ApiError>;
+    async fn put_comment(&self, incident: &Uuid, comment: &Uuid, message: &str) -> Result<(), PortError>;
 }
 
 /// What one upload did.
@@ -79,7 +79,7 @@ pub struct UploadReport {
 #[async_trait]
 pub trait LogsIngestion: Send + Sync {
     /// Sends rows in ≤ 1 MB gzip'd batches, splitting on 413.
-    async fn upload(&self, stream: &str, rows: &[Value]) -> Result<UploadReport, ApiError>;
+    async fn upload(&self, stream: &str, rows: &[Value]) -> Result<UploadReport, PortError>;
 }
 
 /// The tables of ARCHITECTURE.md: “State”.
@@ -138,19 +138,19 @@ impl Entity {
 #[async_trait]
 pub trait StateStore: Send + Sync {
     /// Creates the tables if missing.
-    async fn ensure_tables(&self) -> Result<(), ApiError>;
-    async fn get(&self, table: Table, pk: &str, rk: &str) -> Result<Option<(Entity, ETag)>, ApiError>;
-    /// Fails with [`ApiError::Conflict`] when the entity exists.
-    async fn insert(&self, table: Table, entity: &Entity) -> Result<ETag, ApiError>;
-    /// Replaces only if the entity still has `etag`; otherwise [`ApiError::Conflict`].
-    async fn replace(&self, table: Table, entity: &Entity, etag: &ETag) -> Result<ETag, ApiError>;
+    async fn ensure_tables(&self) -> Result<(), PortError>;
+    async fn get(&self, table: Table, pk: &str, rk: &str) -> Result<Option<(Entity, ETag)>, PortError>;
+    /// Fails with [`PortError::Conflict`] when the entity exists.
+    async fn insert(&self, table: Table, entity: &Entity) -> Result<ETag, PortError>;
+    /// Replaces only if the entity still has `etag`; otherwise [`PortError::Conflict`].
+    async fn replace(&self, table: Table, entity: &Entity, etag: &ETag) -> Result<ETag, PortError>;
     /// Insert or replace, unconditionally.
-    async fn upsert(&self, table: Table, entity: &Entity) -> Result<(), ApiError>;
+    async fn upsert(&self, table: Table, entity: &Entity) -> Result<(), PortError>;
     /// Insert-or-replace many entities of one partition (grouped ≤ 100 per transaction).
-    async fn upsert_many(&self, table: Table, entities: &[Entity]) -> Result<(), ApiError>;
-    async fn delete(&self, table: Table, pk: &str, rk: &str) -> Result<(), ApiError>;
+    async fn upsert_many(&self, table: Table, entities: &[Entity]) -> Result<(), PortError>;
+    async fn delete(&self, table: Table, pk: &str, rk: &str) -> Result<(), PortError>;
     /// Every entity of a partition, following continuation tokens.
-    async fn query_partition(&self, table: Table, pk: &str) -> Result<Vec<Entity>, ApiError>;
+    async fn query_partition(&self, table: Table, pk: &str) -> Result<Vec<Entity>, PortError>;
 }
 
 /// A received queue message.
@@ -165,15 +165,15 @@ pub struct QueueMessage {
 /// Storage queues, as the Functions host uses them (messages base64-encoded on the wire).
 #[async_trait]
 pub trait WorkQueue: Send + Sync {
-    async fn ensure_queue(&self, queue: &str) -> Result<(), ApiError>;
-    async fn send(&self, queue: &str, text: &str) -> Result<(), ApiError>;
+    async fn ensure_queue(&self, queue: &str) -> Result<(), PortError>;
+    async fn send(&self, queue: &str, text: &str) -> Result<(), PortError>;
     /// Up to `max` messages, each invisible for `visibility` unless deleted.
-    async fn receive(&self, queue: &str, max: u8, visibility: Duration) -> Result<Vec<QueueMessage>, ApiError>;
-    async fn delete(&self, queue: &str, msg: &QueueMessage) -> Result<(), ApiError>;
+    async fn receive(&self, queue: &str, max: u8, visibility: Duration) -> Result<Vec<QueueMessage>, PortError>;
+    async fn delete(&self, queue: &str, msg: &QueueMessage) -> Result<(), PortError>;
     /// Makes a received message visible again after `delay` (a failed attempt's retry delay).
-    async fn release(&self, queue: &str, msg: &QueueMessage, delay: Duration) -> Result<(), ApiError>;
+    async fn release(&self, queue: &str, msg: &QueueMessage, delay: Duration) -> Result<(), PortError>;
     /// Approximate count of messages (for status and tests).
-    async fn approximate_len(&self, queue: &str) -> Result<usize, ApiError>;
+    async fn approximate_len(&self, queue: &str) -> Result<usize, PortError>;
 }
 
 /// Time, passed in so the core never reads a clock.

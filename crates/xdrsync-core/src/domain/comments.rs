@@ -28,21 +28,36 @@ pub struct NewSentinelComment {
     pub message: String,
 }
 
-/// The Sentinel comments for Defender comments `from..`, skipping copies of Sentinel comments,
-/// keeping the total ≤ 100 (the last slot is the overflow note, written once).
+/// A Defender comment's identity: when it was written and a digest of its text. Comments are
+/// matched by identity, never by position, so the order Graph returns them in does not matter.
+pub fn defender_comment_key(c: &AlertComment) -> String {
+    let text = c.comment.as_deref().unwrap_or_default();
+    let when = c.created_date_time.map(time_fmt::format).unwrap_or_default();
+    let digest = super::alerts::combined_digest([(when.as_str(), text)]);
+    format!("defender:{when}:{digest}")
+}
+
+/// A short, stable fingerprint of a comment key, for the sync state (keeps the row small).
+pub fn fingerprint(key: &str) -> String {
+    super::alerts::combined_digest([(key, "")])[..16].to_string()
+}
+
+/// Whether a Defender comment is worth copying to Sentinel: not empty, not our own copy.
+pub fn copyable_from_defender(c: &AlertComment) -> bool {
+    c.comment
+        .as_deref()
+        .is_some_and(|t| !t.trim().is_empty() && !t.starts_with(FROM_SENTINEL) && !t.starts_with(FROM_XDRSYNC))
+}
+
+/// The Sentinel comments for the `pending` Defender comments, keeping the total ≤ 100 (the last
+/// slot is the overflow note, written once).
 pub fn defender_to_sentinel(
     incident: &Uuid,
-    defender_comments: &[AlertComment],
-    from: usize,
+    pending: &[&AlertComment],
     sentinel_count: usize,
     cap_noted: bool,
     defender_link: &str,
 ) -> (Vec<NewSentinelComment>, bool) {
-    let pending: Vec<&AlertComment> = defender_comments
-        .iter()
-        .skip(from)
-        .filter(|c| c.comment.as_deref().is_some_and(|t| !t.trim().is_empty() && !t.starts_with(FROM_SENTINEL)))
-        .collect();
     let room = (SENTINEL_MAX_COMMENTS - 1).saturating_sub(sentinel_count);
     let mut out: Vec<NewSentinelComment> = pending
         .iter()
@@ -50,10 +65,8 @@ pub fn defender_to_sentinel(
         .map(|c| {
             let text = c.comment.as_deref().unwrap_or_default();
             let author = c.created_by_display_name.as_deref().unwrap_or("Defender");
-            let when = c.created_date_time.map(time_fmt::format).unwrap_or_default();
-            let digest = super::alerts::combined_digest([(when.as_str(), text)]);
             NewSentinelComment {
-                name: sentinel_comment_name(incident, &format!("defender:{when}:{digest}")),
+                name: sentinel_comment_name(incident, &defender_comment_key(c)),
                 message: cut(&format!("{FROM_DEFENDER}{author}: {text}"), SENTINEL_MAX_COMMENT_CHARS),
             }
         })
@@ -123,30 +136,36 @@ mod tests {
         }
     }
 
+    fn copyable(cs: &[AlertComment]) -> Vec<&AlertComment> {
+        cs.iter().filter(|c| copyable_from_defender(c)).collect()
+    }
+
     #[test]
-    fn defender_comments_copy_once_with_stable_ids_and_skip_echoes() {
+    fn defender_comments_copy_with_stable_ids_whatever_their_order_and_skip_echoes() {
         let inc = Uuid::nil();
         let comments = vec![dc("first", 1), dc("[Sentinel] Bob: from sentinel", 2), dc("third", 3)];
-        let (out, noted) = defender_to_sentinel(&inc, &comments, 0, 0, false, "link");
+        let (out, noted) = defender_to_sentinel(&inc, &copyable(&comments), 0, false, "link");
         assert_eq!(out.len(), 2);
         assert_eq!(out[0].message, "[Defender] alice@contoso.com: first");
         assert!(!noted);
-        let (again, _) = defender_to_sentinel(&inc, &comments, 0, 0, false, "link");
-        assert_eq!(out, again, "same ids every time");
-        let (later, _) = defender_to_sentinel(&inc, &comments, 2, 2, false, "link");
-        assert_eq!(later.len(), 1);
-        assert_eq!(later[0], out[1]);
+        let reversed: Vec<AlertComment> = comments.iter().rev().cloned().collect();
+        let (again, _) = defender_to_sentinel(&inc, &copyable(&reversed), 0, false, "link");
+        let names = |v: &[NewSentinelComment]| v.iter().map(|c| c.name).collect::<std::collections::BTreeSet<_>>();
+        assert_eq!(names(&out), names(&again), "same ids whatever the order");
+        assert_ne!(defender_comment_key(&comments[0]), defender_comment_key(&comments[2]));
+        assert_eq!(fingerprint(&defender_comment_key(&comments[0])).len(), 16);
     }
 
     #[test]
     fn the_cap_leaves_room_for_one_overflow_note() {
         let inc = Uuid::nil();
         let comments: Vec<AlertComment> = (0..10).map(|i| dc(&format!("c{i}"), i)).collect();
-        let (out, noted) = defender_to_sentinel(&inc, &comments, 0, 95, false, "https://security.microsoft.com/x");
+        let (out, noted) =
+            defender_to_sentinel(&inc, &copyable(&comments), 95, false, "https://security.microsoft.com/x");
         assert_eq!(out.len(), 5, "4 comments + the note");
         assert!(out[4].message.starts_with("[xdrsync] Sentinel's limit of 100"));
         assert!(noted);
-        let (out, noted) = defender_to_sentinel(&inc, &comments, 4, 100, true, "x");
+        let (out, noted) = defender_to_sentinel(&inc, &copyable(&comments[4..]), 100, true, "x");
         assert!(out.is_empty());
         assert!(noted);
     }

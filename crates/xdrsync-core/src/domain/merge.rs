@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use super::fields::Fields;
+use super::fields::{Fields, Level, Status, Verdict};
 
 /// `XDRSYNC_CONFLICT_POLICY`
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -19,6 +19,15 @@ pub enum ConflictPolicy {
 }
 
 impl ConflictPolicy {
+    /// The setting's value, as users write it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::LatestWins => "latest-wins",
+            Self::DefenderWins => "defender-wins",
+            Self::SentinelWins => "sentinel-wins",
+        }
+    }
+
     pub fn parse(s: &str) -> Option<Self> {
         match s.to_ascii_lowercase().as_str() {
             "latest-wins" => Some(Self::LatestWins),
@@ -67,7 +76,63 @@ fn pick_winner(policy: ConflictPolicy, times: Times) -> Side {
     }
 }
 
-fn field<T: Clone + PartialEq + std::fmt::Debug>(
+/// A field value as the Sentinel portal names it, for the conflict note analysts read.
+pub trait Shown {
+    fn shown(&self) -> String;
+}
+
+impl Shown for Status {
+    fn shown(&self) -> String {
+        match self {
+            Status::Open => "New",
+            Status::InProgress => "Active",
+            Status::Closed => "Closed",
+        }
+        .into()
+    }
+}
+
+impl Shown for Verdict {
+    fn shown(&self) -> String {
+        match self {
+            Verdict::Undetermined => "Undetermined",
+            Verdict::TruePositive => "True positive",
+            Verdict::BenignPositive => "Benign positive",
+            Verdict::FalsePositive => "False positive",
+        }
+        .into()
+    }
+}
+
+impl Shown for Level {
+    fn shown(&self) -> String {
+        match self {
+            Level::Informational => "Informational",
+            Level::Low => "Low",
+            Level::Medium => "Medium",
+            Level::High => "High",
+        }
+        .into()
+    }
+}
+
+impl Shown for Option<String> {
+    fn shown(&self) -> String {
+        self.clone().unwrap_or_else(|| "unassigned".into())
+    }
+}
+
+impl Shown for std::collections::BTreeSet<String> {
+    fn shown(&self) -> String {
+        if self.is_empty() {
+            "no tags".into()
+        } else {
+            self.iter().cloned().collect::<Vec<_>>().join(", ")
+        }
+    }
+}
+
+fn field<T: Clone + PartialEq + Shown>(
     name: &'static str,
     base: Option<&T>,
     d: Option<&T>,
@@ -93,12 +158,7 @@ fn field<T: Clone + PartialEq + std::fmt::Debug>(
                 (true, true) if d == s => Some(d.clone()),
                 (true, true) => {
                     let winner = pick_winner(policy, times);
-                    conflicts.push(Conflict {
-                        field: name,
-                        defender: format!("{d:?}"),
-                        sentinel: format!("{s:?}"),
-                        winner,
-                    });
+                    conflicts.push(Conflict { field: name, defender: d.shown(), sentinel: s.shown(), winner });
                     Some(if winner == Side::Defender { d.clone() } else { s.clone() })
                 }
             }
@@ -195,7 +255,7 @@ pub fn worth_writing(target: &Fields, now: &Fields, last_seen: Option<&Fields>, 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::fields::{Level, Status, Verdict};
+
     use proptest::prelude::*;
     use time::macros::datetime;
 

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
-use xdrsync_core::error::ApiError;
+use xdrsync_core::error::PortError;
 use xdrsync_core::ports::{QueueMessage, WorkQueue};
 
 struct Stored {
@@ -48,12 +48,12 @@ impl MemoryQueue {
 
 #[async_trait]
 impl WorkQueue for MemoryQueue {
-    async fn ensure_queue(&self, queue: &str) -> Result<(), ApiError> {
+    async fn ensure_queue(&self, queue: &str) -> Result<(), PortError> {
         self.queues.lock().expect("lock").entry(queue.to_string()).or_default();
         Ok(())
     }
 
-    async fn send(&self, queue: &str, text: &str) -> Result<(), ApiError> {
+    async fn send(&self, queue: &str, text: &str) -> Result<(), PortError> {
         let id = self.next();
         self.queues.lock().expect("lock").entry(queue.to_string()).or_default().push(Stored {
             id: id.to_string(),
@@ -65,7 +65,7 @@ impl WorkQueue for MemoryQueue {
         Ok(())
     }
 
-    async fn receive(&self, queue: &str, max: u8, visibility: Duration) -> Result<Vec<QueueMessage>, ApiError> {
+    async fn receive(&self, queue: &str, max: u8, visibility: Duration) -> Result<Vec<QueueMessage>, PortError> {
         let now = Instant::now();
         let receipts: Vec<u64> = (0..max).map(|_| self.next()).collect();
         let mut queues = self.queues.lock().expect("lock");
@@ -85,7 +85,7 @@ impl WorkQueue for MemoryQueue {
         Ok(out)
     }
 
-    async fn delete(&self, queue: &str, msg: &QueueMessage) -> Result<(), ApiError> {
+    async fn delete(&self, queue: &str, msg: &QueueMessage) -> Result<(), PortError> {
         let mut queues = self.queues.lock().expect("lock");
         if let Some(q) = queues.get_mut(queue) {
             q.retain(|m| !(m.id == msg.id && m.receipt.to_string() == msg.pop_receipt));
@@ -93,7 +93,7 @@ impl WorkQueue for MemoryQueue {
         Ok(())
     }
 
-    async fn release(&self, queue: &str, msg: &QueueMessage, delay: Duration) -> Result<(), ApiError> {
+    async fn release(&self, queue: &str, msg: &QueueMessage, delay: Duration) -> Result<(), PortError> {
         let mut queues = self.queues.lock().expect("lock");
         if let Some(m) = queues
             .get_mut(queue)
@@ -104,7 +104,7 @@ impl WorkQueue for MemoryQueue {
         Ok(())
     }
 
-    async fn approximate_len(&self, queue: &str) -> Result<usize, ApiError> {
+    async fn approximate_len(&self, queue: &str) -> Result<usize, PortError> {
         Ok(self.queues.lock().expect("lock").get(queue).map_or(0, Vec::len))
     }
 }
