@@ -1,13 +1,15 @@
 // xdrsync infrastructure: a Linux Function App (custom handler) with a system-assigned identity,
-// its storage account, the Logs Ingestion pipeline (DCE + DCR + XdrsyncAlerts_CL table) and the
-// role assignments xdrsync needs on the DCR and the Sentinel workspace. Graph application
-// permissions cannot be granted by ARM; run grant-graph-permissions.sh afterwards.
+// its storage account, the Logs Ingestion pipeline (DCE + DCR in ingestion.bicep, in the
+// workspace's region; XdrsyncAlerts_CL table in workspace.bicep) and the role assignments xdrsync
+// needs on the DCR and the Sentinel workspace. Graph application permissions cannot be granted by
+// ARM; run grant-graph-permissions.sh afterwards.
 
 @description('Name prefix for every resource (lowercase letters and digits).')
 @minLength(3)
 @maxLength(12)
 param prefix string
 
+@description('Region of the Function App, its plan and storage. The DCE and DCR always go to the workspace region.')
 param location string = resourceGroup().location
 
 @description('ARM resource id of the Sentinel (Log Analytics) workspace.')
@@ -55,12 +57,6 @@ resource plan 'Microsoft.Web/serverfarms@2023-12-01' = {
   properties: { reserved: true }
 }
 
-resource dce 'Microsoft.Insights/dataCollectionEndpoints@2023-03-11' = {
-  name: '${prefix}-xdrsync-dce'
-  location: location
-  properties: { networkAcls: { publicNetworkAccess: 'Enabled' } }
-}
-
 module table 'workspace.bicep' = {
   name: 'xdrsync-workspace'
   scope: resourceGroup(workspaceSubscription, workspaceGroup)
@@ -71,29 +67,28 @@ module table 'workspace.bicep' = {
   }
 }
 
-resource dcr 'Microsoft.Insights/dataCollectionRules@2023-03-11' = {
-  name: '${prefix}-xdrsync-dcr'
-  location: location
+// The Sentinel workspace, read for its region: the DCE and the DCR must be in it (ingestion.bicep).
+resource workspace 'Microsoft.OperationalInsights/workspaces@2022-10-01' existing = {
+  name: workspaceName
+  scope: resourceGroup(workspaceSubscription, workspaceGroup)
+}
+
+module ingestion 'ingestion.bicep' = {
+  name: 'xdrsync-ingestion'
   dependsOn: [table]
-  properties: {
-    dataCollectionEndpointId: dce.id
-    streamDeclarations: {
-      '${streamName}': { columns: alertColumns }
-    }
-    destinations: {
-      logAnalytics: [{ workspaceResourceId: workspaceResourceId, name: 'sentinel' }]
-    }
-    dataFlows: [
-      {
-        streams: [streamName]
-        destinations: ['sentinel']
-        transformKql: 'source'
-        outputStream: 'Custom-${tableName}'
-      }
-    ]
+  params: {
+    location: workspace.location
+    prefix: prefix
+    workspaceResourceId: workspaceResourceId
+    streamName: streamName
+    tableName: tableName
+    columns: alertColumns
+    principalId: app.identity.principalId
+    appResourceId: app.id
   }
 }
 
+// Columns of the alert stream the DCR declares; workspace.bicep declares the same for the table.
 var alertColumns = [
   { name: 'TimeGenerated', type: 'datetime' }
   { name: 'SystemAlertId', type: 'string' }
@@ -150,8 +145,8 @@ resource settings 'Microsoft.Web/sites/config@2023-12-01' = {
     AzureWebJobsStorage: 'DefaultEndpointsProtocol=https;AccountName=${storage.name};AccountKey=${storage.listKeys().keys[0].value};EndpointSuffix=${environment().suffixes.storage}'
     XDRSYNC_TENANT_ID: defenderTenantId
     XDRSYNC_WORKSPACE_RESOURCE_ID: workspaceResourceId
-    XDRSYNC_LOGS_INGESTION_ENDPOINT: dce.properties.logsIngestion.endpoint
-    XDRSYNC_DCR_IMMUTABLE_ID: dcr.properties.immutableId
+    XDRSYNC_LOGS_INGESTION_ENDPOINT: ingestion.outputs.logsIngestionEndpoint
+    XDRSYNC_DCR_IMMUTABLE_ID: ingestion.outputs.dcrImmutableId
     XDRSYNC_ALERTS_STREAM: streamName
     XDRSYNC_POLL_SCHEDULE: pollSchedule
     XDRSYNC_CONFLICT_POLICY: conflictPolicy
@@ -159,18 +154,7 @@ resource settings 'Microsoft.Web/sites/config@2023-12-01' = {
   }
 }
 
-// Monitoring Metrics Publisher on the DCR: lets the identity send rows.
-resource publisher 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(dcr.id, app.id, 'publisher')
-  scope: dcr
-  properties: {
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', '3913510d-42f4-4e42-8a64-420c390055eb')
-    principalId: app.identity.principalId
-    principalType: 'ServicePrincipal'
-  }
-}
-
 output functionAppName string = app.name
 output principalId string = app.identity.principalId
 output webhookUrl string = 'https://${app.properties.defaultHostName}/api/sentinel/incidents'
-output dcrImmutableId string = dcr.properties.immutableId
+output dcrImmutableId string = ingestion.outputs.dcrImmutableId

@@ -62,12 +62,14 @@ resource joinFunction 'Microsoft.OperationalInsights/workspaces/savedSearches@20
   }
 }
 
+var sentinelResponderRoleId = '3e150937-b8fe-4cfb-8069-0eaf05ecd056' // Microsoft Sentinel Responder
+
 // Microsoft Sentinel Responder on the workspace.
 resource responder 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   name: guid(workspace.id, principalId, 'sentinel-responder')
   scope: workspace
   properties: {
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', '3e150937-b8fe-4cfb-8069-0eccf92785c3')
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', sentinelResponderRoleId)
     principalId: principalId
     principalType: 'ServicePrincipal'
   }

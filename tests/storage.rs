@@ -91,6 +91,41 @@ async fn escaped_keys_round_trip_through_table_storage() {
     store.delete(Table::Index, &key.pk, &key.rk).await.unwrap(); // deleting a missing row is fine
 }
 
+/// The keys real tenants produce: an Index PartitionKey that is a workspace resource id and a
+/// Users RowKey that is a guest UPN (`#EXT#`), next to plain ids that keep their old keys.
+#[tokio::test]
+async fn real_tenant_keys_round_trip_through_table_storage() {
+    let az = Azurite::start();
+    let store = tables(&az, &unique_prefix());
+    store.ensure_tables().await.unwrap();
+    let workspace = "/subscriptions/00000000-0000-0000-0000-000000000000/resourcegroups/soc/providers/microsoft.operationalinsights/workspaces/sentinel";
+    let cases = [
+        (Table::Index, RowKey::new(workspace, "6b5a2b0e-9a0e-4b54-9d0b-2f6f0c3a5e11").unwrap()),
+        (
+            Table::Users,
+            RowKey::new("72f988bf-86f1-41af-91ab-2d7cd011db47", "jane_contoso.com#EXT#@fabrikam.onmicrosoft.com")
+                .unwrap(),
+        ),
+        (Table::Incidents, RowKey::new("72f988bf-86f1-41af-91ab-2d7cd011db47", "2972395").unwrap()),
+        (Table::Index, RowKey::new("50% off/it's", "a?b\\c").unwrap()),
+    ];
+    for (table, key) in &cases {
+        for k in [&key.pk, &key.rk] {
+            assert!(!k.contains(['%', '\'', '/', '\\', '#', '?']), "{k}");
+        }
+        save(&store, *table, key, &key.rk, &[], None).await.unwrap();
+    }
+    for (table, key) in &cases {
+        let got: Versioned<String> = load(&store, *table, key).await.unwrap().unwrap();
+        assert_eq!(&got.value, &key.rk);
+        let partition = store.query_partition(*table, &key.pk).await.unwrap();
+        assert!(partition.iter().any(|e| e.row_key == key.rk), "{} not found in its partition", key.rk);
+        store.delete(*table, &key.pk, &key.rk).await.unwrap();
+        assert!(store.get(*table, &key.pk, &key.rk).await.unwrap().is_none());
+    }
+    assert_eq!(cases[2].1.rk, "2972395", "plain ids keep their keys");
+}
+
 #[tokio::test]
 async fn queue_round_trip_with_visibility_and_dequeue_count() {
     let az = Azurite::start();
