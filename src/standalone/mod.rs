@@ -76,9 +76,10 @@ pub async fn start(services: Arc<Ports>, http_port: u16) -> anyhow::Result<Runne
     let (stop, stopped) = watch::channel(false);
     let mut tasks = Vec::new();
 
-    let listener = tokio::net::TcpListener::bind((cfg.http_bind, http_port))
+    let addr = std::net::SocketAddr::new(cfg.http_bind, http_port);
+    let listener = tokio::net::TcpListener::bind(addr)
         .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {}:{http_port}: {e}", cfg.http_bind))?;
+        .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (XDRSYNC_HTTP_BIND, XDRSYNC_HTTP_PORT): {e}"))?;
     let http_addr = listener.local_addr()?;
     let mut http_stop = stopped.clone();
     let http_stopped = async move {
