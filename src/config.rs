@@ -122,6 +122,8 @@ pub struct Config {
     pub poll_schedule: String,
     /// `XDRSYNC_HTTP_PORT`
     pub http_port: u16,
+    /// `XDRSYNC_HTTP_BIND` (standalone mode: the address to listen on; default every interface)
+    pub http_bind: std::net::IpAddr,
     /// `XDRSYNC_TABLE_PREFIX`
     pub table_prefix: String,
     /// `XDRSYNC_QUEUE_NAME`
@@ -160,6 +162,7 @@ impl fmt::Debug for Config {
             .field("webhook_key", &self.webhook_key.as_ref().map(|_| "[redacted]"))
             .field("poll_schedule", &self.poll_schedule)
             .field("http_port", &self.http_port)
+            .field("http_bind", &self.http_bind)
             .field("table_prefix", &self.table_prefix)
             .field("queue_name", &self.queue_name)
             .finish_non_exhaustive()
@@ -187,6 +190,19 @@ impl Vars<'_> {
             return Err(err(var, format!("{v} is outside {}..={}", range.start(), range.end())));
         }
         Ok(v)
+    }
+    fn ip(&self, var: &'static str, default: std::net::IpAddr) -> Result<std::net::IpAddr, ConfigError> {
+        let Some(raw) = self.get(var) else {
+            return Ok(default);
+        };
+        raw.parse().map_err(|_| {
+            err(
+                var,
+                format!(
+                    "'{raw}' is not an IP address (0.0.0.0 listens on every interface, 127.0.0.1 on this machine only)"
+                ),
+            )
+        })
     }
     fn endpoint(&self, var: &'static str, default: &str) -> Result<Url, ConfigError> {
         let raw = self.get(var).unwrap_or(default);
@@ -352,6 +368,7 @@ impl Config {
             webhook_key,
             poll_schedule,
             http_port: v.number("XDRSYNC_HTTP_PORT", 8080u16, 1..=65535)?,
+            http_bind: v.ip("XDRSYNC_HTTP_BIND", std::net::Ipv4Addr::UNSPECIFIED.into())?,
             table_prefix,
             queue_name,
             poll_overlap: Duration::from_secs(v.number("XDRSYNC_POLL_OVERLAP_SECONDS", 120u64, 0..=3600)?),
@@ -475,6 +492,20 @@ pub(crate) mod tests {
             with(&[("XDRSYNC_CONFLICT_POLICY", "Sentinel-Wins")]).unwrap().conflict_policy,
             ConflictPolicy::SentinelWins
         );
+    }
+
+    #[test]
+    fn http_bind_is_an_ip_address_defaulting_to_every_interface() {
+        use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+        assert_eq!(with(&[]).unwrap().http_bind, IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        assert_eq!(with(&[("XDRSYNC_HTTP_BIND", "127.0.0.1")]).unwrap().http_bind, IpAddr::V4(Ipv4Addr::LOCALHOST));
+        assert_eq!(with(&[("XDRSYNC_HTTP_BIND", " ::1 ")]).unwrap().http_bind, IpAddr::V6(Ipv6Addr::LOCALHOST));
+        for bad in ["localhost", "10.0.0.300", "0.0.0.0:8080"] {
+            let e = with(&[("XDRSYNC_HTTP_BIND", bad)]).unwrap_err();
+            assert_eq!(e.var, "XDRSYNC_HTTP_BIND", "{bad}");
+            assert!(e.to_string().starts_with("XDRSYNC_HTTP_BIND: "), "{e}");
+            assert!(e.problem.contains(bad) && e.problem.contains("IP address"), "{e}");
+        }
     }
 
     #[test]

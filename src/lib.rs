@@ -10,7 +10,8 @@
 //!   what to do, and writes.
 //! - [`app`]: builds the concrete ports bundle from a [`config::Config`]; the only place that
 //!   knows both.
-//! - [`functions`]: the custom-handler edge (invocation envelopes); [`standalone`]: `xdrsync run`.
+//! - [`functions`]: the custom-handler edge (invocation envelopes); [`standalone`]: `xdrsync run`;
+//!   [`http_api`]: the HTTP serving both share (timeouts, body limit, the public routes).
 //! - [`state`], [`records`]: typed sync-state rows over the store port, ETag-guarded.
 //! - [`config`], [`storage_conn`], [`schedule`]: settings, validated at startup.
 //! - [`check`]: `xdrsync check`; [`package`]: `xdrsync package`.
@@ -22,6 +23,7 @@ pub mod app;
 pub mod check;
 pub mod config;
 pub mod functions;
+pub mod http_api;
 pub mod metrics;
 pub mod package;
 pub mod records;

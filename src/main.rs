@@ -40,8 +40,9 @@ enum Command {
         port: u16,
     },
     /// Run standalone, without a Functions host: the poller on XDRSYNC_POLL_SCHEDULE (one instance
-    /// at a time, by a lease in Table Storage), queue workers with poison handling, and the HTTP
-    /// functions on XDRSYNC_HTTP_PORT under /api. Stops gracefully on SIGTERM or Ctrl-C.
+    /// at a time, by a lease in Table Storage), queue workers with poison handling, and HTTP on
+    /// XDRSYNC_HTTP_BIND:XDRSYNC_HTTP_PORT serving only GET /api/health and
+    /// POST /api/sentinel/incidents. Stops gracefully on SIGTERM or Ctrl-C.
     Run,
     /// Assemble a deployable Functions app: host.json and one folder per function at its root,
     /// plus this binary, ready for `func azure functionapp publish` (build with --release first).
@@ -95,7 +96,7 @@ async fn serve(port: u16) -> ExitCode {
         Ok(Err(e)) => tracing::error!(error.message = %e, "cannot prepare tables and queue"),
         Err(_) => tracing::error!("storage did not answer within 20 s"),
     }
-    let listener = match tokio::net::TcpListener::bind(("127.0.0.1", port)).await {
+    let listener = match xdrsync::functions::listen(port).await {
         Ok(l) => l,
         Err(e) => {
             eprintln!("cannot listen on 127.0.0.1:{port}: {e}");
@@ -104,13 +105,9 @@ async fn serve(port: u16) -> ExitCode {
     };
     tracing::info!(port, "custom handler listening");
     let app = xdrsync::functions::router(services);
-    match axum::serve(listener, app).with_graceful_shutdown(xdrsync::standalone::shutdown_signal()).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("handler stopped: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    let stop = xdrsync::standalone::shutdown_signal();
+    xdrsync::http_api::serve(listener, app, xdrsync::http_api::READ_TIMEOUT, stop).await;
+    ExitCode::SUCCESS
 }
 
 async fn run_standalone() -> ExitCode {

@@ -2,9 +2,11 @@
 //! `POST /{FunctionName}` with the invocation envelope; nothing outside this module knows the
 //! envelope. Queue rule (ARCHITECTURE.md: “The Functions edge”): a retryable failure answers non-2xx so the host retries and
 //! finally poison-queues; a message that can never succeed is logged and acknowledged (2xx).
+//! The handler listens on 127.0.0.1 only: the host is its one client.
 
 pub mod envelope;
 
+use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use axum::extract::State;
@@ -13,18 +15,29 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 
+use crate::http_api::{self, LimitedBody};
 use crate::usecase::jobs::{self, QueueVerdict};
 use crate::usecase::webhook::WebhookCall;
 use crate::usecase::Ports;
 use envelope::{http_output, queue_text, InvokeRequest, InvokeResponse};
 
 /// Function names, as folder names under `functions/`.
-pub const INCIDENT_POLLER: &str = "IncidentPoller";
+pub const INCIDENT_POLLER: &str = jobs::POLLER_NAME;
 pub const INCIDENT_SYNC: &str = "IncidentSync";
 pub const HEALTH: &str = "Health";
 pub const SENTINEL_WEBHOOK: &str = "SentinelWebhook";
 /// Public route of the webhook (`/api/` + function.json `route`).
-pub const WEBHOOK_ROUTE: &str = "/api/sentinel/incidents";
+pub const WEBHOOK_ROUTE: &str = http_api::WEBHOOK_ROUTE;
+/// Largest invocation envelope read: it wraps a webhook body, so it has room for one over the
+/// webhook's own limit to reach the webhook's 413 answer.
+const MAX_ENVELOPE_BYTES: usize = 16 * 1024 * 1024;
+
+type Envelope = LimitedBody<MAX_ENVELOPE_BYTES>;
+
+/// Listens for the host on 127.0.0.1:`port` (0 picks a free port).
+pub async fn listen(port: u16) -> std::io::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, port)).await
+}
 
 pub fn router(services: Arc<Ports>) -> Router {
     Router::new()
@@ -33,12 +46,11 @@ pub fn router(services: Arc<Ports>) -> Router {
         .route(&format!("/{INCIDENT_POLLER}"), post(incident_poller))
         .route(&format!("/{INCIDENT_SYNC}"), post(incident_sync))
         .route(&format!("/{HEALTH}"), post(health_payload))
-        // Forwarded-HTTP mode and standalone mode call the route itself.
+        // Forwarded-HTTP mode calls the routes themselves.
         .route(&format!("/{SENTINEL_WEBHOOK}"), post(webhook_payload))
-        .route("/api/health", get(health_raw))
-        .route(WEBHOOK_ROUTE, post(webhook_raw))
-        // Room for an oversize webhook body to reach our own 413 answer.
-        .layer(axum::extract::DefaultBodyLimit::max(16 * 1024 * 1024))
+        .route(http_api::HEALTH_ROUTE, get(http_api::get_health))
+        .route(WEBHOOK_ROUTE, post(http_api::post_webhook))
+        .fallback(http_api::not_found)
         .with_state(services)
 }
 
@@ -54,7 +66,7 @@ fn bad_envelope(reason: String) -> Response {
     reply(StatusCode::BAD_REQUEST, InvokeResponse::log(reason))
 }
 
-async fn incident_poller(State(s): State<Arc<Ports>>, body: axum::body::Bytes) -> Response {
+async fn incident_poller(State(s): State<Arc<Ports>>, LimitedBody(body): Envelope) -> Response {
     if let Err(reason) = parse_envelope(&body) {
         return bad_envelope(reason);
     }
@@ -65,7 +77,7 @@ async fn incident_poller(State(s): State<Arc<Ports>>, body: axum::body::Bytes) -
     }
 }
 
-async fn incident_sync(State(s): State<Arc<Ports>>, body: axum::body::Bytes) -> Response {
+async fn incident_sync(State(s): State<Arc<Ports>>, LimitedBody(body): Envelope) -> Response {
     let req = match parse_envelope(&body) {
         Ok(r) => r,
         Err(reason) => return bad_envelope(reason),
@@ -80,7 +92,7 @@ async fn incident_sync(State(s): State<Arc<Ports>>, body: axum::body::Bytes) -> 
     }
 }
 
-async fn health_payload(State(s): State<Arc<Ports>>, body: axum::body::Bytes) -> Response {
+async fn health_payload(State(s): State<Arc<Ports>>, LimitedBody(body): Envelope) -> Response {
     if let Err(reason) = parse_envelope(&body) {
         return bad_envelope(reason);
     }
@@ -90,12 +102,7 @@ async fn health_payload(State(s): State<Arc<Ports>>, body: axum::body::Bytes) ->
     reply(StatusCode::OK, out)
 }
 
-async fn health_raw(State(s): State<Arc<Ports>>) -> Response {
-    let h = crate::usecase::health::check(&s).await;
-    (StatusCode::from_u16(h.http_status()).unwrap_or(StatusCode::OK), Json(h)).into_response()
-}
-
-async fn webhook_payload(State(s): State<Arc<Ports>>, body: axum::body::Bytes) -> Response {
+async fn webhook_payload(State(s): State<Arc<Ports>>, LimitedBody(body): Envelope) -> Response {
     let req = match parse_envelope(&body) {
         Ok(r) => r,
         Err(reason) => return bad_envelope(reason),
@@ -112,10 +119,13 @@ async fn webhook_payload(State(s): State<Arc<Ports>>, body: axum::body::Bytes) -
     reply(StatusCode::OK, out)
 }
 
-async fn webhook_raw(State(s): State<Arc<Ports>>, headers: axum::http::HeaderMap, body: axum::body::Bytes) -> Response {
-    let header = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
-    let call = WebhookCall { key: header("x-xdrsync-key"), content_type: header("content-type"), body: &body };
-    let answer = crate::usecase::webhook::handle(&s, call).await;
-    (StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), Json(answer.body))
-        .into_response()
+#[cfg(test)]
+mod tests {
+    #[tokio::test]
+    async fn the_handler_listens_on_loopback_only() {
+        let listener = super::listen(0).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        assert!(addr.ip().is_loopback(), "{addr}");
+        assert_eq!(addr.ip(), std::net::Ipv4Addr::LOCALHOST);
+    }
 }

@@ -1,8 +1,10 @@
 //! `xdrsync run`: the same function bodies without a Functions host. Timers run on their
 //! NCRONTAB schedules behind an ETag-guarded lease (only one instance polls); queue workers
 //! receive with a visibility timeout, retry by letting messages reappear, and move a message to
-//! `<queue>-poison` after 5 failed dequeues, as the host does; the HTTP functions are served at
-//! `/api/<route>`; SIGTERM/Ctrl-C stops intake and lets in-flight work finish.
+//! `<queue>-poison` after 5 failed dequeues, as the host does; HTTP serves only the two public
+//! routes, `GET /api/health` and `POST /api/sentinel/incidents` (no Functions invocation routes:
+//! nothing reachable here runs a job), on `XDRSYNC_HTTP_BIND`:`XDRSYNC_HTTP_PORT`; SIGTERM/Ctrl-C
+//! stops intake and lets in-flight work finish.
 
 mod lease;
 mod worker;
@@ -11,8 +13,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::routing::{get, post};
+use axum::Router;
 use tokio::sync::watch;
 
+use crate::http_api;
 use crate::schedule::Schedule;
 use crate::usecase::jobs;
 use crate::usecase::Ports;
@@ -48,7 +53,18 @@ impl Runner {
     }
 }
 
-/// Starts the poller, the queue workers and the HTTP server. `http_port` 0 picks a free port.
+/// The standalone HTTP surface: the two public routes; every other path and method is a JSON 404.
+pub fn router(services: Arc<Ports>) -> Router {
+    Router::new()
+        .route(http_api::HEALTH_ROUTE, get(http_api::get_health))
+        .route(http_api::WEBHOOK_ROUTE, post(http_api::post_webhook))
+        .fallback(http_api::not_found)
+        .method_not_allowed_fallback(http_api::not_found)
+        .with_state(services)
+}
+
+/// Starts the poller, the queue workers and the HTTP server on `XDRSYNC_HTTP_BIND` and
+/// `http_port` (0 picks a free port).
 pub async fn start(services: Arc<Ports>, http_port: u16) -> anyhow::Result<Runner> {
     let cfg = services.config.clone();
     services.store.ensure_tables().await?;
@@ -60,17 +76,16 @@ pub async fn start(services: Arc<Ports>, http_port: u16) -> anyhow::Result<Runne
     let (stop, stopped) = watch::channel(false);
     let mut tasks = Vec::new();
 
-    let listener = tokio::net::TcpListener::bind(("0.0.0.0", http_port)).await?;
+    let addr = std::net::SocketAddr::new(cfg.http_bind, http_port);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (XDRSYNC_HTTP_BIND, XDRSYNC_HTTP_PORT): {e}"))?;
     let http_addr = listener.local_addr()?;
-    let app = crate::functions::router(services.clone());
     let mut http_stop = stopped.clone();
-    tasks.push(tokio::spawn(async move {
-        let _ = axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = http_stop.wait_for(|s| *s).await;
-            })
-            .await;
-    }));
+    let http_stopped = async move {
+        let _ = http_stop.wait_for(|s| *s).await;
+    };
+    tasks.push(tokio::spawn(http_api::serve(listener, router(services.clone()), http_api::READ_TIMEOUT, http_stopped)));
 
     tasks.push(tokio::spawn(poller(services.clone(), schedule, instance_id.clone(), stats.clone(), stopped.clone())));
     for n in 0..cfg.workers {
@@ -95,7 +110,7 @@ async fn poller(
             _ = tokio::time::sleep(wait) => {}
             _ = stopped.wait_for(|v| *v) => return,
         }
-        match lease::try_acquire(&s, crate::functions::INCIDENT_POLLER, &me, ttl).await {
+        match lease::try_acquire(&s, jobs::POLLER_NAME, &me, ttl).await {
             Ok(true) => {
                 stats.polls.fetch_add(1, Ordering::Relaxed);
                 let _ = jobs::poll(&s).await;

@@ -8,6 +8,10 @@ use crate::usecase::sync::{reconcile, record_failure, SyncOutcome};
 use crate::usecase::Ports;
 use crate::usecase::UseCaseError;
 
+/// The poller's name: the Functions timer function (a folder under `functions/`) and, in
+/// standalone mode, the row of its lease.
+pub const POLLER_NAME: &str = "IncidentPoller";
+
 /// What a queue trigger should do with a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum QueueVerdict {

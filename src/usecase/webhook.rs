@@ -29,8 +29,19 @@ pub struct WebhookAnswer {
     pub body: Value,
 }
 
-fn reject(status: u16, code: &str, message: impl Into<String>) -> WebhookAnswer {
+/// A rejection in the documented shape, `{"error": {"code": …, "message": …}}` (also what the
+/// HTTP servers answer for unknown routes, oversize bodies and stalled requests).
+pub fn reject(status: u16, code: &str, message: impl Into<String>) -> WebhookAnswer {
     WebhookAnswer { status, body: json!({"error": {"code": code, "message": message.into()}}) }
+}
+
+/// The documented 413 for a body over `limit` bytes (`size` when known).
+pub fn payload_too_large(size: Option<u64>, limit: usize) -> WebhookAnswer {
+    let message = match size {
+        Some(n) => format!("body is {n} bytes; the limit is {limit}"),
+        None => format!("body is over the limit of {limit} bytes"),
+    };
+    reject(413, "PayloadTooLarge", message)
 }
 
 /// The incident the payload is about.
@@ -106,11 +117,7 @@ pub async fn handle(s: &Ports, call: WebhookCall<'_>) -> WebhookAnswer {
         return reject(415, "UnsupportedMediaType", "Content-Type must be application/json");
     }
     if call.body.len() > MAX_BODY_BYTES {
-        return reject(
-            413,
-            "PayloadTooLarge",
-            format!("body is {} bytes; the limit is {MAX_BODY_BYTES}", call.body.len()),
-        );
+        return payload_too_large(Some(call.body.len() as u64), MAX_BODY_BYTES);
     }
     let v: Value = match serde_json::from_slice(call.body) {
         Ok(v) => v,

@@ -77,13 +77,13 @@ pub fn services_with_fakes(
     (std::sync::Arc::new(s), queue)
 }
 
-/// Serves `router` on a free loopback port; returns its base URL.
+/// Serves `router` on a free loopback port the way both product servers do
+/// (`xdrsync::http_api::serve`); returns its base URL.
 pub async fn serve_router(router: axum::Router) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, router).await;
-    });
+    let forever = std::future::pending::<()>();
+    tokio::spawn(xdrsync::http_api::serve(listener, router, xdrsync::http_api::READ_TIMEOUT, forever));
     format!("http://{addr}")
 }
 
