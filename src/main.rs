@@ -89,7 +89,9 @@ async fn serve(port: u16) -> ExitCode {
     // keep the handler from starting (health reports it), so this is bounded.
     let warm = async {
         services.store.ensure_tables().await?;
-        services.queue.ensure_queue(&services.config.queue_name).await
+        services.queue.ensure_queue(&services.config.queue_name).await?;
+        xdrsync::usecase::migrate::run_all(&services).await;
+        Ok::<(), xdrsync::error::PortError>(())
     };
     match tokio::time::timeout(std::time::Duration::from_secs(20), warm).await {
         Ok(Ok(())) => {}

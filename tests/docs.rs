@@ -108,9 +108,7 @@ fn cited_titles(text: &str) -> Vec<String> {
     while let Some(at) = rest.find(&prefix) {
         rest = &rest[at + prefix.len()..];
         let mut cursor = rest;
-        loop {
-            let Some(body) = cursor.strip_prefix(OPEN) else { break };
-            let Some(end) = body.find(CLOSE) else { break };
+        while let Some((body, end)) = cursor.strip_prefix(OPEN).and_then(|b| b.find(CLOSE).map(|e| (b, e))) {
             titles.push(normalize_title(&body[..end]));
             cursor = &body[end + CLOSE.len_utf8()..];
             // Between two titles of one citation: commas, "and", blanks, line breaks, comment markers.

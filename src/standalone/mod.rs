@@ -70,6 +70,7 @@ pub async fn start(services: Arc<Ports>, http_port: u16) -> anyhow::Result<Runne
     services.store.ensure_tables().await?;
     services.queue.ensure_queue(&cfg.queue_name).await?;
     services.queue.ensure_queue(&format!("{}-poison", cfg.queue_name)).await?;
+    crate::usecase::migrate::run_all(&services).await;
     let schedule = Schedule::parse(&cfg.poll_schedule).map_err(anyhow::Error::msg)?;
     let instance_id = uuid::Uuid::new_v4().to_string();
     let stats = Arc::new(RunnerStats::default());

@@ -4,6 +4,7 @@
 pub mod health;
 pub mod jobs;
 pub mod locks;
+pub mod migrate;
 pub mod owner;
 pub mod poll;
 pub mod sync;
@@ -58,4 +59,12 @@ impl UseCaseError {
     pub fn is_retryable(&self) -> bool {
         matches!(self, UseCaseError::Retry(_))
     }
+}
+
+/// Ports over a valid test configuration (real adapters that no test reaches: replace the ones a
+/// test uses with fakes).
+#[cfg(test)]
+pub(crate) fn test_ports() -> Ports {
+    let config = Config::from_vars(&crate::config::tests::base_vars()).expect("valid test settings");
+    crate::app::build(config)
 }

@@ -103,6 +103,23 @@ fn unescape_percent(key: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// The key versions before this encoding wrote (`%XX` for `/ \ # ? % '` and control characters).
+/// Read only to carry rows written by them over to [`escape_key`]'s keys.
+pub fn legacy_percent_key(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    for c in raw.chars() {
+        if matches!(c, '/' | '\\' | '#' | '?' | '%' | '\'') || c.is_control() {
+            let mut buf = [0u8; 4];
+            for b in c.encode_utf8(&mut buf).bytes() {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// True when `key` contains nothing Table Storage forbids (the documented rule; keys from
 /// [`escape_key`] also avoid `%` and `'`).
 pub fn is_valid_key(key: &str) -> bool {
