@@ -55,10 +55,18 @@ impl DefenderApi for GraphDefender {
     #[tracing::instrument(level = "debug", skip_all, fields(incident.id = %id))]
     async fn get_incident(&self, id: &str) -> Result<Option<DefenderIncident>, PortError> {
         let url = format!("{}/security/incidents/{}", self.base, encode_path_segment(id));
-        match self.client.send_optional(&self.call(Method::GET, url)).await? {
-            Some(a) => Ok(Some(a.json(self.client.service)?)),
-            None => Ok(None),
-        }
+        // One call for the incident and its alerts. `$expand=alerts` is documented for incidents;
+        // it is reported to fail with 500 on very large tenants (with `$filter` on lists), so a
+        // server failure falls back to the plain GET and the alerts are listed separately.
+        let expanded = format!("{url}?$expand=alerts");
+        let answer = match self.client.send_optional(&self.call(Method::GET, expanded)).await {
+            Err(PortError::Unavailable { message, .. }) => {
+                tracing::warn!(error.message = %message, "GET with $expand=alerts failed; reading without it");
+                self.client.send_optional(&self.call(Method::GET, url)).await?
+            }
+            other => other?,
+        };
+        answer.map(|a| a.json(self.client.service)).transpose()
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(incident.id = %incident_id))]

@@ -101,7 +101,10 @@ async fn reconcile_once(s: &Ports, incident_id: &str) -> Result<Step, UseCaseErr
         }
         Glance::Changed => {}
     }
-    let alerts = s.defender.list_alerts(incident_id).await?;
+    let alerts = match d.complete_alerts() {
+        Some(expanded) => expanded.to_vec(),
+        None => s.defender.list_alerts(incident_id).await?,
+    };
     let reads = reads_needed(&observed, cfg.conflict_policy);
     let owner = match &reads.owner_upn {
         Some(upn) => Some(owner::resolve(s, upn).await?),

@@ -136,6 +136,21 @@ pub struct DefenderIncident {
     pub priority_score: Option<i64>,
     #[serde(default)]
     pub comments: Vec<AlertComment>,
+    /// The incident's alerts when read with `$expand=alerts` (documented for incidents); `None`
+    /// when not expanded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alerts: Option<Vec<DefenderAlert>>,
+    /// Set when the service paged the expanded alerts (not documented to happen; then the alerts
+    /// are listed separately rather than trusted to be complete).
+    #[serde(default, rename = "alerts@odata.nextLink", skip_serializing_if = "Option::is_none")]
+    pub alerts_next_link: Option<String>,
+}
+
+impl DefenderIncident {
+    /// The expanded alerts, when the answer carried all of them.
+    pub fn complete_alerts(&self) -> Option<&[DefenderAlert]> {
+        self.alerts.as_deref().filter(|_| self.alerts_next_link.is_none())
+    }
 }
 
 fn unknown_severity() -> Severity {

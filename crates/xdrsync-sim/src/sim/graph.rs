@@ -225,15 +225,29 @@ fn not_found(what: &str, id: &str) -> Response {
     graph_error(StatusCode::NOT_FOUND, "NotFound", format!("{what} {id} was not found"))
 }
 
-async fn get_incident(State(sim): State<Arc<Sim>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+async fn get_incident(
+    State(sim): State<Arc<Sim>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Response {
     if let Err(r) = auth(&sim, &headers) {
         return r;
     }
+    // A single GET takes `$expand=alerts` (and `$select`), nothing else of the list's options.
+    let q = match parse_query(raw.as_deref(), INCIDENT_TOP_MAX, &[]) {
+        Ok(q) => q,
+        Err(r) => return r,
+    };
     sim.stats.bump("graph.incidents.get");
     let world = sim.world();
     match world.incident(&id) {
         Some(i) => {
-            let mut v = incident_json(i, wants_unknown_members(&headers));
+            let evolvable = wants_unknown_members(&headers);
+            let mut v = incident_json(i, evolvable);
+            if q.expand_alerts {
+                v["alerts"] = Value::Array(world.alerts_of(&i.id).iter().map(|a| alert_json(a, evolvable)).collect());
+            }
             v["@odata.context"] = json!(format!("{CONTEXT}#security/incidents/$entity"));
             Json(v).into_response()
         }

@@ -312,6 +312,8 @@ pub fn seed(world: &mut World, tenant: &str, spec: &SeedSpec) -> Vec<String> {
             last_modified_by: Some("Microsoft 365 Defender-AlertCorrelation".into()),
             priority_score: Some(rng.gen_range(0..100)),
             comments: vec![],
+            alerts: None,
+            alerts_next_link: None,
         };
         for a in alerts {
             world.alerts.insert(a.id.clone(), a);
