@@ -144,6 +144,9 @@ pub struct Config {
     pub queue_visibility: Duration,
     /// `XDRSYNC_WORKERS` (standalone mode: concurrent queue messages)
     pub workers: usize,
+    /// `XDRSYNC_MIRROR_SENTINEL_INCIDENTS`: mirror Defender incidents whose alerts all come from
+    /// Microsoft Sentinel (workspaces onboarded to the Defender portal list them in Graph).
+    pub mirror_sentinel_incidents: bool,
 }
 
 impl fmt::Debug for Config {
@@ -191,6 +194,15 @@ impl Vars<'_> {
         }
         Ok(v)
     }
+    fn flag(&self, var: &'static str, default: bool) -> Result<bool, ConfigError> {
+        match self.get(var).map(str::to_ascii_lowercase).as_deref() {
+            None => Ok(default),
+            Some("true" | "1" | "yes") => Ok(true),
+            Some("false" | "0" | "no") => Ok(false),
+            Some(other) => Err(err(var, format!("'{other}' is not true or false"))),
+        }
+    }
+
     fn ip(&self, var: &'static str, default: std::net::IpAddr) -> Result<std::net::IpAddr, ConfigError> {
         let Some(raw) = self.get(var) else {
             return Ok(default);
@@ -389,6 +401,7 @@ impl Config {
             },
             queue_visibility: Duration::from_secs(v.number("XDRSYNC_QUEUE_VISIBILITY_SECONDS", 30u64, 1..=3600)?),
             workers: v.number("XDRSYNC_WORKERS", 8usize, 1..=64)?,
+            mirror_sentinel_incidents: v.flag("XDRSYNC_MIRROR_SENTINEL_INCIDENTS", false)?,
         })
     }
 

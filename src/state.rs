@@ -35,13 +35,17 @@ pub struct Versioned<T> {
     pub etag: ETag,
 }
 
+/// The longest string property Table Storage stores (64 KiB of UTF-16).
+pub const MAX_STRING_UTF16: usize = 32_768;
+
 fn encode<T: Serialize>(key: &RowKey, value: &T, columns: &[(&str, String)]) -> Result<Entity, PortError> {
     let json = serde_json::to_string(value).map_err(|e| PortError::decode("state", e))?;
-    // Edm.String holds 64 KiB of UTF-16: 32,768 chars is the safe bound.
-    if json.chars().count() > 32_000 {
+    // A Table Storage string property holds at most 64 KiB, i.e. 32,768 UTF-16 code units.
+    let units = json.encode_utf16().count();
+    if units > MAX_STRING_UTF16 {
         return Err(PortError::TooLarge {
             service: "state",
-            message: format!("record for {} is {} characters; the limit is 32000", key.rk, json.len()),
+            message: format!("record for {} is {units} UTF-16 code units; the limit is {MAX_STRING_UTF16}", key.rk),
         });
     }
     let mut e = Entity::new(key.pk.clone(), key.rk.clone()).with(DATA, json);

@@ -18,6 +18,8 @@ pub struct Health {
     pub cursor_age_seconds: Option<i64>,
     pub last_error: Option<LastError>,
     pub calls: CallCounts,
+    /// Incidents created by Microsoft Sentinel itself, left unmirrored since start.
+    pub sentinel_incidents_not_mirrored: u64,
     pub version: &'static str,
 }
 
@@ -63,6 +65,7 @@ pub async fn check(s: &Ports) -> Health {
         cursor_age_seconds,
         last_error,
         calls: s.counters.snapshot(),
+        sentinel_incidents_not_mirrored: s.counters.incidents_not_mirrored.load(std::sync::atomic::Ordering::Relaxed),
         version: env!("CARGO_PKG_VERSION"),
     }
 }

@@ -62,6 +62,9 @@ pub async fn sync_message(s: &Ports, text: &str, dequeue_count: u64, message_id:
             item.incident_id, r.sentinel_written, r.defender_patched, r.alerts_sent, r.conflicts
         )),
         Ok(SyncOutcome::Unchanged) => QueueVerdict::Done(format!("incident {}: unchanged", item.incident_id)),
+        Ok(SyncOutcome::NotMirrored) => {
+            QueueVerdict::Done(format!("incident {}: created by Sentinel, not mirrored", item.incident_id))
+        }
         Ok(SyncOutcome::DefenderGone) => QueueVerdict::Drop(format!("incident {}: not in Defender", item.incident_id)),
         Err(UseCaseError::Permanent(msg)) => {
             tracing::error!(incident.id = %item.incident_id, error.message = %msg, "sync failed permanently; message acknowledged");

@@ -14,7 +14,10 @@ use crate::domain::defender::IncidentStatus;
 use crate::domain::fields::{from_defender, from_sentinel};
 use crate::domain::keys::escape_key;
 use crate::domain::names::sentinel_incident_name;
-use crate::domain::plan::{comments_count, glance, plan, reads_needed, AlertRows, Extras, Glance, Observed, Plan};
+use crate::domain::plan::{
+    comments_count, glance, leave_unmirrored, plan, reads_needed, unmirrored_state, AlertRows, Extras, Glance,
+    Observed, Plan,
+};
 use crate::domain::work::{ChangeHint, WorkItem};
 use crate::error::PortError;
 use crate::ports::{ETag, Entity, Table};
@@ -44,6 +47,8 @@ pub enum SyncOutcome {
     Synced(SyncReport),
     /// Defender no longer has the incident.
     DefenderGone,
+    /// Left unmirrored on purpose (created by Microsoft Sentinel itself).
+    NotMirrored,
 }
 
 enum Step {
@@ -105,6 +110,21 @@ async fn reconcile_once(s: &Ports, incident_id: &str) -> Result<Step, UseCaseErr
         Some(expanded) => expanded.to_vec(),
         None => s.defender.list_alerts(incident_id).await?,
     };
+    if leave_unmirrored(&observed, &alerts, cfg.mirror_sentinel_incidents) {
+        if state.is_none_or(|st| !st.not_mirrored) {
+            tracing::info!(
+                "incident created by Microsoft Sentinel itself; not mirrored (XDRSYNC_MIRROR_SENTINEL_INCIDENTS=false)"
+            );
+            s.counters.incidents_not_mirrored.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        let next = unmirrored_state(&observed);
+        return match save(s.store.as_ref(), Table::Incidents, &key, &next, &[], stored.as_ref().map(|v| &v.etag)).await
+        {
+            Ok(_) => Ok(Step::Done(SyncOutcome::NotMirrored)),
+            Err(e) if e.is_conflict() => Ok(Step::Redo),
+            Err(e) => Err(e.into()),
+        };
+    }
     let reads = reads_needed(&observed, cfg.conflict_policy);
     let owner = match &reads.owner_upn {
         Some(upn) => Some(owner::resolve(s, upn).await?),

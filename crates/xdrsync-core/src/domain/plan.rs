@@ -11,7 +11,7 @@ use uuid::Uuid;
 use super::alerts::{combined_digest, digest, row};
 use super::comments::{
     copyable_from_defender, defender_comment_key, defender_to_sentinel, fingerprint, sentinel_to_defender,
-    NewSentinelComment, FROM_XDRSYNC,
+    NewSentinelComment, FROM_XDRSYNC, SENTINEL_MAX_COMMENTS,
 };
 use super::defender::{DefenderAlert, DefenderIncident, DefenderIncidentPatch, IncidentStatus};
 use super::fields::{defender_patch, from_defender, from_sentinel, Fields};
@@ -46,6 +46,9 @@ pub enum Glance {
 
 pub fn glance(o: &Observed<'_>) -> Glance {
     let Some(st) = o.stored else { return Glance::Changed };
+    if st.not_mirrored && o.sentinel.is_none() && st.defender_seen == Some(o.defender.last_update_date_time) {
+        return Glance::Unchanged;
+    }
     if st.defender_seen.is_some_and(|seen| o.defender.last_update_date_time < seen) {
         return Glance::StaleDefender;
     }
@@ -84,6 +87,32 @@ pub fn reads_needed(o: &Observed<'_>, policy: ConflictPolicy) -> Reads {
         }
     };
     Reads { owner_upn, sentinel_comments }
+}
+
+/// Whether an incident came from Microsoft Sentinel itself: every alert's `serviceSource` is
+/// `microsoftSentinel`. In workspaces onboarded to the Defender portal, Graph lists the incidents
+/// Sentinel's analytics rules created; mirroring one would duplicate it in its own workspace.
+pub fn sentinel_sourced(alerts: &[DefenderAlert]) -> bool {
+    !alerts.is_empty()
+        && alerts
+            .iter()
+            .all(|a| a.service_source.as_deref().is_some_and(|s| s.eq_ignore_ascii_case("microsoftSentinel")))
+}
+
+/// Leave the incident unmirrored: it came from Sentinel, no mirror exists, and mirroring such
+/// incidents is off (`XDRSYNC_MIRROR_SENTINEL_INCIDENTS`).
+pub fn leave_unmirrored(o: &Observed<'_>, alerts: &[DefenderAlert], mirror_sentinel_incidents: bool) -> bool {
+    !mirror_sentinel_incidents && o.sentinel.is_none() && sentinel_sourced(alerts)
+}
+
+/// The state stored for an incident left unmirrored, so it is noted once, not on every trigger.
+pub fn unmirrored_state(o: &Observed<'_>) -> IncidentState {
+    let name = o.stored.map(|s| s.sentinel_name).unwrap_or_else(|| sentinel_incident_name(o.tenant_id, o.incident_id));
+    IncidentState {
+        defender_seen: Some(o.defender.last_update_date_time),
+        not_mirrored: true,
+        ..IncidentState::new(name)
+    }
 }
 
 /// What [`reads_needed`] asked for, once read.
@@ -162,6 +191,11 @@ fn pending_defender_comments<'a>(
     d: &'a DefenderIncident,
     st: &IncidentState,
 ) -> Vec<&'a super::defender::AlertComment> {
+    // Past Sentinel's comment limit nothing more can be copied (the note says so once), and the
+    // fingerprints stop growing: the state row stays bounded by Sentinel's 100 comments.
+    if st.comment_cap_noted {
+        return Vec::new();
+    }
     let copied: BTreeSet<&str> = st.defender_comments_copied.iter().map(String::as_str).collect();
     d.comments
         .iter()
@@ -269,8 +303,11 @@ pub fn plan(o: &Observed<'_>, x: &Extras<'_>, policy: ConflictPolicy, now: Offse
         .filter(|c| !listed.iter().any(|e| Uuid::parse_str(&e.name).ok() == Some(c.name)))
         .collect();
     let mut defender_comments_copied = st.map(|s| s.defender_comments_copied.clone()).unwrap_or_default();
-    // Every pending comment is handled now: copied, already there, or past the cap (noted once).
-    defender_comments_copied.extend(pending.iter().map(|c| fingerprint(&defender_comment_key(c))));
+    // Every pending comment that fits is handled now (copied or already there); past the cap the
+    // note stands for the rest, and no fingerprint is kept for them (the row stays small).
+    let room = (SENTINEL_MAX_COMMENTS - 1).saturating_sub(listed.len());
+    let handled = if cap_noted { pending.len().min(room) } else { pending.len() };
+    defender_comments_copied.extend(pending[..handled].iter().map(|c| fingerprint(&defender_comment_key(c))));
     let mut sentinel_comments_sent = st.map(|s| s.sentinel_comments_sent.clone()).unwrap_or_default();
     let mut to_defender = Vec::new();
     for (comment_name, text) in sentinel_to_defender(listed, &sentinel_comments_sent) {
@@ -317,6 +354,7 @@ pub fn plan(o: &Observed<'_>, x: &Extras<'_>, policy: ConflictPolicy, now: Offse
         sentinel_view: current.map(from_sentinel),
         defender_refuses_in_progress: refuses_in_progress,
         indexed: true,
+        not_mirrored: false,
     };
     Plan {
         sentinel_name: name,

@@ -253,3 +253,43 @@ fn defender_refusing_in_progress_gets_active_instead() {
     );
     assert_eq!(p.defender_patch.unwrap().status, Some(IncidentStatus::Active), "not asked again");
 }
+
+#[test]
+fn an_incident_sentinel_created_is_left_unmirrored_unless_asked_and_noted_once() {
+    let d = defender(json!({}));
+    let mut from_sentinel_rule = alert("sa1", "29");
+    from_sentinel_rule.service_source = Some("microsoftSentinel".into());
+    let mixed = [from_sentinel_rule.clone(), alert("da1", "29")];
+    let only_sentinel = [from_sentinel_rule];
+    let o = observe(&d, None, None);
+    assert!(leave_unmirrored(&o, &only_sentinel, false));
+    assert!(!leave_unmirrored(&o, &only_sentinel, true), "XDRSYNC_MIRROR_SENTINEL_INCIDENTS=true mirrors it");
+    assert!(!leave_unmirrored(&o, &mixed, false), "one Defender alert makes it Defender's");
+    assert!(!leave_unmirrored(&o, &[], false));
+    let (s, _) = mirrored(&d, "\"e1\"", 0);
+    assert!(!leave_unmirrored(&observe(&d, Some(&s), None), &only_sentinel, false), "an existing mirror keeps syncing");
+    let noted = unmirrored_state(&o);
+    assert!(noted.not_mirrored && noted.base.is_none());
+    assert_eq!(glance(&observe(&d, None, Some(&noted))), Glance::Unchanged, "noted once");
+    let later = defender(json!({"lastUpdateDateTime": "2026-11-29T11:00:00Z"}));
+    assert_eq!(glance(&observe(&later, None, Some(&noted))), Glance::Changed);
+}
+
+#[test]
+fn the_state_row_stays_small_when_defender_has_thousands_of_comments() {
+    let comments: Vec<serde_json::Value> = (0..3000)
+        .map(|i| json!({"comment": format!("note {i}"), "createdByDisplayName": "a", "createdDateTime": format!("2026-11-29T09:{:02}:{:02}Z", i / 60 % 60, i % 60)}))
+        .collect();
+    let d = defender(json!({"comments": comments}));
+    let p = plan(&observe(&d, None, None), &Extras::default(), ConflictPolicy::LatestWins, NOW);
+    assert_eq!(p.comments_to_sentinel.len(), 100, "99 copies and the limit note");
+    assert!(p.next.comment_cap_noted);
+    assert_eq!(p.next.defender_comments_copied.len(), 99);
+    assert!(serde_json::to_string(&p.next).unwrap().encode_utf16().count() < 8_000);
+    let (s, st) = (None, Some(&p.next));
+    let more = defender(
+        json!({"lastUpdateDateTime": "2026-11-29T11:00:00Z", "comments": [json!({"comment": "late", "createdDateTime": "2026-11-29T10:59:00Z"})]}),
+    );
+    let p2 = plan(&observe(&more, s, st), &Extras::default(), ConflictPolicy::LatestWins, NOW);
+    assert!(p2.comments_to_sentinel.is_empty() && p2.next.defender_comments_copied.len() == 99);
+}

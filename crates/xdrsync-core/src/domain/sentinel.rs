@@ -49,7 +49,10 @@ pub struct Owner {
 #[serde(rename_all = "camelCase")]
 pub struct Label {
     pub label_name: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Read-only in the REST spec (the service sets it): read, never sent. An AutoAssigned label
+    /// we keep is sent back by name only; whether the service then keeps its type is not
+    /// documented, and nothing here depends on it (AutoAssigned labels never become tags).
+    #[serde(default, skip_serializing)]
     pub label_type: Option<LabelType>,
 }
 
@@ -209,6 +212,10 @@ mod tests {
         let v = serde_json::to_value(&body).unwrap();
         assert_eq!(v["etag"], "\"abc\"");
         assert!(v["properties"].get("providerName").is_none());
-        assert_eq!(v["properties"]["labels"][0]["labelType"], "User");
+        assert_eq!(
+            v["properties"]["labels"][0],
+            serde_json::json!({"labelName": "Microsoft Defender XDR"}),
+            "labelType is read-only: never sent"
+        );
     }
 }

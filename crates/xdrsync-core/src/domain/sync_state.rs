@@ -58,6 +58,9 @@ pub struct IncidentState {
     /// The webhook index row was written for this mirror (else the next reconcile writes it first).
     #[serde(default)]
     pub indexed: bool,
+    /// Left unmirrored on purpose (an incident Microsoft Sentinel itself created).
+    #[serde(default)]
+    pub not_mirrored: bool,
 }
 
 impl IncidentState {
@@ -81,6 +84,7 @@ impl IncidentState {
             sentinel_view: None,
             defender_refuses_in_progress: false,
             indexed: false,
+            not_mirrored: false,
         }
     }
 }
