@@ -1,0 +1,121 @@
+//! Data-safety rules of the reconcile, driven directly against the simulator with in-memory
+//! storage, observed only through the services' own APIs (what an analyst would see).
+
+mod support;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde_json::json;
+use support::*;
+use uuid::Uuid;
+use xdrsync::app;
+use xdrsync::domain::names::sentinel_incident_name;
+use xdrsync::domain::sentinel::{SentinelComment, SentinelIncident, SentinelIncidentBody, SentinelSeverity};
+use xdrsync::domain::work::{ChangeHint, WorkItem};
+use xdrsync::error::PortError;
+use xdrsync::ports::SentinelApi;
+use xdrsync::usecase::sync::{reconcile, SyncOutcome};
+use xdrsync::usecase::Ports;
+use xdrsync_sim::sim::seed::SeedSpec;
+use xdrsync_sim::sim::{RunningSim, SimConfig};
+
+fn services(sim: &RunningSim) -> Ports {
+    let mut s = app::build(config(&settings(sim, None)));
+    s.store = Arc::new(xdrsync_sim::fakes::MemoryStore::new());
+    s.queue = Arc::new(xdrsync_sim::fakes::MemoryQueue::new());
+    s
+}
+
+async fn sync(s: &Ports, id: &str) -> SyncOutcome {
+    reconcile(s, &WorkItem::reconcile(&s.config.tenant_id, id, ChangeHint::Reconcile)).await.unwrap()
+}
+
+async fn sentinel(s: &Ports, id: &str) -> SentinelIncident {
+    s.sentinel.get_incident(&sentinel_incident_name(&s.config.tenant_id, id)).await.unwrap().unwrap()
+}
+
+#[tokio::test]
+async fn a_full_incident_does_not_block_field_sync() {
+    let sim = start_sim(SimConfig::demo()).await;
+    let ids = seed(&sim, SeedSpec { count: 1, ..Default::default() });
+    let s = services(&sim);
+    sync(&s, &ids[0]).await;
+    let name = sentinel_incident_name(&s.config.tenant_id, &ids[0]);
+    let existing = s.sentinel.list_comments(&name).await.unwrap().len();
+    // Analysts fill the incident up to Sentinel's 100 comments.
+    for i in existing..100 {
+        s.sentinel.put_comment(&name, &Uuid::new_v4(), &format!("analyst note {i}")).await.unwrap();
+    }
+    // Both portals change severity to two new values: a conflict, whose note Sentinel must refuse
+    // (no room left).
+    let base = sentinel(&s, &ids[0]).await.properties.writable.severity;
+    let (in_sentinel, in_defender, expected) = match base {
+        SentinelSeverity::High => ("Low", "medium", SentinelSeverity::Medium),
+        _ => ("Informational", "high", SentinelSeverity::High),
+    };
+    sim_post(&sim, &format!("/_sim/sentinel/incidents/{name}/edit"), json!({"severity": in_sentinel})).await;
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    sim_post(&sim, &format!("/_sim/defender/incidents/{}/edit", ids[0]), json!({"severity": in_defender})).await;
+    let SyncOutcome::Synced(report) = sync(&s, &ids[0]).await else { panic!("expected a sync") };
+    assert_eq!(report.conflicts, 1);
+    assert_eq!(sentinel(&s, &ids[0]).await.properties.writable.severity, expected, "latest-wins: Defender");
+    assert_eq!(s.sentinel.list_comments(&name).await.unwrap().len(), 100, "the note was refused, nothing else broke");
+    // And the next trigger finds nothing left to do: the refusal is not a permanent error.
+    let again = sync(&s, &ids[0]).await;
+    let wrote = match &again {
+        SyncOutcome::Synced(r) => r.sentinel_written || r.defender_patched,
+        _ => false,
+    };
+    assert!(!wrote, "{again:?}");
+}
+
+/// A Sentinel port that lets an analyst edit land right after each of our comment writes.
+struct EditAfterComment {
+    inner: Arc<dyn SentinelApi>,
+    sim: String,
+    client: reqwest::Client,
+}
+
+#[async_trait]
+impl SentinelApi for EditAfterComment {
+    async fn get_incident(&self, name: &Uuid) -> Result<Option<SentinelIncident>, PortError> {
+        self.inner.get_incident(name).await
+    }
+    async fn put_incident(&self, name: &Uuid, body: &SentinelIncidentBody) -> Result<SentinelIncident, PortError> {
+        self.inner.put_incident(name, body).await
+    }
+    async fn list_incidents_modified_since(
+        &self,
+        since: time::OffsetDateTime,
+    ) -> Result<Vec<SentinelIncident>, PortError> {
+        self.inner.list_incidents_modified_since(since).await
+    }
+    async fn list_comments(&self, incident: &Uuid) -> Result<Vec<SentinelComment>, PortError> {
+        self.inner.list_comments(incident).await
+    }
+    async fn put_comment(&self, incident: &Uuid, comment: &Uuid, message: &str) -> Result<(), PortError> {
+        self.inner.put_comment(incident, comment, message).await?;
+        let url = format!("{}/_sim/sentinel/incidents/{incident}/edit", self.sim);
+        self.client.post(url).json(&json!({"severity": "Informational"})).send().await.unwrap();
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn an_analyst_edit_landing_right_after_our_comment_write_is_still_synced() {
+    let sim = start_sim(SimConfig::demo()).await;
+    let ids = seed(&sim, SeedSpec { count: 1, ..Default::default() });
+    let mut s = services(&sim);
+    s.sentinel =
+        Arc::new(EditAfterComment { inner: s.sentinel.clone(), sim: sim.base_url(), client: reqwest::Client::new() });
+    // A Defender comment makes the reconcile write a Sentinel comment; the analyst edits right after.
+    s.defender.add_comment(&ids[0], "first look").await.unwrap();
+    sync(&s, &ids[0]).await;
+    assert_eq!(sentinel(&s, &ids[0]).await.properties.writable.severity, SentinelSeverity::Informational);
+    // The edit is not taken for ours: the next reconcile sends it to Defender.
+    let SyncOutcome::Synced(report) = sync(&s, &ids[0]).await else { panic!("the analyst's edit must be seen") };
+    assert!(report.defender_patched, "{report:?}");
+    let d = s.defender.get_incident(&ids[0]).await.unwrap().unwrap();
+    assert_eq!(d.severity.to_string(), "informational");
+}
