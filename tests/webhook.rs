@@ -94,11 +94,22 @@ async fn an_echo_of_a_version_already_synced_is_acknowledged_without_enqueueing(
     let (status, body) = post(&f.base, Some(KEY), "application/json", payload.to_string().into_bytes()).await;
     assert_eq!((status, body["status"].as_str()), (202, Some("unchanged")), "{body}");
     assert!(f.queue.texts(&f.queue_name).is_empty(), "an echo enqueues nothing");
+    // A comment added in Sentinel may leave the etag alone: a moved commentsCount is work.
+    let count = sim_get(&f.sim, "/_sim/sentinel/incidents").await[0]["properties"]["additionalData"]["commentsCount"]
+        .as_u64()
+        .expect("the simulator reports commentsCount");
+    payload["object"]["properties"]["additionalData"] = json!({"commentsCount": count});
+    let (_, body) = post(&f.base, Some(KEY), "application/json", payload.to_string().into_bytes()).await;
+    assert_eq!(body["status"], "unchanged", "the same count is still an echo: {body}");
+    payload["object"]["properties"]["additionalData"] = json!({"commentsCount": count + 1});
+    let (status, body) = post(&f.base, Some(KEY), "application/json", payload.to_string().into_bytes()).await;
+    assert_eq!((status, body["status"].as_str()), (202, Some("accepted")), "{body}");
+    assert_eq!(f.queue.texts(&f.queue_name).len(), 1);
     // A newer version is work again.
     payload["object"]["etag"] = json!("\"newer\"");
     let (status, body) = post(&f.base, Some(KEY), "application/json", payload.to_string().into_bytes()).await;
     assert_eq!((status, body["status"].as_str()), (202, Some("accepted")));
-    assert_eq!(f.queue.texts(&f.queue_name).len(), 1);
+    assert_eq!(f.queue.texts(&f.queue_name).len(), 2);
 }
 
 #[tokio::test]

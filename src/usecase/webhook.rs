@@ -50,6 +50,8 @@ pub struct IncidentRef {
     pub arm_id: String,
     pub name: Uuid,
     pub etag: Option<String>,
+    /// `properties.additionalData.commentsCount`, when the payload carries it.
+    pub comments_count: Option<u64>,
 }
 
 /// Reads the playbook payload (`object` = the incident resource, `workspaceInfo`,
@@ -100,6 +102,7 @@ pub fn parse_payload(v: &Value, workspace_resource_id: &str) -> Result<IncidentR
         arm_id: arm_id.to_string(),
         name,
         etag: obj.get("etag").and_then(Value::as_str).map(str::to_string),
+        comments_count: obj.pointer("/properties/additionalData/commentsCount").and_then(Value::as_u64),
     })
 }
 
@@ -144,7 +147,10 @@ pub async fn handle(s: &Ports, call: WebhookCall<'_>) -> WebhookAnswer {
     // Our own write echoed back by automation: nothing changed since we synced.
     if let (Some(etag), Ok(key)) = (&incident.etag, incident_key(&entry.tenant_id, &entry.incident_id)) {
         if let Ok(Some(state)) = load::<IncidentState>(s.store.as_ref(), Table::Incidents, &key).await {
-            if state.value.sentinel_etag_seen.as_deref() == Some(etag.as_str()) {
+            // A comment added in Sentinel need not change the incident's etag: a moved
+            // commentsCount is news even when the etag is the one we synced.
+            let same_comments = incident.comments_count.is_none_or(|n| state.value.sentinel_comments_count == Some(n));
+            if state.value.sentinel_etag_seen.as_deref() == Some(etag.as_str()) && same_comments {
                 return WebhookAnswer {
                     status: 202,
                     body: json!({"status": "unchanged", "incidentId": entry.incident_id}),
