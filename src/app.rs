@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use crate::adapters::budget::SharedBudget;
 use crate::adapters::graph::GraphDefender;
 use crate::adapters::http::{build_http_client, CounterRef, ServiceClient};
 use crate::adapters::logs::DcrLogsIngestion;
@@ -25,8 +26,16 @@ pub fn build(config: Config) -> Ports {
     let client = |service: &'static str, scope: &str, pick: fn(&CallCounters) -> &std::sync::atomic::AtomicU64| {
         ServiceClient::new(service, http.clone(), tokens.clone(), scope, retry, CounterRef::new(counters.clone(), pick))
     };
-    let defender = GraphDefender::new(client("graph", &config.graph_scope, |c| &c.graph), &config.graph_endpoint);
-    let sentinel = ArmSentinel::new(client("sentinel", &config.arm_scope, |c| &c.arm), config.security_insights_base());
+    let graph_budget = Arc::new(SharedBudget::per_minute("graph", config.graph_calls_per_minute));
+    let arm_writes = Arc::new(SharedBudget::writes_per_second("sentinel", config.arm_writes_per_second));
+    let defender = GraphDefender::new(
+        client("graph", &config.graph_scope, |c| &c.graph).with_budget(graph_budget),
+        &config.graph_endpoint,
+    );
+    let sentinel = ArmSentinel::new(
+        client("sentinel", &config.arm_scope, |c| &c.arm).with_budget(arm_writes),
+        config.security_insights_base(),
+    );
     let logs = DcrLogsIngestion::new(
         client("logs-ingestion", &config.monitor_scope, |c| &c.logs),
         &config.logs_ingestion_endpoint,

@@ -147,6 +147,10 @@ pub struct Config {
     /// `XDRSYNC_MIRROR_SENTINEL_INCIDENTS`: mirror Defender incidents whose alerts all come from
     /// Microsoft Sentinel (workspaces onboarded to the Defender portal list them in Graph).
     pub mirror_sentinel_incidents: bool,
+    /// `XDRSYNC_GRAPH_CALLS_PER_MINUTE`: the Graph call budget of one Defender tenant.
+    pub graph_calls_per_minute: u32,
+    /// `XDRSYNC_ARM_WRITES_PER_SECOND`: the Sentinel (ARM) write budget.
+    pub arm_writes_per_second: u32,
 }
 
 impl fmt::Debug for Config {
@@ -402,6 +406,8 @@ impl Config {
             queue_visibility: Duration::from_secs(v.number("XDRSYNC_QUEUE_VISIBILITY_SECONDS", 30u64, 1..=3600)?),
             workers: v.number("XDRSYNC_WORKERS", 8usize, 1..=64)?,
             mirror_sentinel_incidents: v.flag("XDRSYNC_MIRROR_SENTINEL_INCIDENTS", false)?,
+            graph_calls_per_minute: v.number("XDRSYNC_GRAPH_CALLS_PER_MINUTE", 120u32, 1..=60_000)?,
+            arm_writes_per_second: v.number("XDRSYNC_ARM_WRITES_PER_SECOND", 5u32, 1..=1_000)?,
         })
     }
 

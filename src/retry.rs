@@ -53,6 +53,11 @@ impl MessageBudget {
         BUDGET.scope(MessageBudget { retries_left: std::sync::atomic::AtomicU32::new(retries) }, fut).await
     }
 
+    /// Whether the caller is handling a queue message (and so should not wait long).
+    pub fn in_message() -> bool {
+        BUDGET.try_with(|_| ()).is_ok()
+    }
+
     /// Takes one retry from the current message's budget; `true` outside any message (timers and
     /// commands are bounded by the per-call attempts alone).
     fn take() -> bool {

@@ -10,11 +10,12 @@ use reqwest::{Method, StatusCode};
 use secrecy::ExposeSecret;
 use serde::de::DeserializeOwned;
 
+use crate::adapters::budget::SharedBudget;
 use crate::adapters::status::{from_status, network, parse_retry_after};
 use crate::error::PortError;
 use crate::metrics::bump;
 use crate::ports::TokenSource;
-use crate::retry::RetryPolicy;
+use crate::retry::{MessageBudget, RetryPolicy};
 
 /// A request to send: method, URL, optional body and extra headers. Cloneable so retries can
 /// rebuild it.
@@ -82,6 +83,7 @@ pub struct ServiceClient {
     scope: String,
     retry: RetryPolicy,
     counter: Arc<CounterRef>,
+    budget: Option<Arc<SharedBudget>>,
 }
 
 /// Which counter of [`crate::metrics::CallCounters`] this client bumps.
@@ -121,7 +123,13 @@ impl ServiceClient {
         retry: RetryPolicy,
         counter: Arc<CounterRef>,
     ) -> Self {
-        Self { service, http, tokens, scope: scope.into(), retry, counter }
+        Self { service, http, tokens, scope: scope.into(), retry, counter, budget: None }
+    }
+
+    /// Spends from `budget` before every call (or every write, for a writes-only budget).
+    pub fn with_budget(mut self, budget: Arc<SharedBudget>) -> Self {
+        self.budget = Some(budget);
+        self
     }
 
     /// Sends with retries; any non-2xx becomes a classified [`PortError`].
@@ -148,6 +156,13 @@ impl ServiceClient {
     }
 
     async fn attempt(&self, call: &Call) -> Result<Answer, PortError> {
+        let budget = self.budget.as_deref().filter(|b| !b.writes_only || call.method != Method::GET);
+        if let Some(b) = budget {
+            // Inside a queue message, wait no longer than a retry would; the poller may wait more.
+            let max_wait =
+                if MessageBudget::in_message() { self.retry.max_retry_after } else { Duration::from_secs(60) };
+            b.acquire(max_wait).await?;
+        }
         let token = self.tokens.token(&self.scope).await?;
         let mut req = self.http.request(call.method.clone(), &call.url).bearer_auth(token.expose_secret());
         for (name, value) in &call.headers {
@@ -172,7 +187,11 @@ impl ServiceClient {
         if status.is_success() {
             return Ok(Answer { status, body });
         }
-        Err(from_status(self.service, status.as_u16(), retry_after, &String::from_utf8_lossy(&body)))
+        let error = from_status(self.service, status.as_u16(), retry_after, &String::from_utf8_lossy(&body));
+        if let (Some(b), PortError::Throttled { after: Some(after), .. }) = (budget, &error) {
+            b.pause(*after);
+        }
+        Err(error)
     }
 }
 

@@ -72,14 +72,20 @@ impl WorkQueue for AzureQueues {
         }
     }
 
-    async fn send(&self, queue: &str, text: &str) -> Result<(), PortError> {
+    async fn send_later(&self, queue: &str, text: &str, delay: Duration) -> Result<(), PortError> {
         let client = self.service.queue_client(queue);
         let wire = encode_message_text(text);
+        // Storage queues take a visibility timeout on Put Message (0 to 7 days).
+        let delay = delay.min(Duration::from_secs(7 * 24 * 3600));
         let put = || async {
             self.retry
                 .run(|| async {
                     bump(&self.counters.queue);
-                    client.put_message(wire.clone()).await.map(|_| ()).map_err(|e| from_azure(SERVICE, e))
+                    let mut req = client.put_message(wire.clone());
+                    if !delay.is_zero() {
+                        req = req.visibility_timeout(delay);
+                    }
+                    req.await.map(|_| ()).map_err(|e| from_azure(SERVICE, e))
                 })
                 .await
         };

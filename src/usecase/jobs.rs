@@ -3,6 +3,9 @@
 
 use crate::domain::work::WorkItem;
 use crate::retry::{MessageBudget, RETRIES_PER_MESSAGE};
+
+/// Longer waits than this are not spent holding a worker: the message goes back to the queue.
+pub const LONGEST_INLINE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 use crate::usecase::poll::{poll_defender, poll_sentinel};
 use crate::usecase::sync::{reconcile, record_failure, SyncOutcome};
 use crate::usecase::Ports;
@@ -71,10 +74,86 @@ pub async fn sync_message(s: &Ports, text: &str, dequeue_count: u64, message_id:
             record_failure(s, &item.incident_id, &msg).await;
             QueueVerdict::Drop(format!("incident {}: {msg}", item.incident_id))
         }
+        Err(UseCaseError::Retry(e)) if e.retry_after().is_some_and(|after| after > LONGEST_INLINE_WAIT) => {
+            // A long throttle: give the message back as a fresh one that appears after the wait,
+            // so waiting never counts toward the poison queue and never holds a worker.
+            let after = e.retry_after().unwrap_or(LONGEST_INLINE_WAIT);
+            match s.queue.send_later(&s.config.queue_name, text, after).await {
+                Ok(()) => {
+                    tracing::info!(incident.id = %item.incident_id, wait_s = after.as_secs(), error.message = %e, "throttled; the message comes back after the wait");
+                    QueueVerdict::Done(format!(
+                        "incident {}: throttled, back in {} s",
+                        item.incident_id,
+                        after.as_secs()
+                    ))
+                }
+                Err(send) => {
+                    tracing::warn!(incident.id = %item.incident_id, error.message = %send, "could not defer a throttled message; it will be retried");
+                    QueueVerdict::Retry(format!("incident {}: {e}", item.incident_id))
+                }
+            }
+        }
         Err(e @ UseCaseError::Retry(_)) => {
             tracing::warn!(incident.id = %item.incident_id, queue.dequeue_count = dequeue_count, error.message = %e, "sync failed; will be retried");
             record_failure(s, &item.incident_id, &e.to_string()).await;
             QueueVerdict::Retry(format!("incident {}: {e}", item.incident_id))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::domain::defender::{AlertComment, DefenderAlert, DefenderIncident, DefenderIncidentPatch};
+    use crate::error::PortError;
+    use crate::ports::{DefenderApi, DirectoryUser};
+
+    /// A Defender that is throttled for two minutes.
+    struct Throttled;
+
+    #[async_trait]
+    impl DefenderApi for Throttled {
+        async fn list_incidents_since(&self, _: time::OffsetDateTime) -> Result<Vec<DefenderIncident>, PortError> {
+            Err(busy())
+        }
+        async fn get_incident(&self, _: &str) -> Result<Option<DefenderIncident>, PortError> {
+            Err(busy())
+        }
+        async fn list_alerts(&self, _: &str) -> Result<Vec<DefenderAlert>, PortError> {
+            Err(busy())
+        }
+        async fn patch_incident(&self, _: &str, _: &DefenderIncidentPatch) -> Result<DefenderIncident, PortError> {
+            Err(busy())
+        }
+        async fn add_comment(&self, _: &str, _: &str) -> Result<Vec<AlertComment>, PortError> {
+            Err(busy())
+        }
+        async fn find_user(&self, _: &str) -> Result<Option<DirectoryUser>, PortError> {
+            Err(busy())
+        }
+    }
+
+    fn busy() -> PortError {
+        PortError::Throttled { service: "graph", after: Some(Duration::from_secs(120)), message: "slow down".into() }
+    }
+
+    #[tokio::test]
+    async fn a_long_throttle_gives_the_message_back_as_a_fresh_delayed_one() {
+        let mut s = crate::usecase::test_ports();
+        let queue = Arc::new(xdrsync_sim::fakes::MemoryQueue::new());
+        s.queue = queue.clone();
+        s.store = Arc::new(xdrsync_sim::fakes::MemoryStore::new());
+        s.defender = Arc::new(Throttled);
+        let item = WorkItem::reconcile(&s.config.tenant_id, "29", crate::domain::work::ChangeHint::Defender);
+        let verdict = sync_message(&s, &item.to_json(), 4, "m-1").await;
+        assert!(matches!(verdict, QueueVerdict::Done(_)), "acknowledged, not retried: {verdict:?}");
+        assert_eq!(queue.texts(&s.config.queue_name), vec![item.to_json()], "a fresh copy waits in the queue");
+        let visible_now = s.queue.receive(&s.config.queue_name, 1, Duration::from_secs(30)).await.unwrap();
+        assert!(visible_now.is_empty(), "invisible until the throttle ends");
     }
 }

@@ -45,6 +45,9 @@ pub fn settings(sim: &RunningSim, storage: Option<&str>) -> HashMap<String, Stri
     m.insert("AzureWebJobsStorage".into(), storage.unwrap_or("UseDevelopmentStorage=true").into());
     m.insert("XDRSYNC_TABLE_PREFIX".into(), unique_prefix());
     m.insert("XDRSYNC_WEBHOOK_KEY".into(), "test-webhook-key-0123456789".into());
+    // Budgets far above what tests spend, so only the tests about budgets meet them.
+    m.insert("XDRSYNC_GRAPH_CALLS_PER_MINUTE".into(), "60000".into());
+    m.insert("XDRSYNC_ARM_WRITES_PER_SECOND".into(), "1000".into());
     m
 }
 

@@ -166,7 +166,12 @@ pub struct QueueMessage {
 #[async_trait]
 pub trait WorkQueue: Send + Sync {
     async fn ensure_queue(&self, queue: &str) -> Result<(), PortError>;
-    async fn send(&self, queue: &str, text: &str) -> Result<(), PortError>;
+    async fn send(&self, queue: &str, text: &str) -> Result<(), PortError> {
+        self.send_later(queue, text, Duration::ZERO).await
+    }
+    /// Sends a message that becomes visible only after `delay` (a fresh message: its dequeue
+    /// count starts again, so waiting out a throttle never counts toward the poison queue).
+    async fn send_later(&self, queue: &str, text: &str, delay: Duration) -> Result<(), PortError>;
     /// Up to `max` messages, each invisible for `visibility` unless deleted.
     async fn receive(&self, queue: &str, max: u8, visibility: Duration) -> Result<Vec<QueueMessage>, PortError>;
     async fn delete(&self, queue: &str, msg: &QueueMessage) -> Result<(), PortError>;

@@ -3,6 +3,7 @@
 
 pub mod alerts;
 pub mod batching;
+pub mod budget;
 pub mod comments;
 pub mod cursor;
 pub mod defender;

@@ -53,13 +53,13 @@ impl WorkQueue for MemoryQueue {
         Ok(())
     }
 
-    async fn send(&self, queue: &str, text: &str) -> Result<(), PortError> {
+    async fn send_later(&self, queue: &str, text: &str, delay: Duration) -> Result<(), PortError> {
         let id = self.next();
         self.queues.lock().expect("lock").entry(queue.to_string()).or_default().push(Stored {
             id: id.to_string(),
             text: text.to_string(),
             dequeue_count: 0,
-            visible_at: Instant::now(),
+            visible_at: Instant::now() + delay,
             receipt: 0,
         });
         Ok(())
