@@ -151,6 +151,8 @@ pub struct Config {
     pub graph_calls_per_minute: u32,
     /// `XDRSYNC_ARM_WRITES_PER_SECOND`: the Sentinel (ARM) write budget.
     pub arm_writes_per_second: u32,
+    /// `XDRSYNC_POLL_TIME_BUDGET_SECONDS`: a poll stops walking backfill windows after this long.
+    pub poll_time_budget: Duration,
 }
 
 impl fmt::Debug for Config {
@@ -408,6 +410,7 @@ impl Config {
             mirror_sentinel_incidents: v.flag("XDRSYNC_MIRROR_SENTINEL_INCIDENTS", false)?,
             graph_calls_per_minute: v.number("XDRSYNC_GRAPH_CALLS_PER_MINUTE", 120u32, 1..=60_000)?,
             arm_writes_per_second: v.number("XDRSYNC_ARM_WRITES_PER_SECOND", 5u32, 1..=1_000)?,
+            poll_time_budget: Duration::from_secs(v.number("XDRSYNC_POLL_TIME_BUDGET_SECONDS", 240u64, 5..=3600)?),
         })
     }
 

@@ -189,7 +189,10 @@ async fn faults_at_20_percent_still_converge_and_a_quiet_system_then_writes_noth
 async fn a_crash_between_enqueue_and_cursor_advance_loses_nothing() {
     let sim = start_sim(SimConfig::demo()).await;
     let az = Azurite::start();
-    let vars = fast_settings(&sim, &az);
+    let mut vars = fast_settings(&sim, &az);
+    // A first run reaching back one hour lists everything in one window (no empty backfill
+    // windows before the incidents), so the crash comes after the enqueues.
+    vars.insert("XDRSYNC_INITIAL_LOOKBACK_HOURS".into(), "1".into());
     let services = app::build(config(&vars));
     services.store.ensure_tables().await.unwrap();
     services.queue.ensure_queue(&services.config.queue_name).await.unwrap();

@@ -49,6 +49,15 @@ struct Page<T> {
     next_link: Option<String>,
 }
 
+/// GETs one page: its items and its `nextLink`.
+pub async fn get_page<T: DeserializeOwned>(
+    client: &ServiceClient,
+    call: &Call,
+) -> Result<(Vec<T>, Option<String>), PortError> {
+    let page: Page<T> = client.send(call).await?.json(client.service)?;
+    Ok((page.value, page.next_link.filter(|l| !l.is_empty())))
+}
+
 /// Most pages one listing will follow; a server that keeps returning nextLinks past this is
 /// treated as broken rather than looped on forever.
 const MAX_PAGES: usize = 20_000;

@@ -121,6 +121,13 @@ mod tests {
         async fn list_incidents_since(&self, _: time::OffsetDateTime) -> Result<Vec<DefenderIncident>, PortError> {
             Err(busy())
         }
+        async fn list_incident_stamps(
+            &self,
+            _: crate::domain::cursor::Window,
+            _: Option<&str>,
+        ) -> Result<crate::ports::StampPage, PortError> {
+            Err(busy())
+        }
         async fn get_incident(&self, _: &str) -> Result<Option<DefenderIncident>, PortError> {
             Err(busy())
         }

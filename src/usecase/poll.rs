@@ -4,7 +4,7 @@
 //! re-enqueues instead of losing. Defender: incidents changed in Graph. Sentinel (the sweep):
 //! incidents modified in Sentinel that are mirrors and not our own writes.
 
-use crate::domain::cursor::{advance, poll_since, select_new, Mark};
+use crate::domain::cursor::{advance_window, next_window, select_new, Mark, Window};
 use crate::domain::time_fmt;
 use crate::domain::work::{ChangeHint, WorkItem};
 use crate::ports::Table;
@@ -29,7 +29,7 @@ struct Feed {
     name: &'static str,
     key: RowKey,
     stored: Option<Versioned<CursorRecord>>,
-    since: time::OffsetDateTime,
+    window: Window,
     overlap: time::Duration,
     now: time::OffsetDateTime,
 }
@@ -43,8 +43,8 @@ impl Feed {
         let stored: Option<Versioned<CursorRecord>> = load(s.store.as_ref(), Table::Cursors, &key).await?;
         let overlap = time::Duration::try_from(cfg.poll_overlap).unwrap_or(time::Duration::minutes(2));
         let lookback = time::Duration::try_from(first_lookback).unwrap_or(time::Duration::days(1));
-        let since = poll_since(stored.as_ref().map(|v| &v.value.cursor), now, lookback, overlap);
-        Ok(Self { name, key, stored, since, overlap, now })
+        let window = next_window(stored.as_ref().map(|v| &v.value.cursor), now, lookback, overlap);
+        Ok(Self { name, key, stored, window, overlap, now })
     }
 
     fn cursor(&self) -> Option<&crate::domain::cursor::Cursor> {
@@ -59,8 +59,10 @@ impl Feed {
         listed: usize,
         enqueued: usize,
     ) -> Result<PollReport, UseCaseError> {
-        let next =
-            CursorRecord { cursor: advance(self.cursor(), self.since, marks, self.overlap), polled_at: self.now };
+        let next = CursorRecord {
+            cursor: advance_window(self.cursor(), self.window, marks, self.overlap),
+            polled_at: self.now,
+        };
         let report = PollReport { listed, enqueued, watermark: time_fmt::format(next.cursor.watermark) };
         let unchanged = self
             .stored
@@ -82,21 +84,68 @@ impl Feed {
     }
 }
 
+/// Messages sent at once while enqueueing one page.
+const ENQUEUE_CONCURRENCY: usize = 16;
+
+/// The Defender poll: lists the incidents changed in the cursor's window page by page, enqueues
+/// each page's new versions (concurrently), and saves the cursor after each window. A backfill
+/// walks its windows until the time budget (`XDRSYNC_POLL_TIME_BUDGET_SECONDS`) is spent, then
+/// stops; the next tick resumes at the saved window. Memory holds one page and the window's marks.
 pub async fn poll_defender(s: &Ports) -> Result<PollReport, UseCaseError> {
     let cfg = &s.config;
-    let feed = Feed::open(s, INCIDENTS_FEED, cfg.initial_lookback).await?;
-    let incidents = s.defender.list_incidents_since(feed.since).await?;
-    let marks: Vec<Mark> = incidents.iter().map(|i| Mark { id: i.id.clone(), at: i.last_update_date_time }).collect();
-    let fresh = select_new(feed.cursor(), &marks);
-    for m in &fresh {
-        let item = WorkItem::reconcile(&cfg.tenant_id, &m.id, ChangeHint::Defender);
-        s.queue.send(&cfg.queue_name, &item.to_json()).await?;
+    let started = tokio::time::Instant::now();
+    let mut total = PollReport::default();
+    loop {
+        let feed = Feed::open(s, INCIDENTS_FEED, cfg.initial_lookback).await?;
+        let mut marks: Vec<Mark> = Vec::new();
+        let mut sent: std::collections::HashSet<Mark> = std::collections::HashSet::new();
+        let mut enqueued = 0;
+        let mut page = s.defender.list_incident_stamps(feed.window, None).await?;
+        loop {
+            let page_marks: Vec<Mark> =
+                page.items.iter().map(|i| Mark { id: i.id.clone(), at: i.last_update_date_time }).collect();
+            // New: not marked in the cursor, and not already sent from an earlier page of this
+            // window (paging can repeat an item when newer ones push pages down).
+            let fresh: Vec<Mark> = select_new(feed.cursor(), &page_marks)
+                .into_iter()
+                .filter(|m| sent.insert((*m).clone()))
+                .cloned()
+                .collect();
+            marks.extend(page_marks);
+            enqueue_all(s, &fresh).await?;
+            enqueued += fresh.len();
+            match page.next.take() {
+                Some(next) => page = s.defender.list_incident_stamps(feed.window, Some(&next)).await?,
+                None => break,
+            }
+        }
+        let report = feed.commit(s, &marks, marks.len(), enqueued).await?;
+        total.listed += report.listed;
+        total.enqueued += report.enqueued;
+        total.watermark = report.watermark;
+        let caught_up = feed.window.until.is_none();
+        if caught_up || started.elapsed() >= cfg.poll_time_budget {
+            if !caught_up {
+                tracing::info!(cursor.window_until = ?feed.window.until, poll.enqueued = total.enqueued, "backfill paused at the poll's time budget; the next tick resumes here");
+            }
+            break;
+        }
     }
-    let report = feed.commit(s, &marks, incidents.len(), fresh.len()).await?;
-    if report.enqueued > 0 {
-        tracing::info!(poll.listed = report.listed, poll.enqueued = report.enqueued, cursor.watermark = %report.watermark, "polled Defender");
+    if total.enqueued > 0 {
+        tracing::info!(poll.listed = total.listed, poll.enqueued = total.enqueued, cursor.watermark = %total.watermark, "polled Defender");
     }
-    Ok(report)
+    Ok(total)
+}
+
+/// Sends one "reconcile" per mark, a few at a time; every send must succeed before the cursor moves.
+async fn enqueue_all(s: &Ports, marks: &[Mark]) -> Result<(), UseCaseError> {
+    let cfg = &s.config;
+    for chunk in marks.chunks(ENQUEUE_CONCURRENCY) {
+        let texts: Vec<String> =
+            chunk.iter().map(|m| WorkItem::reconcile(&cfg.tenant_id, &m.id, ChangeHint::Defender).to_json()).collect();
+        futures::future::try_join_all(texts.iter().map(|t| s.queue.send(&cfg.queue_name, t))).await?;
+    }
+    Ok(())
 }
 
 /// The Sentinel-side sweep: incidents modified in Sentinel since its own cursor, kept when they
@@ -107,7 +156,7 @@ pub async fn poll_sentinel(s: &Ports) -> Result<PollReport, UseCaseError> {
     // Mirrors exist only from our first sync on, so Sentinel edits before it do not matter:
     // the sweep's first run looks back just the overlap, not the Defender backfill window.
     let feed = Feed::open(s, SENTINEL_FEED, cfg.poll_overlap).await?;
-    let incidents = s.sentinel.list_incidents_modified_since(feed.since).await?;
+    let incidents = s.sentinel.list_incidents_modified_since(feed.window.since).await?;
     let marks: Vec<Mark> = incidents
         .iter()
         .filter_map(|i| i.properties.read_only.last_modified_time_utc.map(|at| Mark { id: i.name.clone(), at }))

@@ -10,7 +10,8 @@ use serde_json::{Map, Value};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::domain::defender::{AlertComment, DefenderAlert, DefenderIncident, DefenderIncidentPatch};
+use crate::domain::cursor::Window;
+use crate::domain::defender::{AlertComment, DefenderAlert, DefenderIncident, DefenderIncidentPatch, IncidentStamp};
 use crate::domain::sentinel::{SentinelComment, SentinelIncident, SentinelIncidentBody};
 use crate::error::PortError;
 
@@ -40,6 +41,9 @@ pub struct DirectoryUser {
 pub trait DefenderApi: Send + Sync {
     /// Every incident with `lastUpdateDateTime >= since`, all pages, in service order.
     async fn list_incidents_since(&self, since: OffsetDateTime) -> Result<Vec<DefenderIncident>, PortError>;
+    /// One page of the incidents changed within `window` (`lastUpdateDateTime ge since` and, when
+    /// set, `lt until`), from the first page or from a page's continuation.
+    async fn list_incident_stamps(&self, window: Window, page: Option<&str>) -> Result<StampPage, PortError>;
     /// One incident; `Ok(None)` on 404.
     async fn get_incident(&self, id: &str) -> Result<Option<DefenderIncident>, PortError>;
     /// Every alert of an incident (`alerts_v2?$filter=incidentId eq '…'`), all pages.
@@ -50,6 +54,14 @@ pub trait DefenderApi: Send + Sync {
     async fn add_comment(&self, id: &str, text: &str) -> Result<Vec<AlertComment>, PortError>;
     /// A user by UPN; `Ok(None)` when the directory has no such user.
     async fn find_user(&self, upn: &str) -> Result<Option<DirectoryUser>, PortError>;
+}
+
+/// One page of a listing, and where the next one is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StampPage {
+    pub items: Vec<IncidentStamp>,
+    /// Opaque continuation (`@odata.nextLink`), followed verbatim.
+    pub next: Option<String>,
 }
 
 /// Sentinel incidents through ARM.

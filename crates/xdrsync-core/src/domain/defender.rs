@@ -153,6 +153,15 @@ impl DefenderIncident {
     }
 }
 
+/// What the poller needs of a listed incident (read with `$select` where the service honours it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IncidentStamp {
+    pub id: String,
+    #[serde(with = "rfc3339")]
+    pub last_update_date_time: OffsetDateTime,
+}
+
 fn unknown_severity() -> Severity {
     Severity::Unknown
 }
