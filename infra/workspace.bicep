@@ -38,6 +38,7 @@ resource table 'Microsoft.OperationalInsights/workspaces/tables@2022-10-01' = {
         { name: 'Techniques', type: 'string' }
         { name: 'CompromisedEntity', type: 'string' }
         { name: 'Entities', type: 'string' }
+        { name: 'EntitiesOmitted', type: 'int' }
         { name: 'ExtendedProperties', type: 'string' }
         { name: 'IsIncident', type: 'boolean' }
         { name: 'DefenderTenantId', type: 'string' }
@@ -45,6 +46,7 @@ resource table 'Microsoft.OperationalInsights/workspaces/tables@2022-10-01' = {
         { name: 'SentinelIncidentName', type: 'string' }
         { name: 'AlertLastUpdateDateTime', type: 'datetime' }
         { name: 'RowKey', type: 'string' }
+        { name: 'RowDigest', type: 'string' }
       ]
     }
   }
