@@ -93,8 +93,10 @@ impl AcceptedRows for IgnoreAccepted {
     }
 }
 
-/// Azure Monitor Logs Ingestion (DCR streams). The service does not deduplicate: a call it
-/// accepted but whose answer was lost, when sent again, stores its rows again.
+/// Azure Monitor Logs Ingestion (DCR streams). A call the service stored but whose answer was
+/// lost stores its rows again when sent again: documented, the API takes no idempotency key (its
+/// one request id, `x-ms-client-request-id`, is for troubleshooting); assumed, nothing
+/// deduplicates behind it.
 #[async_trait]
 pub trait LogsIngestion: Send + Sync {
     /// Sends rows in order, in ≤ 1 MB gzip'd calls, splitting on 413, and tells `on_accepted`
