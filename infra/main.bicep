@@ -111,6 +111,7 @@ var alertColumns = [
   { name: 'Techniques', type: 'string' }
   { name: 'CompromisedEntity', type: 'string' }
   { name: 'Entities', type: 'string' }
+  { name: 'EntitiesOmitted', type: 'int' } // entities left out of Entities to stay under the 64 KB field limit; absent when none
   { name: 'ExtendedProperties', type: 'string' }
   { name: 'IsIncident', type: 'boolean' }
   { name: 'DefenderTenantId', type: 'string' }
@@ -118,6 +119,7 @@ var alertColumns = [
   { name: 'SentinelIncidentName', type: 'string' }
   { name: 'AlertLastUpdateDateTime', type: 'datetime' }
   { name: 'RowKey', type: 'string' }
+  { name: 'RowDigest', type: 'string' } // content digest: copies of one version share it
 ]
 
 resource app 'Microsoft.Web/sites@2023-12-01' = {

@@ -38,6 +38,7 @@ resource table 'Microsoft.OperationalInsights/workspaces/tables@2022-10-01' = {
         { name: 'Techniques', type: 'string' }
         { name: 'CompromisedEntity', type: 'string' }
         { name: 'Entities', type: 'string' }
+        { name: 'EntitiesOmitted', type: 'int' }
         { name: 'ExtendedProperties', type: 'string' }
         { name: 'IsIncident', type: 'boolean' }
         { name: 'DefenderTenantId', type: 'string' }
@@ -45,12 +46,19 @@ resource table 'Microsoft.OperationalInsights/workspaces/tables@2022-10-01' = {
         { name: 'SentinelIncidentName', type: 'string' }
         { name: 'AlertLastUpdateDateTime', type: 'datetime' }
         { name: 'RowKey', type: 'string' }
+        { name: 'RowDigest', type: 'string' }
       ]
     }
   }
 }
 
-// XdrsyncIncidentAlerts(): every alert row (latest version per alert) with its Sentinel incident.
+// XdrsyncIncidentAlerts(): each alert exactly once (its latest row) with its Sentinel incident.
+// Logs Ingestion does not deduplicate, so the table can hold copies of a row (a retry after a lost
+// answer). `summarize … by SystemAlertId` returns one row per alert however many copies there are;
+// the latest is the one with the latest TimeGenerated (send time). Rows sharing a TimeGenerated are
+// first narrowed to Defender's newest version (AlertLastUpdateDateTime), so Kusto's free choice
+// among tied rows (arg_max returns "a row") only ever falls between identical copies: the
+// copies of one request, which carry the same TimeGenerated and content (RowDigest).
 resource joinFunction 'Microsoft.OperationalInsights/workspaces/savedSearches@2020-08-01' = {
   parent: workspace
   name: 'xdrsync-incident-alerts'
@@ -58,7 +66,7 @@ resource joinFunction 'Microsoft.OperationalInsights/workspaces/savedSearches@20
     category: 'xdrsync'
     displayName: 'Defender XDR alerts joined to their Sentinel incidents'
     functionAlias: 'XdrsyncIncidentAlerts'
-    query: '${tableName} | summarize arg_max(TimeGenerated, *) by SystemAlertId | join kind=leftouter (SecurityIncident | summarize arg_max(TimeGenerated, *) by IncidentName | project IncidentName, IncidentNumber, Title, Status, Severity, Owner) on $left.SentinelIncidentName == $right.IncidentName'
+    query: '${tableName} | summarize arg_max(AlertLastUpdateDateTime, *) by SystemAlertId, TimeGenerated | summarize arg_max(TimeGenerated, *) by SystemAlertId | join kind=leftouter (SecurityIncident | summarize arg_max(TimeGenerated, *) by IncidentName | project IncidentName, IncidentNumber, Title, Status, Severity, Owner) on $left.SentinelIncidentName == $right.IncidentName'
   }
 }
 

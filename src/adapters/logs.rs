@@ -11,7 +11,7 @@ use serde_json::Value;
 use super::http::{Call, CallBody, ServiceClient};
 use crate::domain::batching::{pack, Batch};
 use crate::error::PortError;
-use crate::ports::{LogsIngestion, UploadReport};
+use crate::ports::{AcceptedRows, LogsIngestion, UploadReport};
 
 pub const API_VERSION: &str = "2023-01-01";
 
@@ -56,25 +56,40 @@ impl DcrLogsIngestion {
 #[async_trait]
 impl LogsIngestion for DcrLogsIngestion {
     #[tracing::instrument(level = "debug", skip_all, fields(logs.stream = %stream, logs.rows = rows.len()))]
-    async fn upload(&self, stream: &str, rows: &[Value]) -> Result<UploadReport, PortError> {
+    async fn upload_reporting(
+        &self,
+        stream: &str,
+        rows: &[Value],
+        on_accepted: &dyn AcceptedRows,
+    ) -> Result<UploadReport, PortError> {
         let packed = pack(rows.iter().map(Value::to_string), self.max_batch_bytes);
-        let mut report = UploadReport { rows_too_large: packed.oversize.len(), ..Default::default() };
+        let mut report = UploadReport { too_large: packed.oversize, ..Default::default() };
         let mut pending: Vec<Batch> = packed.batches.into_iter().rev().collect();
         while let Some(batch) = pending.pop() {
             report.requests += 1;
+            // `post` retries a failed attempt with the same body (http.rs): an attempt the
+            // service stored but whose answer was lost stores those rows once more, so each
+            // failed attempt costs at most one extra copy of the rows of this one call.
             match self.post(stream, &batch).await {
-                Ok(()) => report.rows_sent += batch.rows().len(),
-                Err(PortError::TooLarge { .. }) => match batch.split() {
-                    // Keep order: the first half goes next.
-                    Some((first, second)) => {
-                        pending.push(second);
-                        pending.push(first);
+                Ok(()) => {
+                    report.rows_sent += batch.rows().len();
+                    on_accepted.accepted(batch.indexes()).await?;
+                }
+                Err(PortError::TooLarge { .. }) => {
+                    let indexes = batch.indexes().to_vec();
+                    match batch.split() {
+                        // Keep order: the first half goes next.
+                        Some((first, second)) => {
+                            pending.push(second);
+                            pending.push(first);
+                        }
+                        None => report.too_large.extend(indexes),
                     }
-                    None => report.rows_too_large += 1,
-                },
+                }
                 Err(e) => return Err(e),
             }
         }
+        report.too_large.sort_unstable();
         Ok(report)
     }
 }

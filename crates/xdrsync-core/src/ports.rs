@@ -83,15 +83,48 @@ pub trait SentinelApi: Send + Sync {
 pub struct UploadReport {
     pub rows_sent: usize,
     pub requests: usize,
-    /// Rows larger than one request may carry (not sent; reported).
-    pub rows_too_large: usize,
+    /// Positions (in the uploaded slice) of rows larger than one request may carry: not sent.
+    pub too_large: Vec<usize>,
 }
 
-/// Azure Monitor Logs Ingestion (DCR streams).
+/// Told which rows the service accepted, call by call (ARCHITECTURE.md: “Logs Ingestion”).
+#[async_trait]
+pub trait AcceptedRows: Send + Sync {
+    /// One call was accepted (2xx) carrying these rows (positions in the uploaded slice). The
+    /// upload waits for this before making its next call; an error stops the upload with it.
+    async fn accepted(&self, rows: &[usize]) -> Result<(), PortError>;
+}
+
+/// An [`AcceptedRows`] that records nothing.
+pub struct IgnoreAccepted;
+
+#[async_trait]
+impl AcceptedRows for IgnoreAccepted {
+    async fn accepted(&self, _rows: &[usize]) -> Result<(), PortError> {
+        Ok(())
+    }
+}
+
+/// Azure Monitor Logs Ingestion (DCR streams). A call the service stored but whose answer was
+/// lost stores its rows again when sent again: documented, the API takes no idempotency key (its
+/// one request id, `x-ms-client-request-id`, is for troubleshooting); assumed, nothing
+/// deduplicates behind it.
 #[async_trait]
 pub trait LogsIngestion: Send + Sync {
-    /// Sends rows in ≤ 1 MB gzip'd batches, splitting on 413.
-    async fn upload(&self, stream: &str, rows: &[Value]) -> Result<UploadReport, PortError>;
+    /// Sends rows in order, in ≤ 1 MB gzip'd calls, splitting on 413, and tells `on_accepted`
+    /// after each accepted call (before the next one), so a failure part-way loses no record of
+    /// what already arrived. On an error, the calls before it stay accepted.
+    async fn upload_reporting(
+        &self,
+        stream: &str,
+        rows: &[Value],
+        on_accepted: &dyn AcceptedRows,
+    ) -> Result<UploadReport, PortError>;
+
+    /// [`LogsIngestion::upload_reporting`] without per-call reports.
+    async fn upload(&self, stream: &str, rows: &[Value]) -> Result<UploadReport, PortError> {
+        self.upload_reporting(stream, rows, &IgnoreAccepted).await
+    }
 }
 
 /// The tables of ARCHITECTURE.md: “State”.

@@ -1,22 +1,26 @@
 //! Logs Ingestion batching (ARCHITECTURE.md: “Logs Ingestion”), pure: JSON rows packed into arrays of at most
 //! `max_bytes` *before* compression (the service counts uncompressed bytes too), in order,
-//! losing nothing. A row that alone exceeds the limit is reported, not silently dropped.
+//! losing nothing. A row that alone exceeds the limit is reported, not silently dropped. Every
+//! row keeps its index in the input, so the caller learns exactly which rows a request carried.
 
 /// One request body's worth of already-serialized JSON rows.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Batch {
     rows: Vec<String>,
+    /// `indexes[i]` is the position of `rows[i]` in the input of [`pack`].
+    indexes: Vec<usize>,
     bytes: usize,
 }
 
 impl Batch {
     fn new() -> Self {
-        Self { rows: Vec::new(), bytes: 2 }
+        Self { rows: Vec::new(), indexes: Vec::new(), bytes: 2 }
     }
 
-    fn push(&mut self, row: String) {
+    fn push(&mut self, index: usize, row: String) {
         self.bytes += row.len() + usize::from(!self.rows.is_empty());
         self.rows.push(row);
+        self.indexes.push(index);
     }
 
     fn cost_of(&self, row: &str) -> usize {
@@ -26,6 +30,11 @@ impl Batch {
     /// Rows in this batch, in input order.
     pub fn rows(&self) -> &[String] {
         &self.rows
+    }
+
+    /// The input positions of [`Batch::rows`], in the same order.
+    pub fn indexes(&self) -> &[usize] {
+        &self.indexes
     }
 
     /// Size of [`Batch::body`] in bytes.
@@ -55,11 +64,11 @@ impl Batch {
         let mid = self.rows.len() / 2;
         let mut first = Batch::new();
         let mut second = Batch::new();
-        for (i, r) in self.rows.into_iter().enumerate() {
+        for (i, (index, r)) in self.indexes.into_iter().zip(self.rows).enumerate() {
             if i < mid {
-                first.push(r)
+                first.push(index, r)
             } else {
-                second.push(r)
+                second.push(index, r)
             }
         }
         Some((first, second))
@@ -85,7 +94,7 @@ pub fn pack(rows: impl IntoIterator<Item = String>, max_bytes: usize) -> Packed 
         if current.cost_of(&row) > max_bytes {
             packed.batches.push(std::mem::replace(&mut current, Batch::new()));
         }
-        current.push(row);
+        current.push(i, row);
     }
     if !current.rows.is_empty() {
         packed.batches.push(current);
@@ -119,6 +128,7 @@ mod tests {
         let (a, b) = p.batches.into_iter().next().unwrap().split().unwrap();
         assert_eq!(a.body(), "[0,1]");
         assert_eq!(b.body(), "[2,3,4]");
+        assert_eq!((a.indexes(), b.indexes()), (&[0, 1][..], &[2, 3, 4][..]));
     }
 
     proptest! {
@@ -135,6 +145,9 @@ mod tests {
                 prop_assert!(b.body().len() <= max);
                 prop_assert_eq!(b.body().len(), b.len_bytes());
                 out.extend(b.rows().iter().cloned());
+                for (index, row) in b.indexes().iter().zip(b.rows()) {
+                    prop_assert_eq!(&rows[*index], row, "each row keeps its input position");
+                }
             }
             let expected: Vec<String> = rows.iter().enumerate()
                 .filter(|(i, _)| !p.oversize.contains(i)).map(|(_, r)| r.clone()).collect();
