@@ -153,6 +153,9 @@ pub struct Config {
     pub arm_writes_per_second: u32,
     /// `XDRSYNC_POLL_TIME_BUDGET_SECONDS`: a poll stops walking backfill windows after this long.
     pub poll_time_budget: Duration,
+    /// `XDRSYNC_RETRY_SCHEDULE_SECONDS`: delays before the retries of a failed incident; the last
+    /// one repeats.
+    pub retry_schedule: Vec<Duration>,
 }
 
 impl fmt::Debug for Config {
@@ -200,6 +203,18 @@ impl Vars<'_> {
         }
         Ok(v)
     }
+    fn seconds_list(&self, var: &'static str, default: &[u64]) -> Result<Vec<Duration>, ConfigError> {
+        let Some(raw) = self.get(var) else {
+            return Ok(default.iter().copied().map(Duration::from_secs).collect());
+        };
+        raw.split(',')
+            .map(|p| match p.trim().parse::<u64>() {
+                Ok(n) if (1..=7 * 24 * 3600).contains(&n) => Ok(Duration::from_secs(n)),
+                _ => Err(err(var, format!("'{raw}' is not a comma-separated list of seconds (1 to 604800 each)"))),
+            })
+            .collect()
+    }
+
     fn flag(&self, var: &'static str, default: bool) -> Result<bool, ConfigError> {
         match self.get(var).map(str::to_ascii_lowercase).as_deref() {
             None => Ok(default),
@@ -411,6 +426,7 @@ impl Config {
             graph_calls_per_minute: v.number("XDRSYNC_GRAPH_CALLS_PER_MINUTE", 120u32, 1..=60_000)?,
             arm_writes_per_second: v.number("XDRSYNC_ARM_WRITES_PER_SECOND", 5u32, 1..=1_000)?,
             poll_time_budget: Duration::from_secs(v.number("XDRSYNC_POLL_TIME_BUDGET_SECONDS", 240u64, 5..=3600)?),
+            retry_schedule: v.seconds_list("XDRSYNC_RETRY_SCHEDULE_SECONDS", &[60, 300, 1800, 10800])?,
         })
     }
 

@@ -44,6 +44,23 @@ enum Command {
     /// XDRSYNC_HTTP_BIND:XDRSYNC_HTTP_PORT serving only GET /api/health and
     /// POST /api/sentinel/incidents. Stops gracefully on SIGTERM or Ctrl-C.
     Run,
+    /// List the incidents whose sync did not complete (the `Failures` table): since when, how
+    /// often, why, and when they are tried again.
+    Failures {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Re-enqueue failed incidents now: the Defender incident ids given, or every recorded one
+    /// with --all.
+    Retry {
+        /// Every incident in the `Failures` table.
+        #[arg(long, conflicts_with = "ids")]
+        all: bool,
+        /// Defender incident ids.
+        #[arg(required_unless_present = "all")]
+        ids: Vec<String>,
+    },
     /// Assemble a deployable Functions app: host.json and one folder per function at its root,
     /// plus this binary, ready for `func azure functionapp publish` (build with --release first).
     Package {
@@ -76,6 +93,8 @@ async fn main() -> ExitCode {
         Command::Serve { port } => serve(port).await,
         Command::Run => run_standalone().await,
         Command::Package { out, binary } => package(&out, binary),
+        Command::Failures { json } => failures(json).await,
+        Command::Retry { all, ids } => retry(all, ids).await,
     }
 }
 
@@ -178,5 +197,55 @@ async fn run_check() -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    }
+}
+
+async fn failures(json: bool) -> ExitCode {
+    let cfg = match load_config() {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let ports = app::build(cfg);
+    match xdrsync::usecase::failures::list(&ports).await {
+        Ok(records) if json => {
+            println!("{}", serde_json::to_string_pretty(&records).unwrap_or_default());
+            ExitCode::SUCCESS
+        }
+        Ok(records) => {
+            if records.is_empty() {
+                println!("no failed incidents");
+            }
+            for r in &records {
+                let next = r.next_retry.map_or("waits for `xdrsync retry`".to_string(), |t| format!("retry at {t}"));
+                println!(
+                    "incident {:<12} {:>3} attempt(s) since {}  {:?}  {}\n    {}",
+                    r.incident_id, r.attempts, r.first_failure, r.class, next, r.message
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("cannot read the Failures table: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn retry(all: bool, ids: Vec<String>) -> ExitCode {
+    let cfg = match load_config() {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let ports = app::build(cfg);
+    let which = if all { None } else { Some(ids.as_slice()) };
+    match xdrsync::usecase::failures::retry(&ports, which).await {
+        Ok(done) => {
+            println!("enqueued {} incident(s): {}", done.len(), done.join(", "));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("cannot enqueue: {e}");
+            ExitCode::FAILURE
+        }
     }
 }

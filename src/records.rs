@@ -57,14 +57,26 @@ pub struct CachedUser {
     pub checked_at: OffsetDateTime,
 }
 
-/// The last sync failure, for health (`Cursors` table, RK `health`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// How one feed (Defender poll, Sentinel sweep) fared (`Cursors` table, RK `health:<feed>`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct LastError {
-    pub incident_id: String,
-    pub message: String,
-    #[serde(with = "rfc3339")]
-    pub at: OffsetDateTime,
+pub struct FeedHealth {
+    #[serde(default, with = "crate::domain::time_fmt::rfc3339_opt")]
+    pub last_success: Option<OffsetDateTime>,
+    #[serde(default, with = "crate::domain::time_fmt::rfc3339_opt")]
+    pub last_error_at: Option<OffsetDateTime>,
+    #[serde(default)]
+    pub last_error: Option<String>,
+    /// The service and the kind of the last error (`forbidden`, `unauthorized`, …).
+    #[serde(default)]
+    pub last_error_service: Option<String>,
+    #[serde(default)]
+    pub last_error_class: Option<String>,
+    /// Set while the feed fails: when it started failing.
+    #[serde(default, with = "crate::domain::time_fmt::rfc3339_opt")]
+    pub failing_since: Option<OffsetDateTime>,
 }
 
-pub const HEALTH_ROW: &str = "health";
+pub fn feed_health_key(tenant: &str, feed: &str) -> Result<RowKey, PortError> {
+    RowKey::new(tenant, &format!("health:{feed}"))
+}

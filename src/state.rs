@@ -55,7 +55,8 @@ fn encode<T: Serialize>(key: &RowKey, value: &T, columns: &[(&str, String)]) -> 
     Ok(e)
 }
 
-fn decode<T: DeserializeOwned>(e: &Entity) -> Result<T, PortError> {
+/// A record from an entity read by a partition query.
+pub fn decode<T: DeserializeOwned>(e: &Entity) -> Result<T, PortError> {
     let data = e.str(DATA).ok_or_else(|| PortError::decode("state", format!("row {} has no Data", e.row_key)))?;
     serde_json::from_str(data).map_err(|err| PortError::decode("state", format!("row {}: {err}", e.row_key)))
 }

@@ -78,7 +78,7 @@ fn package_lays_out_a_functions_app() {
 
 #[test]
 fn every_command_has_help_and_no_command_outside_a_host_shows_usage() {
-    for cmd in ["check", "serve", "run", "package"] {
+    for cmd in ["check", "serve", "run", "package", "failures", "retry"] {
         let (code, text) = xdrsync(&HashMap::new(), &[cmd, "--help"]);
         assert_eq!(code, 0, "{cmd}");
         assert!(text.len() > 200 && text.contains("Usage"), "{cmd}: {text}");
@@ -108,4 +108,40 @@ fn the_production_binary_carries_no_development_command() {
     let binary = std::fs::read(env!("CARGO_BIN_EXE_xdrsync")).unwrap();
     let needle = b"/_sim/";
     assert!(!binary.windows(needle.len()).any(|w| w == needle), "the simulator's control API is linked into xdrsync");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_lists_what_did_not_sync_and_retry_enqueues_it() {
+    use xdrsync::usecase::failures::{self, FailureClass};
+    let sim = start_sim(SimConfig::demo()).await;
+    let az = Azurite::start();
+    let vars = settings(&sim, Some(&az.connection_string()));
+    let ports = xdrsync::app::build(config(&vars));
+    ports.store.ensure_tables().await.unwrap();
+    ports.queue.ensure_queue(&ports.config.queue_name).await.unwrap();
+    failures::note(
+        &ports,
+        "29",
+        FailureClass::Forbidden,
+        Some("sentinel"),
+        "sentinel denied the call: AuthorizationFailed",
+    )
+    .await;
+    let run = |args: &'static [&'static str]| {
+        let vars = vars.clone();
+        tokio::task::spawn_blocking(move || xdrsync(&vars, args))
+    };
+    let (code, text) = run(&["failures", "--json"]).await.unwrap();
+    assert_eq!(code, 0, "{text}");
+    let listed: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(listed[0]["incidentId"], "29");
+    assert_eq!(listed[0]["class"], "forbidden");
+    assert_eq!(listed[0]["attempts"], 1);
+    let (code, text) = run(&["failures"]).await.unwrap();
+    assert!(code == 0 && text.contains("incident 29") && text.contains("AuthorizationFailed"), "{text}");
+    let (code, text) = run(&["retry", "--all"]).await.unwrap();
+    assert!(code == 0 && text.contains("enqueued 1"), "{text}");
+    assert_eq!(ports.queue.approximate_len(&ports.config.queue_name).await.unwrap(), 1);
+    let (code, _) = run(&["retry"]).await.unwrap();
+    assert_eq!(code, 2, "retry needs ids or --all");
 }

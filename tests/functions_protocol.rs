@@ -148,8 +148,14 @@ async fn health_in_payload_mode_returns_an_http_output_binding() {
     let res = &body["Outputs"]["res"];
     assert_eq!(res["statusCode"], 200);
     let inner: Value = serde_json::from_str(res["body"].as_str().unwrap()).unwrap();
-    assert_eq!(inner["storageReachable"], true);
     assert_eq!(inner["status"], "healthy");
+    assert!(inner.get("details").is_none(), "anonymous: status and reasons only: {inner}");
+    // With the webhook key in the forwarded headers, the details.
+    let mut keyed = req.clone();
+    keyed["Data"]["req"]["Headers"] = json!({"x-xdrsync-key": ["test-webhook-key-0123456789"]});
+    let (_, body) = invoke(&base, "Health", &keyed).await;
+    let inner: Value = serde_json::from_str(body["Outputs"]["res"]["body"].as_str().unwrap()).unwrap();
+    assert_eq!(inner["details"]["storageReachable"], true, "{inner}");
 }
 
 #[tokio::test]

@@ -1,26 +1,55 @@
-//! Health: storage reachability, cursor age and the last sync error, with a status code a load
-//! balancer understands (200 healthy or degraded, 503 unhealthy).
+//! Health that tells the truth (ARCHITECTURE.md: “Failure rules”): per feed (Defender poll,
+//! Sentinel sweep) the last success, the last error and the lag; queue backlog, poison and
+//! failure counts; and a status with its reasons. Anyone may read the status and the reasons;
+//! details (incident ids, error texts) need the webhook key. `unhealthy` answers 503.
 
 use serde::Serialize;
+use time::{Duration, OffsetDateTime};
 
+use crate::domain::failures::{FailureClass, FailureRecord};
+use crate::error::PortError;
 use crate::metrics::CallCounts;
 use crate::ports::Table;
-use crate::records::{CursorRecord, LastError, HEALTH_ROW, INCIDENTS_FEED};
-use crate::state::{load, RowKey, Versioned};
+use crate::records::{feed_health_key, CursorRecord, FeedHealth, INCIDENTS_FEED, SENTINEL_FEED};
+use crate::state::{load, put, RowKey};
 use crate::usecase::Ports;
+
+/// Failures older than this make the status at least `degraded`.
+const OLD_FAILURE: Duration = Duration::minutes(15);
 
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Health {
-    /// `healthy`, `degraded` (recent sync error) or `unhealthy` (storage down or poller stale).
+    /// `healthy`, `degraded` or `unhealthy`.
     pub status: &'static str,
-    pub storage_reachable: bool,
-    pub cursor_age_seconds: Option<i64>,
-    pub last_error: Option<LastError>,
-    pub calls: CallCounts,
-    /// Incidents created by Microsoft Sentinel itself, left unmirrored since start.
-    pub sentinel_incidents_not_mirrored: u64,
+    pub reasons: Vec<String>,
     pub version: &'static str,
+    /// Only for callers with the webhook key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub details: Option<Details>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Details {
+    pub storage_reachable: bool,
+    pub feeds: Vec<FeedReport>,
+    pub queue_backlog: Option<usize>,
+    pub poison: Option<usize>,
+    pub failures: usize,
+    pub recent_failures: Vec<FailureRecord>,
+    pub sentinel_incidents_not_mirrored: u64,
+    pub calls: CallCounts,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FeedReport {
+    pub feed: &'static str,
+    #[serde(flatten)]
+    pub health: FeedHealth,
+    /// Now minus the cursor's watermark (how far behind the service the feed is).
+    pub lag_seconds: Option<i64>,
 }
 
 impl Health {
@@ -33,39 +62,283 @@ impl Health {
     }
 }
 
-/// A poller that has not polled for this long is considered stopped.
-const STALE_AFTER_SECONDS: i64 = 600;
-/// A sync error this recent makes the status `degraded`.
-const RECENT_ERROR_SECONDS: i64 = 900;
+/// What a missing permission is called, for a 401/403 from `service`.
+pub fn permission_hint(service: &str, class: FailureClass) -> String {
+    let status = if class == FailureClass::Unauthorized { 401 } else { 403 };
+    let fix = match service {
+        "graph" => "grant the app SecurityIncident.ReadWrite.All (and User.Read.All)",
+        "sentinel" => "assign Microsoft Sentinel Responder on the workspace",
+        "logs-ingestion" => "assign Monitoring Metrics Publisher on the data collection rule",
+        "entra" | "managed-identity" => "check XDRSYNC_CLIENT_ID and the secret, or the managed identity",
+        "tables" | "queues" => "grant Storage Table and Queue Data Contributor on the storage account",
+        _ => "check the app's permissions",
+    };
+    format!("{} {status}: {fix}", service_name(service))
+}
 
-pub async fn check(s: &Ports) -> Health {
+fn service_name(service: &str) -> &str {
+    match service {
+        "graph" => "Graph",
+        "sentinel" => "Sentinel (ARM)",
+        "logs-ingestion" => "Logs Ingestion",
+        other => other,
+    }
+}
+
+fn class_name(e: &PortError) -> &'static str {
+    match e {
+        PortError::Unauthorized { .. } => "unauthorized",
+        PortError::Forbidden { .. } => "forbidden",
+        PortError::Throttled { .. } => "throttled",
+        PortError::Unavailable { .. } => "unavailable",
+        _ => "rejected",
+    }
+}
+
+/// Records how a feed's poll went; logs once when a failing feed works again.
+pub async fn record_feed(s: &Ports, feed: &'static str, outcome: Result<(), &crate::usecase::UseCaseError>) {
     let now = s.clock.now();
-    let tenant = &s.config.tenant_id;
-    let cursor = match RowKey::new(tenant, INCIDENTS_FEED) {
-        Ok(k) => load::<CursorRecord>(s.store.as_ref(), Table::Cursors, &k).await,
-        Err(e) => Err(e),
+    let Ok(key) = feed_health_key(&s.config.tenant_id, feed) else { return };
+    let mut h = match load::<FeedHealth>(s.store.as_ref(), Table::Cursors, &key).await {
+        Ok(v) => v.map(|v| v.value).unwrap_or_default(),
+        Err(_) => return, // storage is down: health reports that by itself
     };
-    let storage_reachable = cursor.is_ok();
-    let cursor_age_seconds =
-        cursor.ok().flatten().map(|c: Versioned<CursorRecord>| (now - c.value.polled_at).whole_seconds());
-    let last_error = match RowKey::new(tenant, HEALTH_ROW) {
-        Ok(k) => load::<LastError>(s.store.as_ref(), Table::Cursors, &k).await.ok().flatten().map(|v| v.value),
-        Err(_) => None,
-    };
-    let status = if !storage_reachable || cursor_age_seconds.is_some_and(|a| a > STALE_AFTER_SECONDS) {
+    match outcome {
+        Ok(()) => {
+            if let Some(since) = h.failing_since.take() {
+                tracing::info!(feed, failing_s = (now - since).whole_seconds(), "feed works again");
+            }
+            h.last_success = Some(now);
+        }
+        Err(e) => {
+            h.failing_since.get_or_insert(now);
+            h.last_error_at = Some(now);
+            h.last_error = Some(e.to_string());
+            if let crate::usecase::UseCaseError::Retry(p) = e {
+                h.last_error_service = Some(p.service().to_string());
+                h.last_error_class = Some(class_name(p).to_string());
+            } else {
+                h.last_error_service = None;
+                h.last_error_class = Some("rejected".into());
+            }
+        }
+    }
+    if let Err(e) = put(s.store.as_ref(), Table::Cursors, &key, &h, &[]).await {
+        tracing::debug!(feed, error.message = %e, "could not record the feed's health");
+    }
+}
+
+/// Everything health looks at, gathered (the I/O half).
+pub struct Facts {
+    pub storage_reachable: bool,
+    pub feeds: Vec<(&'static str, FeedHealth, Option<OffsetDateTime>)>,
+    pub queue_backlog: Option<usize>,
+    pub poison: Option<usize>,
+    pub failures: Vec<FailureRecord>,
+}
+
+/// The status and its reasons from the facts (the pure half). `interval` is the poll interval.
+pub fn assess(f: &Facts, now: OffsetDateTime, interval: Duration) -> (&'static str, Vec<String>) {
+    let mut unhealthy = Vec::new();
+    let mut degraded = Vec::new();
+    if !f.storage_reachable {
+        unhealthy.push("storage is unreachable".to_string());
+    }
+    for (feed, h, _) in &f.feeds {
+        let name = if *feed == INCIDENTS_FEED { "Defender poll" } else { "Sentinel sweep" };
+        let denied = matches!(h.last_error_class.as_deref(), Some("forbidden" | "unauthorized"));
+        match h.failing_since {
+            Some(_) if denied => {
+                let class = if h.last_error_class.as_deref() == Some("unauthorized") {
+                    FailureClass::Unauthorized
+                } else {
+                    FailureClass::Forbidden
+                };
+                unhealthy.push(format!(
+                    "{name} fails: {}",
+                    permission_hint(h.last_error_service.as_deref().unwrap_or(""), class)
+                ));
+            }
+            Some(since) if now - since > interval * 2 => {
+                unhealthy.push(format!("{name} has failed for {} s", (now - since).whole_seconds()))
+            }
+            Some(_) => degraded.push(format!("{name} failed at its last run")),
+            None => {}
+        }
+        if h.failing_since.is_none() && h.last_success.is_some_and(|t| now - t > interval * 2 + Duration::minutes(1)) {
+            unhealthy
+                .push(format!("{name} has not run for {} s", (now - h.last_success.unwrap_or(now)).whole_seconds()));
+        }
+    }
+    let mut denied_services: Vec<String> = f
+        .failures
+        .iter()
+        .filter(|r| matches!(r.class, FailureClass::Forbidden | FailureClass::Unauthorized))
+        .map(|r| permission_hint(r.service.as_deref().unwrap_or(""), r.class))
+        .collect();
+    denied_services.sort();
+    denied_services.dedup();
+    for hint in denied_services {
+        unhealthy.push(format!("incidents fail to sync: {hint}"));
+    }
+    let old = f.failures.iter().filter(|r| now - r.first_failure > OLD_FAILURE).count();
+    if old > 0 {
+        degraded.push(format!("{old} incident(s) failing for more than 15 minutes (xdrsync failures)"));
+    }
+    if let Some(p) = f.poison.filter(|p| *p > 0) {
+        degraded.push(format!("{p} message(s) in the poison queue"));
+    }
+    let status = if !unhealthy.is_empty() {
         "unhealthy"
-    } else if last_error.as_ref().is_some_and(|e| (now - e.at).whole_seconds() < RECENT_ERROR_SECONDS) {
+    } else if !degraded.is_empty() {
         "degraded"
     } else {
         "healthy"
     };
-    Health {
-        status,
-        storage_reachable,
-        cursor_age_seconds,
-        last_error,
-        calls: s.counters.snapshot(),
-        sentinel_incidents_not_mirrored: s.counters.incidents_not_mirrored.load(std::sync::atomic::Ordering::Relaxed),
-        version: env!("CARGO_PKG_VERSION"),
+    unhealthy.extend(degraded);
+    (status, unhealthy)
+}
+
+async fn gather(s: &Ports) -> Facts {
+    let tenant = &s.config.tenant_id;
+    let mut storage_reachable = true;
+    let mut feeds = Vec::new();
+    for feed in [INCIDENTS_FEED, SENTINEL_FEED] {
+        let health = match feed_health_key(tenant, feed) {
+            Ok(k) => load::<FeedHealth>(s.store.as_ref(), Table::Cursors, &k).await,
+            Err(e) => Err(e),
+        };
+        let cursor = match RowKey::new(tenant, feed) {
+            Ok(k) => load::<CursorRecord>(s.store.as_ref(), Table::Cursors, &k).await,
+            Err(e) => Err(e),
+        };
+        storage_reachable &= health.is_ok() && cursor.is_ok();
+        let watermark = cursor.ok().flatten().map(|c| c.value.cursor.watermark);
+        feeds.push((feed, health.ok().flatten().map(|v| v.value).unwrap_or_default(), watermark));
+    }
+    let queue = &s.config.queue_name;
+    let queue_backlog = s.queue.approximate_len(queue).await.ok();
+    let poison = s.queue.approximate_len(&format!("{queue}-poison")).await.ok();
+    let failures = crate::usecase::failures::list(s).await.unwrap_or_default();
+    Facts { storage_reachable, feeds, queue_backlog, poison, failures }
+}
+
+/// The health report; `with_details` for callers that presented the webhook key.
+pub async fn check(s: &Ports, with_details: bool) -> Health {
+    let now = s.clock.now();
+    let facts = gather(s).await;
+    let interval = crate::schedule::Schedule::parse(&s.config.poll_schedule)
+        .ok()
+        .and_then(|sch| Duration::try_from(sch.wait_from(now)).ok())
+        .unwrap_or(Duration::seconds(30))
+        .max(Duration::seconds(1));
+    let (status, reasons) = assess(&facts, now, interval);
+    let details = with_details.then(|| {
+        let mut recent = facts.failures.clone();
+        recent.sort_by_key(|r| std::cmp::Reverse(r.last_failure));
+        recent.truncate(20);
+        Details {
+            storage_reachable: facts.storage_reachable,
+            feeds: facts
+                .feeds
+                .iter()
+                .map(|(feed, h, watermark)| FeedReport {
+                    feed,
+                    health: h.clone(),
+                    lag_seconds: watermark.map(|w| (now - w).whole_seconds()),
+                })
+                .collect(),
+            queue_backlog: facts.queue_backlog,
+            poison: facts.poison,
+            failures: facts.failures.len(),
+            recent_failures: recent,
+            sentinel_incidents_not_mirrored: s
+                .counters
+                .incidents_not_mirrored
+                .load(std::sync::atomic::Ordering::Relaxed),
+            calls: s.counters.snapshot(),
+        }
+    });
+    Health { status, reasons, version: env!("CARGO_PKG_VERSION"), details }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    const NOW: OffsetDateTime = datetime!(2026-11-29 12:00 UTC);
+
+    fn facts() -> Facts {
+        let ok = FeedHealth { last_success: Some(NOW - Duration::seconds(20)), ..Default::default() };
+        Facts {
+            storage_reachable: true,
+            feeds: vec![(INCIDENTS_FEED, ok.clone(), None), (SENTINEL_FEED, ok, None)],
+            queue_backlog: Some(0),
+            poison: Some(0),
+            failures: vec![],
+        }
+    }
+
+    fn failure(class: FailureClass, message: &str, age: Duration) -> FailureRecord {
+        crate::domain::failures::record_failure(None, "t", "29", class, message, NOW - age, &[Duration::minutes(1)])
+    }
+
+    #[test]
+    fn quiet_and_working_is_healthy() {
+        assert_eq!(assess(&facts(), NOW, Duration::seconds(30)), ("healthy", vec![]));
+    }
+
+    #[test]
+    fn a_feed_denied_names_the_missing_permission_at_once() {
+        let mut f = facts();
+        f.feeds[0].1 = FeedHealth {
+            failing_since: Some(NOW - Duration::seconds(5)),
+            last_error_service: Some("graph".into()),
+            last_error_class: Some("forbidden".into()),
+            ..f.feeds[0].1.clone()
+        };
+        let (status, reasons) = assess(&f, NOW, Duration::seconds(30));
+        assert_eq!(status, "unhealthy");
+        assert!(reasons[0].contains("Graph 403: grant the app SecurityIncident.ReadWrite.All"), "{reasons:?}");
+    }
+
+    #[test]
+    fn a_feed_failing_for_two_intervals_is_unhealthy_one_failure_degraded() {
+        let mut f = facts();
+        f.feeds[1].1.failing_since = Some(NOW - Duration::seconds(10));
+        assert_eq!(assess(&f, NOW, Duration::seconds(30)).0, "degraded");
+        f.feeds[1].1.failing_since = Some(NOW - Duration::seconds(61));
+        assert_eq!(assess(&f, NOW, Duration::seconds(30)).0, "unhealthy");
+    }
+
+    #[test]
+    fn old_failures_and_poison_degrade_and_denied_incidents_are_unhealthy() {
+        let mut f = facts();
+        f.failures = vec![failure(FailureClass::Unavailable, "sentinel is unavailable", Duration::minutes(16))];
+        assert_eq!(assess(&f, NOW, Duration::seconds(30)).0, "degraded");
+        f.failures = vec![failure(FailureClass::Unavailable, "sentinel is unavailable", Duration::minutes(1))];
+        f.poison = Some(2);
+        assert_eq!(assess(&f, NOW, Duration::seconds(30)).0, "degraded");
+        let mut denied = failure(FailureClass::Forbidden, "sentinel denied the call", Duration::minutes(1));
+        denied.service = Some("sentinel".into());
+        f.failures.push(denied);
+        let (status, reasons) = assess(&f, NOW, Duration::seconds(30));
+        assert_eq!(status, "unhealthy");
+        assert!(reasons.iter().any(|r| r.contains("Microsoft Sentinel Responder")), "{reasons:?}");
+    }
+
+    #[test]
+    fn a_silent_poller_is_unhealthy() {
+        let mut f = facts();
+        f.feeds[0].1.last_success = Some(NOW - Duration::minutes(5));
+        assert_eq!(assess(&f, NOW, Duration::seconds(30)).0, "unhealthy");
+    }
+
+    #[test]
+    fn no_storage_is_unhealthy() {
+        let mut f = facts();
+        f.storage_reachable = false;
+        assert_eq!(assess(&f, NOW, Duration::seconds(30)), ("unhealthy", vec!["storage is unreachable".to_string()]));
     }
 }

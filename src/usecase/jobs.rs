@@ -3,13 +3,14 @@
 
 use crate::domain::work::WorkItem;
 use crate::retry::{MessageBudget, RETRIES_PER_MESSAGE};
+use crate::usecase::failures;
+use crate::usecase::poll::{poll_defender, poll_sentinel};
+use crate::usecase::sync::{reconcile, SyncOutcome};
+use crate::usecase::Ports;
+use crate::usecase::UseCaseError;
 
 /// Longer waits than this are not spent holding a worker: the message goes back to the queue.
 pub const LONGEST_INLINE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
-use crate::usecase::poll::{poll_defender, poll_sentinel};
-use crate::usecase::sync::{reconcile, record_failure, SyncOutcome};
-use crate::usecase::Ports;
-use crate::usecase::UseCaseError;
 
 /// The poller's name: the Functions timer function (a folder under `functions/`) and, in
 /// standalone mode, the row of its lease.
@@ -26,10 +27,19 @@ pub enum QueueVerdict {
     Retry(String),
 }
 
-/// One poller tick: Defender, then the Sentinel-side sweep (each runs even if the other fails).
+/// One poller tick: Defender, then the Sentinel-side sweep (each runs even if the other fails),
+/// then what failed before: poisoned messages read back, due retries enqueued.
 pub async fn poll(s: &Ports) -> Result<String, String> {
     let defender = poll_defender(s).await;
+    crate::usecase::health::record_feed(s, crate::records::INCIDENTS_FEED, defender.as_ref().map(|_| ())).await;
     let sentinel = poll_sentinel(s).await;
+    crate::usecase::health::record_feed(s, crate::records::SENTINEL_FEED, sentinel.as_ref().map(|_| ())).await;
+    if let Err(e) = failures::drain_poison(s).await {
+        tracing::warn!(error.message = %e, "could not read the poison queue; will try at the next tick");
+    }
+    if let Err(e) = failures::retry_due(s).await {
+        tracing::warn!(error.message = %e, "could not re-enqueue failed incidents; will try at the next tick");
+    }
     if let Err(e) = &defender {
         tracing::error!(error.message = %e, "Defender poll failed");
     }
@@ -59,7 +69,11 @@ pub async fn sync_message(s: &Ports, text: &str, dequeue_count: u64, message_id:
         }
     };
     // One retry budget for every call this delivery makes (ARCHITECTURE.md: “Failure rules”).
-    match MessageBudget::scope(RETRIES_PER_MESSAGE, reconcile(s, &item)).await {
+    let outcome = MessageBudget::scope(RETRIES_PER_MESSAGE, reconcile(s, &item)).await;
+    if outcome.is_ok() {
+        failures::clear(s, &item.incident_id).await;
+    }
+    match outcome {
         Ok(SyncOutcome::Synced(r)) => QueueVerdict::Done(format!(
             "incident {}: sentinel written {}, defender patched {}, alerts sent {}, conflicts {}",
             item.incident_id, r.sentinel_written, r.defender_patched, r.alerts_sent, r.conflicts
@@ -71,7 +85,7 @@ pub async fn sync_message(s: &Ports, text: &str, dequeue_count: u64, message_id:
         Ok(SyncOutcome::DefenderGone) => QueueVerdict::Drop(format!("incident {}: not in Defender", item.incident_id)),
         Err(UseCaseError::Permanent(msg)) => {
             tracing::error!(incident.id = %item.incident_id, error.message = %msg, "sync failed permanently; message acknowledged");
-            record_failure(s, &item.incident_id, &msg).await;
+            failures::note(s, &item.incident_id, failures::FailureClass::Rejected, None, &msg).await;
             QueueVerdict::Drop(format!("incident {}: {msg}", item.incident_id))
         }
         Err(UseCaseError::Retry(e)) if e.retry_after().is_some_and(|after| after > LONGEST_INLINE_WAIT) => {
@@ -95,7 +109,11 @@ pub async fn sync_message(s: &Ports, text: &str, dequeue_count: u64, message_id:
         }
         Err(e @ UseCaseError::Retry(_)) => {
             tracing::warn!(incident.id = %item.incident_id, queue.dequeue_count = dequeue_count, error.message = %e, "sync failed; will be retried");
-            record_failure(s, &item.incident_id, &e.to_string()).await;
+            let service = match &e {
+                UseCaseError::Retry(p) => Some(p.service()),
+                UseCaseError::Permanent(_) => None,
+            };
+            failures::note(s, &item.incident_id, failures::class_of(&e), service, &e.to_string()).await;
             QueueVerdict::Retry(format!("incident {}: {e}", item.incident_id))
         }
     }

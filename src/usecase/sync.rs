@@ -21,7 +21,7 @@ use crate::domain::plan::{
 use crate::domain::work::{ChangeHint, WorkItem};
 use crate::error::PortError;
 use crate::ports::{ETag, Entity, Table};
-use crate::records::{incident_key, index_key, IncidentState, IndexEntry, LastError, HEALTH_ROW};
+use crate::records::{incident_key, index_key, IncidentState, IndexEntry};
 use crate::state::{load, put, save, RowKey, Versioned};
 use crate::usecase::Ports;
 
@@ -358,15 +358,4 @@ async fn ship_alerts(s: &Ports, incident_id: &str, alerts: AlertRows) -> Result<
         s.store.upsert_many(Table::AlertDigests, &marked).await?;
     }
     Ok(report.rows_sent)
-}
-
-/// Records a failed reconcile for health (best effort: a failure here is only logged).
-pub async fn record_failure(s: &Ports, incident_id: &str, message: &str) {
-    let Ok(key) = RowKey::new(&s.config.tenant_id, HEALTH_ROW) else {
-        return;
-    };
-    let row = LastError { incident_id: incident_id.to_string(), message: message.to_string(), at: s.clock.now() };
-    if let Err(e) = put(s.store.as_ref(), Table::Cursors, &key, &row, &[]).await {
-        tracing::debug!(error.message = %e, "could not record the failure for health");
-    }
 }

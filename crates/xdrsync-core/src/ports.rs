@@ -136,11 +136,19 @@ pub enum Table {
     Leases,
     Users,
     AlertDigests,
+    Failures,
 }
 
 impl Table {
-    pub const ALL: [Table; 6] =
-        [Table::Incidents, Table::Index, Table::Cursors, Table::Leases, Table::Users, Table::AlertDigests];
+    pub const ALL: [Table; 7] = [
+        Table::Incidents,
+        Table::Index,
+        Table::Cursors,
+        Table::Leases,
+        Table::Users,
+        Table::AlertDigests,
+        Table::Failures,
+    ];
 
     pub fn suffix(self) -> &'static str {
         match self {
@@ -150,6 +158,7 @@ impl Table {
             Table::Leases => "Leases",
             Table::Users => "Users",
             Table::AlertDigests => "AlertDigests",
+            Table::Failures => "Failures",
         }
     }
 }

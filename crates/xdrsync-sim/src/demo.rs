@@ -171,12 +171,13 @@ impl Stack {
 
     /// xdrsync's own call counters (from its health endpoint).
     pub async fn calls(&self) -> CallCounts {
-        match self.http.get(self.health_url()).send().await {
+        // Details (the call counters among them) need the key.
+        match self.http.get(self.health_url()).header("x-xdrsync-key", DEMO_WEBHOOK_KEY).send().await {
             Ok(r) => r
                 .json::<Value>()
                 .await
                 .ok()
-                .and_then(|v| serde_json::from_value(v["calls"].clone()).ok())
+                .and_then(|v| serde_json::from_value(v["details"]["calls"].clone()).ok())
                 .unwrap_or_default(),
             Err(_) => CallCounts::default(),
         }

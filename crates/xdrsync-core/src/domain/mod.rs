@@ -7,6 +7,7 @@ pub mod budget;
 pub mod comments;
 pub mod cursor;
 pub mod defender;
+pub mod failures;
 pub mod fields;
 pub mod keys;
 pub mod merge;
