@@ -145,3 +145,22 @@ async fn failures_lists_what_did_not_sync_and_retry_enqueues_it() {
     let (code, _) = run(&["retry"]).await.unwrap();
     assert_eq!(code, 2, "retry needs ids or --all");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_credential_reaches_a_log_line_even_at_trace() {
+    let sim = start_sim(SimConfig::demo()).await;
+    let az = Azurite::start();
+    let mut vars = settings(&sim, Some(&az.connection_string()));
+    vars.insert("RUST_LOG".into(), "trace".into());
+    let secret = vars["XDRSYNC_CLIENT_SECRET"].clone();
+    let account_key =
+        az.connection_string().split("AccountKey=").nth(1).unwrap().split(';').next().unwrap().to_string();
+    let (code, text) = tokio::task::spawn_blocking(move || xdrsync(&vars, &["check"])).await.unwrap();
+    assert_eq!(code, 0, "{}", &text[text.len().saturating_sub(2000)..]);
+    // azure_core prints each Storage request, Authorization header included, at debug.
+    assert!(text.contains("SharedKey [redacted]"), "the request logging this guards against is there");
+    assert!(!text.contains("SharedKey devstoreaccount1:"), "a SharedKey signature was logged");
+    assert!(!text.contains(&secret), "the client secret was logged");
+    assert!(!text.contains(&account_key), "the account key was logged");
+    assert!(!text.contains("Bearer ey"), "a bearer token was logged");
+}
