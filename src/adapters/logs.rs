@@ -55,6 +55,14 @@ impl DcrLogsIngestion {
 
 #[async_trait]
 impl LogsIngestion for DcrLogsIngestion {
+    async fn probe(&self, stream: &str) -> Result<(), PortError> {
+        let url = format!(
+            "{}/dataCollectionRules/{}/streams/{}?api-version={API_VERSION}",
+            self.endpoint, self.dcr_immutable_id, stream
+        );
+        self.client.send(&Call::new(Method::POST, url).json(&serde_json::json!([]))).await.map(|_| ())
+    }
+
     #[tracing::instrument(level = "debug", skip_all, fields(logs.stream = %stream, logs.rows = rows.len()))]
     async fn upload_reporting(
         &self,

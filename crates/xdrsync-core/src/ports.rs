@@ -121,6 +121,10 @@ pub trait LogsIngestion: Send + Sync {
         on_accepted: &dyn AcceptedRows,
     ) -> Result<UploadReport, PortError>;
 
+    /// Posts an empty batch: proves the endpoint answers and the caller may write to the data
+    /// collection rule (`xdrsync check`), without adding a row.
+    async fn probe(&self, stream: &str) -> Result<(), PortError>;
+
     /// [`LogsIngestion::upload_reporting`] without per-call reports.
     async fn upload(&self, stream: &str, rows: &[Value]) -> Result<UploadReport, PortError> {
         self.upload_reporting(stream, rows, &IgnoreAccepted).await
