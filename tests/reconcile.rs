@@ -12,7 +12,7 @@ use xdrsync::domain::work::{ChangeHint, WorkItem};
 use xdrsync::usecase::sync::{reconcile, SyncOutcome};
 use xdrsync::usecase::Ports;
 use xdrsync_sim::sim::seed::SeedSpec;
-use xdrsync_sim::sim::{RunningSim, SimConfig};
+use xdrsync_sim::sim::{FaultKind, FaultRule, RunningSim, SimConfig};
 
 async fn services(sim: &RunningSim, policy: Option<&str>) -> Ports {
     let mut vars = settings(sim, None);
@@ -240,4 +240,37 @@ async fn a_stale_etag_during_a_reconcile_rereads_both_sides_and_keeps_the_concur
         Some("carol@contoso.com"),
         "the analyst's edit was reread and synced, not overwritten"
     );
+}
+
+#[tokio::test]
+async fn a_sentinel_comment_whose_copy_answer_was_lost_reaches_defender_once() {
+    let sim = start_sim(SimConfig::demo()).await;
+    let ids = seed(&sim, SeedSpec { count: 1, ..Default::default() });
+    let s = services(&sim, None).await;
+    sync(&s, &ids[0]).await;
+    let name = sentinel_incident_name(&s.config.tenant_id, &ids[0]);
+    sim_post(&sim, &format!("/_sim/sentinel/incidents/{name}/edit"), json!({"comment": "only once please"})).await;
+    // The copy to Defender is stored, but its answer is lost.
+    sim.sim.faults.set(vec![FaultRule {
+        api: "graph".into(),
+        rate: 1.0,
+        kind: FaultKind::CommitThenFail { status: 500 },
+        retry_after_secs: None,
+        remaining: Some(1),
+    }]);
+    let item = WorkItem::reconcile(&s.config.tenant_id, &ids[0], ChangeHint::Reconcile);
+    assert!(reconcile(&s, &item).await.is_err(), "the lost answer surfaces; the message is retried later");
+    sync(&s, &ids[0]).await;
+    assert_eq!(sync(&s, &ids[0]).await, SyncOutcome::Unchanged);
+    let copies = sim
+        .sim
+        .world()
+        .incident(&ids[0])
+        .unwrap()
+        .comments
+        .iter()
+        .filter(|c| c.comment.contains("only once please"))
+        .count();
+    assert_eq!(copies, 1, "the retry found the stored copy instead of posting again");
+    assert_eq!(sim_stat(&sim, "graph.incidents.comments.post").await, 1);
 }
