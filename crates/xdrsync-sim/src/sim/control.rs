@@ -376,7 +376,8 @@ async fn grant(State(sim): State<Arc<Sim>>, Json(r): Json<RoleChange>) -> Json<V
 async fn config(State(sim): State<Arc<Sim>>) -> Json<Value> {
     let c = &sim.config;
     Json(json!({"tenantId": c.tenant_id, "clientId": c.client_id, "workspaceResourceId": c.workspace.resource_id(),
-        "dcrImmutableId": c.dcr_immutable_id, "streams": c.streams}))
+        "dcrImmutableId": c.dcr_immutable_id, "streams": c.streams,
+        "options": sim.options(), "permissions": sim.permissions()}))
 }
 
 async fn set_automation(State(sim): State<Arc<Sim>>, Json(a): Json<super::Automation>) -> StatusCode {
