@@ -402,3 +402,54 @@ async fn a_patch_answered_with_204_reads_the_incident_back() {
     assert_eq!(got.status, IncidentStatus::Resolved);
     assert_eq!(got.id, "7");
 }
+
+fn commit_then_fail(api: &str) -> Vec<FaultRule> {
+    vec![FaultRule {
+        api: api.into(),
+        rate: 1.0,
+        kind: FaultKind::CommitThenFail { status: 500 },
+        retry_after_secs: None,
+        remaining: Some(1),
+    }]
+}
+
+#[tokio::test]
+async fn a_graph_comment_whose_answer_is_lost_is_not_posted_again() {
+    let (sim, s) = setup(SimConfig::demo()).await;
+    let ids = seed(&sim, SeedSpec { count: 1, ..Default::default() });
+    sim.sim.faults.set(commit_then_fail("graph"));
+    let e = s.defender.add_comment(&ids[0], "said once").await.unwrap_err();
+    assert!(e.is_retryable(), "the caller retries later, after rereading: {e}");
+    assert_eq!(sim_stat(&sim, "graph.incidents.comments.post").await, 1, "no blind retry of a POST");
+    let copies =
+        sim.sim.world().incident(&ids[0]).unwrap().comments.iter().filter(|c| c.comment == "said once").count();
+    assert_eq!(copies, 1);
+    // Throttling means the service did not act: that is still retried.
+    sim.sim.faults.set(vec![FaultRule {
+        api: "graph".into(),
+        rate: 1.0,
+        kind: FaultKind::Status { status: 429 },
+        retry_after_secs: Some(0),
+        remaining: Some(1),
+    }]);
+    s.defender.add_comment(&ids[0], "after a 429").await.unwrap();
+}
+
+#[tokio::test]
+async fn idempotent_writes_whose_answer_is_lost_are_retried_harmlessly() {
+    let (sim, s) = setup(SimConfig::demo()).await;
+    let ids = seed(&sim, SeedSpec { count: 1, ..Default::default() });
+    sim.sim.faults.set(commit_then_fail("graph"));
+    let patch = DefenderIncidentPatch { assigned_to: Some(Some("bob@contoso.com".into())), ..Default::default() };
+    let got = s.defender.patch_incident(&ids[0], &patch).await.unwrap();
+    assert_eq!(got.assigned_to.as_deref(), Some("bob@contoso.com"));
+    assert_eq!(sim_stat(&sim, "graph.commit_then_fail").await, 1);
+    let name = sentinel_incident_name(&s.config.tenant_id, &ids[0]);
+    let created = s.sentinel.put_incident(&name, &SentinelIncidentBody { etag: None, properties: writable("t") }).await;
+    created.unwrap();
+    sim.sim.faults.set(commit_then_fail("arm"));
+    let comment = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, b"c");
+    s.sentinel.put_comment(&name, &comment, "once by name").await.unwrap();
+    assert_eq!(sim_stat(&sim, "arm.commit_then_fail").await, 1);
+    assert_eq!(sim.sim.world().sentinel[&name].comments.len(), 1, "a PUT by name lands once");
+}

@@ -13,7 +13,6 @@ use serde_json::json;
 use support::*;
 use xdrsync::app;
 use xdrsync::domain::names::sentinel_incident_name;
-use xdrsync::domain::sentinel::*;
 use xdrsync::standalone::{self, Runner};
 use xdrsync::usecase::Ports;
 use xdrsync_sim::sim::seed::SeedSpec;
@@ -64,14 +63,11 @@ async fn hundred_incidents_are_mirrored_exactly_once_with_fields_and_alerts_then
             let d = w.incident(id).unwrap();
             let s = &w.sentinel[&sentinel_incident_name(&tenant, id)];
             assert_eq!(s.writes, 1, "one write per new incident");
-            assert_eq!(Some(&s.writable.title), d.display_name.as_ref());
+            assert_eq!(s.writable.title, d.display_name);
             let desc = s.writable.description.as_deref().unwrap();
-            assert!(
-                desc.starts_with(&format!("Defender XDR incident {id}: {}", d.incident_web_url.as_deref().unwrap())),
-                "{desc}"
-            );
+            assert!(desc.starts_with(&format!("Defender XDR incident {id}: {}", d.incident_web_url)), "{desc}");
             assert!(desc.chars().count() <= 5000);
-            assert_eq!(s.writable.status, SentinelStatus::New);
+            assert_eq!(s.writable.status, "New");
             assert_eq!(s.writable.severity.as_str().to_ascii_lowercase(), d.severity.as_str());
             let labels: Vec<&str> = s.writable.labels.iter().map(|l| l.label_name.as_str()).collect();
             assert!(labels.contains(&"Microsoft Defender XDR"));
@@ -108,7 +104,7 @@ async fn hundred_incidents_are_mirrored_exactly_once_with_fields_and_alerts_then
     eventually(30, "the Defender edit in Sentinel", || {
         let w = sim.sim.world();
         let s = &w.sentinel[&name];
-        s.writable.status == SentinelStatus::Active
+        s.writable.status == "Active"
             && s.writable.owner.as_ref().and_then(|o| o.object_id.as_deref()) == Some(bob.as_str())
             && s.writable.labels.iter().any(|l| l.label_name == "phishing-wave")
     })
@@ -127,9 +123,9 @@ async fn hundred_incidents_are_mirrored_exactly_once_with_fields_and_alerts_then
     eventually(30, "the close in Sentinel", || {
         let w = sim.sim.world();
         let s = &w.sentinel[&name].writable;
-        s.status == SentinelStatus::Closed
-            && s.classification == Some(SentinelClassification::TruePositive)
-            && s.classification_reason == Some(ClassificationReason::SuspiciousActivity)
+        s.status == "Closed"
+            && s.classification.as_deref() == Some("TruePositive")
+            && s.classification_reason.as_deref() == Some("SuspiciousActivity")
     })
     .await;
     runner.shutdown().await;
@@ -371,7 +367,7 @@ async fn a_defender_merge_closes_the_loser_with_a_label_and_a_note_and_the_survi
     eventually(30, "the loser closed, labelled and annotated", || {
         let w = sim.sim.world();
         let s = &w.sentinel[&loser_name];
-        s.writable.status == SentinelStatus::Closed
+        s.writable.status == "Closed"
             && s.writable.labels.iter().any(|l| l.label_name == "Redirected")
             && s.comments
                 .values()
@@ -397,11 +393,7 @@ async fn a_defender_merge_closes_the_loser_with_a_label_and_a_note_and_the_survi
     .await;
     eventually(30, "the note on the survivor", || {
         let w = sim.sim.world();
-        w.incident(survivor)
-            .unwrap()
-            .comments
-            .iter()
-            .any(|c| c.comment.as_deref().is_some_and(|t| t.ends_with("late note on the merged incident")))
+        w.incident(survivor).unwrap().comments.iter().any(|c| c.comment.ends_with("late note on the merged incident"))
     })
     .await;
     assert_eq!(sim.sim.world().sentinel.len(), 2, "no new incident appeared");

@@ -6,14 +6,13 @@ mod support;
 use serde_json::json;
 use support::*;
 use xdrsync::app;
-use xdrsync::domain::defender::{Classification, Determination, IncidentStatus};
 use xdrsync::domain::names::sentinel_incident_name;
 use xdrsync::domain::sentinel::*;
 use xdrsync::domain::work::{ChangeHint, WorkItem};
 use xdrsync::usecase::sync::{reconcile, SyncOutcome};
 use xdrsync::usecase::Ports;
 use xdrsync_sim::sim::seed::SeedSpec;
-use xdrsync_sim::sim::{RunningSim, SimConfig};
+use xdrsync_sim::sim::{FaultKind, FaultRule, RunningSim, SimConfig};
 
 async fn services(sim: &RunningSim, policy: Option<&str>) -> Ports {
     let mut vars = settings(sim, None);
@@ -56,7 +55,7 @@ async fn an_owner_unknown_to_entra_is_kept_in_a_label_and_does_not_loop() {
     assert_eq!(sim_stat(&sim, "graph.incidents.patch").await + sim_stat(&sim, "arm.incidents.put").await, 0);
 }
 
-async fn both_sides_edit(policy: &str) -> (IncidentStatus, SentinelStatus, String) {
+async fn both_sides_edit(policy: &str) -> (String, String, String) {
     let sim = start_sim(SimConfig::demo()).await;
     let ids = seed(&sim, SeedSpec { count: 1, ..Default::default() });
     let s = services(&sim, Some(policy)).await;
@@ -86,15 +85,15 @@ async fn both_sides_edit(policy: &str) -> (IncidentStatus, SentinelStatus, Strin
 #[tokio::test]
 async fn each_conflict_policy_from_configuration_decides_and_is_explained() {
     let (d, s, note) = both_sides_edit("latest-wins").await;
-    assert_eq!((d, s), (IncidentStatus::Resolved, SentinelStatus::Closed));
+    assert_eq!((d.as_str(), s.as_str()), ("resolved", "Closed"));
     assert!(note.contains("Defender won"), "{note}");
     let (d, s, note) = both_sides_edit("sentinel-wins").await;
     // Defender's API cannot set inProgress: the resolved incident is reopened as active.
-    assert_eq!((d, s), (IncidentStatus::Active, SentinelStatus::Active));
+    assert_eq!((d.as_str(), s.as_str()), ("active", "Active"));
     assert!(note.contains("Sentinel won") && note.contains("policy sentinel-wins"), "{note}");
     assert!(!note.contains("SentinelWins") && !note.contains("Some("), "portal words, not Rust debug text: {note}");
     let (d, s, _) = both_sides_edit("defender-wins").await;
-    assert_eq!((d, s), (IncidentStatus::Resolved, SentinelStatus::Closed));
+    assert_eq!((d.as_str(), s.as_str()), ("resolved", "Closed"));
 }
 
 #[tokio::test]
@@ -110,7 +109,7 @@ async fn defenders_determination_survives_a_round_trip_through_sentinel() {
     .await;
     sync(&s, &ids[0]).await;
     let name = sentinel_incident_name(&s.config.tenant_id, &ids[0]);
-    assert_eq!(sim.sim.world().sentinel[&name].writable.classification, Some(SentinelClassification::TruePositive));
+    assert_eq!(sim.sim.world().sentinel[&name].writable.classification.as_deref(), Some("TruePositive"));
     // An analyst reopens in Sentinel, then closes again as TruePositive.
     sim_post(
         &sim,
@@ -119,7 +118,7 @@ async fn defenders_determination_survives_a_round_trip_through_sentinel() {
     )
     .await;
     sync(&s, &ids[0]).await;
-    assert_eq!(sim.sim.world().incident(&ids[0]).unwrap().status, IncidentStatus::Active, "reopened");
+    assert_eq!(sim.sim.world().incident(&ids[0]).unwrap().status, "active", "reopened");
     sim_post(
         &sim,
         &format!("/_sim/sentinel/incidents/{name}/edit"),
@@ -129,9 +128,9 @@ async fn defenders_determination_survives_a_round_trip_through_sentinel() {
     sync(&s, &ids[0]).await;
     let w = sim.sim.world();
     let d = w.incident(&ids[0]).unwrap();
-    assert_eq!(d.status, IncidentStatus::Resolved);
-    assert_eq!(d.classification, Some(Classification::TruePositive));
-    assert_eq!(d.determination, Some(Determination::Malware), "kept, not replaced by a default");
+    assert_eq!(d.status, "resolved");
+    assert_eq!(d.classification, "truePositive");
+    assert_eq!(d.determination, "malware", "kept, not replaced by a default");
 }
 
 #[tokio::test]
@@ -153,8 +152,8 @@ async fn a_status_defender_cannot_take_neither_loops_nor_is_asked_for_again() {
         let w = sim.sim.world();
         let d = w.incident(&ids[0]).unwrap();
         assert_eq!(d.assigned_to.as_deref(), Some("carol@contoso.com"), "the rest of the PATCH went through");
-        assert_eq!(d.status, IncidentStatus::Active, "Defender keeps the status its API can hold");
-        assert_eq!(w.sentinel[&name].writable.status, SentinelStatus::Active, "Sentinel keeps the analyst's status");
+        assert_eq!(d.status, "active", "Defender keeps the status its API can hold");
+        assert_eq!(w.sentinel[&name].writable.status, "Active", "Sentinel keeps the analyst's status");
     }
     assert_eq!(sim_stat(&sim, "graph.incidents.patch").await, 2, "one refused PATCH, one without the status");
     // Nothing changes afterwards: no ping-pong, no second attempt.
@@ -162,7 +161,7 @@ async fn a_status_defender_cannot_take_neither_loops_nor_is_asked_for_again() {
     sim_post(&sim, &format!("/_sim/defender/incidents/{}/edit", ids[0]), json!({"customTags": ["later"]})).await;
     sync(&s, &ids[0]).await;
     assert_eq!(sim_stat(&sim, "graph.incidents.patch").await, 0, "Defender is not asked for inProgress again");
-    assert_eq!(sim.sim.world().sentinel[&name].writable.status, SentinelStatus::Active);
+    assert_eq!(sim.sim.world().sentinel[&name].writable.status, "Active");
     assert_eq!(sync(&s, &ids[0]).await, SyncOutcome::Unchanged);
 }
 
@@ -187,7 +186,7 @@ impl xdrsync::ports::SentinelApi for EditBeforeFirstPut {
         if !self.edited.swap(true, std::sync::atomic::Ordering::SeqCst) {
             let mut w = self.sim.world();
             let rec = w.sentinel.get_mut(name).unwrap();
-            rec.writable.owner = Some(Owner {
+            rec.writable.owner = Some(xdrsync_sim::sim::model::OwnerInfo {
                 object_id: Some("not-used".into()),
                 user_principal_name: Some("carol@contoso.com".into()),
                 ..Default::default()
@@ -235,10 +234,43 @@ async fn a_stale_etag_during_a_reconcile_rereads_both_sides_and_keeps_the_concur
     assert!(sim_stat(&sim, "arm.incidents.conflict").await >= 1, "the first PUT hit a stale etag");
     assert!(report.sentinel_written && report.defender_patched);
     let w = sim.sim.world();
-    assert_eq!(w.sentinel[&name].writable.severity, SentinelSeverity::Low, "Defender's change arrived");
+    assert_eq!(w.sentinel[&name].writable.severity, "Low", "Defender's change arrived");
     assert_eq!(
         w.incident(&ids[0]).unwrap().assigned_to.as_deref(),
         Some("carol@contoso.com"),
         "the analyst's edit was reread and synced, not overwritten"
     );
+}
+
+#[tokio::test]
+async fn a_sentinel_comment_whose_copy_answer_was_lost_reaches_defender_once() {
+    let sim = start_sim(SimConfig::demo()).await;
+    let ids = seed(&sim, SeedSpec { count: 1, ..Default::default() });
+    let s = services(&sim, None).await;
+    sync(&s, &ids[0]).await;
+    let name = sentinel_incident_name(&s.config.tenant_id, &ids[0]);
+    sim_post(&sim, &format!("/_sim/sentinel/incidents/{name}/edit"), json!({"comment": "only once please"})).await;
+    // The copy to Defender is stored, but its answer is lost.
+    sim.sim.faults.set(vec![FaultRule {
+        api: "graph".into(),
+        rate: 1.0,
+        kind: FaultKind::CommitThenFail { status: 500 },
+        retry_after_secs: None,
+        remaining: Some(1),
+    }]);
+    let item = WorkItem::reconcile(&s.config.tenant_id, &ids[0], ChangeHint::Reconcile);
+    assert!(reconcile(&s, &item).await.is_err(), "the lost answer surfaces; the message is retried later");
+    sync(&s, &ids[0]).await;
+    assert_eq!(sync(&s, &ids[0]).await, SyncOutcome::Unchanged);
+    let copies = sim
+        .sim
+        .world()
+        .incident(&ids[0])
+        .unwrap()
+        .comments
+        .iter()
+        .filter(|c| c.comment.contains("only once please"))
+        .count();
+    assert_eq!(copies, 1, "the retry found the stored copy instead of posting again");
+    assert_eq!(sim_stat(&sim, "graph.incidents.comments.post").await, 1);
 }

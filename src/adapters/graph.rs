@@ -130,8 +130,9 @@ impl DefenderApi for GraphDefender {
     async fn add_comment(&self, id: &str, text: &str) -> Result<Vec<AlertComment>, PortError> {
         let url = format!("{}/security/incidents/{}/comments", self.base, encode_path_segment(id));
         let body = serde_json::json!({"@odata.type": "microsoft.graph.security.alertComment", "comment": text});
-        let list: Option<CommentList> =
-            self.client.send(&self.call(Method::POST, url).json(&body)).await?.json_opt(self.client.service)?;
+        // Not idempotent: a retried POST after a lost answer would add the comment twice.
+        let call = self.call(Method::POST, url).json(&body).not_idempotent();
+        let list: Option<CommentList> = self.client.send(&call).await?.json_opt(self.client.service)?;
         Ok(list.map(|l| l.value).unwrap_or_default())
     }
 

@@ -25,6 +25,10 @@ pub struct Call {
     pub url: String,
     pub body: Option<CallBody>,
     pub headers: Vec<(&'static str, String)>,
+    /// Whether sending it twice does no more than sending it once. A call that is not (a Graph
+    /// comment POST) is retried only when the service refused it before acting (throttled): a
+    /// 5xx or a timeout may hide a write that happened, and a blind retry would repeat it.
+    pub idempotent: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -35,7 +39,12 @@ pub enum CallBody {
 
 impl Call {
     pub fn new(method: Method, url: impl Into<String>) -> Self {
-        Self { method, url: url.into(), body: None, headers: Vec::new() }
+        Self { method, url: url.into(), body: None, headers: Vec::new(), idempotent: true }
+    }
+    /// Marks the call as not safe to repeat (see [`Call::idempotent`]).
+    pub fn not_idempotent(mut self) -> Self {
+        self.idempotent = false;
+        self
     }
     pub fn json(mut self, body: &impl serde::Serialize) -> Self {
         self.body = Some(CallBody::Json(serde_json::to_value(body).unwrap_or(serde_json::Value::Null)));
@@ -136,7 +145,22 @@ impl ServiceClient {
     pub async fn send(&self, call: &Call) -> Result<Answer, PortError> {
         let mut refreshed = false;
         loop {
-            match self.retry.run(|| self.attempt(call)).await {
+            let result = if call.idempotent {
+                self.retry.run(|| self.attempt(call)).await
+            } else {
+                // Retry only throttling (the service did not act); anything else surfaces, and the
+                // caller rereads before trying again.
+                self.retry
+                    .run(|| async {
+                        match self.attempt(call).await {
+                            Err(e @ PortError::Throttled { .. }) => Err(e),
+                            other => Ok(other),
+                        }
+                    })
+                    .await
+                    .and_then(|inner| inner)
+            };
+            match result {
                 Err(PortError::Unauthorized { .. }) if !refreshed => {
                     refreshed = true;
                     self.tokens.invalidate(&self.scope).await;

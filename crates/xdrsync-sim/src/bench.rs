@@ -91,9 +91,8 @@ async fn phase(stack: &Stack, ids: &[String], path: &'static str, settle: Durati
             .zip(&edited_at)
             .filter_map(|(id, at)| {
                 let d = w.incident(id)?;
-                let at = (*at)?;
                 (d.assigned_to.as_deref() == Some(OWNER))
-                    .then(|| (d.last_update_date_time - at).whole_milliseconds() as i64)
+                    .then(|| (d.last_update_date_time - *at).whole_milliseconds() as i64)
             })
             .collect()
     };

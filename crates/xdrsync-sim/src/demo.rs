@@ -295,7 +295,8 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
     let mut latencies: Vec<i64> = Vec::new();
     let mut writes = 0u64;
     for (name, rec) in &w.sentinel {
-        if let (Some(t0), Some(t1)) = (seeded_at.get(name), rec.read_only.created_time_utc) {
+        if let Some(t0) = seeded_at.get(name) {
+            let t1 = rec.read_only.created_time_utc;
             latencies.push((t1 - *t0).whole_milliseconds() as i64);
             writes += rec.writes;
         }

@@ -1,9 +1,13 @@
 //! Simulated Sentinel incidents API (ARM Microsoft.SecurityInsights). Paths are matched
 //! case-insensitively (ARM returns `Incidents` and accepts `incidents`). Strict like the real
-//! service: api-version required, workspace must exist, `$top` ≤ 1000, PUT needs title/severity/
-//! status, Closed needs a classification and (except Undetermined) a matching reason,
-//! description ≤ 5,000, a stale body etag is a 409, read-only properties are ignored and
-//! `providerName`/`incidentNumber` are set by the server, ≤ 100 comments of ≤ 30,000 chars.
+//! service: api-version required, workspace must exist, Azure RBAC on the workspace
+//! (`permissions.rs`), `$top` ≤ 1000 (the spec's maximum; more is a 400), `$filter`/`$orderby`
+//! only on incident properties (an unknown one is the service's own 400, "Could not find a
+//! property named '…'"), `nextLink` paging, PUT needs title/severity/status, Closed needs a
+//! classification and (except Undetermined) a matching reason, description ≤ 5,000, a stale body
+//! etag is a 409, read-only properties are ignored (or refused, by option) and
+//! `providerName`/`incidentNumber`/`labelType` are set by the server, ≤ 100 comments of ≤ 30,000
+//! chars. Bodies are parsed and rendered with the simulator's own model (`model.rs`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -20,17 +24,53 @@ use uuid::Uuid;
 use super::entra::authorize;
 use super::faults::{arm_error, empty};
 use super::filter::{self, Lit};
-use super::world::{Audience, SentinelRecord, World};
+use super::model::{
+    parse_incident_put, vocab, CommentProperties, IncidentReadOnly, IncidentWritable, OwnerInfo, SentinelComment,
+    SentinelRecord,
+};
+use super::permissions::{arm_authorization_failed, object_id_of, ArmAccess};
+use super::world::{Audience, World};
 use super::Sim;
-use xdrsync_core::domain::sentinel::*;
 
 pub const API_VERSIONS: [&str; 7] =
     ["2020-01-01", "2021-04-01", "2022-11-01", "2023-02-01", "2024-03-01", "2024-09-01", "2025-09-01"];
+/// `Incidents_List` `$top` maximum (spec: `"maximum": 1000`; Learn: the list API returns at most
+/// 1,000 incidents).
 pub const TOP_MAX: usize = 1000;
+/// Page size without `$top` (clients that ignore nextLink see 50: assumed from reports).
 const DEFAULT_PAGE: usize = 50;
 pub const MAX_DESCRIPTION: usize = 5000;
 pub const MAX_COMMENTS: usize = 100;
 pub const MAX_COMMENT_CHARS: usize = 30_000;
+
+/// Incident properties the simulated list takes in `$filter` and `$orderby`. The spec gives no
+/// list (the parameters are plain OData strings); these are the scalar `IncidentProperties`,
+/// addressed the way clients address them (`properties/…`, case-sensitive: the service answered
+/// "Could not find a property named 'CreatedTimeUtc'" to a capitalised name,
+/// Azure/azure-powershell#21618), plus `name`, which the service accepts but matches nothing
+/// on (Azure/azure-rest-api-specs#28207).
+pub const LIST_PROPERTIES: &[&str] = &[
+    "name",
+    "properties/title",
+    "properties/description",
+    "properties/severity",
+    "properties/status",
+    "properties/classification",
+    "properties/classificationReason",
+    "properties/classificationComment",
+    "properties/createdTimeUtc",
+    "properties/lastModifiedTimeUtc",
+    "properties/firstActivityTimeUtc",
+    "properties/lastActivityTimeUtc",
+    "properties/incidentNumber",
+    "properties/providerName",
+    "properties/providerIncidentId",
+    "properties/owner/objectId",
+    "properties/owner/email",
+    "properties/owner/assignedTo",
+    "properties/owner/userPrincipalName",
+    "properties/owner/ownerType",
+];
 
 pub fn routes() -> Router<Arc<Sim>> {
     Router::new().route("/subscriptions/{*rest}", any(dispatch))
@@ -54,6 +94,45 @@ enum Target {
     Relation(String, String),
     Alerts(String),
     Entities(String),
+}
+
+impl Target {
+    /// The Azure RBAC action and access level an operation on this target needs.
+    fn action(&self, method: &Method) -> (&'static str, ArmAccess) {
+        let (kind, write) = match self {
+            Target::Incidents | Target::Incident(_) => ("incidents", "write"),
+            Target::Comments(_) | Target::Comment(..) => ("incidents/comments", "write"),
+            Target::Relations(_) | Target::Relation(..) => ("incidents/relations", "write"),
+            Target::Alerts(_) => ("incidents/alerts", "action"),
+            Target::Entities(_) => ("incidents/entities", "action"),
+        };
+        let access = match *method {
+            Method::GET => ArmAccess::Read,
+            Method::DELETE => ArmAccess::Delete,
+            Method::POST if write == "action" => ArmAccess::Read,
+            _ => ArmAccess::Write,
+        };
+        let verb = match access {
+            ArmAccess::Read if write == "action" => "action",
+            ArmAccess::Read => "read",
+            ArmAccess::Write => write,
+            ArmAccess::Delete => "delete",
+        };
+        let action: &'static str = match (kind, verb) {
+            ("incidents", "read") => "Microsoft.SecurityInsights/incidents/read",
+            ("incidents", "write") => "Microsoft.SecurityInsights/incidents/write",
+            ("incidents", _) => "Microsoft.SecurityInsights/incidents/delete",
+            ("incidents/comments", "read") => "Microsoft.SecurityInsights/incidents/comments/read",
+            ("incidents/comments", "write") => "Microsoft.SecurityInsights/incidents/comments/write",
+            ("incidents/comments", _) => "Microsoft.SecurityInsights/incidents/comments/delete",
+            ("incidents/relations", "read") => "Microsoft.SecurityInsights/incidents/relations/read",
+            ("incidents/relations", "write") => "Microsoft.SecurityInsights/incidents/relations/write",
+            ("incidents/relations", _) => "Microsoft.SecurityInsights/incidents/relations/delete",
+            ("incidents/alerts", _) => "Microsoft.SecurityInsights/incidents/alerts/action",
+            _ => "Microsoft.SecurityInsights/incidents/entities/action",
+        };
+        (action, access)
+    }
 }
 
 fn parse_target(sim: &Sim, path: &str) -> Result<Target, Response> {
@@ -120,8 +199,8 @@ async fn dispatch(
     RawQuery(raw): RawQuery,
     body: axum::body::Bytes,
 ) -> Response {
-    let app = match authorize(&sim, &headers, Audience::Arm, err) {
-        Ok(a) => a,
+    let caller = match authorize(&sim, &headers, Audience::Arm, err) {
+        Ok(c) => c,
         Err(r) => return r,
     };
     let pairs = query_pairs(raw.as_deref());
@@ -146,14 +225,22 @@ async fn dispatch(
         Ok(t) => t,
         Err(r) => return r,
     };
-    let base = format!("{}/providers/Microsoft.SecurityInsights", sim.config.workspace.resource_id());
+    // Azure RBAC, evaluated on every request (not carried in the token).
+    let (action, access) = target.action(&method);
+    if !access.allowed_by(&sim.permissions().workspace_roles) {
+        sim.stats.bump("arm.forbidden");
+        let oid = object_id_of(&caller.app_id);
+        return arm_authorization_failed(&caller.app_id, &oid, action, uri.path());
+    }
+    let app = caller.app_id;
+    let base = sim.sentinel_base();
     match (method.as_str(), target) {
         ("GET", Target::Incidents) => list_incidents(&sim, &headers, uri.path(), &pairs, &base),
         ("GET", Target::Incident(id)) => with_incident(&sim, &id, |w, name| {
             sim.stats.bump("arm.incidents.get");
-            Json(incident_json(&base, name, &w.sentinel[name])).into_response()
+            Json(w.sentinel[name].to_json(&base, name)).into_response()
         }),
-        ("PUT", Target::Incident(id)) => put_incident(&sim, &id, &body, &base, &app),
+        ("PUT", Target::Incident(id)) => put_incident(&sim, &id, &body, &base),
         ("DELETE", Target::Incident(id)) => {
             sim.stats.bump("arm.incidents.delete");
             let Ok(name) = Uuid::parse_str(&id) else {
@@ -164,16 +251,28 @@ async fn dispatch(
                 None => empty(StatusCode::NO_CONTENT),
             }
         }
-        ("GET", Target::Comments(id)) => with_incident(&sim, &id, |w, name| {
-            sim.stats.bump("arm.comments.list");
-            let value: Vec<Value> =
-                w.sentinel[name].comments.values().map(|c| serde_json::to_value(c).unwrap_or(Value::Null)).collect();
-            Json(json!({"value": value})).into_response()
-        }),
+        ("GET", Target::Comments(id)) => {
+            let tie = sim.options().tie_order;
+            with_incident(&sim, &id, |w, name| {
+                sim.stats.bump("arm.comments.list");
+                let r = &w.sentinel[name];
+                let mut comments: Vec<&SentinelComment> = r.comments.values().collect();
+                // Oldest first (not documented); equal times in the tie order, never by name.
+                comments.sort_by(|a, b| {
+                    a.properties
+                        .created_time_utc
+                        .cmp(&b.properties.created_time_utc)
+                        .then_with(|| tie.key(a.seq).cmp(&tie.key(b.seq)))
+                });
+                let incident_id = SentinelRecord::arm_id(&base, name);
+                let value: Vec<Value> = comments.iter().map(|c| c.to_json(&incident_id)).collect();
+                Json(json!({"value": value})).into_response()
+            })
+        }
         ("GET", Target::Comment(id, cid)) => with_incident(&sim, &id, |w, name| {
             sim.stats.bump("arm.comments.get");
             match Uuid::parse_str(&cid).ok().and_then(|c| w.sentinel[name].comments.get(&c)) {
-                Some(c) => Json(c.clone()).into_response(),
+                Some(c) => Json(c.to_json(&SentinelRecord::arm_id(&base, name))).into_response(),
                 None => arm_error(StatusCode::NOT_FOUND, "NotFound", format!("Comment '{cid}' not found")),
             }
         }),
@@ -231,31 +330,79 @@ fn with_incident_mut(sim: &Sim, id: &str, f: impl FnOnce(&mut World, &Uuid) -> R
     f(&mut world, &name)
 }
 
-pub fn incident_json(base: &str, name: &Uuid, r: &SentinelRecord) -> Value {
-    let props = SentinelProperties { writable: r.writable.clone(), read_only: r.read_only.clone() };
-    json!({
-        "id": format!("{base}/Incidents/{name}"),
-        "name": name.to_string(),
-        "etag": r.etag,
-        "type": "Microsoft.SecurityInsights/Incidents",
-        "properties": props,
-    })
+/// The value of a `$filter`/`$orderby` property path (see [`LIST_PROPERTIES`]).
+fn incident_prop(r: &SentinelRecord, prop: &str) -> Lit {
+    let s = |v: &str| Lit::Str(v.to_string());
+    let opt = |v: &Option<String>| v.as_ref().map_or(Lit::Null, |v| Lit::Str(v.clone()));
+    let owner = |f: fn(&OwnerInfo) -> &Option<String>| r.writable.owner.as_ref().map_or(Lit::Null, |o| opt(f(o)));
+    let w = &r.writable;
+    match prop {
+        "properties/title" => s(&w.title),
+        "properties/description" => opt(&w.description),
+        "properties/severity" => s(&w.severity),
+        "properties/status" => s(&w.status),
+        // Sentinel's known quirk: filtering on Undetermined matches nothing
+        // (Azure/azure-rest-api-specs#27165).
+        "properties/classification" => match w.classification.as_deref() {
+            Some("Undetermined") | None => Lit::Null,
+            Some(c) => s(c),
+        },
+        "properties/classificationReason" => opt(&w.classification_reason),
+        "properties/classificationComment" => opt(&w.classification_comment),
+        "properties/createdTimeUtc" => Lit::Time(r.read_only.created_time_utc),
+        "properties/lastModifiedTimeUtc" => Lit::Time(r.read_only.last_modified_time_utc),
+        "properties/firstActivityTimeUtc" => w.first_activity_time_utc.map_or(Lit::Null, Lit::Time),
+        "properties/lastActivityTimeUtc" => w.last_activity_time_utc.map_or(Lit::Null, Lit::Time),
+        "properties/incidentNumber" => Lit::Num(r.read_only.incident_number as f64),
+        "properties/providerName" => s(&r.read_only.provider_name),
+        "properties/providerIncidentId" => s(&r.read_only.provider_incident_id),
+        "properties/owner/objectId" => owner(|o| &o.object_id),
+        "properties/owner/email" => owner(|o| &o.email),
+        "properties/owner/assignedTo" => owner(|o| &o.assigned_to),
+        "properties/owner/userPrincipalName" => owner(|o| &o.user_principal_name),
+        "properties/owner/ownerType" => owner(|o| &o.owner_type),
+        // `name` is accepted but matches nothing (Azure/azure-rest-api-specs#28207).
+        _ => Lit::Null,
+    }
 }
 
-fn incident_prop(r: &SentinelRecord, prop: &str) -> Lit {
-    match prop.to_ascii_lowercase().as_str() {
-        "properties/lastmodifiedtimeutc" => r.read_only.last_modified_time_utc.map_or(Lit::Null, Lit::Time),
-        "properties/createdtimeutc" => r.read_only.created_time_utc.map_or(Lit::Null, Lit::Time),
-        "properties/status" => Lit::Str(r.writable.status.to_string()),
-        "properties/severity" => Lit::Str(r.writable.severity.to_string()),
-        "properties/title" => Lit::Str(r.writable.title.clone()),
-        "properties/incidentnumber" => r.read_only.incident_number.map_or(Lit::Null, |n| Lit::Num(n as f64)),
-        // Sentinel's known quirk: filtering on Undetermined classification matches nothing.
-        "properties/classification" => match &r.writable.classification {
-            Some(SentinelClassification::Undetermined) | None => Lit::Null,
-            Some(c) => Lit::Str(c.to_string()),
-        },
-        _ => Lit::Null,
+fn unknown_property(prop: &str) -> Response {
+    bad(format!("Could not find a property named '{prop}'"))
+}
+
+/// One `$orderby` item: a property and a direction.
+fn parse_order_by(o: &str) -> Result<Vec<(String, bool)>, Response> {
+    let mut keys = Vec::new();
+    for item in o.split(',') {
+        let mut it = item.split_whitespace();
+        let prop = it.next().unwrap_or("").to_string();
+        let asc = match it.next().map(|d| d.to_ascii_lowercase()) {
+            None => true,
+            Some(d) if d == "asc" => true,
+            Some(d) if d == "desc" => false,
+            Some(d) => return Err(bad(format!("'{d}' is not a valid $orderby direction"))),
+        };
+        if it.next().is_some() || prop.is_empty() {
+            return Err(bad(format!("$orderby '{o}' is not valid")));
+        }
+        if !LIST_PROPERTIES.contains(&prop.as_str()) {
+            return Err(unknown_property(&prop));
+        }
+        keys.push((prop, asc));
+    }
+    Ok(keys)
+}
+
+fn compare(a: &Lit, b: &Lit) -> std::cmp::Ordering {
+    use std::cmp::Ordering::*;
+    match (a, b) {
+        (Lit::Time(x), Lit::Time(y)) => x.cmp(y),
+        (Lit::Num(x), Lit::Num(y)) => x.partial_cmp(y).unwrap_or(Equal),
+        (Lit::Str(x), Lit::Str(y)) => x.to_ascii_lowercase().cmp(&y.to_ascii_lowercase()),
+        (Lit::Null, Lit::Null) => Equal,
+        (Lit::Null, _) => Less,
+        (_, Lit::Null) => Greater,
+        _ => Equal,
     }
 }
 
@@ -264,26 +411,23 @@ fn list_incidents(sim: &Sim, headers: &HeaderMap, path: &str, pairs: &[(String, 
     let top = match param(pairs, "$top").map(str::parse::<usize>) {
         None => DEFAULT_PAGE,
         Some(Ok(n)) if (1..=TOP_MAX).contains(&n) => n,
-        Some(_) => return bad(format!("$top must be between 1 and {TOP_MAX}")),
+        Some(_) => return bad(format!("The value of $top must be between 1 and {TOP_MAX}.")),
     };
     let clauses = match param(pairs, "$filter").map(filter::parse).transpose() {
         Ok(c) => c.unwrap_or_default(),
         Err(e) => return bad(format!("Invalid $filter: {e}")),
     };
-    let (order_prop, asc) = match param(pairs, "$orderby").map(|o| o.to_ascii_lowercase()) {
-        None => ("properties/lastmodifiedtimeutc".to_string(), false),
-        Some(o) => {
-            let mut it = o.split_whitespace();
-            let prop = it.next().unwrap_or("").to_string();
-            let dir = it.next().unwrap_or("asc");
-            if !["properties/lastmodifiedtimeutc", "properties/createdtimeutc", "properties/incidentnumber"]
-                .contains(&prop.as_str())
-                || !["asc", "desc"].contains(&dir)
-            {
-                return bad(format!("$orderby '{o}' is not supported"));
-            }
-            (prop, dir == "asc")
-        }
+    if let Some(c) = clauses.iter().find(|c| !LIST_PROPERTIES.contains(&c.prop.as_str())) {
+        sim.stats.bump("arm.incidents.list.bad_filter");
+        return unknown_property(&c.prop);
+    }
+    // Without `$orderby`: last modified first (not documented; assumed).
+    let order = match param(pairs, "$orderby") {
+        None => vec![("properties/lastModifiedTimeUtc".to_string(), false)],
+        Some(o) => match parse_order_by(o) {
+            Ok(k) => k,
+            Err(r) => return r,
+        },
     };
     let skip = match param(pairs, "$skipToken") {
         None => 0,
@@ -297,6 +441,7 @@ fn list_incidents(sim: &Sim, headers: &HeaderMap, path: &str, pairs: &[(String, 
             None => return bad("Invalid $skipToken"),
         },
     };
+    let tie = sim.options().tie_order;
     let world = sim.world();
     let mut items: Vec<(&Uuid, &SentinelRecord)> = world
         .sentinel
@@ -304,19 +449,21 @@ fn list_incidents(sim: &Sim, headers: &HeaderMap, path: &str, pairs: &[(String, 
         .filter(|(_, r)| clauses.iter().all(|c| filter::matches(c, &incident_prop(r, &c.prop))))
         .collect();
     items.sort_by(|a, b| {
-        let key = |r: &SentinelRecord| match incident_prop(r, &order_prop) {
-            Lit::Time(t) => t.unix_timestamp_nanos(),
-            Lit::Num(n) => n as i128,
-            _ => 0,
-        };
-        let o = key(a.1).cmp(&key(b.1)).then_with(|| a.0.cmp(b.0));
-        if asc {
-            o
-        } else {
-            o.reverse()
-        }
+        order
+            .iter()
+            .map(|(prop, asc)| {
+                let o = compare(&incident_prop(a.1, prop), &incident_prop(b.1, prop));
+                if *asc {
+                    o
+                } else {
+                    o.reverse()
+                }
+            })
+            .find(|o| o.is_ne())
+            .unwrap_or(std::cmp::Ordering::Equal)
+            .then_with(|| tie.key(a.1.seq).cmp(&tie.key(b.1.seq)))
     });
-    let value: Vec<Value> = items.iter().skip(skip).take(top).map(|(n, r)| incident_json(base, n, r)).collect();
+    let value: Vec<Value> = items.iter().skip(skip).take(top).map(|(n, r)| r.to_json(base, n)).collect();
     let mut body = json!({"value": value});
     if skip + top < items.len() {
         let host = headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("localhost");
@@ -333,15 +480,15 @@ fn list_incidents(sim: &Sim, headers: &HeaderMap, path: &str, pairs: &[(String, 
     Json(body).into_response()
 }
 
-/// Validates writable properties as Sentinel does.
-pub fn validate(w: &SentinelWritable) -> Result<(), String> {
+/// Validates writable properties as Sentinel does (beyond the shape `parse_incident_put` checks).
+pub fn validate(w: &IncidentWritable) -> Result<(), String> {
     if w.title.trim().is_empty() {
         return Err("Incident title is required".into());
     }
-    if matches!(w.severity, SentinelSeverity::Unrecognized(_)) {
+    if vocab::canonical(&w.severity, vocab::SENTINEL_SEVERITY).is_none() {
         return Err(format!("Severity '{}' is not valid", w.severity));
     }
-    if matches!(w.status, SentinelStatus::Unrecognized(_)) {
+    if vocab::canonical(&w.status, vocab::SENTINEL_STATUS).is_none() {
         return Err(format!("Status '{}' is not valid", w.status));
     }
     if let Some(d) = &w.description {
@@ -352,28 +499,31 @@ pub fn validate(w: &SentinelWritable) -> Result<(), String> {
             ));
         }
     }
-    if let Some(SentinelClassification::Unrecognized(c)) = &w.classification {
-        return Err(format!("Classification '{c}' is not valid"));
+    if let Some(c) = &w.classification {
+        if vocab::canonical(c, vocab::SENTINEL_CLASSIFICATION).is_none() {
+            return Err(format!("Classification '{c}' is not valid"));
+        }
     }
-    if let Some(ClassificationReason::Unrecognized(r)) = &w.classification_reason {
-        return Err(format!("ClassificationReason '{r}' is not valid"));
+    if let Some(r) = &w.classification_reason {
+        if vocab::canonical(r, vocab::SENTINEL_CLASSIFICATION_REASON).is_none() {
+            return Err(format!("ClassificationReason '{r}' is not valid"));
+        }
     }
-    if w.status == SentinelStatus::Closed {
+    if w.status == "Closed" {
         let Some(c) = &w.classification else {
             return Err("Incident classification is required when closing an incident".into());
         };
-        let allowed: &[ClassificationReason] = match c {
-            SentinelClassification::Undetermined => &[],
-            SentinelClassification::TruePositive => &[ClassificationReason::SuspiciousActivity],
-            SentinelClassification::BenignPositive => &[ClassificationReason::SuspiciousButExpected],
-            SentinelClassification::FalsePositive => {
-                &[ClassificationReason::IncorrectAlertLogic, ClassificationReason::InaccurateData]
-            }
-            SentinelClassification::Unrecognized(_) => &[],
+        // Pairing assumed from the portal's close dialog; reported: BenignPositive without a
+        // reason is a 400 "classification 'BenignPositive' must have classificationReason".
+        let allowed: &[&str] = match c.as_str() {
+            "TruePositive" => &["SuspiciousActivity"],
+            "BenignPositive" => &["SuspiciousButExpected"],
+            "FalsePositive" => &["IncorrectAlertLogic", "InaccurateData"],
+            _ => &[],
         };
         match (&w.classification_reason, allowed.is_empty()) {
             (None, false) => return Err(format!("classification '{c}' must have classificationReason")),
-            (Some(r), false) if !allowed.contains(r) => {
+            (Some(r), false) if !allowed.contains(&r.as_str()) => {
                 return Err(format!("classificationReason '{r}' does not match classification '{c}'"))
             }
             (Some(r), true) => return Err(format!("classification '{c}' cannot have classificationReason '{r}'")),
@@ -386,24 +536,49 @@ pub fn validate(w: &SentinelWritable) -> Result<(), String> {
     Ok(())
 }
 
-fn put_incident(sim: &Arc<Sim>, id: &str, body: &[u8], base: &str, _app: &str) -> Response {
+/// The owner as the server stores it: filled from the directory when `objectId` is a known user.
+pub fn resolve_owner(world: &World, owner: Option<OwnerInfo>) -> Option<OwnerInfo> {
+    let owner = owner?;
+    match owner.object_id.as_deref().and_then(|id| world.user_by_upn_or_id(id)) {
+        Some(u) => Some(OwnerInfo {
+            object_id: Some(u.id.clone()),
+            email: Some(u.mail.clone()),
+            assigned_to: Some(u.display_name.clone()),
+            user_principal_name: Some(u.user_principal_name.clone()),
+            owner_type: Some("User".into()),
+        }),
+        None if owner.object_id.is_some() => Some(OwnerInfo { owner_type: Some("Unknown".into()), ..owner }),
+        None => Some(owner),
+    }
+}
+
+fn put_incident(sim: &Arc<Sim>, id: &str, body: &[u8], base: &str) -> Response {
     sim.stats.bump("arm.incidents.put");
     let name = match incident_name(id) {
         Ok(n) => n,
         Err(r) => return r,
     };
-    let parsed: Result<SentinelIncidentBody, _> = serde_json::from_slice(body);
-    let mut body = match parsed {
-        Ok(b) => b,
+    let put = match parse_incident_put(body) {
+        Ok(p) => p,
         Err(e) => return bad(format!("The request content was invalid and could not be deserialized: {e}")),
     };
-    if let Err(e) = validate(&body.properties) {
+    if !put.read_only_sent.is_empty() {
+        sim.stats.bump("arm.incidents.put.read_only_sent");
+        if sim.options().reject_read_only_properties {
+            return bad(format!(
+                "The request content has read-only properties that cannot be set: {}",
+                put.read_only_sent.join(", ")
+            ));
+        }
+    }
+    let mut props = put.properties;
+    if let Err(e) = validate(&props) {
         return bad(e);
     }
     let mut world = sim.world();
     let now = world.now();
     let existing = world.sentinel.get(&name).cloned();
-    if let (Some(sent), Some(cur)) = (&body.etag, &existing) {
+    if let (Some(sent), Some(cur)) = (&put.etag, &existing) {
         if sent != &cur.etag {
             sim.stats.bump("arm.incidents.conflict");
             return arm_error(
@@ -413,61 +588,90 @@ fn put_incident(sim: &Arc<Sim>, id: &str, body: &[u8], base: &str, _app: &str) -
             );
         }
     }
-    // The server owns label types and fills the owner from the directory.
-    for l in body.properties.labels.iter_mut() {
-        l.label_type = Some(LabelType::User);
+    // The server owns label types: a label the incident already has as AutoAssigned stays so,
+    // every other label a client sends is a User label (assumed).
+    let auto: Vec<String> = existing
+        .iter()
+        .flat_map(|r| r.writable.labels.iter())
+        .filter(|l| l.label_type == "AutoAssigned")
+        .map(|l| l.label_name.clone())
+        .collect();
+    for l in props.labels.iter_mut() {
+        l.label_type = if auto.contains(&l.label_name) { "AutoAssigned".into() } else { "User".into() };
     }
-    if let Some(owner) = body.properties.owner.as_mut() {
-        match owner.object_id.as_deref().and_then(|id| world.user_by_upn_or_id(id)) {
-            Some(u) => {
-                *owner = Owner {
-                    object_id: Some(u.id.clone()),
-                    email: Some(u.mail.clone()),
-                    assigned_to: Some(u.display_name.clone()),
-                    user_principal_name: Some(u.user_principal_name.clone()),
-                    owner_type: Some(OwnerType::User),
-                }
-            }
-            None if owner.object_id.is_some() => owner.owner_type = Some(OwnerType::Unknown),
-            None => {}
-        }
-    }
+    props.owner = resolve_owner(&world, props.owner);
     let created = existing.is_none();
-    let mut record = existing.unwrap_or_else(|| {
-        let number = world.next_incident_number;
-        world.next_incident_number += 1;
-        SentinelRecord {
-            writable: body.properties.clone(),
-            read_only: SentinelReadOnly {
-                created_time_utc: Some(now),
-                incident_number: Some(number),
-                incident_url: Some(format!(
-                    "https://portal.azure.com/#asset/Microsoft_Azure_Security_Insights/Incident{base}/Incidents/{name}"
-                )),
-                provider_name: Some("Azure Sentinel".into()),
-                provider_incident_id: Some(number.to_string()),
-                ..Default::default()
-            },
-            etag: String::new(),
-            comments: BTreeMap::new(),
-            relations: BTreeMap::new(),
-            writes: 0,
+    let mut record = match existing {
+        Some(r) => r,
+        None => {
+            let number = world.next_incident_number;
+            world.next_incident_number += 1;
+            SentinelRecord {
+                writable: props.clone(),
+                read_only: IncidentReadOnly {
+                    created_time_utc: now,
+                    last_modified_time_utc: now,
+                    incident_number: number,
+                    incident_url: format!(
+                        "https://portal.azure.com/#asset/Microsoft_Azure_Security_Insights/Incident{}",
+                        SentinelRecord::arm_id(base, &name)
+                    ),
+                    provider_name: "Azure Sentinel".into(),
+                    provider_incident_id: number.to_string(),
+                    related_analytic_rule_ids: vec![],
+                },
+                etag: String::new(),
+                comments: BTreeMap::new(),
+                relations: BTreeMap::new(),
+                writes: 0,
+                seq: world.next_seq(),
+            }
         }
-    });
-    record.writable = body.properties;
-    record.read_only.last_modified_time_utc = Some(now);
-    record.read_only.additional_data = Some(additional_data(&record));
+    };
+    record.writable = props;
+    record.read_only.last_modified_time_utc = now;
     record.etag = World::new_etag();
     record.writes += 1;
-    let out = incident_json(base, &name, &record);
+    let out = record.to_json(base, &name);
     world.sentinel.insert(name, record);
     drop(world);
     super::automation::fire(sim, name, if created { "Create" } else { "Update" });
     (if created { StatusCode::CREATED } else { StatusCode::OK }, Json(out)).into_response()
 }
 
-fn additional_data(r: &SentinelRecord) -> Value {
-    json!({"alertsCount": 0, "bookmarksCount": 0, "commentsCount": r.comments.len(), "alertProductNames": [], "tactics": [], "techniques": []})
+/// Adds a comment to `record` (server side of a comment PUT and of an analyst's comment).
+/// Whether the incident's etag and `lastModifiedTimeUtc` change is the `touch` option.
+pub fn store_comment(
+    world: &mut World,
+    name: &Uuid,
+    comment_name: Uuid,
+    message: String,
+    author: Value,
+    touch: bool,
+) -> Result<(bool, SentinelComment), String> {
+    let now = world.now();
+    let seq = world.next_seq();
+    let Some(r) = world.sentinel.get_mut(name) else {
+        return Err("no such incident".into());
+    };
+    let existing = r.comments.get(&comment_name);
+    if existing.is_none() && r.comments.len() >= MAX_COMMENTS {
+        return Err(format!("Incident has reached the maximum of {MAX_COMMENTS} comments"));
+    }
+    let created = existing.map_or(now, |c| c.properties.created_time_utc);
+    let comment = SentinelComment {
+        name: comment_name,
+        etag: World::new_etag(),
+        properties: CommentProperties { message, created_time_utc: created, last_modified_time_utc: now, author },
+        seq: existing.map_or(seq, |c| c.seq),
+    };
+    let exists = existing.is_some();
+    r.comments.insert(comment_name, comment.clone());
+    if touch {
+        r.read_only.last_modified_time_utc = now;
+        r.etag = World::new_etag();
+    }
+    Ok((exists, comment))
 }
 
 fn put_comment(sim: &Arc<Sim>, id: &str, cid: &str, body: &[u8], base: &str, app: &str) -> Response {
@@ -484,33 +688,18 @@ fn put_comment(sim: &Arc<Sim>, id: &str, cid: &str, body: &[u8], base: &str, app
     if message.chars().count() > MAX_COMMENT_CHARS {
         return bad(format!("Comment message exceeds the maximum of {MAX_COMMENT_CHARS} characters"));
     }
-    let response = with_incident_mut(sim, id, |w, name| {
-        let now = w.now();
-        let Some(r) = w.sentinel.get_mut(name) else {
-            return empty(StatusCode::NOT_FOUND);
-        };
-        let exists = r.comments.contains_key(&comment_name);
-        if !exists && r.comments.len() >= MAX_COMMENTS {
-            return bad(format!("Incident has reached the maximum of {MAX_COMMENTS} comments"));
-        }
-        let created = r.comments.get(&comment_name).and_then(|c| c.properties.created_time_utc).unwrap_or(now);
-        let comment = SentinelComment {
-            id: format!("{base}/Incidents/{name}/Comments/{comment_name}"),
-            name: comment_name.to_string(),
-            etag: Some(World::new_etag()),
-            properties: SentinelCommentProperties {
-                message,
-                created_time_utc: Some(created),
-                last_modified_time_utc: Some(now),
-                author: Some(json!({"objectId": app, "name": "xdrsync", "userPrincipalName": null, "email": null})),
-            },
-        };
-        r.comments.insert(comment_name, comment.clone());
-        r.read_only.last_modified_time_utc = Some(now);
-        r.read_only.additional_data = Some(additional_data(r));
-        r.etag = World::new_etag();
-        (if exists { StatusCode::OK } else { StatusCode::CREATED }, Json(comment)).into_response()
-    });
+    let touch = sim.options().sentinel_comment_touches_incident;
+    let author = json!({"objectId": object_id_of(app), "name": "xdrsync", "userPrincipalName": null, "email": null});
+    let response =
+        with_incident_mut(sim, id, |w, name| match store_comment(w, name, comment_name, message, author, touch) {
+            Ok((exists, comment)) => (
+                if exists { StatusCode::OK } else { StatusCode::CREATED },
+                Json(comment.to_json(&SentinelRecord::arm_id(base, name))),
+            )
+                .into_response(),
+            Err(e) => bad(e),
+        });
+    // "Incident updated" automation also fires on added comments (Learn), touched or not.
     if response.status().is_success() {
         if let Ok(name) = Uuid::parse_str(id) {
             super::automation::fire(sim, name, "Update");
@@ -536,7 +725,7 @@ fn put_relation(sim: &Sim, id: &str, rel: &str, body: &[u8], base: &str) -> Resp
             return empty(StatusCode::NOT_FOUND);
         };
         let value = json!({
-            "id": format!("{base}/Incidents/{name}/relations/{rel}"),
+            "id": format!("{}/relations/{rel}", SentinelRecord::arm_id(base, name)),
             "name": rel, "etag": World::new_etag(), "type": "Microsoft.SecurityInsights/Incidents/relations",
             "properties": {"relatedResourceId": related, "relatedResourceName": related.rsplit('/').next().unwrap_or(""),
                            "relatedResourceType": "", "relatedResourceKind": ""}

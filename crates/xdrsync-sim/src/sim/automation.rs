@@ -33,12 +33,12 @@ pub fn fire(sim: &Arc<Sim>, name: Uuid, event: &'static str) {
         let payload = {
             let world = sim.world();
             let Some(rec) = world.sentinel.get(&name) else { return };
-            let base = format!("{}/providers/Microsoft.SecurityInsights", sim.config.workspace.resource_id());
+            let base = sim.sentinel_base();
             let ws = &sim.config.workspace;
             json!({
                 "objectSchemaType": "incident",
                 "objectEventType": event,
-                "object": super::arm::incident_json(&base, &name, rec),
+                "object": rec.to_json(&base, &name),
                 "workspaceInfo": {"SubscriptionId": ws.subscription_id, "ResourceGroupName": ws.resource_group, "WorkspaceName": ws.name},
                 "workspaceId": Uuid::new_v5(&Uuid::NAMESPACE_URL, ws.resource_id().as_bytes()).to_string(),
             })

@@ -1,6 +1,7 @@
 //! The simulator's control API under `/_sim`: seed incidents, make analyst edits on either side
 //! (bumping modification times as the services do), merge incidents, inject faults, read what
-//! the simulated services hold, and read per-API request counts. No auth: loopback test tool.
+//! the simulated services hold, read per-API request counts, change the open behaviours
+//! (`/_sim/options`) and the app's grants (`/_sim/permissions`). No auth: loopback test tool.
 
 use std::sync::Arc;
 
@@ -13,14 +14,13 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use super::arm::{incident_json, validate};
+use super::arm::{resolve_owner, store_comment, validate};
 use super::faults::{arm_error, FaultRule};
-use super::graph::apply_patch;
-use super::seed::{edit_rng, make_alert, seed, SeedSpec};
-use super::world::{SimUser, World};
-use super::Sim;
-use xdrsync_core::domain::defender::{AlertComment, IncidentStatus};
-use xdrsync_core::domain::sentinel::*;
+use super::model::{vocab, GraphComment, GraphView, IncidentLabel, OwnerInfo, SentinelRecord};
+use super::permissions::{Permissions, RoleKind};
+use super::seed::{edit_rng, insert_alert, make_alert, seed, SeedSpec};
+use super::world::{Audience, SimUser, World};
+use super::{Sim, SimOptions};
 
 pub fn routes() -> Router<Arc<Sim>> {
     Router::new()
@@ -38,6 +38,10 @@ pub fn routes() -> Router<Arc<Sim>> {
         .route("/_sim/users", get(users).post(add_user))
         .route("/_sim/config", get(config))
         .route("/_sim/automation", axum::routing::put(set_automation).delete(clear_automation))
+        .route("/_sim/options", get(options).patch(patch_options))
+        .route("/_sim/permissions", get(permissions).put(set_permissions))
+        .route("/_sim/permissions/withhold", post(withhold))
+        .route("/_sim/permissions/grant", post(grant))
 }
 
 fn bad(msg: impl Into<String>) -> Response {
@@ -52,9 +56,12 @@ async fn seed_incidents(State(sim): State<Arc<Sim>>, Json(spec): Json<SeedSpec>)
     Json(json!({"ids": ids})).into_response()
 }
 
+/// Everything the control API renders shows evolvable members and comments oldest first.
+const FULL_VIEW: GraphView = GraphView { evolvable: true, comments_newest_first: false };
+
 async fn defender_incidents(State(sim): State<Arc<Sim>>) -> Json<Value> {
     let world = sim.world();
-    Json(json!(world.incidents.values().collect::<Vec<_>>()))
+    Json(json!(world.incidents.values().map(|i| i.to_json(FULL_VIEW)).collect::<Vec<_>>()))
 }
 
 #[derive(Deserialize)]
@@ -65,8 +72,12 @@ struct AlertQuery {
 
 async fn defender_alerts(State(sim): State<Arc<Sim>>, Query(q): Query<AlertQuery>) -> Json<Value> {
     let world = sim.world();
-    let alerts: Vec<_> =
-        world.alerts.values().filter(|a| q.incident_id.is_none() || a.incident_id == q.incident_id).collect();
+    let alerts: Vec<Value> = world
+        .alerts
+        .values()
+        .filter(|a| q.incident_id.is_none() || a.incident_id == q.incident_id)
+        .map(|a| a.to_json(FULL_VIEW))
+        .collect();
     Json(json!(alerts))
 }
 
@@ -81,27 +92,27 @@ async fn edit_defender(
     let now = world.now();
     let add_alerts = edit.remove("addAlerts").and_then(|v| v.as_u64()).unwrap_or(0) as usize;
     let comment = edit.remove("comment").and_then(|v| v.as_str().map(str::to_string));
-    let status = edit.remove("status").and_then(|v| v.as_str().map(IncidentStatus::parse));
+    let status = edit.remove("status").and_then(|v| v.as_str().map(str::to_string));
     let author =
         edit.remove("by").and_then(|v| v.as_str().map(str::to_string)).unwrap_or_else(|| "alice@contoso.com".into());
     let Some(incident) = world.incident_mut(&id) else {
         return arm_error(StatusCode::NOT_FOUND, "NotFound", format!("incident {id}"));
     };
     let mut updated = incident.clone();
-    if let Err(e) = apply_patch(&mut updated, &edit) {
+    if let Err(e) = updated.apply_patch(&edit) {
         return bad(e);
     }
     if let Some(s) = status {
-        if matches!(s, IncidentStatus::Unrecognized(_)) {
-            return bad(format!("status '{s}' is not valid"));
+        match vocab::canonical(&s, vocab::INCIDENT_STATUS) {
+            Some(s) => updated.status = s.to_string(),
+            None => return bad(format!("status '{s}' is not valid")),
         }
-        updated.status = s;
     }
     if let Some(text) = comment {
-        updated.comments.push(AlertComment {
-            comment: Some(text),
-            created_by_display_name: Some(author.clone()),
-            created_date_time: Some(now),
+        updated.comments.push(GraphComment {
+            comment: text,
+            created_by_display_name: author.clone(),
+            created_date_time: now,
         });
     }
     updated.last_update_date_time = now;
@@ -112,9 +123,9 @@ async fn edit_defender(
     for _ in 0..add_alerts {
         world.next_alert_seq += 1;
         let a = make_alert(&mut rng, world.next_alert_seq, &tenant, &id, now);
-        world.alerts.insert(a.id.clone(), a);
+        insert_alert(&mut world, a);
     }
-    Json(updated).into_response()
+    Json(updated.to_json(FULL_VIEW)).into_response()
 }
 
 #[derive(Deserialize)]
@@ -133,10 +144,10 @@ async fn merge(State(sim): State<Arc<Sim>>, Json(m): Json<MergeRequest>) -> Resp
     let now = world.now();
     for a in world.alerts.values_mut().filter(|a| a.incident_id.as_deref() == Some(m.source.as_str())) {
         a.incident_id = Some(m.target.clone());
-        a.last_update_date_time = Some(now);
+        a.last_update_date_time = now;
     }
     if let Some(s) = world.incident_mut(&m.source) {
-        s.status = IncidentStatus::Redirected;
+        s.status = "redirected".into();
         s.redirect_incident_id = Some(m.target.clone());
         s.last_update_date_time = now;
     }
@@ -147,14 +158,17 @@ async fn merge(State(sim): State<Arc<Sim>>, Json(m): Json<MergeRequest>) -> Resp
 }
 
 async fn sentinel_incidents(State(sim): State<Arc<Sim>>) -> Json<Value> {
-    let base = format!("{}/providers/Microsoft.SecurityInsights", sim.config.workspace.resource_id());
+    let base = sim.sentinel_base();
     let world = sim.world();
     let out: Vec<Value> = world
         .sentinel
         .iter()
         .map(|(name, r)| {
-            let mut v = incident_json(&base, name, r);
-            v["comments"] = json!(r.comments.values().collect::<Vec<_>>());
+            let mut v = r.to_json(&base, name);
+            let id = SentinelRecord::arm_id(&base, name);
+            let mut comments: Vec<_> = r.comments.values().collect();
+            comments.sort_by_key(|c| c.seq);
+            v["comments"] = json!(comments.iter().map(|c| c.to_json(&id)).collect::<Vec<_>>());
             v["relations"] = json!(r.relations.values().collect::<Vec<_>>());
             v["writes"] = json!(r.writes);
             v
@@ -174,39 +188,39 @@ async fn edit_sentinel(
     let Ok(name) = Uuid::parse_str(&name) else {
         return bad("name must be a GUID");
     };
+    let touch_for_comment = sim.options().sentinel_comment_touches_incident;
     let mut world = sim.world();
     let now = world.now();
     let owner = match edit.get("ownerUpn") {
         None => None,
         Some(Value::Null) => Some(None),
         Some(Value::String(upn)) => match world.user_by_upn_or_id(upn) {
-            Some(u) => Some(Some(Owner {
-                object_id: Some(u.id.clone()),
-                email: Some(u.mail.clone()),
-                assigned_to: Some(u.display_name.clone()),
-                user_principal_name: Some(u.user_principal_name.clone()),
-                owner_type: Some(OwnerType::User),
-            })),
+            Some(u) => {
+                resolve_owner(&world, Some(OwnerInfo { object_id: Some(u.id.clone()), ..Default::default() })).map(Some)
+            }
             None => return bad(format!("no user {upn}")),
         },
         Some(_) => return bad("ownerUpn must be a string or null"),
     };
-    let Some(record) = world.sentinel.get_mut(&name) else {
+    let Some(record) = world.sentinel.get(&name) else {
         return arm_error(StatusCode::NOT_FOUND, "NotFound", format!("incident {name}"));
     };
     let mut w = record.writable.clone();
     let text = |k: &str| edit.get(k).and_then(Value::as_str);
+    // Members are stored in the documented spelling; an unknown one is refused by `validate`.
+    let member = |v: &str, members: &[&'static str]| vocab::canonical(v, members).map_or(v.to_string(), String::from);
     if let Some(s) = text("status") {
-        w.status = SentinelStatus::parse(s);
+        w.status = member(s, vocab::SENTINEL_STATUS);
     }
     if let Some(s) = text("severity") {
-        w.severity = SentinelSeverity::parse(s);
+        w.severity = member(s, vocab::SENTINEL_SEVERITY);
     }
     if edit.contains_key("classification") {
-        w.classification = text("classification").map(SentinelClassification::parse);
+        w.classification = text("classification").map(|c| member(c, vocab::SENTINEL_CLASSIFICATION));
     }
     if edit.contains_key("classificationReason") {
-        w.classification_reason = text("classificationReason").map(ClassificationReason::parse);
+        w.classification_reason =
+            text("classificationReason").map(|c| member(c, vocab::SENTINEL_CLASSIFICATION_REASON));
     }
     if let Some(c) = text("classificationComment") {
         w.classification_comment = Some(c.to_string());
@@ -215,33 +229,41 @@ async fn edit_sentinel(
         w.owner = o;
     }
     if let Some(labels) = edit.get("labels").and_then(Value::as_array) {
-        w.labels = labels.iter().filter_map(Value::as_str).map(Label::user).collect();
+        let auto: Vec<&IncidentLabel> = w.labels.iter().filter(|l| l.label_type == "AutoAssigned").collect();
+        w.labels = labels
+            .iter()
+            .filter_map(Value::as_str)
+            .map(|n| match auto.iter().find(|l| l.label_name == n) {
+                Some(l) => (*l).clone(),
+                None => IncidentLabel::user(n),
+            })
+            .collect();
     }
     if let Err(e) = validate(&w) {
         return bad(e);
     }
-    record.writable = w;
-    if let Some(message) = text("comment") {
-        let cid = Uuid::new_v4();
-        record.comments.insert(
-            cid,
-            SentinelComment {
-                id: String::new(),
-                name: cid.to_string(),
-                etag: Some(World::new_etag()),
-                properties: SentinelCommentProperties {
-                    message: message.to_string(),
-                    created_time_utc: Some(now),
-                    last_modified_time_utc: Some(now),
-                    author: Some(json!({"name": text("by").unwrap_or("Alice Analyst"), "userPrincipalName": text("by").unwrap_or("alice@contoso.com")})),
-                },
-            },
-        );
+    let only_comment = edit.keys().all(|k| k == "comment" || k == "by");
+    let changed = w != record.writable;
+    if let Some(record) = world.sentinel.get_mut(&name) {
+        record.writable = w;
     }
-    record.read_only.last_modified_time_utc = Some(now);
-    record.etag = World::new_etag();
-    let base = format!("{}/providers/Microsoft.SecurityInsights", sim.config.workspace.resource_id());
-    let out = incident_json(&base, &name, record);
+    if let Some(message) = text("comment") {
+        let by = text("by");
+        let author =
+            json!({"name": by.unwrap_or("Alice Analyst"), "userPrincipalName": by.unwrap_or("alice@contoso.com")});
+        let touch = touch_for_comment || !only_comment;
+        if let Err(e) = store_comment(&mut world, &name, Uuid::new_v4(), message.to_string(), author, touch) {
+            return bad(e);
+        }
+    }
+    if changed || !only_comment {
+        if let Some(record) = world.sentinel.get_mut(&name) {
+            record.read_only.last_modified_time_utc = now.max(record.read_only.last_modified_time_utc);
+            record.etag = World::new_etag();
+        }
+    }
+    let base = sim.sentinel_base();
+    let out = world.sentinel[&name].to_json(&base, &name);
     drop(world);
     super::automation::fire(&sim, name, "Update");
     Json(out).into_response()
@@ -290,10 +312,72 @@ async fn add_user(State(sim): State<Arc<Sim>>, Json(u): Json<NewUser>) -> Json<V
     Json(json!(user))
 }
 
+async fn options(State(sim): State<Arc<Sim>>) -> Json<Value> {
+    Json(json!(sim.options()))
+}
+
+/// Merges the given options into the current ones (fields not given keep their value).
+async fn patch_options(State(sim): State<Arc<Sim>>, Json(patch): Json<serde_json::Map<String, Value>>) -> Response {
+    let mut current = json!(sim.options());
+    for (k, v) in patch {
+        current[k] = v;
+    }
+    match serde_json::from_value::<SimOptions>(current) {
+        Ok(o) => {
+            *sim.options.lock().unwrap_or_else(|p| p.into_inner()) = o.clone();
+            Json(json!(o)).into_response()
+        }
+        Err(e) => bad(format!("invalid options: {e}")),
+    }
+}
+
+async fn permissions(State(sim): State<Arc<Sim>>) -> Json<Value> {
+    Json(json!(sim.permissions()))
+}
+
+/// Replaces the app's grants. Graph roles are token claims: issued Graph tokens are revoked
+/// when they change, so the client's next call fails with 401 and it fetches a new token.
+fn replace_permissions(sim: &Sim, new: Permissions) {
+    let graph_changed = {
+        let mut p = sim.permissions.lock().unwrap_or_else(|p| p.into_inner());
+        let changed = p.graph_app_roles != new.graph_app_roles;
+        *p = new;
+        changed
+    };
+    if graph_changed {
+        sim.world().revoke_tokens(Audience::Graph);
+    }
+}
+
+async fn set_permissions(State(sim): State<Arc<Sim>>, Json(p): Json<Permissions>) -> Json<Value> {
+    replace_permissions(&sim, p);
+    Json(json!(sim.permissions()))
+}
+
+#[derive(Deserialize)]
+struct RoleChange {
+    role: String,
+}
+
+async fn withhold(State(sim): State<Arc<Sim>>, Json(r): Json<RoleChange>) -> Json<Value> {
+    let mut p = sim.permissions();
+    let kind: RoleKind = p.withhold(&r.role);
+    replace_permissions(&sim, p);
+    Json(json!({"withheld": r.role, "kind": format!("{kind:?}"), "permissions": sim.permissions()}))
+}
+
+async fn grant(State(sim): State<Arc<Sim>>, Json(r): Json<RoleChange>) -> Json<Value> {
+    let mut p = sim.permissions();
+    let kind: RoleKind = p.grant(&r.role);
+    replace_permissions(&sim, p);
+    Json(json!({"granted": r.role, "kind": format!("{kind:?}"), "permissions": sim.permissions()}))
+}
+
 async fn config(State(sim): State<Arc<Sim>>) -> Json<Value> {
     let c = &sim.config;
     Json(json!({"tenantId": c.tenant_id, "clientId": c.client_id, "workspaceResourceId": c.workspace.resource_id(),
-        "dcrImmutableId": c.dcr_immutable_id, "streams": c.streams}))
+        "dcrImmutableId": c.dcr_immutable_id, "streams": c.streams,
+        "options": sim.options(), "permissions": sim.permissions()}))
 }
 
 async fn set_automation(State(sim): State<Arc<Sim>>, Json(a): Json<super::Automation>) -> StatusCode {

@@ -24,7 +24,7 @@ fn aad_error(status: StatusCode, error: &str, code: u32, description: &str) -> R
         "error": error,
         "error_description": format!("AADSTS{code}: {description}"),
         "error_codes": [code],
-        "timestamp": xdrsync_core::domain::time_fmt::format(OffsetDateTime::now_utc()),
+        "timestamp": super::timefmt::format(OffsetDateTime::now_utc()),
         "trace_id": uuid::Uuid::new_v4().to_string(),
         "correlation_id": uuid::Uuid::new_v4().to_string(),
     });
@@ -34,12 +34,15 @@ fn aad_error(status: StatusCode, error: &str, code: u32, description: &str) -> R
 fn issue(sim: &Sim, audience: Audience, app_id: &str) -> (String, u64) {
     let token = format!("sim.{}", uuid::Uuid::new_v4().simple());
     let lifetime = sim.config.token_lifetime_secs;
+    // Graph application roles travel in the token; Azure RBAC is checked per request.
+    let roles = if audience == Audience::Graph { sim.permissions().graph_app_roles } else { Default::default() };
     sim.world().tokens.insert(
         token.clone(),
         IssuedToken {
             audience,
             expires: OffsetDateTime::now_utc() + Duration::seconds(lifetime as i64),
             app_id: app_id.to_string(),
+            roles,
         },
     );
     (token, lifetime)
@@ -111,13 +114,28 @@ async fn managed_identity(
     Json(serde_json::json!({"access_token": access_token, "expires_on": expires_on, "resource": resource, "token_type": "Bearer", "client_id": app})).into_response()
 }
 
-/// Checks `Authorization: Bearer …` for `audience`; returns the caller's app id, or the 401.
+/// Who called, from the bearer token.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub app_id: String,
+    /// The token's `roles` claim (Graph application roles; empty for other audiences).
+    pub roles: std::collections::BTreeSet<String>,
+}
+
+impl Caller {
+    /// Whether the token carries one of `any_of`.
+    pub fn has_any(&self, any_of: &[&str]) -> bool {
+        any_of.iter().any(|r| self.roles.contains(*r))
+    }
+}
+
+/// Checks `Authorization: Bearer …` for `audience`; returns the caller, or the 401.
 pub fn authorize(
     sim: &Sim,
     headers: &HeaderMap,
     audience: Audience,
     error: fn(StatusCode, &str, String) -> Response,
-) -> Result<String, Response> {
+) -> Result<Caller, Response> {
     let token = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
@@ -143,6 +161,6 @@ pub fn authorize(
             "InvalidAuthenticationToken",
             "Access token validation failure. Invalid audience.".into(),
         )),
-        Some(t) => Ok(t.app_id.clone()),
+        Some(t) => Ok(Caller { app_id: t.app_id.clone(), roles: t.roles.clone() }),
     }
 }

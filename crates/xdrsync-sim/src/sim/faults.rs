@@ -1,5 +1,11 @@
 //! Fault injection and request counting for the simulator. Faults apply to the simulated APIs,
 //! never to `/_sim`; counts are per API operation (`graph.incidents.list`, `arm.incidents.put`…).
+//!
+//! Besides failing before the service acts (`Status`) and answering late (`Slow`), a rule can
+//! let a write commit and then lose the answer (`CommitThenFail`): the change is stored, the client
+//! sees a 5xx and must cope with a write that happened although it was told otherwise (the
+//! "response lost" case every real network has). It applies to writes only: Graph PATCH/POST,
+//! ARM PUT/DELETE, Logs Ingestion POST.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -7,7 +13,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::StatusCode;
+use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -21,6 +27,9 @@ pub enum FaultKind {
     Status { status: u16 },
     /// Delay the real answer.
     Slow { millis: u64 },
+    /// Let the write go through (stored), then answer `status` instead of the real answer.
+    /// Writes only; a write the service refused keeps its real answer.
+    CommitThenFail { status: u16 },
 }
 
 /// One rule: with probability `rate`, requests to `api` (`graph`, `arm`, `logs`, `entra`, or
@@ -52,11 +61,12 @@ impl Faults {
         *self.rules.lock().unwrap_or_else(|p| p.into_inner()) = rules;
     }
 
-    fn pick(&self, api: &str) -> Option<FaultRule> {
+    fn pick(&self, api: &str, write: bool) -> Option<FaultRule> {
         let mut rules = self.rules.lock().unwrap_or_else(|p| p.into_inner());
         for rule in rules.iter_mut() {
-            if (rule.api == "all" || rule.api == api) && rule.remaining != Some(0) && rand::random::<f64>() < rule.rate
-            {
+            let applies = (rule.api == "all" || rule.api == api)
+                && (write || !matches!(rule.kind, FaultKind::CommitThenFail { .. }));
+            if applies && rule.remaining != Some(0) && rand::random::<f64>() < rule.rate {
                 if let Some(n) = rule.remaining.as_mut() {
                     *n -= 1;
                 }
@@ -101,37 +111,80 @@ pub fn api_of(path: &str) -> Option<&'static str> {
     }
 }
 
+/// Whether a request to `api` changes state (the requests `CommitThenFail` applies to).
+pub fn is_write(api: &str, method: &Method) -> bool {
+    match api {
+        "graph" | "logs" => matches!(*method, Method::PATCH | Method::POST | Method::PUT | Method::DELETE),
+        "arm" => matches!(*method, Method::PATCH | Method::PUT | Method::DELETE),
+        _ => false,
+    }
+}
+
+/// The injected answer, in the error shape of the API it stands in for.
+fn fault_response(api: &str, status: u16, retry_after_secs: Option<u64>) -> Response {
+    let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let error_code = match status {
+        429 => "TooManyRequests",
+        500 => "InternalServerError",
+        502 => "BadGateway",
+        503 => "ServiceUnavailable",
+        504 => "GatewayTimeout",
+        _ => "SimulatedFault",
+    };
+    let message = format!("simulated {status}");
+    let mut resp =
+        if api == "graph" { graph_error(code, error_code, message) } else { arm_error(code, error_code, message) };
+    if matches!(status, 429 | 503) {
+        let secs = retry_after_secs.unwrap_or(1).to_string();
+        resp.headers_mut().insert("retry-after", secs.parse().expect("digits are a valid header"));
+    }
+    resp
+}
+
 pub async fn apply(State(sim): State<Arc<Sim>>, req: Request, next: Next) -> Response {
     let Some(api) = api_of(req.uri().path()) else {
         return next.run(req).await;
     };
     sim.stats.bump(&format!("{api}.requests"));
-    match sim.faults.pick(api) {
+    let write = is_write(api, req.method());
+    match sim.faults.pick(api, write) {
         Some(FaultRule { kind: FaultKind::Status { status }, retry_after_secs, .. }) => {
             sim.stats.bump(&format!("{api}.faults"));
-            let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            let body =
-                serde_json::json!({"error": {"code": "SimulatedFault", "message": format!("simulated {status}")}});
-            let mut resp = (code, axum::Json(body)).into_response();
-            if matches!(status, 429 | 503) {
-                let secs = retry_after_secs.unwrap_or(1).to_string();
-                resp.headers_mut().insert("retry-after", secs.parse().expect("digits are a valid header"));
-            }
-            resp
+            fault_response(api, status, retry_after_secs)
         }
         Some(FaultRule { kind: FaultKind::Slow { millis }, .. }) => {
             sim.stats.bump(&format!("{api}.faults"));
             tokio::time::sleep(Duration::from_millis(millis)).await;
             next.run(req).await
         }
+        Some(FaultRule { kind: FaultKind::CommitThenFail { status }, retry_after_secs, .. }) => {
+            let real = next.run(req).await;
+            if !real.status().is_success() {
+                return real;
+            }
+            sim.stats.bump(&format!("{api}.faults"));
+            sim.stats.bump(&format!("{api}.commit_then_fail"));
+            fault_response(api, status, retry_after_secs)
+        }
         None => next.run(req).await,
     }
 }
 
-/// A Graph-shaped error response.
+/// A Graph-shaped error response (`error.code`, `message`, `innerError` with date and ids).
 pub fn graph_error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
-    let body = serde_json::json!({"error": {"code": code, "message": message.into(), "details": [],
-        "innerError": {"date": xdrsync_core::domain::time_fmt::format(time::OffsetDateTime::now_utc()), "request-id": uuid::Uuid::new_v4().to_string()}}});
+    let now = time::OffsetDateTime::now_utc();
+    let date = format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+        now.year(),
+        u8::from(now.month()),
+        now.day(),
+        now.hour(),
+        now.minute(),
+        now.second()
+    );
+    let id = uuid::Uuid::new_v4().to_string();
+    let body = serde_json::json!({"error": {"code": code, "message": message.into(),
+        "innerError": {"date": date, "request-id": id, "client-request-id": id}}});
     (status, axum::Json(body)).into_response()
 }
 

@@ -78,7 +78,7 @@ fn literal(tok: &str) -> Result<Lit, String> {
         "null" => return Ok(Lit::Null),
         _ => {}
     }
-    if let Ok(t) = xdrsync_core::domain::time_fmt::parse(tok) {
+    if let Ok(t) = super::timefmt::parse(tok) {
         return Ok(Lit::Time(t));
     }
     tok.parse::<f64>().map(Lit::Num).map_err(|_| format!("'{tok}' is not a valid literal"))

@@ -1,7 +1,9 @@
 //! Simulated Microsoft Graph security API v1.0: incidents (list/get/patch/comments),
-//! alerts_v2 (list/get) and users. Lists sort newest `lastUpdateDateTime` first (as documented),
-//! page with `$skip` in an opaque-to-clients `@odata.nextLink`, and enforce `$top` ≤ 50 for
-//! incidents with Graph's own error text.
+//! alerts_v2 (list/get) and users. Lists sort newest `lastUpdateDateTime` first (as documented;
+//! records with equal times in the world's tie order, never by id), page with `$skip` in an
+//! opaque-to-clients `@odata.nextLink`, and enforce `$top` ≤ 50 for incidents with Graph's own
+//! error text. `$filter` takes the documented filterable properties only. Every operation checks
+//! the token's application roles (`permissions.rs`).
 
 use std::sync::Arc;
 
@@ -12,14 +14,13 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
-use super::entra::authorize;
+use super::entra::{authorize, Caller};
 use super::faults::graph_error;
 use super::filter::{self, Lit};
+use super::model::{GraphAlert, GraphComment, GraphIncident, GraphView};
+use super::permissions::{self as perm, graph_missing_roles};
 use super::world::Audience;
-use super::Sim;
-use xdrsync_core::domain::defender::{
-    AlertComment, Classification, DefenderAlert, DefenderIncident, Determination, IncidentStatus, Severity,
-};
+use super::{CommentOrder, Sim};
 
 const CONTEXT: &str = "https://graph.microsoft.com/v1.0/$metadata";
 pub const INCIDENT_TOP_MAX: usize = 50;
@@ -40,8 +41,22 @@ fn err(status: StatusCode, code: &str, message: String) -> Response {
     graph_error(status, code, message)
 }
 
-fn auth(sim: &Sim, headers: &HeaderMap) -> Result<String, Response> {
-    authorize(sim, headers, Audience::Graph, err)
+/// The caller, if its token is valid and carries one of `roles`.
+fn auth(sim: &Sim, headers: &HeaderMap, roles: &[&str]) -> Result<Caller, Response> {
+    let caller = authorize(sim, headers, Audience::Graph, err)?;
+    if !caller.has_any(roles) {
+        sim.stats.bump("graph.forbidden");
+        return Err(graph_missing_roles(roles, &caller.roles));
+    }
+    Ok(caller)
+}
+
+/// How answers to this request are rendered.
+fn view(sim: &Sim, headers: &HeaderMap) -> GraphView {
+    GraphView {
+        evolvable: wants_unknown_members(headers),
+        comments_newest_first: sim.options().graph_comment_order == CommentOrder::NewestFirst,
+    }
 }
 
 fn bad_request(message: impl Into<String>) -> Response {
@@ -124,45 +139,25 @@ fn wants_unknown_members(headers: &HeaderMap) -> bool {
         .any(|v| v.split(',').any(|p| p.trim().eq_ignore_ascii_case("include-unknown-enum-members")))
 }
 
-/// Without the Prefer header Graph hides evolvable enum members added after unknownFutureValue.
-fn incident_json(i: &DefenderIncident, evolvable: bool) -> Value {
-    let mut v = serde_json::to_value(i).unwrap_or(Value::Null);
-    if !evolvable && i.status == IncidentStatus::AwaitingAction {
-        v["status"] = json!("unknownFutureValue");
-    }
-    v["@odata.type"] = json!("#microsoft.graph.security.incident");
-    v
-}
-
-fn alert_json(a: &DefenderAlert, evolvable: bool) -> Value {
-    let mut v = serde_json::to_value(a).unwrap_or(Value::Null);
-    let late = ["microsoftDefenderForCloud", "microsoftSentinel"];
-    if !evolvable && a.service_source.as_deref().is_some_and(|s| late.contains(&s)) {
-        v["serviceSource"] = json!("unknownFutureValue");
-    }
-    v["@odata.type"] = json!("#microsoft.graph.security.alert");
-    v
-}
-
 fn opt_str(s: &Option<String>) -> Lit {
     s.as_ref().map_or(Lit::Null, |s| Lit::Str(s.clone()))
 }
 
-fn incident_prop(i: &DefenderIncident, prop: &str) -> Lit {
+fn incident_prop(i: &GraphIncident, prop: &str) -> Lit {
     match prop.to_ascii_lowercase().as_str() {
         "lastupdatedatetime" => Lit::Time(i.last_update_date_time),
-        "createddatetime" => i.created_date_time.map_or(Lit::Null, Lit::Time),
-        "status" => Lit::Str(i.status.to_string()),
-        "severity" => Lit::Str(i.severity.to_string()),
+        "createddatetime" => Lit::Time(i.created_date_time),
+        "status" => Lit::Str(i.status.clone()),
+        "severity" => Lit::Str(i.severity.clone()),
         "assignedto" => opt_str(&i.assigned_to),
-        "classification" => i.classification.as_ref().map_or(Lit::Null, |c| Lit::Str(c.to_string())),
-        "determination" => i.determination.as_ref().map_or(Lit::Null, |c| Lit::Str(c.to_string())),
+        "classification" => Lit::Str(i.classification.clone()),
+        "determination" => Lit::Str(i.determination.clone()),
         _ => Lit::Null,
     }
 }
 
 async fn list_incidents(State(sim): State<Arc<Sim>>, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response {
-    if let Err(r) = auth(&sim, &headers) {
+    if let Err(r) = auth(&sim, &headers, perm::GRAPH_INCIDENTS_READ) {
         return r;
     }
     sim.stats.bump("graph.incidents.list");
@@ -179,34 +174,30 @@ async fn list_incidents(State(sim): State<Arc<Sim>>, headers: HeaderMap, RawQuer
         Ok(q) => q,
         Err(r) => return r,
     };
+    let tie = sim.options().tie_order;
+    let view = view(&sim, &headers);
     let world = sim.world();
-    let mut items: Vec<&DefenderIncident> = world
+    let mut items: Vec<&GraphIncident> = world
         .incidents
         .values()
         .filter(|i| q.filter.iter().all(|c| filter::matches(c, &incident_prop(i, &c.prop))))
         .collect();
+    // Newest first unless asked otherwise; equal times in the tie order, never by id.
     items.sort_by(|a, b| {
-        let o = a
-            .last_update_date_time
-            .cmp(&b.last_update_date_time)
-            .then_with(|| a.id.parse::<u64>().unwrap_or(0).cmp(&b.id.parse::<u64>().unwrap_or(0)));
-        if q.order_asc {
-            o
-        } else {
-            o.reverse()
-        }
+        let o = a.last_update_date_time.cmp(&b.last_update_date_time);
+        let o = if q.order_asc { o } else { o.reverse() };
+        o.then_with(|| tie.key(a.seq).cmp(&tie.key(b.seq)))
     });
     let total = items.len();
     let top = q.top.unwrap_or(INCIDENT_TOP_MAX);
-    let evolvable = wants_unknown_members(&headers);
     let page: Vec<Value> = items
         .iter()
         .skip(q.skip)
         .take(top)
         .map(|i| {
-            let mut v = incident_json(i, evolvable);
+            let mut v = i.to_json(view);
             if q.expand_alerts {
-                v["alerts"] = Value::Array(world.alerts_of(&i.id).iter().map(|a| alert_json(a, evolvable)).collect());
+                v["alerts"] = Value::Array(world.alerts_of(&i.id).iter().map(|a| a.to_json(view)).collect());
             }
             v
         })
@@ -231,7 +222,7 @@ async fn get_incident(
     Path(id): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Response {
-    if let Err(r) = auth(&sim, &headers) {
+    if let Err(r) = auth(&sim, &headers, perm::GRAPH_INCIDENTS_READ) {
         return r;
     }
     // A single GET takes `$expand=alerts` (and `$select`), nothing else of the list's options.
@@ -240,13 +231,13 @@ async fn get_incident(
         Err(r) => return r,
     };
     sim.stats.bump("graph.incidents.get");
+    let view = view(&sim, &headers);
     let world = sim.world();
     match world.incident(&id) {
         Some(i) => {
-            let evolvable = wants_unknown_members(&headers);
-            let mut v = incident_json(i, evolvable);
+            let mut v = i.to_json(view);
             if q.expand_alerts {
-                v["alerts"] = Value::Array(world.alerts_of(&i.id).iter().map(|a| alert_json(a, evolvable)).collect());
+                v["alerts"] = Value::Array(world.alerts_of(&i.id).iter().map(|a| a.to_json(view)).collect());
             }
             v["@odata.context"] = json!(format!("{CONTEXT}#security/incidents/$entity"));
             Json(v).into_response()
@@ -255,85 +246,34 @@ async fn get_incident(
     }
 }
 
-/// Applies a PATCH body to an incident. Read-only and unknown properties are ignored, as Graph
-/// ignores them; invalid values of updatable properties are a 400.
-pub(super) fn apply_patch(i: &mut DefenderIncident, body: &serde_json::Map<String, Value>) -> Result<(), String> {
-    fn string(v: &Value, name: &str) -> Result<String, String> {
-        v.as_str().map(str::to_string).ok_or_else(|| format!("'{name}' must be a string"))
-    }
-    for (k, v) in body {
-        match k.as_str() {
-            "assignedTo" => i.assigned_to = if v.is_null() { None } else { Some(string(v, k)?) },
-            "classification" => {
-                let c = Classification::parse(&string(v, k)?);
-                if matches!(c, Classification::Unrecognized(_)) {
-                    return Err(format!("'{v}' is not a valid classification"));
-                }
-                i.classification = Some(c);
-            }
-            "determination" => {
-                let d = Determination::parse(&string(v, k)?);
-                if matches!(d, Determination::Unrecognized(_)) {
-                    return Err(format!("'{v}' is not a valid determination"));
-                }
-                i.determination = Some(d);
-            }
-            "customTags" => {
-                let tags = v.as_array().ok_or("'customTags' must be an array")?;
-                i.custom_tags = tags.iter().map(|t| string(t, k)).collect::<Result<_, _>>()?;
-            }
-            "description" => i.description = Some(string(v, k)?),
-            "displayName" => i.display_name = Some(string(v, k)?),
-            "summary" => i.summary = Some(string(v, k)?),
-            "resolvingComment" => i.resolving_comment = Some(string(v, k)?),
-            "severity" => {
-                let s = Severity::parse(&string(v, k)?);
-                if matches!(s, Severity::Unrecognized(_)) {
-                    return Err(format!("'{v}' is not a valid severity"));
-                }
-                i.severity = s;
-            }
-            "status" => {
-                let s = IncidentStatus::parse(&string(v, k)?);
-                // Graph docs (incident update): PATCH takes active, resolved, redirected (not inProgress).
-                if !matches!(s, IncidentStatus::Active | IncidentStatus::Resolved | IncidentStatus::Redirected) {
-                    return Err(format!("'{v}' is not a status that can be set"));
-                }
-                i.status = s;
-            }
-            _ => {} // read-only or unknown: ignored
-        }
-    }
-    Ok(())
-}
-
 async fn patch_incident(
     State(sim): State<Arc<Sim>>,
     headers: HeaderMap,
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> Response {
-    let app = match auth(&sim, &headers) {
-        Ok(a) => a,
+    let app = match auth(&sim, &headers, perm::GRAPH_INCIDENTS_WRITE) {
+        Ok(c) => c.app_id,
         Err(r) => return r,
     };
     sim.stats.bump("graph.incidents.patch");
     let Ok(Value::Object(patch)) = serde_json::from_slice::<Value>(&body) else {
         return bad_request("The request body must be a JSON object");
     };
+    let view = view(&sim, &headers);
     let mut world = sim.world();
     let now = world.now();
     let Some(incident) = world.incident_mut(&id) else {
         return not_found("Incident", &id);
     };
     let mut updated = incident.clone();
-    if let Err(e) = apply_patch(&mut updated, &patch) {
+    if let Err(e) = updated.apply_patch(&patch) {
         return bad_request(e);
     }
     updated.last_update_date_time = now;
     updated.last_modified_by = Some(format!("API-App:{app}"));
     *incident = updated.clone();
-    let mut v = incident_json(&updated, wants_unknown_members(&headers));
+    let mut v = updated.to_json(view);
     v["@odata.context"] = json!(format!("{CONTEXT}#security/incidents/$entity"));
     Json(v).into_response()
 }
@@ -344,8 +284,8 @@ async fn add_comment(
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> Response {
-    let app = match auth(&sim, &headers) {
-        Ok(a) => a,
+    let app = match auth(&sim, &headers, perm::GRAPH_INCIDENTS_WRITE) {
+        Ok(c) => c.app_id,
         Err(r) => return r,
     };
     sim.stats.bump("graph.incidents.comments.post");
@@ -355,51 +295,77 @@ async fn add_comment(
     let Some(text) = text.filter(|t| !t.trim().is_empty()) else {
         return bad_request("'comment' is required");
     };
+    let view = view(&sim, &headers);
     let mut world = sim.world();
     let now = world.now();
     let Some(incident) = world.incident_mut(&id) else {
         return not_found("Incident", &id);
     };
-    incident.comments.push(AlertComment {
-        comment: Some(text),
-        created_by_display_name: Some(format!("API-App:{app}")),
-        created_date_time: Some(now),
+    incident.comments.push(GraphComment {
+        comment: text,
+        created_by_display_name: format!("API-App:{app}"),
+        created_date_time: now,
     });
     incident.last_update_date_time = now;
-    Json(json!({"@odata.context": format!("{CONTEXT}#Collection(microsoft.graph.security.alertComment)"), "value": incident.comments})).into_response()
+    // The documented answer is the incident's whole comment list, in the order the incident
+    // itself lists them.
+    let value = incident.to_json(view)["comments"].take();
+    Json(json!({"@odata.context": format!("{CONTEXT}#Collection(microsoft.graph.security.alertComment)"), "value": value})).into_response()
 }
 
-fn alert_prop(a: &DefenderAlert, prop: &str) -> Lit {
+fn alert_prop(a: &GraphAlert, prop: &str) -> Lit {
     match prop.to_ascii_lowercase().as_str() {
         "incidentid" => opt_str(&a.incident_id),
-        "lastupdatedatetime" => a.last_update_date_time.map_or(Lit::Null, Lit::Time),
-        "createddatetime" => a.created_date_time.map_or(Lit::Null, Lit::Time),
-        "severity" => Lit::Str(a.severity.to_string()),
-        "status" => a.status.as_ref().map_or(Lit::Null, |s| Lit::Str(s.to_string())),
-        "servicesource" => opt_str(&a.service_source),
+        "lastupdatedatetime" => Lit::Time(a.last_update_date_time),
+        "createddatetime" => Lit::Time(a.created_date_time),
+        "severity" => Lit::Str(a.severity.clone()),
+        "status" => Lit::Str(a.status.clone()),
+        "servicesource" => Lit::Str(a.service_source.clone()),
+        "assignedto" => opt_str(&a.assigned_to),
+        "classification" => Lit::Str(a.classification.clone()),
+        "determination" => Lit::Str(a.determination.clone()),
         _ => Lit::Null,
     }
 }
 
 async fn list_alerts(State(sim): State<Arc<Sim>>, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response {
-    if let Err(r) = auth(&sim, &headers) {
+    if let Err(r) = auth(&sim, &headers, perm::GRAPH_ALERTS_READ) {
         return r;
     }
     sim.stats.bump("graph.alerts.list");
-    let allowed = ["incidentId", "lastUpdateDateTime", "createdDateTime", "severity", "status", "serviceSource"];
+    // The documented filterable properties, plus `incidentId`: not in the list-alerts page's
+    // list, but widely used to fetch one incident's alerts (assumed to work).
+    let allowed = [
+        "assignedTo",
+        "classification",
+        "determination",
+        "createdDateTime",
+        "lastUpdateDateTime",
+        "severity",
+        "serviceSource",
+        "status",
+        "incidentId",
+    ];
     let q = match parse_query(raw.as_deref(), ALERT_TOP_MAX, &allowed) {
         Ok(q) => q,
         Err(r) => return r,
     };
+    let tie = sim.options().tie_order;
+    let view = view(&sim, &headers);
     let world = sim.world();
-    let items: Vec<&DefenderAlert> = world
+    let mut items: Vec<&GraphAlert> = world
         .alerts
         .values()
         .filter(|a| q.filter.iter().all(|c| filter::matches(c, &alert_prop(a, &c.prop))))
         .collect();
+    // "The most recent alerts are displayed at the top of the list."
+    items.sort_by(|a, b| {
+        let o = a.last_update_date_time.cmp(&b.last_update_date_time);
+        let o = if q.order_asc { o } else { o.reverse() };
+        o.then_with(|| tie.key(a.seq).cmp(&tie.key(b.seq)))
+    });
     let top = q.top.unwrap_or(ALERT_DEFAULT_PAGE);
-    let evolvable = wants_unknown_members(&headers);
-    let page: Vec<Value> = items.iter().skip(q.skip).take(top).map(|a| alert_json(a, evolvable)).collect();
+    let page: Vec<Value> = items.iter().skip(q.skip).take(top).map(|a| a.to_json(view)).collect();
     let mut body = json!({"@odata.context": format!("{CONTEXT}#security/alerts_v2"), "value": page});
     if q.count {
         body["@odata.count"] = json!(items.len());
@@ -411,13 +377,14 @@ async fn list_alerts(State(sim): State<Arc<Sim>>, headers: HeaderMap, RawQuery(r
 }
 
 async fn get_alert(State(sim): State<Arc<Sim>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    if let Err(r) = auth(&sim, &headers) {
+    if let Err(r) = auth(&sim, &headers, perm::GRAPH_ALERTS_READ) {
         return r;
     }
     sim.stats.bump("graph.alerts.get");
+    let view = view(&sim, &headers);
     let world = sim.world();
     match world.alerts.get(&id) {
-        Some(a) => Json(alert_json(a, wants_unknown_members(&headers))).into_response(),
+        Some(a) => Json(a.to_json(view)).into_response(),
         None => not_found("Alert", &id),
     }
 }
@@ -428,17 +395,25 @@ async fn get_user(
     Path(id): Path<String>,
     RawQuery(_q): RawQuery,
 ) -> Response {
-    if let Err(r) = auth(&sim, &headers) {
-        return r;
+    match authorize(&sim, &headers, Audience::Graph, err) {
+        Err(r) => return r,
+        Ok(c) if !c.has_any(perm::GRAPH_USERS_READ) => {
+            sim.stats.bump("graph.forbidden");
+            return perm::graph_directory_denied();
+        }
+        Ok(_) => {}
     }
     sim.stats.bump("graph.users.get");
     let world = sim.world();
     match world.user_by_upn_or_id(&id) {
-        Some(u) => {
-            let mut v = serde_json::to_value(u).unwrap_or(Value::Null);
-            v["@odata.context"] = json!(format!("{CONTEXT}#users/$entity"));
-            Json(v).into_response()
-        }
+        Some(u) => Json(json!({
+            "@odata.context": format!("{CONTEXT}#users/$entity"),
+            "id": u.id,
+            "userPrincipalName": u.user_principal_name,
+            "displayName": u.display_name,
+            "mail": u.mail,
+        }))
+        .into_response(),
         None => graph_error(
             StatusCode::NOT_FOUND,
             "Request_ResourceNotFound",

@@ -15,6 +15,7 @@ use serde_json::Value;
 
 use super::entra::authorize;
 use super::faults::{arm_error, empty};
+use super::permissions::{logs_forbidden, object_id_of, MONITORING_METRICS_PUBLISHER};
 use super::world::Audience;
 use super::Sim;
 
@@ -38,10 +39,22 @@ async fn ingest(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    if let Err(r) = authorize(&sim, &headers, Audience::Monitor, err) {
-        return r;
-    }
+    let caller = match authorize(&sim, &headers, Audience::Monitor, err) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
     sim.stats.bump("logs.post");
+    // Azure RBAC on the DCR, evaluated per request.
+    if !sim.permissions().dcr_roles.contains(MONITORING_METRICS_PUBLISHER) {
+        sim.stats.bump("logs.forbidden");
+        let ws = &sim.config.workspace;
+        let dcr_arm_id = format!(
+            "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.Insights/dataCollectionRules/xdrsync",
+            ws.subscription_id, ws.resource_group
+        );
+        let oid = object_id_of(&caller.app_id);
+        return logs_forbidden(&sim.config.dcr_immutable_id, &dcr_arm_id, &sim.config.tenant_id, &oid);
+    }
     if !q.contains_key("api-version") {
         return err(StatusCode::BAD_REQUEST, "MissingApiVersion", "api-version is required".into());
     }
@@ -97,9 +110,10 @@ async fn ingest(
         Ok(_) => return err(StatusCode::BAD_REQUEST, "InvalidPayload", "Body must be a JSON array of objects".into()),
         Err(e) => return err(StatusCode::BAD_REQUEST, "InvalidJson", format!("Body is not valid JSON: {e}")),
     };
-    if let Some(i) = rows.iter().position(|r| {
-        r.get("TimeGenerated").and_then(Value::as_str).is_none_or(|t| xdrsync_core::domain::time_fmt::parse(t).is_err())
-    }) {
+    if let Some(i) = rows
+        .iter()
+        .position(|r| r.get("TimeGenerated").and_then(Value::as_str).is_none_or(|t| super::timefmt::parse(t).is_err()))
+    {
         return err(StatusCode::BAD_REQUEST, "InvalidPayload", format!("Row {i} has no valid TimeGenerated"));
     }
     // Log Analytics reserves these names; a stream that sends them is misdeclared.

@@ -4,8 +4,14 @@
 //!
 //! It is strict where the real services are (ARCHITECTURE.md: “Service facts”): `$top` limits, bearer tokens per
 //! audience, etag 409s, read-only fields ignored, Closed needs a classification, 1 MB ingestion
-//! cap, 429s with Retry-After when faults are injected. Paths match the real hosts' paths, so
-//! one port serves every API: point each endpoint setting at it.
+//! cap, 429s with Retry-After when faults are injected, `$filter` only on properties the service
+//! filters on, 403s with the services' bodies when a role is missing ([`Permissions`]), ties in
+//! list order not broken by id ([`TieOrder`]), writes that commit and then lose their answer
+//! ([`FaultKind::CommitThenFail`]). Paths match the real hosts' paths, so one port serves every
+//! API: point each endpoint setting at it.
+//!
+//! It never serializes or parses with xdrsync's models: `model.rs` holds its own documents,
+//! written from the public documentation, so a product modelling mistake fails a test.
 
 // Handlers' helpers return ready-made error responses; boxing them would only add noise.
 #![allow(clippy::result_large_err)]
@@ -18,7 +24,10 @@ mod faults;
 mod filter;
 mod graph;
 mod logs;
+pub mod model;
+pub mod permissions;
 pub mod seed;
+pub mod timefmt;
 mod world;
 
 use std::net::SocketAddr;
@@ -29,8 +38,65 @@ use tokio::net::TcpListener;
 
 pub use automation::Automation;
 pub use faults::{FaultKind, FaultRule};
-pub use world::{SimUser, World};
-use xdrsync_core::domain::workspace::Workspace;
+pub use permissions::Permissions;
+pub use world::{SimUser, TieOrder, World};
+
+use serde::{Deserialize, Serialize};
+
+/// The simulated Sentinel workspace (an ARM resource).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SimWorkspace {
+    pub subscription_id: String,
+    pub resource_group: String,
+    pub name: String,
+}
+
+impl SimWorkspace {
+    /// `/subscriptions/{s}/resourceGroups/{rg}/providers/Microsoft.OperationalInsights/workspaces/{w}`
+    pub fn resource_id(&self) -> String {
+        format!(
+            "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.OperationalInsights/workspaces/{}",
+            self.subscription_id, self.resource_group, self.name
+        )
+    }
+}
+
+/// Order of an incident's `comments` array in Graph answers (not documented; both are plausible).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum CommentOrder {
+    OldestFirst,
+    NewestFirst,
+}
+
+/// Behaviours the documentation leaves open; tests pick the one they need (`SimConfig::options`
+/// at start, `GET`/`PATCH /_sim/options` at run time).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct SimOptions {
+    /// Order of Graph incidents' `comments` (default oldest first).
+    pub graph_comment_order: CommentOrder,
+    /// Whether adding a Sentinel comment changes the parent incident's `etag` and
+    /// `lastModifiedTimeUtc` (default true). `additionalData.commentsCount` always counts.
+    pub sentinel_comment_touches_incident: bool,
+    /// Order of records with equal sort keys in every list (default a seeded shuffle).
+    pub tie_order: TieOrder,
+    /// Answer 400 to a Sentinel PUT that carries read-only properties (`labels[].labelType`,
+    /// `providerName`, `incidentNumber`, …) instead of ignoring them (default false: ignored and
+    /// counted as `arm.incidents.put.read_only_sent`).
+    pub reject_read_only_properties: bool,
+}
+
+impl Default for SimOptions {
+    fn default() -> Self {
+        Self {
+            graph_comment_order: CommentOrder::OldestFirst,
+            sentinel_comment_touches_incident: true,
+            tie_order: TieOrder::Shuffled { seed: 0x5eed },
+            reject_read_only_properties: false,
+        }
+    }
+}
 
 /// What the simulated tenant looks like.
 #[derive(Debug, Clone)]
@@ -40,12 +106,16 @@ pub struct SimConfig {
     pub client_secret: String,
     /// Header secret of the simulated managed-identity endpoint (`/msi/token`).
     pub identity_header: String,
-    pub workspace: Workspace,
+    pub workspace: SimWorkspace,
     pub dcr_immutable_id: String,
     /// Declared DCR input streams.
     pub streams: Vec<String>,
     /// Lifetime of issued tokens.
     pub token_lifetime_secs: u64,
+    /// The app's roles at start (control API: `/_sim/permissions`).
+    pub permissions: Permissions,
+    /// Open behaviours at start (control API: `/_sim/options`).
+    pub options: SimOptions,
 }
 
 impl SimConfig {
@@ -56,7 +126,7 @@ impl SimConfig {
             client_id: "0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0".into(),
             client_secret: "sim-client-secret-not-real".into(),
             identity_header: "sim-identity-header-not-real".into(),
-            workspace: Workspace {
+            workspace: SimWorkspace {
                 subscription_id: "00000000-0000-0000-0000-000000000000".into(),
                 resource_group: "rg-soc".into(),
                 name: "soc-workspace".into(),
@@ -64,6 +134,8 @@ impl SimConfig {
             dcr_immutable_id: "dcr-00000000000000000000000000000001".into(),
             streams: vec!["Custom-XdrsyncAlerts".into()],
             token_lifetime_secs: 3599,
+            permissions: Permissions::default(),
+            options: SimOptions::default(),
         }
     }
 
@@ -93,6 +165,8 @@ pub struct Sim {
     pub world: std::sync::Mutex<World>,
     pub faults: faults::Faults,
     pub stats: faults::Stats,
+    pub options: std::sync::Mutex<SimOptions>,
+    pub permissions: std::sync::Mutex<Permissions>,
     /// Where simulated automation rules deliver the playbook payload (`None` = off).
     pub automation: std::sync::Mutex<Option<Automation>>,
     pub http: reqwest::Client,
@@ -102,6 +176,8 @@ impl Sim {
     pub fn new(config: SimConfig) -> Arc<Self> {
         Arc::new(Self {
             world: std::sync::Mutex::new(World::new(&config)),
+            options: std::sync::Mutex::new(config.options.clone()),
+            permissions: std::sync::Mutex::new(config.permissions.clone()),
             config,
             faults: Default::default(),
             stats: Default::default(),
@@ -112,6 +188,21 @@ impl Sim {
 
     pub fn world(&self) -> std::sync::MutexGuard<'_, World> {
         self.world.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The current options.
+    pub fn options(&self) -> SimOptions {
+        self.options.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The current grants.
+    pub fn permissions(&self) -> Permissions {
+        self.permissions.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The `…/providers/Microsoft.SecurityInsights` base of incident ids.
+    pub fn sentinel_base(&self) -> String {
+        format!("{}/providers/Microsoft.SecurityInsights", self.config.workspace.resource_id())
     }
 }
 

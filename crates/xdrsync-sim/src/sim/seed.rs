@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use time::{Duration, OffsetDateTime};
 
+use super::model::{GraphAlert, GraphIncident};
 use super::world::World;
-use xdrsync_core::domain::defender::{AlertStatus, DefenderAlert, DefenderIncident, IncidentStatus, Severity};
 
 /// What to seed.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -129,7 +129,7 @@ const DEVICES: &[&str] = &["wks-fin-042", "srv-dc-01", "lap-hr-007", "wks-dev-11
 fn evidence(rng: &mut StdRng, kind: Evidence, at: OffsetDateTime) -> Value {
     let (user, name) = USERS[rng.gen_range(0..USERS.len())];
     let device = DEVICES[rng.gen_range(0..DEVICES.len())];
-    let created = xdrsync_core::domain::time_fmt::format(at);
+    let created = super::timefmt::format(at);
     let verdict = ["suspicious", "malicious", "unknown"][rng.gen_range(0..3)];
     let user_account = json!({"accountName": user, "domainName": "CONTOSO", "displayName": name,
         "userPrincipalName": format!("{user}@contoso.com"), "azureAdUserId": uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_DNS, user.as_bytes()).to_string(),
@@ -213,50 +213,55 @@ fn evidence(rng: &mut StdRng, kind: Evidence, at: OffsetDateTime) -> Value {
 }
 
 /// A new alert for `incident_id` (id unique within the world).
-pub fn make_alert(rng: &mut StdRng, seq: u64, tenant: &str, incident_id: &str, at: OffsetDateTime) -> DefenderAlert {
+pub fn make_alert(rng: &mut StdRng, seq: u64, tenant: &str, incident_id: &str, at: OffsetDateTime) -> GraphAlert {
     let p = &PRODUCTS[rng.gen_range(0..PRODUCTS.len())];
     let (title, category, techniques) = p.titles[rng.gen_range(0..p.titles.len())];
     let n_evidence = rng.gen_range(1..=p.evidence.len());
     let ev = (0..n_evidence).map(|i| evidence(rng, p.evidence[i], at)).collect();
     let id = format!("da{}_{}", 637_000_000_000_000_000u64 + seq, -(rng.gen_range(1..2_000_000_000i64)));
-    let severity =
-        [Severity::Low, Severity::Medium, Severity::High, Severity::Informational][rng.gen_range(0..4)].clone();
+    let severity = ["low", "medium", "high", "informational"][rng.gen_range(0..4)];
     let first = at - Duration::minutes(rng.gen_range(1..240));
-    DefenderAlert {
+    GraphAlert {
         id: id.clone(),
-        provider_alert_id: Some(format!("{:x}", rng.gen::<u64>())),
+        provider_alert_id: format!("{:x}", rng.gen::<u64>()),
         incident_id: Some(incident_id.to_string()),
-        status: Some(AlertStatus::New),
-        severity,
-        classification: None,
-        determination: None,
-        service_source: Some(p.service_source.into()),
-        detection_source: Some(p.detection_source.into()),
-        detector_id: Some(uuid::Uuid::from_u128(rng.gen()).to_string()),
-        tenant_id: Some(tenant.to_string()),
-        title: Some(title.into()),
-        description: Some(format!("{title}. Review the evidence and the device timeline.")),
-        recommended_actions: Some(
-            "Isolate the device, reset the user's credentials, and review related activity.".into(),
-        ),
-        category: Some(category.into()),
+        status: "new".into(),
+        severity: severity.into(),
+        classification: "unknown".into(),
+        determination: "unknown".into(),
+        service_source: p.service_source.into(),
+        detection_source: p.detection_source.into(),
+        detector_id: uuid::Uuid::from_u128(rng.gen()).to_string(),
+        tenant_id: tenant.to_string(),
+        title: title.into(),
+        description: format!("{title}. Review the evidence and the device timeline."),
+        recommended_actions: "Isolate the device, reset the user's credentials, and review related activity.".into(),
+        category: category.into(),
         assigned_to: None,
-        alert_web_url: Some(format!("https://security.microsoft.com/alerts/{id}?tid={tenant}")),
-        incident_web_url: Some(format!("https://security.microsoft.com/incidents/{incident_id}?tid={tenant}")),
+        alert_web_url: format!("https://security.microsoft.com/alerts/{id}?tid={tenant}"),
+        incident_web_url: format!("https://security.microsoft.com/incidents/{incident_id}?tid={tenant}"),
         actor_display_name: None,
         threat_display_name: None,
         threat_family_name: None,
         mitre_techniques: techniques.iter().map(|t| t.to_string()).collect(),
-        created_date_time: Some(at),
-        last_update_date_time: Some(at),
+        created_date_time: at,
+        last_update_date_time: at,
         resolved_date_time: None,
-        first_activity_date_time: Some(first),
-        last_activity_date_time: Some(at),
-        product_name: Some(p.product_name.into()),
+        first_activity_date_time: first,
+        last_activity_date_time: at,
+        product_name: p.product_name.into(),
         evidence: ev,
         system_tags: vec![],
-        additional_data: None,
+        comments: vec![],
+        // Set by the caller when the alert enters the world.
+        seq: 0,
     }
+}
+
+/// Puts `alert` into the world with the next insertion sequence number.
+pub fn insert_alert(world: &mut World, mut alert: GraphAlert) {
+    alert.seq = world.next_seq();
+    world.alerts.insert(alert.id.clone(), alert);
 }
 
 /// Seeds incidents; returns their ids.
@@ -273,15 +278,14 @@ pub fn seed(world: &mut World, tenant: &str, spec: &SeedSpec) -> Vec<String> {
         } else {
             rng.gen_range(spec.min_alerts.max(1)..=spec.max_alerts.max(spec.min_alerts.max(1)))
         };
-        let alerts: Vec<DefenderAlert> = (0..alert_count)
+        let alerts: Vec<GraphAlert> = (0..alert_count)
             .map(|_| {
                 world.next_alert_seq += 1;
                 make_alert(&mut rng, world.next_alert_seq, tenant, &id, at)
             })
             .collect();
-        let first_title = alerts[0].title.clone().unwrap_or_default();
-        let categories: std::collections::BTreeSet<&str> =
-            alerts.iter().filter_map(|a| a.category.as_deref()).collect();
+        let first_title = alerts[0].title.clone();
+        let categories: std::collections::BTreeSet<&str> = alerts.iter().map(|a| a.category.as_str()).collect();
         let display_name = if categories.len() > 1 {
             format!(
                 "Multi-stage incident involving {} reported by multiple sources",
@@ -290,33 +294,32 @@ pub fn seed(world: &mut World, tenant: &str, spec: &SeedSpec) -> Vec<String> {
         } else {
             format!("{first_title} involving one user")
         };
-        let severity = alerts.iter().map(|a| a.severity.clone()).max_by_key(severity_rank).unwrap_or(Severity::Medium);
-        let incident = DefenderIncident {
+        let severity = alerts.iter().map(|a| a.severity.as_str()).max_by_key(|s| severity_rank(s)).unwrap_or("medium");
+        let incident = GraphIncident {
             id: id.clone(),
-            tenant_id: Some(tenant.to_string()),
-            display_name: Some(display_name),
+            tenant_id: tenant.to_string(),
+            display_name,
             description: Some(format!("Correlated {} alert(s). First seen: {first_title}.", alerts.len())),
             summary: None,
-            created_date_time: Some(at - Duration::seconds(rng.gen_range(0..600))),
+            created_date_time: at - Duration::seconds(rng.gen_range(0..600)),
             last_update_date_time: at,
-            status: IncidentStatus::Active,
-            severity,
+            status: "active".into(),
+            severity: severity.to_string(),
             assigned_to: None,
-            classification: Some(xdrsync_core::domain::defender::Classification::Unknown),
-            determination: Some(xdrsync_core::domain::defender::Determination::Unknown),
+            classification: "unknown".into(),
+            determination: "unknown".into(),
             custom_tags: if rng.gen_bool(0.3) { vec!["VIP".into()] } else { vec![] },
             system_tags: vec![],
-            incident_web_url: Some(format!("https://security.microsoft.com/incident2/{id}/overview?tid={tenant}")),
+            incident_web_url: format!("https://security.microsoft.com/incident2/{id}/overview?tid={tenant}"),
             redirect_incident_id: None,
             resolving_comment: None,
             last_modified_by: Some("Microsoft 365 Defender-AlertCorrelation".into()),
             priority_score: Some(rng.gen_range(0..100)),
             comments: vec![],
-            alerts: None,
-            alerts_next_link: None,
+            seq: world.next_seq(),
         };
         for a in alerts {
-            world.alerts.insert(a.id.clone(), a);
+            insert_alert(world, a);
         }
         world.incidents.insert(id.parse().unwrap_or_default(), incident);
         ids.push(id);
@@ -324,12 +327,13 @@ pub fn seed(world: &mut World, tenant: &str, spec: &SeedSpec) -> Vec<String> {
     ids
 }
 
-pub fn severity_rank(s: &Severity) -> u8 {
+/// Rank of an `alertSeverity` member (high first).
+pub fn severity_rank(s: &str) -> u8 {
     match s {
-        Severity::High => 4,
-        Severity::Medium => 3,
-        Severity::Low => 2,
-        Severity::Informational => 1,
+        "high" => 4,
+        "medium" => 3,
+        "low" => 2,
+        "informational" => 1,
         _ => 0,
     }
 }

@@ -1,17 +1,21 @@
 //! The simulator's data: Defender incidents and alerts, Sentinel incidents with comments and
-//! relations, ingested log rows, issued tokens and directory users. Timestamps are cut to
-//! 100 ns (Graph's precision) and strictly increase, as a single service clock would.
+//! relations, ingested log rows, issued tokens and directory users, all in the simulator's own
+//! model (`model.rs`). Timestamps are cut to 100 ns (Graph's precision) and strictly increase, as
+//! a single service clock would.
+//!
+//! Lists never break ties by id: records carry their insertion sequence, and records whose sort
+//! keys are equal come out in insertion order or in a seeded shuffle ([`TieOrder`]), so a client
+//! that relies on ids to order equal timestamps is caught.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
+use super::model::{GraphAlert, GraphIncident, SentinelRecord};
 use super::SimConfig;
-use xdrsync_core::domain::defender::{DefenderAlert, DefenderIncident};
-use xdrsync_core::domain::sentinel::{SentinelComment, SentinelReadOnly, SentinelWritable};
 
 /// Token audiences the simulator issues.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +42,34 @@ pub struct IssuedToken {
     pub audience: Audience,
     pub expires: OffsetDateTime,
     pub app_id: String,
+    /// The `roles` claim: Graph application roles granted when the token was issued.
+    pub roles: BTreeSet<String>,
+}
+
+/// How records whose sort keys are equal are ordered in list answers. Neither breaks ties by id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "kind")]
+pub enum TieOrder {
+    /// In the order the records were created.
+    Insertion,
+    /// A fixed pseudo-random permutation of the records, from `seed` (stable across pages).
+    Shuffled { seed: u64 },
+}
+
+impl TieOrder {
+    /// The secondary sort key of a record created `seq`-th.
+    pub fn key(self, seq: u64) -> u64 {
+        match self {
+            TieOrder::Insertion => seq,
+            TieOrder::Shuffled { seed } => {
+                // splitmix64
+                let mut z = seed.wrapping_add(seq.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+                z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+                z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+                z ^ (z >> 31)
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -60,22 +92,9 @@ impl SimUser {
     }
 }
 
-/// A Sentinel incident as the simulator stores it.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct SentinelRecord {
-    pub writable: SentinelWritable,
-    pub read_only: SentinelReadOnly,
-    pub etag: String,
-    pub comments: BTreeMap<Uuid, SentinelComment>,
-    pub relations: BTreeMap<String, Value>,
-    /// How many times a client PUT this incident (create included).
-    pub writes: u64,
-}
-
 pub struct World {
-    pub incidents: BTreeMap<u64, DefenderIncident>,
-    pub alerts: BTreeMap<String, DefenderAlert>,
+    pub incidents: BTreeMap<u64, GraphIncident>,
+    pub alerts: BTreeMap<String, GraphAlert>,
     pub next_incident_id: u64,
     /// Makes every alert id unique, whatever the random generator produces.
     pub next_alert_seq: u64,
@@ -85,6 +104,7 @@ pub struct World {
     pub tokens: HashMap<String, IssuedToken>,
     pub users: Vec<SimUser>,
     last_time: OffsetDateTime,
+    next_seq: u64,
 }
 
 impl World {
@@ -110,6 +130,7 @@ impl World {
             tokens: HashMap::new(),
             users,
             last_time: OffsetDateTime::UNIX_EPOCH,
+            next_seq: 0,
         }
     }
 
@@ -122,6 +143,12 @@ impl World {
         t
     }
 
+    /// The next insertion sequence number (for the order of ties).
+    pub fn next_seq(&mut self) -> u64 {
+        self.next_seq += 1;
+        self.next_seq
+    }
+
     pub fn user_by_upn_or_id(&self, key: &str) -> Option<&SimUser> {
         self.users.iter().find(|u| u.user_principal_name.eq_ignore_ascii_case(key) || u.id.eq_ignore_ascii_case(key))
     }
@@ -130,15 +157,30 @@ impl World {
         format!("\"{}\"", Uuid::new_v4())
     }
 
-    pub fn alerts_of(&self, incident_id: &str) -> Vec<&DefenderAlert> {
-        self.alerts.values().filter(|a| a.incident_id.as_deref() == Some(incident_id)).collect()
+    /// The alerts of a Defender incident, in creation order.
+    pub fn alerts_of(&self, incident_id: &str) -> Vec<&GraphAlert> {
+        let mut v: Vec<&GraphAlert> =
+            self.alerts.values().filter(|a| a.incident_id.as_deref() == Some(incident_id)).collect();
+        v.sort_by_key(|a| a.seq);
+        v
     }
 
-    pub fn incident(&self, id: &str) -> Option<&DefenderIncident> {
+    /// A Defender incident by its Graph id.
+    pub fn incident(&self, id: &str) -> Option<&GraphIncident> {
         id.parse::<u64>().ok().and_then(|n| self.incidents.get(&n))
     }
 
-    pub fn incident_mut(&mut self, id: &str) -> Option<&mut DefenderIncident> {
+    pub fn incident_mut(&mut self, id: &str) -> Option<&mut GraphIncident> {
         id.parse::<u64>().ok().and_then(|n| self.incidents.get_mut(&n))
+    }
+
+    /// A Sentinel incident by its name (`incidentId`).
+    pub fn sentinel_incident(&self, name: &Uuid) -> Option<&SentinelRecord> {
+        self.sentinel.get(name)
+    }
+
+    /// Drops every issued token of `audience` (clients must fetch new ones).
+    pub fn revoke_tokens(&mut self, audience: Audience) {
+        self.tokens.retain(|_, t| t.audience != audience);
     }
 }
