@@ -213,6 +213,10 @@ impl AcceptedRows for Tap<'_> {
 
 #[async_trait::async_trait]
 impl LogsIngestion for DiesAfterAccepting {
+    async fn probe(&self, stream: &str) -> Result<(), PortError> {
+        self.inner.probe(stream).await
+    }
+
     async fn upload_reporting(
         &self,
         stream: &str,
@@ -259,6 +263,10 @@ struct Recording {
 
 #[async_trait::async_trait]
 impl LogsIngestion for Recording {
+    async fn probe(&self, stream: &str) -> Result<(), PortError> {
+        self.inner.probe(stream).await
+    }
+
     async fn upload_reporting(
         &self,
         stream: &str,
