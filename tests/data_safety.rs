@@ -119,3 +119,60 @@ async fn an_analyst_edit_landing_right_after_our_comment_write_is_still_synced()
     let d = s.defender.get_incident(&ids[0]).await.unwrap().unwrap();
     assert_eq!(d.severity.to_string(), "informational");
 }
+
+async fn defender_comment(sim: &RunningSim, id: &str, text: &str) {
+    let r = sim_post(sim, &format!("/_sim/defender/incidents/{id}/edit"), json!({"comment": text})).await;
+    assert!(r.status().is_success());
+}
+
+#[tokio::test]
+async fn defender_comments_listed_newest_first_are_copied_once_each() {
+    let mut cfg = SimConfig::demo();
+    cfg.options.graph_comment_order = xdrsync_sim::sim::CommentOrder::NewestFirst;
+    let sim = start_sim(cfg).await;
+    let ids = seed(&sim, SeedSpec { count: 1, ..Default::default() });
+    let s = services(&sim);
+    defender_comment(&sim, &ids[0], "first look").await;
+    defender_comment(&sim, &ids[0], "host isolated").await;
+    sync(&s, &ids[0]).await;
+    defender_comment(&sim, &ids[0], "closing soon").await;
+    sync(&s, &ids[0]).await;
+    sync(&s, &ids[0]).await;
+    let name = sentinel_incident_name(&s.config.tenant_id, &ids[0]);
+    let copies: Vec<String> = s
+        .sentinel
+        .list_comments(&name)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.properties.message)
+        .filter(|m| m.starts_with("[Defender]"))
+        .collect();
+    for text in ["first look", "host isolated", "closing soon"] {
+        assert_eq!(copies.iter().filter(|m| m.ends_with(text)).count(), 1, "{text} in {copies:?}");
+    }
+    assert_eq!(copies.len(), 3, "{copies:?}");
+}
+
+#[tokio::test]
+async fn a_sentinel_comment_that_leaves_the_incident_untouched_still_reaches_defender() {
+    let mut cfg = SimConfig::demo();
+    cfg.options.sentinel_comment_touches_incident = false;
+    let sim = start_sim(cfg).await;
+    let ids = seed(&sim, SeedSpec { count: 1, ..Default::default() });
+    let s = services(&sim);
+    sync(&s, &ids[0]).await;
+    let name = sentinel_incident_name(&s.config.tenant_id, &ids[0]);
+    let etag_before = sentinel(&s, &ids[0]).await.etag;
+    s.sentinel.put_comment(&name, &Uuid::new_v4(), "called the user, benign").await.unwrap();
+    assert_eq!(sentinel(&s, &ids[0]).await.etag, etag_before, "the simulator left the incident untouched");
+    sync(&s, &ids[0]).await;
+    let d = s.defender.get_incident(&ids[0]).await.unwrap().unwrap();
+    let copied = d
+        .comments
+        .iter()
+        .filter(|c| c.comment.as_deref().is_some_and(|t| t.ends_with("called the user, benign")))
+        .count();
+    assert_eq!(copied, 1, "{:?}", d.comments);
+    assert_eq!(sim_stat(&sim, "arm.incidents.put.read_only_sent").await, 0, "no read-only property was sent");
+}

@@ -32,7 +32,7 @@ pub struct NewSentinelComment {
 /// matched by identity, never by position, so the order Graph returns them in does not matter.
 pub fn defender_comment_key(c: &AlertComment) -> String {
     let text = c.comment.as_deref().unwrap_or_default();
-    let when = c.created_date_time.map(time_fmt::format).unwrap_or_default();
+    let when = c.written_at().map(time_fmt::format).unwrap_or_default();
     let digest = super::alerts::combined_digest([(when.as_str(), text)]);
     format!("defender:{when}:{digest}")
 }
@@ -64,7 +64,7 @@ pub fn defender_to_sentinel(
         .take(room)
         .map(|c| {
             let text = c.comment.as_deref().unwrap_or_default();
-            let author = c.created_by_display_name.as_deref().unwrap_or("Defender");
+            let author = c.author().unwrap_or("Defender");
             NewSentinelComment {
                 name: sentinel_comment_name(incident, &defender_comment_key(c)),
                 message: cut(&format!("{FROM_DEFENDER}{author}: {text}"), SENTINEL_MAX_COMMENT_CHARS),
@@ -119,6 +119,7 @@ mod tests {
             comment: Some(text.into()),
             created_by_display_name: Some("alice@contoso.com".into()),
             created_date_time: Some(time::OffsetDateTime::UNIX_EPOCH + time::Duration::seconds(secs)),
+            ..Default::default()
         }
     }
 

@@ -83,7 +83,7 @@ tolerant_enum!(
 );
 
 /// A comment on a Defender incident or alert (`alertComment`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AlertComment {
     #[serde(default)]
@@ -92,6 +92,22 @@ pub struct AlertComment {
     pub created_by_display_name: Option<String>,
     #[serde(default, with = "rfc3339_opt")]
     pub created_date_time: Option<OffsetDateTime>,
+    /// The names the Graph documentation's examples use (`createdBy`, `createdTime`) where the
+    /// resource page says `createdByDisplayName`, `createdDateTime`: read both, prefer the latter.
+    #[serde(default, rename = "createdBy", skip_serializing)]
+    pub created_by: Option<String>,
+    #[serde(default, rename = "createdTime", with = "rfc3339_opt", skip_serializing)]
+    pub created_time: Option<OffsetDateTime>,
+}
+
+impl AlertComment {
+    pub fn author(&self) -> Option<&str> {
+        self.created_by_display_name.as_deref().or(self.created_by.as_deref())
+    }
+
+    pub fn written_at(&self) -> Option<OffsetDateTime> {
+        self.created_date_time.or(self.created_time)
+    }
 }
 
 /// `microsoft.graph.security.incident`.
