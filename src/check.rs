@@ -1,5 +1,7 @@
-//! `xdrsync check`: validates the configuration, gets a token for each audience, and reaches
-//! Table and Queue storage, reporting each problem in plain words with the setting to fix.
+//! `xdrsync check`: gets a token for each audience, reaches Table and Queue storage, and makes
+//! one harmless call per permission xdrsync needs, reporting every problem in plain words with
+//! the setting or role to fix (the configuration itself is audited before, in `config_audit`).
+//! A 403 names the missing role; an endpoint that does not answer is said to not answer.
 
 use crate::error::{PortError, Reaction};
 use crate::usecase::Ports;
@@ -20,6 +22,62 @@ fn advice(e: &PortError, settings: &str) -> String {
         }
         _ => format!("{e}. Check {settings}."),
     }
+}
+
+/// The line for one permission probe: ok, or what the 403 means.
+fn probe_line(what: &str, result: Result<(), PortError>, ok: &str, role: &str, settings: &str) -> CheckLine {
+    let detail = match &result {
+        Ok(()) => ok.to_string(),
+        Err(e @ PortError::Forbidden { .. }) => format!("{e}. Missing: {role}."),
+        Err(e) => advice(e, settings),
+    };
+    CheckLine { what: what.into(), ok: result.is_ok(), detail }
+}
+
+/// One harmless call per permission xdrsync needs.
+async fn permissions(s: &Ports) -> Vec<CheckLine> {
+    let cfg = &s.config;
+    let now = s.clock.now();
+    let window = crate::domain::cursor::Window { since: now - time::Duration::hours(1), until: None };
+    let defender = s.defender.list_incident_stamps(window, None).await.map(|_| ());
+    let user = s.defender.find_user("xdrsync-check@example.invalid").await.map(|_| ());
+    let sentinel = s.sentinel.list_incidents_modified_since(now - time::Duration::minutes(1)).await.map(|_| ());
+    // An empty batch adds no row; a service that refuses it as empty (400) was still reached
+    // with a permitted token, which is what this checks.
+    let logs = match s.logs.probe(&cfg.alerts_stream).await {
+        Err(PortError::Rejected { .. }) => Ok(()),
+        other => other,
+    };
+    vec![
+        probe_line(
+            "Defender incidents",
+            defender,
+            "listed incidents (Graph)",
+            "the Graph application permission SecurityIncident.ReadWrite.All, with admin consent",
+            "XDRSYNC_GRAPH_ENDPOINT",
+        ),
+        probe_line(
+            "directory users",
+            user,
+            "looked up a user (owner mapping)",
+            "the Graph application permission User.Read.All, with admin consent",
+            "XDRSYNC_GRAPH_ENDPOINT",
+        ),
+        probe_line(
+            "Sentinel incidents",
+            sentinel,
+            "listed incidents of the workspace",
+            "the role Microsoft Sentinel Responder on the workspace (assignments take a few minutes to apply)",
+            "XDRSYNC_WORKSPACE_RESOURCE_ID, XDRSYNC_ARM_ENDPOINT",
+        ),
+        probe_line(
+            "Logs Ingestion",
+            logs,
+            "the data collection rule accepts our token",
+            "the role Monitoring Metrics Publisher on the data collection rule",
+            "XDRSYNC_LOGS_INGESTION_ENDPOINT, XDRSYNC_DCR_IMMUTABLE_ID, XDRSYNC_ALERTS_STREAM",
+        ),
+    ]
 }
 
 /// Runs every check; never panics, never prints secrets.
@@ -61,5 +119,9 @@ pub async fn run(services: &Ports) -> Vec<CheckLine> {
             Err(e) => advice(&e, "AzureWebJobsStorage"),
         },
     });
+    // Probe permissions only with working tokens: without one, every probe says the same.
+    if lines.iter().filter(|l| l.what.starts_with("token")).all(|l| l.ok) {
+        lines.extend(permissions(services).await);
+    }
     lines
 }

@@ -302,7 +302,8 @@ impl Config {
                 let client_id =
                     v.required("XDRSYNC_CLIENT_ID", "a client secret needs the app registration's client id")?;
                 if !is_guid(client_id) {
-                    return Err(err("XDRSYNC_CLIENT_ID", format!("'{client_id}' is not a GUID")));
+                    // The value is not echoed: a client id that is not a GUID is often the secret.
+                    return Err(err("XDRSYNC_CLIENT_ID", "is not a GUID (value not shown)"));
                 }
                 Credential::ClientSecret { client_id: client_id.into(), secret: SecretString::from(secret.to_string()) }
             }

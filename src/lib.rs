@@ -22,6 +22,7 @@ pub mod adapters;
 pub mod app;
 pub mod check;
 pub mod config;
+pub mod config_audit;
 pub mod functions;
 pub mod http_api;
 pub mod metrics;

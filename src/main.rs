@@ -182,6 +182,16 @@ fn load_config() -> Result<Config, ExitCode> {
 }
 
 async fn run_check() -> ExitCode {
+    // Every configuration problem at once, then (if the configuration is usable) every service.
+    let vars: std::collections::HashMap<String, String> = std::env::vars().collect();
+    let findings = xdrsync::config_audit::audit(&vars, time::OffsetDateTime::now_utc());
+    for f in &findings {
+        println!("{} {:<28} {}", if f.error { "FAIL" } else { "warn" }, f.setting, f.message);
+    }
+    if findings.iter().any(|f| f.error) {
+        println!("configuration error: fix the settings above, then run check again");
+        return ExitCode::from(2);
+    }
     let cfg = match load_config() {
         Ok(c) => c,
         Err(code) => return code,

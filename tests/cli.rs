@@ -34,6 +34,10 @@ async fn check_passes_against_the_simulator_and_azurite_and_explains_failures() 
         "token for Monitor (Logs Ingestion)",
         "table storage",
         "queue storage",
+        "Defender incidents",
+        "directory users",
+        "Sentinel incidents",
+        "Logs Ingestion",
     ] {
         assert!(text.lines().any(|l| l.starts_with("ok") && l.contains(what)), "{what}: {text}");
     }
@@ -163,4 +167,49 @@ async fn no_credential_reaches_a_log_line_even_at_trace() {
     assert!(!text.contains(&secret), "the client secret was logged");
     assert!(!text.contains(&account_key), "the account key was logged");
     assert!(!text.contains("Bearer ey"), "a bearer token was logged");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_names_each_missing_role_and_every_configuration_problem_in_one_run() {
+    let sim = start_sim(SimConfig::demo()).await;
+    let az = Azurite::start();
+    let vars = settings(&sim, Some(&az.connection_string()));
+    for role in ["Microsoft Sentinel Responder", "User.Read.All"] {
+        let r = sim_post(&sim, "/_sim/permissions/withhold", serde_json::json!({"role": role})).await;
+        assert!(r.status().is_success(), "{role}");
+    }
+    let run = |vars: HashMap<String, String>| tokio::task::spawn_blocking(move || xdrsync(&vars, &["check"]));
+    let (code, text) = run(vars.clone()).await.unwrap();
+    assert_eq!(code, 1, "{text}");
+    let fail = |what: &str| text.lines().find(|l| l.starts_with("FAIL") && l.contains(what)).map(str::to_string);
+    assert!(fail("Sentinel incidents").is_some_and(|l| l.contains("Microsoft Sentinel Responder")), "{text}");
+    assert!(fail("directory users").is_some_and(|l| l.contains("User.Read.All")), "{text}");
+    assert!(
+        text.lines().any(|l| l.starts_with("ok") && l.contains("Defender incidents")),
+        "the rest still runs: {text}"
+    );
+
+    // An endpoint that refuses connections is reported as such, not as refused credentials.
+    let mut closed = vars.clone();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    closed.insert("XDRSYNC_GRAPH_ENDPOINT".into(), format!("http://127.0.0.1:{port}"));
+    let (_, text) = run(closed).await.unwrap();
+    let line = text.lines().find(|l| l.contains("Defender incidents")).unwrap_or_default().to_string();
+    assert!(line.starts_with("FAIL") && line.contains("did not answer") && !line.contains("credentials"), "{text}");
+
+    // Several configuration problems: all reported, with the exit code of a configuration error.
+    let mut bad = vars.clone();
+    bad.insert("XDRSYNC_TENANT_ID".into(), "nope".into());
+    bad.insert("XDRSYNC_HTTP_PORT".into(), "0".into());
+    bad.insert("XDRSYNC_CONFLICT_POLICY".into(), "coin-toss".into());
+    bad.insert("XDRSYNC_WORKER".into(), "4".into());
+    let (code, text) = run(bad).await.unwrap();
+    assert_eq!(code, 2, "{text}");
+    for setting in ["XDRSYNC_TENANT_ID", "XDRSYNC_HTTP_PORT", "XDRSYNC_CONFLICT_POLICY"] {
+        assert!(text.lines().any(|l| l.starts_with("FAIL") && l.contains(setting)), "{setting}: {text}");
+    }
+    assert!(
+        text.lines().any(|l| l.starts_with("warn") && l.contains("XDRSYNC_WORKER") && l.contains("XDRSYNC_WORKERS")),
+        "{text}"
+    );
 }
