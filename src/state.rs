@@ -153,7 +153,7 @@ mod tests {
         assert_eq!(v.value, 3);
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn modify_redoes_its_change_when_another_writer_got_there_first() {
         let store = MemoryStore::new();
         let key = RowKey::new("p", "counter").unwrap();

@@ -160,19 +160,22 @@ async fn faults_at_20_percent_still_converge_and_a_quiet_system_then_writes_noth
         .await;
     assert!(sim_stat(&sim, "graph.faults").await + sim_stat(&sim, "arm.faults").await > 0, "faults were injected");
     sim.sim.faults.set(vec![]);
-    // Let any in-flight retries finish, then watch a quiet window of 3 polls.
-    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    // Let in-flight work (retries included) finish: nothing queued or being processed.
+    eventually_async(60, "the queue drained", || async { idle(&sim, &services).await }).await;
     assert_eq!(sim.sim.world().sentinel.len(), 30, "no duplicates despite retries");
     let mut ids_seen: Vec<String> =
         sim.sim.world().logs.values().flatten().map(|r| r["SystemAlertId"].as_str().unwrap().to_string()).collect();
     ids_seen.sort();
     ids_seen.dedup();
     assert_eq!(ids_seen.len(), alerts_total, "every alert arrived");
+    // A quiet window of at least 3 whole polls, proven by the runner and by the simulator.
     sim.sim.stats.reset();
-    let polls_before = runner.stats.polls.load(Ordering::Relaxed);
-    tokio::time::sleep(std::time::Duration::from_millis(3500)).await;
-    assert!(runner.stats.polls.load(Ordering::Relaxed) >= polls_before + 2, "the poller kept polling");
+    let polls = after_polls(&sim, &runner, &services, 3, 30).await;
+    assert!(polls >= 3, "{polls} polls in the quiet window");
     let stats = sim.sim.stats.snapshot();
+    for list in ["graph.incidents.list", "arm.incidents.list"] {
+        assert!(stats.get(list).copied().unwrap_or(0) >= 3, "{list}: the poller ran in the quiet window: {stats:?}");
+    }
     for write in
         ["arm.incidents.put", "arm.comments.put", "graph.incidents.patch", "graph.incidents.comments.post", "logs.post"]
     {
@@ -207,7 +210,11 @@ async fn a_crash_between_enqueue_and_cursor_advance_loses_nothing() {
     // The process restarts: the next poll re-reads the same window (cursor never moved).
     let (runner, _) = start_runner(&vars).await;
     eventually(60, "every incident mirrored", || mirrored(&sim, &tenant, &ids) == 12).await;
-    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    // The 12 messages of the crashed poll and the 12 of the re-read are all handled.
+    eventually_async(60, "24 messages handled", || async {
+        runner.stats.messages_done.load(Ordering::Relaxed) >= 24 && idle(&sim, &services).await
+    })
+    .await;
     {
         let w = sim.sim.world();
         assert_eq!(w.sentinel.len(), 12);
@@ -329,7 +336,8 @@ async fn two_instances_make_one_mirror_per_incident_and_only_one_polls() {
     let tenant = services.config.tenant_id.clone();
     let ids = seed(&sim, SeedSpec { count: 40, ..Default::default() });
     eventually(60, "40 mirrors", || mirrored(&sim, &tenant, &ids) == 40).await;
-    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let done = || a.stats.messages_done.load(Ordering::Relaxed) + b.stats.messages_done.load(Ordering::Relaxed);
+    eventually_async(60, "40 messages handled", || async { done() >= 40 && idle(&sim, &services).await }).await;
     {
         let w = sim.sim.world();
         assert_eq!(w.sentinel.len(), 40);

@@ -147,8 +147,10 @@ async fn queue_round_trip_with_visibility_and_dequeue_count() {
     assert!(q.receive(name, 32, Duration::from_secs(2)).await.unwrap().is_empty(), "invisible while leased");
 
     q.delete(name, &got[1]).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    let again = q.receive(name, 32, Duration::from_secs(30)).await.unwrap();
+    let again = wait_for(30, "the undeleted message back after its 2 s lease", || async {
+        Some(q.receive(name, 32, Duration::from_secs(30)).await.unwrap()).filter(|m| !m.is_empty())
+    })
+    .await;
     assert_eq!(again.len(), 1, "the undeleted message comes back");
     assert_eq!(again[0].text, text);
     assert_eq!(again[0].dequeue_count, 2);
@@ -167,8 +169,11 @@ async fn a_released_message_reappears_after_the_retry_delay_not_the_processing_l
     assert_eq!(got.len(), 1);
     q.release("work", &got[0], Duration::from_secs(1)).await.unwrap();
     assert!(q.receive("work", 1, Duration::from_secs(600)).await.unwrap().is_empty());
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let again = q.receive("work", 1, Duration::from_secs(600)).await.unwrap();
+    // Back after the 1 s delay: far before the 600 s processing lease would have let it go.
+    let again = wait_for(30, "the released message back", || async {
+        Some(q.receive("work", 1, Duration::from_secs(600)).await.unwrap()).filter(|m| !m.is_empty())
+    })
+    .await;
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].text, "{\"n\":1}");
     assert_eq!(again[0].dequeue_count, 2);

@@ -149,10 +149,15 @@ async fn edits_flow_both_ways_with_automation_and_a_quiet_window_writes_nothing(
     })
     .await;
 
-    // Quiet: 3 poll intervals with automation armed; nothing may be written anywhere.
-    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    // Quiet: at least 3 whole polls with automation armed; nothing may be written anywhere.
+    eventually_async(60, "the edits' work done", || async { idle(&sim, &services).await }).await;
     sim.sim.stats.reset();
-    tokio::time::sleep(std::time::Duration::from_millis(3500)).await;
+    let polls = after_polls(&sim, &runner, &services, 3, 30).await;
+    assert!(polls >= 3, "{polls} polls in the quiet window");
+    for list in ["graph.incidents.list", "arm.incidents.list"] {
+        let n = sim_stat(&sim, list).await;
+        assert!(n >= 3, "{list}: the poller ran in the quiet window ({n} requests)");
+    }
     let quiet = writes(&sim);
     assert!(quiet.values().all(|n| *n == 0), "writes in a quiet window: {quiet:?}");
     assert_eq!(sim_stat(&sim, "automation.deliveries").await, 0, "no writes, so no automation either");
@@ -172,7 +177,8 @@ async fn edits_flow_both_ways_with_automation_and_a_quiet_window_writes_nothing(
         sim.sim.world().incident(&ids[7]).unwrap().severity == "informational"
     })
     .await;
-    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    // Anything the edit set off afterwards (the Defender poll seeing the PATCH) is done.
+    after_polls(&sim, &runner, &services, 2, 30).await;
     let w1 = writes(&sim);
     assert_eq!(w1["graph.incidents.patch"], 1, "{w1:?}");
     assert_eq!(w1["arm.incidents.put"], 0, "{w1:?}");
@@ -187,7 +193,8 @@ async fn edits_flow_both_ways_with_automation_and_a_quiet_window_writes_nothing(
             == Some(erin.clone())
     })
     .await;
-    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    // Anything the edit set off afterwards (automation on our PUT, the sweep) is done.
+    after_polls(&sim, &runner, &services, 2, 30).await;
     let w2 = writes(&sim);
     assert_eq!(w2["arm.incidents.put"], 1, "{w2:?}");
     assert_eq!(w2["graph.incidents.patch"], 0, "{w2:?}");
@@ -203,17 +210,25 @@ async fn both_sides_edited_between_syncs_resolve_by_latest_wins_with_a_conflict_
     let (runner, services) = start(&v).await;
     let tenant = services.config.tenant_id.clone();
     let ids = mirror_all(&sim, &tenant, 20).await;
-    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    // Every first sync saved its state (a mirror exists before its state row does).
+    eventually_async(60, "the first syncs done", || async { idle(&sim, &services).await }).await;
     runner.shutdown().await;
 
     // While xdrsync is stopped: Defender sets inProgress + a tag, then Sentinel (later) closes.
     for id in &ids {
         edit_defender(&sim, id, json!({"status": "inProgress", "customTags": ["from-defender"]})).await;
     }
-    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     for id in &ids {
         let name = sentinel_incident_name(&tenant, id);
         edit_sentinel(&sim, &name, json!({"status": "Closed", "classification": "TruePositive", "classificationReason": "SuspiciousActivity", "severity": "High"})).await;
+    }
+    {
+        // The simulator's clock never repeats a time, so each Sentinel edit is the later one.
+        let w = sim.sim.world();
+        for id in &ids {
+            let sentinel_time = w.sentinel[&sentinel_incident_name(&tenant, id)].read_only.last_modified_time_utc;
+            assert!(sentinel_time > w.incident(id).unwrap().last_update_date_time, "Sentinel edited {id} later");
+        }
     }
     let (runner, _) = start(&v).await;
     eventually(60, "conflicts resolved", || {

@@ -4,10 +4,13 @@
 #![allow(dead_code)]
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use xdrsync::config::Config;
+use xdrsync::standalone::Runner;
+use xdrsync::usecase::Ports;
 use xdrsync_sim::sim::{RunningSim, SimConfig};
 
 pub use xdrsync_sim::azurite::Azurite as AzuriteProcess;
@@ -101,4 +104,56 @@ pub async fn eventually<F: FnMut() -> bool>(secs: u64, what: &str, mut check: F)
         assert!(std::time::Instant::now() < deadline, "timed out after {secs} s waiting for {what}");
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
+}
+
+/// Waits until `check` resolves to true (polling every 100 ms) or panics after `secs`.
+pub async fn eventually_async<F, Fut>(secs: u64, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while !check().await {
+        assert!(std::time::Instant::now() < deadline, "timed out after {secs} s waiting for {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits until `get` resolves to `Some` (polling every 100 ms) and returns it, or panics after `secs`.
+pub async fn wait_for<T, F, Fut>(secs: u64, what: &str, mut get: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if let Some(v) = get().await {
+            return v;
+        }
+        assert!(std::time::Instant::now() < deadline, "timed out after {secs} s waiting for {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// Nothing left to do: no message queued or being processed (the queue's count includes
+/// leased messages until they are deleted) and no Sentinel automation delivery pending.
+pub async fn idle(sim: &RunningSim, services: &Ports) -> bool {
+    let queued = services.queue.approximate_len(&services.config.queue_name).await.unwrap_or(usize::MAX);
+    let s = sim.sim.stats.snapshot();
+    let n = |k: &str| s.get(k).copied().unwrap_or(0);
+    queued == 0 && n("automation.fired") == n("automation.deliveries") + n("automation.failures")
+}
+
+/// Waits until `runner` has run `n` whole polls from now and then nothing is left to do (see
+/// [`idle`]); returns how many polls started meanwhile.
+pub async fn after_polls(sim: &RunningSim, runner: &Runner, services: &Ports, n: u64, secs: u64) -> u64 {
+    let polls = || runner.stats.polls.load(Ordering::Relaxed);
+    let from = polls();
+    // `polls` counts polls as they start, one at a time: at `from + n + 1`, the `n` polls that
+    // started after `from` have finished.
+    eventually_async(secs, &format!("{n} polls and an idle pipeline"), || async move {
+        polls() > from + n && idle(sim, services).await
+    })
+    .await;
+    polls() - from
 }

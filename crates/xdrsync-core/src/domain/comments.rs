@@ -182,4 +182,22 @@ mod tests {
         let out = sentinel_to_defender(&cs, &["d".to_string()]);
         assert_eq!(out, vec![("a", "[Sentinel] Bob: analyst note".to_string())]);
     }
+
+    /// Golden value: the Sentinel comment id of a copied Defender comment. A change here makes
+    /// every Defender comment already copied look new: each is copied to Sentinel a second time
+    /// (and the mirrors, named the same way in names.rs, would be orphaned and duplicated).
+    /// Do not update the literal to make this pass; change the code back.
+    #[test]
+    fn copied_comment_ids_are_pinned() {
+        let incident = crate::domain::names::sentinel_incident_name("72f988bf-86f1-41af-91ab-2d7cd011db47", "123");
+        let comment = AlertComment {
+            comment: Some("Isolated the device; waiting for the user.".into()),
+            created_by_display_name: Some("alice@contoso.com".into()),
+            created_date_time: Some(time::macros::datetime!(2026-01-02 03:04:05.678 UTC)),
+            ..Default::default()
+        };
+        let (out, _) = defender_to_sentinel(&incident, &[&comment], 0, false, "link");
+        assert_eq!(out[0].name, uuid::uuid!("54d40847-9b2e-5c7c-8f5a-f2dde93cc253"));
+        assert_eq!(out[0].message, "[Defender] alice@contoso.com: Isolated the device; waiting for the user.");
+    }
 }

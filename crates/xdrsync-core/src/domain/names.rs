@@ -40,4 +40,19 @@ mod tests {
             sentinel_incident_name("00000000-0000-0000-0000-000000000001", "29")
         );
     }
+
+    /// Golden values. Every Sentinel mirror in production is named by these functions; if a
+    /// change moves these literals, the next sync of every incident finds no mirror under the new
+    /// name: every existing mirror is orphaned (no longer updated) and every incident is created
+    /// a second time in Sentinel, with copied comments written again. Do not update the
+    /// literals to make this pass; change the code back (or plan a migration of every mirror).
+    #[test]
+    fn names_are_pinned() {
+        let incident = sentinel_incident_name("72f988bf-86f1-41af-91ab-2d7cd011db47", "123");
+        assert_eq!(incident, uuid::uuid!("7268556e-76a5-5994-94d9-6a7dc6600637"));
+        assert_eq!(
+            sentinel_comment_name(&incident, "comment-cap"),
+            uuid::uuid!("913d23bb-b6ba-5e25-8144-32bc399fa745")
+        );
+    }
 }

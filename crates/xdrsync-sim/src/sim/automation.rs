@@ -27,6 +27,8 @@ fn default_delay() -> u64 {
 /// Schedules a delivery for incident `name` (if automation is configured).
 pub fn fire(sim: &Arc<Sim>, name: Uuid, event: &'static str) {
     let Some(cfg) = sim.automation.lock().unwrap_or_else(|p| p.into_inner()).clone() else { return };
+    // Fired minus delivered and failed = deliveries still pending (tests wait for none).
+    sim.stats.bump("automation.fired");
     let sim = sim.clone();
     tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(cfg.delay_ms)).await;
