@@ -176,3 +176,44 @@ async fn a_sentinel_comment_that_leaves_the_incident_untouched_still_reaches_def
     assert_eq!(copied, 1, "{:?}", d.comments);
     assert_eq!(sim_stat(&sim, "arm.incidents.put.read_only_sent").await, 0, "no read-only property was sent");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bulk_edit_of_1000_incidents_in_one_overlap_reaches_defender_through_the_sweep_alone() {
+    use futures::stream::{self, StreamExt};
+    use xdrsync::usecase::poll::poll_sentinel;
+    let sim = start_sim(SimConfig::demo()).await;
+    let ids = seed(&sim, SeedSpec { count: 1000, min_alerts: 1, max_alerts: 1, ..Default::default() });
+    let mut s = services(&sim);
+    let queue = Arc::new(xdrsync_sim::fakes::MemoryQueue::new());
+    s.queue = queue.clone();
+    let s = Arc::new(s);
+    let mirror = |id: String| {
+        let s = s.clone();
+        async move { sync(&s, &id).await }
+    };
+    stream::iter(ids.clone()).map(mirror).buffer_unordered(16).collect::<Vec<_>>().await;
+    // The sweep learns the mirrors (our own writes: nothing to enqueue).
+    assert_eq!(poll_sentinel(&s).await.unwrap().enqueued, 0);
+    // An analyst closes all of them at once, inside one overlap window; no webhook.
+    let tenant = s.config.tenant_id.clone();
+    for id in &ids {
+        let name = sentinel_incident_name(&tenant, id);
+        sim_post(&sim, &format!("/_sim/sentinel/incidents/{name}/edit"), json!({"severity": "Informational"})).await;
+    }
+    let swept = poll_sentinel(&s).await.expect("the sweep's cursor row still fits");
+    assert_eq!(swept.enqueued, 1000);
+    assert_eq!(poll_sentinel(&s).await.unwrap().enqueued, 0, "a re-read of the window enqueues nothing twice");
+    // Every message reaches Defender.
+    let texts = queue.texts(&s.config.queue_name);
+    let deliver = |text: String| {
+        let s = s.clone();
+        async move { xdrsync::usecase::jobs::sync_message(&s, &text, 1, "m").await }
+    };
+    stream::iter(texts).map(deliver).buffer_unordered(16).collect::<Vec<_>>().await;
+    let mut informational = 0;
+    for id in &ids {
+        let d = s.defender.get_incident(id).await.unwrap().unwrap();
+        informational += usize::from(d.severity.to_string() == "informational");
+    }
+    assert_eq!(informational, 1000);
+}

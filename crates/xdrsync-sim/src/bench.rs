@@ -111,7 +111,15 @@ async fn phase(stack: &Stack, ids: &[String], path: &'static str, settle: Durati
 }
 
 pub async fn run(opts: BenchOptions) -> anyhow::Result<BenchReport> {
-    let stack = Stack::start(&opts.repo_root, &opts.xdrsync_bin, opts.poll_seconds, true).await?;
+    let stack = Stack::start(
+        &opts.repo_root,
+        &opts.xdrsync_bin,
+        opts.poll_seconds,
+        true,
+        &crate::demo::Budgets::default(),
+        &[],
+    )
+    .await?;
     let spec = SeedSpec { count: opts.edits * 2, seed: 9, max_alerts: 2, ..Default::default() };
     let ids = stack.seed_and_mirror(spec, Duration::from_secs(120)).await?;
     // Let the first syncs settle so only the edits are measured.

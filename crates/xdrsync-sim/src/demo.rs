@@ -29,6 +29,31 @@ pub struct DemoOptions {
     pub json: bool,
     /// Seed the incidents evenly over this many seconds (0 = all at once).
     pub spread_seconds: u64,
+    pub budgets: Budgets,
+    /// Give the incidents a history: `lastUpdateDateTime` spread over this many past days (a
+    /// backfill; the first poll then reaches back that far).
+    pub history_days: u32,
+    /// xdrsync's `XDRSYNC_POLL_TIME_BUDGET_SECONDS` (the invocation limit a poll must stay within).
+    pub poll_time_budget: Option<u64>,
+}
+
+/// The call budgets of a run: what xdrsync spends, and what the simulator enforces (429 beyond).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Budgets {
+    /// xdrsync's `XDRSYNC_GRAPH_CALLS_PER_MINUTE`.
+    pub graph_calls_per_minute: u32,
+    /// xdrsync's `XDRSYNC_ARM_WRITES_PER_SECOND`.
+    pub arm_writes_per_second: u32,
+    /// The simulated tenant's Graph budget (`None` = unthrottled).
+    pub sim_graph_calls_per_minute: Option<u32>,
+}
+
+impl Default for Budgets {
+    /// xdrsync's defaults, against a tenant that allows 150 Graph calls a minute.
+    fn default() -> Self {
+        Self { graph_calls_per_minute: 120, arm_writes_per_second: 5, sim_graph_calls_per_minute: Some(150) }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -45,7 +70,14 @@ pub struct DemoReport {
     pub latency_ms_max: Option<i64>,
     pub poll_seconds: u32,
     pub spread_seconds: u64,
+    /// Graph requests per incident, 429s included.
     pub graph_calls_per_incident: f64,
+    /// Graph requests the simulated tenant answered 429 (its budget spent).
+    pub graph_throttled: u64,
+    /// `GET /security/incidents/{id}` per incident (how often each incident was read).
+    pub incident_reads_per_incident: f64,
+    pub budgets: Budgets,
+    pub history_days: u32,
     pub arm_calls_per_incident: f64,
     pub table_calls_per_incident: f64,
     pub sentinel_writes_per_incident: f64,
@@ -116,10 +148,19 @@ pub struct Stack {
 }
 
 impl Stack {
-    pub async fn start(repo_root: &Path, xdrsync_bin: &Path, poll_seconds: u32, quiet: bool) -> anyhow::Result<Self> {
+    pub async fn start(
+        repo_root: &Path,
+        xdrsync_bin: &Path,
+        poll_seconds: u32,
+        quiet: bool,
+        budgets: &Budgets,
+        extra_env: &[(&str, String)],
+    ) -> anyhow::Result<Self> {
         let azurite = Azurite::start(&azurite_bin(repo_root))?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let sim = crate::sim::spawn(listener, SimConfig::demo()).await?;
+        let mut sim_config = SimConfig::demo();
+        sim_config.options.graph_calls_per_minute = budgets.sim_graph_calls_per_minute;
+        let sim = crate::sim::spawn(listener, sim_config).await?;
         let http_port = free_port()?;
         if !xdrsync_bin.exists() {
             anyhow::bail!(
@@ -136,6 +177,9 @@ impl Stack {
             .env("XDRSYNC_HTTP_PORT", http_port.to_string())
             .env("XDRSYNC_POLL_SCHEDULE", format!("*/{poll_seconds} * * * * *"))
             .env("XDRSYNC_WEBHOOK_KEY", DEMO_WEBHOOK_KEY)
+            .env("XDRSYNC_GRAPH_CALLS_PER_MINUTE", budgets.graph_calls_per_minute.to_string())
+            .env("XDRSYNC_ARM_WRITES_PER_SECOND", budgets.arm_writes_per_second.to_string())
+            .envs(extra_env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdout(Stdio::null())
             .stderr(if quiet { Stdio::null() } else { Stdio::inherit() });
         for (k, v) in sim.sim.config.settings_for(sim.addr) {
@@ -208,19 +252,29 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
         }
     };
     say("starting Azurite, the simulator and xdrsync standalone…");
-    let stack = Stack::start(&opts.repo_root, &opts.xdrsync_bin, opts.poll_seconds, opts.json).await?;
+    let mut extra = Vec::new();
+    if opts.history_days > 0 {
+        extra.push(("XDRSYNC_INITIAL_LOOKBACK_HOURS", (24 * (opts.history_days + 1)).to_string()));
+    }
+    if let Some(b) = opts.poll_time_budget {
+        extra.push(("XDRSYNC_POLL_TIME_BUDGET_SECONDS", b.to_string()));
+    }
+    let stack =
+        Stack::start(&opts.repo_root, &opts.xdrsync_bin, opts.poll_seconds, opts.json, &opts.budgets, &extra).await?;
     let sim = &stack.sim;
     say(&format!("xdrsync standalone up (poll every {} s); seeding {} incidents…", opts.poll_seconds, opts.incidents));
 
     let tenant = sim.sim.config.tenant_id.clone();
-    let spec = |count: usize, big: usize, seed: u64| SeedSpec {
+    let history_days = opts.history_days;
+    let spec = move |count: usize, big: usize, seed: u64| SeedSpec {
         count,
         seed,
         min_alerts: 1,
         max_alerts: 6,
         big_incidents: big,
         big_alerts: 180,
-        same_timestamp: false,
+        history_days,
+        ..Default::default()
     };
     let big = usize::from(opts.incidents >= 50);
     let seeding = if opts.spread_seconds == 0 {
@@ -321,6 +375,10 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
         poll_seconds: opts.poll_seconds,
         spread_seconds: opts.spread_seconds,
         graph_calls_per_incident: stats.get("graph.requests").copied().unwrap_or(0) as f64 / n,
+        graph_throttled: stats.get("graph.throttled").copied().unwrap_or(0),
+        incident_reads_per_incident: stats.get("graph.incidents.get").copied().unwrap_or(0) as f64 / n,
+        budgets: opts.budgets.clone(),
+        history_days: opts.history_days,
         arm_calls_per_incident: stats.get("arm.requests").copied().unwrap_or(0) as f64 / n,
         table_calls_per_incident: calls.table as f64 / n,
         sentinel_writes_per_incident: writes as f64 / n,
@@ -362,6 +420,13 @@ pub fn print(report: &DemoReport) {
     println!(
         "  calls per incident       Graph {:.2}, ARM {:.2}, Table {:.2}",
         report.graph_calls_per_incident, report.arm_calls_per_incident, report.table_calls_per_incident
+    );
+    println!(
+        "  Graph budget             xdrsync {}/min; tenant {}; 429s received {}; incident reads/incident {:.2}",
+        report.budgets.graph_calls_per_minute,
+        report.budgets.sim_graph_calls_per_minute.map_or("unthrottled".to_string(), |b| format!("{b}/min")),
+        report.graph_throttled,
+        report.incident_reads_per_incident
     );
     println!("  Sentinel writes/incident {:.2}", report.sentinel_writes_per_incident);
     println!("  quiet-window writes      {}", report.quiet_window_writes);

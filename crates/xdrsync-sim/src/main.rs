@@ -51,6 +51,15 @@ enum Command {
         /// Create the incidents evenly over this many seconds instead of all at once (steady state).
         #[arg(long, default_value_t = 0)]
         spread_seconds: u64,
+        /// Give the incidents a history over this many past days: a backfill (the first poll
+        /// reaches back that far).
+        #[arg(long, default_value_t = 0)]
+        history_days: u32,
+        /// xdrsync's XDRSYNC_POLL_TIME_BUDGET_SECONDS (an invocation limit for each poll).
+        #[arg(long)]
+        poll_time_budget: Option<u64>,
+        #[command(flatten)]
+        budgets: BudgetArgs,
         #[command(flatten)]
         stack: StackArgs,
         /// Print the report as JSON.
@@ -72,6 +81,30 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// Call budgets: what xdrsync spends and what the simulated tenant allows.
+#[derive(clap::Args)]
+struct BudgetArgs {
+    /// xdrsync's XDRSYNC_GRAPH_CALLS_PER_MINUTE.
+    #[arg(long, default_value_t = 120)]
+    graph_calls_per_minute: u32,
+    /// xdrsync's XDRSYNC_ARM_WRITES_PER_SECOND.
+    #[arg(long, default_value_t = 5)]
+    arm_writes_per_second: u32,
+    /// The simulated tenant's Graph budget per minute (429 beyond it); 0 = unthrottled.
+    #[arg(long, default_value_t = 150)]
+    tenant_graph_calls_per_minute: u32,
+}
+
+impl BudgetArgs {
+    fn budgets(&self) -> xdrsync_sim::demo::Budgets {
+        xdrsync_sim::demo::Budgets {
+            graph_calls_per_minute: self.graph_calls_per_minute,
+            arm_writes_per_second: self.arm_writes_per_second,
+            sim_graph_calls_per_minute: Some(self.tenant_graph_calls_per_minute).filter(|b| *b > 0),
+        }
+    }
 }
 
 /// Where the demo finds Azurite and the xdrsync binary it runs.
@@ -100,8 +133,36 @@ async fn main() -> ExitCode {
     xdrsync_sim::init_logging();
     let result = match cli.command {
         Command::Serve { port, seed_incidents, token_lifetime } => serve(port, seed_incidents, token_lifetime).await,
-        Command::Demo { incidents, poll_seconds, timeout, spread_seconds, stack, json } => {
-            demo(incidents, poll_seconds, timeout, spread_seconds, stack, json).await
+        Command::Demo {
+            incidents,
+            poll_seconds,
+            timeout,
+            spread_seconds,
+            history_days,
+            poll_time_budget,
+            budgets,
+            stack,
+            json,
+        } => {
+            let opts = xdrsync_sim::demo::DemoOptions {
+                incidents,
+                poll_seconds,
+                timeout: std::time::Duration::from_secs(timeout),
+                xdrsync_bin: match stack.xdrsync_binary() {
+                    Ok(b) => b,
+                    Err(e) => {
+                        eprintln!("xdrsync-sim: {e:#}");
+                        return ExitCode::FAILURE;
+                    }
+                },
+                repo_root: stack.repo,
+                json,
+                spread_seconds,
+                budgets: budgets.budgets(),
+                history_days,
+                poll_time_budget,
+            };
+            demo(opts, json).await
         }
         Command::Bench { edits, poll_seconds, stack, json } => bench(edits, poll_seconds, stack, json).await,
     };
@@ -115,23 +176,7 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn demo(
-    incidents: usize,
-    poll_seconds: u32,
-    timeout: u64,
-    spread_seconds: u64,
-    stack: StackArgs,
-    json: bool,
-) -> anyhow::Result<bool> {
-    let opts = xdrsync_sim::demo::DemoOptions {
-        incidents,
-        poll_seconds,
-        timeout: std::time::Duration::from_secs(timeout),
-        xdrsync_bin: stack.xdrsync_binary()?,
-        repo_root: stack.repo,
-        json,
-        spread_seconds,
-    };
+async fn demo(opts: xdrsync_sim::demo::DemoOptions, json: bool) -> anyhow::Result<bool> {
     let report = xdrsync_sim::demo::run(opts).await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);

@@ -120,6 +120,24 @@ pub fn is_write(api: &str, method: &Method) -> bool {
     }
 }
 
+/// Spends one call of the tenant's Graph budget (a sliding minute); `Some(seconds to wait)`
+/// when it is spent.
+fn over_budget(sim: &Sim) -> Option<u64> {
+    let limit = sim.options().graph_calls_per_minute? as usize;
+    let now = std::time::Instant::now();
+    let minute = Duration::from_secs(60);
+    let mut window = sim.graph_window.lock().unwrap_or_else(|p| p.into_inner());
+    while window.front().is_some_and(|t| now.duration_since(*t) >= minute) {
+        window.pop_front();
+    }
+    if window.len() >= limit {
+        let oldest = *window.front()?;
+        return Some((minute - now.duration_since(oldest)).as_secs().max(1));
+    }
+    window.push_back(now);
+    None
+}
+
 /// The injected answer, in the error shape of the API it stands in for.
 fn fault_response(api: &str, status: u16, retry_after_secs: Option<u64>) -> Response {
     let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -146,6 +164,12 @@ pub async fn apply(State(sim): State<Arc<Sim>>, req: Request, next: Next) -> Res
         return next.run(req).await;
     };
     sim.stats.bump(&format!("{api}.requests"));
+    if api == "graph" {
+        if let Some(wait) = over_budget(&sim) {
+            sim.stats.bump("graph.throttled");
+            return fault_response(api, 429, Some(wait));
+        }
+    }
     let write = is_write(api, req.method());
     match sim.faults.pick(api, write) {
         Some(FaultRule { kind: FaultKind::Status { status }, retry_after_secs, .. }) => {

@@ -85,6 +85,10 @@ pub struct SimOptions {
     /// `providerName`, `incidentNumber`, …) instead of ignoring them (default false: ignored and
     /// counted as `arm.incidents.put.read_only_sent`).
     pub reject_read_only_properties: bool,
+    /// Graph's call budget for the tenant, per minute (`None` = unlimited): requests beyond it get
+    /// 429 with `Retry-After` (Microsoft publishes ~150/min per app per tenant for `/security`
+    /// alert operations; none for incidents).
+    pub graph_calls_per_minute: Option<u32>,
 }
 
 impl Default for SimOptions {
@@ -94,6 +98,7 @@ impl Default for SimOptions {
             sentinel_comment_touches_incident: true,
             tie_order: TieOrder::Shuffled { seed: 0x5eed },
             reject_read_only_properties: false,
+            graph_calls_per_minute: None,
         }
     }
 }
@@ -165,6 +170,8 @@ pub struct Sim {
     pub world: std::sync::Mutex<World>,
     pub faults: faults::Faults,
     pub stats: faults::Stats,
+    /// When each Graph call of the last minute was answered (the budget's window).
+    pub graph_window: std::sync::Mutex<std::collections::VecDeque<std::time::Instant>>,
     pub options: std::sync::Mutex<SimOptions>,
     pub permissions: std::sync::Mutex<Permissions>,
     /// Where simulated automation rules deliver the playbook payload (`None` = off).
@@ -177,6 +184,7 @@ impl Sim {
         Arc::new(Self {
             world: std::sync::Mutex::new(World::new(&config)),
             options: std::sync::Mutex::new(config.options.clone()),
+            graph_window: Default::default(),
             permissions: std::sync::Mutex::new(config.permissions.clone()),
             config,
             faults: Default::default(),

@@ -24,6 +24,11 @@ pub struct SeedSpec {
     pub big_alerts: usize,
     /// Give every seeded incident the same `lastUpdateDateTime`.
     pub same_timestamp: bool,
+    /// Spread the incidents' `lastUpdateDateTime` evenly over this many past days (a tenant's
+    /// history for a backfill); 0 = now.
+    pub history_days: u32,
+    /// Every alert's `serviceSource` (e.g. `microsoftSentinel`); default: by product.
+    pub service_source: Option<String>,
 }
 
 impl Default for SeedSpec {
@@ -36,6 +41,8 @@ impl Default for SeedSpec {
             big_incidents: 0,
             big_alerts: 180,
             same_timestamp: false,
+            history_days: 0,
+            service_source: None,
         }
     }
 }
@@ -272,7 +279,17 @@ pub fn seed(world: &mut World, tenant: &str, spec: &SeedSpec) -> Vec<String> {
     for n in 0..spec.count {
         let id = world.next_incident_id.to_string();
         world.next_incident_id += 1;
-        let at = if spec.same_timestamp { shared_time } else { world.now() };
+        let at = if spec.same_timestamp {
+            shared_time
+        } else if spec.history_days > 0 {
+            // Oldest first, evenly over the history, each a distinct time.
+            let span = Duration::days(i64::from(spec.history_days));
+            let step = span / (spec.count.max(1) as i32);
+            let base = world.now() - span;
+            base + step * (n as i32) + Duration::nanoseconds(100 * n as i64)
+        } else {
+            world.now()
+        };
         let alert_count = if n < spec.big_incidents {
             spec.big_alerts
         } else {
@@ -281,7 +298,11 @@ pub fn seed(world: &mut World, tenant: &str, spec: &SeedSpec) -> Vec<String> {
         let alerts: Vec<GraphAlert> = (0..alert_count)
             .map(|_| {
                 world.next_alert_seq += 1;
-                make_alert(&mut rng, world.next_alert_seq, tenant, &id, at)
+                let mut a = make_alert(&mut rng, world.next_alert_seq, tenant, &id, at);
+                if let Some(source) = &spec.service_source {
+                    a.service_source = source.clone();
+                }
+                a
             })
             .collect();
         let first_title = alerts[0].title.clone();
