@@ -42,8 +42,8 @@ pub fn build(config: Config) -> Ports {
         config.dcr_immutable_id.clone(),
         config.max_batch_bytes,
     );
-    let store = AzureTables::new(&config.storage, &config.table_prefix, counters.clone());
-    let queue = AzureQueues::new(&config.storage, counters.clone());
+    let store = AzureTables::new(&config.storage, &config.table_prefix, counters.clone(), &tokens);
+    let queue = AzureQueues::new(&config.storage, counters.clone(), &tokens);
     Ports {
         config: Arc::new(config),
         tokens,

@@ -64,6 +64,12 @@ impl Cloud {
             Cloud::UsGov | Cloud::UsGovDod => "https://monitor.azure.us",
         }
     }
+    fn storage_suffix(self) -> &'static str {
+        match self {
+            Cloud::Public => "core.windows.net",
+            Cloud::UsGov | Cloud::UsGovDod => "core.usgovcloudapi.net",
+        }
+    }
 }
 
 /// How xdrsync gets tokens.
@@ -285,11 +291,22 @@ impl Config {
             }
         };
 
-        let storage_raw = v.required(
-            "AzureWebJobsStorage",
-            "set a storage connection string (UseDevelopmentStorage=true for Azurite)",
-        )?;
-        let storage = StorageConnection::parse(storage_raw).map_err(|p| err("AzureWebJobsStorage", p))?;
+        let storage = match (v.get("AzureWebJobsStorage"), v.get("AzureWebJobsStorage__accountName")) {
+            (Some(raw), _) => StorageConnection::parse(raw).map_err(|p| err("AzureWebJobsStorage", p))?,
+            (None, Some(account)) => StorageConnection::identity(
+                account,
+                v.get("AzureWebJobsStorage__tableServiceUri"),
+                v.get("AzureWebJobsStorage__queueServiceUri"),
+                cloud.storage_suffix(),
+            )
+            .map_err(|p| err("AzureWebJobsStorage__accountName", p))?,
+            (None, None) => {
+                return Err(err(
+                    "AzureWebJobsStorage",
+                    "is not set: set a storage connection string (UseDevelopmentStorage=true for Azurite), or AzureWebJobsStorage__accountName for identity-based storage",
+                ))
+            }
+        };
 
         let tenant_id =
             v.required("XDRSYNC_TENANT_ID", "set the Entra tenant id (a GUID) of the Defender tenant")?.to_string();
@@ -582,5 +599,23 @@ pub(crate) mod tests {
         assert!(!c.webhook_key_matches("webhook-key-012345678"));
         assert!(!c.webhook_key_matches(""));
         assert!(with(&[("XDRSYNC_WEBHOOK_KEY", "short")]).is_err());
+    }
+
+    #[test]
+    fn identity_based_storage_reads_the_functions_settings() {
+        let mut v = base_vars();
+        v.remove("AzureWebJobsStorage");
+        v.insert("AzureWebJobsStorage__accountName".into(), "socstore".into());
+        let c = Config::from_vars(&v).unwrap();
+        assert!(c.storage.key.is_none(), "a token, not a key");
+        assert_eq!(c.storage.queue_endpoint.as_str(), "https://socstore.queue.core.windows.net/");
+        v.insert("XDRSYNC_CLOUD".into(), "usgov".into());
+        v.insert("AzureWebJobsStorage__tableServiceUri".into(), "https://socstore.table.core.usgovcloudapi.net".into());
+        let c = Config::from_vars(&v).unwrap();
+        assert_eq!(c.storage.table_endpoint.as_str(), "https://socstore.table.core.usgovcloudapi.net/");
+        assert_eq!(c.storage.queue_endpoint.as_str(), "https://socstore.queue.core.usgovcloudapi.net/");
+        v.remove("AzureWebJobsStorage__accountName");
+        let e = Config::from_vars(&v).unwrap_err();
+        assert!(e.to_string().contains("AzureWebJobsStorage__accountName"), "{e}");
     }
 }

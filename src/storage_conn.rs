@@ -1,5 +1,7 @@
 //! `AzureWebJobsStorage` connection strings: `UseDevelopmentStorage=true`, full strings with
-//! explicit `TableEndpoint`/`QueueEndpoint` (Azurite on other ports), or account + key + suffix.
+//! explicit `TableEndpoint`/`QueueEndpoint` (Azurite on other ports), or account + key + suffix;
+//! or identity-based storage (`AzureWebJobsStorage__accountName`, the Functions convention), where
+//! requests carry a token for `https://storage.azure.com` from the app's identity.
 
 use std::fmt;
 
@@ -13,7 +15,8 @@ pub const DEV_KEY: &str = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UV
 #[derive(Clone)]
 pub struct StorageConnection {
     pub account: String,
-    pub key: SecretString,
+    /// The account key; `None` for identity-based storage (a bearer token instead).
+    pub key: Option<SecretString>,
     pub table_endpoint: Url,
     pub queue_endpoint: Url,
 }
@@ -22,7 +25,7 @@ impl fmt::Debug for StorageConnection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StorageConnection")
             .field("account", &self.account)
-            .field("key", &"[redacted]")
+            .field("key", &self.key.as_ref().map_or("none (identity)", |_| "[redacted]"))
             .field("table_endpoint", &self.table_endpoint.as_str())
             .field("queue_endpoint", &self.queue_endpoint.as_str())
             .finish()
@@ -61,8 +64,32 @@ impl StorageConnection {
         Ok(Self {
             table_endpoint: endpoint("tableendpoint", "table", 10002)?,
             queue_endpoint: endpoint("queueendpoint", "queue", 10001)?,
-            key: SecretString::from(key),
+            key: Some(SecretString::from(key)),
             account,
+        })
+    }
+
+    /// Identity-based storage: the account, and the service URIs when given
+    /// (`AzureWebJobsStorage__tableServiceUri`, `__queueServiceUri`), else the cloud's defaults.
+    pub fn identity(account: &str, table: Option<&str>, queue: Option<&str>, suffix: &str) -> Result<Self, String> {
+        let ok_name =
+            (3..=24).contains(&account.len()) && account.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+        if !ok_name {
+            return Err(format!("'{account}' is not a storage account name (3-24 lowercase letters and digits)"));
+        }
+        let endpoint = |given: Option<&str>, sub: &str| -> Result<Url, String> {
+            let raw = given.map(str::to_string).unwrap_or_else(|| format!("https://{account}.{sub}.{suffix}"));
+            let url = Url::parse(&raw).map_err(|e| format!("'{raw}' is not a URL ({e})"))?;
+            if url.scheme() != "https" && !crate::config::is_loopback(&url) {
+                return Err(format!("'{raw}' must use https"));
+            }
+            Ok(url)
+        };
+        Ok(Self {
+            account: account.to_string(),
+            key: None,
+            table_endpoint: endpoint(table, "table")?,
+            queue_endpoint: endpoint(queue, "queue")?,
         })
     }
 

@@ -16,7 +16,7 @@ use xdrsync::storage_conn::StorageConnection;
 
 fn tables(az: &AzuriteProcess, prefix: &str) -> AzureTables {
     let conn = StorageConnection::parse(&az.connection_string()).unwrap();
-    AzureTables::new(&conn, prefix, CallCounters::shared())
+    AzureTables::new(&conn, prefix, CallCounters::shared(), &key_only())
 }
 
 #[tokio::test]
@@ -130,7 +130,7 @@ async fn real_tenant_keys_round_trip_through_table_storage() {
 async fn queue_round_trip_with_visibility_and_dequeue_count() {
     let az = Azurite::start();
     let conn = StorageConnection::parse(&az.connection_string()).unwrap();
-    let q = AzureQueues::new(&conn, CallCounters::shared());
+    let q = AzureQueues::new(&conn, CallCounters::shared(), &key_only());
     let name = "xdrsync-incidents";
     q.ensure_queue(name).await.unwrap();
     q.ensure_queue(name).await.unwrap();
@@ -162,7 +162,7 @@ async fn queue_round_trip_with_visibility_and_dequeue_count() {
 async fn a_released_message_reappears_after_the_retry_delay_not_the_processing_lease() {
     let az = Azurite::start();
     let conn = StorageConnection::parse(&az.connection_string()).unwrap();
-    let q = AzureQueues::new(&conn, CallCounters::shared());
+    let q = AzureQueues::new(&conn, CallCounters::shared(), &key_only());
     q.ensure_queue("work").await.unwrap();
     q.send("work", "{\"n\":1}").await.unwrap();
     let got = q.receive("work", 1, Duration::from_secs(600)).await.unwrap();
@@ -177,4 +177,17 @@ async fn a_released_message_reappears_after_the_retry_delay_not_the_processing_l
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].text, "{\"n\":1}");
     assert_eq!(again[0].dequeue_count, 2);
+}
+
+/// A token source for connections that sign with the account key (never asked for a token).
+fn key_only() -> std::sync::Arc<dyn xdrsync::ports::TokenSource> {
+    struct KeyOnly;
+    #[async_trait::async_trait]
+    impl xdrsync::ports::TokenSource for KeyOnly {
+        async fn token(&self, scope: &str) -> Result<secrecy::SecretString, xdrsync::error::PortError> {
+            panic!("a key-signed connection asked for a {scope} token")
+        }
+        async fn invalidate(&self, _: &str) {}
+    }
+    std::sync::Arc::new(KeyOnly)
 }

@@ -12,4 +12,5 @@ pub mod odata;
 pub mod queue;
 pub mod sentinel;
 pub mod status;
+pub mod storage_auth;
 pub mod tables;

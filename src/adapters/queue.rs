@@ -6,11 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use azure_storage::{CloudLocation, StorageCredentials};
+use azure_storage::CloudLocation;
 use azure_storage_queues::prelude::*;
 use azure_storage_queues::QueueServiceClientBuilder;
 use base64::Engine;
-use secrecy::ExposeSecret;
 
 use super::azure_err::from_azure;
 use crate::error::PortError;
@@ -28,12 +27,16 @@ pub struct AzureQueues {
 }
 
 impl AzureQueues {
-    pub fn new(conn: &StorageConnection, counters: Arc<CallCounters>) -> Self {
+    pub fn new(
+        conn: &StorageConnection,
+        counters: Arc<CallCounters>,
+        tokens: &Arc<dyn crate::ports::TokenSource>,
+    ) -> Self {
         let location = CloudLocation::Custom {
             account: conn.account.clone(),
             uri: conn.queue_endpoint.as_str().trim_end_matches('/').to_string(),
         };
-        let creds = StorageCredentials::access_key(conn.account.clone(), conn.key.expose_secret().to_string());
+        let creds = super::storage_auth::credentials(conn, tokens);
         let service =
             QueueServiceClientBuilder::with_location(location, creds).retry(azure_core::RetryOptions::none()).build();
         Self { service, retry: RetryPolicy::default(), counters }

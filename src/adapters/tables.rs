@@ -9,9 +9,8 @@ use azure_core::Etag;
 use azure_data_tables::clients::TableServiceClientBuilder;
 use azure_data_tables::prelude::*;
 use azure_data_tables::IfMatchCondition;
-use azure_storage::{CloudLocation, StorageCredentials};
+use azure_storage::CloudLocation;
 use futures::StreamExt;
-use secrecy::ExposeSecret;
 use serde_json::{Map, Value};
 
 use super::azure_err::from_azure;
@@ -31,12 +30,17 @@ pub struct AzureTables {
 }
 
 impl AzureTables {
-    pub fn new(conn: &StorageConnection, prefix: &str, counters: Arc<CallCounters>) -> Self {
+    pub fn new(
+        conn: &StorageConnection,
+        prefix: &str,
+        counters: Arc<CallCounters>,
+        tokens: &Arc<dyn crate::ports::TokenSource>,
+    ) -> Self {
         let location = CloudLocation::Custom {
             account: conn.account.clone(),
             uri: conn.table_endpoint.as_str().trim_end_matches('/').to_string(),
         };
-        let creds = StorageCredentials::access_key(conn.account.clone(), conn.key.expose_secret().to_string());
+        let creds = super::storage_auth::credentials(conn, tokens);
         let service =
             TableServiceClientBuilder::with_location(location, creds).retry(azure_core::RetryOptions::none()).build();
         Self { service, prefix: prefix.to_string(), retry: RetryPolicy::default(), counters }
