@@ -34,6 +34,38 @@ fn probe_line(what: &str, result: Result<(), PortError>, ok: &str, role: &str, s
     CheckLine { what: what.into(), ok: result.is_ok(), detail }
 }
 
+/// The Sentinel role, read from the workspace's role assignments. An assignment inherited from the
+/// resource group or subscription is not at the workspace's scope, so its absence is a warning
+/// (the incidents probe above is the proof either way).
+fn roles_line(roles: Result<Vec<String>, PortError>) -> CheckLine {
+    const SENTINEL_ROLES: [(&str, &str); 2] = [
+        ("3e150937-b8fe-4cfb-8069-0eaf05ecd056", "Microsoft Sentinel Responder"),
+        ("ab8e14d6-4a74-4a29-9ba8-549422addade", "Microsoft Sentinel Contributor"),
+    ];
+    let what = "workspace role assignments".to_string();
+    match roles {
+        Ok(ids) => {
+            let held: Vec<&str> = SENTINEL_ROLES
+                .iter()
+                .filter(|(guid, _)| ids.iter().any(|id| id.to_ascii_lowercase().ends_with(guid)))
+                .map(|(_, name)| *name)
+                .collect();
+            let detail = if held.is_empty() {
+                "no Microsoft Sentinel Responder assignment at the workspace's scope (fine if inherited from the resource group)".to_string()
+            } else {
+                format!("assigned at the workspace: {}", held.join(", "))
+            };
+            CheckLine { what, ok: true, detail }
+        }
+        Err(e @ PortError::Forbidden { .. }) => CheckLine {
+            what,
+            ok: false,
+            detail: format!("{e}. Missing: the role Microsoft Sentinel Responder on the workspace (it includes reading role assignments)."),
+        },
+        Err(e) => CheckLine { what, ok: false, detail: advice(&e, "XDRSYNC_WORKSPACE_RESOURCE_ID, XDRSYNC_ARM_ENDPOINT") },
+    }
+}
+
 /// One harmless call per permission xdrsync needs.
 async fn permissions(s: &Ports) -> Vec<CheckLine> {
     let cfg = &s.config;
@@ -42,6 +74,7 @@ async fn permissions(s: &Ports) -> Vec<CheckLine> {
     let defender = s.defender.list_incident_stamps(window, None).await.map(|_| ());
     let user = s.defender.find_user("xdrsync-check@example.invalid").await.map(|_| ());
     let sentinel = s.sentinel.list_incidents_modified_since(now - time::Duration::minutes(1)).await.map(|_| ());
+    let roles = s.sentinel.workspace_role_definitions().await;
     // An empty batch adds no row; a service that refuses it as empty (400) was still reached
     // with a permitted token, which is what this checks.
     let logs = match s.logs.probe(&cfg.alerts_stream).await {
@@ -70,6 +103,7 @@ async fn permissions(s: &Ports) -> Vec<CheckLine> {
             "the role Microsoft Sentinel Responder on the workspace (assignments take a few minutes to apply)",
             "XDRSYNC_WORKSPACE_RESOURCE_ID, XDRSYNC_ARM_ENDPOINT",
         ),
+        roles_line(roles),
         probe_line(
             "Logs Ingestion",
             logs,

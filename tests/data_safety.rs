@@ -79,6 +79,9 @@ struct EditAfterComment {
 
 #[async_trait]
 impl SentinelApi for EditAfterComment {
+    async fn workspace_role_definitions(&self) -> Result<Vec<String>, PortError> {
+        self.inner.workspace_role_definitions().await
+    }
     async fn get_incident(&self, name: &Uuid) -> Result<Option<SentinelIncident>, PortError> {
         self.inner.get_incident(name).await
     }

@@ -175,6 +175,9 @@ struct EditBeforeFirstPut {
 
 #[async_trait::async_trait]
 impl xdrsync::ports::SentinelApi for EditBeforeFirstPut {
+    async fn workspace_role_definitions(&self) -> Result<Vec<String>, xdrsync::error::PortError> {
+        self.inner.workspace_role_definitions().await
+    }
     async fn get_incident(&self, name: &uuid::Uuid) -> Result<Option<SentinelIncident>, xdrsync::error::PortError> {
         self.inner.get_incident(name).await
     }

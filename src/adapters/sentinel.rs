@@ -34,8 +34,30 @@ impl ArmSentinel {
     }
 }
 
+#[derive(serde::Deserialize)]
+struct RoleAssignment {
+    properties: RoleAssignmentProperties,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RoleAssignmentProperties {
+    role_definition_id: String,
+}
+
 #[async_trait]
 impl SentinelApi for ArmSentinel {
+    async fn workspace_role_definitions(&self) -> Result<Vec<String>, PortError> {
+        // Role assignments at the workspace itself (`atScope()`), api-version 2022-04-01.
+        let workspace = self.base.trim_end_matches("/providers/Microsoft.SecurityInsights");
+        let url = format!(
+            "{workspace}/providers/Microsoft.Authorization/roleAssignments?api-version=2022-04-01&$filter={}",
+            encode_query_value("atScope()")
+        );
+        let assignments: Vec<RoleAssignment> = get_all_pages(&self.client, Call::new(Method::GET, url)).await?;
+        Ok(assignments.into_iter().map(|a| a.properties.role_definition_id).collect())
+    }
+
     #[tracing::instrument(level = "debug", skip_all, fields(sentinel.incident = %name))]
     async fn get_incident(&self, name: &Uuid) -> Result<Option<SentinelIncident>, PortError> {
         match self.client.send_optional(&Call::new(Method::GET, self.incident_url(name))).await? {

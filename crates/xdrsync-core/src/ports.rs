@@ -74,6 +74,8 @@ pub trait SentinelApi: Send + Sync {
     /// Incidents with `lastModifiedTimeUtc >= since`, all pages.
     async fn list_incidents_modified_since(&self, since: OffsetDateTime) -> Result<Vec<SentinelIncident>, PortError>;
     async fn list_comments(&self, incident: &Uuid) -> Result<Vec<SentinelComment>, PortError>;
+    /// The role definition ids assigned at the workspace's own scope (`xdrsync check`).
+    async fn workspace_role_definitions(&self) -> Result<Vec<String>, PortError>;
     /// Create-or-update of a comment by id (so a retry writes the same comment).
     async fn put_comment(&self, incident: &Uuid, comment: &Uuid, message: &str) -> Result<(), PortError>;
 }

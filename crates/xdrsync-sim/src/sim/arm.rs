@@ -135,6 +135,55 @@ impl Target {
     }
 }
 
+/// `GET {workspace}/providers/Microsoft.Authorization/roleAssignments?$filter=atScope()`: the
+/// app's workspace roles as assignments at the workspace scope. Reading assignments needs read
+/// access on the scope (`Microsoft.Authorization/roleAssignments/read`, in every Sentinel role).
+fn role_assignments(sim: &Sim, app_id: &str, path: &str, method: &Method, pairs: &[(String, String)]) -> Response {
+    if *method != Method::GET {
+        return arm_error(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", "only GET is simulated");
+    }
+    if param(pairs, "api-version") != Some("2022-04-01") {
+        return arm_error(StatusCode::BAD_REQUEST, "InvalidApiVersionParameter", "use api-version 2022-04-01");
+    }
+    let scope = path.trim_end_matches('/').rsplitn(4, '/').nth(3).unwrap_or_default().to_string();
+    let roles = sim.permissions().workspace_roles;
+    if !ArmAccess::Read.allowed_by(&roles) {
+        sim.stats.bump("arm.forbidden");
+        return arm_authorization_failed(
+            app_id,
+            &object_id_of(app_id),
+            "Microsoft.Authorization/roleAssignments/read",
+            path,
+        );
+    }
+    sim.stats.bump("arm.role_assignments.list");
+    let sub = scope.split('/').nth(2).unwrap_or_default().to_string();
+    let value: Vec<Value> = roles
+        .iter()
+        .filter_map(|r| match r.as_str() {
+            "Microsoft Sentinel Responder" => Some("3e150937-b8fe-4cfb-8069-0eaf05ecd056"),
+            "Microsoft Sentinel Reader" => Some("8d289c81-5878-46d4-8554-54e1e3d8b5cb"),
+            "Microsoft Sentinel Contributor" => Some("ab8e14d6-4a74-4a29-9ba8-549422addade"),
+            _ => None,
+        })
+        .map(|guid| {
+            let name = Uuid::new_v5(&Uuid::NAMESPACE_URL, format!("{scope}{guid}").as_bytes());
+            json!({
+                "id": format!("{scope}/providers/Microsoft.Authorization/roleAssignments/{name}"),
+                "name": name.to_string(),
+                "type": "Microsoft.Authorization/roleAssignments",
+                "properties": {
+                    "roleDefinitionId": format!("/subscriptions/{sub}/providers/Microsoft.Authorization/roleDefinitions/{guid}"),
+                    "principalId": object_id_of(app_id),
+                    "principalType": "ServicePrincipal",
+                    "scope": scope,
+                }
+            })
+        })
+        .collect();
+    Json(json!({"value": value})).into_response()
+}
+
 fn parse_target(sim: &Sim, path: &str) -> Result<Target, Response> {
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
     let eq = |a: &str, b: &str| a.eq_ignore_ascii_case(b);
@@ -204,6 +253,9 @@ async fn dispatch(
         Err(r) => return r,
     };
     let pairs = query_pairs(raw.as_deref());
+    if uri.path().to_ascii_lowercase().ends_with("/providers/microsoft.authorization/roleassignments") {
+        return role_assignments(&sim, &caller.app_id, uri.path(), &method, &pairs);
+    }
     match param(&pairs, "api-version") {
         None => {
             return arm_error(
