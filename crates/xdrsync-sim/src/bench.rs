@@ -1,4 +1,4 @@
-//! `xdrsync bench`: the two-way figures (issue 4 §7), measured on the real binary against the
+//! `xdrsync-sim bench`: the two-way figures (README “Figures”), measured on the real binary against the
 //! simulator and Azurite. Sentinel edit → Defender PATCH latency, p50/p95, once with Sentinel
 //! automation calling the webhook and once with the sweep alone; writes per edit; webhook
 //! deliveries per edit. Each edit assigns an owner in Sentinel. Latency uses the simulator's clock at both ends: the Sentinel
@@ -118,6 +118,7 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<BenchReport> {
         true,
         &crate::demo::Budgets::default(),
         &[],
+        None,
     )
     .await?;
     let spec = SeedSpec { count: opts.edits * 2, seed: 9, max_alerts: 2, ..Default::default() };

@@ -1,4 +1,4 @@
-//! `xdrsync demo`: the whole product on one machine. Starts Azurite and the simulator, runs
+//! `xdrsync-sim demo`: the whole product on one machine. Starts Azurite and the simulator, runs
 //! xdrsync standalone as a child process (the real binary, real storage), seeds incidents,
 //! shows progress, then reports: incidents mirrored / expected, alerts shipped, Defender →
 //! Sentinel latency p50/p95, Graph / ARM / Table calls per incident, and writes during a quiet
@@ -155,12 +155,18 @@ impl Stack {
         quiet: bool,
         budgets: &Budgets,
         extra_env: &[(&str, String)],
+        history: Option<&SeedSpec>,
     ) -> anyhow::Result<Self> {
         let azurite = Azurite::start(&azurite_bin(repo_root))?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let mut sim_config = SimConfig::demo();
         sim_config.options.graph_calls_per_minute = budgets.sim_graph_calls_per_minute;
         let sim = crate::sim::spawn(listener, sim_config).await?;
+        // A tenant's history exists before xdrsync's first poll (a backfill), as in real life.
+        if let Some(spec) = history {
+            let tenant = sim.sim.config.tenant_id.clone();
+            crate::sim::seed::seed(&mut sim.sim.world(), &tenant, spec);
+        }
         let http_port = free_port()?;
         if !xdrsync_bin.exists() {
             anyhow::bail!(
@@ -259,12 +265,6 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
     if let Some(b) = opts.poll_time_budget {
         extra.push(("XDRSYNC_POLL_TIME_BUDGET_SECONDS", b.to_string()));
     }
-    let stack =
-        Stack::start(&opts.repo_root, &opts.xdrsync_bin, opts.poll_seconds, opts.json, &opts.budgets, &extra).await?;
-    let sim = &stack.sim;
-    say(&format!("xdrsync standalone up (poll every {} s); seeding {} incidents…", opts.poll_seconds, opts.incidents));
-
-    let tenant = sim.sim.config.tenant_id.clone();
     let history_days = opts.history_days;
     let spec = move |count: usize, big: usize, seed: u64| SeedSpec {
         count,
@@ -277,7 +277,25 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
         ..Default::default()
     };
     let big = usize::from(opts.incidents >= 50);
-    let seeding = if opts.spread_seconds == 0 {
+    let history = (opts.history_days > 0).then(|| spec(opts.incidents, big, 42));
+    let seed_time = Instant::now();
+    let stack = Stack::start(
+        &opts.repo_root,
+        &opts.xdrsync_bin,
+        opts.poll_seconds,
+        opts.json,
+        &opts.budgets,
+        &extra,
+        history.as_ref(),
+    )
+    .await?;
+    let sim = &stack.sim;
+    say(&format!("xdrsync standalone up (poll every {} s); seeding {} incidents…", opts.poll_seconds, opts.incidents));
+
+    let tenant = sim.sim.config.tenant_id.clone();
+    let seeding = if history.is_some() {
+        None
+    } else if opts.spread_seconds == 0 {
         crate::sim::seed::seed(&mut sim.sim.world(), &tenant, &spec(opts.incidents, big, 42));
         None
     } else {
@@ -295,7 +313,8 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
             }
         }))
     };
-    let seed_time = Instant::now();
+    // A backfill's clock starts with xdrsync; otherwise with the seeding.
+    let seed_time = if history.is_some() { seed_time } else { Instant::now() };
 
     let bar = indicatif::ProgressBar::new(opts.incidents as u64);
     if opts.json {

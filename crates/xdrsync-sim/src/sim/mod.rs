@@ -1,4 +1,4 @@
-//! `xdrsync sim`: one loopback HTTP server standing in for Entra ID (client credentials and the
+//! `xdrsync-sim serve`: one loopback HTTP server standing in for Entra ID (client credentials and the
 //! managed-identity endpoint), Graph security (incidents, alerts_v2, users), Sentinel (ARM
 //! Microsoft.SecurityInsights) and Logs Ingestion, plus a `/_sim` control API.
 //!
@@ -124,7 +124,7 @@ pub struct SimConfig {
 }
 
 impl SimConfig {
-    /// The defaults `xdrsync sim` and the demo use.
+    /// The defaults `xdrsync-sim serve` and the demo use.
     pub fn demo() -> Self {
         Self {
             tenant_id: "72f988bf-86f1-41af-91ab-2d7cd011db47".into(),
