@@ -220,3 +220,25 @@ async fn a_bulk_edit_of_1000_incidents_in_one_overlap_reaches_defender_through_t
     }
     assert_eq!(informational, 1000);
 }
+
+#[tokio::test]
+async fn an_incident_microsoft_sentinel_created_is_not_mirrored_back_into_its_workspace() {
+    let sim = start_sim(SimConfig::demo()).await;
+    let spec = SeedSpec { count: 1, service_source: Some("microsoftSentinel".into()), ..Default::default() };
+    let ids = seed(&sim, spec);
+    let s = services(&sim);
+    assert_eq!(sync(&s, &ids[0]).await, SyncOutcome::NotMirrored);
+    assert_eq!(sync(&s, &ids[0]).await, SyncOutcome::Unchanged, "noted once");
+    let name = sentinel_incident_name(&s.config.tenant_id, &ids[0]);
+    assert!(s.sentinel.get_incident(&name).await.unwrap().is_none(), "no second copy in the workspace");
+    let health = xdrsync::usecase::health::check(&s, true).await;
+    assert_eq!(health.details.unwrap().sentinel_incidents_not_mirrored, 1);
+    // With the setting on (a target workspace other than the source), it is mirrored.
+    let mut vars = settings(&sim, None);
+    vars.insert("XDRSYNC_MIRROR_SENTINEL_INCIDENTS".into(), "true".into());
+    let mut on = app::build(config(&vars));
+    on.store = s.store.clone();
+    on.queue = s.queue.clone();
+    let later = sync(&on, &ids[0]).await;
+    assert!(matches!(later, SyncOutcome::Synced(ref r) if r.created), "{later:?}");
+}

@@ -98,7 +98,7 @@ async fn reconcile_once(s: &Ports, incident_id: &str) -> Result<Step, UseCaseErr
     let current = s.sentinel.get_incident(&name).await?;
     let observed =
         Observed { tenant_id: &cfg.tenant_id, incident_id, defender: &d, sentinel: current.as_ref(), stored: state };
-    match glance(&observed) {
+    match glance(&observed, cfg.mirror_sentinel_incidents) {
         Glance::Unchanged => return Ok(Step::Done(SyncOutcome::Unchanged)),
         Glance::StaleDefender => {
             tracing::debug!(defender.last_update = %d.last_update_date_time, "Defender answered with an older version than we synced; not an edit");

@@ -44,9 +44,15 @@ pub enum Glance {
     Changed,
 }
 
-pub fn glance(o: &Observed<'_>) -> Glance {
+/// `mirror_sentinel_incidents`: `XDRSYNC_MIRROR_SENTINEL_INCIDENTS` (an incident left unmirrored
+/// under the old setting is looked at again once it is on).
+pub fn glance(o: &Observed<'_>, mirror_sentinel_incidents: bool) -> Glance {
     let Some(st) = o.stored else { return Glance::Changed };
-    if st.not_mirrored && o.sentinel.is_none() && st.defender_seen == Some(o.defender.last_update_date_time) {
+    if st.not_mirrored
+        && !mirror_sentinel_incidents
+        && o.sentinel.is_none()
+        && st.defender_seen == Some(o.defender.last_update_date_time)
+    {
         return Glance::Unchanged;
     }
     if st.defender_seen.is_some_and(|seen| o.defender.last_update_date_time < seen) {

@@ -92,13 +92,13 @@ fn first_sync_writes_the_index_first_then_creates_the_mirror_and_ships_alerts() 
 fn versions_our_last_sync_left_mean_nothing_to_do_and_an_older_defender_read_is_no_edit() {
     let d = defender(json!({}));
     let (s, st) = mirrored(&d, "\"e1\"", 0);
-    assert_eq!(glance(&observe(&d, Some(&s), Some(&st))), Glance::Unchanged);
+    assert_eq!(glance(&observe(&d, Some(&s), Some(&st)), false), Glance::Unchanged);
     let unindexed = IncidentState { indexed: false, ..st.clone() };
-    assert_eq!(glance(&observe(&d, Some(&s), Some(&unindexed))), Glance::Changed, "the index row is repaired");
+    assert_eq!(glance(&observe(&d, Some(&s), Some(&unindexed)), false), Glance::Changed, "the index row is repaired");
     let older = defender(json!({"lastUpdateDateTime": "2026-11-29T09:59:00Z"}));
-    assert_eq!(glance(&observe(&older, Some(&s), Some(&st))), Glance::StaleDefender);
+    assert_eq!(glance(&observe(&older, Some(&s), Some(&st)), false), Glance::StaleDefender);
     let newer = defender(json!({"lastUpdateDateTime": "2026-11-29T10:01:00Z"}));
-    assert_eq!(glance(&observe(&newer, Some(&s), Some(&st))), Glance::Changed);
+    assert_eq!(glance(&observe(&newer, Some(&s), Some(&st)), false), Glance::Changed);
 }
 
 #[test]
@@ -107,7 +107,7 @@ fn a_comment_added_in_sentinel_without_an_etag_change_is_still_read_and_copied()
     let (_, st) = mirrored(&d, "\"e1\"", 0);
     let (s1, _) = mirrored(&d, "\"e1\"", 1);
     let o = observe(&d, Some(&s1), Some(&st));
-    assert_eq!(glance(&o), Glance::Changed, "commentsCount moved");
+    assert_eq!(glance(&o, false), Glance::Changed, "commentsCount moved");
     assert!(reads_needed(&o, ConflictPolicy::LatestWins).sentinel_comments);
     let listed = [sentinel_comment("c-1", "isolated the host")];
     let x = Extras { sentinel_comments: Some(&listed), ..Default::default() };
@@ -270,9 +270,10 @@ fn an_incident_sentinel_created_is_left_unmirrored_unless_asked_and_noted_once()
     assert!(!leave_unmirrored(&observe(&d, Some(&s), None), &only_sentinel, false), "an existing mirror keeps syncing");
     let noted = unmirrored_state(&o);
     assert!(noted.not_mirrored && noted.base.is_none());
-    assert_eq!(glance(&observe(&d, None, Some(&noted))), Glance::Unchanged, "noted once");
+    assert_eq!(glance(&observe(&d, None, Some(&noted)), false), Glance::Unchanged, "noted once");
+    assert_eq!(glance(&observe(&d, None, Some(&noted)), true), Glance::Changed, "looked at again once mirroring is on");
     let later = defender(json!({"lastUpdateDateTime": "2026-11-29T11:00:00Z"}));
-    assert_eq!(glance(&observe(&later, None, Some(&noted))), Glance::Changed);
+    assert_eq!(glance(&observe(&later, None, Some(&noted)), false), Glance::Changed);
 }
 
 #[test]
