@@ -242,3 +242,68 @@ async fn an_incident_microsoft_sentinel_created_is_not_mirrored_back_into_its_wo
     let later = sync(&on, &ids[0]).await;
     assert!(matches!(later, SyncOutcome::Synced(ref r) if r.created), "{later:?}");
 }
+
+/// A Sentinel port that refuses the next comment write (as a 400 would).
+struct RefuseNextComment {
+    inner: Arc<dyn SentinelApi>,
+    armed: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait]
+impl SentinelApi for RefuseNextComment {
+    async fn workspace_role_definitions(&self) -> Result<Vec<String>, PortError> {
+        self.inner.workspace_role_definitions().await
+    }
+    async fn get_incident(&self, name: &Uuid) -> Result<Option<SentinelIncident>, PortError> {
+        self.inner.get_incident(name).await
+    }
+    async fn put_incident(&self, name: &Uuid, body: &SentinelIncidentBody) -> Result<SentinelIncident, PortError> {
+        self.inner.put_incident(name, body).await
+    }
+    async fn list_incidents_modified_since(
+        &self,
+        since: time::OffsetDateTime,
+    ) -> Result<Vec<SentinelIncident>, PortError> {
+        self.inner.list_incidents_modified_since(since).await
+    }
+    async fn list_comments(&self, incident: &Uuid) -> Result<Vec<SentinelComment>, PortError> {
+        self.inner.list_comments(incident).await
+    }
+    async fn put_comment(&self, incident: &Uuid, comment: &Uuid, message: &str) -> Result<(), PortError> {
+        if self.armed.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            return Err(PortError::rejected("sentinel", "status 400: the comment was refused"));
+        }
+        self.inner.put_comment(incident, comment, message).await
+    }
+}
+
+#[tokio::test]
+async fn a_refused_comment_copy_is_recorded_retried_and_then_copied() {
+    let sim = start_sim(SimConfig::demo()).await;
+    let ids = seed(&sim, SeedSpec { count: 1, ..Default::default() });
+    let mut s = services(&sim);
+    s.sentinel = Arc::new(RefuseNextComment { inner: s.sentinel.clone(), armed: false.into() });
+    let item = WorkItem::reconcile(&s.config.tenant_id, &ids[0], ChangeHint::Reconcile).to_json();
+    xdrsync::usecase::jobs::sync_message(&s, &item, 1, "m1").await;
+    defender_comment(&sim, &ids[0], "escalated to tier 2").await;
+    let refusing = RefuseNextComment { inner: services(&sim).sentinel.clone(), armed: true.into() };
+    let mut s2 = s.clone();
+    s2.sentinel = Arc::new(refusing);
+    xdrsync::usecase::jobs::sync_message(&s2, &item, 1, "m2").await;
+    let failures = xdrsync::usecase::failures::list(&s2).await.unwrap();
+    assert_eq!(failures.len(), 1, "the refused copy is visible to an operator");
+    assert!(failures[0].message.contains("refused"), "{failures:?}");
+    // The retry copies it (the copy was not marked as done) and clears the record.
+    xdrsync::usecase::jobs::sync_message(&s2, &item, 1, "m3").await;
+    let name = sentinel_incident_name(&s.config.tenant_id, &ids[0]);
+    let copies = s
+        .sentinel
+        .list_comments(&name)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|c| c.properties.message.ends_with("escalated to tier 2"))
+        .count();
+    assert_eq!(copies, 1);
+    assert!(xdrsync::usecase::failures::list(&s2).await.unwrap().is_empty());
+}

@@ -70,8 +70,21 @@ pub async fn sync_message(s: &Ports, text: &str, dequeue_count: u64, message_id:
     };
     // One retry budget for every call this delivery makes (ARCHITECTURE.md: “Failure rules”).
     let outcome = MessageBudget::scope(RETRIES_PER_MESSAGE, reconcile(s, &item)).await;
-    if outcome.is_ok() {
-        failures::clear(s, &item.incident_id).await;
+    match &outcome {
+        // Fields synced, but a comment copy was refused: keep it visible and retried.
+        Ok(SyncOutcome::Synced(r)) if r.comments_refused > 0 => {
+            let why = r.refusal.clone().unwrap_or_default();
+            failures::note(
+                s,
+                &item.incident_id,
+                failures::FailureClass::Rejected,
+                None,
+                &format!("a copied comment was refused: {why}"),
+            )
+            .await;
+        }
+        Ok(_) => failures::clear(s, &item.incident_id).await,
+        Err(_) => {}
     }
     match outcome {
         Ok(SyncOutcome::Synced(r)) => QueueVerdict::Done(format!(

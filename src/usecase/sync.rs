@@ -38,6 +38,10 @@ pub struct SyncReport {
     pub alerts_sent: usize,
     pub conflicts: usize,
     pub comments_copied: usize,
+    /// Copies the service refused (not marked as done: retried through the `Failures` table).
+    pub comments_refused: usize,
+    /// The service's words for the last refusal.
+    pub refusal: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -212,22 +216,38 @@ async fn execute(
                 comments_added += 1;
             }
             Err(e @ PortError::Rejected { .. }) => {
-                tracing::warn!(error.message = %e, "Sentinel refused a copied comment; field sync goes on")
+                tracing::warn!(error.message = %e, "Sentinel refused a copied comment; field sync goes on");
+                // Not done: the comment stays pending and the incident is recorded for a retry.
+                if let Some((_, f)) = plan.copy_sources.to_sentinel.iter().find(|(n, _)| *n == c.name) {
+                    next.defender_comments_copied.retain(|x| x != f);
+                }
+                report.comments_refused += 1;
+                report.refusal = Some(e.to_string());
             }
             Err(e) => return Err(e.into()),
         }
     }
     let (defender_target, texts) = &plan.comments_to_defender;
-    for text in texts {
+    for (i, text) in texts.iter().enumerate() {
         match s.defender.add_comment(defender_target, text).await {
             Ok(_) => report.comments_copied += 1,
             Err(e @ PortError::Rejected { .. }) => {
-                tracing::warn!(error.message = %e, "Defender refused a copied comment; field sync goes on")
+                tracing::warn!(error.message = %e, "Defender refused a copied comment; field sync goes on");
+                if let Some(source) = plan.copy_sources.to_defender.get(i) {
+                    next.sentinel_comments_sent.retain(|x| x != source);
+                }
+                report.comments_refused += 1;
+                report.refusal = Some(e.to_string());
             }
             Err(e) => return Err(e.into()),
         }
     }
     next.sentinel_comments_count = next.sentinel_comments_count.map(|n| n + comments_added);
+    if report.comments_refused > 0 {
+        // Forget the count, so the next reconcile does not take the mirror as unchanged and
+        // tries the refused copies again.
+        next.sentinel_comments_count = None;
+    }
     if let Some(rows) = plan.alerts {
         report.alerts_sent = ship_alerts(s, incident_id, rows).await?;
     }

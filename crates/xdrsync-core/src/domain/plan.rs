@@ -137,6 +137,13 @@ pub struct AlertRows {
     pub rows: Vec<(String, serde_json::Map<String, serde_json::Value>, String)>,
 }
 
+/// See [`Plan::copy_sources`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CopySources {
+    pub to_sentinel: Vec<(Uuid, String)>,
+    pub to_defender: Vec<String>,
+}
+
 /// The writes of one reconcile, in the order they are made, and the state to store after them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
@@ -155,6 +162,10 @@ pub struct Plan {
     pub comments_to_sentinel: Vec<NewSentinelComment>,
     /// Defender incident the Sentinel comments go to (the survivor of a merge) and their texts.
     pub comments_to_defender: (String, Vec<String>),
+    /// Where each copy comes from, so a copy the service refuses is not marked as done: the
+    /// fingerprint of the Defender comment behind each of `comments_to_sentinel` (by name), and
+    /// the Sentinel comment name behind each text of `comments_to_defender` (same order).
+    pub copy_sources: CopySources,
     pub alerts: Option<AlertRows>,
     /// Reconcile this incident next (the survivor of a merge now holds the loser's alerts).
     pub enqueue_reconcile: Option<String>,
@@ -308,6 +319,14 @@ pub fn plan(o: &Observed<'_>, x: &Extras<'_>, policy: ConflictPolicy, now: Offse
         .into_iter()
         .filter(|c| !listed.iter().any(|e| Uuid::parse_str(&e.name).ok() == Some(c.name)))
         .collect();
+    let to_sentinel_sources: Vec<(Uuid, String)> = pending
+        .iter()
+        .map(|c| {
+            let key = defender_comment_key(c);
+            (sentinel_comment_name(&name, &key), fingerprint(&key))
+        })
+        .filter(|(n, _)| comments_to_sentinel.iter().any(|c| c.name == *n))
+        .collect();
     let mut defender_comments_copied = st.map(|s| s.defender_comments_copied.clone()).unwrap_or_default();
     // Every pending comment that fits is handled now (copied or already there); past the cap the
     // note stands for the rest, and no fingerprint is kept for them (the row stays small).
@@ -316,10 +335,12 @@ pub fn plan(o: &Observed<'_>, x: &Extras<'_>, policy: ConflictPolicy, now: Offse
     defender_comments_copied.extend(pending[..handled].iter().map(|c| fingerprint(&defender_comment_key(c))));
     let mut sentinel_comments_sent = st.map(|s| s.sentinel_comments_sent.clone()).unwrap_or_default();
     let mut to_defender = Vec::new();
+    let mut to_defender_sources = Vec::new();
     for (comment_name, text) in sentinel_to_defender(listed, &sentinel_comments_sent) {
         // A retry after a partial failure finds its earlier post in Defender's list.
         if !d.comments.iter().any(|c| c.comment.as_deref() == Some(text.as_str())) {
             to_defender.push(text);
+            to_defender_sources.push(comment_name.to_string());
         }
         sentinel_comments_sent.push(comment_name.to_string());
     }
@@ -372,6 +393,7 @@ pub fn plan(o: &Observed<'_>, x: &Extras<'_>, policy: ConflictPolicy, now: Offse
         redirect_note,
         comments_to_sentinel,
         comments_to_defender: (defender_target, to_defender),
+        copy_sources: CopySources { to_sentinel: to_sentinel_sources, to_defender: to_defender_sources },
         alerts: alert_rows,
         enqueue_reconcile: newly_redirected.map(str::to_string),
         conflicts,
