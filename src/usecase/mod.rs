@@ -1,6 +1,7 @@
 //! Orchestration over the ports: each use case reads, asks the pure core what to do, and writes.
 //! Triggers (Functions or standalone) call these and nothing else.
 
+pub mod attach_alerts;
 pub mod failures;
 pub mod health;
 pub mod jobs;
@@ -16,7 +17,7 @@ use std::sync::Arc;
 use crate::config::Config;
 use crate::error::{PortError, Reaction};
 use crate::metrics::CallCounters;
-use crate::ports::{Clock, DefenderApi, LogsIngestion, SentinelApi, StateStore, TokenSource, WorkQueue};
+use crate::ports::{Clock, DefenderApi, LogQuery, LogsIngestion, SentinelApi, StateStore, TokenSource, WorkQueue};
 
 /// What every use case runs on: the settings and one trait object per external system. Built
 /// from real adapters by `app::build`, or from fakes and the simulator in tests; use cases never
@@ -28,6 +29,8 @@ pub struct Ports {
     pub defender: Arc<dyn DefenderApi>,
     pub sentinel: Arc<dyn SentinelApi>,
     pub logs: Arc<dyn LogsIngestion>,
+    /// The Log Analytics query API (“Native alerts”).
+    pub log_query: Arc<dyn LogQuery>,
     pub store: Arc<dyn StateStore>,
     pub queue: Arc<dyn WorkQueue>,
     pub clock: Arc<dyn Clock>,

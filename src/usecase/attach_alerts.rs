@@ -1,0 +1,182 @@
+//! Relates the analytics rule's alerts to their mirrors (ARCHITECTURE.md: “Native alerts”), on
+//! the poller's tick when `XDRSYNC_ATTACH_ALERTS` is on. Reads what the workspace stored since
+//! the cursor (minus `XDRSYNC_ALERTS_ATTACH_DELAY_MINUTES`, for alerts stored late), then the
+//! rule's other alerts of the same Defender incidents and alerts (so an alert that moved, or a
+//! merge's loser, is planned too), lists each touched mirror's relations and writes the plan
+//! (`domain::alert_links`). Every write is named deterministically, so a rerun repeats nothing.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+use time::{Duration, OffsetDateTime};
+
+use crate::domain::alert_links::{
+    alert_resource_id, desired_by_incident, next_watermark, parse_rule_alerts, plan_relations, rule_alerts_query,
+    AlertFilter, RuleAlert,
+};
+use crate::domain::names::sentinel_incident_name;
+use crate::error::PortError;
+use crate::ports::Table;
+use crate::state::{load, put, RowKey};
+use crate::usecase::{Ports, UseCaseError};
+
+/// The `Cursors` row of this feed (partition: the tenant).
+pub const CURSOR_ROW: &str = "alerts";
+/// The health feed name.
+pub const FEED: &str = "alerts";
+/// How far back the rule's earlier alerts of a touched incident are looked for. SecurityAlert is
+/// kept 90 days in a Sentinel workspace by default (documented); older ones are not seen.
+pub const HISTORY_DAYS: u32 = 90;
+/// Where a first run starts.
+const FIRST_LOOKBACK: Duration = Duration::hours(24);
+/// An alert that could not be related yet (the service documents no delay; a Microsoft playbook
+/// waits 3 minutes) holds the cursor back for at most this long, then is left to the overlap.
+const HOLD_BACK: Duration = Duration::hours(1);
+
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AlertCursor {
+    #[serde(default, with = "crate::domain::time_fmt::rfc3339_opt")]
+    watermark: Option<OffsetDateTime>,
+}
+
+/// What one run did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct AttachReport {
+    /// Rule alerts stored since the cursor.
+    pub found: usize,
+    /// Mirrors planned (touched incidents).
+    pub incidents: usize,
+    pub related: usize,
+    pub unrelated: usize,
+    /// Alerts left out at the 150-alert limit (the mirror carries the `150+` label already).
+    pub over_limit: usize,
+    /// Alerts the service would not relate yet (retried by the next run).
+    pub pending: usize,
+    /// Alerts left on a mirror they left because the role may not delete relations.
+    pub unrelate_forbidden: usize,
+    /// Touched incidents without a mirror.
+    pub no_mirror: usize,
+    /// Query rows without the custom details.
+    pub unreadable: usize,
+}
+
+impl std::fmt::Display for AttachReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "alerts: {} found, {} incidents, {} related, {} unrelated, {} over the limit, {} pending, {} without a mirror, {} not removable (role)",
+            self.found,
+            self.incidents,
+            self.related,
+            self.unrelated,
+            self.over_limit,
+            self.pending,
+            self.no_mirror,
+            self.unrelate_forbidden
+        )
+    }
+}
+
+fn days_since(since: OffsetDateTime, now: OffsetDateTime) -> i64 {
+    // The query API's `timespan` bounds TimeGenerated, which comes before ingestion: a day of margin.
+    (now - since).whole_days().max(0) + 2
+}
+
+async fn query(s: &Ports, filter: &AlertFilter, days: i64) -> Result<(Vec<RuleAlert>, usize), PortError> {
+    crate::metrics::bump(&s.counters.log_query);
+    let table = s.log_query.query(&rule_alerts_query(filter), &format!("P{days}D")).await?;
+    Ok(parse_rule_alerts(&table))
+}
+
+/// One run: relate every new rule alert to its mirror, move what moved.
+pub async fn attach(s: &Ports) -> Result<AttachReport, UseCaseError> {
+    let cfg = &s.config;
+    let key = RowKey::new(&cfg.tenant_id, CURSOR_ROW)?;
+    let cursor = load::<AlertCursor>(s.store.as_ref(), Table::Cursors, &key).await?.map(|v| v.value).unwrap_or_default();
+    let now = s.clock.now();
+    let since = cursor.watermark.unwrap_or(now - FIRST_LOOKBACK) - cfg.alerts.overlap;
+    let (fresh, bad) = query(s, &AlertFilter::IngestedAfter(since), days_since(since, now)).await?;
+    let mut report = AttachReport { found: fresh.len(), unreadable: bad, ..Default::default() };
+    if bad > 0 {
+        tracing::warn!(rows = bad, "SecurityAlert rows without xdrsync's custom details were skipped");
+    }
+    let tenant = cfg.tenant_id.to_ascii_lowercase();
+    let fresh: Vec<RuleAlert> = fresh.into_iter().filter(|a| a.tenant_id.eq_ignore_ascii_case(&tenant)).collect();
+    if fresh.is_empty() {
+        return Ok(report);
+    }
+    let incidents: BTreeSet<String> = fresh.iter().map(|a| a.incident_id.clone()).collect();
+    let alerts: BTreeSet<String> = fresh.iter().map(|a| a.alert_id.clone()).collect();
+    let filter = AlertFilter::Of {
+        incidents: incidents.into_iter().collect(),
+        alerts: alerts.into_iter().collect(),
+        days: HISTORY_DAYS,
+    };
+    let (history, _) = query(s, &filter, i64::from(HISTORY_DAYS)).await?;
+    // Fresh and history overlap; one record per SecurityAlert.
+    let mut all: BTreeMap<String, RuleAlert> = BTreeMap::new();
+    for a in history.into_iter().chain(fresh.iter().cloned()) {
+        if a.tenant_id.eq_ignore_ascii_case(&tenant) {
+            all.insert(a.system_alert_id.clone(), a);
+        }
+    }
+    let all: Vec<RuleAlert> = all.into_values().collect();
+    let known: BTreeSet<&str> = all.iter().map(|a| a.system_alert_id.as_str()).collect();
+    let base = format!("{}/providers/Microsoft.SecurityInsights", cfg.workspace.resource_id());
+    let mut held_back: Option<OffsetDateTime> = None;
+    for (incident, desired) in desired_by_incident(&all) {
+        report.incidents += 1;
+        let name = sentinel_incident_name(&incident.0, &incident.1);
+        let existing = match s.sentinel.list_relations(&name).await {
+            Ok(r) => r,
+            Err(e) if e.is_not_found() => {
+                tracing::info!(incident.id = %incident.1, sentinel.incident = %name, "rule alerts name an incident without a mirror; not related");
+                report.no_mirror += 1;
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let plan = plan_relations(&incident, &desired, &existing, &known);
+        report.over_limit += plan.over_limit;
+        for relation in &plan.unrelate {
+            match s.sentinel.delete_relation(&name, relation).await {
+                Ok(()) => report.unrelated += 1,
+                // Microsoft Sentinel Responder may not delete relations (Contributor may): the
+                // alert stays on the old incident as well as on the new one.
+                Err(e @ PortError::Forbidden { .. }) => {
+                    tracing::warn!(incident.id = %incident.1, error.message = %e, "cannot remove an alert from a mirror it left; grant Microsoft Sentinel Contributor to move alerts");
+                    report.unrelate_forbidden += 1;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        for (relation, system_alert_id) in &plan.relate {
+            match s.sentinel.put_relation(&name, relation, &alert_resource_id(&base, system_alert_id)).await {
+                Ok(()) => report.related += 1,
+                // Not relatable yet (the alert is new), or refused: the next run tries again.
+                Err(e @ (PortError::NotFound { .. } | PortError::Rejected { .. } | PortError::Conflict { .. })) => {
+                    tracing::info!(incident.id = %incident.1, alert.system_id = %system_alert_id, error.message = %e, "alert not related yet; the next run retries");
+                    report.pending += 1;
+                    let ingested = all.iter().find(|a| &a.system_alert_id == system_alert_id).and_then(|a| a.ingested);
+                    if let Some(t) = ingested.filter(|t| *t > now - HOLD_BACK) {
+                        held_back = Some(held_back.map_or(t, |h| h.min(t)));
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if plan.over_limit > 0 {
+            tracing::info!(incident.id = %incident.1, over_limit = plan.over_limit, "mirror at Sentinel's 150-alert limit; the rest stay in XdrsyncAlerts_CL");
+        }
+    }
+    let mut watermark = next_watermark(cursor.watermark, &fresh);
+    if let (Some(w), Some(h)) = (watermark, held_back) {
+        // Keep a pending alert inside the next run's window.
+        watermark = Some(w.min(h - Duration::nanoseconds(100) + cfg.alerts.overlap).max(cursor.watermark.unwrap_or(h)));
+    }
+    if watermark != cursor.watermark {
+        put(s.store.as_ref(), Table::Cursors, &key, &AlertCursor { watermark }, &[]).await?;
+    }
+    Ok(report)
+}
