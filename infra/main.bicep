@@ -67,6 +67,17 @@ module table 'workspace.bicep' = {
   }
 }
 
+// Native alerts on mirrors: the analytics rule and Log Analytics Reader (alert-rule.bicep).
+module alertRule 'alert-rule.bicep' = {
+  name: 'xdrsync-alert-rule'
+  scope: resourceGroup(workspaceSubscription, workspaceGroup)
+  params: {
+    workspaceName: workspaceName
+    tableName: tableName
+    principalId: app.identity.principalId
+  }
+}
+
 // The Sentinel workspace, read for its region: the DCE and the DCR must be in it (ingestion.bicep).
 resource workspace 'Microsoft.OperationalInsights/workspaces@2022-10-01' existing = {
   name: workspaceName
@@ -173,6 +184,8 @@ resource settings 'Microsoft.Web/sites/config@2023-12-01' = {
     XDRSYNC_POLL_SCHEDULE: pollSchedule
     XDRSYNC_CONFLICT_POLICY: conflictPolicy
     XDRSYNC_WEBHOOK_KEY: webhookKey
+    XDRSYNC_ATTACH_ALERTS: 'true'
+    XDRSYNC_WORKSPACE_ID: alertRule.outputs.workspaceId
   }
 }
 
