@@ -157,5 +157,6 @@ pub async fn run(services: &Ports) -> Vec<CheckLine> {
     if lines.iter().filter(|l| l.what.starts_with("token")).all(|l| l.ok) {
         lines.extend(permissions(services).await);
     }
+    lines.extend(crate::check_alerts::lines(services).await);
     lines
 }

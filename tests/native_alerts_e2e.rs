@@ -190,3 +190,24 @@ async fn without_a_role_that_may_query_the_workspace_the_run_fails_and_changes_n
     assert_eq!(sim_stat(&sim, "arm.relations.created").await, 0);
 }
 
+
+#[tokio::test]
+async fn check_probes_the_query_api_and_says_a_single_tenant_onboarded_workspace_needs_no_portal_mode() {
+    let sim = start_sim(SimConfig::demo()).await;
+    let mut vars = settings(&sim, None);
+    vars.insert("XDRSYNC_ATTACH_ALERTS".into(), "true".into());
+    vars.insert("XDRSYNC_DEFENDER_PORTAL_ONBOARDED".into(), "true".into());
+    let mut s = app::build(config(&vars));
+    s.store = Arc::new(xdrsync_sim::fakes::MemoryStore::new());
+    s.queue = Arc::new(xdrsync_sim::fakes::MemoryQueue::new());
+    let lines = xdrsync::check::run(&s).await;
+    let query = lines.iter().find(|l| l.what.starts_with("Log Analytics query")).expect("a query line");
+    assert!(query.ok, "{}", query.detail);
+    let portal = lines.iter().find(|l| l.what == "Defender portal").expect("a portal line");
+    assert!(portal.detail.contains("single-tenant setups need no defender-portal mode"), "{}", portal.detail);
+    // Without a role that may query, the line names the role.
+    sim.sim.permissions.lock().unwrap().workspace_roles.clear();
+    let lines = xdrsync::check::run(&s).await;
+    let query = lines.iter().find(|l| l.what.starts_with("Log Analytics query")).unwrap();
+    assert!(!query.ok && query.detail.contains("Log Analytics Reader"), "{}", query.detail);
+}
