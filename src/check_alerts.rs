@@ -31,12 +31,18 @@ pub async fn lines(s: &Ports) -> Vec<CheckLine> {
             }
         };
         let detail = match &probe {
-            Ok(()) => "queried SecurityAlert in the workspace (alerts are related to their mirrors on every poll)".into(),
+            Ok(()) => {
+                "queried SecurityAlert in the workspace (alerts are related to their mirrors on every poll)".into()
+            }
             Err(e @ PortError::Forbidden { .. }) => {
-                format!("{e}. Missing: the role Log Analytics Reader on the workspace (infra/alert-rule.bicep assigns it).")
+                format!(
+                    "{e}. Missing: the role Log Analytics Reader on the workspace (infra/alert-rule.bicep assigns it)."
+                )
             }
             Err(e @ PortError::NotFound { .. }) => {
-                format!("{e}. Check XDRSYNC_WORKSPACE_ID: the workspace's Workspace ID (properties.customerId), a GUID.")
+                format!(
+                    "{e}. Check XDRSYNC_WORKSPACE_ID: the workspace's Workspace ID (properties.customerId), a GUID."
+                )
             }
             Err(e) => format!("{e}. Check XDRSYNC_LOG_ANALYTICS_ENDPOINT and XDRSYNC_WORKSPACE_ID."),
         };

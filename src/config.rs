@@ -476,8 +476,18 @@ impl Config {
                 attach: v.flag("XDRSYNC_ATTACH_ALERTS", false)?,
                 workspace_id: match (v.flag("XDRSYNC_ATTACH_ALERTS", false)?, v.get("XDRSYNC_WORKSPACE_ID")) {
                     (_, Some(id)) if is_guid(id) => Some(id.to_ascii_lowercase()),
-                    (_, Some(id)) => return Err(err("XDRSYNC_WORKSPACE_ID", format!("'{id}' is not a GUID (the workspace's Workspace ID)"))),
-                    (true, None) => return Err(err("XDRSYNC_WORKSPACE_ID", "XDRSYNC_ATTACH_ALERTS needs the workspace's Workspace ID (a GUID, properties.customerId)")),
+                    (_, Some(id)) => {
+                        return Err(err(
+                            "XDRSYNC_WORKSPACE_ID",
+                            format!("'{id}' is not a GUID (the workspace's Workspace ID)"),
+                        ))
+                    }
+                    (true, None) => {
+                        return Err(err(
+                            "XDRSYNC_WORKSPACE_ID",
+                            "XDRSYNC_ATTACH_ALERTS needs the workspace's Workspace ID (a GUID, properties.customerId)",
+                        ))
+                    }
                     (false, None) => None,
                 },
                 endpoint: v.endpoint("XDRSYNC_LOG_ANALYTICS_ENDPOINT", cloud.log_analytics())?,

@@ -54,7 +54,10 @@ fn the_rules_entity_mappings_are_the_rows_flattened_columns_within_the_limits() 
     let (dcr, table) = (declared_columns(&read("main.bicep")), declared_columns(&read("workspace.bicep")));
     for (_, ids) in &mappings {
         for (column, _) in ids {
-            assert!(dcr.contains(column) && table.contains(column), "{column} is declared for the stream and the table");
+            assert!(
+                dcr.contains(column) && table.contains(column),
+                "{column} is declared for the stream and the table"
+            );
         }
     }
 }
@@ -74,7 +77,9 @@ fn the_rule_attaches_the_custom_details_the_attacher_reads_and_creates_no_incide
         assert!(rule.contains(&format!("{key}: '")), "the rule sets {key}, which the query reads");
     }
     assert!(rule.contains("createIncident: false"), "alerts only: xdrsync's mirror is the incident");
-    for field in ["alertDisplayNameFormat", "alertDescriptionFormat", "alertSeverityColumnName", "alertTacticsColumnName"] {
+    for field in
+        ["alertDisplayNameFormat", "alertDescriptionFormat", "alertSeverityColumnName", "alertTacticsColumnName"]
+    {
         assert!(rule.contains(field), "alertDetailsOverride.{field}");
     }
     assert!(read("main.bicep").contains("module alertRule 'alert-rule.bicep'"), "main.bicep deploys the rule");

@@ -60,7 +60,10 @@ fn set_delay(sim: &RunningSim, ms: u64) {
 async fn every_mirror_shows_its_alerts_and_their_entities_up_to_150_and_a_rerun_writes_nothing() {
     let sim = start_sim(SimConfig::demo()).await;
     let s = services(&sim);
-    let ids = seed(&sim, SeedSpec { count: 3, min_alerts: 2, max_alerts: 5, big_incidents: 1, big_alerts: 160, ..Default::default() });
+    let ids = seed(
+        &sim,
+        SeedSpec { count: 3, min_alerts: 2, max_alerts: 5, big_incidents: 1, big_alerts: 160, ..Default::default() },
+    );
     for id in &ids {
         sync(&s, id).await;
     }
@@ -72,7 +75,8 @@ async fn every_mirror_shows_its_alerts_and_their_entities_up_to_150_and_a_rerun_
         let expected = sim.sim.world().alerts_of(id).len().min(150);
         assert_eq!(alert_count(&sim, &s, id).await, expected, "incident {id} shows its alerts");
         let entities = list(&sim, &s, id, "entities").await;
-        let kinds: Vec<&str> = entities["entities"].as_array().unwrap().iter().filter_map(|e| e["kind"].as_str()).collect();
+        let kinds: Vec<&str> =
+            entities["entities"].as_array().unwrap().iter().filter_map(|e| e["kind"].as_str()).collect();
         assert!(!kinds.is_empty(), "incident {id} shows entities");
         // Every host the evidence names is on the Entities tab.
         let hosts: Vec<String> = sim
@@ -88,22 +92,29 @@ async fn every_mirror_shows_its_alerts_and_their_entities_up_to_150_and_a_rerun_
             .collect();
         for h in hosts {
             assert!(
-                entities["entities"].as_array().unwrap().iter().any(|e| e["kind"] == "Host" && e["properties"]["HostName"] == h.as_str()),
+                entities["entities"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|e| e["kind"] == "Host" && e["properties"]["HostName"] == h.as_str()),
                 "host {h} of incident {id} is on its Entities tab: {entities}"
             );
         }
     }
     // The relations carry xdrsync's deterministic names.
     let name = sentinel_incident_name(&s.config.tenant_id, &ids[0]);
-    let w = sim.sim.world();
-    let rels = &w.sentinel[&name].relations;
-    let sys = rels.values().next().unwrap()["properties"]["relatedResourceName"].as_str().unwrap().to_string();
-    assert!(rels.contains_key(&relation_name(&s.config.tenant_id, &ids[0], &sys).to_string()));
-    drop(w);
+    {
+        let w = sim.sim.world();
+        let rels = &w.sentinel[&name].relations;
+        let sys = rels.values().next().unwrap()["properties"]["relatedResourceName"].as_str().unwrap().to_string();
+        assert!(rels.contains_key(&relation_name(&s.config.tenant_id, &ids[0], &sys).to_string()));
+    }
     // A rerun, and one that lost its cursor, write nothing.
     let created = sim_stat(&sim, "arm.relations.created").await;
+    let lists = sim_stat(&sim, "arm.relations.list").await;
     let again = run_attach(&s).await;
     assert_eq!((again.related, again.unrelated), (0, 0), "{again}");
+    assert_eq!(sim_stat(&sim, "arm.relations.list").await, lists, "alerts settled before are not planned again");
     s.store.delete(xdrsync::ports::Table::Cursors, &s.config.tenant_id, "alerts").await.unwrap();
     let fresh = run_attach(&s).await;
     assert_eq!((fresh.related, fresh.unrelated), (0, 0), "{fresh}");
@@ -190,7 +201,6 @@ async fn without_a_role_that_may_query_the_workspace_the_run_fails_and_changes_n
     assert_eq!(sim_stat(&sim, "arm.relations.created").await, 0);
 }
 
-
 #[tokio::test]
 async fn check_probes_the_query_api_and_says_a_single_tenant_onboarded_workspace_needs_no_portal_mode() {
     let sim = start_sim(SimConfig::demo()).await;
@@ -210,4 +220,19 @@ async fn check_probes_the_query_api_and_says_a_single_tenant_onboarded_workspace
     let lines = xdrsync::check::run(&s).await;
     let query = lines.iter().find(|l| l.what.starts_with("Log Analytics query")).unwrap();
     assert!(!query.ok && query.detail.contains("Log Analytics Reader"), "{}", query.detail);
+}
+
+#[tokio::test]
+async fn attaching_alerts_needs_the_workspace_id_and_says_so() {
+    let sim = start_sim(SimConfig::demo()).await;
+    let mut vars = settings(&sim, None);
+    vars.insert("XDRSYNC_ATTACH_ALERTS".into(), "true".into());
+    vars.remove("XDRSYNC_WORKSPACE_ID");
+    let e = xdrsync::config::Config::from_vars(&vars).expect_err("a missing Workspace ID");
+    assert_eq!(e.var, "XDRSYNC_WORKSPACE_ID");
+    vars.insert("XDRSYNC_WORKSPACE_ID".into(), "soc-workspace".into());
+    assert_eq!(xdrsync::config::Config::from_vars(&vars).expect_err("not a GUID").var, "XDRSYNC_WORKSPACE_ID");
+    vars.insert("XDRSYNC_ATTACH_ALERTS".into(), "false".into());
+    vars.remove("XDRSYNC_WORKSPACE_ID");
+    assert!(xdrsync::config::Config::from_vars(&vars).is_ok(), "off by default, nothing more needed");
 }

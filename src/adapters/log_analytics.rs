@@ -58,7 +58,11 @@ impl LogQuery for LogAnalyticsQuery {
     #[tracing::instrument(level = "debug", skip_all, fields(timespan = %timespan))]
     async fn query(&self, query: &str, timespan: &str) -> Result<QueryTable, PortError> {
         let body = serde_json::json!({"query": query, "timespan": timespan});
-        let answer: Answer = self.client.send(&Call::new(Method::POST, self.url.clone()).json(&body)).await?.json(self.client.service)?;
+        let answer: Answer = self
+            .client
+            .send(&Call::new(Method::POST, self.url.clone()).json(&body))
+            .await?
+            .json(self.client.service)?;
         if let Some(e) = answer.error {
             let message = e.get("message").and_then(Value::as_str).unwrap_or("partial result").to_string();
             return Err(PortError::Unavailable { service: self.client.service, message });

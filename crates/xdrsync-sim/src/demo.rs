@@ -410,7 +410,9 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
     let alerts_attachable: usize = progress.values().map(|(_, want)| *want).sum();
     let mut attach_latencies: Vec<i64> = attached_at
         .iter()
-        .filter_map(|(name, t)| w.sentinel.get(name).map(|r| (*t - r.read_only.created_time_utc).whole_milliseconds() as i64))
+        .filter_map(|(name, t)| {
+            w.sentinel.get(name).map(|r| (*t - r.read_only.created_time_utc).whole_milliseconds() as i64)
+        })
         .collect();
     attach_latencies.sort();
     let mut latencies: Vec<i64> = Vec::new();

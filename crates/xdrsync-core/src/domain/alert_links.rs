@@ -91,12 +91,7 @@ pub fn rule_alerts_query(filter: &AlertFilter) -> String {
     }
     q.push_str(&format!("\n| where ExtendedProperties has {}", kql_string(DETAIL_INCIDENT)));
     q.push_str("\n| extend XdrsyncDetails = parse_json(tostring(parse_json(ExtendedProperties)[\"Custom Details\"]))");
-    q.push_str(&format!(
-        "\n| extend {}, {}, {}",
-        detail(DETAIL_TENANT),
-        detail(DETAIL_INCIDENT),
-        detail(DETAIL_ALERT)
-    ));
+    q.push_str(&format!("\n| extend {}, {}, {}", detail(DETAIL_TENANT), detail(DETAIL_INCIDENT), detail(DETAIL_ALERT)));
     if let AlertFilter::Of { incidents, alerts, .. } = filter {
         let list = |v: &[String]| v.iter().map(|s| kql_string(s)).collect::<Vec<_>>().join(", ");
         q.push_str(&format!(
@@ -118,9 +113,8 @@ pub fn parse_rule_alerts(table: &QueryTable) -> (Vec<RuleAlert>, usize) {
     let mut bad = 0;
     let mut out = Vec::new();
     for row in &table.rows {
-        let text = |i: usize| {
-            idx[i].and_then(|j| row.get(j)).and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty())
-        };
+        let text =
+            |i: usize| idx[i].and_then(|j| row.get(j)).and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty());
         let time = |i: usize| text(i).and_then(|s| time_fmt::parse(s).ok());
         match (text(0), time(1), text(3), text(4), text(5)) {
             (Some(sys), Some(generated), Some(tenant), Some(incident), Some(alert)) => out.push(RuleAlert {

@@ -33,11 +33,25 @@ fn key(incident: &str) -> IncidentKey {
 #[test]
 fn a_query_answer_is_read_by_column_name_and_bad_rows_are_counted() {
     let table = QueryTable {
-        columns: ["DefenderAlertId", "SystemAlertId", "TimeGenerated", "DefenderIncidentId", "DefenderTenantId", "IngestedAt"]
-            .map(String::from)
-            .to_vec(),
+        columns: [
+            "DefenderAlertId",
+            "SystemAlertId",
+            "TimeGenerated",
+            "DefenderIncidentId",
+            "DefenderTenantId",
+            "IngestedAt",
+        ]
+        .map(String::from)
+        .to_vec(),
         rows: vec![
-            vec![json!("da1"), json!("sys-1"), json!("2026-01-01T00:00:00.1234567Z"), json!("29"), json!(T), json!("2026-01-01T00:03:00Z")],
+            vec![
+                json!("da1"),
+                json!("sys-1"),
+                json!("2026-01-01T00:00:00.1234567Z"),
+                json!("29"),
+                json!(T),
+                json!("2026-01-01T00:03:00Z"),
+            ],
             vec![json!(""), json!("sys-2"), json!("2026-01-01T00:00:00Z"), json!("29"), json!(T), json!(null)],
         ],
     };
@@ -54,7 +68,9 @@ fn the_query_reads_custom_details_and_filters_as_asked() {
     let q = rule_alerts_query(&AlertFilter::IngestedAfter(at(0)));
     assert!(q.starts_with("SecurityAlert\n| where ingestion_time() > datetime(1970-01-01T00:00:00"));
     assert!(q.contains("[\"Custom Details\"]"));
-    assert!(q.contains("coalesce(tostring(XdrsyncDetails.DefenderIncidentId[0]), tostring(XdrsyncDetails.DefenderIncidentId))"));
+    assert!(q.contains(
+        "coalesce(tostring(XdrsyncDetails.DefenderIncidentId[0]), tostring(XdrsyncDetails.DefenderIncidentId))"
+    ));
     assert!(q.ends_with(
         "| project SystemAlertId, TimeGenerated, IngestedAt = ingestion_time(), DefenderTenantId, DefenderIncidentId, DefenderAlertId"
     ));
@@ -71,7 +87,11 @@ fn relation_names_are_stable_and_distinct_and_fit_the_service_pattern() {
     assert_ne!(a, relation_name(T, "29", "sys-2"), "another alert, another name");
     let s = a.to_string();
     assert!((3..=63).contains(&s.len()) && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
-    assert_eq!(a, uuid::uuid!("672a2980-9ce5-5ec4-acef-14443ac8e65d"), "pinned: a change would relate every alert twice");
+    assert_eq!(
+        a,
+        uuid::uuid!("672a2980-9ce5-5ec4-acef-14443ac8e65d"),
+        "pinned: a change would relate every alert twice"
+    );
 }
 
 #[test]
@@ -89,8 +109,13 @@ fn a_mirror_gets_its_missing_alerts_and_keeps_what_it_holds() {
 #[test]
 fn a_merge_moves_alerts_to_the_survivor() {
     // a1, a2 were in 29; Defender merged 29 into 30: the rows re-sent name 30.
-    let alerts =
-        [ra("s1", "29", "a1", 0), ra("s2", "29", "a2", 1), ra("s3", "30", "a3", 2), ra("s4", "30", "a1", 5), ra("s5", "30", "a2", 5)];
+    let alerts = [
+        ra("s1", "29", "a1", 0),
+        ra("s2", "29", "a2", 1),
+        ra("s3", "30", "a3", 2),
+        ra("s4", "30", "a1", 5),
+        ra("s5", "30", "a2", 5),
+    ];
     let desired = desired_by_incident(&alerts);
     let known: BTreeSet<&str> = alerts.iter().map(|a| a.system_alert_id.as_str()).collect();
     let loser = plan_relations(&key("29"), &desired[&key("29")], &[rel("r1", "s1"), rel("r2", "s2")], &known);

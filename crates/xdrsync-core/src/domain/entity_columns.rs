@@ -14,7 +14,11 @@ pub const MAPPINGS: [(&str, &[(&str, &str)]); 10] = [
     ("Host", &[("EntityHostName", "HostName"), ("EntityHostDnsDomain", "DnsDomain"), ("EntityHostAzureId", "AzureID")]),
     (
         "Account",
-        &[("EntityAccountName", "Name"), ("EntityAccountUPNSuffix", "UPNSuffix"), ("EntityAccountAadUserId", "AadUserId")],
+        &[
+            ("EntityAccountName", "Name"),
+            ("EntityAccountUPNSuffix", "UPNSuffix"),
+            ("EntityAccountAadUserId", "AadUserId"),
+        ],
     ),
     (
         "Account",

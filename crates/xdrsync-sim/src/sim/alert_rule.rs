@@ -34,7 +34,11 @@ pub const ENTITY_MAPPINGS: [(&str, &[(&str, &str)]); 10] = [
     ("Host", &[("EntityHostName", "HostName"), ("EntityHostDnsDomain", "DnsDomain"), ("EntityHostAzureId", "AzureID")]),
     (
         "Account",
-        &[("EntityAccountName", "Name"), ("EntityAccountUPNSuffix", "UPNSuffix"), ("EntityAccountAadUserId", "AadUserId")],
+        &[
+            ("EntityAccountName", "Name"),
+            ("EntityAccountUPNSuffix", "UPNSuffix"),
+            ("EntityAccountAadUserId", "AadUserId"),
+        ],
     ),
     (
         "Account",
@@ -54,8 +58,11 @@ pub const ENTITY_MAPPINGS: [(&str, &[(&str, &str)]); 10] = [
 ];
 
 /// The rule's custom details: key → column.
-pub const CUSTOM_DETAILS: [(&str, &str); 3] =
-    [("DefenderTenantId", "DefenderTenantId"), ("DefenderIncidentId", "DefenderIncidentId"), ("DefenderAlertId", "SystemAlertId")];
+pub const CUSTOM_DETAILS: [(&str, &str); 3] = [
+    ("DefenderTenantId", "DefenderTenantId"),
+    ("DefenderIncidentId", "DefenderIncidentId"),
+    ("DefenderAlertId", "SystemAlertId"),
+];
 
 /// One SecurityAlert the rule made.
 #[derive(Debug, Clone)]
@@ -126,10 +133,9 @@ fn make_alert(row: &Value, t: OffsetDateTime) -> SecurityAlertRecord {
         CUSTOM_DETAILS.iter().filter_map(|(k, c)| col(row, c).map(|v| ((*k).to_string(), json!([v])))).collect();
     let ext = json!({"Custom Details": Value::Object(details).to_string(), "Analytic Rule Name": "xdrsync: Defender XDR alerts"});
     // Severity and tactics from their columns; a value the rule cannot use falls back to the rule's.
-    let severity = match col(row, "AlertSeverity") {
-        Some(s @ ("High" | "Medium" | "Low" | "Informational")) => s,
-        _ => "Medium",
-    };
+    let severity = col(row, "AlertSeverity")
+        .filter(|s| ["High", "Medium", "Low", "Informational"].contains(s))
+        .unwrap_or("Medium");
     let sentinel_entities: Vec<Value> = entities
         .iter()
         .enumerate()
@@ -182,16 +188,27 @@ pub fn put_relation(sim: &Sim, w: &mut World, name: &Uuid, rel: &str, related: &
     };
     if let Some(old) = r.relations.get(rel) {
         if old.pointer("/properties/relatedResourceId").and_then(Value::as_str) != Some(related) {
-            return arm_error(StatusCode::CONFLICT, "Conflict", format!("Relation '{rel}' already relates another resource"));
+            return arm_error(
+                StatusCode::CONFLICT,
+                "Conflict",
+                format!("Relation '{rel}' already relates another resource"),
+            );
         }
     }
     let alerts_held = r
         .relations
         .iter()
-        .filter(|(n, v)| n.as_str() != rel && v.pointer("/properties/relatedResourceKind").and_then(Value::as_str) == Some("SecurityAlert"))
+        .filter(|(n, v)| {
+            n.as_str() != rel
+                && v.pointer("/properties/relatedResourceKind").and_then(Value::as_str) == Some("SecurityAlert")
+        })
         .count();
     if kind == "SecurityAlert" && alerts_held >= MAX_ALERTS {
-        return arm_error(StatusCode::BAD_REQUEST, "BadRequest", format!("An incident holds at most {MAX_ALERTS} alerts"));
+        return arm_error(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            format!("An incident holds at most {MAX_ALERTS} alerts"),
+        );
     }
     let value = json!({
         "id": format!("{}/relations/{rel}", SentinelRecord::arm_id(base, name)),

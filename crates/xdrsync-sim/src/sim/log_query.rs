@@ -70,7 +70,8 @@ fn parse(q: &str) -> Result<Ask, String> {
 }
 
 fn matches(a: &SecurityAlertRecord, ask: &Ask, now: OffsetDateTime, timespan_days: Option<i64>) -> bool {
-    let (Some(incident), Some(alert)) = (a.custom_detail("DefenderIncidentId"), a.custom_detail("DefenderAlertId")) else {
+    let (Some(incident), Some(alert)) = (a.custom_detail("DefenderIncidentId"), a.custom_detail("DefenderAlertId"))
+    else {
         return false;
     };
     ask.ingested_after.is_none_or(|t| a.ingested > t)
@@ -128,8 +129,14 @@ async fn query(
         .iter()
         .filter(|a| matches(a, &ask, now, timespan_days))
         .map(|a| {
-            json!([a.system_alert_id, super::timefmt::format(a.time_generated), super::timefmt::format(a.ingested),
-                   a.custom_detail("DefenderTenantId"), a.custom_detail("DefenderIncidentId"), a.custom_detail("DefenderAlertId")])
+            json!([
+                a.system_alert_id,
+                super::timefmt::format(a.time_generated),
+                super::timefmt::format(a.ingested),
+                a.custom_detail("DefenderTenantId"),
+                a.custom_detail("DefenderIncidentId"),
+                a.custom_detail("DefenderAlertId")
+            ])
         })
         .collect();
     let columns: Vec<Value> = [
