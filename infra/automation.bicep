@@ -1,0 +1,78 @@
+// Sentinel automation rules (deployed in the workspace's resource group) that run the xdrsync
+// playbook for every mirror created or updated. An automation rule has one trigger, so there are
+// two rules:
+// - "updated": an analyst's edit reaches Defender in about a second. Sentinel fires it for updates
+//   made through the API too, xdrsync's own included; the webhook answers those "unchanged" (an
+//   echo of a version it wrote) without syncing.
+// - "created": xdrsync creates every mirror, so this mostly answers "unchanged" as well; it exists
+//   because changes made by automation rules at creation (an owner assigned, a tag added) fire no
+//   "updated" rule, and this rule runs after them (order below) and sees them.
+// Condition: the incident carries the label xdrsync puts on every mirror ("Microsoft Defender
+// XDR"), so no playbook run is spent on incidents xdrsync does not mirror (they would get a 404).
+// Order: rules run in ascending `order`; xdrsync's default is 1000 (last), so it sees what every
+// other rule changed. A rule that closes or suppresses incidents still lets later rules run.
+
+param workspaceName string
+param playbookResourceId string
+
+@minValue(1)
+@maxValue(1000)
+param order int
+
+resource workspace 'Microsoft.OperationalInsights/workspaces@2022-10-01' existing = {
+  name: workspaceName
+}
+
+var mirrorsOnly = [
+  {
+    conditionType: 'Property'
+    conditionProperties: {
+      propertyName: 'IncidentLabel'
+      operator: 'Contains'
+      propertyValues: ['Microsoft Defender XDR']
+    }
+  }
+]
+
+var runPlaybook = [
+  {
+    order: 1
+    actionType: 'RunPlaybook'
+    actionConfiguration: {
+      logicAppResourceId: playbookResourceId
+      tenantId: tenant().tenantId
+    }
+  }
+]
+
+resource onCreated 'Microsoft.SecurityInsights/automationRules@2024-03-01' = {
+  scope: workspace
+  name: guid(workspace.id, 'xdrsync-created')
+  properties: {
+    displayName: 'xdrsync: send created mirrors to the webhook'
+    order: order
+    triggeringLogic: {
+      isEnabled: true
+      triggersOn: 'Incidents'
+      triggersWhen: 'Created'
+      conditions: mirrorsOnly
+    }
+    actions: runPlaybook
+  }
+}
+
+resource onUpdated 'Microsoft.SecurityInsights/automationRules@2024-03-01' = {
+  scope: workspace
+  name: guid(workspace.id, 'xdrsync-updated')
+  properties: {
+    displayName: 'xdrsync: send updated mirrors to the webhook'
+    order: order
+    triggeringLogic: {
+      isEnabled: true
+      triggersOn: 'Incidents'
+      triggersWhen: 'Updated'
+      conditions: mirrorsOnly
+    }
+    actions: runPlaybook
+  }
+}
