@@ -70,7 +70,7 @@ param clientSecret string = ''
 @allowed(['public', 'usgov', 'usgovdod'])
 param cloud string = 'public'
 
-@description('Object id of the "Azure Security Insights" service principal in this tenant (az ad sp show --id 98785600-1bb7-4fb9-b9fa-19afe2c8a360 --query id -o tsv). Given: it gets Microsoft Sentinel Automation Contributor on this resource group, so automation rules may run the playbook. Empty: grant it yourself (operations.md).')
+@description('Object id of the "Azure Security Insights" service principal in this tenant (docs/operations.md, Deploy, shows the command that finds it). Given: it gets Microsoft Sentinel Automation Contributor on this resource group, so automation rules may run the playbook. Empty: grant it yourself (operations.md).')
 param sentinelAutomationPrincipalId string = ''
 
 @description('Deploy the playbook and the automation rules (when incident created/updated, run playbook).')
