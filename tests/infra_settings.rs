@@ -33,7 +33,10 @@ const NOT_SET_BY_TEMPLATE: &[(&str, &str)] = &[
 const HOST_SETTINGS: &[(&str, &str)] = &[
     ("FUNCTIONS_WORKER_RUNTIME", "Linux Consumption: the custom handler runtime (Flex: functionAppConfig.runtime)"),
     ("FUNCTIONS_EXTENSION_VERSION", "Linux Consumption: Functions host 4.x"),
-    ("APPLICATIONINSIGHTS_CONNECTION_STRING", "the host sends its telemetry and xdrsync's log lines to Application Insights"),
+    (
+        "APPLICATIONINSIGHTS_CONNECTION_STRING",
+        "the host sends its telemetry and xdrsync's log lines to Application Insights",
+    ),
     ("AzureWebJobsStorage__accountName", "also read by xdrsync (config.rs), for its tables and queue"),
     ("RUST_LOG", "read by tracing_subscriber's EnvFilter (telemetry.rs), not by name in config.rs"),
 ];
@@ -134,11 +137,8 @@ fn every_setting_the_binary_reads_is_set_by_the_template_or_left_out_with_a_reas
 fn every_setting_the_template_sets_is_read_by_the_binary_or_is_a_host_setting() {
     let t = template();
     let read = read_by_binary();
-    let stray: Vec<&String> = t
-        .settings
-        .keys()
-        .filter(|k| !read.contains(k) && !HOST_SETTINGS.iter().any(|(n, _)| n == k))
-        .collect();
+    let stray: Vec<&String> =
+        t.settings.keys().filter(|k| !read.contains(k) && !HOST_SETTINGS.iter().any(|(n, _)| n == k)).collect();
     assert!(stray.is_empty(), "set by infra/main.bicep but read by nothing: {stray:?}");
     // Each value named by an identifier comes from a declared param (an operator can set it) or var.
     for (k, v) in &t.settings {
@@ -164,10 +164,12 @@ fn secrets_are_key_vault_references_and_storage_uses_no_key() {
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(!text.contains("listKeys("), "{} reads an account key", path.display());
     }
-    assert!(t.text.contains("allowSharedKeyAccess") || {
-        let storage = std::fs::read_to_string(repo().join("infra/storage.bicep")).unwrap();
-        storage.contains("allowSharedKeyAccess: sharedKeyAccess")
-    });
+    assert!(
+        t.text.contains("allowSharedKeyAccess") || {
+            let storage = std::fs::read_to_string(repo().join("infra/storage.bicep")).unwrap();
+            storage.contains("allowSharedKeyAccess: sharedKeyAccess")
+        }
+    );
     // The identity-based setting the template gives is one xdrsync accepts.
     let mut vars = std::collections::HashMap::new();
     for (k, v) in [
@@ -194,7 +196,8 @@ fn secrets_are_key_vault_references_and_storage_uses_no_key() {
     // A reference the platform could not resolve arrives as its own text: refused, never a key.
     for secret in SECRETS {
         let mut unresolved = vars.clone();
-        unresolved.insert(secret.to_string(), "@Microsoft.KeyVault(SecretUri=https://v.vault.azure.net/secrets/s/1)".into());
+        unresolved
+            .insert(secret.to_string(), "@Microsoft.KeyVault(SecretUri=https://v.vault.azure.net/secrets/s/1)".into());
         unresolved.insert("XDRSYNC_CLIENT_ID".into(), "0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0".into());
         let e = xdrsync::config::Config::from_vars(&unresolved).unwrap_err();
         assert_eq!(e.var, *secret);
@@ -209,7 +212,10 @@ fn every_setting_a_binding_reads_gets_a_value() {
         let path = dir.unwrap().path().join("function.json");
         let text = std::fs::read_to_string(&path).unwrap();
         for name in text.split('%').skip(1).step_by(2) {
-            let v = t.settings.get(name).unwrap_or_else(|| panic!("{} binds %{name}%, the template sets no {name}", path.display()));
+            let v = t
+                .settings
+                .get(name)
+                .unwrap_or_else(|| panic!("{} binds %{name}%, the template sets no {name}", path.display()));
             if let Some(Some(default)) = t.params.get(v) {
                 assert_ne!(default, "''", "{name} defaults to empty: the binding would not resolve");
             }
