@@ -226,6 +226,10 @@ resource insights 'Microsoft.Insights/components@2020-02-02' = {
   }
 }
 
+// Flex Consumption (functionAppConfig below). Documented: the runtime name `custom` is in the plan's
+// runtime list; maximumInstanceCount 40 to 1000 (Microsoft's Flex samples); deployment storage
+// authentication `SystemAssignedIdentity`. Assumed: the version string of `custom` is '1.0' (check
+// with `az functionapp list-flexconsumption-runtimes --location <region> --runtime custom`).
 resource app 'Microsoft.Web/sites@2024-04-01' = {
   // checkov:skip=CKV_AZURE_56: no Entra authentication (Easy Auth) in front of the app: the playbook calls the webhook with the Functions key and x-xdrsync-key, which xdrsync checks.
   // checkov:skip=CKV_AZURE_17: no client certificates: the Logic App HTTP action authenticates with the Functions key and x-xdrsync-key.
@@ -249,7 +253,7 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
       functionAppScaleLimit: isFlex ? null : min(maximumInstanceCount, 100)
     }
     // Flex Consumption only: the runtime (custom handler), where `func publish` uploads the
-    // package (a blob container reached with the app’s identity), and the scale-out limit.
+    // package (a blob container reached with the app identity), and the scale-out limit.
     functionAppConfig: isFlex ? {
       runtime: { name: 'custom', version: '1.0' }
       deployment: {
@@ -291,6 +295,9 @@ module storageRoles 'storage-roles.bicep' = {
 }
 
 // The Functions key the playbook presents (x-functions-key), the same value as the Key Vault secret.
+// Host keys as ARM resources are documented (Learn: "Automate resource deployment for your function
+// app"); the host must be up to accept one, so on a brand-new app this step may fail once with
+// ServiceUnavailable: run the deployment again (operations.md, Troubleshooting).
 resource playbookKey 'Microsoft.Web/sites/host/functionKeys@2024-04-01' = {
   name: '${app.name}/default/xdrsync-playbook'
   properties: {
@@ -300,11 +307,17 @@ resource playbookKey 'Microsoft.Web/sites/host/functionKeys@2024-04-01' = {
   dependsOn: [settings]
 }
 
-// Settings only the Linux Consumption plan takes: Flex Consumption rejects both (its runtime is
-// functionAppConfig.runtime, its host version fixed).
+// Settings only the Linux Consumption plan takes; Flex Consumption rejects them (its runtime is
+// functionAppConfig.runtime, its host version fixed, its package in functionAppConfig.deployment).
+// Linux Consumption runs the app from a package blob the host fetches with the app identity (a
+// URL without SAS; Storage Blob Data Owner): deployment tools that need an AzureWebJobsStorage
+// connection string cannot publish to an identity-only app, so operations.md uploads the zip to
+// this blob instead. Being in the template, the setting survives redeployments (the appsettings
+// resource replaces every setting).
 var consumptionSettings = {
   FUNCTIONS_WORKER_RUNTIME: 'custom'
   FUNCTIONS_EXTENSION_VERSION: '~4'
+  WEBSITE_RUN_FROM_PACKAGE: '${storage.outputs.blobEndpoint}${deploymentContainer}/xdrsync.zip'
 }
 
 // Every setting xdrsync reads is here (tests/infra_settings.rs checks both directions against

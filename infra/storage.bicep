@@ -1,12 +1,12 @@
 // The Function App's storage account: host state (keys, leases, timers in blobs; the work queue)
 // and xdrsync's tables. Everything reaches it with the app's identity (AzureWebJobsStorage__accountName);
-// shared-key access is off unless the plan needs it (Linux Consumption: `func publish` uploads the
-// package with a SAS signed by the account key).
+// shared-key access is off on Flex Consumption. On Linux Consumption it stays on for the operator
+// package upload (`az storage blob upload --auth-mode key`); the app itself never uses a key.
 
 param location string
 param prefix string
 
-@description('Allow shared-key (account key and SAS) access. Off on Flex Consumption.')
+@description('Allow shared-key (account key and SAS) access: off on Flex Consumption, on for the Linux Consumption package upload.')
 param sharedKeyAccess bool
 
 @description('Blob container Flex Consumption deploys the app package into.')

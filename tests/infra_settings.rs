@@ -33,6 +33,7 @@ const NOT_SET_BY_TEMPLATE: &[(&str, &str)] = &[
 const HOST_SETTINGS: &[(&str, &str)] = &[
     ("FUNCTIONS_WORKER_RUNTIME", "Linux Consumption: the custom handler runtime (Flex: functionAppConfig.runtime)"),
     ("FUNCTIONS_EXTENSION_VERSION", "Linux Consumption: Functions host 4.x"),
+    ("WEBSITE_RUN_FROM_PACKAGE", "Linux Consumption: the package blob the host fetches with the app's identity"),
     (
         "APPLICATIONINSIGHTS_CONNECTION_STRING",
         "the host sends its telemetry and xdrsync's log lines to Application Insights",
