@@ -15,6 +15,9 @@
 param workspaceName string
 param playbookResourceId string
 
+@description('Object id of the playbook (Logic App) identity, which its Microsoft Sentinel connection authenticates as.')
+param playbookPrincipalId string
+
 @minValue(1)
 @maxValue(1000)
 param order int
@@ -74,5 +77,20 @@ resource onUpdated 'Microsoft.SecurityInsights/automationRules@2024-03-01' = {
       conditions: mirrorsOnly
     }
     actions: runPlaybook
+  }
+}
+
+var sentinelReaderRoleId = '8d289c81-5878-46d4-8554-54e1e3d8b5cb' // Microsoft Sentinel Reader
+
+// Microsoft Sentinel Reader for the playbook identity: its Microsoft Sentinel connection (the
+// incident trigger) authenticates as that identity. Whether the trigger alone needs a role is not
+// documented; Reader is the least one, and the playbook changes nothing in Sentinel.
+resource playbookReader 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(workspace.id, playbookPrincipalId, sentinelReaderRoleId)
+  scope: workspace
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', sentinelReaderRoleId)
+    principalId: playbookPrincipalId
+    principalType: 'ServicePrincipal'
   }
 }

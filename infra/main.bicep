@@ -383,6 +383,7 @@ module automation 'automation.bicep' = if (deployPlaybook) {
   params: {
     workspaceName: workspaceName
     playbookResourceId: deployPlaybook ? playbook.outputs.playbookId : ''
+    playbookPrincipalId: deployPlaybook ? playbook.outputs.principalId : ''
     order: automationRuleOrder
   }
 }

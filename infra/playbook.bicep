@@ -164,3 +164,4 @@ resource automationContributor 'Microsoft.Authorization/roleAssignments@2022-04-
 }
 
 output playbookId string = playbook.id
+output principalId string = playbook.identity.principalId
