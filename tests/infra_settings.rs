@@ -236,3 +236,24 @@ fn the_settings_reader_sees_nested_and_commented_lines_correctly() {
     assert_eq!(p["x"].as_deref(), Some("''"));
     assert_eq!(p["y"], None);
 }
+
+#[test]
+fn flex_consumption_with_the_custom_runtime_is_the_default_and_keeps_shared_keys_off() {
+    let t = template();
+    assert_eq!(t.params["hostingPlan"].as_deref(), Some("'FlexConsumption'"));
+    let compact: String = t.text.split_whitespace().collect::<Vec<_>>().join(" ");
+    for needle in [
+        "sku: isFlex ? { name: 'FC1', tier: 'FlexConsumption' } : { name: 'Y1', tier: 'Dynamic' }",
+        "runtime: { name: 'custom', version: '1.0' }",
+        "authentication: { type: 'SystemAssignedIdentity' }",
+        "maximumInstanceCount: maximumInstanceCount",
+        "sharedKeyAccess: !isFlex",
+        "properties: isFlex ? appSettings : union(appSettings, consumptionSettings)",
+    ] {
+        assert!(compact.contains(needle), "infra/main.bicep lost `{needle}`");
+    }
+    let host: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(repo().join("host.json")).unwrap()).unwrap();
+    // Linux Consumption allows at most 10 minutes; one host.json serves both plans.
+    assert_eq!(host["functionTimeout"], "00:10:00");
+}
