@@ -114,4 +114,4 @@ if ! grep -aq "xdrsync-binary-marker:functions-custom-handler " "$binary"; then
 fi
 mkdir -p "$dir"
 "$binary" package --out "$dir" --binary "$binary"
-echo "== publish: cd $dir && func azure functionapp publish <functionAppName> --custom"
+echo "== publish (docs/operations.md, Deploy): Flex Consumption: cd $dir && func azure functionapp publish <functionAppName> --custom"
