@@ -34,6 +34,12 @@ enum Command {
         /// Lifetime of issued access tokens, in seconds.
         #[arg(long, default_value_t = 3599)]
         token_lifetime: u64,
+        /// The AzureWebJobsStorage value to print (Azurite on its default ports by default).
+        #[arg(long, default_value = "UseDevelopmentStorage=true")]
+        storage: String,
+        /// Also write the settings to this file, for `xdrsync check --env-file FILE`.
+        #[arg(long, value_name = "FILE")]
+        env_file: Option<PathBuf>,
     },
     /// Run the demo: Azurite + simulator + xdrsync standalone, seed incidents, report latency,
     /// calls per incident and exactly-once mirroring. Exits non-zero if anything is missing or
@@ -132,7 +138,9 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     xdrsync_sim::init_logging();
     let result = match cli.command {
-        Command::Serve { port, seed_incidents, token_lifetime } => serve(port, seed_incidents, token_lifetime).await,
+        Command::Serve { port, seed_incidents, token_lifetime, storage, env_file } => {
+            serve(port, seed_incidents, token_lifetime, &storage, env_file).await
+        }
         Command::Demo {
             incidents,
             poll_seconds,
@@ -202,7 +210,13 @@ async fn bench(edits: usize, poll_seconds: u32, stack: StackArgs, json: bool) ->
     Ok(report.webhook.delivered == edits && report.sweep_only.delivered == edits)
 }
 
-async fn serve(port: u16, seed_incidents: usize, token_lifetime: u64) -> anyhow::Result<bool> {
+async fn serve(
+    port: u16,
+    seed_incidents: usize,
+    token_lifetime: u64,
+    storage: &str,
+    env_file: Option<PathBuf>,
+) -> anyhow::Result<bool> {
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on 127.0.0.1:{port}: {e}"))?;
@@ -212,11 +226,15 @@ async fn serve(port: u16, seed_incidents: usize, token_lifetime: u64) -> anyhow:
         let spec = SeedSpec { count: seed_incidents, ..Default::default() };
         xdrsync_sim::sim::seed::seed(&mut running.sim.world(), &config.tenant_id, &spec);
     }
+    let settings = xdrsync_sim::sim::serve_settings(&config, running.addr, storage);
+    let text = xdrsync_sim::sim::env_file_text(&settings);
     println!("xdrsync simulator listening on {}", running.base_url());
-    println!("# settings for xdrsync:");
-    for (k, v) in config.settings_for(running.addr) {
-        println!("export {k}='{v}'");
+    print!("{text}");
+    if let Some(path) = &env_file {
+        std::fs::write(path, &text).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+        println!("# written to {}: run `xdrsync check --env-file {}`", path.display(), path.display());
     }
+    println!("# storage: start Azurite first (npx azurite --silent --location .azurite --tableHost 127.0.0.1 --queueHost 127.0.0.1 --blobHost 127.0.0.1)");
     let _ = tokio::signal::ctrl_c().await;
     Ok(true)
 }
