@@ -374,3 +374,76 @@ async fn connect_checks_lists_and_disables_duplicating_rules_warns_and_polls() {
     assert!(text.contains("warning: the Microsoft Defender XDR data connector"), "{text}");
     assert!(text.contains("connected"), "{text}");
 }
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A child `xdrsync run` whose standard error is collected (killed on drop).
+struct Running {
+    child: std::process::Child,
+    log: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Running {
+    fn start(vars: &HashMap<String, String>, dir: &std::path::Path) -> Self {
+        use std::io::BufRead;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_xdrsync"))
+            .env_clear()
+            .envs(vars.iter())
+            .current_dir(dir)
+            .arg("run")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let stderr = child.stderr.take().unwrap();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut l = sink.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+        Self { child, log }
+    }
+
+    fn text(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_logs_its_schedule_a_standby_instance_and_an_idle_poller_without_colours() {
+    let sim = start_sim(SimConfig::demo()).await;
+    let az = Azurite::start();
+    let mut vars = settings(&sim, Some(&az.connection_string()));
+    vars.insert("XDRSYNC_POLL_SCHEDULE".into(), "*/1 * * * * *".into());
+    vars.insert("XDRSYNC_HTTP_PORT".into(), free_port().to_string());
+    vars.insert("RUST_LOG".into(), "info,xdrsync::usecase::poll=debug".into());
+    let dir = tempfile::tempdir().unwrap();
+    let first = Running::start(&vars, dir.path());
+    eventually(30, "the first instance to poll", || first.text().contains("polled Defender: nothing new")).await;
+    vars.insert("XDRSYNC_HTTP_PORT".into(), free_port().to_string());
+    let second = Running::start(&vars, dir.path());
+    eventually(30, "the second instance to go on standby", || second.text().contains("on standby")).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (a, b) = (first.text(), second.text());
+    for log in [&a, &b] {
+        let start = log.lines().find(|l| l.contains("standalone xdrsync started")).unwrap_or_else(|| panic!("{log}"));
+        assert!(start.contains("poll.schedule=*/1 * * * * *"), "{start}");
+        assert!(!log.contains('\u{1b}'), "no ANSI colours off a terminal: {log}");
+    }
+    assert_eq!(b.matches("on standby").count(), 1, "said once, not every tick: {b}");
+    assert!(!a.contains("on standby"), "{a}");
+    assert!(!b.contains("polled Defender"), "the standby instance does not poll: {b}");
+}

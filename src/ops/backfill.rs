@@ -262,14 +262,19 @@ impl Progress for Bar {
     }
 }
 
-/// Log lines instead of a bar (stdout is not a terminal): one per window, with rate and ETA.
+/// Log lines instead of a bar (stdout is not a terminal): after a window that did something, at
+/// most one every [`LOG_EVERY`] (and the last), with rate and ETA.
 pub struct LogLines {
     started: std::time::Instant,
+    last: std::sync::Mutex<Option<(std::time::Instant, u64)>>,
 }
+
+/// The least time between two progress lines.
+pub const LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl LogLines {
     pub fn new() -> Self {
-        Self { started: std::time::Instant::now() }
+        Self { started: std::time::Instant::now(), last: std::sync::Mutex::new(None) }
     }
 }
 
@@ -285,6 +290,17 @@ impl Progress for LogLines {
     }
     fn advanced(&self, _done: u64) {}
     fn window_done(&self, until: Option<OffsetDateTime>, done: u64, total: u64) {
+        {
+            let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+            let quiet = match *last {
+                Some((at, n)) => n == done || at.elapsed() < LOG_EVERY,
+                None => done == 0,
+            };
+            if quiet && until.is_some() {
+                return;
+            }
+            *last = Some((std::time::Instant::now(), done));
+        }
         let secs = self.started.elapsed().as_secs_f64().max(0.001);
         let rate = done as f64 / secs;
         let eta = if rate > 0.0 { ((total.saturating_sub(done)) as f64 / rate).round() as u64 } else { 0 };

@@ -176,8 +176,8 @@ pub fn render(r: &Report) -> String {
         out.push_str(&format!("  {} {:<28} {}\n", if c.ok { "ok  " } else { "FAIL" }, c.what, c.detail));
     }
     match &r.storage_error {
-        None => out.push_str("  ok   tables and queues           created or present\n"),
-        Some(e) => out.push_str(&format!("  FAIL tables and queues           {e}\n")),
+        None => out.push_str("  ok   tables and queues            created or present\n"),
+        Some(e) => out.push_str(&format!("  FAIL tables and queues            {e}\n")),
     }
     out.push_str("Microsoft incident-creation rules\n");
     if let Some(e) = &r.rules_error {
@@ -185,8 +185,10 @@ pub fn render(r: &Report) -> String {
     } else if r.incident_creation_rules.is_empty() {
         out.push_str("  none\n");
     }
+    let wn = r.incident_creation_rules.iter().map(|x| x.display_name.chars().count()).max().unwrap_or(0);
+    let wp = r.incident_creation_rules.iter().map(|x| x.product.chars().count()).max().unwrap_or(0);
     for rule in &r.incident_creation_rules {
-        out.push_str(&format!("  {:<48} {:<46} {}\n", rule.display_name, rule.product, rule.action));
+        out.push_str(&format!("  {:<wn$}  {:<wp$}  {}\n", rule.display_name, rule.product, rule.action));
     }
     match r.xdr_connector_creates_incidents {
         Some(true) => out.push_str("Defender XDR connector: creates incidents (see warning)\n"),
@@ -197,7 +199,7 @@ pub fn render(r: &Report) -> String {
         out.push_str(&format!("warning: {w}\n"));
     }
     if let Some(p) = &r.poll {
-        out.push_str(&format!("poll: {p}\n"));
+        out.push_str(&format!("poll: {p} (the queue workers of `xdrsync run` or the Function App sync them)\n"));
     }
     if let Some(e) = &r.poll_error {
         out.push_str(&format!("poll: FAILED {e}\n"));

@@ -137,42 +137,51 @@ impl StackArgs {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     xdrsync_sim::init_logging();
-    let result = match cli.command {
-        Command::Serve { port, seed_incidents, token_lifetime, storage, env_file } => {
-            serve(port, seed_incidents, token_lifetime, &storage, env_file).await
-        }
-        Command::Demo {
-            incidents,
-            poll_seconds,
-            timeout,
-            spread_seconds,
-            history_days,
-            poll_time_budget,
-            budgets,
-            stack,
-            json,
-        } => {
-            let opts = xdrsync_sim::demo::DemoOptions {
+    let result = interruptible(async move {
+        match cli.command {
+            Command::Serve { port, seed_incidents, token_lifetime, storage, env_file } => {
+                serve(port, seed_incidents, token_lifetime, &storage, env_file).await
+            }
+            Command::Demo {
                 incidents,
                 poll_seconds,
-                timeout: std::time::Duration::from_secs(timeout),
-                xdrsync_bin: match stack.xdrsync_binary() {
-                    Ok(b) => b,
-                    Err(e) => {
-                        eprintln!("xdrsync-sim: {e:#}");
-                        return ExitCode::FAILURE;
-                    }
-                },
-                repo_root: stack.repo,
-                json,
+                timeout,
                 spread_seconds,
-                budgets: budgets.budgets(),
                 history_days,
                 poll_time_budget,
-            };
-            demo(opts, json).await
+                budgets,
+                stack,
+                json,
+            } => {
+                let opts = xdrsync_sim::demo::DemoOptions {
+                    incidents,
+                    poll_seconds,
+                    timeout: std::time::Duration::from_secs(timeout),
+                    xdrsync_bin: match stack.xdrsync_binary() {
+                        Ok(b) => b,
+                        Err(e) => return Err(e),
+                    },
+                    repo_root: stack.repo,
+                    json,
+                    spread_seconds,
+                    budgets: budgets.budgets(),
+                    history_days,
+                    poll_time_budget,
+                };
+                demo(opts, json).await
+            }
+            Command::Bench { edits, poll_seconds, stack, json } => bench(edits, poll_seconds, stack, json).await,
         }
-        Command::Bench { edits, poll_seconds, stack, json } => bench(edits, poll_seconds, stack, json).await,
+    })
+    .await;
+    let result = match result {
+        Interruptible::Done(r) => r,
+        Interruptible::Stopped(signal) => {
+            eprintln!(
+                "xdrsync-sim: stopped by {signal}; any Azurite and xdrsync processes it started are stopped with it"
+            );
+            return ExitCode::from(130);
+        }
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
@@ -181,6 +190,42 @@ async fn main() -> ExitCode {
             eprintln!("xdrsync-sim: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// A command's result, or the signal that stopped it.
+enum Interruptible<T> {
+    Done(T),
+    Stopped(&'static str),
+}
+
+/// Runs `work` until it ends or SIGINT/SIGTERM arrives; on a signal the work is dropped, which
+/// kills the child processes it started (their guards kill them on drop).
+async fn interruptible<T>(work: impl std::future::Future<Output = T>) -> Interruptible<T> {
+    let signal = async {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            match signal(SignalKind::terminate()) {
+                Ok(mut term) => tokio::select! {
+                    _ = tokio::signal::ctrl_c() => "SIGINT",
+                    _ = term.recv() => "SIGTERM",
+                },
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    "SIGINT"
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            "Ctrl-C"
+        }
+    };
+    tokio::select! {
+        r = work => Interruptible::Done(r),
+        s = signal => Interruptible::Stopped(s),
     }
 }
 

@@ -18,7 +18,7 @@ pub fn parse_iso_duration(input: &str) -> Result<Duration, DurationError> {
     let upper = input.trim().to_ascii_uppercase();
     let rest = upper.strip_prefix('P').ok_or_else(|| fail("it must start with P"))?;
     let (date, time_part) = match rest.split_once('T') {
-        Some((_, t)) if t.is_empty() => return Err(fail("nothing follows T")),
+        Some((_, "")) => return Err(fail("nothing follows T")),
         Some((d, t)) => (d, Some(t)),
         None => (rest, None),
     };

@@ -273,3 +273,68 @@ fn parse_rule(body: &[u8]) -> Result<PutRule, String> {
     }
     Ok(PutRule { kind, etag: v.get("etag").and_then(Value::as_str).map(str::to_string), properties })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::SimConfig;
+
+    async fn body(r: Response) -> (StatusCode, Value) {
+        let status = r.status();
+        let bytes = axum::body::to_bytes(r.into_body(), 1 << 20).await.unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    }
+
+    #[tokio::test]
+    async fn rules_are_listed_and_a_put_needs_contributor_and_the_current_etag() {
+        let sim = Sim::new(SimConfig::demo());
+        let base = sim.sentinel_base();
+        let list = format!("{base}/alertRules");
+        let (status, listed) = body(handle(&sim, "app", &list, &Method::GET, b"").unwrap()).await;
+        assert_eq!(status, StatusCode::OK);
+        let rule = listed["value"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["properties"]["productFilter"] == "Microsoft Defender Advanced Threat Protection")
+            .unwrap()
+            .clone();
+        let path = format!("{base}/alertRules/{}", rule["name"].as_str().unwrap());
+        let mut put = json!({"kind": rule["kind"], "etag": rule["etag"], "properties": rule["properties"]});
+        put["properties"]["enabled"] = json!(false);
+        let bytes = serde_json::to_vec(&put).unwrap();
+
+        let (status, _) = body(handle(&sim, "app", &path, &Method::PUT, &bytes).unwrap()).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "Responder may not edit analytics rules");
+        sim.permissions.lock().unwrap().workspace_roles.insert(SENTINEL_CONTRIBUTOR.into());
+
+        let mut stale = put.clone();
+        stale["etag"] = json!("\"00000000-0000-0000-0000-000000000000\"");
+        let (status, _) =
+            body(handle(&sim, "app", &path, &Method::PUT, &serde_json::to_vec(&stale).unwrap()).unwrap()).await;
+        assert_eq!(status, StatusCode::CONFLICT);
+
+        let (status, written) = body(handle(&sim, "app", &path, &Method::PUT, &bytes).unwrap()).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(written["properties"]["enabled"], false);
+        assert_ne!(written["etag"], rule["etag"], "every write gets a new etag");
+        let (status, _) = body(handle(&sim, "app", &path, &Method::PUT, &bytes).unwrap()).await;
+        assert_eq!(status, StatusCode::CONFLICT, "the etag read before the write is stale now");
+
+        let mut bad = put.clone();
+        bad["etag"] = written["etag"].clone();
+        bad["properties"]["productFilter"] = json!("Microsoft 365 Defender");
+        let (status, err) =
+            body(handle(&sim, "app", &path, &Method::PUT, &serde_json::to_vec(&bad).unwrap()).unwrap()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{err}");
+
+        let (status, connectors) =
+            body(handle(&sim, "app", &format!("{base}/dataConnectors"), &Method::GET, b"").unwrap()).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(connectors["value"][0]["kind"], "MicrosoftThreatProtection");
+        assert!(
+            handle(&sim, "app", &format!("{base}/incidents"), &Method::GET, b"").is_none(),
+            "incidents are not ours"
+        );
+    }
+}
