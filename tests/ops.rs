@@ -145,7 +145,16 @@ async fn status_shows_feeds_backlog_failures_and_the_last_24_hours() {
         xdrsync::domain::work::ChangeHint::Reconcile,
     );
     sync_message(&s, &item.to_json(), 1, "m").await;
-    // One message waiting, one incident failing for now.
+    // A Defender merge: the merged-away incident's mirror is closed as Redirected.
+    sim_post(&sim, "/_sim/defender/merge", json!({"source": ids[1], "target": ids[2]})).await;
+    let merged = xdrsync::domain::work::WorkItem::reconcile(
+        &s.config.tenant_id,
+        &ids[1],
+        xdrsync::domain::work::ChangeHint::Reconcile,
+    );
+    sync_message(&s, &merged.to_json(), 1, "m").await;
+    drain(&s).await; // the survivor's reconcile
+                     // One message waiting, one incident failing for now.
     s.queue.send(&s.config.queue_name, &item.to_json()).await.unwrap();
     failures::note(&s, "4242", FailureClass::Unavailable, Some("sentinel"), "sentinel is unavailable: 503").await;
 
@@ -158,7 +167,7 @@ async fn status_shows_feeds_backlog_failures_and_the_last_24_hours() {
     assert_eq!(st["failures"], 1);
     assert_eq!(st["last24h"]["mirrored"], 3, "{st}");
     assert_eq!(st["last24h"]["conflicted"], 1, "{st}");
-    assert_eq!(st["last24h"]["redirected"], 0);
+    assert_eq!(st["last24h"]["redirected"], 1, "{st}");
     let feeds = st["feeds"].as_array().unwrap();
     assert_eq!(feeds.len(), 2);
     assert!(feeds.iter().all(|f| f["lastSuccess"].is_string() && f["lagSeconds"].is_number()), "{st}");
@@ -446,4 +455,56 @@ async fn run_logs_its_schedule_a_standby_instance_and_an_idle_poller_without_col
     assert_eq!(b.matches("on standby").count(), 1, "said once, not every tick: {b}");
     assert!(!a.contains("on standby"), "{a}");
     assert!(!b.contains("polled Defender"), "the standby instance does not poll: {b}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backfill_stopped_by_ctrl_c_resumes_with_the_same_command() {
+    let sim = start_sim(SimConfig::demo()).await;
+    let az = Azurite::start();
+    let mut vars = settings(&sim, Some(&az.connection_string()));
+    vars.insert("XDRSYNC_WORKERS".into(), "1".into());
+    let ids = seed(&sim, SeedSpec { count: 16, history_days: 6, ..Default::default() });
+    // Every Sentinel call answers late, so the backfill is still running when Ctrl-C comes.
+    let slow = json!([{"api": "arm", "rate": 1.0, "kind": {"type": "slow", "millis": 150}}]);
+    let r = reqwest::Client::new().put(format!("{}/_sim/faults", sim.base_url())).json(&slow).send().await.unwrap();
+    assert!(r.status().is_success());
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_xdrsync"))
+        .env_clear()
+        .envs(vars.iter())
+        .current_dir(dir.path())
+        .args(["backfill", "--since", "P7D", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let name_of = |id: &String| sentinel_incident_name(&vars["XDRSYNC_TENANT_ID"], id);
+    eventually(60, "the first mirrors", || {
+        let w = sim.sim.world();
+        ids.iter().filter(|id| w.sentinel.contains_key(&name_of(id))).count() >= 2
+    })
+    .await;
+    let kill = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(kill.success());
+    let out = tokio::task::spawn_blocking(move || {
+        let mut text = String::new();
+        std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut text).unwrap();
+        (child.wait().unwrap().code(), text)
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.0, Some(130), "{}", out.1);
+    let first = json_of(&out.1);
+    assert_eq!(first["interrupted"], true, "{first}");
+    let done_first = first["synced"].as_u64().unwrap();
+    assert!(done_first < 16, "{first}");
+
+    reqwest::Client::new().delete(format!("{}/_sim/faults", sim.base_url())).send().await.unwrap();
+    let (code, out, err) = run(&vars, &["backfill", "--since", "P7D", "--json"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    let second = json_of(&out);
+    assert!(second["resumedAt"].is_string(), "{second}");
+    assert_eq!(second["finished"], true);
+    let w = sim.sim.world();
+    assert!(ids.iter().all(|id| w.sentinel.contains_key(&name_of(id))), "every incident mirrored after the resume");
 }
