@@ -257,3 +257,24 @@ fn flex_consumption_with_the_custom_runtime_is_the_default_and_keeps_shared_keys
     // Linux Consumption allows at most 10 minutes; one host.json serves both plans.
     assert_eq!(host["functionTimeout"], "00:10:00");
 }
+
+#[test]
+fn every_checkov_suppression_says_why() {
+    let mut bare = Vec::new();
+    let mut count = 0;
+    for file in std::fs::read_dir(repo().join("infra")).unwrap() {
+        let path = file.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        for (n, line) in text.lines().enumerate() {
+            let Some((_, rest)) = line.split_once("checkov:skip=") else { continue };
+            count += 1;
+            let id_ok = rest.starts_with("CKV");
+            let reason = rest.split_once(':').map(|(_, r)| r.trim()).unwrap_or("");
+            if !id_ok || reason.split_whitespace().count() < 4 {
+                bare.push(format!("{}:{}: {line}", path.display(), n + 1));
+            }
+        }
+    }
+    assert!(count > 0, "no suppression found: the scan is broken");
+    assert!(bare.is_empty(), "checkov suppressions without a reason:\n{}", bare.join("\n"));
+}
