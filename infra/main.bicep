@@ -234,7 +234,7 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
   // checkov:skip=CKV_AZURE_56: no Entra authentication (Easy Auth) in front of the app: the playbook calls the webhook with the Functions key and x-xdrsync-key, which xdrsync checks.
   // checkov:skip=CKV_AZURE_17: no client certificates: the Logic App HTTP action authenticates with the Functions key and x-xdrsync-key.
   // checkov:skip=CKV_AZURE_221: public network access stays on: the playbook (Logic App) must reach the webhook; with Flex Consumption you may add VNet integration and restrict it.
-  // checkov:skip=CKV_AZURE_222: same as CKV_AZURE_221.
+  // checkov:skip=CKV_AZURE_222: public network access stays on so the playbook can reach the webhook (as CKV_AZURE_221).
   // checkov:skip=CKV_AZURE_212: serverless plans scale from zero; one poller instance runs at a time by design.
   // checkov:skip=CKV_AZURE_213: App Service health check is not available on the Consumption plans; monitor GET /api/health instead (operations.md).
   name: appName
@@ -358,7 +358,7 @@ resource settings 'Microsoft.Web/sites/config@2024-04-01' = {
   // checkov:skip=CKV_AZURE_66: failed request tracing: as CKV_AZURE_63.
   // checkov:skip=CKV_AZURE_80: no .NET: the app is a custom handler (a Rust binary).
   // checkov:skip=CKV_AZURE_88: no Azure Files content share: Flex Consumption deploys to a blob container, Linux Consumption runs from a package.
-  // checkov:skip=CKV_AZURE_222: see the app.
+  // checkov:skip=CKV_AZURE_222: public network access is set on the app, which keeps it on for the playbook.
   parent: app
   name: 'appsettings'
   properties: isFlex ? appSettings : union(appSettings, consumptionSettings)
