@@ -2,6 +2,7 @@
 //! Nothing here does I/O or reads a clock; time is passed in.
 
 pub mod alert_links;
+pub mod activity;
 pub mod alerts;
 pub mod batching;
 pub mod budget;
@@ -9,8 +10,10 @@ pub mod comments;
 pub mod cursor;
 pub mod defender;
 pub mod entity_columns;
+pub mod drift;
 pub mod failures;
 pub mod fields;
+pub mod iso_duration;
 pub mod keys;
 pub mod merge;
 pub mod mirror;
@@ -22,3 +25,4 @@ pub mod time_fmt;
 pub mod tolerant;
 pub mod work;
 pub mod workspace;
+pub mod workspace_rules;
