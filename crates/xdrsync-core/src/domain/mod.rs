@@ -1,16 +1,16 @@
 //! The functional core: service models, mapping, the merge, cursors, batching and names.
 //! Nothing here does I/O or reads a clock; time is passed in.
 
-pub mod alert_links;
 pub mod activity;
+pub mod alert_links;
 pub mod alerts;
 pub mod batching;
 pub mod budget;
 pub mod comments;
 pub mod cursor;
 pub mod defender;
-pub mod entity_columns;
 pub mod drift;
+pub mod entity_columns;
 pub mod failures;
 pub mod fields;
 pub mod iso_duration;
