@@ -145,8 +145,11 @@ pub async fn attach(s: &Ports) -> Result<AttachReport, UseCaseError> {
     let base = format!("{}/providers/Microsoft.SecurityInsights", cfg.workspace.resource_id());
     let mut held_back: Option<OffsetDateTime> = None;
     let mut pending: BTreeSet<String> = BTreeSet::new();
+    // Related by this run: kept even when a later call fails, so the retry does not redo them.
+    let mut related: BTreeSet<String> = BTreeSet::new();
+    let mut failure: Option<PortError> = None;
     // The history query names its incidents and alerts: a backfill's thousands go in parts.
-    for chunk in chunks(&fresh) {
+    'run: for chunk in chunks(&fresh) {
         let incidents: BTreeSet<String> = chunk.iter().map(|a| a.incident_id.clone()).collect();
         let alerts: BTreeSet<String> = chunk.iter().map(|a| a.alert_id.clone()).collect();
         let filter = AlertFilter::Of {
@@ -154,7 +157,13 @@ pub async fn attach(s: &Ports) -> Result<AttachReport, UseCaseError> {
             alerts: alerts.into_iter().collect(),
             days: HISTORY_DAYS,
         };
-        let (history, _) = query(s, &filter, i64::from(HISTORY_DAYS)).await?;
+        let history = match query(s, &filter, i64::from(HISTORY_DAYS)).await {
+            Ok((history, _)) => history,
+            Err(e) => {
+                failure = Some(e);
+                break 'run;
+            }
+        };
         // Fresh and history overlap; one record per SecurityAlert.
         let mut all: BTreeMap<String, RuleAlert> = BTreeMap::new();
         for a in history.into_iter().chain(chunk.iter().cloned()) {
@@ -174,7 +183,10 @@ pub async fn attach(s: &Ports) -> Result<AttachReport, UseCaseError> {
                     report.no_mirror += 1;
                     continue;
                 }
-                Err(e) => return Err(e.into()),
+                Err(e) => {
+                    failure = Some(e);
+                    break 'run;
+                }
             };
             let plan = plan_relations(&incident, &desired, &existing, &known);
             report.over_limit += plan.over_limit;
@@ -187,12 +199,18 @@ pub async fn attach(s: &Ports) -> Result<AttachReport, UseCaseError> {
                         tracing::warn!(incident.id = %incident.1, error.message = %e, "cannot remove an alert from a mirror it left; grant Microsoft Sentinel Contributor to move alerts");
                         report.unrelate_forbidden += 1;
                     }
-                    Err(e) => return Err(e.into()),
+                    Err(e) => {
+                        failure = Some(e);
+                        break 'run;
+                    }
                 }
             }
             for (relation, system_alert_id) in &plan.relate {
                 match s.sentinel.put_relation(&name, relation, &alert_resource_id(&base, system_alert_id)).await {
-                    Ok(()) => report.related += 1,
+                    Ok(()) => {
+                        report.related += 1;
+                        related.insert(system_alert_id.clone());
+                    }
                     // Not relatable yet (the alert is new), or refused: the next run tries again.
                     Err(e @ (PortError::NotFound { .. } | PortError::Rejected { .. } | PortError::Conflict { .. })) => {
                         tracing::info!(incident.id = %incident.1, alert.system_id = %system_alert_id, error.message = %e, "alert not related yet; the next run retries");
@@ -204,13 +222,35 @@ pub async fn attach(s: &Ports) -> Result<AttachReport, UseCaseError> {
                             held_back = Some(held_back.map_or(t, |h| h.min(t)));
                         }
                     }
-                    Err(e) => return Err(e.into()),
+                    Err(e) => {
+                        failure = Some(e);
+                        break 'run;
+                    }
                 }
             }
             if plan.over_limit > 0 {
                 tracing::info!(incident.id = %incident.1, over_limit = plan.over_limit, "mirror at Sentinel's 150-alert limit; the rest stay in XdrsyncAlerts_CL");
             }
         }
+    }
+    if let Some(e) = failure {
+        // Keep what was related; the cursor stays where it was, so the rest is found again.
+        let mut done = cursor.done.clone();
+        done.extend(
+            fresh
+                .iter()
+                .filter(|a| related.contains(&a.system_alert_id))
+                .filter_map(|a| a.ingested.map(|t| (a.system_alert_id.clone(), crate::domain::time_fmt::format(t)))),
+        );
+        done.sort_by(|a, b| b.1.cmp(&a.1));
+        done.dedup();
+        done.truncate(MAX_DONE);
+        let kept = AlertCursor { watermark: cursor.watermark, done };
+        if let Err(save) = put(s.store.as_ref(), Table::Cursors, &key, &kept, &[]).await {
+            tracing::warn!(error.message = %save, "could not record the alerts related before the failure");
+        }
+        tracing::info!(related = report.related, error.message = %e, "attaching stopped part-way; the next run goes on");
+        return Err(e.into());
     }
     let mut watermark = next_watermark(cursor.watermark, &fresh);
     if let (Some(w), Some(h)) = (watermark, held_back) {
