@@ -9,6 +9,7 @@ pub mod cursor;
 pub mod defender;
 pub mod failures;
 pub mod fields;
+pub mod hunting;
 pub mod keys;
 pub mod merge;
 pub mod mirror;
