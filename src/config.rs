@@ -162,6 +162,8 @@ pub struct Config {
     /// `XDRSYNC_RETRY_SCHEDULE_SECONDS`: delays before the retries of a failed incident; the last
     /// one repeats.
     pub retry_schedule: Vec<Duration>,
+    /// `XDRSYNC_HUNTING_*`: the advanced-hunting export.
+    pub hunting: crate::hunting_config::HuntingSettings,
 }
 
 impl fmt::Debug for Config {
@@ -445,6 +447,7 @@ impl Config {
             arm_writes_per_second: v.number("XDRSYNC_ARM_WRITES_PER_SECOND", 5u32, 1..=1_000)?,
             poll_time_budget: Duration::from_secs(v.number("XDRSYNC_POLL_TIME_BUDGET_SECONDS", 240u64, 5..=3600)?),
             retry_schedule: v.seconds_list("XDRSYNC_RETRY_SCHEDULE_SECONDS", &[60, 300, 1800, 10800])?,
+            hunting: crate::hunting_config::HuntingSettings::from_vars(map)?,
         })
     }
 

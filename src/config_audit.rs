@@ -23,6 +23,16 @@ pub const KNOWN_SETTINGS: &[&str] = &[
     "XDRSYNC_HTTP_BIND",
     "XDRSYNC_HTTP_PORT",
     "XDRSYNC_HTTP_TIMEOUT_SECONDS",
+    "XDRSYNC_HUNTING_CALLS_PER_MINUTE",
+    "XDRSYNC_HUNTING_DCR_IMMUTABLE_ID",
+    "XDRSYNC_HUNTING_DELAY_SECONDS",
+    "XDRSYNC_HUNTING_LOOKBACK_MINUTES",
+    "XDRSYNC_HUNTING_PAGE_ROWS",
+    "XDRSYNC_HUNTING_SCHEDULE",
+    "XDRSYNC_HUNTING_STORAGE_CONNECTION",
+    "XDRSYNC_HUNTING_STORAGE_SCHEDULE",
+    "XDRSYNC_HUNTING_STORAGE_TABLES",
+    "XDRSYNC_HUNTING_TABLES",
     "XDRSYNC_INITIAL_LOOKBACK_HOURS",
     "XDRSYNC_LOG_JSON",
     "XDRSYNC_LOGS_INGESTION_ENDPOINT",
@@ -42,6 +52,14 @@ pub const KNOWN_SETTINGS: &[&str] = &[
     "XDRSYNC_WORKERS",
     "XDRSYNC_WORKSPACE_RESOURCE_ID",
 ];
+
+/// Settings named by prefix: one per advanced-hunting table (`XDRSYNC_HUNTING_FILTER_<TABLE>`).
+pub const KNOWN_PREFIXES: &[&str] =
+    &[crate::hunting_config::FILTER_PREFIX, crate::hunting_config::COLUMNS_PREFIX];
+
+fn is_known(name: &str) -> bool {
+    KNOWN_SETTINGS.contains(&name) || KNOWN_PREFIXES.iter().any(|p| name.to_ascii_uppercase().starts_with(p))
+}
 
 /// One finding: `error` stops xdrsync from starting; otherwise it is a warning.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,7 +134,7 @@ pub fn audit(vars: &HashMap<String, String>, now: time::OffsetDateTime) -> Vec<F
             });
         }
     }
-    for name in vars.keys().filter(|k| k.starts_with("XDRSYNC_") && !KNOWN_SETTINGS.contains(&k.as_str())) {
+    for name in vars.keys().filter(|k| k.starts_with("XDRSYNC_") && !is_known(k)) {
         let closest =
             KNOWN_SETTINGS.iter().min_by_key(|k| edit_distance(name, k)).filter(|k| edit_distance(name, k) <= 4);
         findings.push(Finding {

@@ -26,6 +26,7 @@ pub const INCIDENT_POLLER: &str = jobs::POLLER_NAME;
 pub const INCIDENT_SYNC: &str = "IncidentSync";
 pub const HEALTH: &str = "Health";
 pub const SENTINEL_WEBHOOK: &str = "SentinelWebhook";
+pub const HUNTING_EXPORT: &str = jobs::HUNTING_EXPORT_NAME;
 /// Public route of the webhook (`/api/` + function.json `route`).
 pub const WEBHOOK_ROUTE: &str = http_api::WEBHOOK_ROUTE;
 /// Largest invocation envelope read: it wraps a webhook body, so it has room for one over the
@@ -46,6 +47,7 @@ pub fn router(services: Arc<Ports>) -> Router {
         .route(&format!("/{INCIDENT_POLLER}"), post(incident_poller))
         .route(&format!("/{INCIDENT_SYNC}"), post(incident_sync))
         .route(&format!("/{HEALTH}"), post(health_payload))
+        .route(&format!("/{HUNTING_EXPORT}"), post(hunting_export))
         // Forwarded-HTTP mode calls the routes themselves.
         .route(&format!("/{SENTINEL_WEBHOOK}"), post(webhook_payload))
         .route(http_api::HEALTH_ROUTE, get(http_api::get_health))
@@ -73,6 +75,17 @@ async fn incident_poller(State(s): State<Arc<Ports>>, LimitedBody(body): Envelop
     match jobs::poll(&s).await {
         Ok(line) => reply(StatusCode::OK, InvokeResponse::log(line)),
         // A timer is not retried by the host; the failure is recorded and the next tick re-polls.
+        Err(line) => reply(StatusCode::INTERNAL_SERVER_ERROR, InvokeResponse::log(line)),
+    }
+}
+
+async fn hunting_export(State(s): State<Arc<Ports>>, LimitedBody(body): Envelope) -> Response {
+    if let Err(reason) = parse_envelope(&body) {
+        return bad_envelope(reason);
+    }
+    match jobs::hunting_export(&s).await {
+        Ok(line) => reply(StatusCode::OK, InvokeResponse::log(line)),
+        // Not retried by the host; the next tick resumes at each table's cursor.
         Err(line) => reply(StatusCode::INTERNAL_SERVER_ERROR, InvokeResponse::log(line)),
     }
 }

@@ -32,6 +32,8 @@ pub struct RunnerStats {
     pub messages_done: AtomicU64,
     pub messages_failed: AtomicU64,
     pub messages_poisoned: AtomicU64,
+    /// Runs of the hunting export started.
+    pub hunting_runs: AtomicU64,
 }
 
 /// A running standalone instance.
@@ -89,6 +91,10 @@ pub async fn start(services: Arc<Ports>, http_port: u16) -> anyhow::Result<Runne
     tasks.push(tokio::spawn(http_api::serve(listener, router(services.clone()), http_api::READ_TIMEOUT, http_stopped)));
 
     tasks.push(tokio::spawn(poller(services.clone(), schedule, instance_id.clone(), stats.clone(), stopped.clone())));
+    if !cfg.hunting.tables.is_empty() {
+        let hunting = Schedule::parse(&cfg.hunting.schedule).map_err(anyhow::Error::msg)?;
+        tasks.push(tokio::spawn(hunting_timer(services.clone(), hunting, instance_id.clone(), stats.clone(), stopped.clone())));
+    }
     for n in 0..cfg.workers {
         tasks.push(tokio::spawn(worker::run(services.clone(), n, stats.clone(), stopped.clone())));
     }
@@ -118,6 +124,32 @@ async fn poller(
             }
             Ok(false) => {}
             Err(e) => tracing::warn!(error.message = %e, "could not check the poller lease"),
+        }
+    }
+}
+
+/// The hunting query source on `XDRSYNC_HUNTING_SCHEDULE`, behind its own lease.
+async fn hunting_timer(
+    s: Arc<Ports>,
+    schedule: Schedule,
+    me: String,
+    stats: Arc<RunnerStats>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let ttl = (schedule.wait_from(s.clock.now()) * 3).max(Duration::from_secs(15));
+    loop {
+        let wait = schedule.wait_from(s.clock.now());
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stopped.wait_for(|v| *v) => return,
+        }
+        match lease::try_acquire(&s, jobs::HUNTING_EXPORT_NAME, &me, ttl).await {
+            Ok(true) => {
+                stats.hunting_runs.fetch_add(1, Ordering::Relaxed);
+                let _ = jobs::hunting_export(&s).await;
+            }
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error.message = %e, "could not check the hunting export lease"),
         }
     }
 }

@@ -195,3 +195,17 @@ mod tests {
         assert!(visible_now.is_empty(), "invisible until the throttle ends");
     }
 }
+
+/// The hunting query source's timer function (a folder under `functions/`) and its lease row.
+pub const HUNTING_EXPORT_NAME: &str = "HuntingExport";
+
+/// One tick of the advanced-hunting query source; off when `XDRSYNC_HUNTING_TABLES` is empty.
+pub async fn hunting_export(s: &Ports) -> Result<String, String> {
+    if s.config.hunting.tables.is_empty() {
+        return Ok("hunting export is off (XDRSYNC_HUNTING_TABLES is empty)".into());
+    }
+    let reports = crate::usecase::hunting::export_all(s).await?;
+    let parts: Vec<String> =
+        reports.iter().map(|r| format!("{} {} rows in {} queries", r.table, r.rows_sent, r.queries)).collect();
+    Ok(format!("hunting export: {}", parts.join(", ")))
+}

@@ -3,6 +3,7 @@
 
 pub mod failures;
 pub mod health;
+pub mod hunting;
 pub mod jobs;
 pub mod locks;
 pub mod migrate;
@@ -16,7 +17,7 @@ use std::sync::Arc;
 use crate::config::Config;
 use crate::error::{PortError, Reaction};
 use crate::metrics::CallCounters;
-use crate::ports::{Clock, DefenderApi, LogsIngestion, SentinelApi, StateStore, TokenSource, WorkQueue};
+use crate::ports::{Clock, DefenderApi, HuntingApi, LogsIngestion, SentinelApi, StateStore, TokenSource, WorkQueue};
 
 /// What every use case runs on: the settings and one trait object per external system. Built
 /// from real adapters by `app::build`, or from fakes and the simulator in tests; use cases never
@@ -34,6 +35,10 @@ pub struct Ports {
     pub counters: Arc<CallCounters>,
     /// Serializes reconciles of one incident within this process.
     pub locks: Arc<locks::KeyedLocks>,
+    /// Advanced hunting (its own call budget) and the sink of the hunting export (the DCR with
+    /// the `Custom-<Table>` streams).
+    pub hunting: Arc<dyn HuntingApi>,
+    pub hunting_logs: Arc<dyn LogsIngestion>,
 }
 
 /// Why a use case failed, grouped by what the trigger does next.

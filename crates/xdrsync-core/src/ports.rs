@@ -254,3 +254,20 @@ impl Clock for SystemClock {
         OffsetDateTime::now_utc()
     }
 }
+
+/// One `runHuntingQuery` answer: the result's columns and rows (each row an object keyed by
+/// column name, as Graph returns them).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HuntingResult {
+    /// `(name, type)` of each column, as the service names the type (`DateTime`, `String`, …).
+    pub schema: Vec<(String, String)>,
+    pub results: Vec<Map<String, Value>>,
+}
+
+/// Defender advanced hunting (Graph `POST /security/runHuntingQuery`).
+#[async_trait]
+pub trait HuntingApi: Send + Sync {
+    /// Runs one KQL query. A result over the service's size limit fails with
+    /// [`PortError::TooLarge`]; throttling (the per-tenant quota) with [`PortError::Throttled`].
+    async fn run_query(&self, query: &str) -> Result<HuntingResult, PortError>;
+}

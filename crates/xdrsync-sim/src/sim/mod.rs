@@ -23,6 +23,8 @@ mod entra;
 mod faults;
 mod filter;
 mod graph;
+pub mod hunting;
+pub mod hunting_seed;
 mod logs;
 pub mod model;
 pub mod permissions;
@@ -137,7 +139,10 @@ impl SimConfig {
                 name: "soc-workspace".into(),
             },
             dcr_immutable_id: "dcr-00000000000000000000000000000001".into(),
-            streams: vec!["Custom-XdrsyncAlerts".into()],
+            // The alert stream, and one `Custom-<Table>` stream per advanced-hunting table.
+            streams: std::iter::once("Custom-XdrsyncAlerts".to_string())
+                .chain(xdrsync_core::domain::hunting::schema::TABLES.iter().map(|t| t.stream()))
+                .collect(),
             token_lifetime_secs: 3599,
             permissions: Permissions::default(),
             options: SimOptions::default(),
@@ -177,6 +182,8 @@ pub struct Sim {
     /// Where simulated automation rules deliver the playbook payload (`None` = off).
     pub automation: std::sync::Mutex<Option<Automation>>,
     pub http: reqwest::Client,
+    /// Advanced hunting: seeded tables, limits, the per-tenant call window.
+    pub hunting: std::sync::Mutex<hunting::HuntingState>,
 }
 
 impl Sim {
@@ -191,6 +198,7 @@ impl Sim {
             stats: Default::default(),
             automation: Default::default(),
             http: reqwest::Client::new(),
+            hunting: Default::default(),
         })
     }
 
@@ -221,6 +229,7 @@ pub fn router(sim: Arc<Sim>) -> Router {
         .merge(graph::routes())
         .merge(arm::routes())
         .merge(logs::routes())
+        .merge(hunting::routes())
         .merge(control::routes())
         .layer(axum::middleware::from_fn_with_state(sim.clone(), faults::apply))
         .with_state(sim)

@@ -69,7 +69,10 @@ pub struct Permissions {
 impl Default for Permissions {
     fn default() -> Self {
         Self {
-            graph_app_roles: [SECURITY_INCIDENT_READ_WRITE, USER_READ_ALL].map(String::from).into(),
+            // ThreatHunting.Read.All: the advanced-hunting export's query source.
+            graph_app_roles: [SECURITY_INCIDENT_READ_WRITE, USER_READ_ALL, super::hunting::THREAT_HUNTING_READ]
+                .map(String::from)
+                .into(),
             workspace_roles: [SENTINEL_RESPONDER.to_string()].into(),
             dcr_roles: [MONITORING_METRICS_PUBLISHER.to_string()].into(),
         }
