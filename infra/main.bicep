@@ -151,6 +151,8 @@ resource settings 'Microsoft.Web/sites/config@2023-12-01' = {
     XDRSYNC_DCR_IMMUTABLE_ID: ingestion.outputs.dcrImmutableId
     XDRSYNC_ALERTS_STREAM: streamName
     XDRSYNC_POLL_SCHEDULE: pollSchedule
+    // HuntingExport's timer reads %XDRSYNC_HUNTING_SCHEDULE%: the setting must exist (every 5 minutes).
+    XDRSYNC_HUNTING_SCHEDULE: '0 */5 * * * *'
     XDRSYNC_CONFLICT_POLICY: conflictPolicy
     XDRSYNC_WEBHOOK_KEY: webhookKey
   }

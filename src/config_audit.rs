@@ -30,7 +30,8 @@ pub const KNOWN_SETTINGS: &[&str] = &[
     "XDRSYNC_HUNTING_PAGE_ROWS",
     "XDRSYNC_HUNTING_SCHEDULE",
     "XDRSYNC_HUNTING_STORAGE_CONNECTION",
-    "XDRSYNC_HUNTING_STORAGE_SCHEDULE",
+    "XDRSYNC_HUNTING_EVENTHUB_CONNECTION",
+    "XDRSYNC_HUNTING_EVENTHUB_NAME",
     "XDRSYNC_HUNTING_STORAGE_TABLES",
     "XDRSYNC_HUNTING_TABLES",
     "XDRSYNC_INITIAL_LOOKBACK_HOURS",
@@ -54,8 +55,12 @@ pub const KNOWN_SETTINGS: &[&str] = &[
 ];
 
 /// Settings named by prefix: one per advanced-hunting table (`XDRSYNC_HUNTING_FILTER_<TABLE>`).
-pub const KNOWN_PREFIXES: &[&str] =
-    &[crate::hunting_config::FILTER_PREFIX, crate::hunting_config::COLUMNS_PREFIX];
+/// (`XDRSYNC_HUNTING_EVENTHUB_CONNECTION__…` is the Functions host's identity-based connection.)
+pub const KNOWN_PREFIXES: &[&str] = &[
+    crate::hunting_config::FILTER_PREFIX,
+    crate::hunting_config::COLUMNS_PREFIX,
+    "XDRSYNC_HUNTING_EVENTHUB_CONNECTION__",
+];
 
 fn is_known(name: &str) -> bool {
     KNOWN_SETTINGS.contains(&name) || KNOWN_PREFIXES.iter().any(|p| name.to_ascii_uppercase().starts_with(p))

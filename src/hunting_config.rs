@@ -24,7 +24,7 @@ pub const SERVICE_ROW_LIMIT: usize = 100_000;
 pub struct HuntingSettings {
     /// `XDRSYNC_HUNTING_TABLES`: tables the query source exports (empty: off).
     pub tables: Vec<&'static TableDef>,
-    /// `XDRSYNC_HUNTING_SCHEDULE`
+    /// `XDRSYNC_HUNTING_SCHEDULE`: the query source's and the storage source's timers.
     pub schedule: String,
     /// `XDRSYNC_HUNTING_DELAY_SECONDS`: rows newer than now − delay wait for the next run.
     pub delay: Duration,
@@ -41,8 +41,6 @@ pub struct HuntingSettings {
     pub storage_tables: Vec<&'static TableDef>,
     /// `XDRSYNC_HUNTING_STORAGE_CONNECTION`: that account (a connection string).
     pub storage_connection: Option<String>,
-    /// `XDRSYNC_HUNTING_STORAGE_SCHEDULE`
-    pub storage_schedule: String,
     /// Filter and projection per table (canonical table name).
     pub rules: BTreeMap<&'static str, RowRules>,
 }
@@ -175,7 +173,6 @@ impl HuntingSettings {
             dcr_immutable_id: dcr,
             storage_tables,
             storage_connection,
-            storage_schedule: schedule(map, "XDRSYNC_HUNTING_STORAGE_SCHEDULE")?,
             rules: rules(map)?,
         })
     }

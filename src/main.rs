@@ -70,6 +70,10 @@ enum Command {
         /// Binary to ship (default: this executable).
         #[arg(long)]
         binary: Option<std::path::PathBuf>,
+        /// Also ship HuntingEventHub (the advanced-hunting Event Hub trigger; needs
+        /// XDRSYNC_HUNTING_EVENTHUB_NAME and XDRSYNC_HUNTING_EVENTHUB_CONNECTION).
+        #[arg(long)]
+        event_hub: bool,
     },
 }
 
@@ -92,7 +96,7 @@ async fn main() -> ExitCode {
         Command::Check => run_check().await,
         Command::Serve { port } => serve(port).await,
         Command::Run => run_standalone().await,
-        Command::Package { out, binary } => package(&out, binary),
+        Command::Package { out, binary, event_hub } => package(&out, binary, event_hub),
         Command::Failures { json } => failures(json).await,
         Command::Retry { all, ids } => retry(all, ids).await,
     }
@@ -151,7 +155,7 @@ async fn run_standalone() -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn package(out: &std::path::Path, binary: Option<std::path::PathBuf>) -> ExitCode {
+fn package(out: &std::path::Path, binary: Option<std::path::PathBuf>, event_hub: bool) -> ExitCode {
     let binary = match binary.map(Ok).unwrap_or_else(std::env::current_exe) {
         Ok(b) => b,
         Err(e) => {
@@ -159,7 +163,7 @@ fn package(out: &std::path::Path, binary: Option<std::path::PathBuf>) -> ExitCod
             return ExitCode::FAILURE;
         }
     };
-    match xdrsync::package::write_app(out, &binary) {
+    match xdrsync::package::write_app_with(out, &binary, event_hub) {
         Ok(files) => {
             for f in files {
                 println!("{}", f.display());

@@ -209,3 +209,22 @@ pub async fn hunting_export(s: &Ports) -> Result<String, String> {
         reports.iter().map(|r| format!("{} {} rows in {} queries", r.table, r.rows_sent, r.queries)).collect();
     Ok(format!("hunting export: {}", parts.join(", ")))
 }
+
+/// The Event Hub function (Streaming API → Event Hub).
+pub const HUNTING_EVENT_HUB_NAME: &str = "HuntingEventHub";
+
+/// One Event Hub batch. `Err` makes the invocation fail, so the function's retry policy runs it
+/// again before the host checkpoints past it.
+pub async fn hunting_event_hub(s: &Ports, events: &serde_json::Value) -> Result<String, String> {
+    let parsed = crate::usecase::hunting_stream::event_hub_records(events);
+    match crate::usecase::hunting_stream::export_records(s, parsed).await {
+        Ok(r) => Ok(format!(
+            "hunting events: {} records, {} rows sent, {} filtered, {} skipped",
+            r.records, r.rows_sent, r.rows_filtered, r.skipped
+        )),
+        Err(e) => {
+            tracing::error!(error.message = %e, "Event Hub batch not exported; the retry policy runs it again");
+            Err(format!("hunting events failed: {e}"))
+        }
+    }
+}
