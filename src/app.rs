@@ -55,6 +55,15 @@ pub fn build(config: Config) -> Ports {
         config.hunting.dcr_immutable_id.clone().unwrap_or_else(|| config.dcr_immutable_id.clone()),
         config.max_batch_bytes,
     );
+    let blobs = config.hunting.storage_connection.as_deref().and_then(|raw| {
+        match crate::adapters::blobs::AzureBlobs::new(raw, &tokens) {
+            Ok(b) => Some(Arc::new(b) as Arc<dyn crate::ports::BlobReader>),
+            Err(e) => {
+                tracing::error!(error.message = %e, "XDRSYNC_HUNTING_STORAGE_CONNECTION is unusable; the storage source is off");
+                None
+            }
+        }
+    });
     let store = AzureTables::new(&config.storage, &config.table_prefix, counters.clone(), &tokens);
     let queue = AzureQueues::new(&config.storage, counters.clone(), &tokens);
     Ports {
@@ -70,5 +79,6 @@ pub fn build(config: Config) -> Ports {
         locks: Default::default(),
         hunting: Arc::new(hunting),
         hunting_logs: Arc::new(hunting_logs),
+        blobs,
     }
 }

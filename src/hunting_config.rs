@@ -52,6 +52,58 @@ impl HuntingSettings {
     }
 }
 
+/// `XDRSYNC_HUNTING_STORAGE_CONNECTION`: a connection string (`AccountName`, `AccountKey`, and
+/// `BlobEndpoint` or the default endpoint; `UseDevelopmentStorage=true` for Azurite), or the
+/// blob endpoint URL alone (the app's identity reads it).
+#[derive(Clone, PartialEq, Eq)]
+pub struct BlobConnection {
+    pub account: String,
+    /// `None`: identity-based.
+    pub key: Option<String>,
+    pub endpoint: url::Url,
+}
+
+impl std::fmt::Debug for BlobConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlobConnection").field("account", &self.account).field("endpoint", &self.endpoint.as_str()).finish_non_exhaustive()
+    }
+}
+
+impl BlobConnection {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let raw = raw.trim();
+        let endpoint = |u: &str| {
+            crate::config::parse_endpoint("XDRSYNC_HUNTING_STORAGE_CONNECTION", u.trim_end_matches('/')).map_err(|e| e.problem)
+        };
+        if raw.starts_with("https://") || raw.starts_with("http://") {
+            let url = endpoint(raw)?;
+            let account = url.host_str().and_then(|h| h.split('.').next()).unwrap_or_default().to_string();
+            return Ok(Self { account, key: None, endpoint: url });
+        }
+        let field = |name: &str| {
+            raw.split(';')
+                .filter_map(|p| p.split_once('='))
+                .find(|(k, _)| k.trim().eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.trim().to_string())
+        };
+        let dev = field("UseDevelopmentStorage").is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        let account = field("AccountName").or_else(|| dev.then(|| crate::storage_conn::DEV_ACCOUNT.to_string()));
+        let key = field("AccountKey").or_else(|| dev.then(|| crate::storage_conn::DEV_KEY.to_string()));
+        let (Some(account), Some(key)) = (account, key) else {
+            return Err("needs AccountName and AccountKey (or UseDevelopmentStorage=true), or the blob endpoint URL for identity-based access".into());
+        };
+        let url = match field("BlobEndpoint") {
+            Some(e) => endpoint(&e)?,
+            None if dev => endpoint(&format!("http://127.0.0.1:10000/{}", crate::storage_conn::DEV_ACCOUNT))?,
+            None => {
+                let suffix = field("EndpointSuffix").unwrap_or_else(|| "core.windows.net".into());
+                endpoint(&format!("https://{account}.blob.{suffix}"))?
+            }
+        };
+        Ok(Self { account, key: Some(key), endpoint: url })
+    }
+}
+
 fn leak(s: String) -> &'static str {
     // Per-table setting names exist only when set; naming one in a startup error is worth a leak.
     Box::leak(s.into_boxed_str())
@@ -157,6 +209,9 @@ impl HuntingSettings {
         }
         let storage_tables = table_list(map, "XDRSYNC_HUNTING_STORAGE_TABLES")?;
         let storage_connection = get(map, "XDRSYNC_HUNTING_STORAGE_CONNECTION").map(str::to_string);
+        if let Some(raw) = &storage_connection {
+            BlobConnection::parse(raw).map_err(|p| ConfigError { var: "XDRSYNC_HUNTING_STORAGE_CONNECTION", problem: p })?;
+        }
         if !storage_tables.is_empty() && storage_connection.is_none() {
             return Err(ConfigError {
                 var: "XDRSYNC_HUNTING_STORAGE_CONNECTION",
@@ -184,6 +239,17 @@ mod tests {
 
     fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
         pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn blob_connections_are_strings_with_keys_or_endpoint_urls() {
+        let c = BlobConnection::parse("DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=a2V5;EndpointSuffix=core.windows.net").unwrap();
+        assert_eq!((c.account.as_str(), c.endpoint.as_str()), ("acct", "https://acct.blob.core.windows.net/"));
+        let c = BlobConnection::parse("https://acct.blob.core.windows.net/").unwrap();
+        assert_eq!((c.account.as_str(), c.key.is_none()), ("acct", true));
+        assert!(BlobConnection::parse("http://acct.blob.core.windows.net").is_err(), "https only, off loopback");
+        assert!(BlobConnection::parse("AccountName=acct").is_err());
+        assert!(!format!("{:?}", BlobConnection::parse("AccountName=a;AccountKey=c2VjcmV0").unwrap()).contains("c2VjcmV0"));
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub const APP_FILES: &[(&str, &str)] = &[
     ("Health/function.json", include_str!("../functions/Health/function.json")),
     ("SentinelWebhook/function.json", include_str!("../functions/SentinelWebhook/function.json")),
     ("HuntingExport/function.json", include_str!("../functions/HuntingExport/function.json")),
+    ("HuntingStorageExport/function.json", include_str!("../functions/HuntingStorageExport/function.json")),
 ];
 
 /// The Event Hub function, shipped only with `package --event-hub`: its trigger needs

@@ -4,6 +4,7 @@
 
 pub mod auth;
 mod azure_err;
+pub mod blobs;
 pub mod budget;
 pub mod graph;
 pub mod http;

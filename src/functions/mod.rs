@@ -28,6 +28,7 @@ pub const HEALTH: &str = "Health";
 pub const SENTINEL_WEBHOOK: &str = "SentinelWebhook";
 pub const HUNTING_EXPORT: &str = jobs::HUNTING_EXPORT_NAME;
 pub const HUNTING_EVENT_HUB: &str = jobs::HUNTING_EVENT_HUB_NAME;
+pub const HUNTING_STORAGE: &str = jobs::HUNTING_STORAGE_NAME;
 /// Public route of the webhook (`/api/` + function.json `route`).
 pub const WEBHOOK_ROUTE: &str = http_api::WEBHOOK_ROUTE;
 /// Largest invocation envelope read: it wraps a webhook body, so it has room for one over the
@@ -50,6 +51,7 @@ pub fn router(services: Arc<Ports>) -> Router {
         .route(&format!("/{HEALTH}"), post(health_payload))
         .route(&format!("/{HUNTING_EXPORT}"), post(hunting_export))
         .route(&format!("/{HUNTING_EVENT_HUB}"), post(hunting_event_hub))
+        .route(&format!("/{HUNTING_STORAGE}"), post(hunting_storage))
         // Forwarded-HTTP mode calls the routes themselves.
         .route(&format!("/{SENTINEL_WEBHOOK}"), post(webhook_payload))
         .route(http_api::HEALTH_ROUTE, get(http_api::get_health))
@@ -88,6 +90,16 @@ async fn hunting_export(State(s): State<Arc<Ports>>, LimitedBody(body): Envelope
     match jobs::hunting_export(&s).await {
         Ok(line) => reply(StatusCode::OK, InvokeResponse::log(line)),
         // Not retried by the host; the next tick resumes at each table's cursor.
+        Err(line) => reply(StatusCode::INTERNAL_SERVER_ERROR, InvokeResponse::log(line)),
+    }
+}
+
+async fn hunting_storage(State(s): State<Arc<Ports>>, LimitedBody(body): Envelope) -> Response {
+    if let Err(reason) = parse_envelope(&body) {
+        return bad_envelope(reason);
+    }
+    match jobs::hunting_storage(&s).await {
+        Ok(line) => reply(StatusCode::OK, InvokeResponse::log(line)),
         Err(line) => reply(StatusCode::INTERNAL_SERVER_ERROR, InvokeResponse::log(line)),
     }
 }

@@ -91,7 +91,7 @@ pub async fn start(services: Arc<Ports>, http_port: u16) -> anyhow::Result<Runne
     tasks.push(tokio::spawn(http_api::serve(listener, router(services.clone()), http_api::READ_TIMEOUT, http_stopped)));
 
     tasks.push(tokio::spawn(poller(services.clone(), schedule, instance_id.clone(), stats.clone(), stopped.clone())));
-    if !cfg.hunting.tables.is_empty() {
+    if !cfg.hunting.tables.is_empty() || !cfg.hunting.storage_tables.is_empty() {
         let hunting = Schedule::parse(&cfg.hunting.schedule).map_err(anyhow::Error::msg)?;
         tasks.push(tokio::spawn(hunting_timer(services.clone(), hunting, instance_id.clone(), stats.clone(), stopped.clone())));
     }
@@ -128,7 +128,7 @@ async fn poller(
     }
 }
 
-/// The hunting query source on `XDRSYNC_HUNTING_SCHEDULE`, behind its own lease.
+/// The hunting query and storage sources on `XDRSYNC_HUNTING_SCHEDULE`, behind one lease.
 async fn hunting_timer(
     s: Arc<Ports>,
     schedule: Schedule,
@@ -147,6 +147,7 @@ async fn hunting_timer(
             Ok(true) => {
                 stats.hunting_runs.fetch_add(1, Ordering::Relaxed);
                 let _ = jobs::hunting_export(&s).await;
+                let _ = jobs::hunting_storage(&s).await;
             }
             Ok(false) => {}
             Err(e) => tracing::warn!(error.message = %e, "could not check the hunting export lease"),

@@ -228,3 +228,16 @@ pub async fn hunting_event_hub(s: &Ports, events: &serde_json::Value) -> Result<
         }
     }
 }
+
+/// The storage source's timer function (Streaming API → storage account) and its lease row.
+pub const HUNTING_STORAGE_NAME: &str = "HuntingStorageExport";
+
+/// One tick of the storage source; off when `XDRSYNC_HUNTING_STORAGE_TABLES` is empty.
+pub async fn hunting_storage(s: &Ports) -> Result<String, String> {
+    if s.config.hunting.storage_tables.is_empty() {
+        return Ok("hunting storage export is off (XDRSYNC_HUNTING_STORAGE_TABLES is empty)".into());
+    }
+    let reports = crate::usecase::hunting_storage::export_all(s).await?;
+    let parts: Vec<String> = reports.iter().map(|(t, r)| format!("{t} {} rows", r.rows_sent)).collect();
+    Ok(format!("hunting storage export: {}", parts.join(", ")))
+}

@@ -4,6 +4,7 @@
 pub mod failures;
 pub mod health;
 pub mod hunting;
+pub mod hunting_storage;
 pub mod hunting_stream;
 pub mod jobs;
 pub mod locks;
@@ -18,7 +19,7 @@ use std::sync::Arc;
 use crate::config::Config;
 use crate::error::{PortError, Reaction};
 use crate::metrics::CallCounters;
-use crate::ports::{Clock, DefenderApi, HuntingApi, LogsIngestion, SentinelApi, StateStore, TokenSource, WorkQueue};
+use crate::ports::{BlobReader, Clock, DefenderApi, HuntingApi, LogsIngestion, SentinelApi, StateStore, TokenSource, WorkQueue};
 
 /// What every use case runs on: the settings and one trait object per external system. Built
 /// from real adapters by `app::build`, or from fakes and the simulator in tests; use cases never
@@ -40,6 +41,8 @@ pub struct Ports {
     /// the `Custom-<Table>` streams).
     pub hunting: Arc<dyn HuntingApi>,
     pub hunting_logs: Arc<dyn LogsIngestion>,
+    /// The Streaming API's storage account (`XDRSYNC_HUNTING_STORAGE_CONNECTION`), when set.
+    pub blobs: Option<Arc<dyn BlobReader>>,
 }
 
 /// Why a use case failed, grouped by what the trigger does next.

@@ -12,6 +12,7 @@ pub mod bench;
 pub mod demo;
 pub mod fakes;
 pub mod sim;
+pub mod streaming;
 
 /// Initialises text logging for the simulator's own commands and tests (`RUST_LOG`, default warn).
 pub fn init_logging() {
