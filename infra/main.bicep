@@ -30,6 +30,10 @@ param conflictPolicy string = 'latest-wins'
 @minLength(16)
 param webhookKey string
 
+@description('Advanced-hunting tables to export into <Table>_CL (e.g. DeviceProcessEvents), at most 10; empty: none. Also set XDRSYNC_HUNTING_TABLES.')
+@maxLength(10)
+param huntingTables string[] = []
+
 var workspaceParts = split(workspaceResourceId, '/')
 var workspaceSubscription = workspaceParts[2]
 var workspaceGroup = workspaceParts[4]
@@ -73,9 +77,19 @@ resource workspace 'Microsoft.OperationalInsights/workspaces@2022-10-01' existin
   scope: resourceGroup(workspaceSubscription, workspaceGroup)
 }
 
+// Advanced-hunting export: the <Table>_CL tables (hunting-workspace.bicep); their DCR is in ingestion.bicep.
+module huntingWorkspace 'hunting-workspace.bicep' = if (!empty(huntingTables)) {
+  name: 'xdrsync-hunting-workspace'
+  scope: resourceGroup(workspaceSubscription, workspaceGroup)
+  params: {
+    workspaceName: workspaceName
+    tables: huntingTables
+  }
+}
+
 module ingestion 'ingestion.bicep' = {
   name: 'xdrsync-ingestion'
-  dependsOn: [table]
+  dependsOn: [table, huntingWorkspace]
   params: {
     location: workspace.location
     prefix: prefix
@@ -85,6 +99,7 @@ module ingestion 'ingestion.bicep' = {
     columns: alertColumns
     principalId: app.identity.principalId
     appResourceId: app.id
+    huntingTables: huntingTables
   }
 }
 
@@ -153,6 +168,8 @@ resource settings 'Microsoft.Web/sites/config@2023-12-01' = {
     XDRSYNC_POLL_SCHEDULE: pollSchedule
     // HuntingExport's timer reads %XDRSYNC_HUNTING_SCHEDULE%: the setting must exist (every 5 minutes).
     XDRSYNC_HUNTING_SCHEDULE: '0 */5 * * * *'
+    XDRSYNC_HUNTING_TABLES: join(huntingTables, ',')
+    XDRSYNC_HUNTING_DCR_IMMUTABLE_ID: empty(huntingTables) ? '' : ingestion.outputs.huntingDcrImmutableId
     XDRSYNC_CONFLICT_POLICY: conflictPolicy
     XDRSYNC_WEBHOOK_KEY: webhookKey
   }

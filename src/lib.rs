@@ -25,6 +25,7 @@ pub mod config;
 pub mod config_audit;
 pub mod functions;
 pub mod http_api;
+pub mod hunting_cli;
 pub mod hunting_config;
 pub mod metrics;
 pub mod package;

@@ -61,6 +61,11 @@ enum Command {
         #[arg(required_unless_present = "all")]
         ids: Vec<String>,
     },
+    /// Advanced-hunting export: a table's columns, or what exporting tables would cost.
+    Hunting {
+        #[command(subcommand)]
+        command: HuntingCommand,
+    },
     /// Assemble a deployable Functions app: host.json and one folder per function at its root,
     /// plus this binary, ready for `func azure functionapp publish` (build with --release first).
     Package {
@@ -74,6 +79,34 @@ enum Command {
         /// XDRSYNC_HUNTING_EVENTHUB_NAME and XDRSYNC_HUNTING_EVENTHUB_CONNECTION).
         #[arg(long)]
         event_hub: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum HuntingCommand {
+    /// Print a table's columns in its workspace copy `<Table>_CL` (name and KQL type).
+    Schema {
+        /// An advanced-hunting table (e.g. DeviceProcessEvents).
+        #[arg(required_unless_present = "all")]
+        table: Option<String>,
+        /// Every table (with --json: the content of infra/hunting-tables.json).
+        #[arg(long)]
+        all: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Estimate rows and MB per day for each table from a sample window (two queries a table).
+    Estimate {
+        /// Tables (default: XDRSYNC_HUNTING_TABLES), comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        tables: Vec<String>,
+        /// The sample window before now − XDRSYNC_HUNTING_DELAY_SECONDS (ISO 8601: PT1H, P1D).
+        #[arg(long, default_value = "PT1H")]
+        sample: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -99,6 +132,7 @@ async fn main() -> ExitCode {
         Command::Package { out, binary, event_hub } => package(&out, binary, event_hub),
         Command::Failures { json } => failures(json).await,
         Command::Retry { all, ids } => retry(all, ids).await,
+        Command::Hunting { command } => hunting(command).await,
     }
 }
 
@@ -240,6 +274,29 @@ async fn failures(json: bool) -> ExitCode {
         }
         Err(e) => {
             eprintln!("cannot read the Failures table: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn hunting(command: HuntingCommand) -> ExitCode {
+    let result = match command {
+        HuntingCommand::Schema { table, all, json } => xdrsync::hunting_cli::schema(table.as_deref(), all, json),
+        HuntingCommand::Estimate { tables, sample, json } => {
+            let cfg = match load_config() {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            xdrsync::hunting_cli::estimate_command(&app::build(cfg), &tables, &sample, json).await
+        }
+    };
+    match result {
+        Ok(text) => {
+            println!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
             ExitCode::FAILURE
         }
     }

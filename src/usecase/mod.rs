@@ -4,6 +4,7 @@
 pub mod failures;
 pub mod health;
 pub mod hunting;
+pub mod hunting_estimate;
 pub mod hunting_storage;
 pub mod hunting_stream;
 pub mod jobs;

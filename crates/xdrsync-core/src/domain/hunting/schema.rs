@@ -91,6 +91,22 @@ impl TableDef {
     }
 }
 
+/// Every table's `<Table>_CL` columns as `{"<Table>": [{"name", "type"}, …]}` with DCR type
+/// names: the content of `infra/hunting-tables.json`, which the Bicep loads for the DCR streams
+/// and the workspace tables (`xdrsync hunting schema --all --json` prints it).
+pub fn infra_json() -> serde_json::Value {
+    let mut out = serde_json::Map::new();
+    for t in TABLES {
+        let cols: Vec<serde_json::Value> = t
+            .output_columns()
+            .into_iter()
+            .map(|(name, ty)| serde_json::json!({"name": name, "type": ty.dcr_name()}))
+            .collect();
+        out.insert(t.name.to_string(), serde_json::Value::Array(cols));
+    }
+    serde_json::Value::Object(out)
+}
+
 /// A Defender column's name in `<Table>_CL`: itself, or `<name>_` for a reserved name.
 pub fn output_name(column: &str) -> String {
     if RESERVED_COLUMNS.iter().any(|r| r.eq_ignore_ascii_case(column)) {
