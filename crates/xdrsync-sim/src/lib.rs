@@ -9,6 +9,7 @@
 
 pub mod azurite;
 pub mod bench;
+pub mod bench_hunting;
 pub mod demo;
 pub mod fakes;
 pub mod sim;
