@@ -211,6 +211,29 @@ mod tests {
     }
 
     #[test]
+    fn per_table_hunting_settings_are_known_by_prefix_and_a_bad_filter_is_named() {
+        let mut vars = crate::config::tests::base_vars();
+        for (k, v) in [
+            ("XDRSYNC_HUNTING_TABLES", "DeviceProcessEvents"),
+            ("XDRSYNC_HUNTING_FILTER_DEVICEPROCESSEVENTS", "FileName == 'a'"),
+            ("XDRSYNC_HUNTING_COLUMNS_DeviceProcessEvents", "FileName"),
+            ("XDRSYNC_HUNTING_EVENTHUB_NAME", "defender"),
+            ("XDRSYNC_HUNTING_EVENTHUB_CONNECTION__fullyQualifiedNamespace", "ns.servicebus.windows.net"),
+        ] {
+            vars.insert(k.into(), v.into());
+        }
+        assert!(audit(&vars, time::OffsetDateTime::now_utc()).is_empty());
+        vars.insert("XDRSYNC_HUNTING_FILTER_DEVICEPROCESSEVENTS".into(), "FileName == 'a' | take 1".into());
+        vars.insert("XDRSYNC_HUNTING_TABLS".into(), "EmailEvents".into());
+        let findings = audit(&vars, time::OffsetDateTime::now_utc());
+        assert!(
+            findings.iter().any(|f| f.error && f.setting == "XDRSYNC_HUNTING_FILTER_DEVICEPROCESSEVENTS"),
+            "{findings:?}"
+        );
+        assert!(findings.iter().any(|f| !f.error && f.message.contains("XDRSYNC_HUNTING_TABLES")), "{findings:?}");
+    }
+
+    #[test]
     fn a_clean_configuration_has_no_finding() {
         assert!(audit(&crate::config::tests::base_vars(), time::OffsetDateTime::now_utc()).is_empty());
     }

@@ -16,9 +16,8 @@ pub fn schema(table: Option<&str>, all: bool, json: bool) -> Result<String, Stri
         });
     }
     let name = table.ok_or("name a table, or use --all")?;
-    let t = TableDef::find(name).ok_or_else(|| {
-        format!("'{name}' is not an advanced-hunting table xdrsync exports; tables: {}", names())
-    })?;
+    let t = TableDef::find(name)
+        .ok_or_else(|| format!("'{name}' is not an advanced-hunting table xdrsync exports; tables: {}", names()))?;
     if json {
         let cols: Vec<serde_json::Value> = t
             .output_columns()
@@ -47,7 +46,9 @@ pub async fn estimate_command(s: &Ports, tables: &[String], sample: &str, json: 
     } else {
         tables
             .iter()
-            .map(|n| TableDef::find(n).ok_or_else(|| format!("'{n}' is not an advanced-hunting table; tables: {}", names())))
+            .map(|n| {
+                TableDef::find(n).ok_or_else(|| format!("'{n}' is not an advanced-hunting table; tables: {}", names()))
+            })
             .collect::<Result<_, _>>()?
     };
     if chosen.is_empty() {
@@ -60,13 +61,16 @@ pub async fn estimate_command(s: &Ports, tables: &[String], sample: &str, json: 
     if json {
         return Ok(serde_json::to_string_pretty(&estimates).unwrap_or_default());
     }
-    let mut out = format!("{:<28} {:>12} {:>12} {:>14} {:>10}\n", "table", "sample rows", "bytes/row", "rows/day", "MB/day");
+    let mut out =
+        format!("{:<28} {:>12} {:>12} {:>14} {:>10}\n", "table", "sample rows", "bytes/row", "rows/day", "MB/day");
     for e in &estimates {
         out.push_str(&format!(
             "{:<28} {:>12} {:>12} {:>14} {:>10.1}\n",
             e.table, e.sample_rows, e.average_row_bytes, e.rows_per_day, e.mb_per_day
         ));
     }
-    out.push_str("(filters and projections from XDRSYNC_HUNTING_FILTER_/COLUMNS_<TABLE> applied; the sample scaled to a day)");
+    out.push_str(
+        "(filters and projections from XDRSYNC_HUNTING_FILTER_/COLUMNS_<TABLE> applied; the sample scaled to a day)",
+    );
     Ok(out)
 }

@@ -65,7 +65,10 @@ pub struct BlobConnection {
 
 impl std::fmt::Debug for BlobConnection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BlobConnection").field("account", &self.account).field("endpoint", &self.endpoint.as_str()).finish_non_exhaustive()
+        f.debug_struct("BlobConnection")
+            .field("account", &self.account)
+            .field("endpoint", &self.endpoint.as_str())
+            .finish_non_exhaustive()
     }
 }
 
@@ -73,7 +76,8 @@ impl BlobConnection {
     pub fn parse(raw: &str) -> Result<Self, String> {
         let raw = raw.trim();
         let endpoint = |u: &str| {
-            crate::config::parse_endpoint("XDRSYNC_HUNTING_STORAGE_CONNECTION", u.trim_end_matches('/')).map_err(|e| e.problem)
+            crate::config::parse_endpoint("XDRSYNC_HUNTING_STORAGE_CONNECTION", u.trim_end_matches('/'))
+                .map_err(|e| e.problem)
         };
         if raw.starts_with("https://") || raw.starts_with("http://") {
             let url = endpoint(raw)?;
@@ -210,7 +214,8 @@ impl HuntingSettings {
         let storage_tables = table_list(map, "XDRSYNC_HUNTING_STORAGE_TABLES")?;
         let storage_connection = get(map, "XDRSYNC_HUNTING_STORAGE_CONNECTION").map(str::to_string);
         if let Some(raw) = &storage_connection {
-            BlobConnection::parse(raw).map_err(|p| ConfigError { var: "XDRSYNC_HUNTING_STORAGE_CONNECTION", problem: p })?;
+            BlobConnection::parse(raw)
+                .map_err(|p| ConfigError { var: "XDRSYNC_HUNTING_STORAGE_CONNECTION", problem: p })?;
         }
         if !storage_tables.is_empty() && storage_connection.is_none() {
             return Err(ConfigError {
@@ -243,13 +248,18 @@ mod tests {
 
     #[test]
     fn blob_connections_are_strings_with_keys_or_endpoint_urls() {
-        let c = BlobConnection::parse("DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=a2V5;EndpointSuffix=core.windows.net").unwrap();
+        let c = BlobConnection::parse(
+            "DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=a2V5;EndpointSuffix=core.windows.net",
+        )
+        .unwrap();
         assert_eq!((c.account.as_str(), c.endpoint.as_str()), ("acct", "https://acct.blob.core.windows.net/"));
         let c = BlobConnection::parse("https://acct.blob.core.windows.net/").unwrap();
         assert_eq!((c.account.as_str(), c.key.is_none()), ("acct", true));
         assert!(BlobConnection::parse("http://acct.blob.core.windows.net").is_err(), "https only, off loopback");
         assert!(BlobConnection::parse("AccountName=acct").is_err());
-        assert!(!format!("{:?}", BlobConnection::parse("AccountName=a;AccountKey=c2VjcmV0").unwrap()).contains("c2VjcmV0"));
+        assert!(
+            !format!("{:?}", BlobConnection::parse("AccountName=a;AccountKey=c2VjcmV0").unwrap()).contains("c2VjcmV0")
+        );
     }
 
     #[test]
@@ -274,7 +284,11 @@ mod tests {
         assert_eq!(s.rules_for(s.tables[1]).columns, Some(vec!["Subject".into(), "SenderFromAddress".into()]));
         for (var, value, named) in [
             ("XDRSYNC_HUNTING_TABLES", "DeviceProcessEvents,Nope", "XDRSYNC_HUNTING_TABLES"),
-            ("XDRSYNC_HUNTING_FILTER_DEVICEPROCESSEVENTS", "FileName == 'a' | take 1", "XDRSYNC_HUNTING_FILTER_DEVICEPROCESSEVENTS"),
+            (
+                "XDRSYNC_HUNTING_FILTER_DEVICEPROCESSEVENTS",
+                "FileName == 'a' | take 1",
+                "XDRSYNC_HUNTING_FILTER_DEVICEPROCESSEVENTS",
+            ),
             ("XDRSYNC_HUNTING_FILTER_EMAILEVENTS", "NoColumn == 1", "XDRSYNC_HUNTING_FILTER_EMAILEVENTS"),
             ("XDRSYNC_HUNTING_COLUMNS_EMAILEVENTS", "Subject,Nope", "XDRSYNC_HUNTING_COLUMNS_EMAILEVENTS"),
             ("XDRSYNC_HUNTING_FILTER_NOTATABLE", "a == 1", "XDRSYNC_HUNTING_FILTER_NOTATABLE"),

@@ -18,7 +18,7 @@ use xdrsync::domain::hunting::rows::row_key;
 use xdrsync::domain::hunting::schema::TableDef;
 use xdrsync::error::PortError;
 use xdrsync::ports::{AcceptedRows, LogsIngestion, UploadReport};
-use xdrsync::usecase::jobs;
+use xdrsync::usecase::hunting_jobs as jobs;
 use xdrsync::usecase::Ports;
 use xdrsync_sim::sim::hunting_seed::HuntingSeed;
 use xdrsync_sim::sim::{RunningSim, SimConfig};
@@ -115,7 +115,10 @@ async fn windows_split_at_the_row_limit_the_size_limit_and_one_timestamp_filling
     // that timestamp is swept whole.
     let procs = seed_rows(&sim, "DeviceProcessEvents", 2_400, 120, 20);
     let s = ports(
-        &hunting_settings(&sim, &[("XDRSYNC_HUNTING_TABLES", "DeviceProcessEvents"), ("XDRSYNC_HUNTING_PAGE_ROWS", "400")]),
+        &hunting_settings(
+            &sim,
+            &[("XDRSYNC_HUNTING_TABLES", "DeviceProcessEvents"), ("XDRSYNC_HUNTING_PAGE_ROWS", "400")],
+        ),
         Default::default(),
     );
     jobs::hunting_export(&s).await.expect("export runs");
@@ -136,7 +139,12 @@ struct LoseAnswer {
 
 #[async_trait]
 impl LogsIngestion for LoseAnswer {
-    async fn upload_reporting(&self, stream: &str, rows: &[Value], on: &dyn AcceptedRows) -> Result<UploadReport, PortError> {
+    async fn upload_reporting(
+        &self,
+        stream: &str,
+        rows: &[Value],
+        on: &dyn AcceptedRows,
+    ) -> Result<UploadReport, PortError> {
         let r = self.inner.upload_reporting(stream, rows, on).await?;
         if self.calls.fetch_add(1, Ordering::SeqCst) + 1 == self.lose_at {
             return Err(PortError::unavailable("logs-ingestion", "connection reset after the rows were stored"));
@@ -153,9 +161,13 @@ async fn a_crash_resends_at_most_one_page_and_a_restart_resumes_at_the_cursor() 
     let sim = start_sim(SimConfig::demo()).await;
     let procs = seed_rows(&sim, "DeviceProcessEvents", 3_000, 3, 20);
     let store = Arc::new(xdrsync_sim::fakes::MemoryStore::new());
-    let vars = hunting_settings(&sim, &[("XDRSYNC_HUNTING_TABLES", "DeviceProcessEvents"), ("XDRSYNC_HUNTING_PAGE_ROWS", "500")]);
+    let vars = hunting_settings(
+        &sim,
+        &[("XDRSYNC_HUNTING_TABLES", "DeviceProcessEvents"), ("XDRSYNC_HUNTING_PAGE_ROWS", "500")],
+    );
     let mut first = ports(&vars, store.clone());
-    first.hunting_logs = Arc::new(LoseAnswer { inner: first.hunting_logs.clone(), calls: AtomicUsize::new(0), lose_at: 3 });
+    first.hunting_logs =
+        Arc::new(LoseAnswer { inner: first.hunting_logs.clone(), calls: AtomicUsize::new(0), lose_at: 3 });
     let err = jobs::hunting_export(&first).await.unwrap_err();
     assert!(err.contains("DeviceProcessEvents"), "{err}");
     let before = exported(&sim, "DeviceProcessEvents").len();
@@ -225,7 +237,8 @@ async fn the_per_tenant_quota_429_surfaces_and_loses_nothing() {
     let rows = seed_rows(&sim, "EmailEvents", 600, 2, 20);
     sim.sim.hunting.lock().unwrap().calls_per_minute = 2;
     let store = Arc::new(xdrsync_sim::fakes::MemoryStore::new());
-    let vars = hunting_settings(&sim, &[("XDRSYNC_HUNTING_TABLES", "EmailEvents"), ("XDRSYNC_HUNTING_PAGE_ROWS", "100")]);
+    let vars =
+        hunting_settings(&sim, &[("XDRSYNC_HUNTING_TABLES", "EmailEvents"), ("XDRSYNC_HUNTING_PAGE_ROWS", "100")]);
     let err = jobs::hunting_export(&ports(&vars, store.clone())).await.unwrap_err();
     assert!(err.contains("45") || err.contains("calls per minute"), "the 429 names the quota: {err}");
     assert!(sim_stat(&sim, "hunting.throttled").await >= 1);

@@ -17,7 +17,7 @@ use xdrsync::domain::hunting::rows::row_key;
 use xdrsync::domain::hunting::schema::TableDef;
 use xdrsync::error::PortError;
 use xdrsync::ports::{AcceptedRows, LogsIngestion, UploadReport};
-use xdrsync::usecase::jobs;
+use xdrsync::usecase::hunting_jobs as jobs;
 use xdrsync::usecase::Ports;
 use xdrsync_sim::sim::hunting_seed::{stream_record, HuntingSeed};
 use xdrsync_sim::sim::{RunningSim, SimConfig};
@@ -139,7 +139,12 @@ struct LoseAnswer {
 
 #[async_trait]
 impl LogsIngestion for LoseAnswer {
-    async fn upload_reporting(&self, stream: &str, rows: &[Value], on: &dyn AcceptedRows) -> Result<UploadReport, PortError> {
+    async fn upload_reporting(
+        &self,
+        stream: &str,
+        rows: &[Value],
+        on: &dyn AcceptedRows,
+    ) -> Result<UploadReport, PortError> {
         let r = self.inner.upload_reporting(stream, rows, on).await?;
         if self.calls.fetch_add(1, Ordering::SeqCst) + 1 == self.lose_at {
             return Err(PortError::unavailable("logs-ingestion", "connection reset after the rows were stored"));
@@ -162,7 +167,8 @@ async fn a_crash_after_acceptance_resends_at_most_one_chunk_and_a_restart_resume
         procs.iter().filter(|r| r["Timestamp"].as_str().unwrap().starts_with(&hour_start)).cloned().collect();
     f.writer.append(table, &one_blob).await.unwrap();
     let mut first = ports(&f).await;
-    first.hunting_logs = Arc::new(LoseAnswer { inner: first.hunting_logs.clone(), calls: AtomicUsize::new(0), lose_at: 2 });
+    first.hunting_logs =
+        Arc::new(LoseAnswer { inner: first.hunting_logs.clone(), calls: AtomicUsize::new(0), lose_at: 2 });
     assert!(jobs::hunting_storage(&first).await.is_err());
     let second = ports(&f).await;
     jobs::hunting_storage(&second).await.expect("the restart completes");

@@ -13,8 +13,8 @@ use futures::StreamExt;
 
 use super::azure_err::from_azure;
 use crate::error::PortError;
-use crate::ports::{BlobInfo, BlobReader, TokenSource};
 use crate::hunting_config::BlobConnection;
+use crate::ports::{BlobInfo, BlobReader, TokenSource};
 
 const SERVICE: &str = "blob-storage";
 /// The smallest range requested (see [`AzureBlobs::read`]).
@@ -38,7 +38,8 @@ fn location(raw: &str, tokens: &Arc<dyn TokenSource>) -> Result<(CloudLocation, 
 impl AzureBlobs {
     pub fn new(raw: &str, tokens: &Arc<dyn TokenSource>) -> Result<Self, String> {
         let (location, creds) = location(raw, tokens)?;
-        let service = ClientBuilder::with_location(location, creds).retry(azure_core::RetryOptions::none()).blob_service_client();
+        let service =
+            ClientBuilder::with_location(location, creds).retry(azure_core::RetryOptions::none()).blob_service_client();
         Ok(Self { service })
     }
 }

@@ -16,6 +16,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 
 use crate::http_api::{self, LimitedBody};
+use crate::usecase::hunting_jobs;
 use crate::usecase::jobs::{self, QueueVerdict};
 use crate::usecase::webhook::WebhookCall;
 use crate::usecase::Ports;
@@ -26,9 +27,9 @@ pub const INCIDENT_POLLER: &str = jobs::POLLER_NAME;
 pub const INCIDENT_SYNC: &str = "IncidentSync";
 pub const HEALTH: &str = "Health";
 pub const SENTINEL_WEBHOOK: &str = "SentinelWebhook";
-pub const HUNTING_EXPORT: &str = jobs::HUNTING_EXPORT_NAME;
-pub const HUNTING_EVENT_HUB: &str = jobs::HUNTING_EVENT_HUB_NAME;
-pub const HUNTING_STORAGE: &str = jobs::HUNTING_STORAGE_NAME;
+pub const HUNTING_EXPORT: &str = hunting_jobs::HUNTING_EXPORT_NAME;
+pub const HUNTING_EVENT_HUB: &str = hunting_jobs::HUNTING_EVENT_HUB_NAME;
+pub const HUNTING_STORAGE: &str = hunting_jobs::HUNTING_STORAGE_NAME;
 /// Public route of the webhook (`/api/` + function.json `route`).
 pub const WEBHOOK_ROUTE: &str = http_api::WEBHOOK_ROUTE;
 /// Largest invocation envelope read: it wraps a webhook body, so it has room for one over the
@@ -87,7 +88,7 @@ async fn hunting_export(State(s): State<Arc<Ports>>, LimitedBody(body): Envelope
     if let Err(reason) = parse_envelope(&body) {
         return bad_envelope(reason);
     }
-    match jobs::hunting_export(&s).await {
+    match hunting_jobs::hunting_export(&s).await {
         Ok(line) => reply(StatusCode::OK, InvokeResponse::log(line)),
         // Not retried by the host; the next tick resumes at each table's cursor.
         Err(line) => reply(StatusCode::INTERNAL_SERVER_ERROR, InvokeResponse::log(line)),
@@ -98,7 +99,7 @@ async fn hunting_storage(State(s): State<Arc<Ports>>, LimitedBody(body): Envelop
     if let Err(reason) = parse_envelope(&body) {
         return bad_envelope(reason);
     }
-    match jobs::hunting_storage(&s).await {
+    match hunting_jobs::hunting_storage(&s).await {
         Ok(line) => reply(StatusCode::OK, InvokeResponse::log(line)),
         Err(line) => reply(StatusCode::INTERNAL_SERVER_ERROR, InvokeResponse::log(line)),
     }
@@ -112,7 +113,7 @@ async fn hunting_event_hub(State(s): State<Arc<Ports>>, LimitedBody(body): Envel
     let Some(events) = req.binding("events") else {
         return reply(StatusCode::OK, InvokeResponse::log("no events in the invocation"));
     };
-    match jobs::hunting_event_hub(&s, events).await {
+    match hunting_jobs::hunting_event_hub(&s, events).await {
         Ok(line) => reply(StatusCode::OK, InvokeResponse::log(line)),
         Err(line) => reply(StatusCode::INTERNAL_SERVER_ERROR, InvokeResponse::log(line)),
     }

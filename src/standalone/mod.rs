@@ -19,8 +19,8 @@ use tokio::sync::watch;
 
 use crate::http_api;
 use crate::schedule::Schedule;
-use crate::usecase::jobs;
 use crate::usecase::Ports;
+use crate::usecase::{hunting_jobs, jobs};
 
 pub use lease::try_acquire;
 pub use worker::MAX_DEQUEUE_COUNT;
@@ -93,7 +93,13 @@ pub async fn start(services: Arc<Ports>, http_port: u16) -> anyhow::Result<Runne
     tasks.push(tokio::spawn(poller(services.clone(), schedule, instance_id.clone(), stats.clone(), stopped.clone())));
     if !cfg.hunting.tables.is_empty() || !cfg.hunting.storage_tables.is_empty() {
         let hunting = Schedule::parse(&cfg.hunting.schedule).map_err(anyhow::Error::msg)?;
-        tasks.push(tokio::spawn(hunting_timer(services.clone(), hunting, instance_id.clone(), stats.clone(), stopped.clone())));
+        tasks.push(tokio::spawn(hunting_timer(
+            services.clone(),
+            hunting,
+            instance_id.clone(),
+            stats.clone(),
+            stopped.clone(),
+        )));
     }
     for n in 0..cfg.workers {
         tasks.push(tokio::spawn(worker::run(services.clone(), n, stats.clone(), stopped.clone())));
@@ -143,11 +149,11 @@ async fn hunting_timer(
             _ = tokio::time::sleep(wait) => {}
             _ = stopped.wait_for(|v| *v) => return,
         }
-        match lease::try_acquire(&s, jobs::HUNTING_EXPORT_NAME, &me, ttl).await {
+        match lease::try_acquire(&s, hunting_jobs::HUNTING_EXPORT_NAME, &me, ttl).await {
             Ok(true) => {
                 stats.hunting_runs.fetch_add(1, Ordering::Relaxed);
-                let _ = jobs::hunting_export(&s).await;
-                let _ = jobs::hunting_storage(&s).await;
+                let _ = hunting_jobs::hunting_export(&s).await;
+                let _ = hunting_jobs::hunting_storage(&s).await;
             }
             Ok(false) => {}
             Err(e) => tracing::warn!(error.message = %e, "could not check the hunting export lease"),

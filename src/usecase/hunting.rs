@@ -78,8 +78,7 @@ pub async fn export_table(
     let key = cursor_key(&s.config.tenant_id, table)?;
     let stored = state::load::<HuntingCursorRecord>(&*s.store, Table::Cursors, &key).await?;
     let mut etag = stored.as_ref().map(|v| v.etag.clone());
-    let mut cursor =
-        stored.map(|v| v.value.cursor).unwrap_or_else(|| HuntingCursor::start(until - cfg.lookback));
+    let mut cursor = stored.map(|v| v.value.cursor).unwrap_or_else(|| HuntingCursor::start(until - cfg.lookback));
     let mut report = TableReport { table: table.name.to_string(), ..Default::default() };
     let mut take = cfg.page_rows;
     let mut sweep: Option<OffsetDateTime> = None;
@@ -119,7 +118,11 @@ pub async fn export_table(
             }
         }
         if report.rows_malformed > 0 {
-            tracing::warn!(hunting.table = table.name, rows = report.rows_malformed, "rows without a Timestamp were not sent");
+            tracing::warn!(
+                hunting.table = table.name,
+                rows = report.rows_malformed,
+                "rows without a Timestamp were not sent"
+            );
         }
         let page: Vec<PageRow> = rows.iter().map(|(_, p)| p.clone()).collect();
         let step = match range {
@@ -166,7 +169,12 @@ pub async fn export_all(s: &Ports) -> Result<Vec<TableReport>, String> {
     for table in &cfg.tables {
         match export_table(s, table, until, deadline).await {
             Ok(r) => {
-                tracing::info!(hunting.table = table.name, rows.sent = r.rows_sent, queries = r.queries, "hunting export ran");
+                tracing::info!(
+                    hunting.table = table.name,
+                    rows.sent = r.rows_sent,
+                    queries = r.queries,
+                    "hunting export ran"
+                );
                 reports.push(r);
             }
             Err(e) => {

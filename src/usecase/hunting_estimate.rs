@@ -46,7 +46,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
                 num.clear();
             }
         }
-        if num.is_empty() { Ok(()) } else { Err(bad()) }
+        if num.is_empty() {
+            Ok(())
+        } else {
+            Err(bad())
+        }
     };
     take(days, &[('D', 86_400)])?;
     take(time, &[('H', 3_600), ('M', 60), ('S', 1)])?;

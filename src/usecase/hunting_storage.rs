@@ -45,7 +45,11 @@ async fn offsets(s: &Ports) -> Result<HashMap<String, u64>, PortError> {
 }
 
 /// Reads one table's container.
-pub async fn export_table(s: &Ports, blobs: &dyn BlobReader, table: &'static TableDef) -> Result<StreamReport, PortError> {
+pub async fn export_table(
+    s: &Ports,
+    blobs: &dyn BlobReader,
+    table: &'static TableDef,
+) -> Result<StreamReport, PortError> {
     let container = container_of(table);
     let known = offsets(s).await?;
     let mut total = StreamReport::default();
@@ -79,7 +83,8 @@ pub async fn export_table(s: &Ports, blobs: &dyn BlobReader, table: &'static Tab
             total.skipped += r.skipped;
             // The rows are accepted: only now does the offset move.
             offset += whole as u64;
-            etag = Some(state::save(&*s.store, Table::Cursors, &key, &BlobCursor { offset }, &[], etag.as_ref()).await?);
+            etag =
+                Some(state::save(&*s.store, Table::Cursors, &key, &BlobCursor { offset }, &[], etag.as_ref()).await?);
             want = CHUNK_BYTES;
         }
     }

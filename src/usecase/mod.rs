@@ -5,6 +5,7 @@ pub mod failures;
 pub mod health;
 pub mod hunting;
 pub mod hunting_estimate;
+pub mod hunting_jobs;
 pub mod hunting_storage;
 pub mod hunting_stream;
 pub mod jobs;
@@ -20,7 +21,9 @@ use std::sync::Arc;
 use crate::config::Config;
 use crate::error::{PortError, Reaction};
 use crate::metrics::CallCounters;
-use crate::ports::{BlobReader, Clock, DefenderApi, HuntingApi, LogsIngestion, SentinelApi, StateStore, TokenSource, WorkQueue};
+use crate::ports::{
+    BlobReader, Clock, DefenderApi, HuntingApi, LogsIngestion, SentinelApi, StateStore, TokenSource, WorkQueue,
+};
 
 /// What every use case runs on: the settings and one trait object per external system. Built
 /// from real adapters by `app::build`, or from fakes and the simulator in tests; use cases never

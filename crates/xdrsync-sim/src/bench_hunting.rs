@@ -74,7 +74,10 @@ pub async fn run(opts: HuntingBenchOptions) -> anyhow::Result<HuntingBenchReport
     let total = seeded.len();
     let arrived = |stack: &Stack| {
         let w = stack.sim.sim.world();
-        ["Custom-DeviceProcessEvents", "Custom-EmailEvents"].iter().map(|s| w.logs.get(*s).map_or(0, Vec::len)).sum::<usize>()
+        ["Custom-DeviceProcessEvents", "Custom-EmailEvents"]
+            .iter()
+            .map(|s| w.logs.get(*s).map_or(0, Vec::len))
+            .sum::<usize>()
     };
     let mut peak = None;
     while arrived(&stack) < total && started.elapsed() < opts.timeout {
@@ -85,8 +88,10 @@ pub async fn run(opts: HuntingBenchOptions) -> anyhow::Result<HuntingBenchReport
     peak = stack.peak_memory_mib().or(peak);
     let (rows_arrived, distinct, bytes) = {
         let w = stack.sim.sim.world();
-        let rows: Vec<&serde_json::Value> =
-            ["Custom-DeviceProcessEvents", "Custom-EmailEvents"].iter().flat_map(|s| w.logs.get(*s).into_iter().flatten()).collect();
+        let rows: Vec<&serde_json::Value> = ["Custom-DeviceProcessEvents", "Custom-EmailEvents"]
+            .iter()
+            .flat_map(|s| w.logs.get(*s).into_iter().flatten())
+            .collect();
         let keys: HashSet<&str> = rows.iter().filter_map(|r| r["XdrsyncRowKey"].as_str()).collect();
         let bytes: usize = rows.iter().map(|r| r.to_string().len() + 1).sum();
         let all_seeded = seeded.iter().all(|k| keys.contains(k.as_str()));
@@ -119,12 +124,27 @@ pub async fn run(opts: HuntingBenchOptions) -> anyhow::Result<HuntingBenchReport
 pub fn print(r: &HuntingBenchReport) {
     println!();
     println!("xdrsync hunting export benchmark (query source)");
-    println!("  rows seeded / arrived / distinct   {} / {} / {}", r.rows_seeded, r.rows_arrived, r.distinct_rows_arrived);
+    println!(
+        "  rows seeded / arrived / distinct   {} / {} / {}",
+        r.rows_seeded, r.rows_arrived, r.distinct_rows_arrived
+    );
     println!("  time                               {:.1} s", r.seconds);
-    println!("  throughput                         {:.0} rows/s, {:.2} MB/s ({:.1} MB of JSON rows)", r.rows_per_second, r.megabytes_per_second, r.megabytes);
-    println!("  ingestion calls                    {} ({:.1} per 10,000 rows)", r.ingestion_calls, r.ingestion_calls_per_10k_rows);
+    println!(
+        "  throughput                         {:.0} rows/s, {:.2} MB/s ({:.1} MB of JSON rows)",
+        r.rows_per_second, r.megabytes_per_second, r.megabytes
+    );
+    println!(
+        "  ingestion calls                    {} ({:.1} per 10,000 rows)",
+        r.ingestion_calls, r.ingestion_calls_per_10k_rows
+    );
     println!("  runHuntingQuery calls / 429s       {} / {}", r.hunting_queries, r.hunting_429s);
-    println!("  budgets                            tenant {} calls/min, xdrsync {} calls/min, {} rows a page", r.tenant_hunting_calls_per_minute, r.xdrsync_hunting_calls_per_minute, r.page_rows);
-    println!("  peak memory (xdrsync)              {}", r.peak_memory_mib.map_or("n/a".into(), |m| format!("{m:.0} MiB")));
+    println!(
+        "  budgets                            tenant {} calls/min, xdrsync {} calls/min, {} rows a page",
+        r.tenant_hunting_calls_per_minute, r.xdrsync_hunting_calls_per_minute, r.page_rows
+    );
+    println!(
+        "  peak memory (xdrsync)              {}",
+        r.peak_memory_mib.map_or("n/a".into(), |m| format!("{m:.0} MiB"))
+    );
     println!("  every row exactly once             {}", if r.ok { "yes" } else { "NO" });
 }

@@ -192,10 +192,13 @@ async fn main() -> ExitCode {
             };
             demo(opts, json).await
         }
-        Command::Bench { what: Some(BenchWhat::Hunting { process_rows, email_rows, page_rows, timeout, stack, json }), .. } => {
-            bench_hunting(process_rows, email_rows, page_rows, timeout, stack, json).await
+        Command::Bench {
+            what: Some(BenchWhat::Hunting { process_rows, email_rows, page_rows, timeout, stack, json }),
+            ..
+        } => bench_hunting(process_rows, email_rows, page_rows, timeout, stack, json).await,
+        Command::Bench { what: None, edits, poll_seconds, stack, json } => {
+            bench(edits, poll_seconds, stack, json).await
         }
-        Command::Bench { what: None, edits, poll_seconds, stack, json } => bench(edits, poll_seconds, stack, json).await,
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

@@ -46,7 +46,10 @@ impl StreamingWriter {
             uri: format!("http://127.0.0.1:{blob_port}/{DEV_ACCOUNT}"),
         };
         let creds = StorageCredentials::access_key(DEV_ACCOUNT, DEV_KEY.to_string());
-        Self { service: ClientBuilder::with_location(location, creds).blob_service_client(), tenant_id: tenant_id.into() }
+        Self {
+            service: ClientBuilder::with_location(location, creds).blob_service_client(),
+            tenant_id: tenant_id.into(),
+        }
     }
 
     /// Appends the rows' records to their hourly blobs (creating container and blobs as needed).

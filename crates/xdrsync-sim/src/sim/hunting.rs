@@ -129,7 +129,9 @@ fn parse_stage(s: &str) -> Result<Stage, String> {
             Ok(Stage::Order { column, desc })
         }
         "take" | "limit" => rest.parse().map(Stage::Take).map_err(|_| format!("'{rest}' is not a row count")),
-        "project" => Ok(Stage::Project(rest.split(',').map(|c| c.trim().to_string()).filter(|c| !c.is_empty()).collect())),
+        "project" => {
+            Ok(Stage::Project(rest.split(',').map(|c| c.trim().to_string()).filter(|c| !c.is_empty()).collect()))
+        }
         "summarize" => {
             let (name, f) = rest.split_once('=').map(|(n, f)| (n.trim(), f.trim())).unwrap_or(("count_", rest));
             if f.replace(' ', "") != "count()" {
@@ -163,7 +165,7 @@ fn tie_rank(index: usize, call: u64) -> u64 {
 }
 
 async fn run_query(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
-    let caller = match authorize(&sim, &headers, Audience::Graph, |s, c, m| graph_error(s, c, m)) {
+    let caller = match authorize(&sim, &headers, Audience::Graph, graph_error) {
         Ok(c) => c,
         Err(r) => return r,
     };
@@ -181,7 +183,8 @@ async fn run_query(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: axum::
     }
     if state.window.len() >= state.calls_per_minute {
         sim.stats.bump("hunting.throttled");
-        let wait = state.window.front().map_or(1, |t| (Duration::from_secs(60) - now.duration_since(*t)).as_secs().max(1));
+        let wait =
+            state.window.front().map_or(1, |t| (Duration::from_secs(60) - now.duration_since(*t)).as_secs().max(1));
         let limit = state.calls_per_minute;
         let mut r = graph_error(
             StatusCode::TOO_MANY_REQUESTS,

@@ -129,7 +129,8 @@ async fn ingest(
     }
     // A hunting stream's declared columns (the DCR drops any other column without a word:
     // counted here so tests can prove no column is lost).
-    if let Some(table) = stream.strip_prefix("Custom-").and_then(xdrsync_core::domain::hunting::schema::TableDef::find) {
+    if let Some(table) = stream.strip_prefix("Custom-").and_then(xdrsync_core::domain::hunting::schema::TableDef::find)
+    {
         let declared: Vec<String> = table.output_columns().into_iter().map(|(c, _)| c).collect();
         for r in &rows {
             let undeclared = r.as_object().map_or(0, |o| o.keys().filter(|k| !declared.contains(k)).count());

@@ -93,11 +93,8 @@ pub fn after_page(cursor: &HuntingCursor, rows: &[PageRow], full: bool) -> Step 
     let (Some(min), Some(max)) = (rows.iter().map(|r| r.at).min(), rows.iter().map(|r| r.at).max()) else {
         return Step { fresh, cursor: cursor.clone(), next: Next::Done };
     };
-    let mut next_cursor = if max == cursor.at {
-        cursor.clone()
-    } else {
-        HuntingCursor { at: max, keys: Vec::new(), past: false }
-    };
+    let mut next_cursor =
+        if max == cursor.at { cursor.clone() } else { HuntingCursor { at: max, keys: Vec::new(), past: false } };
     for r in rows.iter().filter(|r| r.at == max) {
         let k = short(&r.key).to_string();
         if !next_cursor.keys.contains(&k) {
@@ -190,7 +187,10 @@ mod tests {
                 Range::Exact { at } => r.at == at,
             })
             .map(|r| {
-                let h = r.key.bytes().fold(call.wrapping_mul(0x9e37_79b9), |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
+                let h = r
+                    .key
+                    .bytes()
+                    .fold(call.wrapping_mul(0x9e37_79b9), |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
                 (h, r.clone())
             })
             .collect();

@@ -135,13 +135,18 @@ fn tokenize(src: &str) -> Result<Vec<Tok>, String> {
         } else if c.is_ascii_digit() || (c == '-' && chars.get(i + 1).is_some_and(|d| d.is_ascii_digit())) {
             let start = i;
             i += 1;
-            while i < chars.len() && (chars[i].is_ascii_alphanumeric() || (chars[i] == '.' && chars.get(i + 1) != Some(&'.'))) {
+            while i < chars.len()
+                && (chars[i].is_ascii_alphanumeric() || (chars[i] == '.' && chars.get(i + 1) != Some(&'.')))
+            {
                 i += 1;
             }
             let text: String = chars[start..i].iter().collect();
             text.parse::<f64>().map_err(|_| format!("'{text}' is not a number"))?;
             out.push(Tok::Num(text));
-        } else if c.is_ascii_alphabetic() || c == '_' || (c == '!' && chars.get(i + 1).is_some_and(|d| d.is_ascii_alphabetic())) {
+        } else if c.is_ascii_alphabetic()
+            || c == '_'
+            || (c == '!' && chars.get(i + 1).is_some_and(|d| d.is_ascii_alphabetic()))
+        {
             let start = i;
             i += 1;
             while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '_') {
@@ -397,7 +402,13 @@ impl Expr {
                 format!("{} {op} {}", render_operand(left), render_operand(right))
             }
             Expr::In { column, items, negated, ci } => {
-                let op = if *negated { "!in" } else if *ci { "in~" } else { "in" };
+                let op = if *negated {
+                    "!in"
+                } else if *ci {
+                    "in~"
+                } else {
+                    "in"
+                };
                 let items: Vec<String> = items.iter().map(render_lit).collect();
                 format!("{column} {op} ({})", items.join(", "))
             }

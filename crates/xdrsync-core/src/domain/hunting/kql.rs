@@ -52,12 +52,8 @@ pub fn page_query(table: &TableDef, range: Range, filter: Option<&Expr>, columns
 
 /// The count of rows in `[from, until)` passing the filter (`hunting estimate`).
 pub fn count_query(table: &TableDef, from: OffsetDateTime, until: OffsetDateTime, filter: Option<&Expr>) -> String {
-    let mut q = format!(
-        "{}\n| where {TIMESTAMP} >= {} and {TIMESTAMP} < {}",
-        table.name,
-        datetime(from),
-        datetime(until)
-    );
+    let mut q =
+        format!("{}\n| where {TIMESTAMP} >= {} and {TIMESTAMP} < {}", table.name, datetime(from), datetime(until));
     if let Some(f) = filter {
         q.push_str(&format!("\n| where {}", f.render()));
     }

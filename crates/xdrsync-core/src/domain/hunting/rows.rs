@@ -83,7 +83,9 @@ pub fn map_row(table: &TableDef, row: Map<String, Value>, key: &str, rules: &Row
 /// `AdditionalFields` inside the object.
 fn merge_additional(own: Option<Value>, unknown: Map<String, Value>) -> Option<Value> {
     let own = match own {
-        Some(Value::String(s)) => serde_json::from_str::<Value>(&s).ok().filter(Value::is_object).or(Some(Value::String(s))),
+        Some(Value::String(s)) => {
+            serde_json::from_str::<Value>(&s).ok().filter(Value::is_object).or(Some(Value::String(s)))
+        }
         other => other,
     };
     if unknown.is_empty() {
@@ -101,7 +103,11 @@ fn merge_additional(own: Option<Value>, unknown: Map<String, Value>) -> Option<V
 }
 
 /// Applies the stream sources' filter, then maps: `Ok(None)` when the filter drops the row.
-pub fn filter_and_map(table: &TableDef, row: Map<String, Value>, rules: &RowRules) -> Result<Option<Value>, NoTimestamp> {
+pub fn filter_and_map(
+    table: &TableDef,
+    row: Map<String, Value>,
+    rules: &RowRules,
+) -> Result<Option<Value>, NoTimestamp> {
     if let Some(f) = &rules.filter {
         if !f.matches(&row) {
             return Ok(None);
@@ -153,7 +159,8 @@ mod tests {
     fn a_row_without_timestamp_is_refused_and_filters_drop_rows() {
         let t = TableDef::find("EmailEvents").unwrap();
         assert_eq!(map_row(t, obj(json!({"Subject": "x"})), "k", &RowRules::default()), Err(NoTimestamp));
-        let rules = RowRules { filter: super::super::filter::parse("EmailDirection == 'Inbound'").unwrap(), columns: None };
+        let rules =
+            RowRules { filter: super::super::filter::parse("EmailDirection == 'Inbound'").unwrap(), columns: None };
         let row = obj(json!({"Timestamp": "2024-05-01T10:00:00Z", "EmailDirection": "Outbound"}));
         assert_eq!(filter_and_map(t, row, &rules), Ok(None));
     }

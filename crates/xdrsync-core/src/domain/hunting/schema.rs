@@ -117,7 +117,8 @@ pub fn output_name(column: &str) -> String {
 }
 
 /// Log Analytics reserves these column names in custom tables.
-pub const RESERVED_COLUMNS: [&str; 7] = ["_ResourceId", "id", "_SubscriptionId", "TenantId", "Type", "UniqueId", "Title"];
+pub const RESERVED_COLUMNS: [&str; 7] =
+    ["_ResourceId", "id", "_SubscriptionId", "TenantId", "Type", "UniqueId", "Title"];
 
 #[cfg(test)]
 mod tests {

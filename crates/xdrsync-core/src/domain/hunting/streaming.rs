@@ -94,15 +94,21 @@ mod tests {
 
     #[test]
     fn reads_event_hub_batches_and_json_lines() {
-        let rec = |cat: &str| json!({"time": "2024-05-01T10:00:00Z", "tenantId": "t", "operationName": "Publish",
-            "category": cat, "properties": {"DeviceName": "pc1"}});
+        let rec = |cat: &str| {
+            json!({"time": "2024-05-01T10:00:00Z", "tenantId": "t", "operationName": "Publish",
+            "category": cat, "properties": {"DeviceName": "pc1"}})
+        };
         let mut p = Parsed::default();
-        add_document(&mut p, &json!({"records": [rec("AdvancedHunting-DeviceProcessEvents"), rec("AdvancedHunting-Nope")]}));
+        add_document(
+            &mut p,
+            &json!({"records": [rec("AdvancedHunting-DeviceProcessEvents"), rec("AdvancedHunting-Nope")]}),
+        );
         assert_eq!(p.rows.len(), 1);
         assert_eq!(p.rows[0].table.name, "DeviceProcessEvents");
         assert_eq!(p.rows[0].row["Timestamp"], "2024-05-01T10:00:00Z", "time stands in for a missing Timestamp");
         assert_eq!(p.unknown_category, 1);
-        let text = format!("{}\n\nnot json\n{}\n", rec("AdvancedHunting-EmailEvents"), rec("AdvancedHunting-EmailEvents"));
+        let text =
+            format!("{}\n\nnot json\n{}\n", rec("AdvancedHunting-EmailEvents"), rec("AdvancedHunting-EmailEvents"));
         let p = parse_lines(&text);
         assert_eq!((p.rows.len(), p.malformed), (2, 1));
     }
@@ -111,6 +117,9 @@ mod tests {
     fn only_whole_lines_are_read() {
         assert_eq!(complete_prefix(b"{\"a\":1}\n{\"b\""), 8);
         assert_eq!(complete_prefix(b"{\"b\""), 0);
-        assert_eq!(container_of(TableDef::find("DeviceProcessEvents").unwrap()), "insights-logs-advancedhunting-deviceprocessevents");
+        assert_eq!(
+            container_of(TableDef::find("DeviceProcessEvents").unwrap()),
+            "insights-logs-advancedhunting-deviceprocessevents"
+        );
     }
 }
