@@ -125,6 +125,7 @@ pub async fn export_table(
             );
         }
         let page: Vec<PageRow> = rows.iter().map(|(_, p)| p.clone()).collect();
+        // Fresh rows keep their page order; `after_page` returns their positions in `page`.
         let step = match range {
             Range::Window { take, .. } => after_page(&cursor, &page, returned >= take.min(SERVICE_ROW_LIMIT)),
             Range::Exact { at } => {
@@ -134,14 +135,19 @@ pub async fn export_table(
                 after_sweep(&cursor, at, &page)
             }
         };
-        let mut out = Vec::with_capacity(step.fresh.len());
+        // Rows move into their mapped form (no copy): a page can be tens of megabytes.
+        let mut keep = vec![false; rows.len()];
         for i in &step.fresh {
-            let (row, p) = &rows[*i];
-            if let Ok(v) = map_row(table, row.clone(), &p.key, &rules) {
-                out.push(v);
+            keep[*i] = true;
+        }
+        let mut out = Vec::with_capacity(step.fresh.len());
+        for ((row, p), keep) in rows.into_iter().zip(keep) {
+            if keep {
+                if let Ok(v) = map_row(table, row, &p.key, &rules) {
+                    out.push(v);
+                }
             }
         }
-        drop(rows);
         let (sent, too_large) = sink(s, table, &out).await?;
         report.rows_sent += sent;
         report.rows_too_large += too_large;
