@@ -293,6 +293,14 @@ impl Config {
             }
         };
 
+        // App Service leaves a Key Vault reference it cannot resolve in place as the literal text:
+        // used as a key, it would be public knowledge.
+        for var in ["XDRSYNC_WEBHOOK_KEY", "XDRSYNC_CLIENT_SECRET"] {
+            if v.get(var).is_some_and(|s| s.starts_with("@Microsoft.KeyVault(")) {
+                return Err(err(var, "is a Key Vault reference the platform could not resolve: give the app's identity Key Vault Secrets User on the vault, check the SecretUri, then restart the app"));
+            }
+        }
+
         let storage = match (v.get("AzureWebJobsStorage"), v.get("AzureWebJobsStorage__accountName")) {
             (Some(raw), _) => StorageConnection::parse(raw).map_err(|p| err("AzureWebJobsStorage", p))?,
             (None, Some(account)) => StorageConnection::identity(

@@ -28,6 +28,7 @@ pub mod http_api;
 pub mod hunting_cli;
 pub mod hunting_config;
 pub mod metrics;
+pub mod ops;
 pub mod package;
 pub mod records;
 pub mod retry;

@@ -38,7 +38,8 @@ fn the_bicep_names_streams_and_tables_as_the_product_sends_them() {
     assert!(ingestion.contains("module hunting 'hunting.bicep'"));
     let main = infra("main.bicep");
     assert!(main.contains("module huntingWorkspace 'hunting-workspace.bicep'"));
-    assert!(main.contains("XDRSYNC_HUNTING_SCHEDULE: '0 */5 * * * *'"), "HuntingExport's schedule setting exists");
+    assert!(main.contains("XDRSYNC_HUNTING_SCHEDULE: huntingSchedule"), "HuntingExport's schedule setting exists");
+    assert!(main.contains("param huntingSchedule string = '0 */5 * * * *'"), "every 5 minutes by default");
 }
 
 #[test]

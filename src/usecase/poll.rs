@@ -133,6 +133,9 @@ pub async fn poll_defender(s: &Ports) -> Result<PollReport, UseCaseError> {
     }
     if total.enqueued > 0 {
         tracing::info!(poll.listed = total.listed, poll.enqueued = total.enqueued, cursor.watermark = %total.watermark, "polled Defender");
+    } else {
+        // Shows the poller alive when nothing changes (RUST_LOG=debug).
+        tracing::debug!(poll.listed = total.listed, cursor.watermark = %total.watermark, "polled Defender: nothing new");
     }
     Ok(total)
 }
@@ -183,6 +186,8 @@ pub async fn poll_sentinel(s: &Ports) -> Result<PollReport, UseCaseError> {
     let report = feed.commit(s, &marks, incidents.len(), enqueued).await?;
     if enqueued > 0 {
         tracing::info!(poll.listed = report.listed, poll.enqueued = enqueued, "swept Sentinel");
+    } else {
+        tracing::debug!(poll.listed = report.listed, "swept Sentinel: nothing new");
     }
     Ok(report)
 }
