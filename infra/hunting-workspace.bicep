@@ -19,7 +19,7 @@ resource table 'Microsoft.OperationalInsights/workspaces/tables@2022-10-01' = [f
   properties: {
     schema: {
       name: '${name}_CL'
-      columns: schema[name]
+      columns: schema.tables[name]
     }
   }
 }]

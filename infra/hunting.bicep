@@ -2,7 +2,10 @@
 // per exported table into `<Table>_CL` (the workspace tables: hunting-workspace.bicep), and
 // Monitoring Metrics Publisher on it for xdrsync's identity. Columns come from
 // hunting-tables.json, generated from xdrsync's schema module (`xdrsync hunting schema --all
-// --json`; tests/hunting_infra.rs fails when they differ). A separate DCR from the alerts one:
+// --json`; tests/hunting_infra.rs fails when they differ). The DCR declares every table's stream
+// (a static object: building one in a loop needs a lambda, which checkov cannot parse; assumed:
+// a declared stream without a data flow is accepted) and a data flow for each exported table.
+// A separate DCR from the alerts one:
 // a DCR holds a limited number of data flows (10, per Azure Monitor's service limits as we read
 // them; assumed), so deploy at most 10 tables per instance of this module.
 // The DCR is created in the workspace's region, like ingestion.bicep's (same reason).
@@ -30,6 +33,12 @@ param principalId string
 param appResourceId string
 
 var schema = loadJsonContent('hunting-tables.json')
+var flows = [for name in tables: {
+  streams: ['Custom-${name}']
+  destinations: ['sentinel']
+  transformKql: 'source'
+  outputStream: 'Custom-${name}_CL'
+}]
 var monitoringMetricsPublisherRoleId = '3913510d-42f4-4e42-8a64-420c390055eb' // Monitoring Metrics Publisher
 
 resource dcr 'Microsoft.Insights/dataCollectionRules@2023-03-11' = {
@@ -37,16 +46,11 @@ resource dcr 'Microsoft.Insights/dataCollectionRules@2023-03-11' = {
   location: location
   properties: {
     dataCollectionEndpointId: dataCollectionEndpointId
-    streamDeclarations: toObject(tables, name => 'Custom-${name}', name => { columns: schema[name] })
+    streamDeclarations: schema.streams
     destinations: {
       logAnalytics: [{ workspaceResourceId: workspaceResourceId, name: 'sentinel' }]
     }
-    dataFlows: [for name in tables: {
-      streams: ['Custom-${name}']
-      destinations: ['sentinel']
-      transformKql: 'source'
-      outputStream: 'Custom-${name}_CL'
-    }]
+    dataFlows: flows
   }
 }
 

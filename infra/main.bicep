@@ -112,7 +112,7 @@ param logFilter string = ''
 var isFlex = hostingPlan == 'FlexConsumption'
 @description('Advanced-hunting tables to export into <Table>_CL (e.g. DeviceProcessEvents), at most 10; empty: none. Sets XDRSYNC_HUNTING_TABLES (query source) and creates the tables and their DCR.')
 @maxLength(10)
-param huntingTables string[] = []
+param huntingTables array = []
 @description('XDRSYNC_HUNTING_SCHEDULE: NCRONTAB of the hunting timers (every 5 minutes).')
 param huntingSchedule string = '0 */5 * * * *'
 @description('XDRSYNC_HUNTING_DELAY_SECONDS: empty = 300.')
@@ -124,7 +124,7 @@ param huntingPageRows string = ''
 @description('XDRSYNC_HUNTING_CALLS_PER_MINUTE: runHuntingQuery budget; empty = 40.')
 param huntingCallsPerMinute string = ''
 @description('XDRSYNC_HUNTING_STORAGE_TABLES: tables read from the Streaming API\'s storage account (their <Table>_CL must be in huntingTables too).')
-param huntingStorageTables string[] = []
+param huntingStorageTables array = []
 @description('XDRSYNC_HUNTING_STORAGE_CONNECTION: that account\'s blob endpoint (https://<account>.blob.core.windows.net), read with the app\'s identity (grant Storage Blob Data Reader).')
 param huntingStorageBlobEndpoint string = ''
 @description('XDRSYNC_HUNTING_EVENTHUB_NAME: the Event Hub the Streaming API writes to (HuntingEventHub, shipped with package --event-hub).')

@@ -32,7 +32,8 @@ fn the_bicep_names_streams_and_tables_as_the_product_sends_them() {
     let t = &TABLES[0];
     assert_eq!(t.stream(), format!("Custom-{}", t.name));
     assert_eq!(t.output_table(), format!("{}_CL", t.name));
-    assert!(dcr.contains("name => 'Custom-${name}'") && dcr.contains("outputStream: 'Custom-${name}_CL'"));
+    assert!(dcr.contains("streamDeclarations: schema.streams") && dcr.contains("outputStream: 'Custom-${name}_CL'"));
+    assert!(infra_json()["streams"].get(t.stream()).is_some(), "streams are keyed by the product's stream name");
     assert!(ws.contains("name: '${name}_CL'"));
     let ingestion = infra("ingestion.bicep");
     assert!(ingestion.contains("module hunting 'hunting.bicep'"));

@@ -91,20 +91,24 @@ impl TableDef {
     }
 }
 
-/// Every table's `<Table>_CL` columns as `{"<Table>": [{"name", "type"}, …]}` with DCR type
-/// names: the content of `infra/hunting-tables.json`, which the Bicep loads for the DCR streams
-/// and the workspace tables (`xdrsync hunting schema --all --json` prints it).
+/// The content of `infra/hunting-tables.json`, which the Bicep loads (`xdrsync hunting schema
+/// --all --json` prints it): `tables` maps each table to its `<Table>_CL` columns (`{"name",
+/// "type"}` with DCR type names), `streams` is the DCR's `streamDeclarations` for every table
+/// (static, because the Bicep cannot build an object in a loop without lambdas, which the infra
+/// linter cannot parse).
 pub fn infra_json() -> serde_json::Value {
-    let mut out = serde_json::Map::new();
+    let mut tables = serde_json::Map::new();
+    let mut streams = serde_json::Map::new();
     for t in TABLES {
         let cols: Vec<serde_json::Value> = t
             .output_columns()
             .into_iter()
             .map(|(name, ty)| serde_json::json!({"name": name, "type": ty.dcr_name()}))
             .collect();
-        out.insert(t.name.to_string(), serde_json::Value::Array(cols));
+        streams.insert(t.stream(), serde_json::json!({ "columns": cols }));
+        tables.insert(t.name.to_string(), serde_json::Value::Array(cols));
     }
-    serde_json::Value::Object(out)
+    serde_json::json!({ "tables": tables, "streams": streams })
 }
 
 /// A Defender column's name in `<Table>_CL`: itself, or `<name>_` for a reserved name.
