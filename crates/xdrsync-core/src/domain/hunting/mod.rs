@@ -4,6 +4,7 @@
 
 pub mod cursor;
 pub mod filter;
+mod filter_eval;
 pub mod kql;
 pub mod rows;
 pub mod schema;
