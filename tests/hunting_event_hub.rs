@@ -24,11 +24,10 @@ async fn invoke(base: &str, function: &str, body: &Value) -> (u16, Value) {
 
 /// Event bodies of `per_event` records each.
 fn events(table: &str, rows: &[serde_json::Map<String, Value>], per_event: usize, tenant: &str) -> Vec<Value> {
-    let t = TableDef::find(table).unwrap();
     rows.chunks(per_event)
         .map(|c| {
             Value::String(
-                json!({"records": c.iter().map(|r| stream_record(t, tenant, r)).collect::<Vec<_>>()}).to_string(),
+                json!({"records": c.iter().map(|r| stream_record(table, tenant, r)).collect::<Vec<_>>()}).to_string(),
             )
         })
         .collect()

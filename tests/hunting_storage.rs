@@ -14,7 +14,6 @@ use serde_json::{Map, Value};
 use support::*;
 use time::OffsetDateTime;
 use xdrsync::domain::hunting::rows::row_key;
-use xdrsync::domain::hunting::schema::TableDef;
 use xdrsync::error::PortError;
 use xdrsync::ports::{AcceptedRows, LogsIngestion, UploadReport};
 use xdrsync::usecase::hunting_jobs as jobs;
@@ -74,13 +73,13 @@ fn assert_once(sim: &RunningSim, table: &str, seeded: &[Map<String, Value>]) {
 async fn hourly_blobs_are_read_whole_then_only_their_new_bytes() {
     let f = fixture().await;
     let s = ports(&f).await;
-    let procs_table = TableDef::find("DeviceProcessEvents").unwrap();
+    let procs_table = "DeviceProcessEvents";
     let hour_ago = OffsetDateTime::now_utc() - time::Duration::minutes(90);
     // Two hourly blobs of process events, one of email events.
     let mut procs = rows("DeviceProcessEvents", 2_400, hour_ago, 0);
     let mails = rows("EmailEvents", 400, hour_ago, 0);
     f.writer.append(procs_table, &procs).await.unwrap();
-    f.writer.append(TableDef::find("EmailEvents").unwrap(), &mails).await.unwrap();
+    f.writer.append("EmailEvents", &mails).await.unwrap();
     let line = jobs::hunting_storage(&s).await.expect("storage export runs");
     assert!(line.contains("DeviceProcessEvents 2400 rows"), "{line}");
     assert_once(&f.sim, "DeviceProcessEvents", &procs);
@@ -109,7 +108,7 @@ async fn hourly_blobs_are_read_whole_then_only_their_new_bytes() {
 async fn blobs_growing_while_read_lose_nothing() {
     let f = Arc::new(fixture().await);
     let s = ports(&f).await;
-    let table = TableDef::find("EmailEvents").unwrap();
+    let table = "EmailEvents";
     let start = OffsetDateTime::now_utc() - time::Duration::minutes(30);
     let all: Vec<Map<String, Value>> = rows("EmailEvents", 2_000, start, 0);
     let writer = {
@@ -159,12 +158,12 @@ impl LogsIngestion for LoseAnswer {
 #[tokio::test]
 async fn a_crash_after_acceptance_resends_at_most_one_chunk_and_a_restart_resumes_at_the_offset() {
     let f = fixture().await;
-    let table = TableDef::find("DeviceProcessEvents").unwrap();
+    let table = "DeviceProcessEvents";
     // ~3.5 KB a record: 3,000 records are about 10 MB, three 4 MiB chunks of one blob.
-    let procs = rows("DeviceProcessEvents", 3_000, OffsetDateTime::now_utc() - time::Duration::minutes(10), 0);
-    let hour_start = procs[0]["Timestamp"].as_str().unwrap()[..13].to_string();
-    let one_blob: Vec<Map<String, Value>> =
-        procs.iter().filter(|r| r["Timestamp"].as_str().unwrap().starts_with(&hour_start)).cloned().collect();
+    // From the start of an hour two hours ago: 33 minutes of rows, all in that hour's blob.
+    let now = OffsetDateTime::now_utc();
+    let hour = now.replace_time(time::Time::from_hms(now.hour(), 0, 0).unwrap()) - time::Duration::hours(2);
+    let one_blob = rows("DeviceProcessEvents", 3_000, hour, 0);
     f.writer.append(table, &one_blob).await.unwrap();
     let mut first = ports(&f).await;
     first.hunting_logs =

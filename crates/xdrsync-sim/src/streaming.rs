@@ -11,8 +11,6 @@ use azure_storage::{CloudLocation, StorageCredentials};
 use azure_storage_blobs::prelude::{BlobServiceClient, ClientBuilder};
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
-use xdrsync_core::domain::hunting::schema::TableDef;
-use xdrsync_core::domain::hunting::streaming::container_of;
 
 use crate::sim::hunting_seed::stream_record;
 use crate::sim::timefmt;
@@ -53,7 +51,7 @@ impl StreamingWriter {
     }
 
     /// Appends the rows' records to their hourly blobs (creating container and blobs as needed).
-    pub async fn append(&self, table: &TableDef, rows: &[Map<String, Value>]) -> anyhow::Result<()> {
+    pub async fn append(&self, table: &str, rows: &[Map<String, Value>]) -> anyhow::Result<()> {
         let mut by_blob: BTreeMap<String, Vec<u8>> = BTreeMap::new();
         for row in rows {
             let t = row.get("Timestamp").and_then(Value::as_str).and_then(|s| timefmt::parse(s).ok());
@@ -69,8 +67,9 @@ impl StreamingWriter {
     }
 
     /// Appends raw bytes to one blob (e.g. half a record, as a writer caught mid-line).
-    pub async fn append_bytes(&self, table: &TableDef, path: &str, bytes: &[u8]) -> anyhow::Result<()> {
-        let container = self.service.container_client(container_of(table));
+    pub async fn append_bytes(&self, table: &str, path: &str, bytes: &[u8]) -> anyhow::Result<()> {
+        let container =
+            self.service.container_client(format!("insights-logs-advancedhunting-{}", table.to_ascii_lowercase()));
         if !container.exists().await? {
             // Another writer may create it first.
             let _ = container.create().await;

@@ -20,11 +20,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::{json, Map, Value};
-use xdrsync_core::domain::hunting::filter::{self, Expr};
-use xdrsync_core::domain::hunting::schema::{KqlType, TableDef};
 
 use super::entra::authorize;
 use super::faults::graph_error;
+use super::hunting_kql::{self, Pred};
+use super::hunting_schema;
 use super::permissions::graph_missing_roles;
 use super::world::Audience;
 use super::Sim;
@@ -76,7 +76,7 @@ fn bad(message: impl Into<String>) -> Response {
 }
 
 enum Stage {
-    Where(Expr),
+    Where(Pred),
     Order { column: String, desc: bool },
     Take(usize),
     Project(Vec<String>),
@@ -116,7 +116,7 @@ fn parse_stage(s: &str) -> Result<Stage, String> {
     let (op, rest) = s.split_once(char::is_whitespace).unwrap_or((s, ""));
     let rest = rest.trim();
     match op {
-        "where" => filter::parse(rest)?.map(Stage::Where).ok_or_else(|| "where needs a predicate".to_string()),
+        "where" => hunting_kql::parse(rest).map(Stage::Where),
         "order" | "sort" => {
             let rest = rest.strip_prefix("by").ok_or("expected 'by'")?.trim();
             let mut words = rest.split_whitespace();
@@ -143,15 +143,16 @@ fn parse_stage(s: &str) -> Result<Stage, String> {
     }
 }
 
-fn type_name(t: KqlType) -> &'static str {
+/// The type name a result's `schema` gives a column of this DCR type.
+fn type_name(t: &str) -> &'static str {
     match t {
-        KqlType::Str => "String",
-        KqlType::Int => "Int32",
-        KqlType::Long => "Int64",
-        KqlType::Real => "Double",
-        KqlType::Bool => "Boolean",
-        KqlType::DateTime => "DateTime",
-        KqlType::Dynamic => "Object",
+        "int" => "Int32",
+        "long" => "Int64",
+        "real" => "Double",
+        "boolean" => "Boolean",
+        "datetime" => "DateTime",
+        "dynamic" => "Object",
+        _ => "String",
     }
 }
 
@@ -200,7 +201,7 @@ async fn run_query(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: axum::
     sim.stats.bump("hunting.queries");
     let call = state.calls;
     let segs = segments(query);
-    let Some(table) = TableDef::find(&segs[0]).filter(|t| t.name == segs[0]) else {
+    let Some(table) = hunting_schema::table(&segs[0]) else {
         return bad(format!("Failed to resolve table expression named '{}'", segs[0]));
     };
     let mut stages = Vec::new();
@@ -212,15 +213,15 @@ async fn run_query(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: axum::
     }
     // Rows are borrowed until the result is cut, then cloned (tables hold tens of thousands).
     let empty = Vec::new();
-    let all = state.tables.get(table.name).unwrap_or(&empty);
+    let all = state.tables.get(&table.name).unwrap_or(&empty);
     let mut rows: Vec<(usize, &Map<String, Value>)> = all.iter().enumerate().collect();
     let mut columns: Vec<(String, &'static str)> =
-        table.columns.iter().map(|(c, t)| (c.to_string(), type_name(*t))).collect();
+        table.columns.iter().map(|(c, t)| (c.clone(), type_name(t))).collect();
     let mut projection: Option<Vec<String>> = None;
     let mut count: Option<String> = None;
     for st in stages {
         match st {
-            Stage::Where(e) => rows.retain(|(_, r)| e.matches(r)),
+            Stage::Where(e) => rows.retain(|(_, r)| hunting_kql::eval(&e, r)),
             Stage::Order { column, desc } => {
                 rows.sort_by_cached_key(|(i, r)| (time_of(r, &column), tie_rank(*i, call)));
                 if desc {
@@ -229,7 +230,7 @@ async fn run_query(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: axum::
             }
             Stage::Take(n) => rows.truncate(n),
             Stage::Project(cols) => {
-                if let Some(c) = cols.iter().find(|c| table.column(c).is_none()) {
+                if let Some(c) = cols.iter().find(|c| !table.columns.iter().any(|(k, _)| k == *c)) {
                     return bad(format!("Failed to resolve scalar expression named '{c}'"));
                 }
                 columns.retain(|(c, _)| cols.contains(c));

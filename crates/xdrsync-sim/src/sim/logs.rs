@@ -129,9 +129,7 @@ async fn ingest(
     }
     // A hunting stream's declared columns (the DCR drops any other column without a word:
     // counted here so tests can prove no column is lost).
-    if let Some(table) = stream.strip_prefix("Custom-").and_then(xdrsync_core::domain::hunting::schema::TableDef::find)
-    {
-        let declared: Vec<String> = table.output_columns().into_iter().map(|(c, _)| c).collect();
+    if let Some(declared) = super::hunting_schema::stream_columns(&stream) {
         for r in &rows {
             let undeclared = r.as_object().map_or(0, |o| o.keys().filter(|k| !declared.contains(k)).count());
             for _ in 0..undeclared {

@@ -25,6 +25,8 @@ mod faults;
 mod filter;
 mod graph;
 pub mod hunting;
+mod hunting_kql;
+pub mod hunting_schema;
 pub mod hunting_seed;
 mod logs;
 pub mod model;
@@ -141,9 +143,7 @@ impl SimConfig {
             },
             dcr_immutable_id: "dcr-00000000000000000000000000000001".into(),
             // The alert stream, and one `Custom-<Table>` stream per advanced-hunting table.
-            streams: std::iter::once("Custom-XdrsyncAlerts".to_string())
-                .chain(xdrsync_core::domain::hunting::schema::TABLES.iter().map(|t| t.stream()))
-                .collect(),
+            streams: std::iter::once("Custom-XdrsyncAlerts".to_string()).chain(hunting_schema::streams()).collect(),
             token_lifetime_secs: 3599,
             permissions: Permissions::default(),
             options: SimOptions::default(),
