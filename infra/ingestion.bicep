@@ -35,6 +35,9 @@ param principalId string
 @description('Resource id of the Function App: part of the role assignment name, as in earlier deployments.')
 param appResourceId string
 
+@description('Advanced-hunting tables to export (hunting.bicep); empty: no hunting DCR.')
+param huntingTables array = []
+
 var monitoringMetricsPublisherRoleId = '3913510d-42f4-4e42-8a64-420c390055eb' // Monitoring Metrics Publisher
 
 resource dce 'Microsoft.Insights/dataCollectionEndpoints@2023-03-11' = {
@@ -78,3 +81,19 @@ resource publisher 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
 
 output logsIngestionEndpoint string = dce.properties.logsIngestion.endpoint
 output dcrImmutableId string = dcr.properties.immutableId
+
+// Advanced-hunting export: its own DCR on this DCE (hunting.bicep).
+module hunting 'hunting.bicep' = if (!empty(huntingTables)) {
+  name: 'xdrsync-hunting'
+  params: {
+    location: location
+    prefix: prefix
+    workspaceResourceId: workspaceResourceId
+    dataCollectionEndpointId: dce.id
+    tables: huntingTables
+    principalId: principalId
+    appResourceId: appResourceId
+  }
+}
+
+output huntingDcrImmutableId string = empty(huntingTables) ? '' : hunting.outputs.dcrImmutableId

@@ -110,6 +110,26 @@ param managedIdentityClientId string = ''
 param logFilter string = ''
 
 var isFlex = hostingPlan == 'FlexConsumption'
+@description('Advanced-hunting tables to export into <Table>_CL (e.g. DeviceProcessEvents), at most 10; empty: none. Sets XDRSYNC_HUNTING_TABLES (query source) and creates the tables and their DCR.')
+@maxLength(10)
+param huntingTables array = []
+@description('XDRSYNC_HUNTING_SCHEDULE: NCRONTAB of the hunting timers (every 5 minutes).')
+param huntingSchedule string = '0 */5 * * * *'
+@description('XDRSYNC_HUNTING_DELAY_SECONDS: empty = 300.')
+param huntingDelaySeconds string = ''
+@description('XDRSYNC_HUNTING_LOOKBACK_MINUTES: where a table\'s first run starts; empty = 60.')
+param huntingLookbackMinutes string = ''
+@description('XDRSYNC_HUNTING_PAGE_ROWS: rows per runHuntingQuery call; empty = 10000.')
+param huntingPageRows string = ''
+@description('XDRSYNC_HUNTING_CALLS_PER_MINUTE: runHuntingQuery budget; empty = 40.')
+param huntingCallsPerMinute string = ''
+@description('XDRSYNC_HUNTING_STORAGE_TABLES: tables read from the Streaming API\'s storage account (their <Table>_CL must be in huntingTables too).')
+param huntingStorageTables array = []
+@description('XDRSYNC_HUNTING_STORAGE_CONNECTION: that account\'s blob endpoint (https://<account>.blob.core.windows.net), read with the app\'s identity (grant Storage Blob Data Reader).')
+param huntingStorageBlobEndpoint string = ''
+@description('XDRSYNC_HUNTING_EVENTHUB_NAME: the Event Hub the Streaming API writes to (HuntingEventHub, shipped with package --event-hub).')
+param huntingEventHubName string = 'xdrsync-advancedhunting'
+
 var workspaceParts = split(workspaceResourceId, '/')
 var workspaceSubscription = workspaceParts[2]
 var workspaceGroup = workspaceParts[4]
@@ -146,9 +166,19 @@ resource workspace 'Microsoft.OperationalInsights/workspaces@2022-10-01' existin
   scope: resourceGroup(workspaceSubscription, workspaceGroup)
 }
 
+// Advanced-hunting export: the <Table>_CL tables (hunting-workspace.bicep); their DCR is in ingestion.bicep.
+module huntingWorkspace 'hunting-workspace.bicep' = if (!empty(huntingTables)) {
+  name: 'xdrsync-hunting-workspace'
+  scope: resourceGroup(workspaceSubscription, workspaceGroup)
+  params: {
+    workspaceName: workspaceName
+    tables: huntingTables
+  }
+}
+
 module ingestion 'ingestion.bicep' = {
   name: 'xdrsync-ingestion'
-  dependsOn: [table]
+  dependsOn: [table, huntingWorkspace]
   params: {
     location: workspace.location
     prefix: prefix
@@ -158,6 +188,7 @@ module ingestion 'ingestion.bicep' = {
     columns: alertColumns
     principalId: app.identity.principalId
     appResourceId: app.id
+    huntingTables: huntingTables
   }
 }
 
@@ -381,6 +412,18 @@ var appSettings = {
   XDRSYNC_TABLE_PREFIX: tablePrefix
   XDRSYNC_ATTACH_ALERTS: 'true' // native alerts on mirrors (alert-rule.bicep)
   XDRSYNC_WORKSPACE_ID: alertRule.outputs.workspaceId
+  // Advanced-hunting export (README, "Advanced hunting export"). HuntingExport's and
+  // HuntingStorageExport's timers read %XDRSYNC_HUNTING_SCHEDULE%: it must exist.
+  XDRSYNC_HUNTING_TABLES: join(huntingTables, ',')
+  XDRSYNC_HUNTING_SCHEDULE: huntingSchedule
+  XDRSYNC_HUNTING_DELAY_SECONDS: huntingDelaySeconds
+  XDRSYNC_HUNTING_LOOKBACK_MINUTES: huntingLookbackMinutes
+  XDRSYNC_HUNTING_PAGE_ROWS: huntingPageRows
+  XDRSYNC_HUNTING_CALLS_PER_MINUTE: huntingCallsPerMinute
+  XDRSYNC_HUNTING_DCR_IMMUTABLE_ID: empty(huntingTables) ? '' : ingestion.outputs.huntingDcrImmutableId
+  XDRSYNC_HUNTING_STORAGE_TABLES: join(huntingStorageTables, ',')
+  XDRSYNC_HUNTING_STORAGE_CONNECTION: huntingStorageBlobEndpoint
+  XDRSYNC_HUNTING_EVENTHUB_NAME: huntingEventHubName
   RUST_LOG: logFilter
 }
 

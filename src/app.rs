@@ -7,6 +7,7 @@ use std::sync::Arc;
 use crate::adapters::budget::SharedBudget;
 use crate::adapters::graph::GraphDefender;
 use crate::adapters::http::{build_http_client, CounterRef, ServiceClient};
+use crate::adapters::hunting::GraphHunting;
 use crate::adapters::logs::DcrLogsIngestion;
 use crate::adapters::queue::AzureQueues;
 use crate::adapters::sentinel::ArmSentinel;
@@ -47,6 +48,27 @@ pub fn build(config: Config) -> Ports {
         &config.alerts.endpoint,
         config.alerts.workspace_id.as_deref().unwrap_or("00000000-0000-0000-0000-000000000000"),
     );
+    // Advanced hunting has its own per-tenant quota (45 calls a minute), apart from incidents'.
+    let hunting_budget = Arc::new(SharedBudget::per_minute("hunting", config.hunting.calls_per_minute));
+    let hunting = GraphHunting::new(
+        client("hunting", &config.graph_scope, |c| &c.graph).with_budget(hunting_budget),
+        &config.graph_endpoint,
+    );
+    let hunting_logs = DcrLogsIngestion::new(
+        client("logs-ingestion", &config.monitor_scope, |c| &c.logs),
+        &config.logs_ingestion_endpoint,
+        config.hunting.dcr_immutable_id.clone().unwrap_or_else(|| config.dcr_immutable_id.clone()),
+        config.max_batch_bytes,
+    );
+    let blobs = config.hunting.storage_connection.as_deref().and_then(|raw| {
+        match crate::adapters::blobs::AzureBlobs::new(raw, &tokens) {
+            Ok(b) => Some(Arc::new(b) as Arc<dyn crate::ports::BlobReader>),
+            Err(e) => {
+                tracing::error!(error.message = %e, "XDRSYNC_HUNTING_STORAGE_CONNECTION is unusable; the storage source is off");
+                None
+            }
+        }
+    });
     let store = AzureTables::new(&config.storage, &config.table_prefix, counters.clone(), &tokens);
     let queue = AzureQueues::new(&config.storage, counters.clone(), &tokens);
     Ports {
@@ -61,5 +83,8 @@ pub fn build(config: Config) -> Ports {
         clock: Arc::new(SystemClock),
         counters,
         locks: Default::default(),
+        hunting: Arc::new(hunting),
+        hunting_logs: Arc::new(hunting_logs),
+        blobs,
     }
 }

@@ -174,6 +174,8 @@ pub struct Config {
     /// `XDRSYNC_DEFENDER_PORTAL_ONBOARDED`: the workspace is onboarded to the Defender portal
     /// (not detectable through a documented API; `check` reports what it means).
     pub defender_portal_onboarded: bool,
+    /// `XDRSYNC_HUNTING_*`: the advanced-hunting export.
+    pub hunting: crate::hunting_config::HuntingSettings,
 }
 
 impl fmt::Debug for Config {
@@ -503,6 +505,7 @@ impl Config {
                 overlap: Duration::from_secs(60 * v.number("XDRSYNC_ALERTS_ATTACH_DELAY_MINUTES", 10u64, 0..=1440)?),
             },
             defender_portal_onboarded: v.flag("XDRSYNC_DEFENDER_PORTAL_ONBOARDED", false)?,
+            hunting: crate::hunting_config::HuntingSettings::from_vars(map)?,
         })
     }
 

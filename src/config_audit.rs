@@ -26,6 +26,17 @@ pub const KNOWN_SETTINGS: &[&str] = &[
     "XDRSYNC_HTTP_BIND",
     "XDRSYNC_HTTP_PORT",
     "XDRSYNC_HTTP_TIMEOUT_SECONDS",
+    "XDRSYNC_HUNTING_CALLS_PER_MINUTE",
+    "XDRSYNC_HUNTING_DCR_IMMUTABLE_ID",
+    "XDRSYNC_HUNTING_DELAY_SECONDS",
+    "XDRSYNC_HUNTING_LOOKBACK_MINUTES",
+    "XDRSYNC_HUNTING_PAGE_ROWS",
+    "XDRSYNC_HUNTING_SCHEDULE",
+    "XDRSYNC_HUNTING_STORAGE_CONNECTION",
+    "XDRSYNC_HUNTING_EVENTHUB_CONNECTION",
+    "XDRSYNC_HUNTING_EVENTHUB_NAME",
+    "XDRSYNC_HUNTING_STORAGE_TABLES",
+    "XDRSYNC_HUNTING_TABLES",
     "XDRSYNC_INITIAL_LOOKBACK_HOURS",
     "XDRSYNC_LOG_ANALYTICS_ENDPOINT",
     "XDRSYNC_LOG_JSON",
@@ -47,6 +58,18 @@ pub const KNOWN_SETTINGS: &[&str] = &[
     "XDRSYNC_WORKSPACE_ID",
     "XDRSYNC_WORKSPACE_RESOURCE_ID",
 ];
+
+/// Settings named by prefix: one per advanced-hunting table (`XDRSYNC_HUNTING_FILTER_<TABLE>`).
+/// (`XDRSYNC_HUNTING_EVENTHUB_CONNECTION__…` is the Functions host's identity-based connection.)
+pub const KNOWN_PREFIXES: &[&str] = &[
+    crate::hunting_config::FILTER_PREFIX,
+    crate::hunting_config::COLUMNS_PREFIX,
+    "XDRSYNC_HUNTING_EVENTHUB_CONNECTION__",
+];
+
+fn is_known(name: &str) -> bool {
+    KNOWN_SETTINGS.contains(&name) || KNOWN_PREFIXES.iter().any(|p| name.to_ascii_uppercase().starts_with(p))
+}
 
 /// One finding: `error` stops xdrsync from starting; otherwise it is a warning.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,7 +144,7 @@ pub fn audit(vars: &HashMap<String, String>, now: time::OffsetDateTime) -> Vec<F
             });
         }
     }
-    for name in vars.keys().filter(|k| k.starts_with("XDRSYNC_") && !KNOWN_SETTINGS.contains(&k.as_str())) {
+    for name in vars.keys().filter(|k| k.starts_with("XDRSYNC_") && !is_known(k)) {
         let closest =
             KNOWN_SETTINGS.iter().min_by_key(|k| edit_distance(name, k)).filter(|k| edit_distance(name, k) <= 4);
         findings.push(Finding {
@@ -190,6 +213,29 @@ mod tests {
             "{findings:?}"
         );
         assert!(!format!("{findings:?}").contains("Ab3~secretish"), "the swapped secret is not printed");
+    }
+
+    #[test]
+    fn per_table_hunting_settings_are_known_by_prefix_and_a_bad_filter_is_named() {
+        let mut vars = crate::config::tests::base_vars();
+        for (k, v) in [
+            ("XDRSYNC_HUNTING_TABLES", "DeviceProcessEvents"),
+            ("XDRSYNC_HUNTING_FILTER_DEVICEPROCESSEVENTS", "FileName == 'a'"),
+            ("XDRSYNC_HUNTING_COLUMNS_DeviceProcessEvents", "FileName"),
+            ("XDRSYNC_HUNTING_EVENTHUB_NAME", "defender"),
+            ("XDRSYNC_HUNTING_EVENTHUB_CONNECTION__fullyQualifiedNamespace", "ns.servicebus.windows.net"),
+        ] {
+            vars.insert(k.into(), v.into());
+        }
+        assert!(audit(&vars, time::OffsetDateTime::now_utc()).is_empty());
+        vars.insert("XDRSYNC_HUNTING_FILTER_DEVICEPROCESSEVENTS".into(), "FileName == 'a' | take 1".into());
+        vars.insert("XDRSYNC_HUNTING_TABLS".into(), "EmailEvents".into());
+        let findings = audit(&vars, time::OffsetDateTime::now_utc());
+        assert!(
+            findings.iter().any(|f| f.error && f.setting == "XDRSYNC_HUNTING_FILTER_DEVICEPROCESSEVENTS"),
+            "{findings:?}"
+        );
+        assert!(findings.iter().any(|f| !f.error && f.message.contains("XDRSYNC_HUNTING_TABLES")), "{findings:?}");
     }
 
     #[test]

@@ -26,6 +26,8 @@ pub mod config;
 pub mod config_audit;
 pub mod functions;
 pub mod http_api;
+pub mod hunting_cli;
+pub mod hunting_config;
 pub mod metrics;
 pub mod ops;
 pub mod package;

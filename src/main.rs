@@ -123,6 +123,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Advanced-hunting export: a table's columns, or what exporting tables would cost.
+    Hunting {
+        #[command(subcommand)]
+        command: HuntingCommand,
+    },
     /// Assemble a deployable Functions app: host.json and one folder per function at its root,
     /// plus this binary, ready for `func azure functionapp publish` (build with --release first).
     Package {
@@ -132,6 +137,38 @@ enum Command {
         /// Binary to ship (default: this executable); refused unless it is an xdrsync binary.
         #[arg(long)]
         binary: Option<std::path::PathBuf>,
+        /// Also ship HuntingEventHub (the advanced-hunting Event Hub trigger; needs
+        /// XDRSYNC_HUNTING_EVENTHUB_NAME and XDRSYNC_HUNTING_EVENTHUB_CONNECTION).
+        #[arg(long)]
+        event_hub: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum HuntingCommand {
+    /// Print a table's columns in its workspace copy `<Table>_CL` (name and KQL type).
+    Schema {
+        /// An advanced-hunting table (e.g. DeviceProcessEvents).
+        #[arg(required_unless_present = "all")]
+        table: Option<String>,
+        /// Every table (with --json: the content of infra/hunting-tables.json).
+        #[arg(long)]
+        all: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Estimate rows and MB per day for each table from a sample window (two queries a table).
+    Estimate {
+        /// Tables (default: XDRSYNC_HUNTING_TABLES), comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        tables: Vec<String>,
+        /// The sample window before now − XDRSYNC_HUNTING_DELAY_SECONDS (ISO 8601: PT1H, P1D).
+        #[arg(long, default_value = "PT1H")]
+        sample: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -186,7 +223,7 @@ async fn run(cli: Cli) -> ExitCode {
         Command::Check => run_check().await,
         Command::Serve { port } => serve(port).await,
         Command::Run => run_standalone().await,
-        Command::Package { out, binary } => package(&out, binary),
+        Command::Package { out, binary, event_hub } => package(&out, binary, event_hub),
         Command::Failures { json } => failures(json).await,
         Command::Retry { all, ids } => retry(all, ids).await,
         Command::Status { json } => commands::status(json).await,
@@ -199,6 +236,7 @@ async fn run(cli: Cli) -> ExitCode {
         Command::Connect { disable_duplicate_rules, json } => {
             commands::connect(xdrsync::ops::connect::Options { disable_duplicate_rules }, json).await
         }
+        Command::Hunting { command } => hunting(command).await,
     }
 }
 
@@ -255,7 +293,7 @@ async fn run_standalone() -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn package(out: &std::path::Path, binary: Option<std::path::PathBuf>) -> ExitCode {
+fn package(out: &std::path::Path, binary: Option<std::path::PathBuf>, event_hub: bool) -> ExitCode {
     let binary = match binary.map(Ok).unwrap_or_else(std::env::current_exe) {
         Ok(b) => b,
         Err(e) => {
@@ -263,7 +301,7 @@ fn package(out: &std::path::Path, binary: Option<std::path::PathBuf>) -> ExitCod
             return ExitCode::FAILURE;
         }
     };
-    match xdrsync::package::write_app(out, &binary) {
+    match xdrsync::package::write_app_with(out, &binary, event_hub) {
         Ok(files) => {
             if let Ok(version) = xdrsync::package::check_binary(&binary) {
                 println!("packaged xdrsync {version} from {}", binary.display());
@@ -343,6 +381,29 @@ async fn failures(json: bool) -> ExitCode {
         }
         Err(e) => {
             eprintln!("cannot read the Failures table: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn hunting(command: HuntingCommand) -> ExitCode {
+    let result = match command {
+        HuntingCommand::Schema { table, all, json } => xdrsync::hunting_cli::schema(table.as_deref(), all, json),
+        HuntingCommand::Estimate { tables, sample, json } => {
+            let cfg = match load_config() {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            xdrsync::hunting_cli::estimate_command(&app::build(cfg), &tables, &sample, json).await
+        }
+    };
+    match result {
+        Ok(text) => {
+            println!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
             ExitCode::FAILURE
         }
     }

@@ -14,7 +14,15 @@ pub const APP_FILES: &[(&str, &str)] = &[
     ("IncidentSync/function.json", include_str!("../functions/IncidentSync/function.json")),
     ("Health/function.json", include_str!("../functions/Health/function.json")),
     ("SentinelWebhook/function.json", include_str!("../functions/SentinelWebhook/function.json")),
+    ("HuntingExport/function.json", include_str!("../functions/HuntingExport/function.json")),
+    ("HuntingStorageExport/function.json", include_str!("../functions/HuntingStorageExport/function.json")),
 ];
+
+/// The Event Hub function, shipped only with `package --event-hub`: its trigger needs
+/// `XDRSYNC_HUNTING_EVENTHUB_NAME` and `XDRSYNC_HUNTING_EVENTHUB_CONNECTION`, which an app without
+/// an Event Hub does not have.
+pub const EVENT_HUB_FILE: (&str, &str) =
+    ("HuntingEventHub/function.json", include_str!("../functions/HuntingEventHub/function.json"));
 
 /// Name of the executable `host.json` starts.
 pub const EXECUTABLE: &str = "xdrsync";
@@ -53,9 +61,15 @@ pub fn check_binary(binary: &Path) -> anyhow::Result<String> {
 /// Writes the app into `out` (created if missing) with `binary` copied in as the executable.
 /// Refuses (writing nothing) a binary that is not xdrsync.
 pub fn write_app(out: &Path, binary: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    write_app_with(out, binary, false)
+}
+
+/// [`write_app`], with the Event Hub function when `event_hub`.
+pub fn write_app_with(out: &Path, binary: &Path, event_hub: bool) -> anyhow::Result<Vec<PathBuf>> {
     check_binary(binary)?;
     let mut written = Vec::new();
-    for (rel, contents) in APP_FILES {
+    let extra = event_hub.then_some(&EVENT_HUB_FILE);
+    for (rel, contents) in APP_FILES.iter().chain(extra) {
         let path = out.join(rel);
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;

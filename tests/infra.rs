@@ -408,7 +408,7 @@ fn every_role_guid_in_infra_is_the_built_in_role_its_comment_names() {
 fn the_dce_and_dcr_are_created_in_the_workspace_region() {
     let checked = check_ingestion_regions(&infra())
         .unwrap_or_else(|p| panic!("DCE/DCR not in the workspace region:\n{}", p.join("\n")));
-    assert_eq!(checked, 2, "expected one DCE and one DCR in infra/");
+    assert_eq!(checked, 3, "expected one DCE, the alerts DCR and the hunting DCR (hunting.bicep) in infra/");
 }
 
 fn files(list: &[(&str, &str)]) -> BTreeMap<String, Bicep> {

@@ -33,6 +33,10 @@ const NOT_SET_BY_TEMPLATE: &[(&str, &str)] = &[
     ("AzureWebJobsStorage", "a connection string carries the account key; the template uses identity (__accountName)"),
     ("AzureWebJobsStorage__tableServiceUri", "derived from __accountName and the cloud"),
     ("AzureWebJobsStorage__queueServiceUri", "derived from __accountName and the cloud"),
+    (
+        "XDRSYNC_HUNTING_EVENTHUB_CONNECTION",
+        "read by the Functions host for HuntingEventHub, shipped only with `package --event-hub`; with identity it is XDRSYNC_HUNTING_EVENTHUB_CONNECTION__fullyQualifiedNamespace, set with the Event Hub",
+    ),
 ];
 
 /// Settings the template sets for the Functions host or the platform, not for xdrsync.

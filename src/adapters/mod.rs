@@ -4,9 +4,11 @@
 
 pub mod auth;
 mod azure_err;
+pub mod blobs;
 pub mod budget;
 pub mod graph;
 pub mod http;
+pub mod hunting;
 pub mod log_analytics;
 pub mod logs;
 pub mod odata;

@@ -16,6 +16,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 
 use crate::http_api::{self, LimitedBody};
+use crate::usecase::hunting_jobs;
 use crate::usecase::jobs::{self, QueueVerdict};
 use crate::usecase::webhook::WebhookCall;
 use crate::usecase::Ports;
@@ -26,6 +27,9 @@ pub const INCIDENT_POLLER: &str = jobs::POLLER_NAME;
 pub const INCIDENT_SYNC: &str = "IncidentSync";
 pub const HEALTH: &str = "Health";
 pub const SENTINEL_WEBHOOK: &str = "SentinelWebhook";
+pub const HUNTING_EXPORT: &str = hunting_jobs::HUNTING_EXPORT_NAME;
+pub const HUNTING_EVENT_HUB: &str = hunting_jobs::HUNTING_EVENT_HUB_NAME;
+pub const HUNTING_STORAGE: &str = hunting_jobs::HUNTING_STORAGE_NAME;
 /// Public route of the webhook (`/api/` + function.json `route`).
 pub const WEBHOOK_ROUTE: &str = http_api::WEBHOOK_ROUTE;
 /// Largest invocation envelope read: it wraps a webhook body, so it has room for one over the
@@ -46,6 +50,9 @@ pub fn router(services: Arc<Ports>) -> Router {
         .route(&format!("/{INCIDENT_POLLER}"), post(incident_poller))
         .route(&format!("/{INCIDENT_SYNC}"), post(incident_sync))
         .route(&format!("/{HEALTH}"), post(health_payload))
+        .route(&format!("/{HUNTING_EXPORT}"), post(hunting_export))
+        .route(&format!("/{HUNTING_EVENT_HUB}"), post(hunting_event_hub))
+        .route(&format!("/{HUNTING_STORAGE}"), post(hunting_storage))
         // Forwarded-HTTP mode calls the routes themselves.
         .route(&format!("/{SENTINEL_WEBHOOK}"), post(webhook_payload))
         .route(http_api::HEALTH_ROUTE, get(http_api::get_health))
@@ -73,6 +80,41 @@ async fn incident_poller(State(s): State<Arc<Ports>>, LimitedBody(body): Envelop
     match jobs::poll(&s).await {
         Ok(line) => reply(StatusCode::OK, InvokeResponse::log(line)),
         // A timer is not retried by the host; the failure is recorded and the next tick re-polls.
+        Err(line) => reply(StatusCode::INTERNAL_SERVER_ERROR, InvokeResponse::log(line)),
+    }
+}
+
+async fn hunting_export(State(s): State<Arc<Ports>>, LimitedBody(body): Envelope) -> Response {
+    if let Err(reason) = parse_envelope(&body) {
+        return bad_envelope(reason);
+    }
+    match hunting_jobs::hunting_export(&s).await {
+        Ok(line) => reply(StatusCode::OK, InvokeResponse::log(line)),
+        // Not retried by the host; the next tick resumes at each table's cursor.
+        Err(line) => reply(StatusCode::INTERNAL_SERVER_ERROR, InvokeResponse::log(line)),
+    }
+}
+
+async fn hunting_storage(State(s): State<Arc<Ports>>, LimitedBody(body): Envelope) -> Response {
+    if let Err(reason) = parse_envelope(&body) {
+        return bad_envelope(reason);
+    }
+    match hunting_jobs::hunting_storage(&s).await {
+        Ok(line) => reply(StatusCode::OK, InvokeResponse::log(line)),
+        Err(line) => reply(StatusCode::INTERNAL_SERVER_ERROR, InvokeResponse::log(line)),
+    }
+}
+
+async fn hunting_event_hub(State(s): State<Arc<Ports>>, LimitedBody(body): Envelope) -> Response {
+    let req = match parse_envelope(&body) {
+        Ok(r) => r,
+        Err(reason) => return bad_envelope(reason),
+    };
+    let Some(events) = req.binding("events") else {
+        return reply(StatusCode::OK, InvokeResponse::log("no events in the invocation"));
+    };
+    match hunting_jobs::hunting_event_hub(&s, events).await {
+        Ok(line) => reply(StatusCode::OK, InvokeResponse::log(line)),
         Err(line) => reply(StatusCode::INTERNAL_SERVER_ERROR, InvokeResponse::log(line)),
     }
 }

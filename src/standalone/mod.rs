@@ -19,8 +19,8 @@ use tokio::sync::watch;
 
 use crate::http_api;
 use crate::schedule::Schedule;
-use crate::usecase::jobs;
 use crate::usecase::Ports;
+use crate::usecase::{hunting_jobs, jobs};
 
 pub use lease::try_acquire;
 pub use worker::MAX_DEQUEUE_COUNT;
@@ -32,6 +32,8 @@ pub struct RunnerStats {
     pub messages_done: AtomicU64,
     pub messages_failed: AtomicU64,
     pub messages_poisoned: AtomicU64,
+    /// Runs of the hunting export started.
+    pub hunting_runs: AtomicU64,
 }
 
 /// A running standalone instance.
@@ -89,6 +91,16 @@ pub async fn start(services: Arc<Ports>, http_port: u16) -> anyhow::Result<Runne
     tasks.push(tokio::spawn(http_api::serve(listener, router(services.clone()), http_api::READ_TIMEOUT, http_stopped)));
 
     tasks.push(tokio::spawn(poller(services.clone(), schedule, instance_id.clone(), stats.clone(), stopped.clone())));
+    if !cfg.hunting.tables.is_empty() || !cfg.hunting.storage_tables.is_empty() {
+        let hunting = Schedule::parse(&cfg.hunting.schedule).map_err(anyhow::Error::msg)?;
+        tasks.push(tokio::spawn(hunting_timer(
+            services.clone(),
+            hunting,
+            instance_id.clone(),
+            stats.clone(),
+            stopped.clone(),
+        )));
+    }
     for n in 0..cfg.workers {
         tasks.push(tokio::spawn(worker::run(services.clone(), n, stats.clone(), stopped.clone())));
     }
@@ -129,6 +141,33 @@ async fn poller(
                 holding = Some(false);
             }
             Err(e) => tracing::warn!(error.message = %e, "could not check the poller lease"),
+        }
+    }
+}
+
+/// The hunting query and storage sources on `XDRSYNC_HUNTING_SCHEDULE`, behind one lease.
+async fn hunting_timer(
+    s: Arc<Ports>,
+    schedule: Schedule,
+    me: String,
+    stats: Arc<RunnerStats>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let ttl = (schedule.wait_from(s.clock.now()) * 3).max(Duration::from_secs(15));
+    loop {
+        let wait = schedule.wait_from(s.clock.now());
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stopped.wait_for(|v| *v) => return,
+        }
+        match lease::try_acquire(&s, hunting_jobs::HUNTING_EXPORT_NAME, &me, ttl).await {
+            Ok(true) => {
+                stats.hunting_runs.fetch_add(1, Ordering::Relaxed);
+                let _ = hunting_jobs::hunting_export(&s).await;
+                let _ = hunting_jobs::hunting_storage(&s).await;
+            }
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error.message = %e, "could not check the hunting export lease"),
         }
     }
 }

@@ -5,6 +5,11 @@ pub mod activity;
 pub mod attach_alerts;
 pub mod failures;
 pub mod health;
+pub mod hunting;
+pub mod hunting_estimate;
+pub mod hunting_jobs;
+pub mod hunting_storage;
+pub mod hunting_stream;
 pub mod jobs;
 pub mod locks;
 pub mod migrate;
@@ -18,7 +23,10 @@ use std::sync::Arc;
 use crate::config::Config;
 use crate::error::{PortError, Reaction};
 use crate::metrics::CallCounters;
-use crate::ports::{Clock, DefenderApi, LogQuery, LogsIngestion, SentinelApi, StateStore, TokenSource, WorkQueue};
+use crate::ports::{
+    BlobReader, Clock, DefenderApi, HuntingApi, LogQuery, LogsIngestion, SentinelApi, StateStore, TokenSource,
+    WorkQueue,
+};
 
 /// What every use case runs on: the settings and one trait object per external system. Built
 /// from real adapters by `app::build`, or from fakes and the simulator in tests; use cases never
@@ -38,6 +46,12 @@ pub struct Ports {
     pub counters: Arc<CallCounters>,
     /// Serializes reconciles of one incident within this process.
     pub locks: Arc<locks::KeyedLocks>,
+    /// Advanced hunting (its own call budget) and the sink of the hunting export (the DCR with
+    /// the `Custom-<Table>` streams).
+    pub hunting: Arc<dyn HuntingApi>,
+    pub hunting_logs: Arc<dyn LogsIngestion>,
+    /// The Streaming API's storage account (`XDRSYNC_HUNTING_STORAGE_CONNECTION`), when set.
+    pub blobs: Option<Arc<dyn BlobReader>>,
 }
 
 /// Why a use case failed, grouped by what the trigger does next.

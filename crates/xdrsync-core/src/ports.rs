@@ -302,3 +302,36 @@ impl Clock for SystemClock {
         OffsetDateTime::now_utc()
     }
 }
+
+/// One `runHuntingQuery` answer: the result's columns and rows (each row an object keyed by
+/// column name, as Graph returns them).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HuntingResult {
+    /// `(name, type)` of each column, as the service names the type (`DateTime`, `String`, …).
+    pub schema: Vec<(String, String)>,
+    pub results: Vec<Map<String, Value>>,
+}
+
+/// Defender advanced hunting (Graph `POST /security/runHuntingQuery`).
+#[async_trait]
+pub trait HuntingApi: Send + Sync {
+    /// Runs one KQL query. A result over the service's size limit fails with
+    /// [`PortError::TooLarge`]; throttling (the per-tenant quota) with [`PortError::Throttled`].
+    async fn run_query(&self, query: &str) -> Result<HuntingResult, PortError>;
+}
+
+/// One blob of a container: its name and current size.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobInfo {
+    pub name: String,
+    pub size: u64,
+}
+
+/// Reading a storage account's blobs (the Streaming API's output).
+#[async_trait]
+pub trait BlobReader: Send + Sync {
+    /// Every blob of `container`, in name order; a missing container has none.
+    async fn list(&self, container: &str) -> Result<Vec<BlobInfo>, PortError>;
+    /// Bytes `start..end` of a blob.
+    async fn read(&self, container: &str, blob: &str, start: u64, end: u64) -> Result<Vec<u8>, PortError>;
+}

@@ -1,5 +1,5 @@
 //! Local development helpers shared by the demo and the tests: Azurite as a child process on
-//! free ports (tables + queues, in memory, telemetry off), killed on drop.
+//! free ports (tables, queues and blobs, in memory, telemetry off), killed on drop.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -21,6 +21,14 @@ pub struct Azurite {
     child: Child,
     pub table_port: u16,
     pub queue_port: u16,
+    pub blob_port: u16,
+}
+
+/// A connection string for Azurite's blob service (the Streaming API's storage account).
+pub fn blob_connection_string(blob_port: u16) -> String {
+    format!(
+        "DefaultEndpointsProtocol=http;AccountName={DEV_ACCOUNT};AccountKey={DEV_KEY};BlobEndpoint=http://127.0.0.1:{blob_port}/{DEV_ACCOUNT};"
+    )
 }
 
 /// Where `npm ci` puts Azurite, relative to a repository root.
@@ -31,6 +39,10 @@ pub fn azurite_bin(root: &Path) -> PathBuf {
 impl Azurite {
     pub fn connection_string(&self) -> String {
         connection_string(self.table_port, self.queue_port)
+    }
+
+    pub fn blob_connection_string(&self) -> String {
+        blob_connection_string(self.blob_port)
     }
 
     /// Starts Azurite from `bin` and waits until it listens.
@@ -64,9 +76,9 @@ impl Azurite {
             }
         });
         let port_of = |line: &str| line.rsplit(':').next().and_then(|p| p.trim().parse::<u16>().ok());
-        let (mut table_port, mut queue_port) = (None, None);
+        let (mut table_port, mut queue_port, mut blob_port) = (None, None, None);
         let deadline = Instant::now() + Duration::from_secs(60);
-        while table_port.is_none() || queue_port.is_none() {
+        while table_port.is_none() || queue_port.is_none() || blob_port.is_none() {
             let left = deadline.saturating_duration_since(Instant::now());
             let Ok(line) = rx.recv_timeout(left) else {
                 let _ = child.kill();
@@ -78,8 +90,16 @@ impl Azurite {
             if line.contains("Queue service is successfully listening") {
                 queue_port = port_of(&line);
             }
+            if line.contains("Blob service is successfully listening") {
+                blob_port = port_of(&line);
+            }
         }
-        Ok(Self { child, table_port: table_port.unwrap_or_default(), queue_port: queue_port.unwrap_or_default() })
+        Ok(Self {
+            child,
+            table_port: table_port.unwrap_or_default(),
+            queue_port: queue_port.unwrap_or_default(),
+            blob_port: blob_port.unwrap_or_default(),
+        })
     }
 }
 

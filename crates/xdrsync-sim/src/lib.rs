@@ -9,9 +9,11 @@
 
 pub mod azurite;
 pub mod bench;
+pub mod bench_hunting;
 pub mod demo;
 pub mod fakes;
 pub mod sim;
+pub mod streaming;
 
 /// Initialises text logging for the simulator's own commands and tests (`RUST_LOG`, default warn).
 pub fn init_logging() {

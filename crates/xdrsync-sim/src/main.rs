@@ -76,12 +76,40 @@ enum Command {
     /// Measure two-way sync: Sentinel edit → Defender PATCH latency p50/p95 through the webhook
     /// and through the sweep alone, writes per edit and webhook deliveries per edit.
     Bench {
+        /// `hunting`: the advanced-hunting export benchmark instead.
+        #[command(subcommand)]
+        what: Option<BenchWhat>,
         /// Sentinel edits per path.
         #[arg(long, default_value_t = 30)]
         edits: usize,
         /// Poll interval of the pollers, in seconds (1-59).
         #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=59))]
         poll_seconds: u32,
+        #[command(flatten)]
+        stack: StackArgs,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchWhat {
+    /// The advanced-hunting query source: rows/s, MB/s, ingestion calls per 10,000 rows, peak
+    /// memory, under the documented 45 calls a minute.
+    Hunting {
+        /// DeviceProcessEvents rows in advanced hunting.
+        #[arg(long, default_value_t = 50_000)]
+        process_rows: usize,
+        /// EmailEvents rows in advanced hunting.
+        #[arg(long, default_value_t = 10_000)]
+        email_rows: usize,
+        /// XDRSYNC_HUNTING_PAGE_ROWS.
+        #[arg(long, default_value_t = 10_000)]
+        page_rows: usize,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 600)]
+        timeout: u64,
         #[command(flatten)]
         stack: StackArgs,
         /// Print the report as JSON.
@@ -171,7 +199,13 @@ async fn main() -> ExitCode {
                 };
                 demo(opts, json).await
             }
-            Command::Bench { edits, poll_seconds, stack, json } => bench(edits, poll_seconds, stack, json).await,
+            Command::Bench {
+                what: Some(BenchWhat::Hunting { process_rows, email_rows, page_rows, timeout, stack, json }),
+                ..
+            } => bench_hunting(process_rows, email_rows, page_rows, timeout, stack, json).await,
+            Command::Bench { what: None, edits, poll_seconds, stack, json } => {
+                bench(edits, poll_seconds, stack, json).await
+            }
         }
     })
     .await;
@@ -254,6 +288,31 @@ async fn bench(edits: usize, poll_seconds: u32, stack: StackArgs, json: bool) ->
         xdrsync_sim::bench::print(&report);
     }
     Ok(report.webhook.delivered == edits && report.sweep_only.delivered == edits)
+}
+
+async fn bench_hunting(
+    process_rows: usize,
+    email_rows: usize,
+    page_rows: usize,
+    timeout: u64,
+    stack: StackArgs,
+    json: bool,
+) -> anyhow::Result<bool> {
+    let opts = xdrsync_sim::bench_hunting::HuntingBenchOptions {
+        process_rows,
+        email_rows,
+        page_rows,
+        timeout: std::time::Duration::from_secs(timeout),
+        xdrsync_bin: stack.xdrsync_binary()?,
+        repo_root: stack.repo,
+    };
+    let report = xdrsync_sim::bench_hunting::run(opts).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        xdrsync_sim::bench_hunting::print(&report);
+    }
+    Ok(report.ok)
 }
 
 async fn serve(

@@ -384,7 +384,7 @@ async fn withholding_a_graph_role_revokes_issued_graph_tokens() {
     let token = f.token("https://graph.microsoft.com/.default").await;
     assert_eq!(f.call_with(&token, Method::GET, "/v1.0/users/bob@contoso.com", None).await.0, StatusCode::OK);
     let p = f.control(Method::POST, "/_sim/permissions/withhold", json!({"role": "User.Read.All"})).await;
-    assert_eq!(p["permissions"]["graphAppRoles"], json!(["SecurityIncident.ReadWrite.All"]));
+    assert_eq!(p["permissions"]["graphAppRoles"], json!(["SecurityIncident.ReadWrite.All", "ThreatHunting.Read.All"]));
     let (status, v) = f.call_with(&token, Method::GET, "/v1.0/users/bob@contoso.com", None).await;
     assert_eq!((status, v["error"]["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("InvalidAuthenticationToken")));
     assert_eq!(

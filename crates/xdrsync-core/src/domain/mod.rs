@@ -13,6 +13,7 @@ pub mod drift;
 pub mod entity_columns;
 pub mod failures;
 pub mod fields;
+pub mod hunting;
 pub mod iso_duration;
 pub mod keys;
 pub mod merge;

@@ -127,6 +127,16 @@ async fn ingest(
             format!("Row {i} uses the reserved column name '{col}'"),
         );
     }
+    // A hunting stream's declared columns (the DCR drops any other column without a word:
+    // counted here so tests can prove no column is lost).
+    if let Some(declared) = super::hunting_schema::stream_columns(&stream) {
+        for r in &rows {
+            let undeclared = r.as_object().map_or(0, |o| o.keys().filter(|k| !declared.contains(k)).count());
+            for _ in 0..undeclared {
+                sim.stats.bump("logs.undeclared_columns");
+            }
+        }
+    }
     sim.stats.bump("logs.rows");
     let mut world = sim.world();
     super::alert_rule::on_ingest(&sim, &mut world, &stream, &rows);

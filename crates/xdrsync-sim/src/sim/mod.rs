@@ -25,6 +25,10 @@ mod entra;
 mod faults;
 mod filter;
 mod graph;
+pub mod hunting;
+mod hunting_kql;
+pub mod hunting_schema;
+pub mod hunting_seed;
 mod log_query;
 mod logs;
 pub mod model;
@@ -152,7 +156,8 @@ impl SimConfig {
                 name: "soc-workspace".into(),
             },
             dcr_immutable_id: "dcr-00000000000000000000000000000001".into(),
-            streams: vec!["Custom-XdrsyncAlerts".into()],
+            // The alert stream, and one `Custom-<Table>` stream per advanced-hunting table.
+            streams: std::iter::once("Custom-XdrsyncAlerts".to_string()).chain(hunting_schema::streams()).collect(),
             token_lifetime_secs: 3599,
             permissions: Permissions::default(),
             options: SimOptions::default(),
@@ -218,6 +223,8 @@ pub struct Sim {
     /// Analytics rules and data connectors of the workspace (`xdrsync connect`).
     pub rules: std::sync::Mutex<arm_rules::WorkspaceRules>,
     pub http: reqwest::Client,
+    /// Advanced hunting: seeded tables, limits, the per-tenant call window.
+    pub hunting: std::sync::Mutex<hunting::HuntingState>,
 }
 
 impl Sim {
@@ -233,6 +240,7 @@ impl Sim {
             stats: Default::default(),
             automation: Default::default(),
             http: reqwest::Client::new(),
+            hunting: Default::default(),
         })
     }
 
@@ -264,6 +272,7 @@ pub fn router(sim: Arc<Sim>) -> Router {
         .merge(arm::routes())
         .merge(logs::routes())
         .merge(log_query::routes())
+        .merge(hunting::routes())
         .merge(control::routes())
         .layer(axum::middleware::from_fn_with_state(sim.clone(), faults::apply))
         .with_state(sim)

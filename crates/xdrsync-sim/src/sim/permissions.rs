@@ -69,7 +69,10 @@ pub struct Permissions {
 impl Default for Permissions {
     fn default() -> Self {
         Self {
-            graph_app_roles: [SECURITY_INCIDENT_READ_WRITE, USER_READ_ALL].map(String::from).into(),
+            // ThreatHunting.Read.All: the advanced-hunting export's query source.
+            graph_app_roles: [SECURITY_INCIDENT_READ_WRITE, USER_READ_ALL, super::hunting::THREAT_HUNTING_READ]
+                .map(String::from)
+                .into(),
             workspace_roles: [SENTINEL_RESPONDER.to_string()].into(),
             dcr_roles: [MONITORING_METRICS_PUBLISHER.to_string()].into(),
         }
@@ -197,7 +200,8 @@ mod tests {
         assert_eq!(p.withhold(USER_READ_ALL), RoleKind::Graph);
         assert_eq!(p.withhold(SENTINEL_RESPONDER), RoleKind::Workspace);
         assert_eq!(p.withhold(MONITORING_METRICS_PUBLISHER), RoleKind::Dcr);
-        assert_eq!(p.graph_app_roles.len(), 1);
+        // SecurityIncident.ReadWrite.All and ThreatHunting.Read.All remain.
+        assert_eq!(p.graph_app_roles.len(), 2);
         assert!(p.workspace_roles.is_empty() && p.dcr_roles.is_empty());
         p.grant(SENTINEL_READER);
         assert!(ArmAccess::Read.allowed_by(&p.workspace_roles));

@@ -1,0 +1,162 @@
+//! Table definitions: a Defender advanced-hunting table, its columns and KQL types, and the
+//! columns of its `<Table>_CL` copy in the workspace (the same, plus `TimeGenerated`,
+//! `AdditionalFields` where the table has none, and `XdrsyncRowKey`).
+
+use serde::Serialize;
+
+pub use super::tables::TABLES;
+
+/// A column type, as advanced hunting and Log Analytics name them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum KqlType {
+    Str,
+    Int,
+    Long,
+    Real,
+    Bool,
+    DateTime,
+    Dynamic,
+}
+
+impl KqlType {
+    /// The name in a DCR stream declaration and a Log Analytics table (`boolean`, `datetime`, …).
+    pub fn dcr_name(self) -> &'static str {
+        match self {
+            KqlType::Str => "string",
+            KqlType::Int => "int",
+            KqlType::Long => "long",
+            KqlType::Real => "real",
+            KqlType::Bool => "boolean",
+            KqlType::DateTime => "datetime",
+            KqlType::Dynamic => "dynamic",
+        }
+    }
+
+    /// The name advanced hunting's schema reference uses (`bool`).
+    pub fn kql_name(self) -> &'static str {
+        match self {
+            KqlType::Bool => "bool",
+            other => other.dcr_name(),
+        }
+    }
+}
+
+/// One advanced-hunting table.
+#[derive(Debug, PartialEq, Eq)]
+pub struct TableDef {
+    pub name: &'static str,
+    /// Columns in the order `hunting schema` prints them (`Timestamp` first).
+    pub columns: &'static [(&'static str, KqlType)],
+}
+
+/// Column holding unknown columns (and the table's own `AdditionalFields`, where it has one).
+pub const ADDITIONAL_FIELDS: &str = "AdditionalFields";
+/// Column holding the row's stable key (a digest of the row as Defender sent it).
+pub const ROW_KEY: &str = "XdrsyncRowKey";
+pub const TIME_GENERATED: &str = "TimeGenerated";
+pub const TIMESTAMP: &str = "Timestamp";
+
+impl TableDef {
+    /// A table by name, case-insensitively.
+    pub fn find(name: &str) -> Option<&'static TableDef> {
+        TABLES.iter().find(|t| t.name.eq_ignore_ascii_case(name.trim()))
+    }
+
+    /// The canonical spelling of a column, found case-insensitively.
+    pub fn column(&self, name: &str) -> Option<(&'static str, KqlType)> {
+        self.columns.iter().find(|(c, _)| c.eq_ignore_ascii_case(name)).copied()
+    }
+
+    /// The DCR input stream (`Custom-<Table>`).
+    pub fn stream(&self) -> String {
+        format!("Custom-{}", self.name)
+    }
+
+    /// The workspace table (`<Table>_CL`).
+    pub fn output_table(&self) -> String {
+        format!("{}_CL", self.name)
+    }
+
+    /// The columns of `<Table>_CL` and of its stream: the table's own (a name Log Analytics
+    /// reserves, such as `Title`, gets a trailing `_`), then `TimeGenerated`, `AdditionalFields`
+    /// (if the table has none) and `XdrsyncRowKey`.
+    pub fn output_columns(&self) -> Vec<(String, KqlType)> {
+        let mut cols: Vec<(String, KqlType)> = self.columns.iter().map(|(c, t)| (output_name(c), *t)).collect();
+        cols.push((TIME_GENERATED.into(), KqlType::DateTime));
+        if self.column(ADDITIONAL_FIELDS).is_none() {
+            cols.push((ADDITIONAL_FIELDS.into(), KqlType::Dynamic));
+        }
+        cols.push((ROW_KEY.into(), KqlType::Str));
+        cols
+    }
+}
+
+/// The content of `infra/hunting-tables.json`, which the Bicep loads (`xdrsync hunting schema
+/// --all --json` prints it): `tables` maps each table to its `<Table>_CL` columns (`{"name",
+/// "type"}` with DCR type names), `streams` is the DCR's `streamDeclarations` for every table
+/// (static, because the Bicep cannot build an object in a loop without lambdas, which the infra
+/// linter cannot parse).
+pub fn infra_json() -> serde_json::Value {
+    let mut tables = serde_json::Map::new();
+    let mut streams = serde_json::Map::new();
+    for t in TABLES {
+        let cols: Vec<serde_json::Value> = t
+            .output_columns()
+            .into_iter()
+            .map(|(name, ty)| serde_json::json!({"name": name, "type": ty.dcr_name()}))
+            .collect();
+        streams.insert(t.stream(), serde_json::json!({ "columns": cols }));
+        tables.insert(t.name.to_string(), serde_json::Value::Array(cols));
+    }
+    serde_json::json!({ "tables": tables, "streams": streams })
+}
+
+/// A Defender column's name in `<Table>_CL`: itself, or `<name>_` for a reserved name.
+pub fn output_name(column: &str) -> String {
+    if RESERVED_COLUMNS.iter().any(|r| r.eq_ignore_ascii_case(column)) {
+        format!("{column}_")
+    } else {
+        column.to_string()
+    }
+}
+
+/// Log Analytics reserves these column names in custom tables.
+pub const RESERVED_COLUMNS: [&str; 7] =
+    ["_ResourceId", "id", "_SubscriptionId", "TenantId", "Type", "UniqueId", "Title"];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_table_has_a_timestamp_first_and_unique_valid_columns() {
+        assert!(TABLES.len() >= 19);
+        for t in TABLES {
+            assert_eq!(t.columns[0], (TIMESTAMP, KqlType::DateTime), "{}", t.name);
+            let out = t.output_columns();
+            let mut names: Vec<String> = out.iter().map(|(c, _)| c.to_ascii_lowercase()).collect();
+            names.sort();
+            names.dedup();
+            assert_eq!(names.len(), out.len(), "{}: duplicate column", t.name);
+            for (c, _) in &out {
+                // Log Analytics: starts with a letter, ≤ 45 letters, digits or _.
+                assert!(c.len() <= 45 && c.chars().next().is_some_and(|x| x.is_ascii_alphabetic()), "{c}");
+                assert!(c.chars().all(|x| x.is_ascii_alphanumeric() || x == '_'), "{c}");
+                assert!(!RESERVED_COLUMNS.iter().any(|r| r.eq_ignore_ascii_case(c)), "{}: reserved {c}", t.name);
+            }
+        }
+    }
+
+    #[test]
+    fn finds_tables_and_columns_case_insensitively() {
+        let t = TableDef::find("deviceprocessevents").unwrap();
+        assert_eq!(t.name, "DeviceProcessEvents");
+        assert_eq!(t.column("processcommandline"), Some(("ProcessCommandLine", KqlType::Str)));
+        assert_eq!(t.stream(), "Custom-DeviceProcessEvents");
+        assert_eq!(t.output_table(), "DeviceProcessEvents_CL");
+        assert!(TableDef::find("NoSuchTable").is_none());
+        let info = TableDef::find("AlertInfo").unwrap();
+        assert!(info.output_columns().contains(&(ADDITIONAL_FIELDS.into(), KqlType::Dynamic)));
+        assert!(info.output_columns().contains(&("Title_".into(), KqlType::Str)), "reserved names get a _");
+    }
+}

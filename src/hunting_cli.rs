@@ -1,0 +1,76 @@
+//! `xdrsync hunting schema` and `xdrsync hunting estimate`: the advanced-hunting export's
+//! commands (README “Advanced hunting export”). They print; the binary maps the result to an exit
+//! code.
+
+use crate::domain::hunting::schema::{infra_json, TableDef, TABLES};
+use crate::usecase::hunting_estimate::{estimate, parse_duration, Estimate};
+use crate::usecase::Ports;
+
+/// The columns of `table` (or `--all` tables): a text table, or JSON. Errors name the tables.
+pub fn schema(table: Option<&str>, all: bool, json: bool) -> Result<String, String> {
+    if all {
+        return Ok(if json {
+            serde_json::to_string_pretty(&infra_json()).unwrap_or_default()
+        } else {
+            TABLES.iter().map(|t| format!("{} ({} columns)", t.name, t.columns.len())).collect::<Vec<_>>().join("\n")
+        });
+    }
+    let name = table.ok_or("name a table, or use --all")?;
+    let t = TableDef::find(name)
+        .ok_or_else(|| format!("'{name}' is not an advanced-hunting table xdrsync exports; tables: {}", names()))?;
+    if json {
+        let cols: Vec<serde_json::Value> = t
+            .output_columns()
+            .into_iter()
+            .map(|(c, ty)| serde_json::json!({"name": c, "type": ty.kql_name()}))
+            .collect();
+        let v = serde_json::json!({"table": t.name, "stream": t.stream(), "workspaceTable": t.output_table(), "columns": cols});
+        return Ok(serde_json::to_string_pretty(&v).unwrap_or_default());
+    }
+    let mut out = format!("{} → {} (stream {})\n", t.name, t.output_table(), t.stream());
+    for (c, ty) in t.output_columns() {
+        out.push_str(&format!("  {c:<45} {}\n", ty.kql_name()));
+    }
+    Ok(out.trim_end().to_string())
+}
+
+fn names() -> String {
+    TABLES.iter().map(|t| t.name).collect::<Vec<_>>().join(", ")
+}
+
+/// Estimates each table (`tables`, else `XDRSYNC_HUNTING_TABLES`) from a `sample` window.
+pub async fn estimate_command(s: &Ports, tables: &[String], sample: &str, json: bool) -> Result<String, String> {
+    let sample = parse_duration(sample)?;
+    let chosen: Vec<&'static TableDef> = if tables.is_empty() {
+        s.config.hunting.tables.clone()
+    } else {
+        tables
+            .iter()
+            .map(|n| {
+                TableDef::find(n).ok_or_else(|| format!("'{n}' is not an advanced-hunting table; tables: {}", names()))
+            })
+            .collect::<Result<_, _>>()?
+    };
+    if chosen.is_empty() {
+        return Err("no table: pass --tables or set XDRSYNC_HUNTING_TABLES".into());
+    }
+    let mut estimates: Vec<Estimate> = Vec::new();
+    for t in chosen {
+        estimates.push(estimate(s, t, sample).await.map_err(|e| format!("{}: {e}", t.name))?);
+    }
+    if json {
+        return Ok(serde_json::to_string_pretty(&estimates).unwrap_or_default());
+    }
+    let mut out =
+        format!("{:<28} {:>12} {:>12} {:>14} {:>10}\n", "table", "sample rows", "bytes/row", "rows/day", "MB/day");
+    for e in &estimates {
+        out.push_str(&format!(
+            "{:<28} {:>12} {:>12} {:>14} {:>10.1}\n",
+            e.table, e.sample_rows, e.average_row_bytes, e.rows_per_day, e.mb_per_day
+        ));
+    }
+    out.push_str(
+        "(filters and projections from XDRSYNC_HUNTING_FILTER_/COLUMNS_<TABLE> applied; the sample scaled to a day)",
+    );
+    Ok(out)
+}

@@ -1,0 +1,111 @@
+//! `xdrsync hunting estimate`: what turning a table on would cost, from a sample window before
+//! now − delay: one `summarize count()` query for the rows (filter applied) and one `take 200`
+//! query whose rows, mapped as they would be sent (projection applied), give the average size.
+//! Rows and MB per day are the sample scaled to 24 hours: a busy or quiet sample hour skews it,
+//! so a longer sample (`--sample P1D`) is steadier. Two queries per table, within the budget.
+
+use serde::Serialize;
+use time::Duration;
+
+use crate::domain::hunting::kql::{self, Range};
+use crate::domain::hunting::rows::{map_row, row_key};
+use crate::domain::hunting::schema::TableDef;
+use crate::error::PortError;
+use crate::usecase::Ports;
+
+const SAMPLE_ROWS: usize = 200;
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Estimate {
+    pub table: String,
+    pub sample_seconds: i64,
+    pub sample_rows: u64,
+    pub average_row_bytes: u64,
+    pub rows_per_day: u64,
+    pub mb_per_day: f64,
+}
+
+/// Parses an ISO 8601 duration of days, hours, minutes and seconds (`PT1H`, `P1D`, `PT30M`).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let bad = || format!("'{text}' is not an ISO 8601 duration like PT1H, PT30M or P1D");
+    let rest = text.trim().strip_prefix('P').ok_or_else(bad)?;
+    let (days, time) = match rest.split_once('T') {
+        Some((d, t)) => (d, t),
+        None => (rest, ""),
+    };
+    let mut total = Duration::ZERO;
+    let mut take = |part: &str, units: &[(char, i64)]| -> Result<(), String> {
+        let mut num = String::new();
+        for c in part.chars() {
+            if c.is_ascii_digit() {
+                num.push(c);
+            } else {
+                let secs = units.iter().find(|(u, _)| *u == c).map(|(_, s)| *s).ok_or_else(bad)?;
+                total += Duration::seconds(num.parse::<i64>().map_err(|_| bad())? * secs);
+                num.clear();
+            }
+        }
+        if num.is_empty() {
+            Ok(())
+        } else {
+            Err(bad())
+        }
+    };
+    take(days, &[('D', 86_400)])?;
+    take(time, &[('H', 3_600), ('M', 60), ('S', 1)])?;
+    if total <= Duration::ZERO {
+        return Err(bad());
+    }
+    Ok(total)
+}
+
+/// Estimates `table` from the sample window ending now − delay.
+pub async fn estimate(s: &Ports, table: &'static TableDef, sample: Duration) -> Result<Estimate, PortError> {
+    let rules = s.config.hunting.rules_for(table);
+    let until = s.clock.now() - s.config.hunting.delay;
+    let from = until - sample;
+    let count = s.hunting.run_query(&kql::count_query(table, from, until, rules.filter.as_ref())).await?;
+    let rows = count
+        .results
+        .first()
+        .and_then(|r| r.values().next())
+        .and_then(|v| v.as_u64().or_else(|| v.as_str().and_then(|t| t.parse().ok())))
+        .unwrap_or(0);
+    let range = Range::Window { from, from_inclusive: true, until, take: SAMPLE_ROWS };
+    let sample_page =
+        s.hunting.run_query(&kql::page_query(table, range, rules.filter.as_ref(), rules.columns.as_deref())).await?;
+    let sizes: Vec<usize> = sample_page
+        .results
+        .into_iter()
+        .filter_map(|r| {
+            let key = row_key(&r);
+            map_row(table, r, &key, &rules).ok().map(|v| v.to_string().len() + 1)
+        })
+        .collect();
+    let average = if sizes.is_empty() { 0 } else { sizes.iter().sum::<usize>() / sizes.len() } as u64;
+    let per_day = (rows as f64 * 86_400.0 / sample.whole_seconds().max(1) as f64).round() as u64;
+    Ok(Estimate {
+        table: table.name.to_string(),
+        sample_seconds: sample.whole_seconds(),
+        sample_rows: rows,
+        average_row_bytes: average,
+        rows_per_day: per_day,
+        mb_per_day: ((per_day * average) as f64 / 1e6 * 10.0).round() / 10.0,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_sample_durations() {
+        assert_eq!(parse_duration("PT1H"), Ok(Duration::hours(1)));
+        assert_eq!(parse_duration("P1DT30M"), Ok(Duration::minutes(1_470)));
+        assert_eq!(parse_duration("PT45S"), Ok(Duration::seconds(45)));
+        for bad in ["1H", "PT", "PTH", "P1H", "PT-1H", "P0D"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+}
