@@ -27,6 +27,9 @@ pub struct Health {
     /// Only for callers with the webhook key.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub details: Option<Details>,
+    /// One entry per Defender tenant (multi-tenant mode only; ARCHITECTURE.md: “Tenants”).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tenants: Vec<super::tenant_health::TenantHealth>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -199,27 +202,51 @@ pub fn assess(f: &Facts, now: OffsetDateTime, interval: Duration) -> (&'static s
     (status, unhealthy)
 }
 
-async fn gather(s: &Ports) -> Facts {
+/// One feed's health row and cursor watermark in `s`'s tenant partition; `false` when storage
+/// did not answer.
+pub(crate) async fn feed_facts(
+    s: &Ports,
+    feed: &'static str,
+) -> (bool, (&'static str, FeedHealth, Option<OffsetDateTime>)) {
     let tenant = &s.config.tenant_id;
+    let health = match feed_health_key(tenant, feed) {
+        Ok(k) => load::<FeedHealth>(s.store.as_ref(), Table::Cursors, &k).await,
+        Err(e) => Err(e),
+    };
+    let cursor = match RowKey::new(tenant, feed) {
+        Ok(k) => load::<CursorRecord>(s.store.as_ref(), Table::Cursors, &k).await,
+        Err(e) => Err(e),
+    };
+    let reachable = health.is_ok() && cursor.is_ok();
+    let watermark = cursor.ok().flatten().map(|c| c.value.cursor.watermark);
+    (reachable, (feed, health.ok().flatten().map(|v| v.value).unwrap_or_default(), watermark))
+}
+
+async fn gather(s: &Ports) -> Facts {
     let mut storage_reachable = true;
     let mut feeds = Vec::new();
-    for feed in [INCIDENTS_FEED, SENTINEL_FEED] {
-        let health = match feed_health_key(tenant, feed) {
-            Ok(k) => load::<FeedHealth>(s.store.as_ref(), Table::Cursors, &k).await,
-            Err(e) => Err(e),
-        };
-        let cursor = match RowKey::new(tenant, feed) {
-            Ok(k) => load::<CursorRecord>(s.store.as_ref(), Table::Cursors, &k).await,
-            Err(e) => Err(e),
-        };
-        storage_reachable &= health.is_ok() && cursor.is_ok();
-        let watermark = cursor.ok().flatten().map(|c| c.value.cursor.watermark);
-        feeds.push((feed, health.ok().flatten().map(|v| v.value).unwrap_or_default(), watermark));
+    if s.is_multi_tenant() {
+        // Tenants' own feeds and failures are assessed per tenant; here the sweeps only.
+        for w in s.each_workspace() {
+            let (ok, f) = feed_facts(&w, SENTINEL_FEED).await;
+            storage_reachable &= ok;
+            feeds.push(f);
+        }
+    } else {
+        for feed in [INCIDENTS_FEED, SENTINEL_FEED] {
+            let (ok, f) = feed_facts(s, feed).await;
+            storage_reachable &= ok;
+            feeds.push(f);
+        }
     }
     let queue = &s.config.queue_name;
     let queue_backlog = s.queue.approximate_len(queue).await.ok();
     let poison = s.queue.approximate_len(&format!("{queue}-poison")).await.ok();
-    let failures = crate::usecase::failures::list(s).await.unwrap_or_default();
+    let failures = if s.is_multi_tenant() {
+        Vec::new()
+    } else {
+        crate::usecase::failures::list(s).await.unwrap_or_default()
+    };
     Facts { storage_reachable, feeds, queue_backlog, poison, failures }
 }
 
@@ -233,6 +260,11 @@ pub async fn check(s: &Ports, with_details: bool) -> Health {
         .unwrap_or(Duration::seconds(30))
         .max(Duration::seconds(1));
     let (status, reasons) = assess(&facts, now, interval);
+    let (status, reasons, tenants) = if s.is_multi_tenant() {
+        super::tenant_health::combine(s, status, reasons, now, interval).await
+    } else {
+        (status, reasons, Vec::new())
+    };
     let details = with_details.then(|| {
         let mut recent = facts.failures.clone();
         recent.sort_by_key(|r| std::cmp::Reverse(r.last_failure));
@@ -259,7 +291,7 @@ pub async fn check(s: &Ports, with_details: bool) -> Health {
             calls: s.counters.snapshot(),
         }
     });
-    Health { status, reasons, version: env!("CARGO_PKG_VERSION"), details }
+    Health { status, reasons, version: env!("CARGO_PKG_VERSION"), details, tenants }
 }
 
 #[cfg(test)]

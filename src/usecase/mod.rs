@@ -1,6 +1,7 @@
 //! Orchestration over the ports: each use case reads, asks the pure core what to do, and writes.
 //! Triggers (Functions or standalone) call these and nothing else.
 
+pub mod cross_owner;
 pub mod failures;
 pub mod health;
 pub mod jobs;
@@ -9,6 +10,9 @@ pub mod migrate;
 pub mod owner;
 pub mod poll;
 pub mod sync;
+pub mod tenant_health;
+pub mod tenant_poll;
+pub mod tenants;
 pub mod webhook;
 
 use std::sync::Arc;
@@ -34,6 +38,8 @@ pub struct Ports {
     pub counters: Arc<CallCounters>,
     /// Serializes reconciles of one incident within this process.
     pub locks: Arc<locks::KeyedLocks>,
+    /// The Defender tenants of `XDRSYNC_DEFENDER_TENANTS` and their ports (empty: one tenant).
+    pub tenants: Arc<tenants::TenantDirectory>,
 }
 
 /// Why a use case failed, grouped by what the trigger does next.
