@@ -43,6 +43,8 @@ pub struct Details {
     pub recent_failures: Vec<FailureRecord>,
     pub sentinel_incidents_not_mirrored: u64,
     pub calls: CallCounts,
+    /// This process's poller ticks (count, last and longest duration).
+    pub poller: crate::metrics::PollerCounts,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -289,6 +291,7 @@ pub async fn check(s: &Ports, with_details: bool) -> Health {
                 .incidents_not_mirrored
                 .load(std::sync::atomic::Ordering::Relaxed),
             calls: s.counters.snapshot(),
+            poller: s.counters.poller(),
         }
     });
     Health { status, reasons, version: env!("CARGO_PKG_VERSION"), details, tenants }

@@ -32,6 +32,13 @@ pub enum QueueVerdict {
 /// (ARCHITECTURE.md: “Tenants”) every tenant is polled at once, each in its own partition and
 /// within its own Graph budget, and each workspace is swept once.
 pub async fn poll(s: &Ports) -> Result<String, String> {
+    let started = std::time::Instant::now();
+    let outcome = poll_once(s).await;
+    s.counters.tick(started.elapsed());
+    outcome
+}
+
+async fn poll_once(s: &Ports) -> Result<String, String> {
     if s.is_multi_tenant() {
         return crate::usecase::tenant_poll::poll_tenants(s).await;
     }

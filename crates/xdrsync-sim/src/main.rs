@@ -69,12 +69,51 @@ enum Command {
     /// Measure two-way sync: Sentinel edit → Defender PATCH latency p50/p95 through the webhook
     /// and through the sweep alone, writes per edit and webhook deliveries per edit.
     Bench {
+        /// `tenants`: the many-tenants benchmark instead.
+        #[command(subcommand)]
+        mode: Option<BenchMode>,
         /// Sentinel edits per path.
         #[arg(long, default_value_t = 30)]
         edits: usize,
         /// Poll interval of the pollers, in seconds (1-59).
         #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=59))]
         poll_seconds: u32,
+        #[command(flatten)]
+        stack: StackArgs,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchMode {
+    /// Poller scaling in Defender tenants: time per tick and peak memory for each tenant count.
+    Tenants {
+        /// Tenant counts to measure, comma-separated.
+        #[arg(long, value_delimiter = ',', default_values_t = [1usize, 10, 50])]
+        tenants: Vec<usize>,
+        /// Incidents per tenant.
+        #[arg(long, default_value_t = 200)]
+        incidents: usize,
+        /// Poll interval, in seconds (1-59).
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=59))]
+        poll_seconds: u32,
+        /// xdrsync's XDRSYNC_GRAPH_CALLS_PER_MINUTE (each tenant's own budget).
+        #[arg(long, default_value_t = 600)]
+        graph_calls_per_minute: u32,
+        /// Each simulated tenant's Graph budget per minute (429 beyond it); 0 = unthrottled.
+        #[arg(long, default_value_t = 900)]
+        tenant_graph_calls_per_minute: u32,
+        /// xdrsync's XDRSYNC_ARM_WRITES_PER_SECOND (one budget for the workspace).
+        #[arg(long, default_value_t = 200)]
+        arm_writes_per_second: u32,
+        /// xdrsync's XDRSYNC_WORKERS.
+        #[arg(long, default_value_t = 32)]
+        workers: usize,
+        /// Quiet ticks measured after everything is mirrored.
+        #[arg(long, default_value_t = 5)]
+        quiet_ticks: usize,
         #[command(flatten)]
         stack: StackArgs,
         /// Print the report as JSON.
@@ -164,7 +203,8 @@ async fn main() -> ExitCode {
             };
             demo(opts, json).await
         }
-        Command::Bench { edits, poll_seconds, stack, json } => bench(edits, poll_seconds, stack, json).await,
+        Command::Bench { mode: Some(mode), .. } => bench_tenants(mode).await,
+        Command::Bench { mode: None, edits, poll_seconds, stack, json } => bench(edits, poll_seconds, stack, json).await,
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
@@ -200,6 +240,40 @@ async fn bench(edits: usize, poll_seconds: u32, stack: StackArgs, json: bool) ->
         xdrsync_sim::bench::print(&report);
     }
     Ok(report.webhook.delivered == edits && report.sweep_only.delivered == edits)
+}
+
+async fn bench_tenants(mode: BenchMode) -> anyhow::Result<bool> {
+    let BenchMode::Tenants {
+        tenants,
+        incidents,
+        poll_seconds,
+        graph_calls_per_minute,
+        tenant_graph_calls_per_minute,
+        arm_writes_per_second,
+        workers,
+        quiet_ticks,
+        stack,
+        json,
+    } = mode;
+    let opts = xdrsync_sim::bench_tenants::TenantBenchOptions {
+        tenants,
+        incidents,
+        poll_seconds,
+        graph_calls_per_minute,
+        tenant_graph_calls_per_minute,
+        arm_writes_per_second,
+        workers,
+        quiet_ticks,
+        xdrsync_bin: stack.xdrsync_binary()?,
+        repo_root: stack.repo,
+    };
+    let report = xdrsync_sim::bench_tenants::run(opts).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        xdrsync_sim::bench_tenants::print(&report);
+    }
+    Ok(true)
 }
 
 async fn serve(port: u16, seed_incidents: usize, token_lifetime: u64) -> anyhow::Result<bool> {
