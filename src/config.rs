@@ -629,7 +629,11 @@ pub(crate) mod tests {
         let a = "1f2e3d4c-5b6a-4978-8695-a4b3c2d1e0f9";
         let ws2 = "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg/providers/Microsoft.OperationalInsights/workspaces/ws2";
         assert!(!with(&[]).unwrap().is_multi_tenant(), "unset: one tenant, as before");
-        let c = with(&[("XDRSYNC_DEFENDER_TENANTS", &format!("{a}=Contoso")), ("XDRSYNC_TENANT_WORKSPACES", &format!("{a}={ws2}"))]).unwrap();
+        let c = with(&[
+            ("XDRSYNC_DEFENDER_TENANTS", &format!("{a}=Contoso")),
+            ("XDRSYNC_TENANT_WORKSPACES", &format!("{a}={ws2}")),
+        ])
+        .unwrap();
         assert!(c.is_multi_tenant());
         assert_eq!(c.defender_tenants[0].display_name, "Contoso");
         assert_eq!(c.tenant_routes[0].workspace.name, "ws2");
@@ -648,7 +652,11 @@ pub(crate) mod tests {
         m.insert("IDENTITY_ENDPOINT".into(), "http://169.254.129.2:8081/msi/token".into());
         m.insert("IDENTITY_HEADER".into(), "mi-header-secret-value".into());
         m.insert("XDRSYNC_DEFENDER_TENANTS".into(), a.into());
-        assert_eq!(Config::from_vars(&m).unwrap_err().var, "XDRSYNC_DEFENDER_TENANTS", "other tenants need the app's secret");
+        assert_eq!(
+            Config::from_vars(&m).unwrap_err().var,
+            "XDRSYNC_DEFENDER_TENANTS",
+            "other tenants need the app's secret"
+        );
     }
 
     #[test]

@@ -138,7 +138,10 @@ async fn three_tenants_with_the_same_ids_get_distinct_mirrors_and_edits_reach_on
             assert!(labels(&m).contains(&format!("Defender tenant: {}", NAMES[i])), "{:?}", labels(&m));
             let desc = m.writable.description.clone().unwrap_or_default();
             let link = desc.lines().next().unwrap_or_default();
-            assert!(link.contains(&format!("/{id}/")) && link.ends_with(&format!("?tid={t}")), "deep link to the tenant: {link}");
+            assert!(
+                link.contains(&format!("/{id}/")) && link.ends_with(&format!("?tid={t}")),
+                "deep link to the tenant: {link}"
+            );
         }
     }
 
@@ -197,9 +200,7 @@ async fn three_tenants_with_the_same_ids_get_distinct_mirrors_and_edits_reach_on
     let patches = || {
         tenants
             .iter()
-            .map(|t| {
-                sims.sims.tenant(t).unwrap().stats.snapshot().get("graph.incidents.patch").copied().unwrap_or(0)
-            })
+            .map(|t| sims.sims.tenant(t).unwrap().stats.snapshot().get("graph.incidents.patch").copied().unwrap_or(0))
             .sum::<u64>()
     };
     let (p0, d0) = (puts(), patches());
@@ -233,7 +234,8 @@ async fn one_tenants_403_and_another_ones_revoked_consent_stay_isolated_and_show
 
     let h = xdrsync::usecase::health::check(&s, true).await;
     let v = serde_json::to_value(&h).unwrap();
-    let tenant = |i: usize| v["tenants"].as_array().unwrap().iter().find(|t| t["tenantId"] == tenants[i]).unwrap().clone();
+    let tenant =
+        |i: usize| v["tenants"].as_array().unwrap().iter().find(|t| t["tenantId"] == tenants[i]).unwrap().clone();
     assert_eq!(tenant(0)["status"], "healthy", "{v}");
     assert_eq!(tenant(1)["status"], "unhealthy", "{v}");
     assert!(tenant(1)["reasons"].to_string().contains("Graph 403"), "{v}");

@@ -161,7 +161,8 @@ impl DefenderApi for GraphDefender {
             &[("$filter", filter.as_str()), ("$select", "id,userPrincipalName,displayName,mail")],
         )
         .map_err(|e| PortError::decode(self.client.service, e))?;
-        let users: Users = self.client.send(&self.call(Method::GET, url.to_string())).await?.json(self.client.service)?;
+        let users: Users =
+            self.client.send(&self.call(Method::GET, url.to_string())).await?.json(self.client.service)?;
         Ok(users.value.into_iter().next())
     }
 }

@@ -74,7 +74,9 @@ pub fn permission_hint(service: &str, class: FailureClass) -> String {
         "graph" => "grant the app SecurityIncident.ReadWrite.All (and User.Read.All)",
         "sentinel" => "assign Microsoft Sentinel Responder on the workspace",
         "logs-ingestion" => "assign Monitoring Metrics Publisher on the data collection rule",
-        "entra" | "managed-identity" => "check XDRSYNC_CLIENT_ID and the secret, or the managed identity",
+        "entra" | "managed-identity" => {
+            "check XDRSYNC_CLIENT_ID and the secret, or the managed identity (another Defender tenant: its admin consent)"
+        }
         "tables" | "queues" => "grant Storage Table and Queue Data Contributor on the storage account",
         _ => "check the app's permissions",
     };
@@ -244,11 +246,8 @@ async fn gather(s: &Ports) -> Facts {
     let queue = &s.config.queue_name;
     let queue_backlog = s.queue.approximate_len(queue).await.ok();
     let poison = s.queue.approximate_len(&format!("{queue}-poison")).await.ok();
-    let failures = if s.is_multi_tenant() {
-        Vec::new()
-    } else {
-        crate::usecase::failures::list(s).await.unwrap_or_default()
-    };
+    let failures =
+        if s.is_multi_tenant() { Vec::new() } else { crate::usecase::failures::list(s).await.unwrap_or_default() };
     Facts { storage_reachable, feeds, queue_backlog, poison, failures }
 }
 

@@ -204,7 +204,9 @@ async fn main() -> ExitCode {
             demo(opts, json).await
         }
         Command::Bench { mode: Some(mode), .. } => bench_tenants(mode).await,
-        Command::Bench { mode: None, edits, poll_seconds, stack, json } => bench(edits, poll_seconds, stack, json).await,
+        Command::Bench { mode: None, edits, poll_seconds, stack, json } => {
+            bench(edits, poll_seconds, stack, json).await
+        }
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

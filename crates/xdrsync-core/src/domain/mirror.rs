@@ -276,8 +276,12 @@ mod tests {
         let names: Vec<_> = w.labels.iter().map(|l| l.label_name.as_str()).collect();
         assert_eq!(names, vec!["Microsoft Defender XDR", "Defender tenant: Contoso", "VIP"]);
         // Read back from Sentinel, the tenant label is not a tag: it never reaches Defender.
-        let tags: Vec<&str> =
-            w.labels.iter().map(|l| l.label_name.as_str()).filter(|n| !crate::domain::fields::is_owned_label(n)).collect();
+        let tags: Vec<&str> = w
+            .labels
+            .iter()
+            .map(|l| l.label_name.as_str())
+            .filter(|n| !crate::domain::fields::is_owned_label(n))
+            .collect();
         assert_eq!(tags, vec!["VIP"]);
     }
 

@@ -401,7 +401,8 @@ async fn list_users(State(sim): State<Arc<Sim>>, headers: HeaderMap, RawQuery(q)
         Ok(_) => {}
     }
     sim.stats.bump("graph.users.list");
-    let params: Vec<(String, String)> = url::form_urlencoded::parse(q.unwrap_or_default().as_bytes()).into_owned().collect();
+    let params: Vec<(String, String)> =
+        url::form_urlencoded::parse(q.unwrap_or_default().as_bytes()).into_owned().collect();
     let filter = params.iter().find(|(k, _)| k == "$filter").map(|(_, v)| v.trim().to_string());
     let mail = match filter.as_deref().and_then(|f| f.strip_prefix("mail eq '")).and_then(|f| f.strip_suffix('\'')) {
         Some(m) => Some(m.replace("''", "'")),
