@@ -81,7 +81,7 @@ async fn permissions(s: &Ports) -> Vec<CheckLine> {
         Err(PortError::Rejected { .. }) => Ok(()),
         other => other,
     };
-    vec![
+    let mut lines = vec![
         probe_line(
             "Defender incidents",
             defender,
@@ -111,7 +111,13 @@ async fn permissions(s: &Ports) -> Vec<CheckLine> {
             "the role Monitoring Metrics Publisher on the data collection rule",
             "XDRSYNC_LOGS_INGESTION_ENDPOINT, XDRSYNC_DCR_IMMUTABLE_ID, XDRSYNC_ALERTS_STREAM",
         ),
-    ]
+    ];
+    if s.is_multi_tenant() {
+        // The workspace's tenant need not be a Defender tenant: each Defender tenant is probed
+        // with its own token (`tenant_probes`); here only its directory (Sentinel owners).
+        lines.retain(|l| l.what != "Defender incidents");
+    }
+    lines
 }
 
 /// Runs every check; never panics, never prints secrets.

@@ -104,6 +104,15 @@ fn mirror(sims: &RunningTenantSims, tenant: &str, id: &str) -> Option<xdrsync_si
     sims.sims.primary.world().sentinel.get(&sentinel_incident_name(tenant, id)).cloned()
 }
 
+/// A Sentinel severity other than the Defender one given, and what Defender then shows.
+fn other_severity(defender: &str) -> (&'static str, &'static str) {
+    if defender == "low" {
+        ("High", "high")
+    } else {
+        ("Low", "low")
+    }
+}
+
 fn labels(r: &xdrsync_sim::sim::model::SentinelRecord) -> Vec<String> {
     r.writable.labels.iter().map(|l| l.label_name.clone()).collect()
 }
@@ -150,29 +159,33 @@ async fn three_tenants_with_the_same_ids_get_distinct_mirrors_and_edits_reach_on
     let name = sentinel_incident_name(&tenants[1], target);
     let mut new_labels = labels(&mirror(&sims, &tenants[1], target).unwrap());
     new_labels.push("VIP".into());
+    let severity = |t: usize| sims.sims.tenant(&tenants[t]).unwrap().world().incident(target).unwrap().severity.clone();
+    let before: Vec<String> = (0..3).map(severity).collect();
+    let want = other_severity(&before[1]);
     let r = sim_post(
         &sims.primary(),
         &format!("/_sim/sentinel/incidents/{name}/edit"),
-        json!({"severity": "Low", "labels": new_labels}),
+        json!({"severity": want.0, "labels": new_labels}),
     )
     .await;
     assert!(r.status().is_success());
     poll(&s).await.expect("second tick");
     drain(&s).await;
-    let severity = |t: usize| sims.sims.tenant(&tenants[t]).unwrap().world().incident(target).unwrap().severity.clone();
     let tags = |t: usize| sims.sims.tenant(&tenants[t]).unwrap().world().incident(target).unwrap().custom_tags.clone();
-    assert_eq!(severity(1), "low");
+    assert_eq!(severity(1), want.1);
     assert_eq!(tags(1), vec!["VIP".to_string()], "the tenant label never becomes a Defender tag");
     for other in [0, 2] {
-        assert_ne!(severity(other), "low", "tenant {} untouched", NAMES[other]);
+        assert_eq!(severity(other), before[other], "tenant {} untouched", NAMES[other]);
         assert!(tags(other).is_empty());
     }
 
     // The webhook path: Northwind's mirror edited, the playbook payload posted.
     let target = &ids[2][0];
     let name = sentinel_incident_name(&tenants[2], target);
-    sim_post(&sims.primary(), &format!("/_sim/sentinel/incidents/{name}/edit"), json!({"severity": "Informational"}))
-        .await;
+    let sev = |t: usize| sims.sims.tenant(&tenants[t]).unwrap().world().incident(target).unwrap().severity.clone();
+    let before: Vec<String> = (0..3).map(sev).collect();
+    let want = other_severity(&before[2]);
+    sim_post(&sims.primary(), &format!("/_sim/sentinel/incidents/{name}/edit"), json!({"severity": want.0})).await;
     let resource = {
         let w = sims.sims.primary.world();
         let r = &w.sentinel[&name];
@@ -190,10 +203,8 @@ async fn three_tenants_with_the_same_ids_get_distinct_mirrors_and_edits_reach_on
     .await;
     assert_eq!(answer.status, 202, "{}", answer.body);
     drain(&s).await;
-    let sev = |t: usize| sims.sims.tenant(&tenants[t]).unwrap().world().incident(target).unwrap().severity.clone();
-    assert_eq!(sev(2), "informational");
-    assert_ne!(sev(0), "informational");
-    assert_ne!(sev(1), "informational");
+    assert_eq!(sev(2), want.1);
+    assert_eq!((sev(0), sev(1)), (before[0].clone(), before[1].clone()), "the others untouched");
 
     // Quiet afterwards: no ping-pong of the tenant label or titles.
     let puts = || sims.sims.primary.stats.snapshot().get("arm.incidents.put").copied().unwrap_or(0);
@@ -276,10 +287,12 @@ async fn a_routed_tenant_goes_to_its_own_workspace_and_dcr() {
 
     // A Sentinel edit in the second workspace reaches Fabrikam (its own sweep).
     let name = sentinel_incident_name(&tenants[1], &ids[1][0]);
+    let before = sims.sims.tenant(&tenants[1]).unwrap().world().incident(&ids[1][0]).unwrap().severity.clone();
+    let want = other_severity(&before);
     {
         let mut w = second.world();
         let r = w.sentinel.get_mut(&name).unwrap();
-        r.writable.severity = "Low".into();
+        r.writable.severity = want.0.into();
         r.etag = format!("\"{}\"", Uuid::new_v4());
         let now = time::OffsetDateTime::now_utc();
         r.read_only.last_modified_time_utc = now;
@@ -287,7 +300,7 @@ async fn a_routed_tenant_goes_to_its_own_workspace_and_dcr() {
     poll(&s).await.expect("polled");
     drain(&s).await;
     let sev = sims.sims.tenant(&tenants[1]).unwrap().world().incident(&ids[1][0]).unwrap().severity.clone();
-    assert_eq!(sev, "low");
+    assert_eq!(sev, want.1);
 }
 
 #[tokio::test]
@@ -352,4 +365,76 @@ async fn a_sentinel_owner_is_assigned_where_the_tenant_knows_the_user_else_kept_
     assert_eq!(incident(0).comments.iter().filter(|c| c.comment.contains("alice@contoso.com")).count(), 1);
     let m = mirror(&sims, &tenants[0], &ids[0][0]).unwrap();
     assert!(m.writable.owner.is_some(), "Sentinel keeps its owner");
+}
+
+/// The whole product: `xdrsync run` (scheduler, queue workers, HTTP) on Azurite, three tenants,
+/// Sentinel automation calling the webhook; one tenant's consent revoked shows in
+/// `GET /api/health` while the others keep syncing.
+#[tokio::test]
+async fn standalone_with_azurite_three_tenants_and_health_over_http() {
+    let az = Azurite::start();
+    let (sims, tenants) = start(false).await;
+    let mut v = vars(&sims, &tenants, None);
+    v.insert("AzureWebJobsStorage".into(), az.connection_string());
+    v.insert("XDRSYNC_POLL_SCHEDULE".into(), "* * * * * *".into());
+    v.insert("XDRSYNC_QUEUE_VISIBILITY_SECONDS".into(), "2".into());
+    let services = Arc::new(app::build(config(&v)));
+    let runner = xdrsync::standalone::start(services.clone(), 0).await.expect("runner starts");
+    *sims.sims.primary.automation.lock().unwrap() = Some(xdrsync_sim::sim::Automation {
+        url: format!("http://127.0.0.1:{}/api/sentinel/incidents", runner.http_addr.port()),
+        key: "test-webhook-key-0123456789".into(),
+        delay_ms: 50,
+    });
+    let ids = seed_all(&sims, &tenants, 2);
+    eventually(60, "every tenant's incidents mirrored", || {
+        tenants.iter().zip(&ids).all(|(t, list)| list.iter().all(|id| mirror(&sims, t, id).is_some()))
+    })
+    .await;
+
+    // A Sentinel edit on Contoso's mirror reaches Contoso only (webhook or sweep).
+    let name = sentinel_incident_name(&tenants[0], &ids[0][0]);
+    let before: Vec<String> = (0..3)
+        .map(|t| sims.sims.tenant(&tenants[t]).unwrap().world().incident(&ids[t][0]).unwrap().severity.clone())
+        .collect();
+    let want = other_severity(&before[0]);
+    let r =
+        sim_post(&sims.primary(), &format!("/_sim/sentinel/incidents/{name}/edit"), json!({"severity": want.0})).await;
+    assert!(r.status().is_success());
+    let severity =
+        |t: usize| sims.sims.tenant(&tenants[t]).unwrap().world().incident(&ids[t][0]).unwrap().severity.clone();
+    eventually(30, "Contoso's incident edited", || severity(0) == want.1).await;
+    assert_eq!(severity(1), before[1]);
+    assert_eq!(severity(2), before[2]);
+
+    control(&sims, reqwest::Method::DELETE, &format!("/_sim/tenants/{}/consent", tenants[1]), json!({})).await;
+    let url = format!("http://{}/api/health", runner.http_addr);
+    let health = wait_for(30, "Fabrikam unhealthy in health", || {
+        let url = url.clone();
+        async move {
+            let v: Value = reqwest::Client::new()
+                .get(&url)
+                .header("x-xdrsync-key", "test-webhook-key-0123456789")
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            let fabrikam = v["tenants"].as_array()?.iter().find(|t| t["displayName"] == "Fabrikam")?.clone();
+            (fabrikam["status"] == "unhealthy").then_some(v)
+        }
+    })
+    .await;
+    assert_eq!(health["status"], "degraded", "{health}");
+    let others: Vec<&Value> =
+        health["tenants"].as_array().unwrap().iter().filter(|t| t["displayName"] != "Fabrikam").collect();
+    assert!(others.iter().all(|t| t["status"] == "healthy"), "{health}");
+    // Contoso keeps syncing while Fabrikam is locked out.
+    let more = seed(
+        &mut sims.sims.tenant(&tenants[0]).unwrap().world(),
+        &tenants[0],
+        &SeedSpec { count: 1, max_alerts: 1, ..Default::default() },
+    );
+    eventually(30, "Contoso's new incident mirrored", || mirror(&sims, &tenants[0], &more[0]).is_some()).await;
+    runner.shutdown().await;
 }

@@ -288,6 +288,24 @@ mod tests {
         }
     }
 
+    proptest! {
+        /// Incident ids collide across tenants; names and state keys never do.
+        #[test]
+        fn the_same_incident_id_in_two_tenants_never_shares_a_mirror_or_a_key(
+            a in any::<u128>(), b in any::<u128>(), id in 1u32..100_000
+        ) {
+            prop_assume!(a != b);
+            let (ta, tb) = (uuid_of(a), uuid_of(b));
+            let id = id.to_string();
+            prop_assert_ne!(super::super::names::sentinel_incident_name(&ta, &id), super::super::names::sentinel_incident_name(&tb, &id));
+            prop_assert_ne!(super::super::keys::escape_key(&ta).unwrap(), super::super::keys::escape_key(&tb).unwrap());
+            let ba = TenantBadge { tenant_id: ta.clone(), display_name: "A".into() };
+            let bb = TenantBadge { tenant_id: tb.clone(), display_name: "B".into() };
+            let link = format!("https://security.microsoft.com/incidents/{id}");
+            prop_assert_ne!(ba.deep_link(&link), bb.deep_link(&link));
+        }
+    }
+
     fn uuid_of(n: u128) -> String {
         let h = format!("{n:032x}");
         format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
