@@ -34,6 +34,9 @@ enum Command {
         /// Lifetime of issued access tokens, in seconds.
         #[arg(long, default_value_t = 3599)]
         token_lifetime: u64,
+        /// Extra Defender tenants to serve (MSSP mode; prints XDRSYNC_DEFENDER_TENANTS).
+        #[arg(long, default_value_t = 0)]
+        tenants: usize,
     },
     /// Run the demo: Azurite + simulator + xdrsync standalone, seed incidents, report latency,
     /// calls per incident and exactly-once mirroring. Exits non-zero if anything is missing or
@@ -171,7 +174,12 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     xdrsync_sim::init_logging();
     let result = match cli.command {
-        Command::Serve { port, seed_incidents, token_lifetime } => serve(port, seed_incidents, token_lifetime).await,
+        Command::Serve { port, seed_incidents, token_lifetime, tenants: 0 } => {
+            serve(port, seed_incidents, token_lifetime).await
+        }
+        Command::Serve { port, seed_incidents, token_lifetime, tenants } => {
+            serve_tenants(port, seed_incidents, token_lifetime, tenants).await
+        }
         Command::Demo {
             incidents,
             poll_seconds,
@@ -275,6 +283,34 @@ async fn bench_tenants(mode: BenchMode) -> anyhow::Result<bool> {
     } else {
         xdrsync_sim::bench_tenants::print(&report);
     }
+    Ok(true)
+}
+
+/// `serve --tenants N`: the workspace tenant plus N Defender tenants behind one address.
+async fn serve_tenants(port: u16, seed_incidents: usize, token_lifetime: u64, tenants: usize) -> anyhow::Result<bool> {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on 127.0.0.1:{port}: {e}"))?;
+    let config = SimConfig { token_lifetime_secs: token_lifetime, ..SimConfig::demo() };
+    let extra = xdrsync_sim::sim::tenants::tenant_configs(&config, tenants);
+    let ids: Vec<String> = extra.iter().map(|c| c.tenant_id.clone()).collect();
+    let running = xdrsync_sim::sim::tenants::spawn_tenants(listener, config.clone(), extra, Vec::new()).await?;
+    if seed_incidents > 0 {
+        for t in &ids {
+            if let Some(sim) = running.sims.tenant(t) {
+                let spec = SeedSpec { count: seed_incidents, ..Default::default() };
+                xdrsync_sim::sim::seed::seed(&mut sim.world(), t, &spec);
+            }
+        }
+    }
+    println!("xdrsync simulator ({tenants} Defender tenants) listening on {}", running.base_url());
+    println!("# settings for xdrsync:");
+    for (k, v) in config.settings_for(running.addr) {
+        println!("export {k}='{v}'");
+    }
+    let list: Vec<String> = ids.iter().enumerate().map(|(i, t)| format!("{t}=Tenant {}", i + 1)).collect();
+    println!("export XDRSYNC_DEFENDER_TENANTS='{}'", list.join(","));
+    let _ = tokio::signal::ctrl_c().await;
     Ok(true)
 }
 
