@@ -26,6 +26,7 @@ pub mod config_audit;
 pub mod functions;
 pub mod http_api;
 pub mod metrics;
+pub mod ops;
 pub mod package;
 pub mod records;
 pub mod retry;

@@ -8,6 +8,8 @@ use clap::{Parser, Subcommand};
 use xdrsync::app;
 use xdrsync::config::Config;
 
+mod commands;
+
 #[derive(Parser)]
 #[command(
     name = "xdrsync",
@@ -19,6 +21,14 @@ struct Cli {
     /// Log as JSON lines (default: human-readable).
     #[arg(long, global = true, env = "XDRSYNC_LOG_JSON")]
     log_json: bool,
+    /// A Functions `local.settings.json` whose `Values` are read as settings (default: the one in
+    /// the current directory, if any). The environment takes precedence.
+    #[arg(long, global = true, value_name = "FILE")]
+    settings: Option<std::path::PathBuf>,
+    /// A file of KEY=VALUE lines read as settings (`#` comments; over local.settings.json,
+    /// under the environment).
+    #[arg(long, global = true, value_name = "FILE")]
+    env_file: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -61,6 +71,58 @@ enum Command {
         #[arg(required_unless_present = "all")]
         ids: Vec<String>,
     },
+    /// One screen of health: per feed lag and last success, queue backlog, poison and failure
+    /// counts, mirrors created / redirected / conflicted in the last 24 hours, last errors.
+    /// Exits 1 when unhealthy.
+    Status {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Compare every mirrored pair with its stored base and print the drift table; without
+    /// --dry-run, enqueue a reconcile for each drifted incident. Also reports Defender incidents
+    /// without a mirror and mirrors deleted in Sentinel (recreated by the reconcile).
+    Reconcile {
+        /// How far back, as an ISO-8601 duration (P7D, PT12H): Defender incidents updated, or
+        /// pairs synced, within it.
+        #[arg(long, default_value = "P7D", value_parser = parse_duration)]
+        since: time::Duration,
+        /// Only these Defender incident ids (repeatable; --since is then ignored).
+        #[arg(long = "incident", value_name = "ID")]
+        incidents: Vec<String>,
+        /// Report only; enqueue nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Mirror the history of a window (e.g. P90D) now, in this process, within the call budgets:
+    /// a progress bar on a terminal, log lines otherwise. Resumable: Ctrl-C or a crash leaves a
+    /// cursor, and the same command resumes at the last whole day.
+    Backfill {
+        /// How far back, as an ISO-8601 duration (P90D).
+        #[arg(long, value_parser = parse_duration)]
+        since: time::Duration,
+        /// Start over instead of resuming an unfinished backfill.
+        #[arg(long)]
+        restart: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Connect a workspace: run every check, create tables and queues, list (and with
+    /// --disable-duplicate-rules disable) the Microsoft incident-creation rules that would
+    /// duplicate Defender XDR incidents, warn when the Defender XDR connector creates incidents,
+    /// and run one poll.
+    Connect {
+        /// Disable the Microsoft incident-creation rules of Defender XDR products.
+        #[arg(long)]
+        disable_duplicate_rules: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Assemble a deployable Functions app: host.json and one folder per function at its root,
     /// plus this binary, ready for `func azure functionapp publish` (build with --release first).
     Package {
@@ -73,9 +135,35 @@ enum Command {
     },
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn parse_duration(raw: &str) -> Result<time::Duration, String> {
+    xdrsync::domain::iso_duration::parse_iso_duration(raw).map_err(|e| e.to_string())
+}
+
+fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Settings files, before any thread starts (setting the environment is not thread-safe).
+    // `serve` runs under the Functions host, which provides the settings; `package` needs none.
+    let reads_settings = !matches!(cli.command, None | Some(Command::Serve { .. }) | Some(Command::Package { .. }));
+    if reads_settings {
+        let sources =
+            xdrsync::ops::settings_file::Sources { settings: cli.settings.clone(), env_file: cli.env_file.clone() };
+        if let Err(e) = xdrsync::ops::settings_file::apply(&sources) {
+            eprintln!("settings file error: {e}");
+            return ExitCode::from(2);
+        }
+    }
+    // Parsed again so settings from the files (XDRSYNC_LOG_JSON) count.
+    let cli = if reads_settings { Cli::parse() } else { cli };
+    match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt.block_on(run(cli)),
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> ExitCode {
     xdrsync::telemetry::init(cli.log_json);
     let command = match cli.command {
         Some(c) => c,
@@ -95,6 +183,16 @@ async fn main() -> ExitCode {
         Command::Package { out, binary } => package(&out, binary),
         Command::Failures { json } => failures(json).await,
         Command::Retry { all, ids } => retry(all, ids).await,
+        Command::Status { json } => commands::status(json).await,
+        Command::Reconcile { since, incidents, dry_run, json } => {
+            commands::reconcile(xdrsync::ops::reconcile::Options { since, incidents, dry_run }, json).await
+        }
+        Command::Backfill { since, restart, json } => {
+            commands::backfill(xdrsync::ops::backfill::Options { since, restart }, json).await
+        }
+        Command::Connect { disable_duplicate_rules, json } => {
+            commands::connect(xdrsync::ops::connect::Options { disable_duplicate_rules }, json).await
+        }
     }
 }
 

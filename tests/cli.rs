@@ -11,7 +11,14 @@ use support::*;
 use xdrsync_sim::sim::SimConfig;
 
 fn xdrsync(vars: &HashMap<String, String>, args: &[&str]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_xdrsync")).env_clear().envs(vars.iter()).args(args).output().unwrap();
+    // Outside the repository: its local.settings.json would add settings (commands read it).
+    let out = Command::new(env!("CARGO_BIN_EXE_xdrsync"))
+        .env_clear()
+        .envs(vars.iter())
+        .current_dir(std::env::temp_dir())
+        .args(args)
+        .output()
+        .unwrap();
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     (out.status.code().unwrap_or(-1), text)
 }
@@ -83,7 +90,7 @@ fn package_lays_out_a_functions_app() {
 
 #[test]
 fn every_command_has_help_and_no_command_outside_a_host_shows_usage() {
-    for cmd in ["check", "serve", "run", "package", "failures", "retry"] {
+    for cmd in ["check", "serve", "run", "package", "failures", "retry", "status", "reconcile", "backfill", "connect"] {
         let (code, text) = xdrsync(&HashMap::new(), &[cmd, "--help"]);
         assert_eq!(code, 0, "{cmd}");
         assert!(text.len() > 200 && text.contains("Usage"), "{cmd}: {text}");

@@ -11,6 +11,7 @@ use super::http::{read_back, Call, ServiceClient};
 use super::odata::{encode_query_value, get_all_pages};
 use crate::domain::sentinel::{SentinelComment, SentinelIncident, SentinelIncidentBody};
 use crate::domain::time_fmt;
+use crate::domain::workspace_rules::{AlertRule, DataConnector};
 use crate::error::PortError;
 use crate::ports::SentinelApi;
 
@@ -99,4 +100,33 @@ impl SentinelApi for ArmSentinel {
         let body = serde_json::json!({"properties": {"message": message}});
         self.client.send(&Call::new(Method::PUT, url).json(&body)).await.map(|_| ())
     }
+
+    /// `GET …/alertRules` (Alert Rules - List; same api-version as incidents: every stable
+    /// SecurityInsights version carries the whole spec), all pages.
+    async fn list_alert_rules(&self) -> Result<Vec<AlertRule>, PortError> {
+        let url = format!("{}/alertRules?api-version={API_VERSION}", self.base);
+        get_all_pages(&self.client, Call::new(Method::GET, url)).await
+    }
+
+    /// `PUT …/alertRules/{ruleId}` with the etag read in the body (409 when stale).
+    async fn put_alert_rule(&self, rule: &AlertRule) -> Result<AlertRule, PortError> {
+        let url = format!("{}/alertRules/{}?api-version={API_VERSION}", self.base, encode_path(&rule.name));
+        match self.client.send(&Call::new(Method::PUT, url).json(rule)).await?.json_opt(self.client.service)? {
+            Some(r) => Ok(r),
+            None => Ok(rule.clone()),
+        }
+    }
+
+    /// `GET …/dataConnectors` (Data Connectors - List), all pages.
+    async fn list_data_connectors(&self) -> Result<Vec<DataConnector>, PortError> {
+        let url = format!("{}/dataConnectors?api-version={API_VERSION}", self.base);
+        get_all_pages(&self.client, Call::new(Method::GET, url)).await
+    }
+}
+
+/// A rule id as one path segment (ids are GUIDs or names; anything else is escaped).
+fn encode_path(segment: &str) -> String {
+    const SEGMENT: &percent_encoding::AsciiSet =
+        &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.');
+    percent_encoding::utf8_percent_encode(segment, SEGMENT).to_string()
 }

@@ -92,7 +92,7 @@ pub async fn start(services: Arc<Ports>, http_port: u16) -> anyhow::Result<Runne
     for n in 0..cfg.workers {
         tasks.push(tokio::spawn(worker::run(services.clone(), n, stats.clone(), stopped.clone())));
     }
-    tracing::info!(instance.id = %instance_id, http.addr = %http_addr, workers = cfg.workers, "standalone xdrsync started");
+    tracing::info!(instance.id = %instance_id, http.addr = %http_addr, workers = cfg.workers, poll.schedule = %cfg.poll_schedule, "standalone xdrsync started");
     Ok(Runner { instance_id, stats, http_addr, stop, tasks })
 }
 
@@ -105,6 +105,8 @@ async fn poller(
 ) {
     // The lease outlives a few ticks so a slow poll keeps it, but a dead holder is replaced.
     let ttl = (schedule.wait_from(s.clock.now()) * 3).max(Duration::from_secs(15));
+    // Whether this instance held the lease at the last tick: said once per change.
+    let mut holding: Option<bool> = None;
     loop {
         let wait = schedule.wait_from(s.clock.now());
         tokio::select! {
@@ -113,10 +115,19 @@ async fn poller(
         }
         match lease::try_acquire(&s, jobs::POLLER_NAME, &me, ttl).await {
             Ok(true) => {
+                if holding == Some(false) {
+                    tracing::info!(instance.id = %me, "took over the poller lease; polling");
+                }
+                holding = Some(true);
                 stats.polls.fetch_add(1, Ordering::Relaxed);
                 let _ = jobs::poll(&s).await;
             }
-            Ok(false) => {}
+            Ok(false) => {
+                if holding != Some(false) {
+                    tracing::info!(instance.id = %me, "on standby: another instance holds the poller lease (queue workers and HTTP still run here)");
+                }
+                holding = Some(false);
+            }
             Err(e) => tracing::warn!(error.message = %e, "could not check the poller lease"),
         }
     }

@@ -85,6 +85,9 @@ pub async fn sync_message(s: &Ports, text: &str, dequeue_count: u64, message_id:
     let s = &scoped;
     // One retry budget for every call this delivery makes (ARCHITECTURE.md: “Failure rules”).
     let outcome = MessageBudget::scope(RETRIES_PER_MESSAGE, reconcile(s, &item)).await;
+    if let Ok(SyncOutcome::Synced(r)) = &outcome {
+        crate::usecase::activity::record(s, crate::usecase::activity::of(r)).await;
+    }
     match &outcome {
         // Fields synced, but a comment copy was refused: keep it visible and retried.
         Ok(SyncOutcome::Synced(r)) if r.comments_refused > 0 => {

@@ -1,6 +1,7 @@
 //! Orchestration over the ports: each use case reads, asks the pure core what to do, and writes.
 //! Triggers (Functions or standalone) call these and nothing else.
 
+pub mod activity;
 pub mod cross_owner;
 pub mod failures;
 pub mod health;

@@ -37,6 +37,8 @@ pub struct SyncReport {
     pub defender_patched: bool,
     pub alerts_sent: usize,
     pub conflicts: usize,
+    /// Defender merged this incident away since the last sync (its mirror closed as Redirected).
+    pub redirected: bool,
     pub comments_copied: usize,
     /// Copies the service refused (not marked as done: retried through the `Failures` table).
     pub comments_refused: usize,
@@ -163,7 +165,8 @@ async fn execute(
     let name = plan.sentinel_name;
     let mut next = plan.next;
     let mut defender_status = plan.defender_status;
-    let mut report = SyncReport { conflicts: plan.conflicts.len(), ..Default::default() };
+    let mut report =
+        SyncReport { conflicts: plan.conflicts.len(), redirected: plan.redirect_note.is_some(), ..Default::default() };
     if plan.foreign_alerts > 0 {
         tracing::warn!(alerts.foreign = plan.foreign_alerts, "Graph returned alerts of another incident; left out");
     }

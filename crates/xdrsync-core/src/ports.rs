@@ -13,6 +13,7 @@ use uuid::Uuid;
 use crate::domain::cursor::Window;
 use crate::domain::defender::{AlertComment, DefenderAlert, DefenderIncident, DefenderIncidentPatch, IncidentStamp};
 use crate::domain::sentinel::{SentinelComment, SentinelIncident, SentinelIncidentBody};
+use crate::domain::workspace_rules::{AlertRule, DataConnector};
 use crate::error::PortError;
 
 /// Bearer tokens per scope, cached and refreshed before expiry.
@@ -84,6 +85,20 @@ pub trait SentinelApi: Send + Sync {
     async fn workspace_role_definitions(&self) -> Result<Vec<String>, PortError>;
     /// Create-or-update of a comment by id (so a retry writes the same comment).
     async fn put_comment(&self, incident: &Uuid, comment: &Uuid, message: &str) -> Result<(), PortError>;
+    /// The workspace's analytics rules (`xdrsync connect`). Implementations that do not reach
+    /// ARM answer `Rejected`.
+    async fn list_alert_rules(&self) -> Result<Vec<AlertRule>, PortError> {
+        Err(PortError::rejected("sentinel", "alert rules are not available here"))
+    }
+    /// Create-or-update of an analytics rule; a stale `rule.etag` fails with [`PortError::Conflict`].
+    async fn put_alert_rule(&self, rule: &AlertRule) -> Result<AlertRule, PortError> {
+        let _ = rule;
+        Err(PortError::rejected("sentinel", "alert rules are not available here"))
+    }
+    /// The workspace's data connectors (`xdrsync connect`).
+    async fn list_data_connectors(&self) -> Result<Vec<DataConnector>, PortError> {
+        Err(PortError::rejected("sentinel", "data connectors are not available here"))
+    }
 }
 
 /// What one upload did.

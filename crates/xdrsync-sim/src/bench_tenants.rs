@@ -113,8 +113,8 @@ async fn run_one(opts: &TenantBenchOptions, n: usize) -> anyhow::Result<TenantRu
     for (k, v) in primary.settings_for(sims.addr) {
         cmd.env(k, v);
     }
-    let child = ChildGuard(cmd.spawn()?);
-    let pid = child.0.id();
+    let child = ChildGuard::new(cmd.spawn()?, None);
+    let pid = child.id();
     let http = reqwest::Client::new();
     let health = format!("http://127.0.0.1:{http_port}/api/health");
     let started = Instant::now();
@@ -130,7 +130,7 @@ async fn run_one(opts: &TenantBenchOptions, n: usize) -> anyhow::Result<TenantRu
                 break Some(last);
             }
         }
-        anyhow::ensure!(t0.elapsed() < Duration::from_secs(600), "no poller tick within 600 s");
+        anyhow::ensure!(t0.elapsed() < Duration::from_secs(1800), "no poller tick within 1800 s");
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     let names: Vec<uuid::Uuid> = ids
@@ -180,7 +180,10 @@ pub async fn run(opts: TenantBenchOptions) -> anyhow::Result<TenantBenchReport> 
     let mut runs = Vec::new();
     for &n in &opts.tenants {
         eprintln!("bench tenants: {n} tenant(s) × {} incidents…", opts.incidents);
-        runs.push(run_one(&opts, n).await?);
+        let run = run_one(&opts, n).await?;
+        // Each figure as soon as it is measured, so a later failure loses nothing.
+        eprintln!("bench tenants: {}", serde_json::to_string(&run).unwrap_or_default());
+        runs.push(run);
     }
     Ok(TenantBenchReport {
         incidents_per_tenant: opts.incidents,

@@ -115,13 +115,48 @@ pub fn sibling_binary(name: &str) -> anyhow::Result<PathBuf> {
     })
 }
 
-/// Kills the child xdrsync on drop.
-pub struct ChildGuard(pub Child);
+/// Kills the child xdrsync on drop (also when `xdrsync-sim` is interrupted: its `main` drops the
+/// running demo on SIGINT/SIGTERM). `log` is where its standard error goes when not shown.
+pub struct ChildGuard {
+    child: std::sync::Mutex<Child>,
+    log: Option<std::path::PathBuf>,
+}
+
+impl ChildGuard {
+    /// Guards `child`; `log` is where its standard error goes when not shown.
+    pub fn new(child: Child, log: Option<std::path::PathBuf>) -> Self {
+        Self { child: std::sync::Mutex::new(child), log }
+    }
+
+    pub fn id(&self) -> u32 {
+        self.child.lock().unwrap_or_else(|p| p.into_inner()).id()
+    }
+
+    /// Why the child is gone, if it is: its exit status and the end of its log.
+    fn exited(&self) -> Option<String> {
+        let status = self.child.lock().unwrap_or_else(|p| p.into_inner()).try_wait().ok().flatten()?;
+        let tail = self
+            .log
+            .as_ref()
+            .and_then(|p| std::fs::read_to_string(p).ok())
+            .map(|text| {
+                let lines: Vec<&str> = text.lines().collect();
+                lines[lines.len().saturating_sub(15)..].join("\n")
+            })
+            .filter(|t| !t.is_empty())
+            .map_or(" (its log is above)".to_string(), |t| format!("; the end of its log:\n{t}"));
+        Some(format!("xdrsync exited with {status}{tail}"))
+    }
+}
 
 impl Drop for ChildGuard {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let child = self.child.get_mut().unwrap_or_else(|p| p.into_inner());
+        let _ = child.kill();
+        let _ = child.wait();
+        if let Some(p) = &self.log {
+            let _ = std::fs::remove_file(p);
+        }
     }
 }
 
@@ -186,15 +221,24 @@ impl Stack {
             .env("XDRSYNC_GRAPH_CALLS_PER_MINUTE", budgets.graph_calls_per_minute.to_string())
             .env("XDRSYNC_ARM_WRITES_PER_SECOND", budgets.arm_writes_per_second.to_string())
             .envs(extra_env.iter().map(|(k, v)| (*k, v.as_str())))
-            .stdout(Stdio::null())
-            .stderr(if quiet { Stdio::null() } else { Stdio::inherit() });
+            .stdout(Stdio::null());
+        // Quiet: the log goes to a file, so a failure can still say why.
+        let log =
+            quiet.then(|| std::env::temp_dir().join(format!("xdrsync-demo-{}-{http_port}.log", std::process::id())));
+        match &log {
+            Some(path) => cmd.stderr(std::fs::File::create(path)?),
+            None => cmd.stderr(Stdio::inherit()),
+        };
         for (k, v) in sim.sim.config.settings_for(sim.addr) {
             cmd.env(k, v);
         }
-        let child = ChildGuard(cmd.spawn()?);
+        let child = ChildGuard { child: std::sync::Mutex::new(cmd.spawn()?), log };
         let stack = Self { _azurite: azurite, sim, child, http_port, http: reqwest::Client::new() };
         let started = Instant::now();
         while stack.http.get(stack.health_url()).send().await.is_err() {
+            if let Some(why) = stack.child.exited() {
+                anyhow::bail!("xdrsync did not start: {why}");
+            }
             if started.elapsed() > Duration::from_secs(60) {
                 anyhow::bail!("xdrsync did not start within 60 s");
             }
@@ -205,7 +249,7 @@ impl Stack {
 
     /// Peak resident memory of the xdrsync child so far (Linux only), in MiB.
     pub fn peak_memory_mib(&self) -> Option<f64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.0.id())).ok()?;
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
         let kib: f64 =
             status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?.trim().trim_end_matches("kB").trim().parse().ok()?;
         Some(kib / 1024.0)
@@ -240,6 +284,9 @@ impl Stack {
         let names: Vec<uuid::Uuid> = ids.iter().map(|id| sentinel_incident_name(&tenant, id)).collect();
         let started = Instant::now();
         while !names.iter().all(|n| self.sim.sim.world().sentinel.contains_key(n)) {
+            if let Some(why) = self.child.exited() {
+                anyhow::bail!("incidents were not mirrored: {why}");
+            }
             if started.elapsed() > timeout {
                 anyhow::bail!("incidents were not mirrored within {timeout:?}");
             }

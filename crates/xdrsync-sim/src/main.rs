@@ -34,6 +34,12 @@ enum Command {
         /// Lifetime of issued access tokens, in seconds.
         #[arg(long, default_value_t = 3599)]
         token_lifetime: u64,
+        /// The AzureWebJobsStorage value to print (Azurite on its default ports by default).
+        #[arg(long, default_value = "UseDevelopmentStorage=true")]
+        storage: String,
+        /// Also write the settings to this file, for `xdrsync check --env-file FILE`.
+        #[arg(long, value_name = "FILE")]
+        env_file: Option<PathBuf>,
         /// Extra Defender tenants to serve (MSSP mode; prints XDRSYNC_DEFENDER_TENANTS).
         #[arg(long, default_value_t = 0)]
         tenants: usize,
@@ -173,47 +179,56 @@ impl StackArgs {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     xdrsync_sim::init_logging();
-    let result = match cli.command {
-        Command::Serve { port, seed_incidents, token_lifetime, tenants: 0 } => {
-            serve(port, seed_incidents, token_lifetime).await
-        }
-        Command::Serve { port, seed_incidents, token_lifetime, tenants } => {
-            serve_tenants(port, seed_incidents, token_lifetime, tenants).await
-        }
-        Command::Demo {
-            incidents,
-            poll_seconds,
-            timeout,
-            spread_seconds,
-            history_days,
-            poll_time_budget,
-            budgets,
-            stack,
-            json,
-        } => {
-            let opts = xdrsync_sim::demo::DemoOptions {
+    let result = interruptible(async move {
+        match cli.command {
+            Command::Serve { port, seed_incidents, token_lifetime, storage, env_file, tenants: 0 } => {
+                serve(port, seed_incidents, token_lifetime, &storage, env_file).await
+            }
+            Command::Serve { port, seed_incidents, token_lifetime, tenants, storage, .. } => {
+                serve_tenants(port, seed_incidents, token_lifetime, tenants, &storage).await
+            }
+            Command::Demo {
                 incidents,
                 poll_seconds,
-                timeout: std::time::Duration::from_secs(timeout),
-                xdrsync_bin: match stack.xdrsync_binary() {
-                    Ok(b) => b,
-                    Err(e) => {
-                        eprintln!("xdrsync-sim: {e:#}");
-                        return ExitCode::FAILURE;
-                    }
-                },
-                repo_root: stack.repo,
-                json,
+                timeout,
                 spread_seconds,
-                budgets: budgets.budgets(),
                 history_days,
                 poll_time_budget,
-            };
-            demo(opts, json).await
+                budgets,
+                stack,
+                json,
+            } => {
+                let opts = xdrsync_sim::demo::DemoOptions {
+                    incidents,
+                    poll_seconds,
+                    timeout: std::time::Duration::from_secs(timeout),
+                    xdrsync_bin: match stack.xdrsync_binary() {
+                        Ok(b) => b,
+                        Err(e) => return Err(e),
+                    },
+                    repo_root: stack.repo,
+                    json,
+                    spread_seconds,
+                    budgets: budgets.budgets(),
+                    history_days,
+                    poll_time_budget,
+                };
+                demo(opts, json).await
+            }
+            Command::Bench { mode: Some(mode), .. } => bench_tenants(mode).await,
+            Command::Bench { mode: None, edits, poll_seconds, stack, json } => {
+                bench(edits, poll_seconds, stack, json).await
+            }
         }
-        Command::Bench { mode: Some(mode), .. } => bench_tenants(mode).await,
-        Command::Bench { mode: None, edits, poll_seconds, stack, json } => {
-            bench(edits, poll_seconds, stack, json).await
+    })
+    .await;
+    let result = match result {
+        Interruptible::Done(r) => r,
+        Interruptible::Stopped(signal) => {
+            eprintln!(
+                "xdrsync-sim: stopped by {signal}; any Azurite and xdrsync processes it started are stopped with it"
+            );
+            return ExitCode::from(130);
         }
     };
     match result {
@@ -223,6 +238,42 @@ async fn main() -> ExitCode {
             eprintln!("xdrsync-sim: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// A command's result, or the signal that stopped it.
+enum Interruptible<T> {
+    Done(T),
+    Stopped(&'static str),
+}
+
+/// Runs `work` until it ends or SIGINT/SIGTERM arrives; on a signal the work is dropped, which
+/// kills the child processes it started (their guards kill them on drop).
+async fn interruptible<T>(work: impl std::future::Future<Output = T>) -> Interruptible<T> {
+    let signal = async {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            match signal(SignalKind::terminate()) {
+                Ok(mut term) => tokio::select! {
+                    _ = tokio::signal::ctrl_c() => "SIGINT",
+                    _ = term.recv() => "SIGTERM",
+                },
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    "SIGINT"
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            "Ctrl-C"
+        }
+    };
+    tokio::select! {
+        r = work => Interruptible::Done(r),
+        s = signal => Interruptible::Stopped(s),
     }
 }
 
@@ -287,7 +338,13 @@ async fn bench_tenants(mode: BenchMode) -> anyhow::Result<bool> {
 }
 
 /// `serve --tenants N`: the workspace tenant plus N Defender tenants behind one address.
-async fn serve_tenants(port: u16, seed_incidents: usize, token_lifetime: u64, tenants: usize) -> anyhow::Result<bool> {
+async fn serve_tenants(
+    port: u16,
+    seed_incidents: usize,
+    token_lifetime: u64,
+    tenants: usize,
+    storage: &str,
+) -> anyhow::Result<bool> {
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on 127.0.0.1:{port}: {e}"))?;
@@ -303,18 +360,22 @@ async fn serve_tenants(port: u16, seed_incidents: usize, token_lifetime: u64, te
             }
         }
     }
-    println!("xdrsync simulator ({tenants} Defender tenants) listening on {}", running.base_url());
-    println!("# settings for xdrsync:");
-    for (k, v) in config.settings_for(running.addr) {
-        println!("export {k}='{v}'");
-    }
+    let mut settings = xdrsync_sim::sim::serve_settings(&config, running.addr, storage);
     let list: Vec<String> = ids.iter().enumerate().map(|(i, t)| format!("{t}=Tenant {}", i + 1)).collect();
-    println!("export XDRSYNC_DEFENDER_TENANTS='{}'", list.join(","));
+    settings.push(("XDRSYNC_DEFENDER_TENANTS".to_string(), list.join(",")));
+    println!("xdrsync simulator ({tenants} Defender tenants) listening on {}", running.base_url());
+    print!("{}", xdrsync_sim::sim::env_file_text(&settings));
     let _ = tokio::signal::ctrl_c().await;
     Ok(true)
 }
 
-async fn serve(port: u16, seed_incidents: usize, token_lifetime: u64) -> anyhow::Result<bool> {
+async fn serve(
+    port: u16,
+    seed_incidents: usize,
+    token_lifetime: u64,
+    storage: &str,
+    env_file: Option<PathBuf>,
+) -> anyhow::Result<bool> {
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on 127.0.0.1:{port}: {e}"))?;
@@ -324,11 +385,15 @@ async fn serve(port: u16, seed_incidents: usize, token_lifetime: u64) -> anyhow:
         let spec = SeedSpec { count: seed_incidents, ..Default::default() };
         xdrsync_sim::sim::seed::seed(&mut running.sim.world(), &config.tenant_id, &spec);
     }
+    let settings = xdrsync_sim::sim::serve_settings(&config, running.addr, storage);
+    let text = xdrsync_sim::sim::env_file_text(&settings);
     println!("xdrsync simulator listening on {}", running.base_url());
-    println!("# settings for xdrsync:");
-    for (k, v) in config.settings_for(running.addr) {
-        println!("export {k}='{v}'");
+    print!("{text}");
+    if let Some(path) = &env_file {
+        std::fs::write(path, &text).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+        println!("# written to {}: run `xdrsync check --env-file {}`", path.display(), path.display());
     }
+    println!("# storage: start Azurite first (npx azurite --silent --location .azurite --tableHost 127.0.0.1 --queueHost 127.0.0.1 --blobHost 127.0.0.1)");
     let _ = tokio::signal::ctrl_c().await;
     Ok(true)
 }

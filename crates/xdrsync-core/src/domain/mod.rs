@@ -1,14 +1,17 @@
 //! The functional core: service models, mapping, the merge, cursors, batching and names.
 //! Nothing here does I/O or reads a clock; time is passed in.
 
+pub mod activity;
 pub mod alerts;
 pub mod batching;
 pub mod budget;
 pub mod comments;
 pub mod cursor;
 pub mod defender;
+pub mod drift;
 pub mod failures;
 pub mod fields;
+pub mod iso_duration;
 pub mod keys;
 pub mod merge;
 pub mod mirror;
@@ -21,3 +24,4 @@ pub mod time_fmt;
 pub mod tolerant;
 pub mod work;
 pub mod workspace;
+pub mod workspace_rules;

@@ -182,7 +182,7 @@ pub struct Plan {
 
 /// The merge target and conflicts: Defender's values on first sync, for a deleted mirror, or for a
 /// merged-away incident.
-fn merged(o: &Observed<'_>, policy: ConflictPolicy) -> (Fields, Vec<Conflict>) {
+pub(crate) fn merged(o: &Observed<'_>, policy: ConflictPolicy) -> (Fields, Vec<Conflict>) {
     let d_fields = from_defender(o.defender);
     match o.sentinel {
         Some(cur) if o.defender.status != IncidentStatus::Redirected => {

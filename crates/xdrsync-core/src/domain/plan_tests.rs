@@ -294,3 +294,54 @@ fn the_state_row_stays_small_when_defender_has_thousands_of_comments() {
     let p2 = plan(&observe(&more, s, st), &Extras::default(), ConflictPolicy::LatestWins, NOW);
     assert!(p2.comments_to_sentinel.is_empty() && p2.next.defender_comments_copied.len() == 99);
 }
+
+/// The drift report of `xdrsync reconcile` (`domain/drift.rs`) agrees with the reconcile.
+mod drift_report {
+    use super::*;
+    use crate::domain::drift::drift;
+    use crate::domain::sentinel::SentinelSeverity;
+
+    #[test]
+    fn a_pair_in_sync_has_no_drift_and_an_edit_names_the_side_to_write() {
+        let d = defender(json!({}));
+        let (s, st) = mirrored(&d, "\"e1\"", 0);
+        assert!(drift(&observe(&d, Some(&s), Some(&st)), ConflictPolicy::LatestWins, false).is_empty());
+
+        let mut edited = s.clone();
+        edited.properties.writable.severity = SentinelSeverity::Low;
+        edited.etag = Some("\"e2\"".into());
+        let rows = drift(&observe(&d, Some(&edited), Some(&st)), ConflictPolicy::LatestWins, false);
+        assert_eq!(rows.len(), 1, "{rows:?}");
+        assert_eq!(rows[0].field, "severity");
+        assert_eq!(rows[0].action, "write Defender");
+        assert_eq!(rows[0].defender, rows[0].base);
+        assert_ne!(rows[0].sentinel, rows[0].defender);
+
+        // Both sides changed it, differently: the conflict policy decides, as in the reconcile.
+        let later = defender(json!({"severity": "medium", "lastUpdateDateTime": "2026-11-29T11:00:00Z"}));
+        let rows = drift(&observe(&later, Some(&edited), Some(&st)), ConflictPolicy::LatestWins, false);
+        assert_eq!(rows[0].action, "conflict: Defender wins, write Sentinel", "{rows:?}");
+    }
+
+    #[test]
+    fn a_missing_mirror_is_created_and_a_deleted_one_recreated() {
+        let d = defender(json!({}));
+        let (_, st) = mirrored(&d, "\"e1\"", 0);
+        let rows = drift(&observe(&d, None, None), ConflictPolicy::LatestWins, false);
+        assert_eq!((rows[0].field, rows[0].action.as_str()), ("mirror", "create mirror"));
+        let rows = drift(&observe(&d, None, Some(&st)), ConflictPolicy::LatestWins, false);
+        assert_eq!(rows[0].action, "recreate mirror (deleted in Sentinel)");
+    }
+
+    #[test]
+    fn a_changed_version_without_a_field_change_asks_for_a_resync() {
+        let d = defender(json!({}));
+        let (s, st) = mirrored(&d, "\"e1\"", 0);
+        let mut touched = s.clone();
+        touched.etag = Some("\"e9\"".into());
+        let rows = drift(&observe(&d, Some(&touched), Some(&st)), ConflictPolicy::LatestWins, false);
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].field, "versions");
+        assert!(rows[0].action.starts_with("resync"));
+    }
+}

@@ -273,6 +273,9 @@ async fn dispatch(
         }
         _ => {}
     }
+    if let Some(r) = super::arm_rules::handle(&sim, &caller.app_id, uri.path(), &method, &body) {
+        return r;
+    }
     let target = match parse_target(&sim, uri.path()) {
         Ok(t) => t,
         Err(r) => return r,

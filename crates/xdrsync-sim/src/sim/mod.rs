@@ -17,6 +17,7 @@
 #![allow(clippy::result_large_err)]
 
 mod arm;
+pub mod arm_rules;
 mod automation;
 mod control;
 mod entra;
@@ -165,6 +166,28 @@ impl SimConfig {
     }
 }
 
+/// The webhook key `xdrsync-sim serve` prints (a development value, not a secret).
+pub const SERVE_WEBHOOK_KEY: &str = "sim-webhook-key-not-secret";
+
+/// Every setting `xdrsync check` and `xdrsync run` need against a simulator on `addr`, with
+/// `storage` as `AzureWebJobsStorage` (`UseDevelopmentStorage=true` for Azurite on its default
+/// ports).
+pub fn serve_settings(config: &SimConfig, addr: SocketAddr, storage: &str) -> Vec<(String, String)> {
+    let mut v = config.settings_for(addr);
+    v.push(("AzureWebJobsStorage".into(), storage.to_string()));
+    v.push(("XDRSYNC_WEBHOOK_KEY".into(), SERVE_WEBHOOK_KEY.into()));
+    v
+}
+
+/// The settings as lines a POSIX shell sources and `xdrsync --env-file` reads.
+pub fn env_file_text(settings: &[(String, String)]) -> String {
+    let mut out = String::from("# xdrsync settings for the simulator (development values only)\n");
+    for (k, v) in settings {
+        out.push_str(&format!("export {k}='{v}'\n"));
+    }
+    out
+}
+
 /// Shared simulator state.
 pub struct Sim {
     pub config: SimConfig,
@@ -177,6 +200,8 @@ pub struct Sim {
     pub permissions: std::sync::Mutex<Permissions>,
     /// Where simulated automation rules deliver the playbook payload (`None` = off).
     pub automation: std::sync::Mutex<Option<Automation>>,
+    /// Analytics rules and data connectors of the workspace (`xdrsync connect`).
+    pub rules: std::sync::Mutex<arm_rules::WorkspaceRules>,
     pub http: reqwest::Client,
 }
 
@@ -187,6 +212,7 @@ impl Sim {
             options: std::sync::Mutex::new(config.options.clone()),
             graph_window: Default::default(),
             permissions: std::sync::Mutex::new(config.permissions.clone()),
+            rules: std::sync::Mutex::new(arm_rules::WorkspaceRules::microsoft_defaults(&config.tenant_id)),
             config,
             faults: Default::default(),
             stats: Default::default(),

@@ -1,0 +1,213 @@
+//! `xdrsync connect`: the "one-click connect" of Microsoft's own connector, for xdrsync. Runs
+//! every `check`, creates the tables and queues, lists the Microsoft incident-creation rules
+//! that would duplicate Defender XDR incidents in Sentinel (and with `--disable-duplicate-rules`
+//! disables them: PUT with `enabled: false` and the etag read), warns when the Microsoft
+//! Defender XDR connector's own incident creation is on, and runs one poll. What a rule or a
+//! connector looks like is decided in the core (`domain/workspace_rules.rs`).
+
+use serde::Serialize;
+
+use crate::domain::workspace_rules::AlertRule;
+use crate::error::PortError;
+use crate::usecase::Ports;
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    pub disable_duplicate_rules: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckRow {
+    pub what: String,
+    pub ok: bool,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RuleRow {
+    pub name: String,
+    pub display_name: String,
+    pub product: String,
+    /// Enabled after `connect` ran.
+    pub enabled: bool,
+    /// `disabled`, `left enabled`, `already disabled`, `not a Defender XDR product`, or why the
+    /// change failed.
+    pub action: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Report {
+    pub checks: Vec<CheckRow>,
+    /// Why the tables and queues could not be created (`null`: they exist).
+    pub storage_error: Option<String>,
+    /// Microsoft incident-creation rules, those for Defender XDR products first.
+    pub incident_creation_rules: Vec<RuleRow>,
+    pub rules_error: Option<String>,
+    /// The Microsoft Defender XDR connector creates incidents itself (`None`: could not read).
+    pub xdr_connector_creates_incidents: Option<bool>,
+    pub warnings: Vec<String>,
+    /// What the poll did, or why it failed.
+    pub poll: Option<String>,
+    pub poll_error: Option<String>,
+    pub ok: bool,
+}
+
+/// Connects the configured tenant's workspace.
+pub async fn run(s: &Ports, opts: Options) -> Report {
+    let checks: Vec<CheckRow> =
+        crate::check::run(s).await.into_iter().map(|l| CheckRow { what: l.what, ok: l.ok, detail: l.detail }).collect();
+    let storage = prepare_storage(s).await.map_err(|e| e.to_string());
+    let mut warnings = Vec::new();
+    let (incident_creation_rules, rules_error) = match rules(s, opts, &mut warnings).await {
+        Ok(rows) => (rows, None),
+        Err(e) => (Vec::new(), Some(e.to_string())),
+    };
+    let xdr = match s.sentinel.list_data_connectors().await {
+        Ok(connectors) => {
+            let on: Vec<String> =
+                connectors.iter().filter(|c| c.xdr_incidents_enabled()).map(|c| c.name.clone()).collect();
+            if !on.is_empty() {
+                warnings.push(format!(
+                    "the Microsoft Defender XDR data connector ({}) creates incidents in this workspace: each incident would appear twice. Turn off its incident integration (Microsoft Sentinel > Data connectors > Microsoft Defender XDR) or disconnect it",
+                    on.join(", ")
+                ));
+            }
+            Some(!on.is_empty())
+        }
+        Err(e) => {
+            warnings.push(format!("could not read the workspace's data connectors: {e}"));
+            None
+        }
+    };
+    let poll =
+        if storage.is_ok() { crate::usecase::jobs::poll(s).await } else { Err("not run: storage is not ready".into()) };
+    let ok = checks.iter().all(|c| c.ok) && storage.is_ok() && poll.is_ok();
+    let (poll, poll_error) = match poll {
+        Ok(p) => (Some(p), None),
+        Err(e) => (None, Some(e)),
+    };
+    Report {
+        checks,
+        storage_error: storage.err(),
+        incident_creation_rules,
+        rules_error,
+        xdr_connector_creates_incidents: xdr,
+        warnings,
+        poll,
+        poll_error,
+        ok,
+    }
+}
+
+async fn prepare_storage(s: &Ports) -> Result<(), PortError> {
+    let queue = &s.config.queue_name;
+    s.store.ensure_tables().await?;
+    s.queue.ensure_queue(queue).await?;
+    s.queue.ensure_queue(&format!("{queue}-poison")).await
+}
+
+/// Lists the Microsoft incident-creation rules; disables those for Defender XDR products when asked.
+async fn rules(s: &Ports, opts: Options, warnings: &mut Vec<String>) -> Result<Vec<RuleRow>, PortError> {
+    let listed = s.sentinel.list_alert_rules().await?;
+    let mut rows = Vec::new();
+    let mut left_enabled = Vec::new();
+    for rule in listed.iter().filter(|r| r.creates_incidents_from_microsoft_alerts()) {
+        let row = |enabled: bool, action: &str| RuleRow {
+            name: rule.name.clone(),
+            display_name: rule.display_name().to_string(),
+            product: rule.product().unwrap_or("").to_string(),
+            enabled,
+            action: action.to_string(),
+        };
+        if !rule.covers_defender_xdr() {
+            rows.push(row(rule.enabled(), "not a Defender XDR product"));
+        } else if !rule.enabled() {
+            rows.push(row(false, "already disabled"));
+        } else if opts.disable_duplicate_rules {
+            rows.push(disable(s, rule).await);
+        } else {
+            left_enabled.push(rule.display_name().to_string());
+            rows.push(row(true, "left enabled (duplicates incidents)"));
+        }
+    }
+    if !left_enabled.is_empty() {
+        warnings.push(format!(
+            "{} Microsoft incident-creation rule(s) for Defender XDR products are enabled: each incident would appear twice ({}). Run again with --disable-duplicate-rules",
+            left_enabled.len(),
+            left_enabled.join("; ")
+        ));
+    }
+    rows.sort_by_key(|r| (r.action == "not a Defender XDR product", r.display_name.clone()));
+    Ok(rows)
+}
+
+async fn disable(s: &Ports, rule: &AlertRule) -> RuleRow {
+    let mut row = RuleRow {
+        name: rule.name.clone(),
+        display_name: rule.display_name().to_string(),
+        product: rule.product().unwrap_or("").to_string(),
+        enabled: true,
+        action: String::new(),
+    };
+    match s.sentinel.put_alert_rule(&rule.disabled()).await {
+        Ok(written) => {
+            row.enabled = written.enabled();
+            row.action = "disabled".into();
+            tracing::info!(rule.name = %rule.name, rule.product = %row.product, "disabled a duplicating incident-creation rule");
+        }
+        Err(e) if e.is_conflict() => {
+            row.action = "not changed: someone edited the rule meanwhile (409); run connect again".into();
+        }
+        Err(e @ PortError::Forbidden { .. }) => {
+            row.action = format!("not changed: {e} (disabling rules needs Microsoft Sentinel Contributor)");
+        }
+        Err(e) => row.action = format!("not changed: {e}"),
+    }
+    row
+}
+
+/// The text form.
+pub fn render(r: &Report) -> String {
+    let mut out = String::from("checks\n");
+    for c in &r.checks {
+        out.push_str(&format!("  {} {:<28} {}\n", if c.ok { "ok  " } else { "FAIL" }, c.what, c.detail));
+    }
+    match &r.storage_error {
+        None => out.push_str("  ok   tables and queues            created or present\n"),
+        Some(e) => out.push_str(&format!("  FAIL tables and queues            {e}\n")),
+    }
+    out.push_str("Microsoft incident-creation rules\n");
+    if let Some(e) = &r.rules_error {
+        out.push_str(&format!("  could not list: {e}\n"));
+    } else if r.incident_creation_rules.is_empty() {
+        out.push_str("  none\n");
+    }
+    let wn = r.incident_creation_rules.iter().map(|x| x.display_name.chars().count()).max().unwrap_or(0);
+    let wp = r.incident_creation_rules.iter().map(|x| x.product.chars().count()).max().unwrap_or(0);
+    for rule in &r.incident_creation_rules {
+        out.push_str(&format!("  {:<wn$}  {:<wp$}  {}\n", rule.display_name, rule.product, rule.action));
+    }
+    match r.xdr_connector_creates_incidents {
+        Some(true) => out.push_str("Defender XDR connector: creates incidents (see warning)\n"),
+        Some(false) => out.push_str("Defender XDR connector: no incident creation\n"),
+        None => out.push_str("Defender XDR connector: unknown\n"),
+    }
+    for w in &r.warnings {
+        out.push_str(&format!("warning: {w}\n"));
+    }
+    if let Some(p) = &r.poll {
+        out.push_str(&format!("poll: {p} (the queue workers of `xdrsync run` or the Function App sync them)\n"));
+    }
+    if let Some(e) = &r.poll_error {
+        out.push_str(&format!("poll: FAILED {e}\n"));
+    }
+    out.push_str(if r.ok {
+        "connected\n"
+    } else {
+        "not connected: fix the lines marked FAIL, then run connect again\n"
+    });
+    out
+}
