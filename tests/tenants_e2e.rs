@@ -254,6 +254,14 @@ async fn one_tenants_403_and_another_ones_revoked_consent_stay_isolated_and_show
     assert_eq!(h.status, "degraded", "the others still sync: {v}");
     assert!(h.reasons.iter().any(|r| r.starts_with("tenant Fabrikam:")), "{:?}", h.reasons);
     assert_eq!(h.http_status(), 200);
+    // `xdrsync status` shows the same, one row per tenant.
+    let st = xdrsync::ops::status::gather(&s).await;
+    assert_eq!(st.tenants.len(), 3);
+    let text = xdrsync::ops::status::render(&st);
+    let row =
+        |name: &str| text.lines().find(|l| l.starts_with(&format!("tenant {name}"))).unwrap_or_default().to_string();
+    assert!(row("Fabrikam").contains("unhealthy") && row("Fabrikam").contains("Graph 403"), "{text}");
+    assert!(row("Contoso").contains("healthy") && !row("Contoso").contains("unhealthy"), "{text}");
 
     // Consent restored: Northwind catches up at the next tick.
     control(&sims, reqwest::Method::PUT, &format!("/_sim/tenants/{}/consent", tenants[2]), json!({})).await;
