@@ -69,7 +69,13 @@ impl Ports {
     /// The ports of one configured tenant; `None` for a tenant not (or no longer) configured.
     pub fn for_tenant(&self, tenant_id: &str) -> Option<Ports> {
         if !self.is_multi_tenant() {
-            return tenant_id.eq_ignore_ascii_case(&self.config.tenant_id).then(|| self.clone());
+            // The configured tenant, not `config.tenant_id`: `partition_of` may have rewritten
+            // that for a tenant that is not configured.
+            let configured = match self.tenants.workspace_tenant_id.as_str() {
+                "" => self.config.tenant_id.as_str(),
+                t => t,
+            };
+            return tenant_id.eq_ignore_ascii_case(configured).then(|| self.clone());
         }
         self.tenants.tenants.iter().find(|t| t.tenant.id.eq_ignore_ascii_case(tenant_id)).map(|t| self.scoped(t))
     }
@@ -166,4 +172,18 @@ pub fn not_configured(tenant_id: &str) -> String {
     format!(
         "tenant {tenant_id} is not in XDRSYNC_DEFENDER_TENANTS (removed?): its mirror stays in Sentinel and no longer syncs"
     )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_partition_of_an_unconfigured_tenant_never_becomes_configured() {
+        let s = crate::usecase::test_ports();
+        let other = "00000000-0000-0000-0000-000000000009";
+        assert!(s.for_tenant(&s.config.tenant_id).is_some());
+        assert!(s.for_tenant(other).is_none());
+        let p = s.partition_of(other);
+        assert_eq!(p.config.tenant_id, other, "its rows go to its own partition");
+        assert!(p.for_tenant(other).is_none(), "and its work is still refused");
+    }
 }
