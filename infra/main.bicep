@@ -1,64 +1,137 @@
-// xdrsync infrastructure: a Linux Function App (custom handler) with a system-assigned identity,
-// its storage account, the Logs Ingestion pipeline (DCE + DCR in ingestion.bicep, in the
-// workspace's region; XdrsyncAlerts_CL table in workspace.bicep) and the role assignments xdrsync
-// needs on the DCR and the Sentinel workspace. Graph application permissions cannot be granted by
-// ARM; run grant-graph-permissions.sh afterwards.
+// xdrsync infrastructure, deployed into one resource group:
+// - a Linux Function App running the xdrsync custom handler, on the Flex Consumption plan (FC1, the
+//   default; its runtime list includes `custom`) or the Linux Consumption plan (Y1, retiring on
+//   30 September 2028), with a system-assigned identity;
+// - its storage account, reached by identity only (AzureWebJobsStorage__accountName; no shared key
+//   where the plan allows: Flex), with Storage Blob/Queue/Table Data roles for the app;
+// - Application Insights (workspace-based) for the host's telemetry and xdrsync's log lines;
+// - Key Vault holding the webhook key, the Functions key the playbook calls with and, when used,
+//   the client secret; app settings reference them (@Microsoft.KeyVault(SecretUri=…));
+// - the Logs Ingestion pipeline (DCE + DCR in ingestion.bicep, in the workspace's region;
+//   XdrsyncAlerts_CL table and the Sentinel Responder role in workspace.bicep);
+// - the Sentinel playbook (playbook.bicep) and automation rules (automation.bicep) that POST every
+//   created or updated mirror to the webhook.
+// Graph application permissions cannot be granted by ARM: run grant-graph-permissions.sh afterwards.
+// There is no Bicep compiler in this repository's CI: the files keep to syntax checkov parses, and
+// tests/infra.rs and tests/infra_settings.rs check them statically.
 
 @description('Name prefix for every resource (lowercase letters and digits).')
 @minLength(3)
 @maxLength(12)
 param prefix string
 
-@description('Region of the Function App, its plan and storage. The DCE and DCR always go to the workspace region.')
+@description('Region of the Function App, its plan, storage, Key Vault, Application Insights and playbook. The DCE and DCR always go to the workspace region.')
 param location string = resourceGroup().location
 
 @description('ARM resource id of the Sentinel (Log Analytics) workspace.')
 param workspaceResourceId string
 
+@description('Hosting plan: FlexConsumption (FC1, default) or Consumption (Linux Y1, retiring 30 September 2028).')
+@allowed(['FlexConsumption', 'Consumption'])
+param hostingPlan string = 'FlexConsumption'
+
+@description('Most instances the app may scale out to. xdrsync\'s call budgets are per instance (see operations.md, "Scale-out and call budgets"). Flex Consumption accepts 40 to 1000; Linux Consumption up to 100.')
+@minValue(1)
+@maxValue(1000)
+param maximumInstanceCount int = 40
+
+@description('Flex Consumption instance memory (MB). xdrsync needs well under 512 MB; 2048 is the plan\'s default size.')
+@allowed([512, 2048, 4096])
+param instanceMemoryMB int = 2048
+
 @description('Entra tenant of the Defender XDR tenant to sync.')
 param defenderTenantId string = tenant().tenantId
 
-@description('6-field NCRONTAB schedule of the Defender poller and Sentinel sweep.')
+@description('6-field NCRONTAB schedule of the Defender poller and Sentinel sweep (must not be empty: the timer binding reads it).')
+@minLength(11)
 param pollSchedule string = '*/30 * * * * *'
 
 @description('Conflict policy: latest-wins, defender-wins or sentinel-wins.')
 @allowed(['latest-wins', 'defender-wins', 'sentinel-wins'])
 param conflictPolicy string = 'latest-wins'
 
-@description('Shared secret the Sentinel playbook sends as x-xdrsync-key (at least 16 characters).')
+@description('Shared secret the Sentinel playbook sends as x-xdrsync-key (at least 16 characters). Stored in Key Vault.')
 @secure()
 @minLength(16)
 param webhookKey string
 
+@description('Functions key the playbook calls the webhook with (x-functions-key). Stored in Key Vault; a new one per deployment unless given.')
+@secure()
+param functionKey string = newGuid() // checkov:skip=CKV_AZURE_131: newGuid() is a fresh random value per deployment, not a hardcoded secret.
+
+@description('App registration (client id) to authenticate with instead of the managed identity; empty = managed identity.')
+param clientId string = ''
+
+@description('Its client secret (stored in Key Vault); empty = managed identity.')
+@secure()
+param clientSecret string = ''
+
+@description('Sovereign cloud: public, usgov or usgovdod (sets xdrsync\'s endpoints and token scopes).')
+@allowed(['public', 'usgov', 'usgovdod'])
+param cloud string = 'public'
+
+@description('Object id of the "Azure Security Insights" service principal in this tenant (docs/operations.md, Deploy, shows the command that finds it). Given: it gets Microsoft Sentinel Automation Contributor on this resource group, so automation rules may run the playbook. Empty: grant it yourself (operations.md).')
+param sentinelAutomationPrincipalId string = ''
+
+@description('Deploy the playbook and the automation rules (when incident created/updated, run playbook).')
+param deployPlaybook bool = true
+
+@description('Order of the automation rules among the workspace\'s rules (1-1000). Rules run in order; a later rule still runs, so xdrsync\'s can come last.')
+@minValue(1)
+@maxValue(1000)
+param automationRuleOrder int = 1000
+
+// Optional xdrsync settings: empty means xdrsync's own default (README, "Configuration").
+@description('XDRSYNC_GRAPH_CALLS_PER_MINUTE: Graph budget per instance; empty = 120.')
+param graphCallsPerMinute string = ''
+@description('XDRSYNC_ARM_WRITES_PER_SECOND: Sentinel write budget per instance; empty = 5.')
+param armWritesPerSecond string = ''
+@description('XDRSYNC_INITIAL_LOOKBACK_HOURS: how far back the first poll reaches; empty = 720.')
+param initialLookbackHours string = ''
+@description('XDRSYNC_POLL_TIME_BUDGET_SECONDS: a poll stops walking backfill windows after this; empty = 240 (well under functionTimeout).')
+param pollTimeBudgetSeconds string = ''
+@description('XDRSYNC_POLL_OVERLAP_SECONDS: each poll re-reads this much; empty = 120.')
+param pollOverlapSeconds string = ''
+@description('XDRSYNC_RETRY_SCHEDULE_SECONDS: delays before retrying a failed incident; empty = 60,300,1800,10800.')
+param retryScheduleSeconds string = ''
+@description('XDRSYNC_MIRROR_SENTINEL_INCIDENTS: mirror Defender incidents made only of Sentinel alerts; empty = false.')
+param mirrorSentinelIncidents string = ''
+@description('XDRSYNC_USER_CACHE_HOURS: UPN to objectId cache lifetime; empty = 24.')
+param userCacheHours string = ''
+@description('XDRSYNC_HTTP_TIMEOUT_SECONDS: per request; empty = 30.')
+param httpTimeoutSeconds string = ''
+@description('XDRSYNC_MAX_BATCH_BYTES: Logs Ingestion request size before gzip; empty = 1000000.')
+param maxBatchBytes string = ''
+@description('XDRSYNC_TABLE_PREFIX: table name prefix; empty = xdrsync.')
+param tablePrefix string = ''
+@description('XDRSYNC_MANAGED_IDENTITY_CLIENT_ID: a user-assigned identity to use; empty = the system-assigned one.')
+param managedIdentityClientId string = ''
+@description('RUST_LOG: log filter; empty = info.')
+param logFilter string = ''
+
+var isFlex = hostingPlan == 'FlexConsumption'
 var workspaceParts = split(workspaceResourceId, '/')
 var workspaceSubscription = workspaceParts[2]
 var workspaceGroup = workspaceParts[4]
 var workspaceName = workspaceParts[8]
 var streamName = 'Custom-XdrsyncAlerts'
 var tableName = 'XdrsyncAlerts_CL'
-
-resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
-  name: '${prefix}xdrsync${uniqueString(resourceGroup().id)}'
-  location: location
-  sku: { name: 'Standard_LRS' }
-  kind: 'StorageV2'
-  properties: {
-    minimumTlsVersion: 'TLS1_2'
-    supportsHttpsTrafficOnly: true
-    allowBlobPublicAccess: false
-  }
-}
-
-resource plan 'Microsoft.Web/serverfarms@2023-12-01' = {
-  name: '${prefix}-xdrsync-plan'
-  location: location
-  sku: { name: 'Y1', tier: 'Dynamic' }
-  kind: 'functionapp'
-  properties: { reserved: true }
-}
+var appName = '${prefix}-xdrsync'
+var deploymentContainer = 'app-package'
 
 module table 'workspace.bicep' = {
   name: 'xdrsync-workspace'
+  scope: resourceGroup(workspaceSubscription, workspaceGroup)
+  params: {
+    workspaceName: workspaceName
+    tableName: tableName
+    principalId: app.identity.principalId
+  }
+}
+
+// Native alerts on mirrors: the analytics rule and Log Analytics Reader (alert-rule.bicep).
+module alertRule 'alert-rule.bicep' = {
+  name: 'xdrsync-alert-rule'
   scope: resourceGroup(workspaceSubscription, workspaceGroup)
   params: {
     workspaceName: workspaceName
@@ -120,10 +193,82 @@ var alertColumns = [
   { name: 'AlertLastUpdateDateTime', type: 'datetime' }
   { name: 'RowKey', type: 'string' }
   { name: 'RowDigest', type: 'string' } // content digest: copies of one version share it
+  // flattened entities the analytics rule maps (alert-rule.bicep); absent when the alert has none
+  { name: 'EntityHostName', type: 'string' }
+  { name: 'EntityHostDnsDomain', type: 'string' }
+  { name: 'EntityHostAzureId', type: 'string' }
+  { name: 'EntityAccountName', type: 'string' }
+  { name: 'EntityAccountUPNSuffix', type: 'string' }
+  { name: 'EntityAccountAadUserId', type: 'string' }
+  { name: 'EntityAccount2Name', type: 'string' }
+  { name: 'EntityAccount2UPNSuffix', type: 'string' }
+  { name: 'EntityAccount2AadUserId', type: 'string' }
+  { name: 'EntityIp', type: 'string' }
+  { name: 'EntityIp2', type: 'string' }
+  { name: 'EntityFileHashAlgorithm', type: 'string' }
+  { name: 'EntityFileHashValue', type: 'string' }
+  { name: 'EntityUrl', type: 'string' }
+  { name: 'EntityMailbox', type: 'string' }
+  { name: 'EntityProcessId', type: 'string' }
+  { name: 'EntityProcessCommandLine', type: 'string' }
+  { name: 'EntityCloudAppId', type: 'string' }
+  { name: 'EntityCloudAppName', type: 'string' }
 ]
 
-resource app 'Microsoft.Web/sites@2023-12-01' = {
-  name: '${prefix}-xdrsync'
+module storage 'storage.bicep' = {
+  name: 'xdrsync-storage'
+  params: {
+    location: location
+    prefix: prefix
+    sharedKeyAccess: !isFlex
+    deploymentContainer: deploymentContainer
+  }
+}
+
+resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
+  // checkov:skip=CKV_AZURE_225: zone redundancy needs a plan with always-on instances; xdrsync loses nothing during a zone outage (cursors and queue resume).
+  name: '${prefix}-xdrsync-plan'
+  location: location
+  sku: isFlex ? { name: 'FC1', tier: 'FlexConsumption' } : { name: 'Y1', tier: 'Dynamic' }
+  kind: 'functionapp'
+  properties: { reserved: true }
+}
+
+// Application Insights, workspace-based, in its own small Log Analytics workspace: the host's
+// requests, dependencies and traces (xdrsync's JSON log lines among them) do not land in, and are
+// not billed as, Sentinel data.
+resource logs 'Microsoft.OperationalInsights/workspaces@2022-10-01' = {
+  name: '${prefix}-xdrsync-logs'
+  location: location
+  properties: {
+    sku: { name: 'PerGB2018' }
+    retentionInDays: 30
+  }
+}
+
+resource insights 'Microsoft.Insights/components@2020-02-02' = {
+  name: '${prefix}-xdrsync-insights'
+  location: location
+  kind: 'web'
+  properties: {
+    Application_Type: 'web'
+    WorkspaceResourceId: logs.id
+    DisableLocalAuth: false
+  }
+}
+
+// Flex Consumption (functionAppConfig below). Documented: the runtime name `custom` is in the plan's
+// runtime list; maximumInstanceCount 40 to 1000 (Microsoft's Flex samples); deployment storage
+// authentication `SystemAssignedIdentity`. Assumed: the version string of `custom` is '1.0' (check
+// with `az functionapp list-flexconsumption-runtimes --location <region> --runtime custom`).
+resource app 'Microsoft.Web/sites@2024-04-01' = {
+  // checkov:skip=CKV_AZURE_56: no Entra authentication (Easy Auth) in front of the app: the playbook calls the webhook with the Functions key and x-xdrsync-key, which xdrsync checks.
+  // checkov:skip=CKV_AZURE_17: no client certificates: the Logic App HTTP action authenticates with the Functions key and x-xdrsync-key.
+  // checkov:skip=CKV_AZURE_221: public network access stays on: the playbook (Logic App) must reach the webhook; with Flex Consumption you may add VNet integration and restrict it.
+  // checkov:skip=CKV_AZURE_222: public network access stays on so the playbook can reach the webhook (as CKV_AZURE_221).
+  // checkov:skip=CKV_AZURE_212: serverless plans scale from zero; one poller instance runs at a time by design.
+  // checkov:skip=CKV_AZURE_213: App Service health check is not available on the Consumption plans; monitor GET /api/health instead (operations.md).
+  name: appName
   location: location
   kind: 'functionapp,linux'
   identity: { type: 'SystemAssigned' }
@@ -131,32 +276,155 @@ resource app 'Microsoft.Web/sites@2023-12-01' = {
     serverFarmId: plan.id
     httpsOnly: true
     siteConfig: {
-      linuxFxVersion: ''
       minTlsVersion: '1.2'
       ftpsState: 'Disabled'
+      http20Enabled: true
+      // Linux Consumption takes its scale-out limit here; Flex Consumption takes it in
+      // functionAppConfig.scaleAndConcurrency (null leaves the property out).
+      functionAppScaleLimit: isFlex ? null : min(maximumInstanceCount, 100)
     }
+    // Flex Consumption only: the runtime (custom handler), where `func publish` uploads the
+    // package (a blob container reached with the app identity), and the scale-out limit.
+    functionAppConfig: isFlex ? {
+      runtime: { name: 'custom', version: '1.0' }
+      deployment: {
+        storage: {
+          type: 'blobContainer'
+          value: '${storage.outputs.blobEndpoint}${deploymentContainer}'
+          authentication: { type: 'SystemAssignedIdentity' }
+        }
+      }
+      scaleAndConcurrency: {
+        maximumInstanceCount: maximumInstanceCount
+        instanceMemoryMB: instanceMemoryMB
+      }
+    } : null
   }
 }
 
-resource settings 'Microsoft.Web/sites/config@2023-12-01' = {
+module vault 'keyvault.bicep' = {
+  name: 'xdrsync-keyvault'
+  params: {
+    location: location
+    prefix: prefix
+    webhookKey: webhookKey
+    functionKey: functionKey
+    clientSecret: clientSecret
+    appPrincipalId: app.identity.principalId
+  }
+}
+
+// Storage Blob Data Owner, Queue Data Contributor, Table Data Contributor for the app: the host
+// keeps its keys, leases and timer state in blobs and reads the queue; xdrsync keeps its state in
+// tables and enqueues work (Learn: "Connecting to host storage with an identity").
+module storageRoles 'storage-roles.bicep' = {
+  name: 'xdrsync-storage-roles'
+  params: {
+    storageName: storage.outputs.name
+    principalId: app.identity.principalId
+  }
+}
+
+// The Functions key the playbook presents (x-functions-key), the same value as the Key Vault secret.
+// Host keys as ARM resources are documented (Learn: "Automate resource deployment for your function
+// app"); the host must be up to accept one, so on a brand-new app this step may fail once with
+// ServiceUnavailable: run the deployment again (operations.md, Troubleshooting).
+resource playbookKey 'Microsoft.Web/sites/host/functionKeys@2024-04-01' = {
+  name: '${app.name}/default/xdrsync-playbook'
+  properties: {
+    name: 'xdrsync-playbook'
+    value: functionKey
+  }
+  dependsOn: [settings]
+}
+
+// Settings only the Linux Consumption plan takes; Flex Consumption rejects them (its runtime is
+// functionAppConfig.runtime, its host version fixed, its package in functionAppConfig.deployment).
+// Linux Consumption runs the app from a package blob the host fetches with the app identity (a
+// URL without SAS; Storage Blob Data Owner): deployment tools that need an AzureWebJobsStorage
+// connection string cannot publish to an identity-only app, so operations.md uploads the zip to
+// this blob instead. Being in the template, the setting survives redeployments (the appsettings
+// resource replaces every setting).
+var consumptionSettings = {
+  FUNCTIONS_WORKER_RUNTIME: 'custom'
+  FUNCTIONS_EXTENSION_VERSION: '~4'
+  WEBSITE_RUN_FROM_PACKAGE: '${storage.outputs.blobEndpoint}${deploymentContainer}/xdrsync.zip'
+}
+
+// Every setting xdrsync reads is here (tests/infra_settings.rs checks both directions against
+// config_audit.rs KNOWN_SETTINGS); an empty value means xdrsync's default.
+var appSettings = {
+  AzureWebJobsStorage__accountName: storage.outputs.name
+  APPLICATIONINSIGHTS_CONNECTION_STRING: insights.properties.ConnectionString
+  XDRSYNC_TENANT_ID: defenderTenantId
+  XDRSYNC_CLIENT_ID: clientId
+  XDRSYNC_CLIENT_SECRET: empty(clientSecret) ? '' : '@Microsoft.KeyVault(SecretUri=${vault.outputs.clientSecretUri})'
+  XDRSYNC_MANAGED_IDENTITY_CLIENT_ID: managedIdentityClientId
+  XDRSYNC_CLOUD: cloud
+  XDRSYNC_WORKSPACE_RESOURCE_ID: workspaceResourceId
+  XDRSYNC_LOGS_INGESTION_ENDPOINT: ingestion.outputs.logsIngestionEndpoint
+  XDRSYNC_DCR_IMMUTABLE_ID: ingestion.outputs.dcrImmutableId
+  XDRSYNC_ALERTS_STREAM: streamName
+  XDRSYNC_POLL_SCHEDULE: pollSchedule
+  XDRSYNC_CONFLICT_POLICY: conflictPolicy
+  XDRSYNC_WEBHOOK_KEY: '@Microsoft.KeyVault(SecretUri=${vault.outputs.webhookKeyUri})'
+  XDRSYNC_GRAPH_CALLS_PER_MINUTE: graphCallsPerMinute
+  XDRSYNC_ARM_WRITES_PER_SECOND: armWritesPerSecond
+  XDRSYNC_INITIAL_LOOKBACK_HOURS: initialLookbackHours
+  XDRSYNC_POLL_TIME_BUDGET_SECONDS: pollTimeBudgetSeconds
+  XDRSYNC_POLL_OVERLAP_SECONDS: pollOverlapSeconds
+  XDRSYNC_RETRY_SCHEDULE_SECONDS: retryScheduleSeconds
+  XDRSYNC_MIRROR_SENTINEL_INCIDENTS: mirrorSentinelIncidents
+  XDRSYNC_USER_CACHE_HOURS: userCacheHours
+  XDRSYNC_HTTP_TIMEOUT_SECONDS: httpTimeoutSeconds
+  XDRSYNC_MAX_BATCH_BYTES: maxBatchBytes
+  XDRSYNC_TABLE_PREFIX: tablePrefix
+  XDRSYNC_ATTACH_ALERTS: 'true' // native alerts on mirrors (alert-rule.bicep)
+  XDRSYNC_WORKSPACE_ID: alertRule.outputs.workspaceId
+  RUST_LOG: logFilter
+}
+
+resource settings 'Microsoft.Web/sites/config@2024-04-01' = {
+  // checkov:skip=CKV_AZURE_13: app settings, not an auth setting: see CKV_AZURE_56 on the app.
+  // checkov:skip=CKV_AZURE_63: HTTP logging is an App Service web server feature; the Functions host logs requests to Application Insights.
+  // checkov:skip=CKV_AZURE_65: detailed error pages: as CKV_AZURE_63; xdrsync answers JSON errors itself.
+  // checkov:skip=CKV_AZURE_66: failed request tracing: as CKV_AZURE_63.
+  // checkov:skip=CKV_AZURE_80: no .NET: the app is a custom handler (a Rust binary).
+  // checkov:skip=CKV_AZURE_88: no Azure Files content share: Flex Consumption deploys to a blob container, Linux Consumption runs from a package.
+  // checkov:skip=CKV_AZURE_222: public network access is set on the app, which keeps it on for the playbook.
   parent: app
   name: 'appsettings'
-  properties: {
-    FUNCTIONS_EXTENSION_VERSION: '~4'
-    FUNCTIONS_WORKER_RUNTIME: 'custom'
-    AzureWebJobsStorage: 'DefaultEndpointsProtocol=https;AccountName=${storage.name};AccountKey=${storage.listKeys().keys[0].value};EndpointSuffix=${environment().suffixes.storage}'
-    XDRSYNC_TENANT_ID: defenderTenantId
-    XDRSYNC_WORKSPACE_RESOURCE_ID: workspaceResourceId
-    XDRSYNC_LOGS_INGESTION_ENDPOINT: ingestion.outputs.logsIngestionEndpoint
-    XDRSYNC_DCR_IMMUTABLE_ID: ingestion.outputs.dcrImmutableId
-    XDRSYNC_ALERTS_STREAM: streamName
-    XDRSYNC_POLL_SCHEDULE: pollSchedule
-    XDRSYNC_CONFLICT_POLICY: conflictPolicy
-    XDRSYNC_WEBHOOK_KEY: webhookKey
+  properties: isFlex ? appSettings : union(appSettings, consumptionSettings)
+  dependsOn: [storageRoles]
+}
+
+module playbook 'playbook.bicep' = if (deployPlaybook) {
+  name: 'xdrsync-playbook'
+  params: {
+    location: location
+    prefix: prefix
+    webhookUrl: 'https://${app.properties.defaultHostName}/api/sentinel/incidents'
+    vaultUri: vault.outputs.vaultUri
+    vaultName: vault.outputs.name
+    sentinelAutomationPrincipalId: sentinelAutomationPrincipalId
+  }
+}
+
+module automation 'automation.bicep' = if (deployPlaybook) {
+  name: 'xdrsync-automation'
+  scope: resourceGroup(workspaceSubscription, workspaceGroup)
+  params: {
+    workspaceName: workspaceName
+    playbookResourceId: deployPlaybook ? playbook.outputs.playbookId : ''
+    playbookPrincipalId: deployPlaybook ? playbook.outputs.principalId : ''
+    order: automationRuleOrder
   }
 }
 
 output functionAppName string = app.name
 output principalId string = app.identity.principalId
 output webhookUrl string = 'https://${app.properties.defaultHostName}/api/sentinel/incidents'
+output healthUrl string = 'https://${app.properties.defaultHostName}/api/health'
 output dcrImmutableId string = ingestion.outputs.dcrImmutableId
+output keyVaultName string = vault.outputs.name
+output applicationInsightsName string = insights.name

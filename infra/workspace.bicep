@@ -47,6 +47,25 @@ resource table 'Microsoft.OperationalInsights/workspaces/tables@2022-10-01' = {
         { name: 'AlertLastUpdateDateTime', type: 'datetime' }
         { name: 'RowKey', type: 'string' }
         { name: 'RowDigest', type: 'string' }
+        { name: 'EntityHostName', type: 'string' }
+        { name: 'EntityHostDnsDomain', type: 'string' }
+        { name: 'EntityHostAzureId', type: 'string' }
+        { name: 'EntityAccountName', type: 'string' }
+        { name: 'EntityAccountUPNSuffix', type: 'string' }
+        { name: 'EntityAccountAadUserId', type: 'string' }
+        { name: 'EntityAccount2Name', type: 'string' }
+        { name: 'EntityAccount2UPNSuffix', type: 'string' }
+        { name: 'EntityAccount2AadUserId', type: 'string' }
+        { name: 'EntityIp', type: 'string' }
+        { name: 'EntityIp2', type: 'string' }
+        { name: 'EntityFileHashAlgorithm', type: 'string' }
+        { name: 'EntityFileHashValue', type: 'string' }
+        { name: 'EntityUrl', type: 'string' }
+        { name: 'EntityMailbox', type: 'string' }
+        { name: 'EntityProcessId', type: 'string' }
+        { name: 'EntityProcessCommandLine', type: 'string' }
+        { name: 'EntityCloudAppId', type: 'string' }
+        { name: 'EntityCloudAppName', type: 'string' }
       ]
     }
   }

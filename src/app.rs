@@ -84,6 +84,11 @@ pub fn build(config: Config) -> Ports {
             });
         }
     }
+    let log_query = crate::adapters::log_analytics::LogAnalyticsQuery::new(
+        client("log-analytics", &tokens, &config.alerts.scope, |c| &c.log_query),
+        &config.alerts.endpoint,
+        config.alerts.workspace_id.as_deref().unwrap_or("00000000-0000-0000-0000-000000000000"),
+    );
     let store = AzureTables::new(&config.storage, &config.table_prefix, counters.clone(), &tokens);
     let queue = AzureQueues::new(&config.storage, counters.clone(), &tokens);
     Ports {
@@ -92,6 +97,7 @@ pub fn build(config: Config) -> Ports {
         defender,
         sentinel,
         logs,
+        log_query: Arc::new(log_query),
         store: Arc::new(store),
         queue: Arc::new(queue),
         clock: Arc::new(SystemClock),

@@ -164,6 +164,7 @@ pub async fn run(services: &Ports) -> Vec<CheckLine> {
         lines.extend(permissions(services).await);
         lines.extend(tenant_probes(services).await);
     }
+    lines.extend(crate::check_alerts::lines(services).await);
     lines
 }
 

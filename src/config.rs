@@ -65,6 +65,12 @@ impl Cloud {
             Cloud::UsGov | Cloud::UsGovDod => "https://monitor.azure.us",
         }
     }
+    fn log_analytics(self) -> &'static str {
+        match self {
+            Cloud::Public => "https://api.loganalytics.io",
+            Cloud::UsGov | Cloud::UsGovDod => "https://api.loganalytics.us",
+        }
+    }
     fn storage_suffix(self) -> &'static str {
         match self {
             Cloud::Public => "core.windows.net",
@@ -167,6 +173,12 @@ pub struct Config {
     pub defender_tenants: Vec<DefenderTenant>,
     /// `XDRSYNC_TENANT_WORKSPACES`: tenants whose mirrors go to another workspace.
     pub tenant_routes: Vec<TenantRoute>,
+    /// Native alerts on mirrors (“Native alerts”): `XDRSYNC_ATTACH_ALERTS`, `XDRSYNC_WORKSPACE_ID`,
+    /// `XDRSYNC_LOG_ANALYTICS_ENDPOINT`, `XDRSYNC_ALERTS_ATTACH_DELAY_MINUTES`.
+    pub alerts: AlertAttachSettings,
+    /// `XDRSYNC_DEFENDER_PORTAL_ONBOARDED`: the workspace is onboarded to the Defender portal
+    /// (not detectable through a documented API; `check` reports what it means).
+    pub defender_portal_onboarded: bool,
 }
 
 impl fmt::Debug for Config {
@@ -278,6 +290,21 @@ fn is_guid(s: &str) -> bool {
     uuid::Uuid::parse_str(s).is_ok() && s.len() == 36
 }
 
+/// Settings of relating the rule's alerts to mirrors (ARCHITECTURE.md: “Native alerts”).
+#[derive(Debug, Clone)]
+pub struct AlertAttachSettings {
+    /// `XDRSYNC_ATTACH_ALERTS` (default off: it needs the analytics rule and Log Analytics Reader).
+    pub attach: bool,
+    /// `XDRSYNC_WORKSPACE_ID`: the workspace's GUID the query API addresses.
+    pub workspace_id: Option<String>,
+    /// `XDRSYNC_LOG_ANALYTICS_ENDPOINT`
+    pub endpoint: Url,
+    pub scope: String,
+    /// `XDRSYNC_ALERTS_ATTACH_DELAY_MINUTES`: how far back each run looks again, for alerts the
+    /// workspace stores late (ingestion and query latency).
+    pub overlap: Duration,
+}
+
 impl Config {
     /// Reads and validates the process environment.
     pub fn from_env() -> Result<Self, ConfigError> {
@@ -295,6 +322,14 @@ impl Config {
                 return Err(err("XDRSYNC_CLOUD", format!("'{other}' is not one of public, usgov, usgovdod")))
             }
         };
+
+        // App Service leaves a Key Vault reference it cannot resolve in place as the literal text:
+        // used as a key, it would be public knowledge.
+        for var in ["XDRSYNC_WEBHOOK_KEY", "XDRSYNC_CLIENT_SECRET"] {
+            if v.get(var).is_some_and(|s| s.starts_with("@Microsoft.KeyVault(")) {
+                return Err(err(var, "is a Key Vault reference the platform could not resolve: give the app's identity Key Vault Secrets User on the vault, check the SecretUri, then restart the app"));
+            }
+        }
 
         let storage = match (v.get("AzureWebJobsStorage"), v.get("AzureWebJobsStorage__accountName")) {
             (Some(raw), _) => StorageConnection::parse(raw).map_err(|p| err("AzureWebJobsStorage", p))?,
@@ -472,6 +507,29 @@ impl Config {
             arm_writes_per_second: v.number("XDRSYNC_ARM_WRITES_PER_SECOND", 5u32, 1..=1_000)?,
             poll_time_budget: Duration::from_secs(v.number("XDRSYNC_POLL_TIME_BUDGET_SECONDS", 240u64, 5..=3600)?),
             retry_schedule: v.seconds_list("XDRSYNC_RETRY_SCHEDULE_SECONDS", &[60, 300, 1800, 10800])?,
+            alerts: AlertAttachSettings {
+                attach: v.flag("XDRSYNC_ATTACH_ALERTS", false)?,
+                workspace_id: match (v.flag("XDRSYNC_ATTACH_ALERTS", false)?, v.get("XDRSYNC_WORKSPACE_ID")) {
+                    (_, Some(id)) if is_guid(id) => Some(id.to_ascii_lowercase()),
+                    (_, Some(id)) => {
+                        return Err(err(
+                            "XDRSYNC_WORKSPACE_ID",
+                            format!("'{id}' is not a GUID (the workspace's Workspace ID)"),
+                        ))
+                    }
+                    (true, None) => {
+                        return Err(err(
+                            "XDRSYNC_WORKSPACE_ID",
+                            "XDRSYNC_ATTACH_ALERTS needs the workspace's Workspace ID (a GUID, properties.customerId)",
+                        ))
+                    }
+                    (false, None) => None,
+                },
+                endpoint: v.endpoint("XDRSYNC_LOG_ANALYTICS_ENDPOINT", cloud.log_analytics())?,
+                scope: format!("{}/.default", cloud.log_analytics()),
+                overlap: Duration::from_secs(60 * v.number("XDRSYNC_ALERTS_ATTACH_DELAY_MINUTES", 10u64, 0..=1440)?),
+            },
+            defender_portal_onboarded: v.flag("XDRSYNC_DEFENDER_PORTAL_ONBOARDED", false)?,
         })
     }
 

@@ -9,6 +9,7 @@ use crate::config::{Config, ConfigError};
 
 /// Every setting xdrsync reads, for the typo check (and the infra test).
 pub const KNOWN_SETTINGS: &[&str] = &[
+    "XDRSYNC_ALERTS_ATTACH_DELAY_MINUTES",
     "XDRSYNC_ALERTS_STREAM",
     "XDRSYNC_ARM_ENDPOINT",
     "XDRSYNC_ARM_WRITES_PER_SECOND",
@@ -16,8 +17,10 @@ pub const KNOWN_SETTINGS: &[&str] = &[
     "XDRSYNC_CLIENT_ID",
     "XDRSYNC_CLIENT_SECRET",
     "XDRSYNC_CLOUD",
+    "XDRSYNC_ATTACH_ALERTS",
     "XDRSYNC_CONFLICT_POLICY",
     "XDRSYNC_DCR_IMMUTABLE_ID",
+    "XDRSYNC_DEFENDER_PORTAL_ONBOARDED",
     "XDRSYNC_DEFENDER_TENANTS",
     "XDRSYNC_GRAPH_CALLS_PER_MINUTE",
     "XDRSYNC_GRAPH_ENDPOINT",
@@ -25,6 +28,7 @@ pub const KNOWN_SETTINGS: &[&str] = &[
     "XDRSYNC_HTTP_PORT",
     "XDRSYNC_HTTP_TIMEOUT_SECONDS",
     "XDRSYNC_INITIAL_LOOKBACK_HOURS",
+    "XDRSYNC_LOG_ANALYTICS_ENDPOINT",
     "XDRSYNC_LOG_JSON",
     "XDRSYNC_LOGS_INGESTION_ENDPOINT",
     "XDRSYNC_MANAGED_IDENTITY_CLIENT_ID",
@@ -42,6 +46,7 @@ pub const KNOWN_SETTINGS: &[&str] = &[
     "XDRSYNC_USER_CACHE_HOURS",
     "XDRSYNC_WEBHOOK_KEY",
     "XDRSYNC_WORKERS",
+    "XDRSYNC_WORKSPACE_ID",
     "XDRSYNC_WORKSPACE_RESOURCE_ID",
 ];
 
@@ -57,7 +62,7 @@ pub struct Finding {
 fn stand_in(var: &str) -> Option<&'static str> {
     Some(match var {
         "AzureWebJobsStorage" => "UseDevelopmentStorage=true",
-        "XDRSYNC_TENANT_ID" | "XDRSYNC_CLIENT_ID" => "00000000-0000-0000-0000-000000000000",
+        "XDRSYNC_TENANT_ID" | "XDRSYNC_CLIENT_ID" | "XDRSYNC_WORKSPACE_ID" => "00000000-0000-0000-0000-000000000000",
         "XDRSYNC_CLIENT_SECRET" => "stand-in",
         "XDRSYNC_WORKSPACE_RESOURCE_ID" => {
             "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg/providers/Microsoft.OperationalInsights/workspaces/ws"

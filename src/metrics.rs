@@ -12,6 +12,8 @@ pub struct CallCounters {
     pub entra: AtomicU64,
     pub table: AtomicU64,
     pub queue: AtomicU64,
+    /// Log Analytics queries (“Native alerts”).
+    pub log_query: AtomicU64,
     /// Not a call: incidents left unmirrored because Microsoft Sentinel created them.
     pub incidents_not_mirrored: AtomicU64,
     /// Poller ticks run by this process, and the last and longest one's duration (ms).

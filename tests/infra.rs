@@ -25,6 +25,7 @@ const BUILT_IN_ROLES: &[(&str, &str)] = &[
     ("Storage Blob Data Owner", "b7e6dc6d-f1e8-4753-8033-0f276bb0955b"),
     ("Storage Blob Data Contributor", "ba92f5b4-2d11-453d-a403-e96b0029c9fe"),
     ("Storage Account Contributor", "17d1049b-9a84-46fb-8f53-869881c3d3ab"),
+    ("Key Vault Secrets User", "4633458b-17de-408a-b874-0445c86b69e6"),
 ];
 
 const WORKSPACE_TYPE: &str = "Microsoft.OperationalInsights/workspaces";
@@ -390,7 +391,15 @@ fn check_ingestion_regions(files: &BTreeMap<String, Bicep>) -> Result<usize, Vec
 #[test]
 fn every_role_guid_in_infra_is_the_built_in_role_its_comment_names() {
     let roles = check_roles(&infra()).unwrap_or_else(|p| panic!("role definitions in infra/:\n{}", p.join("\n")));
-    for needed in ["Microsoft Sentinel Responder", "Monitoring Metrics Publisher"] {
+    for needed in [
+        "Microsoft Sentinel Responder",
+        "Monitoring Metrics Publisher",
+        "Storage Blob Data Owner",
+        "Storage Queue Data Contributor",
+        "Storage Table Data Contributor",
+        "Key Vault Secrets User",
+        "Microsoft Sentinel Automation Contributor",
+    ] {
         assert!(roles.iter().any(|r| r == needed), "infra/ assigns no {needed} (found {roles:?})");
     }
 }

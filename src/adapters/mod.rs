@@ -7,6 +7,7 @@ mod azure_err;
 pub mod budget;
 pub mod graph;
 pub mod http;
+pub mod log_analytics;
 pub mod logs;
 pub mod odata;
 pub mod queue;

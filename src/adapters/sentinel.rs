@@ -9,6 +9,7 @@ use uuid::Uuid;
 
 use super::http::{read_back, Call, ServiceClient};
 use super::odata::{encode_query_value, get_all_pages};
+use crate::domain::alert_links::ExistingRelation;
 use crate::domain::sentinel::{SentinelComment, SentinelIncident, SentinelIncidentBody};
 use crate::domain::time_fmt;
 use crate::domain::workspace_rules::{AlertRule, DataConnector};
@@ -44,6 +45,21 @@ struct RoleAssignment {
 #[serde(rename_all = "camelCase")]
 struct RoleAssignmentProperties {
     role_definition_id: String,
+}
+
+/// A relation as ARM lists it (`Relation` in the 2025-09-01 spec); only what we read.
+#[derive(serde::Deserialize)]
+struct RelationResource {
+    name: String,
+    #[serde(default)]
+    properties: RelationProperties,
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct RelationProperties {
+    #[serde(default)]
+    related_resource_id: String,
 }
 
 #[async_trait]
@@ -99,6 +115,43 @@ impl SentinelApi for ArmSentinel {
         let url = format!("{}/incidents/{incident}/comments/{comment}?api-version={API_VERSION}", self.base);
         let body = serde_json::json!({"properties": {"message": message}});
         self.client.send(&Call::new(Method::PUT, url).json(&body)).await.map(|_| ())
+    }
+
+    // Relations (ARCHITECTURE.md: “Native alerts”). Documented: `incidents/{id}/relations/{name}`
+    // PUT/GET/DELETE and the list, in the 2025-09-01 spec; the how-to relating alerts uses
+    // 2022-07-01-preview with the same body. Assumed: the stable version accepts an alert's
+    // `…/entities/{SystemAlertId}` as `relatedResourceId` (its list example returns
+    // `relatedResourceKind: "SecurityAlert"`).
+
+    #[tracing::instrument(level = "debug", skip_all, fields(sentinel.incident = %incident))]
+    async fn list_relations(&self, incident: &Uuid) -> Result<Vec<ExistingRelation>, PortError> {
+        let url = format!("{}/incidents/{incident}/relations?api-version={API_VERSION}", self.base);
+        let all: Vec<RelationResource> = get_all_pages(&self.client, Call::new(Method::GET, url)).await?;
+        Ok(all
+            .into_iter()
+            .map(|r| ExistingRelation { name: r.name, related_resource_id: r.properties.related_resource_id })
+            .collect())
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(sentinel.incident = %incident, sentinel.relation = %relation))]
+    async fn put_relation(&self, incident: &Uuid, relation: &Uuid, related_resource_id: &str) -> Result<(), PortError> {
+        let url = format!("{}/incidents/{incident}/relations/{relation}?api-version={API_VERSION}", self.base);
+        let body = serde_json::json!({"properties": {"relatedResourceId": related_resource_id}});
+        self.client.send(&Call::new(Method::PUT, url).json(&body)).await.map(|_| ())
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(sentinel.incident = %incident, sentinel.relation = %relation))]
+    async fn delete_relation(&self, incident: &Uuid, relation: &str) -> Result<(), PortError> {
+        let url = format!(
+            "{}/incidents/{incident}/relations/{}?api-version={API_VERSION}",
+            self.base,
+            super::odata::encode_path_segment(relation)
+        );
+        match self.client.send(&Call::new(Method::DELETE, url)).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_not_found() => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     /// `GET …/alertRules` (Alert Rules - List; same api-version as incidents: every stable

@@ -46,6 +46,20 @@ async fn poll_once(s: &Ports) -> Result<String, String> {
     crate::usecase::health::record_feed(s, crate::records::INCIDENTS_FEED, defender.as_ref().map(|_| ())).await;
     let sentinel = poll_sentinel(s).await;
     crate::usecase::health::record_feed(s, crate::records::SENTINEL_FEED, sentinel.as_ref().map(|_| ())).await;
+    // Native alerts on mirrors (“Native alerts”): a failure is its own feed, never the poll's.
+    let attached = if s.config.alerts.attach {
+        let r = crate::usecase::attach_alerts::attach(s).await;
+        crate::usecase::health::record_feed(s, crate::usecase::attach_alerts::FEED, r.as_ref().map(|_| ())).await;
+        match &r {
+            Ok(report) => format!("; {report}"),
+            Err(e) => {
+                tracing::error!(error.message = %e, "relating rule alerts to mirrors failed; the next tick retries");
+                format!("; alerts not related: {e}")
+            }
+        }
+    } else {
+        String::new()
+    };
     if let Err(e) = failures::drain_poison(s).await {
         tracing::warn!(error.message = %e, "could not read the poison queue; will try at the next tick");
     }
@@ -60,7 +74,7 @@ async fn poll_once(s: &Ports) -> Result<String, String> {
     }
     match (defender, sentinel) {
         (Ok(d), Ok(s)) => Ok(format!(
-            "polled: Defender {} listed, {} enqueued; Sentinel {} listed, {} enqueued",
+            "polled: Defender {} listed, {} enqueued; Sentinel {} listed, {} enqueued{attached}",
             d.listed, d.enqueued, s.listed, s.enqueued
         )),
         (d, s) => Err(format!(

@@ -2,6 +2,7 @@
 //! Triggers (Functions or standalone) call these and nothing else.
 
 pub mod activity;
+pub mod attach_alerts;
 pub mod cross_owner;
 pub mod failures;
 pub mod health;
@@ -21,7 +22,7 @@ use std::sync::Arc;
 use crate::config::Config;
 use crate::error::{PortError, Reaction};
 use crate::metrics::CallCounters;
-use crate::ports::{Clock, DefenderApi, LogsIngestion, SentinelApi, StateStore, TokenSource, WorkQueue};
+use crate::ports::{Clock, DefenderApi, LogQuery, LogsIngestion, SentinelApi, StateStore, TokenSource, WorkQueue};
 
 /// What every use case runs on: the settings and one trait object per external system. Built
 /// from real adapters by `app::build`, or from fakes and the simulator in tests; use cases never
@@ -33,6 +34,8 @@ pub struct Ports {
     pub defender: Arc<dyn DefenderApi>,
     pub sentinel: Arc<dyn SentinelApi>,
     pub logs: Arc<dyn LogsIngestion>,
+    /// The Log Analytics query API (“Native alerts”).
+    pub log_query: Arc<dyn LogQuery>,
     pub store: Arc<dyn StateStore>,
     pub queue: Arc<dyn WorkQueue>,
     pub clock: Arc<dyn Clock>,

@@ -36,6 +36,16 @@ pub async fn poll_tenants(s: &Ports) -> Result<String, String> {
         (w, outcome)
     }))
     .await;
+    // Native alerts on mirrors, in the default workspace (its first tenant's scope).
+    if s.config.alerts.attach {
+        if let Some(w) = s.each_workspace().into_iter().find(|w| w.config.workspace == s.config.workspace) {
+            let r = crate::usecase::attach_alerts::attach(&w).await;
+            record_feed(&w, crate::usecase::attach_alerts::FEED, r.as_ref().map(|_| ())).await;
+            if let Err(e) = r {
+                tracing::error!(error.message = %e, "relating rule alerts to mirrors failed; the next tick retries");
+            }
+        }
+    }
     if let Err(e) = failures::drain_poison(s).await {
         tracing::warn!(error.message = %e, "could not read the poison queue; will try at the next tick");
     }

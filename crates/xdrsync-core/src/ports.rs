@@ -10,6 +10,7 @@ use serde_json::{Map, Value};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::domain::alert_links::{ExistingRelation, QueryTable};
 use crate::domain::cursor::Window;
 use crate::domain::defender::{AlertComment, DefenderAlert, DefenderIncident, DefenderIncidentPatch, IncidentStamp};
 use crate::domain::sentinel::{SentinelComment, SentinelIncident, SentinelIncidentBody};
@@ -99,6 +100,38 @@ pub trait SentinelApi: Send + Sync {
     async fn list_data_connectors(&self) -> Result<Vec<DataConnector>, PortError> {
         Err(PortError::rejected("sentinel", "data connectors are not available here"))
     }
+
+    // Relations (ARCHITECTURE.md: “Native alerts”). Provided methods answer `Rejected`, so a
+    // test double that wraps only some calls still compiles; the ARM adapter implements them.
+
+    /// Every relation of an incident (alerts, bookmarks), all pages.
+    async fn list_relations(&self, incident: &Uuid) -> Result<Vec<ExistingRelation>, PortError> {
+        let _ = incident;
+        Err(unsupported("list relations"))
+    }
+    /// Create-or-update of a relation by name to `related_resource_id` (an alert:
+    /// `…/Microsoft.SecurityInsights/entities/{SystemAlertId}`). Reusing a name for another
+    /// resource is a [`PortError::Conflict`].
+    async fn put_relation(&self, incident: &Uuid, relation: &Uuid, related_resource_id: &str) -> Result<(), PortError> {
+        let _ = (incident, relation, related_resource_id);
+        Err(unsupported("relate"))
+    }
+    /// Removes a relation (gone already is success).
+    async fn delete_relation(&self, incident: &Uuid, relation: &str) -> Result<(), PortError> {
+        let _ = (incident, relation);
+        Err(unsupported("unrelate"))
+    }
+}
+
+fn unsupported(what: &str) -> PortError {
+    PortError::Rejected { service: "sentinel", code: None, reason: format!("this SentinelApi cannot {what}") }
+}
+
+/// The Log Analytics query API over the Sentinel workspace (read-only KQL).
+#[async_trait]
+pub trait LogQuery: Send + Sync {
+    /// Runs `query` limited to the ISO 8601 duration `timespan`; the first result table.
+    async fn query(&self, query: &str, timespan: &str) -> Result<QueryTable, PortError>;
 }
 
 /// What one upload did.

@@ -1,6 +1,7 @@
 //! `xdrsync-sim demo`: the whole product on one machine. Starts Azurite and the simulator, runs
 //! xdrsync standalone as a child process (the real binary, real storage), seeds incidents,
-//! shows progress, then reports: incidents mirrored / expected, alerts shipped, Defender →
+//! shows progress, then reports: incidents mirrored / expected, alerts shipped, alerts attached
+//! to their mirrors by the analytics rule's SecurityAlerts (and how long after the mirror), Defender →
 //! Sentinel latency p50/p95, Graph / ARM / Table calls per incident, and writes during a quiet
 //! window. Exit 0 only if every incident is mirrored exactly once with all its alerts.
 //! The same command is the benchmark: `--json` prints the report as JSON.
@@ -65,6 +66,17 @@ pub struct DemoReport {
     pub missing: usize,
     pub alerts_expected: usize,
     pub alerts_shipped: usize,
+    /// Alerts shown on their mirror (related SecurityAlerts of the rule), of `alerts_attachable`.
+    pub alerts_attached: usize,
+    /// Every alert, at most 150 per incident (Sentinel's limit).
+    pub alerts_attachable: usize,
+    /// From a mirror's creation until all its alerts are related (sampled every 200 ms).
+    pub alerts_attached_ms_p50: Option<i64>,
+    pub alerts_attached_ms_p95: Option<i64>,
+    /// The simulated rule's delay from ingestion to SecurityAlert.
+    pub alert_rule_delay_ms: u64,
+    /// Calls attaching alerts made, per incident: Log Analytics queries and relation list/put/delete.
+    pub attach_calls_per_incident: f64,
     pub latency_ms_p50: Option<i64>,
     pub latency_ms_p95: Option<i64>,
     pub latency_ms_max: Option<i64>,
@@ -298,6 +310,22 @@ impl Stack {
 
 pub const DEMO_WEBHOOK_KEY: &str = "demo-webhook-key-not-secret";
 
+/// How long the simulated analytics rule takes from a row's ingestion to its SecurityAlert in the
+/// demo (minutes in Azure; the attach latency the demo reports is this plus the poll interval).
+pub const ALERT_RULE_DELAY_MS: u64 = 2_000;
+
+/// Alerts related to each incident's mirror, and how many each should show (≤ 150).
+fn attach_progress(w: &crate::sim::World, tenant: &str) -> BTreeMap<uuid::Uuid, (usize, usize)> {
+    w.incidents
+        .values()
+        .map(|i| {
+            let name = sentinel_incident_name(tenant, &i.id);
+            let shown = crate::sim::alert_rule::related_alerts(w, &name).len();
+            (name, (shown, w.alerts_of(&i.id).len().min(150)))
+        })
+        .collect()
+}
+
 pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
     let say = |s: &str| {
         if !opts.json {
@@ -305,7 +333,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
         }
     };
     say("starting Azurite, the simulator and xdrsync standalone…");
-    let mut extra = Vec::new();
+    let mut extra = vec![("XDRSYNC_ATTACH_ALERTS", "true".to_string())];
     if opts.history_days > 0 {
         extra.push(("XDRSYNC_INITIAL_LOOKBACK_HOURS", (24 * (opts.history_days + 1)).to_string()));
     }
@@ -337,6 +365,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
     )
     .await?;
     let sim = &stack.sim;
+    sim.sim.options.lock().unwrap_or_else(|p| p.into_inner()).alert_rule_delay_ms = ALERT_RULE_DELAY_MS;
     say(&format!("xdrsync standalone up (poll every {} s); seeding {} incidents…", opts.poll_seconds, opts.incidents));
 
     let tenant = sim.sim.config.tenant_id.clone();
@@ -372,20 +401,31 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     let mut converged = false;
+    // When each mirror first showed all its alerts.
+    let mut attached_at: BTreeMap<uuid::Uuid, time::OffsetDateTime> = BTreeMap::new();
     while seed_time.elapsed() < opts.timeout + Duration::from_secs(opts.spread_seconds) {
         let seeded_all = seeding.as_ref().is_none_or(|t| t.is_finished());
-        let (mirrored, rows, alerts_expected) = {
-            let w = sim.sim.world();
+        let (mirrored, rows, alerts_expected, attach_done) = {
+            let mut w = sim.sim.world();
+            crate::sim::alert_rule::run(&mut w);
+            let now = time::OffsetDateTime::now_utc();
+            let progress = attach_progress(&w, &tenant);
+            for (name, (shown, want)) in &progress {
+                if shown >= want && w.sentinel.contains_key(name) {
+                    attached_at.entry(*name).or_insert(now);
+                }
+            }
+            let attach_done = progress.values().all(|(shown, want)| shown >= want);
             let mirrored = w
                 .incidents
                 .keys()
                 .filter(|id| w.sentinel.contains_key(&sentinel_incident_name(&tenant, &id.to_string())))
                 .count();
-            (mirrored, w.logs.values().map(Vec::len).sum::<usize>(), w.alerts.len())
+            (mirrored, w.logs.values().map(Vec::len).sum::<usize>(), w.alerts.len(), attach_done)
         };
         bar.set_position(mirrored as u64);
         bar.set_message(format!("{rows}/{alerts_expected} alerts shipped"));
-        if seeded_all && mirrored >= opts.incidents && rows >= alerts_expected {
+        if seeded_all && mirrored >= opts.incidents && rows >= alerts_expected && attach_done {
             converged = true;
             break;
         }
@@ -412,6 +452,16 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
     let calls = stack.calls().await;
 
     let w = sim.sim.world();
+    let progress = attach_progress(&w, &tenant);
+    let alerts_attached: usize = progress.values().map(|(shown, _)| *shown).sum();
+    let alerts_attachable: usize = progress.values().map(|(_, want)| *want).sum();
+    let mut attach_latencies: Vec<i64> = attached_at
+        .iter()
+        .filter_map(|(name, t)| {
+            w.sentinel.get(name).map(|r| (*t - r.read_only.created_time_utc).whole_milliseconds() as i64)
+        })
+        .collect();
+    attach_latencies.sort();
     let mut latencies: Vec<i64> = Vec::new();
     let mut writes = 0u64;
     for (name, rec) in &w.sentinel {
@@ -435,6 +485,16 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
         missing,
         alerts_expected,
         alerts_shipped,
+        alerts_attached,
+        alerts_attachable,
+        alerts_attached_ms_p50: percentile(&attach_latencies, 0.50),
+        alerts_attached_ms_p95: percentile(&attach_latencies, 0.95),
+        alert_rule_delay_ms: ALERT_RULE_DELAY_MS,
+        attach_calls_per_incident: ["logquery.post", "arm.relations.list", "arm.relations.put", "arm.relations.delete"]
+            .iter()
+            .map(|k| stats.get(*k).copied().unwrap_or(0))
+            .sum::<u64>() as f64
+            / n,
         latency_ms_p50: percentile(&latencies, 0.50),
         latency_ms_p95: percentile(&latencies, 0.95),
         latency_ms_max: latencies.last().copied(),
@@ -457,6 +517,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
             && extra == 0
             && alerts_shipped == alerts_expected
             && shipped_ids.len() == alerts_expected
+            && alerts_attached == alerts_attachable
             && puts_after == puts_before,
     };
     Ok(report)
@@ -471,6 +532,15 @@ pub fn print(report: &DemoReport) {
         report.incidents_mirrored, report.incidents_expected, report.duplicates, report.missing
     );
     println!("  alerts shipped           {}/{}", report.alerts_shipped, report.alerts_expected);
+    println!(
+        "  alerts attached          {}/{} (≤ 150 per incident); after the mirror: p50 {}, p95 {} (rule delay {:.1} s); {:.2} calls/incident",
+        report.alerts_attached,
+        report.alerts_attachable,
+        ms(report.alerts_attached_ms_p50),
+        ms(report.alerts_attached_ms_p95),
+        report.alert_rule_delay_ms as f64 / 1000.0,
+        report.attach_calls_per_incident
+    );
     println!(
         "  Defender → Sentinel      p50 {}, p95 {}, max {} (poll every {} s; {})",
         ms(report.latency_ms_p50),

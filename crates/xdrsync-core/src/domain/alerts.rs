@@ -335,6 +335,8 @@ pub fn row(
         _ => Map::new(),
     };
     m.retain(|_, v| !v.is_null());
+    // Flattened entity columns for the analytics rule's entity mappings (“Native alerts”).
+    m.extend(super::entity_columns::columns(&entities));
     bound_row(&mut m);
     m
 }
@@ -410,6 +412,9 @@ mod tests {
         let entities: Vec<Value> = serde_json::from_str(r["Entities"].as_str().unwrap()).unwrap();
         let types: Vec<_> = entities.iter().map(|e| e["Type"].as_str().unwrap()).collect();
         assert_eq!(types, vec!["host", "account", "ip", "kubernetespod"]);
+        assert_eq!(r["EntityHostName"], "wks-1", "flattened for the rule's entity mappings");
+        assert_eq!(r["EntityAccountUPNSuffix"], "contoso.com");
+        assert_eq!(r["EntityIp"], "203.0.113.5");
         assert_eq!(entities[1]["UPNSuffix"], "contoso.com");
         assert!(!r.contains_key("TimeGenerated"));
     }

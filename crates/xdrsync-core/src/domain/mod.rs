@@ -2,6 +2,7 @@
 //! Nothing here does I/O or reads a clock; time is passed in.
 
 pub mod activity;
+pub mod alert_links;
 pub mod alerts;
 pub mod batching;
 pub mod budget;
@@ -9,6 +10,7 @@ pub mod comments;
 pub mod cursor;
 pub mod defender;
 pub mod drift;
+pub mod entity_columns;
 pub mod failures;
 pub mod fields;
 pub mod iso_duration;

@@ -348,10 +348,14 @@ async fn dispatch(
             let removed = w.sentinel.get_mut(name).and_then(|r| r.relations.remove(&rel));
             empty(if removed.is_some() { StatusCode::OK } else { StatusCode::NO_CONTENT })
         }),
-        ("POST", Target::Alerts(id)) => with_incident(&sim, &id, |_, _| Json(json!({"value": []})).into_response()),
-        ("POST", Target::Entities(id)) => {
-            with_incident(&sim, &id, |_, _| Json(json!({"entities": [], "metaData": []})).into_response())
-        }
+        ("POST", Target::Alerts(id)) => with_incident_mut(&sim, &id, |w, name| {
+            super::alert_rule::run(w);
+            super::alert_rule::list_alerts(&sim, w, name, &base)
+        }),
+        ("POST", Target::Entities(id)) => with_incident_mut(&sim, &id, |w, name| {
+            super::alert_rule::run(w);
+            super::alert_rule::list_entities(&sim, w, name, &base)
+        }),
         _ => arm_error(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", format!("{method} is not supported here")),
     }
 }
@@ -775,17 +779,5 @@ fn put_relation(sim: &Sim, id: &str, rel: &str, body: &[u8], base: &str) -> Resp
     let Some(related) = related else {
         return bad("properties.relatedResourceId is required");
     };
-    with_incident_mut(sim, id, |w, name| {
-        let Some(r) = w.sentinel.get_mut(name) else {
-            return empty(StatusCode::NOT_FOUND);
-        };
-        let value = json!({
-            "id": format!("{}/relations/{rel}", SentinelRecord::arm_id(base, name)),
-            "name": rel, "etag": World::new_etag(), "type": "Microsoft.SecurityInsights/Incidents/relations",
-            "properties": {"relatedResourceId": related, "relatedResourceName": related.rsplit('/').next().unwrap_or(""),
-                           "relatedResourceType": "", "relatedResourceKind": ""}
-        });
-        let created = r.relations.insert(rel.to_string(), value.clone()).is_none();
-        (if created { StatusCode::CREATED } else { StatusCode::OK }, Json(value)).into_response()
-    })
+    with_incident_mut(sim, id, |w, name| super::alert_rule::put_relation(sim, w, name, rel, &related, base))
 }

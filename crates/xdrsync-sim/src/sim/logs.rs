@@ -128,6 +128,8 @@ async fn ingest(
         );
     }
     sim.stats.bump("logs.rows");
-    sim.world().logs.entry(stream).or_default().extend(rows);
+    let mut world = sim.world();
+    super::alert_rule::on_ingest(&sim, &mut world, &stream, &rows);
+    world.logs.entry(stream).or_default().extend(rows);
     empty(StatusCode::NO_CONTENT)
 }

@@ -16,6 +16,7 @@
 // Handlers' helpers return ready-made error responses; boxing them would only add noise.
 #![allow(clippy::result_large_err)]
 
+pub mod alert_rule;
 mod arm;
 pub mod arm_rules;
 mod automation;
@@ -24,6 +25,7 @@ mod entra;
 mod faults;
 mod filter;
 mod graph;
+mod log_query;
 mod logs;
 pub mod model;
 pub mod permissions;
@@ -61,6 +63,11 @@ impl SimWorkspace {
             self.subscription_id, self.resource_group, self.name
         )
     }
+
+    /// The workspace's GUID (“Workspace ID”, `properties.customerId`), derived from its id.
+    pub fn customer_id(&self) -> String {
+        uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, self.resource_id().to_ascii_lowercase().as_bytes()).to_string()
+    }
 }
 
 /// Order of an incident's `comments` array in Graph answers (not documented; both are plausible).
@@ -91,6 +98,11 @@ pub struct SimOptions {
     /// 429 with `Retry-After` (Microsoft publishes ~150/min per app per tenant for `/security`
     /// alert operations; none for incidents).
     pub graph_calls_per_minute: Option<u32>,
+    /// Whether the analytics rule of `infra/alert-rule.bicep` runs (default true).
+    pub alert_rule: bool,
+    /// How long after ingestion a row's SecurityAlert exists (the rule's run and the alert's
+    /// ingestion; minutes in Azure, default 0 here).
+    pub alert_rule_delay_ms: u64,
 }
 
 impl Default for SimOptions {
@@ -101,6 +113,8 @@ impl Default for SimOptions {
             tie_order: TieOrder::Shuffled { seed: 0x5eed },
             reject_read_only_properties: false,
             graph_calls_per_minute: None,
+            alert_rule: true,
+            alert_rule_delay_ms: 0,
         }
     }
 }
@@ -157,7 +171,9 @@ impl SimConfig {
             ("XDRSYNC_GRAPH_ENDPOINT", base.clone()),
             ("XDRSYNC_ARM_ENDPOINT", base.clone()),
             ("XDRSYNC_WORKSPACE_RESOURCE_ID", self.workspace.resource_id()),
-            ("XDRSYNC_LOGS_INGESTION_ENDPOINT", base),
+            ("XDRSYNC_LOGS_INGESTION_ENDPOINT", base.clone()),
+            ("XDRSYNC_LOG_ANALYTICS_ENDPOINT", base),
+            ("XDRSYNC_WORKSPACE_ID", self.workspace.customer_id()),
             ("XDRSYNC_DCR_IMMUTABLE_ID", self.dcr_immutable_id.clone()),
         ]
         .into_iter()
@@ -248,6 +264,7 @@ pub fn router(sim: Arc<Sim>) -> Router {
         .merge(graph::routes())
         .merge(arm::routes())
         .merge(logs::routes())
+        .merge(log_query::routes())
         .merge(control::routes())
         .layer(axum::middleware::from_fn_with_state(sim.clone(), faults::apply))
         .with_state(sim)

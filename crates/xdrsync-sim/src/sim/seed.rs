@@ -213,8 +213,11 @@ fn evidence(rng: &mut StdRng, kind: Evidence, at: OffsetDateTime) -> Value {
             v
         }
     };
+    // Property annotations (`fileSize@odata.type`) are dropped; the evidence's own `@odata.type`
+    // stays: Graph writes it for every derived type in a collection of the base type (OData
+    // minimal metadata), and it is how a client tells a device from a user.
     if let Some(m) = v.as_object_mut() {
-        m.retain(|k, _| !k.ends_with("@odata.type"));
+        m.retain(|k, _| k == "@odata.type" || !k.ends_with("@odata.type"));
     }
     v
 }

@@ -23,6 +23,7 @@ pub enum Audience {
     Graph,
     Arm,
     Monitor,
+    LogAnalytics,
 }
 
 impl Audience {
@@ -33,6 +34,7 @@ impl Audience {
             "https://graph.microsoft.com" => Some(Audience::Graph),
             "https://management.azure.com" | "https://management.core.windows.net" => Some(Audience::Arm),
             "https://monitor.azure.com" => Some(Audience::Monitor),
+            "https://api.loganalytics.io" => Some(Audience::LogAnalytics),
             _ => None,
         }
     }
@@ -103,6 +105,8 @@ pub struct World {
     pub logs: BTreeMap<String, Vec<Value>>,
     pub tokens: HashMap<String, IssuedToken>,
     pub users: Vec<SimUser>,
+    /// The analytics rule's pending rows and SecurityAlerts (`alert_rule.rs`).
+    pub rule: super::alert_rule::RuleState,
     last_time: OffsetDateTime,
     next_seq: u64,
 }
@@ -129,6 +133,7 @@ impl World {
             logs: BTreeMap::new(),
             tokens: HashMap::new(),
             users,
+            rule: Default::default(),
             last_time: OffsetDateTime::UNIX_EPOCH,
             next_seq: 0,
         }

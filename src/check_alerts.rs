@@ -1,0 +1,67 @@
+//! The `xdrsync check` lines of native alerts and the unified portal (docs/unified-portal.md):
+//! a harmless SecurityAlert query when `XDRSYNC_ATTACH_ALERTS` is on (token, Workspace ID, Log
+//! Analytics Reader), and what onboarding to the Defender portal means for this setup.
+//!
+//! Whether a workspace is onboarded to the Defender portal is not readable through a documented
+//! API (Sentinel's `onboardingStates` says whether Sentinel is enabled, not which portal), so the
+//! operator says so with `XDRSYNC_DEFENDER_PORTAL_ONBOARDED`.
+
+use crate::check::CheckLine;
+use crate::domain::alert_links::{rule_alerts_query, AlertFilter};
+use crate::error::PortError;
+use crate::usecase::Ports;
+
+/// The tenant whose Sentinel workspace xdrsync writes to. One identity in one tenant reaches both
+/// sides today, so it is the Defender tenant; a setup that writes to another tenant's workspace
+/// compares its own here.
+fn target_tenant(s: &Ports) -> &str {
+    &s.config.tenant_id
+}
+
+/// The lines, in order; empty when neither feature is in use.
+pub async fn lines(s: &Ports) -> Vec<CheckLine> {
+    let cfg = &s.config;
+    let mut out = Vec::new();
+    if cfg.alerts.attach {
+        let probe = match s.tokens.token(&cfg.alerts.scope).await {
+            Err(e) => Err(e),
+            Ok(_) => {
+                let q = rule_alerts_query(&AlertFilter::IngestedAfter(s.clock.now()));
+                s.log_query.query(&q, "P1D").await.map(|_| ())
+            }
+        };
+        let detail = match &probe {
+            Ok(()) => {
+                "queried SecurityAlert in the workspace (alerts are related to their mirrors on every poll)".into()
+            }
+            Err(e @ PortError::Forbidden { .. }) => {
+                format!(
+                    "{e}. Missing: the role Log Analytics Reader on the workspace (infra/alert-rule.bicep assigns it)."
+                )
+            }
+            Err(e @ PortError::NotFound { .. }) => {
+                format!(
+                    "{e}. Check XDRSYNC_WORKSPACE_ID: the workspace's Workspace ID (properties.customerId), a GUID."
+                )
+            }
+            Err(e) => format!("{e}. Check XDRSYNC_LOG_ANALYTICS_ENDPOINT and XDRSYNC_WORKSPACE_ID."),
+        };
+        out.push(CheckLine { what: "Log Analytics query (native alerts)".into(), ok: probe.is_ok(), detail });
+    }
+    if cfg.defender_portal_onboarded {
+        let same = target_tenant(s).eq_ignore_ascii_case(&cfg.tenant_id);
+        let detail = if same {
+            "source and target tenant are the same and the workspace is onboarded to the Defender portal: \
+             single-tenant setups need no defender-portal mode, their Defender incidents are already native there. \
+             Mirrors created through the API are not shown in the Defender portal; do not deploy xdrsync's analytics \
+             rule there (its alerts would become duplicate Defender incidents). See docs/unified-portal.md."
+                .to_string()
+        } else {
+            "the workspace is onboarded to the Defender portal, where incidents created through the API are not shown: \
+             use the defender-portal mode (docs/unified-portal.md)."
+                .to_string()
+        };
+        out.push(CheckLine { what: "Defender portal".into(), ok: true, detail });
+    }
+    out
+}
