@@ -96,6 +96,12 @@ param pollOverlapSeconds string = ''
 param retryScheduleSeconds string = ''
 @description('XDRSYNC_MIRROR_SENTINEL_INCIDENTS: mirror Defender incidents made only of Sentinel alerts; empty = false.')
 param mirrorSentinelIncidents string = ''
+
+@description('XDRSYNC_DEFENDER_TENANTS: many Defender tenants into this workspace, tenantId[=display name],… (needs the app registration and its secret); empty = the one tenant.')
+param defenderTenants string = ''
+
+@description('XDRSYNC_TENANT_WORKSPACES: tenants routed to other workspaces, tenantId=workspaceResourceId[|dcr-…],…; empty = all to this workspace.')
+param tenantWorkspaces string = ''
 @description('XDRSYNC_USER_CACHE_HOURS: UPN to objectId cache lifetime; empty = 24.')
 param userCacheHours string = ''
 @description('XDRSYNC_HTTP_TIMEOUT_SECONDS: per request; empty = 30.')
@@ -406,6 +412,8 @@ var appSettings = {
   XDRSYNC_POLL_OVERLAP_SECONDS: pollOverlapSeconds
   XDRSYNC_RETRY_SCHEDULE_SECONDS: retryScheduleSeconds
   XDRSYNC_MIRROR_SENTINEL_INCIDENTS: mirrorSentinelIncidents
+  XDRSYNC_DEFENDER_TENANTS: defenderTenants
+  XDRSYNC_TENANT_WORKSPACES: tenantWorkspaces
   XDRSYNC_USER_CACHE_HOURS: userCacheHours
   XDRSYNC_HTTP_TIMEOUT_SECONDS: httpTimeoutSeconds
   XDRSYNC_MAX_BATCH_BYTES: maxBatchBytes

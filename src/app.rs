@@ -14,8 +14,9 @@ use crate::adapters::sentinel::ArmSentinel;
 use crate::adapters::tables::AzureTables;
 use crate::config::Config;
 use crate::metrics::CallCounters;
-use crate::ports::SystemClock;
+use crate::ports::{SystemClock, TokenSource};
 use crate::retry::RetryPolicy;
+use crate::usecase::tenants::{TenantDirectory, TenantPorts};
 use crate::usecase::Ports;
 
 /// The concrete ports bundle for a validated configuration.
@@ -24,38 +25,79 @@ pub fn build(config: Config) -> Ports {
     let http = build_http_client(config.http_timeout);
     let tokens = crate::adapters::auth::token_source(&config, http.clone(), counters.clone());
     let retry = RetryPolicy::default();
-    let client = |service: &'static str, scope: &str, pick: fn(&CallCounters) -> &std::sync::atomic::AtomicU64| {
+    let client = |service: &'static str,
+                  tokens: &Arc<dyn TokenSource>,
+                  scope: &str,
+                  pick: fn(&CallCounters) -> &std::sync::atomic::AtomicU64| {
         ServiceClient::new(service, http.clone(), tokens.clone(), scope, retry, CounterRef::new(counters.clone(), pick))
     };
-    let graph_budget = Arc::new(SharedBudget::per_minute("graph", config.graph_calls_per_minute));
+    // Graph budgets are per tenant: each Defender tenant gets its own bucket.
+    let graph = |tokens: &Arc<dyn TokenSource>| {
+        let budget = Arc::new(SharedBudget::per_minute("graph", config.graph_calls_per_minute));
+        Arc::new(GraphDefender::new(
+            client("graph", tokens, &config.graph_scope, |c| &c.graph).with_budget(budget),
+            &config.graph_endpoint,
+        ))
+    };
     let arm_writes = Arc::new(SharedBudget::writes_per_second("sentinel", config.arm_writes_per_second));
-    let defender = GraphDefender::new(
-        client("graph", &config.graph_scope, |c| &c.graph).with_budget(graph_budget),
-        &config.graph_endpoint,
-    );
-    let sentinel = ArmSentinel::new(
-        client("sentinel", &config.arm_scope, |c| &c.arm).with_budget(arm_writes),
-        config.security_insights_base(),
-    );
-    let logs = DcrLogsIngestion::new(
-        client("logs-ingestion", &config.monitor_scope, |c| &c.logs),
-        &config.logs_ingestion_endpoint,
-        config.dcr_immutable_id.clone(),
-        config.max_batch_bytes,
-    );
+    let sentinel_for = |cfg: &Config| {
+        Arc::new(ArmSentinel::new(
+            client("sentinel", &tokens, &config.arm_scope, |c| &c.arm).with_budget(arm_writes.clone()),
+            cfg.security_insights_base(),
+        ))
+    };
+    let logs_for = |dcr: &str| {
+        Arc::new(DcrLogsIngestion::new(
+            client("logs-ingestion", &tokens, &config.monitor_scope, |c| &c.logs),
+            &config.logs_ingestion_endpoint,
+            dcr.to_string(),
+            config.max_batch_bytes,
+        ))
+    };
+    let defender = graph(&tokens);
+    let sentinel = sentinel_for(&config);
+    let logs = logs_for(&config.dcr_immutable_id);
+    let mut directory = TenantDirectory { workspace_tenant_id: config.tenant_id.clone(), ..Default::default() };
+    if config.is_multi_tenant() {
+        directory.workspace_users = Some(defender.clone());
+        for t in &config.defender_tenants {
+            let route = config.tenant_routes.iter().find(|r| r.tenant_id == t.id);
+            let mut cfg = config.clone();
+            cfg.tenant_id = t.id.clone();
+            if let Some(r) = route {
+                cfg.workspace = r.workspace.clone();
+                if let Some(dcr) = &r.dcr_immutable_id {
+                    cfg.dcr_immutable_id = dcr.clone();
+                }
+            }
+            let tenant_tokens =
+                crate::adapters::auth::tenant_token_source(&config, &t.id, http.clone(), counters.clone());
+            directory.tenants.push(TenantPorts {
+                tenant: t.clone(),
+                defender: graph(&tenant_tokens),
+                sentinel: if route.is_some() { sentinel_for(&cfg) } else { sentinel.clone() },
+                logs: if cfg.dcr_immutable_id != config.dcr_immutable_id {
+                    logs_for(&cfg.dcr_immutable_id)
+                } else {
+                    logs.clone()
+                },
+                config: Arc::new(cfg),
+            });
+        }
+    }
     let log_query = crate::adapters::log_analytics::LogAnalyticsQuery::new(
-        client("log-analytics", &config.alerts.scope, |c| &c.log_query),
+        client("log-analytics", &tokens, &config.alerts.scope, |c| &c.log_query),
         &config.alerts.endpoint,
         config.alerts.workspace_id.as_deref().unwrap_or("00000000-0000-0000-0000-000000000000"),
     );
     // Advanced hunting has its own per-tenant quota (45 calls a minute), apart from incidents'.
     let hunting_budget = Arc::new(SharedBudget::per_minute("hunting", config.hunting.calls_per_minute));
     let hunting = GraphHunting::new(
-        client("hunting", &config.graph_scope, |c| &c.graph).with_budget(hunting_budget),
+        client("hunting", &tokens, &config.graph_scope, |c| &c.graph).with_budget(hunting_budget),
         &config.graph_endpoint,
     );
     let hunting_logs = DcrLogsIngestion::new(
-        client("logs-ingestion", &config.monitor_scope, |c| &c.logs),
+        client("logs-ingestion", &tokens, &config.monitor_scope, |c| &c.logs),
         &config.logs_ingestion_endpoint,
         config.hunting.dcr_immutable_id.clone().unwrap_or_else(|| config.dcr_immutable_id.clone()),
         config.max_batch_bytes,
@@ -74,9 +116,9 @@ pub fn build(config: Config) -> Ports {
     Ports {
         config: Arc::new(config),
         tokens,
-        defender: Arc::new(defender),
-        sentinel: Arc::new(sentinel),
-        logs: Arc::new(logs),
+        defender,
+        sentinel,
+        logs,
         log_query: Arc::new(log_query),
         store: Arc::new(store),
         queue: Arc::new(queue),
@@ -86,5 +128,6 @@ pub fn build(config: Config) -> Ports {
         hunting: Arc::new(hunting),
         hunting_logs: Arc::new(hunting_logs),
         blobs,
+        tenants: Arc::new(directory),
     }
 }

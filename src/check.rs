@@ -81,7 +81,7 @@ async fn permissions(s: &Ports) -> Vec<CheckLine> {
         Err(PortError::Rejected { .. }) => Ok(()),
         other => other,
     };
-    vec![
+    let mut lines = vec![
         probe_line(
             "Defender incidents",
             defender,
@@ -111,7 +111,13 @@ async fn permissions(s: &Ports) -> Vec<CheckLine> {
             "the role Monitoring Metrics Publisher on the data collection rule",
             "XDRSYNC_LOGS_INGESTION_ENDPOINT, XDRSYNC_DCR_IMMUTABLE_ID, XDRSYNC_ALERTS_STREAM",
         ),
-    ]
+    ];
+    if s.is_multi_tenant() {
+        // The workspace's tenant need not be a Defender tenant: each Defender tenant is probed
+        // with its own token (`tenant_probes`); here only its directory (Sentinel owners).
+        lines.retain(|l| l.what != "Defender incidents");
+    }
+    lines
 }
 
 /// Runs every check; never panics, never prints secrets.
@@ -156,7 +162,50 @@ pub async fn run(services: &Ports) -> Vec<CheckLine> {
     // Probe permissions only with working tokens: without one, every probe says the same.
     if lines.iter().filter(|l| l.what.starts_with("token")).all(|l| l.ok) {
         lines.extend(permissions(services).await);
+        lines.extend(tenant_probes(services).await);
     }
     lines.extend(crate::check_alerts::lines(services).await);
+    lines
+}
+
+/// With many tenants: one Graph probe per Defender tenant (its own token and consent) and one
+/// Sentinel probe per routed workspace.
+async fn tenant_probes(s: &Ports) -> Vec<CheckLine> {
+    let mut lines = Vec::new();
+    if !s.is_multi_tenant() {
+        return lines;
+    }
+    let now = s.clock.now();
+    let window = crate::domain::cursor::Window { since: now - time::Duration::hours(1), until: None };
+    let client_id = match &s.config.credential {
+        crate::config::Credential::ClientSecret { client_id, .. } => client_id.clone(),
+        crate::config::Credential::ManagedIdentity { .. } => String::new(),
+    };
+    for t in s.each_tenant() {
+        let defender = t.defender.list_incident_stamps(window, None).await.map(|_| ());
+        let consent = format!(
+            "admin consent in tenant {}: {}/{}/adminconsent?client_id={client_id}, which grants SecurityIncident.ReadWrite.All and User.Read.All",
+            t.config.tenant_id,
+            s.config.authority_host.as_str().trim_end_matches('/'),
+            t.config.tenant_id
+        );
+        lines.push(probe_line(
+            &format!("Defender incidents of {}", t.tenant_name()),
+            defender,
+            "listed incidents (Graph, the tenant's own token)",
+            &consent,
+            "XDRSYNC_DEFENDER_TENANTS",
+        ));
+    }
+    for w in s.each_workspace().iter().filter(|w| w.config.workspace != s.config.workspace) {
+        let sentinel = w.sentinel.list_incidents_modified_since(now - time::Duration::minutes(1)).await.map(|_| ());
+        lines.push(probe_line(
+            &format!("Sentinel incidents of {}", w.config.workspace.name),
+            sentinel,
+            "listed incidents of the routed workspace",
+            "the role Microsoft Sentinel Responder on that workspace",
+            "XDRSYNC_TENANT_WORKSPACES",
+        ));
+    }
     lines
 }

@@ -40,23 +40,33 @@ pub async fn reconcile(opts: ops::reconcile::Options, json: bool) -> ExitCode {
         Ok(s) => s,
         Err(code) => return code,
     };
-    match ops::reconcile::run(&s, &opts).await {
-        Ok(r) => {
-            if json {
-                print_json(&r);
-            } else {
-                print!("{}", ops::reconcile::render(&r));
+    // Every Defender tenant in turn (one in single-tenant mode): each run is scoped to its tenant.
+    let scopes = s.each_tenant();
+    let mut reports = Vec::new();
+    for t in &scopes {
+        match ops::reconcile::run(t, &opts).await {
+            Ok(r) => {
+                if !json {
+                    print!("{}", ops::reconcile::render(&r));
+                }
+                reports.push(r);
             }
-            if r.errors.is_empty() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
+            Err(e) => {
+                eprintln!("reconcile of tenant {} failed: {e}", t.config.tenant_id);
+                return ExitCode::FAILURE;
             }
         }
-        Err(e) => {
-            eprintln!("reconcile failed: {e}");
-            ExitCode::FAILURE
+    }
+    if json {
+        match reports.as_slice() {
+            [one] => print_json(one),
+            many => print_json(&many),
         }
+    }
+    if reports.iter().all(|r| r.errors.is_empty()) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 
@@ -81,23 +91,37 @@ pub async fn backfill(opts: ops::backfill::Options, json: bool) -> ExitCode {
         lines = ops::backfill::LogLines::new();
         &lines
     };
-    match ops::backfill::run(&s, &opts, progress, stop).await {
-        Ok(r) => {
-            if json {
-                print_json(&r);
-            } else {
-                print!("{}", ops::backfill::render(&r));
+    // Every Defender tenant in turn (one in single-tenant mode), each resumable on its own.
+    let scopes = s.each_tenant();
+    let mut reports = Vec::new();
+    for t in &scopes {
+        match ops::backfill::run(t, &opts, progress, stop.clone()).await {
+            Ok(r) => {
+                if !json {
+                    print!("{}", ops::backfill::render(&r));
+                }
+                let interrupted = r.interrupted;
+                reports.push(r);
+                if interrupted {
+                    break;
+                }
             }
-            if r.interrupted {
-                ExitCode::from(130)
-            } else {
-                ExitCode::SUCCESS
+            Err(e) => {
+                eprintln!("backfill of tenant {} failed: {e}; run it again to resume", t.config.tenant_id);
+                return ExitCode::FAILURE;
             }
         }
-        Err(e) => {
-            eprintln!("backfill failed: {e}; run it again to resume");
-            ExitCode::FAILURE
+    }
+    if json {
+        match reports.as_slice() {
+            [one] => print_json(one),
+            many => print_json(&many),
         }
+    }
+    if reports.iter().any(|r| r.interrupted) {
+        ExitCode::from(130)
+    } else {
+        ExitCode::SUCCESS
     }
 }
 

@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::time::Duration;
+pub use xdrsync_core::domain::tenants::{DefenderTenant, TenantRoute};
 pub use xdrsync_core::domain::workspace::Workspace;
 
 use secrecy::{ExposeSecret, SecretString};
@@ -168,6 +169,10 @@ pub struct Config {
     /// `XDRSYNC_RETRY_SCHEDULE_SECONDS`: delays before the retries of a failed incident; the last
     /// one repeats.
     pub retry_schedule: Vec<Duration>,
+    /// `XDRSYNC_DEFENDER_TENANTS`: the Defender tenants read (empty: only `tenant_id`, as before).
+    pub defender_tenants: Vec<DefenderTenant>,
+    /// `XDRSYNC_TENANT_WORKSPACES`: tenants whose mirrors go to another workspace.
+    pub tenant_routes: Vec<TenantRoute>,
     /// Native alerts on mirrors (“Native alerts”): `XDRSYNC_ATTACH_ALERTS`, `XDRSYNC_WORKSPACE_ID`,
     /// `XDRSYNC_LOG_ANALYTICS_ENDPOINT`, `XDRSYNC_ALERTS_ATTACH_DELAY_MINUTES`.
     pub alerts: AlertAttachSettings,
@@ -439,7 +444,29 @@ impl Config {
             ));
         }
 
+        let defender_tenants = match v.get("XDRSYNC_DEFENDER_TENANTS") {
+            None => Vec::new(),
+            Some(raw) => xdrsync_core::domain::tenants::parse_defender_tenants(raw)
+                .map_err(|p| err("XDRSYNC_DEFENDER_TENANTS", p))?,
+        };
+        if !defender_tenants.is_empty() && !matches!(credential, Credential::ClientSecret { .. }) {
+            return Err(err(
+                "XDRSYNC_DEFENDER_TENANTS",
+                "needs XDRSYNC_CLIENT_ID and XDRSYNC_CLIENT_SECRET: a managed identity cannot get tokens from other tenants",
+            ));
+        }
+        let tenant_routes = match v.get("XDRSYNC_TENANT_WORKSPACES") {
+            None => Vec::new(),
+            Some(_) if defender_tenants.is_empty() => {
+                return Err(err("XDRSYNC_TENANT_WORKSPACES", "needs XDRSYNC_DEFENDER_TENANTS (the tenants it routes)"))
+            }
+            Some(raw) => xdrsync_core::domain::tenants::parse_tenant_workspaces(raw, &defender_tenants)
+                .map_err(|p| err("XDRSYNC_TENANT_WORKSPACES", p))?,
+        };
+
         Ok(Config {
+            defender_tenants,
+            tenant_routes,
             storage,
             tenant_id: tenant_id.to_ascii_lowercase(),
             credential,
@@ -507,6 +534,11 @@ impl Config {
             defender_portal_onboarded: v.flag("XDRSYNC_DEFENDER_PORTAL_ONBOARDED", false)?,
             hunting: crate::hunting_config::HuntingSettings::from_vars(map)?,
         })
+    }
+
+    /// Whether `XDRSYNC_DEFENDER_TENANTS` lists the tenants (mirrors then show their tenant).
+    pub fn is_multi_tenant(&self) -> bool {
+        !self.defender_tenants.is_empty()
     }
 
     /// The workspace's Microsoft.SecurityInsights base URL (no api-version).
@@ -651,6 +683,41 @@ pub(crate) mod tests {
             assert!(!dbg.contains(secret), "Debug leaked {secret}: {dbg}");
         }
         assert!(dbg.contains("[redacted]"));
+    }
+
+    #[test]
+    fn defender_tenants_and_routes_are_validated_naming_the_setting() {
+        let a = "1f2e3d4c-5b6a-4978-8695-a4b3c2d1e0f9";
+        let ws2 = "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg/providers/Microsoft.OperationalInsights/workspaces/ws2";
+        assert!(!with(&[]).unwrap().is_multi_tenant(), "unset: one tenant, as before");
+        let c = with(&[
+            ("XDRSYNC_DEFENDER_TENANTS", &format!("{a}=Contoso")),
+            ("XDRSYNC_TENANT_WORKSPACES", &format!("{a}={ws2}")),
+        ])
+        .unwrap();
+        assert!(c.is_multi_tenant());
+        assert_eq!(c.defender_tenants[0].display_name, "Contoso");
+        assert_eq!(c.tenant_routes[0].workspace.name, "ws2");
+        for (set, value) in [
+            ("XDRSYNC_DEFENDER_TENANTS", "contoso"),
+            ("XDRSYNC_DEFENDER_TENANTS", ","),
+            ("XDRSYNC_TENANT_WORKSPACES", "nope"),
+        ] {
+            let e = with(&[("XDRSYNC_DEFENDER_TENANTS", &format!("{a}=Contoso")), (set, value)]).unwrap_err();
+            assert_eq!(e.var, set, "{e}");
+        }
+        let e = with(&[("XDRSYNC_TENANT_WORKSPACES", &format!("{a}={ws2}"))]).unwrap_err();
+        assert_eq!(e.var, "XDRSYNC_TENANT_WORKSPACES");
+        let mut m = base_vars();
+        m.remove("XDRSYNC_CLIENT_SECRET");
+        m.insert("IDENTITY_ENDPOINT".into(), "http://169.254.129.2:8081/msi/token".into());
+        m.insert("IDENTITY_HEADER".into(), "mi-header-secret-value".into());
+        m.insert("XDRSYNC_DEFENDER_TENANTS".into(), a.into());
+        assert_eq!(
+            Config::from_vars(&m).unwrap_err().var,
+            "XDRSYNC_DEFENDER_TENANTS",
+            "other tenants need the app's secret"
+        );
     }
 
     #[test]

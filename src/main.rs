@@ -361,7 +361,7 @@ async fn failures(json: bool) -> ExitCode {
         Err(code) => return code,
     };
     let ports = app::build(cfg);
-    match xdrsync::usecase::failures::list(&ports).await {
+    match xdrsync::usecase::failures::list_all(&ports).await {
         Ok(records) if json => {
             println!("{}", serde_json::to_string_pretty(&records).unwrap_or_default());
             ExitCode::SUCCESS

@@ -16,6 +16,19 @@ pub struct CallCounters {
     pub log_query: AtomicU64,
     /// Not a call: incidents left unmirrored because Microsoft Sentinel created them.
     pub incidents_not_mirrored: AtomicU64,
+    /// Poller ticks run by this process, and the last and longest one's duration (ms).
+    pub poll_ticks: AtomicU64,
+    pub poll_last_ms: AtomicU64,
+    pub poll_max_ms: AtomicU64,
+}
+
+/// The poller's ticks in this process (health details, the tenants benchmark).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PollerCounts {
+    pub ticks: u64,
+    pub last_tick_ms: u64,
+    pub max_tick_ms: u64,
 }
 
 /// A snapshot of [`CallCounters`].
@@ -32,6 +45,22 @@ pub struct CallCounts {
 impl CallCounters {
     pub fn shared() -> Arc<Self> {
         Arc::new(Self::default())
+    }
+
+    /// Records one finished poller tick.
+    pub fn tick(&self, took: std::time::Duration) {
+        let ms = took.as_millis() as u64;
+        self.poll_ticks.fetch_add(1, Ordering::Relaxed);
+        self.poll_last_ms.store(ms, Ordering::Relaxed);
+        self.poll_max_ms.fetch_max(ms, Ordering::Relaxed);
+    }
+
+    pub fn poller(&self) -> PollerCounts {
+        PollerCounts {
+            ticks: self.poll_ticks.load(Ordering::Relaxed),
+            last_tick_ms: self.poll_last_ms.load(Ordering::Relaxed),
+            max_tick_ms: self.poll_max_ms.load(Ordering::Relaxed),
+        }
     }
 
     pub fn snapshot(&self) -> CallCounts {

@@ -317,7 +317,14 @@ fn product_put_bodies() -> Vec<Value> {
         ..open.clone()
     };
     for (target, current) in [(&open, None), (&closed, Some(&current_w))] {
-        let w = desired(&MirrorInput { incident: &incident, alerts: &summary, target, owner: Some(&owner), current });
+        let w = desired(&MirrorInput {
+            incident: &incident,
+            alerts: &summary,
+            target,
+            owner: Some(&owner),
+            current,
+            tenant: None,
+        });
         bodies.push(
             serde_json::to_value(SentinelIncidentBody { etag: current.map(|_| "\"e\"".into()), properties: w })
                 .unwrap(),
@@ -331,6 +338,7 @@ fn product_put_bodies() -> Vec<Value> {
         target: &fields::from_defender(&incident),
         owner: None,
         current: Some(&current_w),
+        tenant: None,
     });
     bodies.push(serde_json::to_value(SentinelIncidentBody { etag: Some("\"e\"".into()), properties: w }).unwrap());
     bodies

@@ -19,8 +19,20 @@ use crate::error::PortError;
 use crate::metrics::{bump, CallCounters};
 use crate::ports::TokenSource;
 
-/// Builds the token source the configuration asks for.
+/// Builds the token source the configuration asks for (tokens of `XDRSYNC_TENANT_ID`).
 pub fn token_source(cfg: &Config, http: reqwest::Client, counters: Arc<CallCounters>) -> Arc<dyn TokenSource> {
+    tenant_token_source(cfg, &cfg.tenant_id, http, counters)
+}
+
+/// Tokens from `tenant`'s authority (`{authority}/{tenant}/oauth2/v2.0/token`) for the one
+/// multi-tenant app registration (ARCHITECTURE.md: “Tenants”). Config validation makes
+/// multi-tenant mode use a client secret; a managed identity only ever has its own tenant.
+pub fn tenant_token_source(
+    cfg: &Config,
+    tenant: &str,
+    http: reqwest::Client,
+    counters: Arc<CallCounters>,
+) -> Arc<dyn TokenSource> {
     match &cfg.credential {
         Credential::ClientSecret { client_id, secret } => {
             let transport = Arc::new(EntraTransport {
@@ -31,7 +43,7 @@ pub fn token_source(cfg: &Config, http: reqwest::Client, counters: Arc<CallCount
             let cred = azure_identity::ClientSecretCredential::new(
                 transport.clone(),
                 cfg.authority_host.clone(),
-                cfg.tenant_id.clone(),
+                tenant.to_string(),
                 client_id.clone(),
                 secret.expose_secret().to_string(),
             );

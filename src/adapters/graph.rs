@@ -145,4 +145,24 @@ impl DefenderApi for GraphDefender {
             None => Ok(None),
         }
     }
+
+    /// `GET /users?$filter=mail eq '…'`: `mail` supports `eq` filters (Graph user resource,
+    /// documented); a guest's `mail` is its home address. The first match is taken.
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn find_guest(&self, address: &str) -> Result<Option<DirectoryUser>, PortError> {
+        #[derive(serde::Deserialize)]
+        struct Users {
+            #[serde(default)]
+            value: Vec<DirectoryUser>,
+        }
+        let filter = format!("mail eq '{}'", address.replace('\'', "''"));
+        let url = url::Url::parse_with_params(
+            &format!("{}/users", self.base),
+            &[("$filter", filter.as_str()), ("$select", "id,userPrincipalName,displayName,mail")],
+        )
+        .map_err(|e| PortError::decode(self.client.service, e))?;
+        let users: Users =
+            self.client.send(&self.call(Method::GET, url.to_string())).await?.json(self.client.service)?;
+        Ok(users.value.into_iter().next())
+    }
 }

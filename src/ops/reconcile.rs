@@ -194,12 +194,14 @@ async fn compare(
     };
     let name = stored.as_ref().map(|st| st.sentinel_name).unwrap_or_else(|| sentinel_incident_name(tenant, id));
     let current = s.sentinel.get_incident(&name).await?;
+    let badge = s.tenant_badge();
     let observed = Observed {
         tenant_id: tenant,
         incident_id: id,
         defender: &d,
         sentinel: current.as_ref(),
         stored: stored.as_ref(),
+        tenant: badge.as_ref(),
     };
     Ok(Compared::Rows(drift(&observed, cfg.conflict_policy, cfg.mirror_sentinel_incidents)))
 }

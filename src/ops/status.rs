@@ -36,6 +36,9 @@ pub struct Status {
     /// last 24 hours (whole hours; approximate).
     pub last_24h: Option<ActivityCounts>,
     pub last_errors: Vec<LastError>,
+    /// One row per Defender tenant (multi-tenant mode only; as `GET /api/health`'s `tenants`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tenants: Vec<crate::usecase::tenant_health::TenantHealth>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -58,7 +61,14 @@ impl Status {
 pub async fn gather(s: &Ports) -> Status {
     let health = health::check(s, true).await;
     let details = health.details.expect("details were asked for");
-    let last_24h = crate::usecase::activity::last_24h(s).await.ok();
+    // Activity is counted in each tenant's partition: add the tenants up.
+    let mut last_24h = Some(ActivityCounts::default());
+    for t in s.each_tenant() {
+        match (crate::usecase::activity::last_24h(&t).await, last_24h.as_mut()) {
+            (Ok(c), Some(total)) => total.add(&c),
+            _ => last_24h = None,
+        }
+    }
     let mut last_errors: Vec<LastError> = details
         .feeds
         .iter()
@@ -77,7 +87,9 @@ pub async fn gather(s: &Ports) -> Status {
         .collect();
     last_errors.sort_by_key(|e| std::cmp::Reverse(e.at));
     last_errors.truncate(LAST_ERRORS);
+    let tenants = health.tenants.clone();
     Status {
+        tenants,
         status: health.status,
         reasons: health.reasons,
         version: health.version,
@@ -136,6 +148,17 @@ pub fn render(st: &Status) -> String {
             ago(st.checked_at, f.health.last_success),
             f.lag_seconds.map_or("?".into(), human),
             failing
+        ));
+    }
+    for t in &st.tenants {
+        let why = t.reasons.first().map_or(String::new(), |r| format!(" · {r}"));
+        out.push_str(&format!(
+            "tenant {:<24} {:<9} lag {} · failures {}{}\n",
+            t.display_name,
+            t.status,
+            t.lag_seconds.map_or("?".into(), human),
+            t.failures,
+            why
         ));
     }
     out.push_str(&format!(

@@ -85,8 +85,30 @@ pub async fn retry_due(s: &Ports) -> Result<usize, PortError> {
     Ok(n)
 }
 
-/// `xdrsync retry`: enqueues the named incidents, or every recorded one.
+/// Every failure record of every configured tenant (the one tenant's in single-tenant mode).
+pub async fn list_all(s: &Ports) -> Result<Vec<FailureRecord>, PortError> {
+    let mut out = Vec::new();
+    for t in s.each_tenant() {
+        out.extend(list(&t).await?);
+    }
+    Ok(out)
+}
+
+/// `xdrsync retry`: enqueues the named incidents, or every recorded one. With many tenants, the
+/// named ids are those recorded in any tenant (each enqueued in its own tenant, `tenant:id`).
 pub async fn retry(s: &Ports, ids: Option<&[String]>) -> Result<Vec<String>, PortError> {
+    if s.is_multi_tenant() {
+        let mut done = Vec::new();
+        for t in s.each_tenant() {
+            for r in list(&t).await? {
+                if ids.is_none_or(|ids| ids.contains(&r.incident_id)) {
+                    enqueue(&t, &r.incident_id).await?;
+                    done.push(format!("{}:{}", t.config.tenant_id, r.incident_id));
+                }
+            }
+        }
+        return Ok(done);
+    }
     let targets: Vec<String> = match ids {
         Some(ids) => ids.to_vec(),
         None => list(s).await?.into_iter().map(|r| r.incident_id).collect(),
@@ -120,8 +142,15 @@ pub async fn drain_poison(s: &Ports) -> Result<usize, PortError> {
             match WorkItem::parse(&m.text) {
                 Ok(item) => {
                     tracing::error!(incident.id = %item.incident_id, queue.message.id = %m.id, "the queue gave up on this incident's message; recorded for retry");
-                    note(s, &item.incident_id, FailureClass::Poisoned, None, "the queue gave up after its deliveries")
-                        .await;
+                    let scoped = s.partition_of(&item.tenant_id);
+                    note(
+                        &scoped,
+                        &item.incident_id,
+                        FailureClass::Poisoned,
+                        None,
+                        "the queue gave up after its deliveries",
+                    )
+                    .await;
                 }
                 Err(e) => {
                     tracing::error!(queue.message.id = %m.id, error.message = %e, "a poison message that is not a work item was removed")

@@ -27,6 +27,9 @@ pub struct Health {
     /// Only for callers with the webhook key.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub details: Option<Details>,
+    /// One entry per Defender tenant (multi-tenant mode only; ARCHITECTURE.md: “Tenants”).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tenants: Vec<super::tenant_health::TenantHealth>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -40,6 +43,8 @@ pub struct Details {
     pub recent_failures: Vec<FailureRecord>,
     pub sentinel_incidents_not_mirrored: u64,
     pub calls: CallCounts,
+    /// This process's poller ticks (count, last and longest duration).
+    pub poller: crate::metrics::PollerCounts,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -69,7 +74,9 @@ pub fn permission_hint(service: &str, class: FailureClass) -> String {
         "graph" => "grant the app SecurityIncident.ReadWrite.All (and User.Read.All)",
         "sentinel" => "assign Microsoft Sentinel Responder on the workspace",
         "logs-ingestion" => "assign Monitoring Metrics Publisher on the data collection rule",
-        "entra" | "managed-identity" => "check XDRSYNC_CLIENT_ID and the secret, or the managed identity",
+        "entra" | "managed-identity" => {
+            "check XDRSYNC_CLIENT_ID and the secret, or the managed identity (another Defender tenant: its admin consent)"
+        }
         "tables" | "queues" => "grant Storage Table and Queue Data Contributor on the storage account",
         _ => "check the app's permissions",
     };
@@ -199,27 +206,48 @@ pub fn assess(f: &Facts, now: OffsetDateTime, interval: Duration) -> (&'static s
     (status, unhealthy)
 }
 
-async fn gather(s: &Ports) -> Facts {
+/// One feed's health row and cursor watermark in `s`'s tenant partition; `false` when storage
+/// did not answer.
+pub(crate) async fn feed_facts(
+    s: &Ports,
+    feed: &'static str,
+) -> (bool, (&'static str, FeedHealth, Option<OffsetDateTime>)) {
     let tenant = &s.config.tenant_id;
+    let health = match feed_health_key(tenant, feed) {
+        Ok(k) => load::<FeedHealth>(s.store.as_ref(), Table::Cursors, &k).await,
+        Err(e) => Err(e),
+    };
+    let cursor = match RowKey::new(tenant, feed) {
+        Ok(k) => load::<CursorRecord>(s.store.as_ref(), Table::Cursors, &k).await,
+        Err(e) => Err(e),
+    };
+    let reachable = health.is_ok() && cursor.is_ok();
+    let watermark = cursor.ok().flatten().map(|c| c.value.cursor.watermark);
+    (reachable, (feed, health.ok().flatten().map(|v| v.value).unwrap_or_default(), watermark))
+}
+
+async fn gather(s: &Ports) -> Facts {
     let mut storage_reachable = true;
     let mut feeds = Vec::new();
-    for feed in [INCIDENTS_FEED, SENTINEL_FEED] {
-        let health = match feed_health_key(tenant, feed) {
-            Ok(k) => load::<FeedHealth>(s.store.as_ref(), Table::Cursors, &k).await,
-            Err(e) => Err(e),
-        };
-        let cursor = match RowKey::new(tenant, feed) {
-            Ok(k) => load::<CursorRecord>(s.store.as_ref(), Table::Cursors, &k).await,
-            Err(e) => Err(e),
-        };
-        storage_reachable &= health.is_ok() && cursor.is_ok();
-        let watermark = cursor.ok().flatten().map(|c| c.value.cursor.watermark);
-        feeds.push((feed, health.ok().flatten().map(|v| v.value).unwrap_or_default(), watermark));
+    if s.is_multi_tenant() {
+        // Tenants' own feeds and failures are assessed per tenant; here the sweeps only.
+        for w in s.each_workspace() {
+            let (ok, f) = feed_facts(&w, SENTINEL_FEED).await;
+            storage_reachable &= ok;
+            feeds.push(f);
+        }
+    } else {
+        for feed in [INCIDENTS_FEED, SENTINEL_FEED] {
+            let (ok, f) = feed_facts(s, feed).await;
+            storage_reachable &= ok;
+            feeds.push(f);
+        }
     }
     let queue = &s.config.queue_name;
     let queue_backlog = s.queue.approximate_len(queue).await.ok();
     let poison = s.queue.approximate_len(&format!("{queue}-poison")).await.ok();
-    let failures = crate::usecase::failures::list(s).await.unwrap_or_default();
+    let failures =
+        if s.is_multi_tenant() { Vec::new() } else { crate::usecase::failures::list(s).await.unwrap_or_default() };
     Facts { storage_reachable, feeds, queue_backlog, poison, failures }
 }
 
@@ -233,6 +261,11 @@ pub async fn check(s: &Ports, with_details: bool) -> Health {
         .unwrap_or(Duration::seconds(30))
         .max(Duration::seconds(1));
     let (status, reasons) = assess(&facts, now, interval);
+    let (status, reasons, tenants) = if s.is_multi_tenant() {
+        super::tenant_health::combine(s, status, reasons, now, interval).await
+    } else {
+        (status, reasons, Vec::new())
+    };
     let details = with_details.then(|| {
         let mut recent = facts.failures.clone();
         recent.sort_by_key(|r| std::cmp::Reverse(r.last_failure));
@@ -257,9 +290,10 @@ pub async fn check(s: &Ports, with_details: bool) -> Health {
                 .incidents_not_mirrored
                 .load(std::sync::atomic::Ordering::Relaxed),
             calls: s.counters.snapshot(),
+            poller: s.counters.poller(),
         }
     });
-    Health { status, reasons, version: env!("CARGO_PKG_VERSION"), details }
+    Health { status, reasons, version: env!("CARGO_PKG_VERSION"), details, tenants }
 }
 
 #[cfg(test)]

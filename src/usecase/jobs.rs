@@ -28,8 +28,20 @@ pub enum QueueVerdict {
 }
 
 /// One poller tick: Defender, then the Sentinel-side sweep (each runs even if the other fails),
-/// then what failed before: poisoned messages read back, due retries enqueued.
+/// then what failed before: poisoned messages read back, due retries enqueued. With many tenants
+/// (ARCHITECTURE.md: “Tenants”) every tenant is polled at once, each in its own partition and
+/// within its own Graph budget, and each workspace is swept once.
 pub async fn poll(s: &Ports) -> Result<String, String> {
+    let started = std::time::Instant::now();
+    let outcome = poll_once(s).await;
+    s.counters.tick(started.elapsed());
+    outcome
+}
+
+async fn poll_once(s: &Ports) -> Result<String, String> {
+    if s.is_multi_tenant() {
+        return crate::usecase::tenant_poll::poll_tenants(s).await;
+    }
     let defender = poll_defender(s).await;
     crate::usecase::health::record_feed(s, crate::records::INCIDENTS_FEED, defender.as_ref().map(|_| ())).await;
     let sentinel = poll_sentinel(s).await;
@@ -82,6 +94,9 @@ pub async fn sync_message(s: &Ports, text: &str, dequeue_count: u64, message_id:
             return QueueVerdict::Drop(format!("dropped: {e}"));
         }
     };
+    // The item's tenant partition: failures are recorded there, even for a removed tenant.
+    let scoped = s.partition_of(&item.tenant_id);
+    let s = &scoped;
     // One retry budget for every call this delivery makes (ARCHITECTURE.md: “Failure rules”).
     let outcome = MessageBudget::scope(RETRIES_PER_MESSAGE, reconcile(s, &item)).await;
     if let Ok(SyncOutcome::Synced(r)) = &outcome {

@@ -3,6 +3,7 @@
 
 pub mod activity;
 pub mod attach_alerts;
+pub mod cross_owner;
 pub mod failures;
 pub mod health;
 pub mod hunting;
@@ -16,6 +17,9 @@ pub mod migrate;
 pub mod owner;
 pub mod poll;
 pub mod sync;
+pub mod tenant_health;
+pub mod tenant_poll;
+pub mod tenants;
 pub mod webhook;
 
 use std::sync::Arc;
@@ -52,6 +56,8 @@ pub struct Ports {
     pub hunting_logs: Arc<dyn LogsIngestion>,
     /// The Streaming API's storage account (`XDRSYNC_HUNTING_STORAGE_CONNECTION`), when set.
     pub blobs: Option<Arc<dyn BlobReader>>,
+    /// The Defender tenants of `XDRSYNC_DEFENDER_TENANTS` and their ports (empty: one tenant).
+    pub tenants: Arc<tenants::TenantDirectory>,
 }
 
 /// Why a use case failed, grouped by what the trigger does next.

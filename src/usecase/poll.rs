@@ -4,6 +4,8 @@
 //! re-enqueues instead of losing. Defender: incidents changed in Graph. Sentinel (the sweep):
 //! incidents modified in Sentinel that are mirrors and not our own writes.
 
+use futures::{StreamExt, TryStreamExt};
+
 use crate::domain::cursor::{advance_window, next_window, select_new, Mark, Window};
 use crate::domain::time_fmt;
 use crate::domain::work::{ChangeHint, WorkItem};
@@ -166,23 +168,17 @@ pub async fn poll_sentinel(s: &Ports) -> Result<PollReport, UseCaseError> {
         .collect();
     let fresh = select_new(feed.cursor(), &marks);
     let workspace = cfg.workspace.resource_id();
-    let mut enqueued = 0;
-    for m in &fresh {
-        let Ok(name) = uuid::Uuid::parse_str(&m.id) else { continue };
-        let Some(entry) = load::<IndexEntry>(s.store.as_ref(), Table::Index, &index_key(&workspace, &name)?).await?
-        else {
-            continue; // not a mirror
-        };
-        let etag = incidents.iter().find(|i| i.name == m.id).and_then(|i| i.etag.clone());
-        let key = incident_key(&entry.value.tenant_id, &entry.value.incident_id)?;
-        let state = load::<IncidentState>(s.store.as_ref(), Table::Incidents, &key).await?;
-        if etag.is_some() && state.is_some_and(|st| st.value.sentinel_etag_seen == etag) {
-            continue; // our own write, already synced
-        }
-        let item = WorkItem::reconcile(&entry.value.tenant_id, &entry.value.incident_id, ChangeHint::Sentinel);
-        s.queue.send(&cfg.queue_name, &item.to_json()).await?;
-        enqueued += 1;
-    }
+    let etags: std::collections::HashMap<&str, Option<&String>> =
+        incidents.iter().map(|i| (i.name.as_str(), i.etag.as_ref())).collect();
+    let candidates: Vec<(String, Option<String>)> =
+        fresh.iter().map(|m| (m.id.clone(), etags.get(m.id.as_str()).copied().flatten().cloned())).collect();
+    // A few lookups at once: with many tenants a sweep can see thousands of new mirrors.
+    let sent: Vec<bool> =
+        futures::stream::iter(candidates.into_iter().map(|(id, etag)| sweep_candidate(s, &workspace, id, etag)))
+            .buffer_unordered(ENQUEUE_CONCURRENCY)
+            .try_collect()
+            .await?;
+    let enqueued = sent.iter().filter(|b| **b).count();
     let report = feed.commit(s, &marks, incidents.len(), enqueued).await?;
     if enqueued > 0 {
         tracing::info!(poll.listed = report.listed, poll.enqueued = enqueued, "swept Sentinel");
@@ -190,4 +186,21 @@ pub async fn poll_sentinel(s: &Ports) -> Result<PollReport, UseCaseError> {
         tracing::debug!(poll.listed = report.listed, "swept Sentinel: nothing new");
     }
     Ok(report)
+}
+
+/// One incident the sweep saw modified: enqueued when it is a mirror whose etag is not the one
+/// we last synced. Returns whether it was enqueued.
+async fn sweep_candidate(s: &Ports, workspace: &str, id: String, etag: Option<String>) -> Result<bool, UseCaseError> {
+    let Ok(name) = uuid::Uuid::parse_str(&id) else { return Ok(false) };
+    let Some(entry) = load::<IndexEntry>(s.store.as_ref(), Table::Index, &index_key(workspace, &name)?).await? else {
+        return Ok(false); // not a mirror
+    };
+    let key = incident_key(&entry.value.tenant_id, &entry.value.incident_id)?;
+    let state = load::<IncidentState>(s.store.as_ref(), Table::Incidents, &key).await?;
+    if etag.is_some() && state.is_some_and(|st| st.value.sentinel_etag_seen == etag) {
+        return Ok(false); // our own write, already synced
+    }
+    let item = WorkItem::reconcile(&entry.value.tenant_id, &entry.value.incident_id, ChangeHint::Sentinel);
+    s.queue.send(&s.config.queue_name, &item.to_json()).await?;
+    Ok(true)
 }

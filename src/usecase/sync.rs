@@ -64,9 +64,11 @@ enum Step {
 
 /// Reconciles one incident. Safe to run any number of times, concurrently, in any order.
 pub async fn reconcile(s: &Ports, item: &WorkItem) -> Result<SyncOutcome, UseCaseError> {
-    if !item.tenant_id.eq_ignore_ascii_case(&s.config.tenant_id) {
-        return Err(UseCaseError::Permanent(format!("tenant {} is not the configured tenant", item.tenant_id)));
-    }
+    // Everything below runs in the item's tenant: its Graph, workspace and partition.
+    let Some(scoped) = s.for_tenant(&item.tenant_id) else {
+        return Err(UseCaseError::Permanent(super::tenants::not_configured(&item.tenant_id)));
+    };
+    let s = &scoped;
     let span = tracing::info_span!(
         "reconcile",
         tenant.id = %item.tenant_id,
@@ -74,7 +76,7 @@ pub async fn reconcile(s: &Ports, item: &WorkItem) -> Result<SyncOutcome, UseCas
         sentinel.incident = tracing::field::Empty
     );
     async {
-        let _serialized = s.locks.lock(&item.incident_id).await;
+        let _serialized = s.locks.lock(&format!("{}:{}", s.config.tenant_id, item.incident_id)).await;
         for _ in 0..ATTEMPTS {
             if let Step::Done(outcome) = reconcile_once(s, &item.incident_id).await? {
                 return Ok(outcome);
@@ -102,8 +104,15 @@ async fn reconcile_once(s: &Ports, incident_id: &str) -> Result<Step, UseCaseErr
     let name = state.map(|st| st.sentinel_name).unwrap_or_else(|| sentinel_incident_name(&cfg.tenant_id, incident_id));
     tracing::Span::current().record("sentinel.incident", tracing::field::display(name));
     let current = s.sentinel.get_incident(&name).await?;
-    let observed =
-        Observed { tenant_id: &cfg.tenant_id, incident_id, defender: &d, sentinel: current.as_ref(), stored: state };
+    let badge = s.tenant_badge();
+    let observed = Observed {
+        tenant_id: &cfg.tenant_id,
+        incident_id,
+        defender: &d,
+        sentinel: current.as_ref(),
+        stored: state,
+        tenant: badge.as_ref(),
+    };
     match glance(&observed, cfg.mirror_sentinel_incidents) {
         Glance::Unchanged => return Ok(Step::Done(SyncOutcome::Unchanged)),
         Glance::StaleDefender => {
@@ -189,12 +198,17 @@ async fn execute(
     if let Some(note) = &plan.conflict_note {
         comments_added += best_effort_note(s, &name, note, "conflict note").await?;
     }
-    if let Some(patch) = &plan.defender_patch {
+    let (defender_patch, in_progress_fallback) = if s.is_multi_tenant() {
+        super::cross_owner::check(s, incident_id, plan.defender_patch, plan.in_progress_fallback).await?
+    } else {
+        (plan.defender_patch, plan.in_progress_fallback)
+    };
+    if let Some(patch) = &defender_patch {
         let updated = match s.defender.patch_incident(incident_id, patch).await {
             Err(PortError::Rejected { reason, .. }) if patch.status == Some(IncidentStatus::InProgress) => {
                 tracing::warn!(error.message = %reason, "Defender refused status inProgress; using active");
                 next.defender_refuses_in_progress = true;
-                match &plan.in_progress_fallback {
+                match &in_progress_fallback {
                     Some(fallback) => Some((s.defender.patch_incident(incident_id, fallback).await?, fallback)),
                     None => None,
                 }

@@ -129,8 +129,22 @@ pub async fn handle(s: &Ports, call: WebhookCall<'_>) -> WebhookAnswer {
     if !v.is_object() {
         return reject(400, "InvalidShape", "body must be a JSON object");
     }
-    let workspace = s.config.workspace.resource_id();
-    let incident = match parse_payload(&v, &workspace) {
+    // Any workspace a tenant is routed to (one, unless XDRSYNC_TENANT_WORKSPACES routes some).
+    let mut parsed = Err(reject(403, "OtherWorkspace", "the incident does not belong to the configured workspace"));
+    let mut workspace = s.config.workspace.resource_id();
+    for w in s.each_workspace() {
+        let candidate = w.config.workspace.resource_id();
+        parsed = parse_payload(&v, &candidate);
+        if parsed.is_ok() {
+            workspace = candidate;
+            break;
+        }
+        // Shape errors are the same for every workspace: answer the first one's.
+        if parsed.as_ref().err().is_some_and(|a| a.status != 403) {
+            break;
+        }
+    }
+    let incident = match parsed {
         Ok(i) => i,
         Err(answer) => return answer,
     };

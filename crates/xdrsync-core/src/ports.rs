@@ -56,6 +56,12 @@ pub trait DefenderApi: Send + Sync {
     async fn add_comment(&self, id: &str, text: &str) -> Result<Vec<AlertComment>, PortError>;
     /// A user by UPN; `Ok(None)` when the directory has no such user.
     async fn find_user(&self, upn: &str) -> Result<Option<DirectoryUser>, PortError>;
+    /// A B2B guest of this tenant whose `mail` is `address` (another tenant's UPN); `None` when
+    /// there is none. Default: no guest lookup.
+    async fn find_guest(&self, address: &str) -> Result<Option<DirectoryUser>, PortError> {
+        let _ = address;
+        Ok(None)
+    }
 }
 
 /// One page of a listing, and where the next one is.

@@ -394,6 +394,7 @@ impl World {
             target: &target,
             owner: owner.as_ref(),
             current: self.sentinel.as_ref().map(|c| &c.properties.writable),
+            tenant: None,
         });
         let reason = want.classification_reason.clone();
         if self.sentinel.as_ref().is_none_or(|c| differs(&want, &c.properties.writable)) {

@@ -129,13 +129,18 @@ pub fn sibling_binary(name: &str) -> anyhow::Result<PathBuf> {
 
 /// Kills the child xdrsync on drop (also when `xdrsync-sim` is interrupted: its `main` drops the
 /// running demo on SIGINT/SIGTERM). `log` is where its standard error goes when not shown.
-struct ChildGuard {
+pub struct ChildGuard {
     child: std::sync::Mutex<Child>,
     log: Option<std::path::PathBuf>,
 }
 
 impl ChildGuard {
-    fn id(&self) -> u32 {
+    /// Guards `child`; `log` is where its standard error goes when not shown.
+    pub fn new(child: Child, log: Option<std::path::PathBuf>) -> Self {
+        Self { child: std::sync::Mutex::new(child), log }
+    }
+
+    pub fn id(&self) -> u32 {
         self.child.lock().unwrap_or_else(|p| p.into_inner()).id()
     }
 

@@ -5,11 +5,12 @@
 //!   Logs Ingestion, strict where the real services are, with a control API.
 //! - [`fakes`]: in-memory implementations of the storage ports, for unit tests.
 //! - [`azurite`]: Azurite (Microsoft's Storage emulator) as a child process on free ports.
-//! - [`demo`] and [`bench`]: the whole product on one machine, with its figures.
+//! - [`demo`], [`bench`] and [`bench_tenants`]: the whole product on one machine, with its figures.
 
 pub mod azurite;
 pub mod bench;
 pub mod bench_hunting;
+pub mod bench_tenants;
 pub mod demo;
 pub mod fakes;
 pub mod sim;

@@ -40,6 +40,9 @@ enum Command {
         /// Also write the settings to this file, for `xdrsync check --env-file FILE`.
         #[arg(long, value_name = "FILE")]
         env_file: Option<PathBuf>,
+        /// Extra Defender tenants to serve (MSSP mode; prints XDRSYNC_DEFENDER_TENANTS).
+        #[arg(long, default_value_t = 0)]
+        tenants: usize,
     },
     /// Run the demo: Azurite + simulator + xdrsync standalone, seed incidents, report latency,
     /// calls per incident and exactly-once mirroring. Exits non-zero if anything is missing or
@@ -76,7 +79,7 @@ enum Command {
     /// Measure two-way sync: Sentinel edit → Defender PATCH latency p50/p95 through the webhook
     /// and through the sweep alone, writes per edit and webhook deliveries per edit.
     Bench {
-        /// `hunting`: the advanced-hunting export benchmark instead.
+        /// `hunting` or `tenants`: the advanced-hunting export or the many-tenants benchmark instead.
         #[command(subcommand)]
         what: Option<BenchWhat>,
         /// Sentinel edits per path.
@@ -110,6 +113,38 @@ enum BenchWhat {
         /// Give up after this many seconds.
         #[arg(long, default_value_t = 600)]
         timeout: u64,
+        #[command(flatten)]
+        stack: StackArgs,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Poller scaling in Defender tenants: time per tick and peak memory for each tenant count.
+    Tenants {
+        /// Tenant counts to measure, comma-separated.
+        #[arg(long, value_delimiter = ',', default_values_t = [1usize, 10, 50])]
+        tenants: Vec<usize>,
+        /// Incidents per tenant.
+        #[arg(long, default_value_t = 200)]
+        incidents: usize,
+        /// Poll interval, in seconds (1-59).
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=59))]
+        poll_seconds: u32,
+        /// xdrsync's XDRSYNC_GRAPH_CALLS_PER_MINUTE (each tenant's own budget).
+        #[arg(long, default_value_t = 600)]
+        graph_calls_per_minute: u32,
+        /// Each simulated tenant's Graph budget per minute (429 beyond it); 0 = unthrottled.
+        #[arg(long, default_value_t = 900)]
+        tenant_graph_calls_per_minute: u32,
+        /// xdrsync's XDRSYNC_ARM_WRITES_PER_SECOND (one budget for the workspace).
+        #[arg(long, default_value_t = 200)]
+        arm_writes_per_second: u32,
+        /// xdrsync's XDRSYNC_WORKERS.
+        #[arg(long, default_value_t = 32)]
+        workers: usize,
+        /// Quiet ticks measured after everything is mirrored.
+        #[arg(long, default_value_t = 5)]
+        quiet_ticks: usize,
         #[command(flatten)]
         stack: StackArgs,
         /// Print the report as JSON.
@@ -168,8 +203,11 @@ async fn main() -> ExitCode {
     xdrsync_sim::init_logging();
     let result = interruptible(async move {
         match cli.command {
-            Command::Serve { port, seed_incidents, token_lifetime, storage, env_file } => {
+            Command::Serve { port, seed_incidents, token_lifetime, storage, env_file, tenants: 0 } => {
                 serve(port, seed_incidents, token_lifetime, &storage, env_file).await
+            }
+            Command::Serve { port, seed_incidents, token_lifetime, tenants, storage, .. } => {
+                serve_tenants(port, seed_incidents, token_lifetime, tenants, &storage).await
             }
             Command::Demo {
                 incidents,
@@ -203,6 +241,7 @@ async fn main() -> ExitCode {
                 what: Some(BenchWhat::Hunting { process_rows, email_rows, page_rows, timeout, stack, json }),
                 ..
             } => bench_hunting(process_rows, email_rows, page_rows, timeout, stack, json).await,
+            Command::Bench { what: Some(mode @ BenchWhat::Tenants { .. }), .. } => bench_tenants(mode).await,
             Command::Bench { what: None, edits, poll_seconds, stack, json } => {
                 bench(edits, poll_seconds, stack, json).await
             }
@@ -313,6 +352,75 @@ async fn bench_hunting(
         xdrsync_sim::bench_hunting::print(&report);
     }
     Ok(report.ok)
+}
+
+async fn bench_tenants(mode: BenchWhat) -> anyhow::Result<bool> {
+    let BenchWhat::Tenants {
+        tenants,
+        incidents,
+        poll_seconds,
+        graph_calls_per_minute,
+        tenant_graph_calls_per_minute,
+        arm_writes_per_second,
+        workers,
+        quiet_ticks,
+        stack,
+        json,
+    } = mode
+    else {
+        anyhow::bail!("bench_tenants runs the tenants benchmark only");
+    };
+    let opts = xdrsync_sim::bench_tenants::TenantBenchOptions {
+        tenants,
+        incidents,
+        poll_seconds,
+        graph_calls_per_minute,
+        tenant_graph_calls_per_minute,
+        arm_writes_per_second,
+        workers,
+        quiet_ticks,
+        xdrsync_bin: stack.xdrsync_binary()?,
+        repo_root: stack.repo,
+    };
+    let report = xdrsync_sim::bench_tenants::run(opts).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        xdrsync_sim::bench_tenants::print(&report);
+    }
+    Ok(true)
+}
+
+/// `serve --tenants N`: the workspace tenant plus N Defender tenants behind one address.
+async fn serve_tenants(
+    port: u16,
+    seed_incidents: usize,
+    token_lifetime: u64,
+    tenants: usize,
+    storage: &str,
+) -> anyhow::Result<bool> {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on 127.0.0.1:{port}: {e}"))?;
+    let config = SimConfig { token_lifetime_secs: token_lifetime, ..SimConfig::demo() };
+    let extra = xdrsync_sim::sim::tenants::tenant_configs(&config, tenants);
+    let ids: Vec<String> = extra.iter().map(|c| c.tenant_id.clone()).collect();
+    let running = xdrsync_sim::sim::tenants::spawn_tenants(listener, config.clone(), extra, Vec::new()).await?;
+    if seed_incidents > 0 {
+        for t in &ids {
+            if let Some(sim) = running.sims.tenant(t) {
+                let spec = SeedSpec { count: seed_incidents, ..Default::default() };
+                xdrsync_sim::sim::seed::seed(&mut sim.world(), t, &spec);
+            }
+        }
+    }
+    let mut settings = xdrsync_sim::sim::serve_settings(&config, running.addr, storage);
+    let list: Vec<String> = ids.iter().enumerate().map(|(i, t)| format!("{t}=Tenant {}", i + 1)).collect();
+    settings.push(("XDRSYNC_DEFENDER_TENANTS".to_string(), list.join(",")));
+    println!("xdrsync simulator ({tenants} Defender tenants) listening on {}", running.base_url());
+    print!("{}", xdrsync_sim::sim::env_file_text(&settings));
+    let _ = tokio::signal::ctrl_c().await;
+    Ok(true)
 }
 
 async fn serve(

@@ -26,6 +26,7 @@ pub fn is_owned_label(name: &str) -> bool {
         || name == REDIRECTED_LABEL
         || name == BIG_INCIDENT_LABEL
         || name.starts_with(UNKNOWN_OWNER_PREFIX)
+        || name.starts_with(super::tenants::TENANT_LABEL_PREFIX)
 }
 
 /// Lifecycle in one vocabulary: Defender active/inProgress/resolved ↔ Sentinel New/Active/Closed.
@@ -386,6 +387,7 @@ mod tests {
         assert!(is_owned_label("Microsoft Defender XDR"));
         assert!(is_owned_label("Defender owner: x@y.com"));
         assert!(!is_owned_label("VIP"));
+        assert!(is_owned_label("Defender tenant: Contoso"), "the tenant label never goes back as a tag");
     }
 }
 

@@ -99,6 +99,8 @@ pub struct MirrorInput<'a> {
     pub owner: Option<&'a ResolvedOwner>,
     /// What Sentinel holds now, if the incident exists.
     pub current: Option<&'a SentinelWritable>,
+    /// The Defender tenant to show (multi-tenant mode only: title prefix, label, `tid` link).
+    pub tenant: Option<&'a super::tenants::TenantBadge>,
 }
 
 /// The full set of writable properties the Sentinel incident should have.
@@ -123,6 +125,9 @@ pub fn desired(input: &MirrorInput<'_>) -> SentinelWritable {
     };
 
     let mut labels: Vec<Label> = vec![Label::user(PRODUCT_LABEL)];
+    if let Some(b) = input.tenant {
+        labels.push(Label::user(b.label()));
+    }
     if redirected {
         labels.push(Label::user(REDIRECTED_LABEL));
     }
@@ -148,13 +153,25 @@ pub fn desired(input: &MirrorInput<'_>) -> SentinelWritable {
         }
     }
 
+    let title = i
+        .display_name
+        .clone()
+        .filter(|n| !n.trim().is_empty())
+        .unwrap_or_else(|| format!("Defender XDR incident {}", i.id));
+    let desc = match input.tenant {
+        Some(b) => {
+            let mut linked = i.clone();
+            linked.incident_web_url = i.incident_web_url.as_deref().map(|l| b.deep_link(l));
+            description(&linked, input.alerts)
+        }
+        None => description(i, input.alerts),
+    };
     SentinelWritable {
-        title: i
-            .display_name
-            .clone()
-            .filter(|n| !n.trim().is_empty())
-            .unwrap_or_else(|| format!("Defender XDR incident {}", i.id)),
-        description: Some(description(i, input.alerts)),
+        title: match input.tenant {
+            Some(b) => b.title(&title),
+            None => title,
+        },
+        description: Some(desc),
         severity: level_to_sentinel(t.severity.unwrap_or(Level::Medium)),
         status: status_to_sentinel(status),
         classification,
@@ -210,7 +227,7 @@ mod tests {
         t: &Fields,
         owner: Option<&ResolvedOwner>,
     ) -> SentinelWritable {
-        desired(&MirrorInput { incident: i, alerts, target: t, owner, current: None })
+        desired(&MirrorInput { incident: i, alerts, target: t, owner, current: None, tenant: None })
     }
 
     fn target(status: Status, owner: Option<&str>) -> Fields {
@@ -239,6 +256,33 @@ mod tests {
         let names: Vec<_> = w.labels.iter().map(|l| l.label_name.as_str()).collect();
         assert_eq!(names, vec!["Microsoft Defender XDR", "VIP"]);
         assert_eq!(w.severity, SentinelSeverity::High);
+    }
+
+    #[test]
+    fn a_tenant_mirror_shows_its_tenant_and_the_label_is_no_tag() {
+        let i = incident();
+        let t = target(Status::Open, None);
+        let b = crate::domain::tenants::TenantBadge { tenant_id: "abc".into(), display_name: "Contoso".into() };
+        let w = desired(&MirrorInput {
+            incident: &i,
+            alerts: &AlertSummary::default(),
+            target: &t,
+            owner: None,
+            current: None,
+            tenant: Some(&b),
+        });
+        assert_eq!(w.title, "[Contoso] Multi-stage incident");
+        assert!(w.description.as_deref().unwrap().contains("https://security.microsoft.com/incidents/29?tid=abc\n"));
+        let names: Vec<_> = w.labels.iter().map(|l| l.label_name.as_str()).collect();
+        assert_eq!(names, vec!["Microsoft Defender XDR", "Defender tenant: Contoso", "VIP"]);
+        // Read back from Sentinel, the tenant label is not a tag: it never reaches Defender.
+        let tags: Vec<&str> = w
+            .labels
+            .iter()
+            .map(|l| l.label_name.as_str())
+            .filter(|n| !crate::domain::fields::is_owned_label(n))
+            .collect();
+        assert_eq!(tags, vec!["VIP"]);
     }
 
     #[test]

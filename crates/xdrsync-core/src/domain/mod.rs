@@ -22,6 +22,7 @@ pub mod names;
 pub mod plan;
 pub mod sentinel;
 pub mod sync_state;
+pub mod tenants;
 pub mod time_fmt;
 pub mod tolerant;
 pub mod work;

@@ -30,6 +30,8 @@ pub struct Observed<'a> {
     pub defender: &'a DefenderIncident,
     pub sentinel: Option<&'a SentinelIncident>,
     pub stored: Option<&'a IncidentState>,
+    /// The tenant a mirror shows (multi-tenant mode only).
+    pub tenant: Option<&'a super::tenants::TenantBadge>,
 }
 
 /// A first look at the two versions, before reading anything else.
@@ -271,6 +273,7 @@ pub fn plan(o: &Observed<'_>, x: &Extras<'_>, policy: ConflictPolicy, now: Offse
         target: &target,
         owner: x.owner,
         current: current.map(|c| &c.properties.writable),
+        tenant: o.tenant,
     });
     let reason = want.classification_reason.clone();
     let put_sentinel = current

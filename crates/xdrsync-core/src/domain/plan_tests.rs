@@ -32,7 +32,7 @@ fn alert(id: &str, incident: &str) -> DefenderAlert {
 
 /// The mirror as ARM returns it after our first sync of `d`.
 fn mirrored(d: &DefenderIncident, etag: &str, count: u64) -> (SentinelIncident, IncidentState) {
-    let o = Observed { tenant_id: TENANT, incident_id: &d.id, defender: d, sentinel: None, stored: None };
+    let o = Observed { tenant_id: TENANT, incident_id: &d.id, defender: d, sentinel: None, stored: None, tenant: None };
     let p = plan(&o, &Extras::default(), ConflictPolicy::LatestWins, NOW);
     let body = p.put_sentinel.expect("first sync creates the mirror");
     let mut v = json!({
@@ -56,7 +56,7 @@ fn observe<'a>(
     s: Option<&'a SentinelIncident>,
     st: Option<&'a IncidentState>,
 ) -> Observed<'a> {
-    Observed { tenant_id: TENANT, incident_id: &d.id, defender: d, sentinel: s, stored: st }
+    Observed { tenant_id: TENANT, incident_id: &d.id, defender: d, sentinel: s, stored: st, tenant: None }
 }
 
 fn sentinel_comment(name: &str, text: &str) -> SentinelComment {

@@ -34,6 +34,7 @@ pub fn routes() -> Router<Arc<Sim>> {
         .route("/v1.0/security/incidents/{id}/comments", post(add_comment))
         .route("/v1.0/security/alerts_v2", get(list_alerts))
         .route("/v1.0/security/alerts_v2/{id}", get(get_alert))
+        .route("/v1.0/users", get(list_users))
         .route("/v1.0/users/{id}", get(get_user))
 }
 
@@ -387,6 +388,41 @@ async fn get_alert(State(sim): State<Arc<Sim>>, headers: HeaderMap, Path(id): Pa
         Some(a) => Json(a.to_json(view)).into_response(),
         None => not_found("Alert", &id),
     }
+}
+
+/// `GET /users?$filter=mail eq '…'` (the one filter xdrsync sends: B2B guests by home address).
+async fn list_users(State(sim): State<Arc<Sim>>, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
+    match authorize(&sim, &headers, Audience::Graph, err) {
+        Err(r) => return r,
+        Ok(c) if !c.has_any(perm::GRAPH_USERS_READ) => {
+            sim.stats.bump("graph.forbidden");
+            return perm::graph_directory_denied();
+        }
+        Ok(_) => {}
+    }
+    sim.stats.bump("graph.users.list");
+    let params: Vec<(String, String)> =
+        url::form_urlencoded::parse(q.unwrap_or_default().as_bytes()).into_owned().collect();
+    let filter = params.iter().find(|(k, _)| k == "$filter").map(|(_, v)| v.trim().to_string());
+    let mail = match filter.as_deref().and_then(|f| f.strip_prefix("mail eq '")).and_then(|f| f.strip_suffix('\'')) {
+        Some(m) => Some(m.replace("''", "'")),
+        None if filter.is_none() => None,
+        None => {
+            return graph_error(
+                StatusCode::BAD_REQUEST,
+                "Request_UnsupportedQuery",
+                "the simulator supports only $filter=mail eq '…' on users",
+            )
+        }
+    };
+    let world = sim.world();
+    let users: Vec<Value> = world
+        .users
+        .iter()
+        .filter(|u| mail.as_deref().is_none_or(|m| u.mail.eq_ignore_ascii_case(m)))
+        .map(|u| json!({"id": u.id, "userPrincipalName": u.user_principal_name, "displayName": u.display_name, "mail": u.mail}))
+        .collect();
+    Json(json!({"@odata.context": format!("{CONTEXT}#users"), "value": users})).into_response()
 }
 
 async fn get_user(

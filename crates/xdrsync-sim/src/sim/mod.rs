@@ -34,6 +34,7 @@ mod logs;
 pub mod model;
 pub mod permissions;
 pub mod seed;
+pub mod tenants;
 pub mod timefmt;
 mod world;
 

@@ -1,0 +1,109 @@
+//! Health per Defender tenant (ARCHITECTURE.md: “Tenants”): each tenant's Defender feed and
+//! failures are assessed on their own, so one tenant whose consent was revoked shows
+//! `unhealthy` with the missing permission while the others stay `healthy`. The service as a
+//! whole is then `degraded` (it still syncs the others), and `unhealthy` only when every tenant
+//! is, or for what all share (storage, a workspace's sweep). Removed tenants are listed.
+
+use serde::Serialize;
+use time::{Duration, OffsetDateTime};
+
+use crate::records::INCIDENTS_FEED;
+use crate::usecase::health::{assess, feed_facts, Facts};
+use crate::usecase::tenants::removed_tenants;
+use crate::usecase::Ports;
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TenantHealth {
+    pub tenant_id: String,
+    pub display_name: String,
+    /// `healthy`, `degraded`, `unhealthy`, or `removed` (no longer configured; mirrors stay).
+    pub status: &'static str,
+    pub reasons: Vec<String>,
+    /// Incidents of this tenant recorded in `Failures`.
+    pub failures: usize,
+    /// Now minus the tenant's Defender cursor watermark.
+    pub lag_seconds: Option<i64>,
+}
+
+/// The overall status and reasons with every tenant's health folded in.
+pub async fn combine(
+    s: &Ports,
+    status: &'static str,
+    mut reasons: Vec<String>,
+    now: OffsetDateTime,
+    interval: Duration,
+) -> (&'static str, Vec<String>, Vec<TenantHealth>) {
+    let mut tenants = Vec::new();
+    for t in s.each_tenant() {
+        let (reachable, feed) = feed_facts(&t, INCIDENTS_FEED).await;
+        let lag_seconds = feed.2.map(|w| (now - w).whole_seconds());
+        let failures = crate::usecase::failures::list(&t).await.unwrap_or_default();
+        let facts =
+            Facts { storage_reachable: reachable, feeds: vec![feed], queue_backlog: None, poison: None, failures };
+        let (tenant_status, tenant_reasons) = assess(&facts, now, interval);
+        tenants.push(TenantHealth {
+            tenant_id: t.config.tenant_id.clone(),
+            display_name: t.tenant_name(),
+            status: tenant_status,
+            reasons: tenant_reasons,
+            failures: facts.failures.len(),
+            lag_seconds,
+        });
+    }
+    for r in removed_tenants(s).await.unwrap_or_default() {
+        tenants.push(TenantHealth {
+            tenant_id: r.tenant_id,
+            display_name: r.display_name,
+            status: "removed",
+            reasons: vec!["no longer in XDRSYNC_DEFENDER_TENANTS: its mirrors stay and no longer sync".into()],
+            failures: 0,
+            lag_seconds: None,
+        });
+    }
+    let status = fold(status, &tenants);
+    for t in tenants.iter().filter(|t| matches!(t.status, "unhealthy" | "degraded")) {
+        reasons.extend(t.reasons.iter().map(|r| format!("tenant {}: {r}", t.display_name)));
+    }
+    (status, reasons, tenants)
+}
+
+/// Pure: the overall status from the shared one and the configured tenants' ones.
+pub fn fold(shared: &'static str, tenants: &[TenantHealth]) -> &'static str {
+    let configured: Vec<&TenantHealth> = tenants.iter().filter(|t| t.status != "removed").collect();
+    let all_down = !configured.is_empty() && configured.iter().all(|t| t.status == "unhealthy");
+    let some_trouble = configured.iter().any(|t| t.status != "healthy");
+    match shared {
+        "unhealthy" => "unhealthy",
+        _ if all_down => "unhealthy",
+        "degraded" => "degraded",
+        _ if some_trouble => "degraded",
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(status: &'static str) -> TenantHealth {
+        TenantHealth {
+            tenant_id: "t".into(),
+            display_name: "T".into(),
+            status,
+            reasons: vec![],
+            failures: 0,
+            lag_seconds: None,
+        }
+    }
+
+    #[test]
+    fn one_tenant_down_degrades_all_down_is_unhealthy_removed_ones_do_not_count() {
+        assert_eq!(fold("healthy", &[t("healthy"), t("healthy")]), "healthy");
+        assert_eq!(fold("healthy", &[t("unhealthy"), t("healthy")]), "degraded");
+        assert_eq!(fold("healthy", &[t("unhealthy"), t("unhealthy")]), "unhealthy");
+        assert_eq!(fold("healthy", &[t("healthy"), t("removed")]), "healthy");
+        assert_eq!(fold("unhealthy", &[t("healthy")]), "unhealthy", "storage or a sweep down: everyone");
+        assert_eq!(fold("degraded", &[t("healthy")]), "degraded");
+    }
+}
