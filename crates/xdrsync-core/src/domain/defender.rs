@@ -247,6 +247,11 @@ pub struct DefenderAlert {
     pub system_tags: Vec<String>,
     #[serde(default)]
     pub additional_data: Option<Value>,
+    /// `customDetails`: documented on custom detection rules' alert template; whether a Sentinel
+    /// rule's alert carries its custom details here or in `additionalData` is assumed (mode 2
+    /// reads both: domain/portal.rs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub custom_details: Option<Value>,
 }
 
 /// The fields of `PATCH /security/incidents/{id}` we write; `None` = leave unchanged.

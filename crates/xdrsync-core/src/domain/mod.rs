@@ -20,6 +20,7 @@ pub mod merge;
 pub mod mirror;
 pub mod names;
 pub mod plan;
+pub mod portal;
 pub mod sentinel;
 pub mod sync_state;
 pub mod tenants;
