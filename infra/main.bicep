@@ -50,6 +50,10 @@ param pollSchedule string = '*/30 * * * * *'
 @allowed(['latest-wins', 'defender-wins', 'sentinel-wins'])
 param conflictPolicy string = 'latest-wins'
 
+@description('XDRSYNC_TARGET: sentinel (Sentinel incidents, Azure portal experience) or defender-portal (the workspace tenant\'s own Defender incidents, for workspaces onboarded to the Defender portal; see docs/unified-portal.md).')
+@allowed(['sentinel', 'defender-portal'])
+param target string = 'sentinel'
+
 @description('Shared secret the Sentinel playbook sends as x-xdrsync-key (at least 16 characters). Stored in Key Vault.')
 @secure()
 @minLength(16)
@@ -404,6 +408,7 @@ var appSettings = {
   XDRSYNC_ALERTS_STREAM: streamName
   XDRSYNC_POLL_SCHEDULE: pollSchedule
   XDRSYNC_CONFLICT_POLICY: conflictPolicy
+  XDRSYNC_TARGET: target
   XDRSYNC_WEBHOOK_KEY: '@Microsoft.KeyVault(SecretUri=${vault.outputs.webhookKeyUri})'
   XDRSYNC_GRAPH_CALLS_PER_MINUTE: graphCallsPerMinute
   XDRSYNC_ARM_WRITES_PER_SECOND: armWritesPerSecond

@@ -179,6 +179,9 @@ pub struct Config {
     /// `XDRSYNC_DEFENDER_PORTAL_ONBOARDED`: the workspace is onboarded to the Defender portal
     /// (not detectable through a documented API; `check` reports what it means).
     pub defender_portal_onboarded: bool,
+    /// `XDRSYNC_TARGET`: `sentinel` (Sentinel incidents through ARM) or `defender-portal` (the
+    /// workspace tenant's own Defender incidents, docs/unified-portal.md “Mode 2”).
+    pub target: xdrsync_core::domain::portal::SyncTarget,
     /// `XDRSYNC_HUNTING_*`: the advanced-hunting export.
     pub hunting: crate::hunting_config::HuntingSettings,
 }
@@ -532,6 +535,12 @@ impl Config {
                 overlap: Duration::from_secs(60 * v.number("XDRSYNC_ALERTS_ATTACH_DELAY_MINUTES", 10u64, 0..=1440)?),
             },
             defender_portal_onboarded: v.flag("XDRSYNC_DEFENDER_PORTAL_ONBOARDED", false)?,
+            target: match v.get("XDRSYNC_TARGET") {
+                None => Default::default(),
+                Some(t) => xdrsync_core::domain::portal::SyncTarget::parse(t).ok_or_else(|| {
+                    err("XDRSYNC_TARGET", format!("'{t}' is not one of sentinel, defender-portal"))
+                })?,
+            },
             hunting: crate::hunting_config::HuntingSettings::from_vars(map)?,
         })
     }
@@ -622,6 +631,14 @@ pub(crate) mod tests {
         let e = with(&[("XDRSYNC_GRAPH_ENDPOINT", "http://graph.example.com")]).unwrap_err();
         assert_eq!(e.var, "XDRSYNC_GRAPH_ENDPOINT");
         assert!(e.problem.contains("https"));
+    }
+
+    #[test]
+    fn target_defaults_to_sentinel_and_rejects_other_values() {
+        use xdrsync_core::domain::portal::SyncTarget;
+        assert_eq!(with(&[]).unwrap().target, SyncTarget::Sentinel);
+        assert_eq!(with(&[("XDRSYNC_TARGET", "defender-portal")]).unwrap().target, SyncTarget::DefenderPortal);
+        assert_eq!(with(&[("XDRSYNC_TARGET", "defender")]).unwrap_err().var, "XDRSYNC_TARGET");
     }
 
     #[test]

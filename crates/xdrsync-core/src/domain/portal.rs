@@ -344,6 +344,24 @@ fn kept_determination(agreed: &Fields, t: &DefenderIncident, sources: &[SourceSi
         .find_map(|i| i.determination.clone())
 }
 
+/// A source incident's reconcile plan in this mode: the alert rows still go to
+/// `XdrsyncAlerts_CL` (the rule turns them into alerts, the engine into target incidents) and the
+/// state is kept; no Sentinel incident, index row, note or comment is written, and the source is
+/// not patched from a mirror (the target incident's sync does that, `plan_group`).
+pub fn rows_only(mut plan: super::plan::Plan) -> super::plan::Plan {
+    plan.write_index = false;
+    plan.put_sentinel = None;
+    plan.conflict_note = None;
+    plan.redirect_note = None;
+    plan.defender_patch = None;
+    plan.in_progress_fallback = None;
+    plan.comments_to_sentinel.clear();
+    plan.comments_to_defender.1.clear();
+    plan.copy_sources = Default::default();
+    plan.conflicts.clear();
+    plan
+}
+
 #[cfg(test)]
 #[path = "portal_tests.rs"]
 mod tests;

@@ -311,3 +311,20 @@ fn views_ignore_severity_and_read_the_owner_tag() {
     assert_eq!(v.status, Some(Status::Open));
     assert_eq!(v.verdict, Some(Verdict::Undetermined));
 }
+
+#[test]
+fn a_source_reconcile_in_this_mode_ships_rows_and_writes_no_mirror() {
+    use crate::domain::plan::{plan, Extras, Observed};
+    let mut d = incident("7");
+    d.comments.push(AlertComment { comment: Some("hi".into()), created_date_time: Some(T0), ..Default::default() });
+    let a = alert(json!({"incidentId": "7", "serviceSource": "microsoftDefenderForEndpoint", "evidence": []}));
+    let alerts = vec![a];
+    let o = Observed { tenant_id: "tenant-a", incident_id: "7", defender: &d, sentinel: None, stored: None, tenant: None };
+    let x = Extras { alerts: &alerts, ..Extras::default() };
+    let full = plan(&o, &x, ConflictPolicy::LatestWins, T0);
+    assert!(full.put_sentinel.is_some() && full.alerts.is_some(), "the Sentinel mode creates a mirror");
+    let p = rows_only(full);
+    assert!(p.put_sentinel.is_none() && !p.write_index && p.comments_to_sentinel.is_empty());
+    assert!(p.defender_patch.is_none());
+    assert!(p.alerts.is_some(), "the rows still go to XdrsyncAlerts_CL for the rule");
+}
