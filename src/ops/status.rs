@@ -23,6 +23,8 @@ pub struct Status {
     pub status: &'static str,
     pub reasons: Vec<String>,
     pub version: &'static str,
+    /// `XDRSYNC_TARGET` (`sentinel` or `defender-portal`).
+    pub target: &'static str,
     pub tenant_id: String,
     #[serde(with = "time_fmt::rfc3339")]
     pub checked_at: OffsetDateTime,
@@ -93,6 +95,7 @@ pub async fn gather(s: &Ports) -> Status {
         status: health.status,
         reasons: health.reasons,
         version: health.version,
+        target: health.target,
         tenant_id: s.config.tenant_id.clone(),
         checked_at: s.clock.now(),
         storage_reachable: details.storage_reachable,
@@ -108,6 +111,8 @@ pub async fn gather(s: &Ports) -> Status {
 fn feed_name(feed: &str) -> &'static str {
     if feed == INCIDENTS_FEED {
         "Defender poll"
+    } else if feed == crate::usecase::portal::FEED {
+        "Target queue"
     } else {
         "Sentinel sweep"
     }
@@ -135,7 +140,13 @@ fn human(secs: i64) -> String {
 
 /// The text form: a headline, the reasons, one line per feed, the counts, the last errors.
 pub fn render(st: &Status) -> String {
-    let mut out = format!("xdrsync {} · tenant {} · {}\n", st.version, st.tenant_id, st.status.to_uppercase());
+    let mut out = format!(
+        "xdrsync {} · tenant {} · target {} · {}\n",
+        st.version,
+        st.tenant_id,
+        st.target,
+        st.status.to_uppercase()
+    );
     for r in &st.reasons {
         out.push_str(&format!("  ! {r}\n"));
     }

@@ -24,6 +24,8 @@ pub struct Health {
     pub status: &'static str,
     pub reasons: Vec<String>,
     pub version: &'static str,
+    /// `XDRSYNC_TARGET`: `sentinel` or `defender-portal` (docs/unified-portal.md).
+    pub target: &'static str,
     /// Only for callers with the webhook key.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub details: Option<Details>,
@@ -243,6 +245,11 @@ async fn gather(s: &Ports) -> Facts {
             feeds.push(f);
         }
     }
+    if s.config.target == crate::domain::portal::SyncTarget::DefenderPortal {
+        let (ok, f) = feed_facts(s, crate::usecase::portal::FEED).await;
+        storage_reachable &= ok;
+        feeds.push(f);
+    }
     let queue = &s.config.queue_name;
     let queue_backlog = s.queue.approximate_len(queue).await.ok();
     let poison = s.queue.approximate_len(&format!("{queue}-poison")).await.ok();
@@ -293,7 +300,7 @@ pub async fn check(s: &Ports, with_details: bool) -> Health {
             poller: s.counters.poller(),
         }
     });
-    Health { status, reasons, version: env!("CARGO_PKG_VERSION"), details, tenants }
+    Health { status, reasons, version: env!("CARGO_PKG_VERSION"), target: s.config.target.name(), details, tenants }
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ pub mod locks;
 pub mod migrate;
 pub mod owner;
 pub mod poll;
+pub mod portal;
 pub mod sync;
 pub mod tenant_health;
 pub mod tenant_poll;

@@ -27,18 +27,18 @@ pub struct PollReport {
 }
 
 /// One feed's cursor as read at the start of a poll.
-struct Feed {
+pub(crate) struct Feed {
     name: &'static str,
     key: RowKey,
     stored: Option<Versioned<CursorRecord>>,
-    window: Window,
+    pub(crate) window: Window,
     overlap: time::Duration,
     now: time::OffsetDateTime,
 }
 
 impl Feed {
     /// Reads the cursor of `name`; a feed without one starts `first_lookback` ago.
-    async fn open(s: &Ports, name: &'static str, first_lookback: std::time::Duration) -> Result<Self, UseCaseError> {
+    pub(crate) async fn open(s: &Ports, name: &'static str, first_lookback: std::time::Duration) -> Result<Self, UseCaseError> {
         let cfg = &s.config;
         let now = s.clock.now();
         let key = RowKey::new(&cfg.tenant_id, name)?;
@@ -49,12 +49,12 @@ impl Feed {
         Ok(Self { name, key, stored, window, overlap, now })
     }
 
-    fn cursor(&self) -> Option<&crate::domain::cursor::Cursor> {
+    pub(crate) fn cursor(&self) -> Option<&crate::domain::cursor::Cursor> {
         self.stored.as_ref().map(|v| &v.value.cursor)
     }
 
     /// Saves the cursor advanced past `marks` (call only after every message is enqueued).
-    async fn commit(
+    pub(crate) async fn commit(
         &self,
         s: &Ports,
         marks: &[Mark],

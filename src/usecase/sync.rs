@@ -79,6 +79,9 @@ pub async fn reconcile(s: &Ports, item: &WorkItem) -> Result<SyncOutcome, UseCas
         let _serialized = s.locks.lock(&format!("{}:{}", s.config.tenant_id, item.incident_id)).await;
         for _ in 0..ATTEMPTS {
             if let Step::Done(outcome) = reconcile_once(s, &item.incident_id).await? {
+                if s.config.target == crate::domain::portal::SyncTarget::DefenderPortal {
+                    super::portal::sync_linked_targets(s, &item.tenant_id, &item.incident_id).await?;
+                }
                 return Ok(outcome);
             }
         }
@@ -147,7 +150,11 @@ async fn reconcile_once(s: &Ports, incident_id: &str) -> Result<Step, UseCaseErr
     };
     let comments = if reads.sentinel_comments { Some(s.sentinel.list_comments(&name).await?) } else { None };
     let extras = Extras { alerts: &alerts, sentinel_comments: comments.as_deref(), owner: owner.as_ref() };
-    let plan = plan(&observed, &extras, cfg.conflict_policy, s.clock.now());
+    let mut plan = plan(&observed, &extras, cfg.conflict_policy, s.clock.now());
+    if cfg.target == crate::domain::portal::SyncTarget::DefenderPortal {
+        // Mode 2: rows for the rule only; the target incident's sync (usecase/portal.rs) does the rest.
+        plan = crate::domain::portal::rows_only(plan);
+    }
     execute(s, incident_id, &key, stored.as_ref().map(|v| &v.etag), current.is_none(), plan).await
 }
 

@@ -46,6 +46,8 @@ pub async fn poll_tenants(s: &Ports) -> Result<String, String> {
             }
         }
     }
+    // Mode 2: the target incidents in the workspace's tenant, after every source was polled.
+    let portal = crate::usecase::jobs::portal_tick(s).await;
     if let Err(e) = failures::drain_poison(s).await {
         tracing::warn!(error.message = %e, "could not read the poison queue; will try at the next tick");
     }
@@ -80,7 +82,7 @@ pub async fn poll_tenants(s: &Ports) -> Result<String, String> {
         }
     }
     let summary = format!(
-        "polled {} tenant(s): Defender {listed} listed, {enqueued} enqueued; Sentinel {swept} listed, {swept_enqueued} enqueued",
+        "polled {} tenant(s): Defender {listed} listed, {enqueued} enqueued; Sentinel {swept} listed, {swept_enqueued} enqueued{portal}",
         tenants.len()
     );
     if failed.is_empty() {
