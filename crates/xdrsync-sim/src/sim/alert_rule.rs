@@ -89,6 +89,12 @@ impl SecurityAlertRecord {
 #[derive(Debug, Default)]
 pub struct RuleState {
     pending: VecDeque<(Instant, Value)>,
+    /// The correlation engine when the rows arrived: `(groups all, workspace tenant)`; `None`
+    /// when the workspace is not onboarded to the Defender portal.
+    pub engine: Option<(bool, String)>,
+    /// The engine's incidents: source `tenant/incident` → incident id, and the latest one.
+    pub engine_links: std::collections::BTreeMap<String, String>,
+    pub engine_last: Option<String>,
     pub alerts: Vec<SecurityAlertRecord>,
 }
 
@@ -99,6 +105,7 @@ pub fn on_ingest(sim: &Sim, world: &mut World, stream: &str, rows: &[Value]) {
         return;
     }
     let due = Instant::now() + std::time::Duration::from_millis(options.alert_rule_delay_ms);
+    world.rule.engine = options.correlation_engine.then(|| (options.engine_groups_all, sim.config.tenant_id.clone()));
     world.rule.pending.extend(rows.iter().map(|r| (due, r.clone())));
 }
 
@@ -109,6 +116,9 @@ pub fn run(world: &mut World) {
         let Some((_, row)) = world.rule.pending.pop_front() else { break };
         let t = world.now();
         let alert = make_alert(&row, t);
+        if let Some((group_all, tenant)) = world.rule.engine.clone() {
+            super::engine::correlate(world, &alert, group_all, &tenant);
+        }
         world.rule.alerts.push(alert);
     }
 }

@@ -177,7 +177,9 @@ async fn list_incidents(State(sim): State<Arc<Sim>>, headers: HeaderMap, RawQuer
     };
     let tie = sim.options().tie_order;
     let view = view(&sim, &headers);
-    let world = sim.world();
+    let mut world = sim.world();
+    super::alert_rule::run(&mut world);
+    let world = world;
     let mut items: Vec<&GraphIncident> = world
         .incidents
         .values()
@@ -233,7 +235,9 @@ async fn get_incident(
     };
     sim.stats.bump("graph.incidents.get");
     let view = view(&sim, &headers);
-    let world = sim.world();
+    let mut world = sim.world();
+    super::alert_rule::run(&mut world);
+    let world = world;
     match world.incident(&id) {
         Some(i) => {
             let mut v = i.to_json(view);
@@ -353,7 +357,9 @@ async fn list_alerts(State(sim): State<Arc<Sim>>, headers: HeaderMap, RawQuery(r
     };
     let tie = sim.options().tie_order;
     let view = view(&sim, &headers);
-    let world = sim.world();
+    let mut world = sim.world();
+    super::alert_rule::run(&mut world);
+    let world = world;
     let mut items: Vec<&GraphAlert> = world
         .alerts
         .values()
@@ -383,7 +389,9 @@ async fn get_alert(State(sim): State<Arc<Sim>>, headers: HeaderMap, Path(id): Pa
     }
     sim.stats.bump("graph.alerts.get");
     let view = view(&sim, &headers);
-    let world = sim.world();
+    let mut world = sim.world();
+    super::alert_rule::run(&mut world);
+    let world = world;
     match world.alerts.get(&id) {
         Some(a) => Json(a.to_json(view)).into_response(),
         None => not_found("Alert", &id),

@@ -19,6 +19,7 @@
 pub mod alert_rule;
 mod arm;
 pub mod arm_rules;
+mod engine;
 mod automation;
 mod control;
 mod entra;
@@ -107,6 +108,12 @@ pub struct SimOptions {
     /// How long after ingestion a row's SecurityAlert exists (the rule's run and the alert's
     /// ingestion; minutes in Azure, default 0 here).
     pub alert_rule_delay_ms: u64,
+    /// The workspace is onboarded to the Defender portal: Defender's correlation engine turns
+    /// the rule's alerts into Defender incidents of this (the workspace's) tenant (default false).
+    pub correlation_engine: bool,
+    /// The engine groups every rule alert into one incident, whatever source incident it names
+    /// (default false: one incident per source incident), to test a target holding two sources.
+    pub engine_groups_all: bool,
 }
 
 impl Default for SimOptions {
@@ -119,6 +126,8 @@ impl Default for SimOptions {
             graph_calls_per_minute: None,
             alert_rule: true,
             alert_rule_delay_ms: 0,
+            correlation_engine: false,
+            engine_groups_all: false,
         }
     }
 }

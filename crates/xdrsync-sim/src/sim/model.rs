@@ -251,6 +251,8 @@ pub struct GraphAlert {
     pub evidence: Vec<Value>,
     pub system_tags: Vec<String>,
     pub comments: Vec<GraphComment>,
+    /// `customDetails` of a Sentinel rule alert (the correlation engine's); `None` elsewhere.
+    pub custom_details: Option<Value>,
     pub seq: u64,
 }
 
@@ -262,7 +264,7 @@ impl GraphAlert {
             } else {
                 &self.service_source
             };
-        json!({
+        let mut v = json!({
             "@odata.type": "#microsoft.graph.security.alert",
             "id": self.id,
             "providerAlertId": self.provider_alert_id,
@@ -295,7 +297,11 @@ impl GraphAlert {
             "comments": self.comments.iter().map(GraphComment::to_json).collect::<Vec<_>>(),
             "evidence": self.evidence,
             "systemTags": self.system_tags,
-        })
+        });
+        if let (Some(d), Some(m)) = (&self.custom_details, v.as_object_mut()) {
+            m.insert("customDetails".into(), d.clone());
+        }
+        v
     }
 }
 

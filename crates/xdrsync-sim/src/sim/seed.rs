@@ -263,6 +263,7 @@ pub fn make_alert(rng: &mut StdRng, seq: u64, tenant: &str, incident_id: &str, a
         evidence: ev,
         system_tags: vec![],
         comments: vec![],
+        custom_details: None,
         // Set by the caller when the alert enters the world.
         seq: 0,
     }
