@@ -537,9 +537,8 @@ impl Config {
             defender_portal_onboarded: v.flag("XDRSYNC_DEFENDER_PORTAL_ONBOARDED", false)?,
             target: match v.get("XDRSYNC_TARGET") {
                 None => Default::default(),
-                Some(t) => xdrsync_core::domain::portal::SyncTarget::parse(t).ok_or_else(|| {
-                    err("XDRSYNC_TARGET", format!("'{t}' is not one of sentinel, defender-portal"))
-                })?,
+                Some(t) => xdrsync_core::domain::portal::SyncTarget::parse(t)
+                    .ok_or_else(|| err("XDRSYNC_TARGET", format!("'{t}' is not one of sentinel, defender-portal")))?,
             },
             hunting: crate::hunting_config::HuntingSettings::from_vars(map)?,
         })

@@ -38,7 +38,11 @@ pub(crate) struct Feed {
 
 impl Feed {
     /// Reads the cursor of `name`; a feed without one starts `first_lookback` ago.
-    pub(crate) async fn open(s: &Ports, name: &'static str, first_lookback: std::time::Duration) -> Result<Self, UseCaseError> {
+    pub(crate) async fn open(
+        s: &Ports,
+        name: &'static str,
+        first_lookback: std::time::Duration,
+    ) -> Result<Self, UseCaseError> {
         let cfg = &s.config;
         let now = s.clock.now();
         let key = RowKey::new(&cfg.tenant_id, name)?;

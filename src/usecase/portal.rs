@@ -12,8 +12,7 @@ use std::sync::Arc;
 use crate::domain::cursor::{select_new, Mark};
 use crate::domain::defender::{DefenderAlert, DefenderIncident};
 use crate::domain::portal::{
-    plan_group, sources_of, view, Directory, PairState, SourceRef, SourceSide, SOURCE_OWNER_PREFIX,
-    TARGET_OWNER_PREFIX,
+    plan_group, sources_of, view, Directory, PairState, SourceRef, SourceSide, SOURCE_OWNER_PREFIX, TARGET_OWNER_PREFIX,
 };
 use crate::ports::{DefenderApi, Table};
 use crate::state::{load, put, RowKey};
@@ -35,7 +34,11 @@ pub struct PortalReport {
 
 impl std::fmt::Display for PortalReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "portal: {} target incidents listed, {} synced, {} writes", self.listed, self.targets_synced, self.writes)
+        write!(
+            f,
+            "portal: {} target incidents listed, {} synced, {} writes",
+            self.listed, self.targets_synced, self.writes
+        )
     }
 }
 
@@ -48,24 +51,31 @@ pub fn target_graph(s: &Ports) -> Arc<dyn DefenderApi> {
 /// Lists target incidents changed since the cursor and syncs each with its sources.
 pub async fn sync_changed_targets(s: &Ports) -> Result<PortalReport, UseCaseError> {
     let graph = target_graph(s);
-    let feed = Feed::open(s, FEED, s.config.initial_lookback).await?;
-    let mut marks: Vec<Mark> = Vec::new();
-    let mut page = graph.list_incident_stamps(feed.window, None).await?;
+    let started = tokio::time::Instant::now();
+    let mut report = PortalReport::default();
+    // Window by window, as the Defender poll walks a backfill, within the poll's time budget.
     loop {
-        marks.extend(page.items.iter().map(|i| Mark { id: i.id.clone(), at: i.last_update_date_time }));
-        match page.next.take() {
-            Some(next) => page = graph.list_incident_stamps(feed.window, Some(&next)).await?,
-            None => break,
+        let feed = Feed::open(s, FEED, s.config.initial_lookback).await?;
+        let mut marks: Vec<Mark> = Vec::new();
+        let mut page = graph.list_incident_stamps(feed.window, None).await?;
+        loop {
+            marks.extend(page.items.iter().map(|i| Mark { id: i.id.clone(), at: i.last_update_date_time }));
+            match page.next.take() {
+                Some(next) => page = graph.list_incident_stamps(feed.window, Some(&next)).await?,
+                None => break,
+            }
+        }
+        let fresh: BTreeSet<String> = select_new(feed.cursor(), &marks).into_iter().map(|m| m.id.clone()).collect();
+        report.listed += marks.len();
+        for id in &fresh {
+            report.writes += sync_target(s, graph.as_ref(), id).await?;
+            report.targets_synced += 1;
+        }
+        feed.commit(s, &marks, marks.len(), fresh.len()).await?;
+        if feed.window.until.is_none() || started.elapsed() >= s.config.poll_time_budget {
+            break;
         }
     }
-    let fresh: Vec<String> = select_new(feed.cursor(), &marks).into_iter().map(|m| m.id.clone()).collect();
-    let mut report = PortalReport { listed: marks.len(), ..Default::default() };
-    for id in &fresh {
-        let writes = sync_target(s, graph.as_ref(), id).await?;
-        report.targets_synced += 1;
-        report.writes += writes;
-    }
-    feed.commit(s, &marks, marks.len(), fresh.len()).await?;
     Ok(report)
 }
 
@@ -133,18 +143,22 @@ pub async fn sync_target(s: &Ports, graph: &dyn DefenderApi, target_id: &str) ->
         };
         let Some(inc) = scope.defender.get_incident(&src.incident).await? else { continue };
         let state = load::<PairState>(s.store.as_ref(), Table::Cursors, &pair_key(target_id, &src)?).await?;
-        put(s.store.as_ref(), Table::Cursors, &link_key(&src.tenant, &src.incident)?, &link_with(s, &src, target_id).await?, &[])
-            .await?;
+        put(
+            s.store.as_ref(),
+            Table::Cursors,
+            &link_key(&src.tenant, &src.incident)?,
+            &link_with(s, &src, target_id).await?,
+            &[],
+        )
+        .await?;
         sources.push((src, scope, inc, state.map(|v| v.value)));
     }
     if sources.is_empty() {
         return Ok(0);
     }
     let known = resolve_owners(graph, &t, &sources).await;
-    let sides: Vec<SourceSide<'_>> = sources
-        .iter()
-        .map(|(r, _, i, st)| SourceSide { source: r.clone(), incident: i, state: st.as_ref() })
-        .collect();
+    let sides: Vec<SourceSide<'_>> =
+        sources.iter().map(|(r, _, i, st)| SourceSide { source: r.clone(), incident: i, state: st.as_ref() }).collect();
     let plan = plan_group(target_id, &t, &sides, &known, s.config.conflict_policy);
     let mut writes = 0;
     if !plan.target_patch.is_empty() {
@@ -176,7 +190,8 @@ pub async fn sync_target(s: &Ports, graph: &dyn DefenderApi, target_id: &str) ->
 /// The targets a source is linked to, with `target` added.
 async fn link_with(s: &Ports, src: &SourceRef, target: &str) -> Result<BTreeSet<String>, UseCaseError> {
     let key = link_key(&src.tenant, &src.incident)?;
-    let mut set = load::<BTreeSet<String>>(s.store.as_ref(), Table::Cursors, &key).await?.map(|v| v.value).unwrap_or_default();
+    let mut set =
+        load::<BTreeSet<String>>(s.store.as_ref(), Table::Cursors, &key).await?.map(|v| v.value).unwrap_or_default();
     set.insert(target.to_string());
     Ok(set)
 }

@@ -19,7 +19,9 @@ use serde_json::Value;
 
 use super::comments::{defender_comment_key, fingerprint, FROM_XDRSYNC};
 use super::defender::{AlertComment, DefenderAlert, DefenderIncident, DefenderIncidentPatch, Determination};
-use super::fields::{status_from_defender, status_to_defender, verdict_from_defender, verdict_to_defender, Fields};
+use super::fields::{
+    status_from_defender, status_to_defender, verdict_from_defender, verdict_to_defender, Fields, Status,
+};
 use super::merge::{merge, Conflict, ConflictPolicy, Times};
 
 /// `XDRSYNC_TARGET`: where mirrors live.
@@ -168,12 +170,13 @@ impl GroupPlan {
 
 /// An incident's synced fields as one side shows them: owner from `assignedTo`, else from the
 /// owner tag (`label`); tags without the owner tag. Severity is not synced in this mode (each
-/// tenant's engine owns it).
+/// tenant's engine owns it). `inProgress` reads as open: Graph documents only `active`,
+/// `resolved` and `redirected` as settable, so it could never be written to the other side.
 pub fn view(i: &DefenderIncident, label: &str) -> Fields {
     let assigned = i.assigned_to.as_deref().map(|s| s.trim().to_ascii_lowercase()).filter(|s| !s.is_empty());
     let tagged = i.custom_tags.iter().find_map(|t| t.strip_prefix(label)).map(|u| u.trim().to_ascii_lowercase());
     Fields {
-        status: status_from_defender(&i.status),
+        status: status_from_defender(&i.status).map(|st| if st == Status::InProgress { Status::Open } else { st }),
         verdict: verdict_from_defender(i.classification.as_ref()),
         owner: Some(assigned.or(tagged)),
         severity: None,

@@ -7,7 +7,7 @@ use time::{Duration, OffsetDateTime};
 
 use super::*;
 use crate::domain::defender::{Classification, IncidentStatus};
-use crate::domain::fields::{Status, Verdict};
+use crate::domain::fields::Verdict;
 
 const T0: OffsetDateTime = time::macros::datetime!(2026-11-29 10:00 UTC);
 
@@ -171,12 +171,12 @@ fn links_map_each_source_to_its_targets() {
 fn first_sync_takes_the_source_and_keeps_a_foreign_owner_as_a_tag() {
     let mut w = World::new(1);
     w.edit(1, |i| {
-        i.status = IncidentStatus::InProgress;
+        i.status = IncidentStatus::Resolved;
         i.assigned_to = Some("Ann@A.com".into());
         i.custom_tags = vec!["VIP".into()];
     });
     let p = w.pass();
-    assert_eq!(p.target_patch.status, Some(IncidentStatus::InProgress));
+    assert_eq!(p.target_patch.status, Some(IncidentStatus::Resolved));
     assert_eq!(p.target_patch.assigned_to, None, "ann is no user of the target tenant");
     assert_eq!(p.target_patch.custom_tags, Some(vec!["Source owner: ann@a.com".into(), "VIP".into()]));
     assert!(p.sources[0].patch.is_empty(), "the source already holds the agreed values");
@@ -221,11 +221,11 @@ fn comments_cross_once_each_way_and_echoes_are_recognised() {
 fn a_grouped_target_fans_out_and_one_source_reaches_the_other_in_one_pass() {
     let mut w = World::new(2);
     w.pass();
-    w.edit(1, |i| i.status = IncidentStatus::InProgress);
+    w.edit(1, |i| i.status = IncidentStatus::Resolved);
     w.comment(1, "from s1");
     let p = w.pass();
-    assert_eq!(p.target_patch.status, Some(IncidentStatus::InProgress));
-    assert_eq!(p.sources[1].patch.status, Some(IncidentStatus::InProgress), "S1's change reaches S2");
+    assert_eq!(p.target_patch.status, Some(IncidentStatus::Resolved));
+    assert_eq!(p.sources[1].patch.status, Some(IncidentStatus::Resolved), "S1's change reaches S2");
     assert!(p.sources[0].patch.status.is_none(), "not sent back to S1");
     assert_eq!(p.sources[1].comments, vec!["[xdrsync from target 900] [xdrsync from tenant-a/1] from s1".to_string()]);
     assert!(p.sources[0].comments.is_empty());
@@ -249,13 +249,13 @@ fn two_sources_changing_a_field_differently_meet_the_policy_once() {
 #[test]
 fn a_source_joining_a_synced_target_takes_its_values_and_adds_its_tags() {
     let mut w = World::new(1);
-    w.edit(1, |i| i.status = IncidentStatus::InProgress);
+    w.edit(1, |i| i.status = IncidentStatus::Resolved);
     w.pass();
     let mut joiner = incident("2");
     joiner.custom_tags = vec!["Late".into()];
     w.s.push((src("tenant-a", "2"), joiner, None));
     let p = w.pass();
-    assert_eq!(p.sources[1].patch.status, Some(IncidentStatus::InProgress));
+    assert_eq!(p.sources[1].patch.status, Some(IncidentStatus::Resolved));
     assert_eq!(p.target_patch.custom_tags, Some(vec!["Late".into()]));
     assert!(w.pass().writes_nothing());
 }
@@ -308,7 +308,9 @@ fn views_ignore_severity_and_read_the_owner_tag() {
     assert_eq!(v.owner, Some(Some("ann@a.com".into())));
     assert_eq!(v.tags, Some(BTreeSet::from(["x".to_string()])));
     assert_eq!(v.severity, None);
-    assert_eq!(v.status, Some(Status::Open));
+    assert_eq!(v.status, Some(crate::domain::fields::Status::Open));
+    i.status = IncidentStatus::InProgress;
+    assert_eq!(view(&i, SOURCE_OWNER_PREFIX).status, v.status, "in progress reads as open: Graph cannot set it");
     assert_eq!(v.verdict, Some(Verdict::Undetermined));
 }
 
@@ -319,7 +321,8 @@ fn a_source_reconcile_in_this_mode_ships_rows_and_writes_no_mirror() {
     d.comments.push(AlertComment { comment: Some("hi".into()), created_date_time: Some(T0), ..Default::default() });
     let a = alert(json!({"incidentId": "7", "serviceSource": "microsoftDefenderForEndpoint", "evidence": []}));
     let alerts = vec![a];
-    let o = Observed { tenant_id: "tenant-a", incident_id: "7", defender: &d, sentinel: None, stored: None, tenant: None };
+    let o =
+        Observed { tenant_id: "tenant-a", incident_id: "7", defender: &d, sentinel: None, stored: None, tenant: None };
     let x = Extras { alerts: &alerts, ..Extras::default() };
     let full = plan(&o, &x, ConflictPolicy::LatestWins, T0);
     assert!(full.put_sentinel.is_some() && full.alerts.is_some(), "the Sentinel mode creates a mirror");

@@ -22,12 +22,8 @@ pub fn correlate(world: &mut World, alert: &SecurityAlertRecord, group_all: bool
         return;
     };
     let key = format!("{src_tenant}/{src_incident}");
-    let existing = if group_all {
-        world.rule.engine_last.clone()
-    } else {
-        world.rule.engine_links.get(&key).cloned()
-    }
-    .filter(|id| world.incident(id).is_some());
+    let existing = if group_all { world.rule.engine_last.clone() } else { world.rule.engine_links.get(&key).cloned() }
+        .filter(|id| world.incident(id).is_some());
     let now = world.now();
     let doc = &alert.doc;
     let text = |k: &str| doc.get(k).and_then(Value::as_str).unwrap_or("").to_string();

@@ -19,9 +19,9 @@
 pub mod alert_rule;
 mod arm;
 pub mod arm_rules;
-mod engine;
 mod automation;
 mod control;
+mod engine;
 mod entra;
 mod faults;
 mod filter;
