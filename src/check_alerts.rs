@@ -11,11 +11,11 @@ use crate::domain::alert_links::{rule_alerts_query, AlertFilter};
 use crate::error::PortError;
 use crate::usecase::Ports;
 
-/// The tenant whose Sentinel workspace xdrsync writes to. One identity in one tenant reaches both
-/// sides today, so it is the Defender tenant; a setup that writes to another tenant's workspace
-/// compares its own here.
-fn target_tenant(s: &Ports) -> &str {
-    &s.config.tenant_id
+/// Whether every Defender tenant read is the workspace's own tenant (`XDRSYNC_TENANT_ID`): one
+/// tenant, or `XDRSYNC_DEFENDER_TENANTS` naming only it.
+fn single_tenant(s: &Ports) -> bool {
+    let cfg = &s.config;
+    cfg.defender_tenants.iter().all(|t| t.id.eq_ignore_ascii_case(&cfg.tenant_id))
 }
 
 /// The lines, in order; empty when neither feature is in use.
@@ -49,7 +49,7 @@ pub async fn lines(s: &Ports) -> Vec<CheckLine> {
         out.push(CheckLine { what: "Log Analytics query (native alerts)".into(), ok: probe.is_ok(), detail });
     }
     if cfg.defender_portal_onboarded {
-        let same = target_tenant(s).eq_ignore_ascii_case(&cfg.tenant_id);
+        let same = single_tenant(s);
         let detail = if same {
             "source and target tenant are the same and the workspace is onboarded to the Defender portal: \
              single-tenant setups need no defender-portal mode, their Defender incidents are already native there. \
@@ -62,6 +62,19 @@ pub async fn lines(s: &Ports) -> Vec<CheckLine> {
                 .to_string()
         };
         out.push(CheckLine { what: "Defender portal".into(), ok: true, detail });
+    }
+    if cfg.target == crate::domain::portal::SyncTarget::DefenderPortal {
+        let ok = !single_tenant(s);
+        let detail = if ok {
+            "XDRSYNC_TARGET=defender-portal: no Sentinel incidents; target incidents of the workspace's tenant are \
+             synced with their source incidents through Graph (docs/unified-portal.md, Mode 2)."
+                .to_string()
+        } else {
+            "XDRSYNC_TARGET=defender-portal needs source tenants other than the workspace's in \
+             XDRSYNC_DEFENDER_TENANTS: with one tenant, its Defender incidents are already native in the Defender portal."
+                .to_string()
+        };
+        out.push(CheckLine { what: "Target".into(), ok, detail });
     }
     out
 }

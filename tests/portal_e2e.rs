@@ -184,6 +184,20 @@ async fn a_source_incident_gets_its_target_incident_and_edits_cross_both_ways() 
     assert_eq!(health.target, "defender-portal");
     let status = xdrsync::ops::status::gather(&w.s).await;
     assert!(xdrsync::ops::status::render(&status).contains("target defender-portal"));
+    let lines = xdrsync::check_alerts::lines(&w.s).await;
+    let target = lines.iter().find(|l| l.what == "Target").expect("check reports the target");
+    assert!(target.ok, "{}", target.detail);
+}
+
+#[tokio::test]
+async fn check_refuses_the_mode_when_the_only_source_is_the_workspace_tenant() {
+    let (w, _) = start(false, 1).await;
+    let mut vars: HashMap<String, String> = settings(&w.sims.primary(), None);
+    vars.insert("XDRSYNC_TARGET".into(), "defender-portal".into());
+    let s = app::build(config(&vars));
+    let lines = xdrsync::check_alerts::lines(&s).await;
+    let target = lines.iter().find(|l| l.what == "Target").expect("check reports the target");
+    assert!(!target.ok && target.detail.contains("XDRSYNC_DEFENDER_TENANTS"), "{}", target.detail);
 }
 
 #[tokio::test]
