@@ -9,7 +9,6 @@ use time::OffsetDateTime;
 
 use crate::domain::activity::ActivityCounts;
 use crate::domain::time_fmt;
-use crate::records::INCIDENTS_FEED;
 use crate::usecase::health::{self, FeedReport};
 use crate::usecase::Ports;
 
@@ -106,11 +105,7 @@ pub async fn gather(s: &Ports) -> Status {
 }
 
 fn feed_name(feed: &str) -> &'static str {
-    if feed == INCIDENTS_FEED {
-        "Defender poll"
-    } else {
-        "Sentinel sweep"
-    }
+    crate::records::feed_label(feed)
 }
 
 fn opt<T: std::fmt::Display>(v: Option<T>) -> String {
