@@ -25,7 +25,7 @@ fn advice(e: &PortError, settings: &str) -> String {
 }
 
 /// The line for one permission probe: ok, or what the 403 means.
-fn probe_line(what: &str, result: Result<(), PortError>, ok: &str, role: &str, settings: &str) -> CheckLine {
+pub(crate) fn probe_line(what: &str, result: Result<(), PortError>, ok: &str, role: &str, settings: &str) -> CheckLine {
     let detail = match &result {
         Ok(()) => ok.to_string(),
         Err(e @ PortError::Forbidden { .. }) => format!("{e}. Missing: {role}."),
@@ -165,6 +165,7 @@ pub async fn run(services: &Ports) -> Vec<CheckLine> {
         lines.extend(tenant_probes(services).await);
     }
     lines.extend(crate::check_alerts::lines(services).await);
+    lines.extend(crate::check_hunting::lines(services).await);
     lines
 }
 

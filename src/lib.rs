@@ -22,6 +22,7 @@ pub mod adapters;
 pub mod app;
 pub mod check;
 pub mod check_alerts;
+pub mod check_hunting;
 pub mod config;
 pub mod config_audit;
 pub mod functions;

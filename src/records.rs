@@ -38,6 +38,27 @@ pub struct CursorRecord {
 
 pub const INCIDENTS_FEED: &str = "incidents";
 pub const SENTINEL_FEED: &str = "sentinel";
+/// The attach of native alerts (on the poll's tick).
+pub const ALERTS_FEED: &str = "alerts";
+/// The target-incident listing of `XDRSYNC_TARGET=defender-portal` (usecase/portal.rs).
+pub const PORTAL_FEED: &str = "portal";
+/// The advanced-hunting query source (`HuntingExport`).
+pub const HUNTING_FEED: &str = "hunting";
+/// The advanced-hunting storage source (`HuntingStorageExport`).
+pub const HUNTING_STORAGE_FEED: &str = "hunting-storage";
+
+/// The words health and `status` use for a feed.
+pub fn feed_label(feed: &str) -> &'static str {
+    match feed {
+        INCIDENTS_FEED => "Defender poll",
+        SENTINEL_FEED => "Sentinel sweep",
+        ALERTS_FEED => "Alert attach",
+        HUNTING_FEED => "Hunting export",
+        HUNTING_STORAGE_FEED => "Hunting storage export",
+        PORTAL_FEED => "Target queue",
+        _ => "feed",
+    }
+}
 
 /// The standalone-mode singleton lease of a timer (`Leases` table, PK `leases`, RK timer).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -61,3 +61,22 @@ async fn estimate_reports_rows_and_megabytes_per_day_from_the_sample() {
     assert!(e["averageRowBytes"].as_u64().unwrap() > 500, "{e}");
     assert!(e["mbPerDay"].as_f64().unwrap() > 0.0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_probes_the_hunting_query_source_and_names_the_missing_permission() {
+    let sim = start_sim(SimConfig::demo()).await;
+    let az = Azurite::start();
+    let mut vars = settings(&sim, Some(&az.connection_string()));
+    vars.insert("XDRSYNC_HUNTING_TABLES".into(), "EmailEvents".into());
+    let run = |vars: HashMap<String, String>| tokio::task::spawn_blocking(move || xdrsync(&vars, &["check"]));
+    let (code, text) = run(vars.clone()).await.unwrap();
+    assert_eq!(code, 0, "{text}");
+    assert!(text.lines().any(|l| l.starts_with("ok") && l.contains("advanced hunting (query source)")), "{text}");
+    assert!(text.lines().any(|l| l.starts_with("ok") && l.contains("hunting Logs Ingestion")), "{text}");
+    let r = sim_post(&sim, "/_sim/permissions/withhold", serde_json::json!({"role": "ThreatHunting.Read.All"})).await;
+    assert!(r.status().is_success());
+    let (code, text) = run(vars).await.unwrap();
+    assert_eq!(code, 1, "{text}");
+    let line = text.lines().find(|l| l.contains("advanced hunting (query source)")).unwrap_or_default();
+    assert!(line.starts_with("FAIL") && line.contains("ThreatHunting.Read.All"), "{text}");
+}

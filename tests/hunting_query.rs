@@ -246,3 +246,29 @@ async fn the_per_tenant_quota_429_surfaces_and_loses_nothing() {
     jobs::hunting_export(&ports(&vars, store)).await.expect("the next run resumes");
     assert_once_each(&sim, "EmailEvents", &rows);
 }
+
+#[tokio::test]
+async fn a_denied_query_source_shows_in_health_and_recovers() {
+    let sim = start_sim(SimConfig::demo()).await;
+    let rows = seed_rows(&sim, "EmailEvents", 200, 2, 20);
+    let store = Arc::new(xdrsync_sim::fakes::MemoryStore::new());
+    let vars = hunting_settings(&sim, &[("XDRSYNC_HUNTING_TABLES", "EmailEvents")]);
+    let r = sim_post(&sim, "/_sim/permissions/withhold", serde_json::json!({"role": "ThreatHunting.Read.All"})).await;
+    assert!(r.status().is_success(), "{}", r.status());
+    jobs::hunting_export(&ports(&vars, store.clone())).await.expect_err("the query source is denied");
+    let health = xdrsync::usecase::health::check(&ports(&vars, store.clone()), true).await;
+    assert_eq!(health.status, "unhealthy", "{:?}", health.reasons);
+    assert!(
+        health.reasons.iter().any(|r| r.contains("Hunting export fails") && r.contains("ThreatHunting.Read.All")),
+        "{:?}",
+        health.reasons
+    );
+    let details = health.details.expect("details with the key");
+    assert!(details.feeds.iter().any(|f| f.feed == "hunting" && f.health.failing_since.is_some()));
+    let r = sim_post(&sim, "/_sim/permissions/grant", serde_json::json!({"role": "ThreatHunting.Read.All"})).await;
+    assert!(r.status().is_success(), "{}", r.status());
+    jobs::hunting_export(&ports(&vars, store.clone())).await.expect("granted again");
+    let health = xdrsync::usecase::health::check(&ports(&vars, store), true).await;
+    assert!(!health.reasons.iter().any(|r| r.contains("Hunting")), "{:?}", health.reasons);
+    assert_once_each(&sim, "EmailEvents", &rows);
+}

@@ -9,7 +9,6 @@ use time::OffsetDateTime;
 
 use crate::domain::activity::ActivityCounts;
 use crate::domain::time_fmt;
-use crate::records::INCIDENTS_FEED;
 use crate::usecase::health::{self, FeedReport};
 use crate::usecase::Ports;
 
@@ -109,13 +108,7 @@ pub async fn gather(s: &Ports) -> Status {
 }
 
 fn feed_name(feed: &str) -> &'static str {
-    if feed == INCIDENTS_FEED {
-        "Defender poll"
-    } else if feed == crate::usecase::portal::FEED {
-        "Target queue"
-    } else {
-        "Sentinel sweep"
-    }
+    crate::records::feed_label(feed)
 }
 
 fn opt<T: std::fmt::Display>(v: Option<T>) -> String {

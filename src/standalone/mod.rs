@@ -7,6 +7,7 @@
 //! stops intake and lets in-flight work finish.
 
 mod lease;
+mod timers;
 mod worker;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,6 +22,7 @@ use crate::http_api;
 use crate::schedule::Schedule;
 use crate::usecase::Ports;
 use crate::usecase::{hunting_jobs, jobs};
+use timers::Timer;
 
 pub use lease::try_acquire;
 pub use worker::MAX_DEQUEUE_COUNT;
@@ -90,15 +92,30 @@ pub async fn start(services: Arc<Ports>, http_port: u16) -> anyhow::Result<Runne
     };
     tasks.push(tokio::spawn(http_api::serve(listener, router(services.clone()), http_api::READ_TIMEOUT, http_stopped)));
 
-    tasks.push(tokio::spawn(poller(services.clone(), schedule, instance_id.clone(), stats.clone(), stopped.clone())));
+    let poll_stats = stats.clone();
+    let poller = Timer { lease: jobs::POLLER_NAME, schedule, label: "poller" };
+    tasks.push(tokio::spawn(timers::run(services.clone(), poller, instance_id.clone(), stopped.clone(), move |s| {
+        poll_stats.polls.fetch_add(1, Ordering::Relaxed);
+        async move {
+            let _ = jobs::poll(&s).await;
+        }
+    })));
     if !cfg.hunting.tables.is_empty() || !cfg.hunting.storage_tables.is_empty() {
-        let hunting = Schedule::parse(&cfg.hunting.schedule).map_err(anyhow::Error::msg)?;
-        tasks.push(tokio::spawn(hunting_timer(
+        let schedule = Schedule::parse(&cfg.hunting.schedule).map_err(anyhow::Error::msg)?;
+        let hunting = Timer { lease: hunting_jobs::HUNTING_EXPORT_NAME, schedule, label: "hunting export" };
+        let hunting_stats = stats.clone();
+        tasks.push(tokio::spawn(timers::run(
             services.clone(),
             hunting,
             instance_id.clone(),
-            stats.clone(),
             stopped.clone(),
+            move |s| {
+                hunting_stats.hunting_runs.fetch_add(1, Ordering::Relaxed);
+                async move {
+                    let _ = hunting_jobs::hunting_export(&s).await;
+                    let _ = hunting_jobs::hunting_storage(&s).await;
+                }
+            },
         )));
     }
     for n in 0..cfg.workers {
@@ -106,70 +123,6 @@ pub async fn start(services: Arc<Ports>, http_port: u16) -> anyhow::Result<Runne
     }
     tracing::info!(instance.id = %instance_id, http.addr = %http_addr, workers = cfg.workers, poll.schedule = %cfg.poll_schedule, "standalone xdrsync started");
     Ok(Runner { instance_id, stats, http_addr, stop, tasks })
-}
-
-async fn poller(
-    s: Arc<Ports>,
-    schedule: Schedule,
-    me: String,
-    stats: Arc<RunnerStats>,
-    mut stopped: watch::Receiver<bool>,
-) {
-    // The lease outlives a few ticks so a slow poll keeps it, but a dead holder is replaced.
-    let ttl = (schedule.wait_from(s.clock.now()) * 3).max(Duration::from_secs(15));
-    // Whether this instance held the lease at the last tick: said once per change.
-    let mut holding: Option<bool> = None;
-    loop {
-        let wait = schedule.wait_from(s.clock.now());
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = stopped.wait_for(|v| *v) => return,
-        }
-        match lease::try_acquire(&s, jobs::POLLER_NAME, &me, ttl).await {
-            Ok(true) => {
-                if holding == Some(false) {
-                    tracing::info!(instance.id = %me, "took over the poller lease; polling");
-                }
-                holding = Some(true);
-                stats.polls.fetch_add(1, Ordering::Relaxed);
-                let _ = jobs::poll(&s).await;
-            }
-            Ok(false) => {
-                if holding != Some(false) {
-                    tracing::info!(instance.id = %me, "on standby: another instance holds the poller lease (queue workers and HTTP still run here)");
-                }
-                holding = Some(false);
-            }
-            Err(e) => tracing::warn!(error.message = %e, "could not check the poller lease"),
-        }
-    }
-}
-
-/// The hunting query and storage sources on `XDRSYNC_HUNTING_SCHEDULE`, behind one lease.
-async fn hunting_timer(
-    s: Arc<Ports>,
-    schedule: Schedule,
-    me: String,
-    stats: Arc<RunnerStats>,
-    mut stopped: watch::Receiver<bool>,
-) {
-    let ttl = (schedule.wait_from(s.clock.now()) * 3).max(Duration::from_secs(15));
-    loop {
-        let wait = schedule.wait_from(s.clock.now());
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = stopped.wait_for(|v| *v) => return,
-        }
-        match lease::try_acquire(&s, hunting_jobs::HUNTING_EXPORT_NAME, &me, ttl).await {
-            Ok(true) => {
-                stats.hunting_runs.fetch_add(1, Ordering::Relaxed);
-                let _ = hunting_jobs::hunting_export(&s).await;
-                let _ = hunting_jobs::hunting_storage(&s).await;
-            }
-            Ok(false) => {}
-            Err(e) => tracing::warn!(error.message = %e, "could not check the hunting export lease"),
-        }
-    }
 }
 
 /// Waits for SIGTERM or Ctrl-C.

@@ -23,7 +23,7 @@ use crate::usecase::{Ports, UseCaseError};
 /// The `Cursors` row of this feed (partition: the tenant).
 pub const CURSOR_ROW: &str = "alerts";
 /// The health feed name.
-pub const FEED: &str = "alerts";
+pub const FEED: &str = crate::records::ALERTS_FEED;
 /// How far back the rule's earlier alerts of a touched incident are looked for. SecurityAlert is
 /// kept 90 days in a Sentinel workspace by default (documented); older ones are not seen.
 pub const HISTORY_DAYS: u32 = 90;

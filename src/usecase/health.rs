@@ -10,7 +10,10 @@ use crate::domain::failures::{FailureClass, FailureRecord};
 use crate::error::PortError;
 use crate::metrics::CallCounts;
 use crate::ports::Table;
-use crate::records::{feed_health_key, CursorRecord, FeedHealth, INCIDENTS_FEED, SENTINEL_FEED};
+use crate::records::{
+    feed_health_key, feed_label, CursorRecord, FeedHealth, ALERTS_FEED, HUNTING_FEED, HUNTING_STORAGE_FEED,
+    INCIDENTS_FEED, SENTINEL_FEED,
+};
 use crate::state::{load, put, RowKey};
 use crate::usecase::Ports;
 
@@ -80,6 +83,9 @@ pub fn permission_hint(service: &str, class: FailureClass) -> String {
             "check XDRSYNC_CLIENT_ID and the secret, or the managed identity (another Defender tenant: its admin consent)"
         }
         "tables" | "queues" => "grant Storage Table and Queue Data Contributor on the storage account",
+        "hunting" => "grant the app ThreatHunting.Read.All (Graph, application)",
+        "log-analytics" => "assign Log Analytics Reader on the workspace",
+        "blob-storage" => "assign Storage Blob Data Reader on the Streaming API's storage account",
         _ => "check the app's permissions",
     };
     format!("{} {status}: {fix}", service_name(service))
@@ -90,6 +96,9 @@ fn service_name(service: &str) -> &str {
         "graph" => "Graph",
         "sentinel" => "Sentinel (ARM)",
         "logs-ingestion" => "Logs Ingestion",
+        "hunting" => "Advanced hunting (Graph)",
+        "log-analytics" => "Log Analytics query",
+        "blob-storage" => "Blob storage",
         other => other,
     }
 }
@@ -144,6 +153,8 @@ pub struct Facts {
     pub queue_backlog: Option<usize>,
     pub poison: Option<usize>,
     pub failures: Vec<FailureRecord>,
+    /// The optional jobs' feeds (alert attach, hunting sources), each with how often it runs.
+    pub jobs: Vec<(&'static str, FeedHealth, Duration)>,
 }
 
 /// The status and its reasons from the facts (the pure half). `interval` is the poll interval.
@@ -153,31 +164,9 @@ pub fn assess(f: &Facts, now: OffsetDateTime, interval: Duration) -> (&'static s
     if !f.storage_reachable {
         unhealthy.push("storage is unreachable".to_string());
     }
-    for (feed, h, _) in &f.feeds {
-        let name = if *feed == INCIDENTS_FEED { "Defender poll" } else { "Sentinel sweep" };
-        let denied = matches!(h.last_error_class.as_deref(), Some("forbidden" | "unauthorized"));
-        match h.failing_since {
-            Some(_) if denied => {
-                let class = if h.last_error_class.as_deref() == Some("unauthorized") {
-                    FailureClass::Unauthorized
-                } else {
-                    FailureClass::Forbidden
-                };
-                unhealthy.push(format!(
-                    "{name} fails: {}",
-                    permission_hint(h.last_error_service.as_deref().unwrap_or(""), class)
-                ));
-            }
-            Some(since) if now - since > interval * 2 => {
-                unhealthy.push(format!("{name} has failed for {} s", (now - since).whole_seconds()))
-            }
-            Some(_) => degraded.push(format!("{name} failed at its last run")),
-            None => {}
-        }
-        if h.failing_since.is_none() && h.last_success.is_some_and(|t| now - t > interval * 2 + Duration::minutes(1)) {
-            unhealthy
-                .push(format!("{name} has not run for {} s", (now - h.last_success.unwrap_or(now)).whole_seconds()));
-        }
+    let feeds = f.feeds.iter().map(|(feed, h, _)| (*feed, h, interval));
+    for (feed, h, interval) in feeds.chain(f.jobs.iter().map(|(feed, h, every)| (*feed, h, *every))) {
+        judge_feed(feed_label(feed), h, now, interval, &mut unhealthy, &mut degraded);
     }
     let mut denied_services: Vec<String> = f
         .failures
@@ -206,6 +195,39 @@ pub fn assess(f: &Facts, now: OffsetDateTime, interval: Duration) -> (&'static s
     };
     unhealthy.extend(degraded);
     (status, unhealthy)
+}
+
+/// One feed's verdict: denied at once, failing for two intervals, or silent for too long.
+fn judge_feed(
+    name: &str,
+    h: &FeedHealth,
+    now: OffsetDateTime,
+    interval: Duration,
+    unhealthy: &mut Vec<String>,
+    degraded: &mut Vec<String>,
+) {
+    let denied = matches!(h.last_error_class.as_deref(), Some("forbidden" | "unauthorized"));
+    match h.failing_since {
+        Some(_) if denied => {
+            let class = if h.last_error_class.as_deref() == Some("unauthorized") {
+                FailureClass::Unauthorized
+            } else {
+                FailureClass::Forbidden
+            };
+            unhealthy.push(format!(
+                "{name} fails: {}",
+                permission_hint(h.last_error_service.as_deref().unwrap_or(""), class)
+            ));
+        }
+        Some(since) if now - since > interval * 2 => {
+            unhealthy.push(format!("{name} has failed for {} s", (now - since).whole_seconds()))
+        }
+        Some(_) => degraded.push(format!("{name} failed at its last run")),
+        None => {}
+    }
+    if h.failing_since.is_none() && h.last_success.is_some_and(|t| now - t > interval * 2 + Duration::minutes(1)) {
+        unhealthy.push(format!("{name} has not run for {} s", (now - h.last_success.unwrap_or(now)).whole_seconds()));
+    }
 }
 
 /// One feed's health row and cursor watermark in `s`'s tenant partition; `false` when storage
@@ -255,7 +277,36 @@ async fn gather(s: &Ports) -> Facts {
     let poison = s.queue.approximate_len(&format!("{queue}-poison")).await.ok();
     let failures =
         if s.is_multi_tenant() { Vec::new() } else { crate::usecase::failures::list(s).await.unwrap_or_default() };
-    Facts { storage_reachable, feeds, queue_backlog, poison, failures }
+    let mut jobs = Vec::new();
+    for (feed, every) in job_feeds(s) {
+        let (ok, (feed, health, _)) = feed_facts(s, feed).await;
+        storage_reachable &= ok;
+        jobs.push((feed, health, every));
+    }
+    Facts { storage_reachable, feeds, queue_backlog, poison, failures, jobs }
+}
+
+/// The optional jobs that are on, each with the interval of its schedule.
+fn job_feeds(s: &Ports) -> Vec<(&'static str, Duration)> {
+    let now = s.clock.now();
+    let every = |expr: &str| {
+        crate::schedule::Schedule::parse(expr)
+            .ok()
+            .and_then(|sch| Duration::try_from(sch.wait_from(now)).ok())
+            .unwrap_or(Duration::minutes(5))
+            .max(Duration::seconds(1))
+    };
+    let mut jobs = Vec::new();
+    if s.config.alerts.attach {
+        jobs.push((ALERTS_FEED, every(&s.config.poll_schedule)));
+    }
+    if !s.config.hunting.tables.is_empty() {
+        jobs.push((HUNTING_FEED, every(&s.config.hunting.schedule)));
+    }
+    if !s.config.hunting.storage_tables.is_empty() {
+        jobs.push((HUNTING_STORAGE_FEED, every(&s.config.hunting.schedule)));
+    }
+    jobs
 }
 
 /// The health report; `with_details` for callers that presented the webhook key.
@@ -287,6 +338,7 @@ pub async fn check(s: &Ports, with_details: bool) -> Health {
                     health: h.clone(),
                     lag_seconds: watermark.map(|w| (now - w).whole_seconds()),
                 })
+                .chain(facts.jobs.iter().map(|(feed, h, _)| FeedReport { feed, health: h.clone(), lag_seconds: None }))
                 .collect(),
             queue_backlog: facts.queue_backlog,
             poison: facts.poison,
@@ -318,11 +370,40 @@ mod tests {
             queue_backlog: Some(0),
             poison: Some(0),
             failures: vec![],
+            jobs: vec![],
         }
     }
 
     fn failure(class: FailureClass, message: &str, age: Duration) -> FailureRecord {
         crate::domain::failures::record_failure(None, "t", "29", class, message, NOW - age, &[Duration::minutes(1)])
+    }
+
+    #[test]
+    fn a_job_feed_is_judged_on_its_own_schedule_and_named() {
+        let mut f = facts();
+        let five_min = Duration::minutes(5);
+        // Ran 8 minutes ago on a 5-minute schedule: fine, though the poll runs every 30 s.
+        let ran = FeedHealth { last_success: Some(NOW - Duration::minutes(8)), ..Default::default() };
+        f.jobs.push((HUNTING_FEED, ran, five_min));
+        assert_eq!(assess(&f, NOW, Duration::seconds(30)), ("healthy", vec![]));
+        // Silent for 12 minutes on that schedule: unhealthy, by its own name.
+        f.jobs[0].1.last_success = Some(NOW - Duration::minutes(12));
+        let (status, reasons) = assess(&f, NOW, Duration::seconds(30));
+        assert_eq!(status, "unhealthy");
+        assert!(reasons[0].starts_with("Hunting export has not run"), "{reasons:?}");
+        // Denied: names the permission to grant.
+        f.jobs[0].1 = FeedHealth {
+            failing_since: Some(NOW - Duration::seconds(5)),
+            last_error_class: Some("forbidden".into()),
+            last_error_service: Some("hunting".into()),
+            ..Default::default()
+        };
+        let (status, reasons) = assess(&f, NOW, Duration::seconds(30));
+        assert_eq!(status, "unhealthy");
+        assert!(
+            reasons[0].contains("Hunting export fails") && reasons[0].contains("ThreatHunting.Read.All"),
+            "{reasons:?}"
+        );
     }
 
     #[test]

@@ -5,6 +5,8 @@
 //! rows, so a crash re-sends at most one page. A result over the service's size limit halves the
 //! page and asks again. Stream sources (`hunting_stream`) share the sink.
 
+use crate::records::HUNTING_FEED;
+use crate::usecase::health::record_feed;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
@@ -172,6 +174,7 @@ pub async fn export_all(s: &Ports) -> Result<Vec<TableReport>, String> {
     let deadline = tokio::time::Instant::now() + s.config.poll_time_budget;
     let mut reports = Vec::new();
     let mut failures = Vec::new();
+    let mut first_error = None;
     for table in &cfg.tables {
         match export_table(s, table, until, deadline).await {
             Ok(r) => {
@@ -186,9 +189,12 @@ pub async fn export_all(s: &Ports) -> Result<Vec<TableReport>, String> {
             Err(e) => {
                 tracing::error!(hunting.table = table.name, error.message = %e, "hunting export failed; the next run resumes at the cursor");
                 failures.push(format!("{}: {e}", table.name));
+                first_error.get_or_insert(crate::usecase::UseCaseError::from(e));
             }
         }
     }
+    // Health shows the source's last run (`GET /api/health`, `xdrsync status`).
+    record_feed(s, HUNTING_FEED, first_error.as_ref().map_or(Ok(()), Err)).await;
     if failures.is_empty() {
         Ok(reports)
     } else {

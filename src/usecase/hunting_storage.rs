@@ -5,6 +5,8 @@
 //! saved (ETag-guarded), so a crash re-sends at most one chunk. A line still being written (no
 //! newline yet) waits for the next run.
 
+use crate::records::HUNTING_STORAGE_FEED;
+use crate::usecase::health::record_feed;
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
@@ -94,19 +96,25 @@ pub async fn export_table(
 /// One tick of the storage source over every configured table.
 pub async fn export_all(s: &Ports) -> Result<Vec<(String, StreamReport)>, String> {
     let Some(blobs) = s.blobs.clone() else {
-        return Err("XDRSYNC_HUNTING_STORAGE_CONNECTION is not set".into());
+        let e = crate::usecase::UseCaseError::Permanent("XDRSYNC_HUNTING_STORAGE_CONNECTION is not set".into());
+        record_feed(s, HUNTING_STORAGE_FEED, Err(&e)).await;
+        return Err(e.to_string());
     };
     let mut reports = Vec::new();
     let mut failures = Vec::new();
+    let mut first_error = None;
     for table in &s.config.hunting.storage_tables {
         match export_table(s, &*blobs, table).await {
             Ok(r) => reports.push((table.name.to_string(), r)),
             Err(e) => {
                 tracing::error!(hunting.table = table.name, error.message = %e, "storage export failed; the next run resumes at each blob's offset");
                 failures.push(format!("{}: {e}", table.name));
+                first_error.get_or_insert(crate::usecase::UseCaseError::from(e));
             }
         }
     }
+    // Health shows the source's last run (`GET /api/health`, `xdrsync status`).
+    record_feed(s, HUNTING_STORAGE_FEED, first_error.as_ref().map_or(Ok(()), Err)).await;
     if failures.is_empty() {
         Ok(reports)
     } else {

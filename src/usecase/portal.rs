@@ -22,7 +22,7 @@ use crate::usecase::Ports;
 use super::UseCaseError;
 
 /// The cursor (and health feed) of the target-tenant listing.
-pub const FEED: &str = "portal";
+pub const FEED: &str = crate::records::PORTAL_FEED;
 
 /// What one run did, for the tick's answer and tests.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -212,9 +212,8 @@ async fn resolve_owners(
         known.target.insert(o.clone(), knows(graph, o).await);
         for (r, scope, _, _) in sources {
             let k = (r.tenant.to_ascii_lowercase(), o.clone());
-            if !known.source.contains_key(&k) {
-                let v = knows(scope.defender.as_ref(), o).await;
-                known.source.insert(k, v);
+            if let std::collections::hash_map::Entry::Vacant(e) = known.source.entry(k) {
+                e.insert(knows(scope.defender.as_ref(), o).await);
             }
         }
     }

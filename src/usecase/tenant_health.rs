@@ -39,8 +39,14 @@ pub async fn combine(
         let (reachable, feed) = feed_facts(&t, INCIDENTS_FEED).await;
         let lag_seconds = feed.2.map(|w| (now - w).whole_seconds());
         let failures = crate::usecase::failures::list(&t).await.unwrap_or_default();
-        let facts =
-            Facts { storage_reachable: reachable, feeds: vec![feed], queue_backlog: None, poison: None, failures };
+        let facts = Facts {
+            storage_reachable: reachable,
+            feeds: vec![feed],
+            queue_backlog: None,
+            poison: None,
+            failures,
+            jobs: Vec::new(),
+        };
         let (tenant_status, tenant_reasons) = assess(&facts, now, interval);
         tenants.push(TenantHealth {
             tenant_id: t.config.tenant_id.clone(),
