@@ -64,7 +64,8 @@ async fn poll_once(s: &Ports) -> Result<String, String> {
     let sentinel = poll_sentinel(s).await;
     crate::usecase::health::record_feed(s, crate::records::SENTINEL_FEED, sentinel.as_ref().map(|_| ())).await;
     // Native alerts on mirrors (“Native alerts”): a failure is its own feed, never the poll's.
-    let attached = if s.config.alerts.attach {
+    let attached = // Mode 2 makes no mirrors: nothing to relate alerts to (the rule still runs).
+    if s.config.alerts.attach && s.config.target == crate::domain::portal::SyncTarget::Sentinel {
         let r = crate::usecase::attach_alerts::attach(s).await;
         crate::usecase::health::record_feed(s, crate::usecase::attach_alerts::FEED, r.as_ref().map(|_| ())).await;
         match &r {

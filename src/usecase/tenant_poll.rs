@@ -37,7 +37,8 @@ pub async fn poll_tenants(s: &Ports) -> Result<String, String> {
     }))
     .await;
     // Native alerts on mirrors, in the default workspace (its first tenant's scope).
-    if s.config.alerts.attach {
+    // Mode 2 makes no mirrors: nothing to relate alerts to (the rule still runs).
+    if s.config.alerts.attach && s.config.target == crate::domain::portal::SyncTarget::Sentinel {
         if let Some(w) = s.each_workspace().into_iter().find(|w| w.config.workspace == s.config.workspace) {
             let r = crate::usecase::attach_alerts::attach(&w).await;
             record_feed(&w, crate::usecase::attach_alerts::FEED, r.as_ref().map(|_| ())).await;
