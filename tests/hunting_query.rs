@@ -7,17 +7,14 @@
 mod support;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use serde_json::{Map, Value};
 use support::*;
 use time::OffsetDateTime;
 use xdrsync::domain::hunting::rows::row_key;
 use xdrsync::domain::hunting::schema::TableDef;
-use xdrsync::error::PortError;
-use xdrsync::ports::{AcceptedRows, LogsIngestion, UploadReport};
 use xdrsync::usecase::hunting_jobs as jobs;
 use xdrsync::usecase::Ports;
 use xdrsync_sim::sim::hunting_seed::HuntingSeed;
@@ -127,33 +124,6 @@ async fn windows_split_at_the_row_limit_the_size_limit_and_one_timestamp_filling
     let queries = sim.sim.hunting.lock().unwrap().queries.clone();
     assert!(queries.iter().any(|q| q.contains("| take 200")), "the page was halved");
     assert!(queries.iter().any(|q| q.contains("Timestamp == datetime(")), "a timestamp was swept whole");
-}
-
-/// Logs Ingestion that stores every upload but, at the chosen call, loses the answer (the rows
-/// are in the workspace, xdrsync is told it failed): the crash between acceptance and cursor.
-struct LoseAnswer {
-    inner: Arc<dyn LogsIngestion>,
-    calls: AtomicUsize,
-    lose_at: usize,
-}
-
-#[async_trait]
-impl LogsIngestion for LoseAnswer {
-    async fn upload_reporting(
-        &self,
-        stream: &str,
-        rows: &[Value],
-        on: &dyn AcceptedRows,
-    ) -> Result<UploadReport, PortError> {
-        let r = self.inner.upload_reporting(stream, rows, on).await?;
-        if self.calls.fetch_add(1, Ordering::SeqCst) + 1 == self.lose_at {
-            return Err(PortError::unavailable("logs-ingestion", "connection reset after the rows were stored"));
-        }
-        Ok(r)
-    }
-    async fn probe(&self, stream: &str) -> Result<(), PortError> {
-        self.inner.probe(stream).await
-    }
 }
 
 #[tokio::test]

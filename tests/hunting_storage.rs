@@ -6,16 +6,13 @@
 mod support;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use serde_json::{Map, Value};
 use support::*;
 use time::OffsetDateTime;
 use xdrsync::domain::hunting::rows::row_key;
-use xdrsync::error::PortError;
-use xdrsync::ports::{AcceptedRows, LogsIngestion, UploadReport};
 use xdrsync::usecase::hunting_jobs as jobs;
 use xdrsync::usecase::Ports;
 use xdrsync_sim::sim::hunting_seed::{stream_record, HuntingSeed};
@@ -127,32 +124,6 @@ async fn blobs_growing_while_read_lose_nothing() {
     writer.await.unwrap();
     jobs::hunting_storage(&s).await.unwrap();
     assert_once(&f.sim, "EmailEvents", &all);
-}
-
-/// Stores every upload, then at the chosen call reports a failure (answer lost after storing).
-struct LoseAnswer {
-    inner: Arc<dyn LogsIngestion>,
-    calls: AtomicUsize,
-    lose_at: usize,
-}
-
-#[async_trait]
-impl LogsIngestion for LoseAnswer {
-    async fn upload_reporting(
-        &self,
-        stream: &str,
-        rows: &[Value],
-        on: &dyn AcceptedRows,
-    ) -> Result<UploadReport, PortError> {
-        let r = self.inner.upload_reporting(stream, rows, on).await?;
-        if self.calls.fetch_add(1, Ordering::SeqCst) + 1 == self.lose_at {
-            return Err(PortError::unavailable("logs-ingestion", "connection reset after the rows were stored"));
-        }
-        Ok(r)
-    }
-    async fn probe(&self, stream: &str) -> Result<(), PortError> {
-        self.inner.probe(stream).await
-    }
 }
 
 #[tokio::test]

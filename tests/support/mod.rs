@@ -157,3 +157,33 @@ pub async fn after_polls(sim: &RunningSim, runner: &Runner, services: &Ports, n:
     .await;
     polls() - from
 }
+
+/// Logs Ingestion that stores every upload but, at the chosen call, loses the answer (the rows
+/// are in the workspace, xdrsync is told it failed): the crash between acceptance and cursor.
+pub struct LoseAnswer {
+    pub inner: std::sync::Arc<dyn xdrsync::ports::LogsIngestion>,
+    pub calls: std::sync::atomic::AtomicUsize,
+    pub lose_at: usize,
+}
+
+#[async_trait::async_trait]
+impl xdrsync::ports::LogsIngestion for LoseAnswer {
+    async fn upload_reporting(
+        &self,
+        stream: &str,
+        rows: &[serde_json::Value],
+        on: &dyn xdrsync::ports::AcceptedRows,
+    ) -> Result<xdrsync::ports::UploadReport, xdrsync::error::PortError> {
+        let r = self.inner.upload_reporting(stream, rows, on).await?;
+        if self.calls.fetch_add(1, Ordering::SeqCst) + 1 == self.lose_at {
+            return Err(xdrsync::error::PortError::unavailable(
+                "logs-ingestion",
+                "connection reset after the rows were stored",
+            ));
+        }
+        Ok(r)
+    }
+    async fn probe(&self, stream: &str) -> Result<(), xdrsync::error::PortError> {
+        self.inner.probe(stream).await
+    }
+}
