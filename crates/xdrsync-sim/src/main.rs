@@ -276,26 +276,30 @@ enum Interruptible<T> {
 /// Runs `work` until it ends or SIGINT/SIGTERM arrives; on a signal the work is dropped, which
 /// kills the child processes it started (their guards kill them on drop).
 async fn interruptible<T>(work: impl std::future::Future<Output = T>) -> Interruptible<T> {
-    let signal = async {
-        #[cfg(unix)]
-        {
-            use tokio::signal::unix::{signal, SignalKind};
-            match signal(SignalKind::terminate()) {
-                Ok(mut term) => tokio::select! {
-                    _ = tokio::signal::ctrl_c() => "SIGINT",
+    // The handlers are registered here, before `work` first runs: a signal sent as soon as the
+    // work prints (a script or test reading our output) must not meet the default action.
+    #[cfg(unix)]
+    let signal = {
+        use tokio::signal::unix::{signal, SignalKind};
+        let term = signal(SignalKind::terminate());
+        let int = signal(SignalKind::interrupt());
+        async move {
+            match (term, int) {
+                (Ok(mut term), Ok(mut int)) => tokio::select! {
+                    _ = int.recv() => "SIGINT",
                     _ = term.recv() => "SIGTERM",
                 },
-                Err(_) => {
+                _ => {
                     let _ = tokio::signal::ctrl_c().await;
                     "SIGINT"
                 }
             }
         }
-        #[cfg(not(unix))]
-        {
-            let _ = tokio::signal::ctrl_c().await;
-            "Ctrl-C"
-        }
+    };
+    #[cfg(not(unix))]
+    let signal = async {
+        let _ = tokio::signal::ctrl_c().await;
+        "Ctrl-C"
     };
     tokio::select! {
         r = work => Interruptible::Done(r),
