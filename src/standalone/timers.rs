@@ -40,7 +40,7 @@ where
         match lease::try_acquire(&s, timer.lease, &me, ttl).await {
             Ok(true) => {
                 if holding == Some(false) {
-                    tracing::info!(instance.id = %me, timer = timer.label, "took over the lease; running");
+                    tracing::info!(instance.id = %me, timer = timer.label, "took over the {} lease; running", timer.label);
                 }
                 holding = Some(true);
                 tick(s.clone()).await;
