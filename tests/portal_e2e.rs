@@ -225,3 +225,69 @@ async fn a_target_grouping_two_source_incidents_syncs_them_without_ping_pong() {
     w.settle().await;
     assert_eq!(w.snapshot(), before, "no ping-pong: further ticks write nothing");
 }
+
+/// The engine moves a source's alerts out of a grouping target into a new incident (a split).
+fn split_out(target: &Sim, from: &str, source_incident: &str) -> String {
+    let mut w = target.world();
+    let now = w.now();
+    let new_id = w.next_incident_id;
+    w.next_incident_id += 1;
+    let mut fresh = w.incident(from).cloned().unwrap();
+    fresh.id = new_id.to_string();
+    fresh.seq = w.next_seq();
+    fresh.created_date_time = now;
+    fresh.last_update_date_time = now;
+    fresh.comments.clear();
+    w.incidents.insert(new_id, fresh);
+    let mut moved = 0;
+    for a in w.alerts.values_mut() {
+        let names_it =
+            a.custom_details.as_ref().and_then(|d| d["DefenderIncidentId"][0].as_str()) == Some(source_incident);
+        if names_it && a.incident_id.as_deref() == Some(from) {
+            a.incident_id = Some(new_id.to_string());
+            a.last_update_date_time = now;
+            moved += 1;
+        }
+    }
+    assert!(moved > 0, "the source had alerts in the target");
+    w.incident_mut(from).unwrap().last_update_date_time = now;
+    new_id.to_string()
+}
+
+#[tokio::test]
+async fn a_split_target_drops_the_link_of_the_source_it_no_longer_holds() {
+    let (w, ids) = start(true, 2).await;
+    w.settle().await;
+    let tid = w.targets()[0].id.clone();
+    let link = |incident: &str| {
+        let key = xdrsync::state::RowKey::new(&format!("portal-link:{}", w.a), incident).unwrap();
+        let store = w.s.store.clone();
+        async move {
+            xdrsync::state::load::<std::collections::BTreeSet<String>>(
+                store.as_ref(),
+                xdrsync::ports::Table::Cursors,
+                &key,
+            )
+            .await
+            .unwrap()
+            .map(|v| v.value.into_iter().collect::<Vec<_>>())
+            .unwrap_or_default()
+        }
+    };
+    assert_eq!(link(&ids[0]).await, vec![tid.clone()]);
+
+    let t2 = split_out(&w.target(), &tid, &ids[0]);
+    w.settle().await;
+    assert_eq!(link(&ids[0]).await, vec![t2.clone()], "the first source now follows only the new target");
+    assert_eq!(link(&ids[1]).await, vec![tid.clone()], "the second source stays with the old one");
+
+    edit(&w.target(), &tid, |i| i.classification = "falsePositive".into());
+    edit(&w.target(), &t2, |i| i.classification = "truePositive".into());
+    w.settle().await;
+    assert_eq!(w.src(&ids[1]).classification, "falsePositive");
+    assert_eq!(w.src(&ids[0]).classification, "truePositive", "each source follows its own target");
+
+    let before = w.snapshot();
+    w.settle().await;
+    assert_eq!(w.snapshot(), before, "no ping-pong after the split");
+}

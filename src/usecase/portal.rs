@@ -11,11 +11,13 @@ use std::sync::Arc;
 
 use crate::domain::cursor::{select_new, Mark};
 use crate::domain::defender::{DefenderAlert, DefenderIncident};
+use crate::domain::keys::unescape_key;
 use crate::domain::portal::{
-    plan_group, sources_of, view, Directory, PairState, SourceRef, SourceSide, SOURCE_OWNER_PREFIX, TARGET_OWNER_PREFIX,
+    pair_row, plan_group, sources_of, stale_pairs, view, Directory, PairState, SourceRef, SourceSide,
+    SOURCE_OWNER_PREFIX, TARGET_OWNER_PREFIX,
 };
 use crate::ports::{DefenderApi, Table};
-use crate::state::{load, put, RowKey};
+use crate::state::{load, modify, put, RowKey};
 use crate::usecase::poll::Feed;
 use crate::usecase::Ports;
 
@@ -98,7 +100,26 @@ fn link_key(tenant: &str, incident: &str) -> Result<RowKey, crate::error::PortEr
 }
 
 fn pair_key(target: &str, src: &SourceRef) -> Result<RowKey, crate::error::PortError> {
-    RowKey::new(&format!("portal:{target}"), &format!("{}:{}", src.tenant.to_ascii_lowercase(), src.incident))
+    RowKey::new(&format!("portal:{target}"), &pair_row(src))
+}
+
+/// Forgets the pairs of `target_id` whose sources its alerts no longer name (an engine split, or
+/// the target gone): each such source's link drops the target and the pair's state goes.
+async fn forget_stale_pairs(s: &Ports, target_id: &str, named: &BTreeSet<SourceRef>) -> Result<(), UseCaseError> {
+    let pk = RowKey::new(&format!("portal:{target_id}"), "")?.pk;
+    let rows = s.store.query_partition(Table::Cursors, &pk).await?;
+    let paired: Vec<String> = rows.iter().map(|e| unescape_key(&e.row_key)).collect();
+    for src in stale_pairs(paired.iter().map(String::as_str), named) {
+        modify::<BTreeSet<String>, _>(s.store.as_ref(), Table::Cursors, &link_key(&src.tenant, &src.incident)?, |l| {
+            let l = l?;
+            l.contains(target_id).then(|| l.iter().filter(|t| *t != target_id).cloned().collect())
+        })
+        .await?;
+        let pair = pair_key(target_id, &src)?;
+        s.store.delete(Table::Cursors, &pair.pk, &pair.rk).await?;
+        tracing::info!(target.incident = %target_id, tenant.id = %src.tenant, incident.id = %src.incident, "the target incident no longer holds this source's alerts; link removed");
+    }
+    Ok(())
 }
 
 /// Owner lookups answered before the pure plan runs (it cannot wait on Graph).
@@ -130,13 +151,18 @@ async fn knows(graph: &dyn DefenderApi, upn: &str) -> bool {
 /// One target incident and all its sources; returns the number of writes made.
 pub async fn sync_target(s: &Ports, graph: &dyn DefenderApi, target_id: &str) -> Result<usize, UseCaseError> {
     let _serialized = s.locks.lock(&format!("portal:{target_id}")).await;
-    let Some(t) = graph.get_incident(target_id).await? else { return Ok(0) };
+    let Some(t) = graph.get_incident(target_id).await? else {
+        forget_stale_pairs(s, target_id, &BTreeSet::new()).await?;
+        return Ok(0);
+    };
     let alerts: Vec<DefenderAlert> = match t.complete_alerts() {
         Some(a) => a.to_vec(),
         None => graph.list_alerts(target_id).await?,
     };
+    let named = sources_of(&alerts);
+    forget_stale_pairs(s, target_id, &named).await?;
     let mut sources: Vec<(SourceRef, Ports, DefenderIncident, Option<PairState>)> = Vec::new();
-    for src in sources_of(&alerts) {
+    for src in named {
         let Some(scope) = s.for_tenant(&src.tenant) else {
             tracing::warn!(tenant.id = %src.tenant, incident.id = %src.incident, "target incident names a tenant not configured; left out");
             continue;

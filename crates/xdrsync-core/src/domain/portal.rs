@@ -115,6 +115,30 @@ pub fn links(targets: &[(&str, &[DefenderAlert])]) -> BTreeMap<SourceRef, BTreeS
     out
 }
 
+/// The key of a (target, source) pair's row within the target's partition: `<tenant>:<incident>`.
+pub fn pair_row(src: &SourceRef) -> String {
+    format!("{}:{}", src.tenant.to_ascii_lowercase(), src.incident)
+}
+
+/// The sources paired with a target before that its alerts no longer name: the engine split
+/// them out, or the target is gone (`named` empty). Their link to this target and their pair
+/// state go, so a later change of theirs costs no read of a target that no longer holds them.
+/// `paired` are the pair rows' keys ([`pair_row`]); a key of another shape is left alone.
+pub fn stale_pairs<'a>(paired: impl IntoIterator<Item = &'a str>, named: &BTreeSet<SourceRef>) -> Vec<SourceRef> {
+    let named: BTreeSet<String> = named.iter().map(pair_row).collect();
+    let mut out: Vec<SourceRef> = paired
+        .into_iter()
+        .filter_map(|key| {
+            let (tenant, incident) = key.split_once(':')?;
+            let src = SourceRef { tenant: tenant.to_ascii_lowercase(), incident: incident.to_string() };
+            (!incident.is_empty() && !named.contains(&pair_row(&src))).then_some(src)
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
 /// What is stored per (source, target) pair: the last agreed fields and the comments copied.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct PairState {

@@ -168,6 +168,16 @@ fn links_map_each_source_to_its_targets() {
 }
 
 #[test]
+fn pairs_the_target_no_longer_names_are_stale() {
+    let named = BTreeSet::from([src("T-A", "1"), src("t-b", "7")]);
+    let paired = ["t-a:1", "t-a:2", "t-b:7", "t-b:8", "no-colon", "t-c:"];
+    assert_eq!(stale_pairs(paired, &named), vec![src("t-a", "2"), src("t-b", "8")], "tenant case is not a difference");
+    assert_eq!(stale_pairs(["t-a:1", "t-a:1"], &BTreeSet::new()), vec![src("t-a", "1")], "a gone target: every pair");
+    assert!(stale_pairs(paired.iter().take(1).copied(), &named).is_empty());
+    assert_eq!(pair_row(&src("T-A", "1")), "t-a:1");
+}
+
+#[test]
 fn first_sync_takes_the_source_and_keeps_a_foreign_owner_as_a_tag() {
     let mut w = World::new(1);
     w.edit(1, |i| {
