@@ -185,9 +185,23 @@ fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
+/// An `extra_env` value [`Stack::start_as`] replaces with a connection string for its Azurite's
+/// blob service (whose port is chosen when Azurite starts).
+pub const AZURITE_BLOBS: &str = "<the stack's Azurite blob service>";
+
+/// How the xdrsync child runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChildMode {
+    /// `xdrsync run`: standalone, its own timers and queue workers (`XDRSYNC_HTTP_PORT`).
+    Run,
+    /// `xdrsync serve`: the Functions custom handler (`FUNCTIONS_CUSTOMHANDLER_PORT`); nothing
+    /// runs until an invocation arrives, as under the Functions host.
+    Serve,
+}
+
 /// Azurite + simulator + xdrsync standalone (the real binary as a child process).
 pub struct Stack {
-    _azurite: Azurite,
+    azurite: Azurite,
     pub sim: crate::sim::RunningSim,
     child: ChildGuard,
     pub http_port: u16,
@@ -196,6 +210,21 @@ pub struct Stack {
 
 impl Stack {
     pub async fn start(
+        repo_root: &Path,
+        xdrsync_bin: &Path,
+        poll_seconds: u32,
+        quiet: bool,
+        budgets: &Budgets,
+        extra_env: &[(&str, String)],
+        history: Option<&SeedSpec>,
+    ) -> anyhow::Result<Self> {
+        Self::start_as(ChildMode::Run, repo_root, xdrsync_bin, poll_seconds, quiet, budgets, extra_env, history).await
+    }
+
+    /// [`Stack::start`] with the child in `mode`.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn start_as(
+        mode: ChildMode,
         repo_root: &Path,
         xdrsync_bin: &Path,
         poll_seconds: u32,
@@ -221,18 +250,25 @@ impl Stack {
                 xdrsync_bin.display()
             );
         }
+        let (command, port_setting) = match mode {
+            ChildMode::Run => ("run", "XDRSYNC_HTTP_PORT"),
+            ChildMode::Serve => ("serve", "FUNCTIONS_CUSTOMHANDLER_PORT"),
+        };
         let mut cmd = Command::new(xdrsync_bin);
-        cmd.arg("run")
+        cmd.arg(command)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
             .env("AzureWebJobsStorage", azurite.connection_string())
-            .env("XDRSYNC_HTTP_PORT", http_port.to_string())
+            .env(port_setting, http_port.to_string())
             .env("XDRSYNC_POLL_SCHEDULE", format!("*/{poll_seconds} * * * * *"))
             .env("XDRSYNC_WEBHOOK_KEY", DEMO_WEBHOOK_KEY)
             .env("XDRSYNC_GRAPH_CALLS_PER_MINUTE", budgets.graph_calls_per_minute.to_string())
             .env("XDRSYNC_ARM_WRITES_PER_SECOND", budgets.arm_writes_per_second.to_string())
-            .envs(extra_env.iter().map(|(k, v)| (*k, v.as_str())))
+            .envs(extra_env.iter().map(|(k, v)| match v.as_str() {
+                AZURITE_BLOBS => (*k, azurite.blob_connection_string()),
+                _ => (*k, v.clone()),
+            }))
             .stdout(Stdio::null());
         // Quiet: the log goes to a file, so a failure can still say why.
         let log =
@@ -245,7 +281,7 @@ impl Stack {
             cmd.env(k, v);
         }
         let child = ChildGuard { child: std::sync::Mutex::new(cmd.spawn()?), log };
-        let stack = Self { _azurite: azurite, sim, child, http_port, http: reqwest::Client::new() };
+        let stack = Self { azurite, sim, child, http_port, http: reqwest::Client::new() };
         let started = Instant::now();
         while stack.http.get(stack.health_url()).send().await.is_err() {
             if let Some(why) = stack.child.exited() {
@@ -265,6 +301,21 @@ impl Stack {
         let kib: f64 =
             status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?.trim().trim_end_matches("kB").trim().parse().ok()?;
         Some(kib / 1024.0)
+    }
+
+    /// A connection string for Azurite's blob service (the Streaming API's storage account).
+    pub fn blob_connection_string(&self) -> String {
+        self.azurite.blob_connection_string()
+    }
+
+    /// Azurite's blob port.
+    pub fn blob_port(&self) -> u16 {
+        self.azurite.blob_port
+    }
+
+    /// The custom handler's address in [`ChildMode::Serve`] (the child's only port).
+    pub fn handler_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.http_port)
     }
 
     pub fn health_url(&self) -> String {
