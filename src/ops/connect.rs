@@ -76,7 +76,7 @@ pub struct Report {
     pub ok: bool,
 }
 
-/// Connects the configured tenant's workspace.
+/// Connects every workspace xdrsync writes to (one with one tenant).
 pub async fn run(s: &Ports, opts: Options) -> Report {
     let checks: Vec<CheckRow> =
         crate::check::run(s).await.into_iter().map(|l| CheckRow { what: l.what, ok: l.ok, detail: l.detail }).collect();
