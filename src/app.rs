@@ -8,6 +8,7 @@ use crate::adapters::budget::SharedBudget;
 use crate::adapters::graph::GraphDefender;
 use crate::adapters::http::{build_http_client, CounterRef, ServiceClient};
 use crate::adapters::hunting::GraphHunting;
+use crate::adapters::log_analytics::LogAnalyticsQuery;
 use crate::adapters::logs::DcrLogsIngestion;
 use crate::adapters::queue::AzureQueues;
 use crate::adapters::sentinel::ArmSentinel;
@@ -54,6 +55,25 @@ pub fn build(config: Config) -> Ports {
             config.max_batch_bytes,
         ))
     };
+    let log_query: Arc<dyn crate::ports::LogQuery> = Arc::new(LogAnalyticsQuery::new(
+        client("log-analytics", &tokens, &config.alerts.scope, |c| &c.log_query),
+        &config.alerts.endpoint,
+        config.alerts.workspace_id.as_deref().unwrap_or("00000000-0000-0000-0000-000000000000"),
+    ));
+    // A routed workspace's query API, by resource id: one per workspace, whichever tenants share it.
+    let mut routed_queries: Vec<(String, Arc<dyn crate::ports::LogQuery>)> = Vec::new();
+    let mut query_for = |ws: &crate::domain::workspace::Workspace| {
+        if let Some((_, q)) = routed_queries.iter().find(|(k, _)| *k == ws.key()) {
+            return q.clone();
+        }
+        let q: Arc<dyn crate::ports::LogQuery> = Arc::new(LogAnalyticsQuery::for_resource(
+            client("log-analytics", &tokens, &config.alerts.scope, |c| &c.log_query),
+            &config.alerts.endpoint,
+            ws,
+        ));
+        routed_queries.push((ws.key(), q.clone()));
+        q
+    };
     let defender = graph(&tokens);
     let sentinel = sentinel_for(&config);
     let logs = logs_for(&config.dcr_immutable_id);
@@ -76,6 +96,10 @@ pub fn build(config: Config) -> Ports {
                 tenant: t.clone(),
                 defender: graph(&tenant_tokens),
                 sentinel: if route.is_some() { sentinel_for(&cfg) } else { sentinel.clone() },
+                log_query: match route {
+                    Some(r) if !r.workspace.same_as(&config.workspace) => query_for(&r.workspace),
+                    _ => log_query.clone(),
+                },
                 logs: if cfg.dcr_immutable_id != config.dcr_immutable_id {
                     logs_for(&cfg.dcr_immutable_id)
                 } else {
@@ -85,11 +109,6 @@ pub fn build(config: Config) -> Ports {
             });
         }
     }
-    let log_query = crate::adapters::log_analytics::LogAnalyticsQuery::new(
-        client("log-analytics", &tokens, &config.alerts.scope, |c| &c.log_query),
-        &config.alerts.endpoint,
-        config.alerts.workspace_id.as_deref().unwrap_or("00000000-0000-0000-0000-000000000000"),
-    );
     // Advanced hunting has its own per-tenant quota (45 calls a minute), apart from incidents'.
     let hunting_budget = Arc::new(SharedBudget::per_minute("hunting", config.hunting.calls_per_minute));
     let hunting = GraphHunting::new(
@@ -119,7 +138,7 @@ pub fn build(config: Config) -> Ports {
         defender,
         sentinel,
         logs,
-        log_query: Arc::new(log_query),
+        log_query,
         store: Arc::new(store),
         queue: Arc::new(queue),
         clock: Arc::new(SystemClock),

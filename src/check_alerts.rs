@@ -1,6 +1,6 @@
 //! The `xdrsync check` lines of native alerts and the unified portal (docs/unified-portal.md):
-//! a harmless SecurityAlert query when `XDRSYNC_ATTACH_ALERTS` is on (token, Workspace ID, Log
-//! Analytics Reader), and what onboarding to the Defender portal means for this setup.
+//! a harmless SecurityAlert query in every workspace xdrsync writes to when `XDRSYNC_ATTACH_ALERTS`
+//! is on (token, Workspace ID or resource id, Log Analytics Reader), and what onboarding to the Defender portal means for this setup.
 //!
 //! Whether a workspace is onboarded to the Defender portal is not readable through a documented
 //! API (Sentinel's `onboardingStates` says whether Sentinel is enabled, not which portal), so the
@@ -18,35 +18,48 @@ fn single_tenant(s: &Ports) -> bool {
     cfg.defender_tenants.iter().all(|t| t.id.eq_ignore_ascii_case(&cfg.tenant_id))
 }
 
+/// A harmless SecurityAlert query in the workspace of `w`.
+async fn query_line(s: &Ports, w: &Ports) -> CheckLine {
+    let cfg = &s.config;
+    let routed = !w.config.workspace.same_as(&cfg.workspace);
+    let probe = match s.tokens.token(&cfg.alerts.scope).await {
+        Err(e) => Err(e),
+        Ok(_) => {
+            let q = rule_alerts_query(&AlertFilter::IngestedAfter(s.clock.now()));
+            w.log_query.query(&q, "P1D").await.map(|_| ())
+        }
+    };
+    let address = if routed {
+        format!("the workspace resource id of {} in XDRSYNC_TENANT_WORKSPACES", w.config.workspace.name)
+    } else {
+        "XDRSYNC_WORKSPACE_ID: the workspace's Workspace ID (properties.customerId), a GUID".to_string()
+    };
+    let detail = match &probe {
+        Ok(()) => "queried SecurityAlert in the workspace (alerts are related to their mirrors on every poll)".into(),
+        Err(e @ PortError::Forbidden { .. }) => {
+            format!("{e}. Missing: the role Log Analytics Reader on the workspace (infra/alert-rule.bicep assigns it).")
+        }
+        Err(e @ PortError::NotFound { .. }) => format!("{e}. Check {address}."),
+        Err(e) => format!("{e}. Check XDRSYNC_LOG_ANALYTICS_ENDPOINT and {address}."),
+    };
+    let what = if routed {
+        format!("Log Analytics query (native alerts) of {}", w.config.workspace.name)
+    } else {
+        "Log Analytics query (native alerts)".to_string()
+    };
+    CheckLine { what, ok: probe.is_ok(), detail }
+}
+
 /// The lines, in order; empty when neither feature is in use.
 pub async fn lines(s: &Ports) -> Vec<CheckLine> {
     let cfg = &s.config;
     let mut out = Vec::new();
     if cfg.alerts.attach {
-        let probe = match s.tokens.token(&cfg.alerts.scope).await {
-            Err(e) => Err(e),
-            Ok(_) => {
-                let q = rule_alerts_query(&AlertFilter::IngestedAfter(s.clock.now()));
-                s.log_query.query(&q, "P1D").await.map(|_| ())
-            }
-        };
-        let detail = match &probe {
-            Ok(()) => {
-                "queried SecurityAlert in the workspace (alerts are related to their mirrors on every poll)".into()
-            }
-            Err(e @ PortError::Forbidden { .. }) => {
-                format!(
-                    "{e}. Missing: the role Log Analytics Reader on the workspace (infra/alert-rule.bicep assigns it)."
-                )
-            }
-            Err(e @ PortError::NotFound { .. }) => {
-                format!(
-                    "{e}. Check XDRSYNC_WORKSPACE_ID: the workspace's Workspace ID (properties.customerId), a GUID."
-                )
-            }
-            Err(e) => format!("{e}. Check XDRSYNC_LOG_ANALYTICS_ENDPOINT and XDRSYNC_WORKSPACE_ID."),
-        };
-        out.push(CheckLine { what: "Log Analytics query (native alerts)".into(), ok: probe.is_ok(), detail });
+        // Every workspace an attach run queries: the default one by its GUID, a routed one
+        // (`XDRSYNC_TENANT_WORKSPACES`) by its resource id.
+        for w in s.each_workspace() {
+            out.push(query_line(s, &w).await);
+        }
     }
     if cfg.defender_portal_onboarded {
         let same = single_tenant(s);

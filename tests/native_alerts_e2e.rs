@@ -1,6 +1,7 @@
 //! Native alerts and entities on mirrors, end to end on the simulator (ARCHITECTURE.md: “Native
 //! alerts”): alert rows → the simulated analytics rule → SecurityAlerts → xdrsync relates them
-//! → what an analyst sees through `POST incidents/{id}/alerts` and `/entities`.
+//! → what an analyst sees through `POST incidents/{id}/alerts` and `/entities`; with many tenants
+//! and a second workspace, one run per workspace.
 
 mod support;
 
@@ -13,11 +14,12 @@ use xdrsync::app;
 use xdrsync::domain::alert_links::relation_name;
 use xdrsync::domain::names::sentinel_incident_name;
 use xdrsync::domain::work::{ChangeHint, WorkItem};
-use xdrsync::usecase::attach_alerts::{attach, AttachReport};
+use xdrsync::usecase::attach_alerts::{attach, attach_workspaces, AttachReport};
 use xdrsync::usecase::sync::reconcile;
 use xdrsync::usecase::Ports;
 use xdrsync_sim::sim::seed::SeedSpec;
-use xdrsync_sim::sim::{RunningSim, SimConfig};
+use xdrsync_sim::sim::tenants::RunningTenantSims;
+use xdrsync_sim::sim::{RunningSim, Sim, SimConfig};
 
 fn services(sim: &RunningSim) -> Ports {
     let mut vars = settings(sim, None);
@@ -235,4 +237,162 @@ async fn attaching_alerts_needs_the_workspace_id_and_says_so() {
     vars.insert("XDRSYNC_ATTACH_ALERTS".into(), "false".into());
     vars.remove("XDRSYNC_WORKSPACE_ID");
     assert!(xdrsync::config::Config::from_vars(&vars).is_ok(), "off by default, nothing more needed");
+}
+
+/// Three tenants numbering incidents alike, Fabrikam (the second) routed to a second workspace
+/// with its own DCR, attach on.
+async fn three_tenants_two_workspaces() -> (RunningTenantSims, Vec<String>, Ports) {
+    let (sims, ids) = start_two_workspaces(3).await;
+    let mut vars = two_workspace_settings(&sims, None, &ids, &["Contoso", "Fabrikam", "Northwind"], 1);
+    vars.insert("XDRSYNC_ALERTS_ATTACH_DELAY_MINUTES".into(), "1".into());
+    let mut s = app::build(config(&vars));
+    s.store = Arc::new(xdrsync_sim::fakes::MemoryStore::new());
+    s.queue = Arc::new(xdrsync_sim::fakes::MemoryQueue::new());
+    (sims, ids, s)
+}
+
+/// Every mirror of every tenant, synced (the poll enqueues, the workers' job reconciles).
+async fn mirror_all(s: &Ports) {
+    xdrsync::usecase::jobs::poll(s).await.expect("polled");
+    loop {
+        let msgs = s.queue.receive(&s.config.queue_name, 32, std::time::Duration::from_secs(30)).await.unwrap();
+        if msgs.is_empty() {
+            return;
+        }
+        for m in msgs {
+            xdrsync::usecase::jobs::sync_message(s, &m.text, u64::from(m.dequeue_count), &m.id).await;
+            s.queue.delete(&s.config.queue_name, &m).await.unwrap();
+        }
+    }
+}
+
+fn stat(sim: &Sim, key: &str) -> u64 {
+    sim.stats.snapshot().get(key).copied().unwrap_or(0)
+}
+
+/// The `(DefenderTenantId, DefenderIncidentId)` of every rule alert related to a mirror.
+fn related_details(ws: &Sim, tenant: &str, id: &str) -> Vec<(String, String)> {
+    let w = ws.world();
+    xdrsync_sim::sim::alert_rule::related_alerts(&w, &sentinel_incident_name(tenant, id))
+        .into_iter()
+        .map(|a| (a.custom_detail("DefenderTenantId").unwrap(), a.custom_detail("DefenderIncidentId").unwrap()))
+        .collect()
+}
+
+#[tokio::test]
+async fn with_many_tenants_every_mirror_in_every_workspace_shows_its_own_tenants_alerts() {
+    let (sims, tenants, s) = three_tenants_two_workspaces().await;
+    let spec = SeedSpec { count: 2, min_alerts: 2, max_alerts: 3, ..Default::default() };
+    let ids: Vec<Vec<String>> = tenants
+        .iter()
+        .map(|t| xdrsync_sim::sim::seed::seed(&mut sims.sims.tenant(t).unwrap().world(), t, &spec))
+        .collect();
+    assert_eq!(ids[0], ids[1], "incident ids overlap across tenants, on purpose");
+    mirror_all(&s).await; // the tick also ran attach once, before the mirrors existed
+    let runs = attach_workspaces(&s).await;
+    assert_eq!(runs.len(), 2, "one run per workspace");
+    for (ws, r) in &runs {
+        let r = r.as_ref().unwrap_or_else(|e| panic!("{ws}: {e}"));
+        assert!(r.related > 0, "{ws}: {r}");
+    }
+    let view = sims.primary();
+    for (i, t) in tenants.iter().enumerate() {
+        let scoped = s.for_tenant(t).unwrap();
+        let ws = if i == 1 { &sims.sims.workspaces[0] } else { &sims.sims.primary };
+        let tenant_sim = sims.sims.tenant(t).unwrap().clone();
+        for id in &ids[i] {
+            let expected = tenant_sim.world().alerts_of(id).len();
+            assert_eq!(alert_count(&view, &scoped, id).await, expected, "tenant {i} incident {id} shows its alerts");
+            let entities = list(&view, &scoped, id, "entities").await;
+            assert!(!entities["entities"].as_array().unwrap().is_empty(), "tenant {i} incident {id} shows entities");
+            let details = related_details(ws, t, id);
+            assert_eq!(details.len(), expected);
+            assert!(
+                details.iter().all(|(tenant, incident)| tenant.eq_ignore_ascii_case(t) && incident == id),
+                "only tenant {i}'s alerts of incident {id} are on its mirror: {details:?}"
+            );
+        }
+    }
+    // Fabrikam's alerts were made and queried in its own workspace, by resource id.
+    let emea = &sims.sims.workspaces[0];
+    assert!(stat(emea, "logquery.by_resource_id") > 0);
+    assert!(emea
+        .world()
+        .rule
+        .alerts
+        .iter()
+        .all(|a| a.custom_detail("DefenderTenantId").as_deref() == Some(tenants[1].as_str())));
+    assert!(!sims
+        .sims
+        .primary
+        .world()
+        .rule
+        .alerts
+        .iter()
+        .any(|a| a.custom_detail("DefenderTenantId").as_deref() == Some(tenants[1].as_str())));
+    // A cursor per workspace, under the workspace's key; none in a tenant's partition.
+    for w in s.each_workspace() {
+        let key = xdrsync::state::RowKey::new(&w.config.workspace.key(), "alerts").unwrap();
+        assert!(s.store.get(xdrsync::ports::Table::Cursors, &key.pk, &key.rk).await.unwrap().is_some());
+    }
+    for t in &tenants {
+        assert!(s.store.get(xdrsync::ports::Table::Cursors, t, "alerts").await.unwrap().is_none());
+    }
+    // A rerun writes nothing anywhere.
+    let created = stat(&sims.sims.primary, "arm.relations.created") + stat(emea, "arm.relations.created");
+    for (ws, r) in attach_workspaces(&s).await {
+        let r = r.unwrap();
+        assert_eq!((r.related, r.unrelated), (0, 0), "{ws}: {r}");
+    }
+    assert_eq!(stat(&sims.sims.primary, "arm.relations.created") + stat(emea, "arm.relations.created"), created);
+}
+
+#[tokio::test]
+async fn a_workspace_whose_query_is_refused_fails_alone_and_health_names_it() {
+    let (sims, tenants, s) = three_tenants_two_workspaces().await;
+    for t in &tenants {
+        let spec = SeedSpec { count: 1, min_alerts: 2, max_alerts: 2, ..Default::default() };
+        xdrsync_sim::sim::seed::seed(&mut sims.sims.tenant(t).unwrap().world(), t, &spec);
+    }
+    mirror_all(&s).await;
+    // The second workspace no longer lets xdrsync query it.
+    sims.sims.workspaces[0].permissions.lock().unwrap().workspace_roles.clear();
+    let runs = attach_workspaces(&s).await;
+    let (ok, failed): (Vec<_>, Vec<_>) = runs.iter().partition(|(_, r)| r.is_ok());
+    assert_eq!(failed.len(), 1, "{runs:?}");
+    assert_eq!(failed[0].0, "soc-emea");
+    assert_eq!(ok[0].1.as_ref().unwrap().related, 4, "the default workspace's two tenants went on");
+    let health = xdrsync::usecase::health::check(&s, true).await;
+    assert!(
+        health
+            .reasons
+            .iter()
+            .any(|r| r.starts_with("Alert attach in soc-emea fails") && r.contains("Log Analytics Reader")),
+        "{:?}",
+        health.reasons
+    );
+    assert!(!health.reasons.iter().any(|r| r.contains("in soc-workspace")), "{:?}", health.reasons);
+    let feeds = health.details.unwrap().feeds;
+    let attach: Vec<_> = feeds.iter().filter(|f| f.feed == "alerts").collect();
+    assert_eq!(attach.len(), 2, "one attach feed per workspace");
+    // The second workspace's query API is strict as the service: an unknown workspace is a 404,
+    // a token for another audience a 401.
+    let token = s.tokens.token(&s.config.alerts.scope).await.unwrap();
+    let arm = s.tokens.token(&s.config.arm_scope).await.unwrap();
+    let body = json!({"query": "SecurityAlert", "timespan": "P1D"});
+    let unknown = format!(
+        "{}/v1/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg-soc/providers/Microsoft.OperationalInsights/workspaces/nowhere/query",
+        sims.base_url()
+    );
+    let r = reqwest::Client::new().post(&unknown).bearer_auth(token.expose_secret()).json(&body).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    let j: Value = r.json().await.unwrap();
+    assert!(j["error"]["code"].is_string(), "{j}");
+    let emea = format!("{}/v1{}/query", sims.base_url(), sims.sims.workspaces[0].config.workspace.resource_id());
+    let r = reqwest::Client::new().post(&emea).bearer_auth(arm.expose_secret()).json(&body).send().await.unwrap();
+    assert_eq!(r.status(), 401, "an ARM token is not for the query API");
+    let by_guid =
+        format!("{}/v1/workspaces/{}/query", sims.base_url(), sims.sims.workspaces[0].config.workspace.customer_id());
+    let r = reqwest::Client::new().post(&by_guid).bearer_auth(token.expose_secret()).json(&body).send().await.unwrap();
+    assert_eq!(r.status(), 403, "the same workspace by its GUID, still without a role");
 }

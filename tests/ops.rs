@@ -384,6 +384,57 @@ async fn connect_checks_lists_and_disables_duplicating_rules_warns_and_polls() {
     assert!(text.contains("connected"), "{text}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_covers_every_workspace_xdrsync_writes_to_and_says_which_each_finding_is_in() {
+    let (sims, ids) = start_two_workspaces(2).await;
+    let az = Azurite::start();
+    let vars = two_workspace_settings(&sims, Some(&az.connection_string()), &ids, &["Contoso", "Fabrikam"], 1);
+    let second = sims.sims.workspaces[0].clone();
+    const MDE: &str = "Microsoft Defender Advanced Threat Protection";
+    let enabled = |sim: &xdrsync_sim::sim::Sim| {
+        let rules = sim.rules.lock().unwrap();
+        rules.alert_rules.values().find(|r| r.properties["productFilter"] == MDE).unwrap().properties["enabled"]
+            == json!(true)
+    };
+
+    let (_, out, err) = run(&vars, &["connect", "--json"]).await;
+    let r = json_of(&out);
+    let workspaces = r["workspaces"].as_array().unwrap_or_else(|| panic!("{out}{err}"));
+    let names: Vec<&str> = workspaces.iter().map(|w| w["workspace"].as_str().unwrap()).collect();
+    assert_eq!(names, ["soc-workspace", "soc-emea"], "one entry per workspace, the default first");
+    for w in workspaces {
+        assert_eq!(w["xdrConnectorCreatesIncidents"], true, "{w}");
+        let rules = w["incidentCreationRules"].as_array().unwrap();
+        assert!(rules.iter().any(|x| x["product"] == MDE && x["action"].as_str().unwrap().starts_with("left enabled")));
+        let name = w["workspace"].as_str().unwrap();
+        assert!(w["warnings"].as_array().unwrap().iter().all(|x| x.as_str().unwrap().contains(name)), "{w}");
+    }
+    assert_eq!(r["warnings"].as_array().unwrap().len(), 4, "two per workspace: {r}");
+    let probes: Vec<&Value> = r["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["what"].as_str().unwrap().starts_with("Log Analytics query"))
+        .collect();
+    assert_eq!(probes.len(), 2, "check probes the query API of each workspace: {r}");
+    assert!(probes.iter().all(|c| c["ok"] == true), "{probes:?}");
+
+    // Only the second workspace lets xdrsync edit analytics rules.
+    second.permissions.lock().unwrap().workspace_roles.insert("Microsoft Sentinel Contributor".into());
+    let (_, text, err) = run(&vars, &["connect", "--disable-duplicate-rules"]).await;
+    assert!(!enabled(&second), "disabled in soc-emea: {text}{err}");
+    assert!(enabled(&sims.sims.primary), "the default workspace refused: {text}");
+    let emea_block = text.split("Microsoft incident-creation rules in workspace soc-emea").nth(1).expect(&text);
+    let default_block = text
+        .split("Microsoft incident-creation rules in workspace soc-workspace")
+        .nth(1)
+        .and_then(|b| b.split("Microsoft incident-creation rules in workspace").next())
+        .expect(&text);
+    assert!(emea_block.lines().any(|l| l.contains(MDE) && l.trim_end().ends_with("disabled")), "{text}");
+    assert!(default_block.lines().any(|l| l.contains(MDE) && l.contains("Microsoft Sentinel Contributor")), "{text}");
+    assert!(text.contains("Defender XDR connector in workspace soc-emea: creates incidents"), "{text}");
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }

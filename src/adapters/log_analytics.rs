@@ -8,6 +8,13 @@
 //! `Microsoft.OperationalInsights/workspaces/query/*/read` (Log Analytics Reader). Assumed: a
 //! partial answer (a query over a service limit) comes as 200 with an `error` member; it is
 //! read as a failure, so the cursor does not move past rows it did not see.
+//!
+//! A workspace of `XDRSYNC_TENANT_WORKSPACES` is addressed by its resource id instead of a GUID
+//! (no setting holds its Workspace ID). Documented (REST reference “Query - Execute With
+//! Resource Id”): `POST {endpoint}/v1/{resourceId}/query`, the same body, answer and token
+//! audience, the resource id in the form `/subscriptions/…/providers/…/…`. Assumed: a
+//! workspace's own resource id queries it in workspace context (every table, every row), and
+//! needs the same read permission on it as the GUID path (Log Analytics Reader).
 
 use async_trait::async_trait;
 use reqwest::Method;
@@ -16,18 +23,26 @@ use serde_json::Value;
 
 use super::http::{Call, ServiceClient};
 use crate::domain::alert_links::QueryTable;
+use crate::domain::workspace::Workspace;
 use crate::error::PortError;
 use crate::ports::LogQuery;
 
 pub struct LogAnalyticsQuery {
     client: ServiceClient,
-    /// `{endpoint}/v1/workspaces/{workspaceId}/query`
+    /// `{endpoint}/v1/workspaces/{workspaceId}/query` or `{endpoint}/v1/{resourceId}/query`
     url: String,
 }
 
 impl LogAnalyticsQuery {
+    /// The workspace by its GUID (`XDRSYNC_WORKSPACE_ID`).
     pub fn new(client: ServiceClient, endpoint: &url::Url, workspace_id: &str) -> Self {
         let url = format!("{}/v1/workspaces/{workspace_id}/query", endpoint.as_str().trim_end_matches('/'));
+        Self { client, url }
+    }
+
+    /// The workspace by its resource id (a routed workspace of `XDRSYNC_TENANT_WORKSPACES`).
+    pub fn for_resource(client: ServiceClient, endpoint: &url::Url, workspace: &Workspace) -> Self {
+        let url = format!("{}/v1{}/query", endpoint.as_str().trim_end_matches('/'), workspace.resource_id());
         Self { client, url }
     }
 }

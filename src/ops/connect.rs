@@ -2,8 +2,11 @@
 //! every `check`, creates the tables and queues, lists the Microsoft incident-creation rules
 //! that would duplicate Defender XDR incidents in Sentinel (and with `--disable-duplicate-rules`
 //! disables them: PUT with `enabled: false` and the etag read), warns when the Microsoft
-//! Defender XDR connector's own incident creation is on, and runs one poll. What a rule or a
-//! connector looks like is decided in the core (`domain/workspace_rules.rs`).
+//! Defender XDR connector's own incident creation is on, and runs one poll. With many tenants it
+//! does so in every workspace xdrsync writes to (the default one and each of
+//! `XDRSYNC_TENANT_WORKSPACES`), through that workspace's own Sentinel port, and says which
+//! workspace each finding belongs to. What a rule or a connector looks like is decided in the core
+//! (`domain/workspace_rules.rs`).
 
 use serde::Serialize;
 
@@ -37,51 +40,53 @@ pub struct RuleRow {
     pub action: String,
 }
 
+/// What `connect` found in one workspace.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Report {
-    pub checks: Vec<CheckRow>,
-    /// Why the tables and queues could not be created (`null`: they exist).
-    pub storage_error: Option<String>,
+pub struct WorkspaceFindings {
+    /// The workspace's name.
+    pub workspace: String,
+    pub resource_id: String,
     /// Microsoft incident-creation rules, those for Defender XDR products first.
     pub incident_creation_rules: Vec<RuleRow>,
     pub rules_error: Option<String>,
     /// The Microsoft Defender XDR connector creates incidents itself (`None`: could not read).
     pub xdr_connector_creates_incidents: Option<bool>,
     pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Report {
+    pub checks: Vec<CheckRow>,
+    /// Why the tables and queues could not be created (`null`: they exist).
+    pub storage_error: Option<String>,
+    /// The first workspace's rules, error and connector (the default one): what a deployment
+    /// with one workspace reads.
+    pub incident_creation_rules: Vec<RuleRow>,
+    pub rules_error: Option<String>,
+    pub xdr_connector_creates_incidents: Option<bool>,
+    /// Every workspace's warnings (each names its workspace).
+    pub warnings: Vec<String>,
+    /// One entry per workspace xdrsync writes to, the default one first.
+    pub workspaces: Vec<WorkspaceFindings>,
     /// What the poll did, or why it failed.
     pub poll: Option<String>,
     pub poll_error: Option<String>,
     pub ok: bool,
 }
 
-/// Connects the configured tenant's workspace.
+/// Connects every workspace xdrsync writes to (one with one tenant).
 pub async fn run(s: &Ports, opts: Options) -> Report {
     let checks: Vec<CheckRow> =
         crate::check::run(s).await.into_iter().map(|l| CheckRow { what: l.what, ok: l.ok, detail: l.detail }).collect();
     let storage = prepare_storage(s).await.map_err(|e| e.to_string());
-    let mut warnings = Vec::new();
-    let (incident_creation_rules, rules_error) = match rules(s, opts, &mut warnings).await {
-        Ok(rows) => (rows, None),
-        Err(e) => (Vec::new(), Some(e.to_string())),
-    };
-    let xdr = match s.sentinel.list_data_connectors().await {
-        Ok(connectors) => {
-            let on: Vec<String> =
-                connectors.iter().filter(|c| c.xdr_incidents_enabled()).map(|c| c.name.clone()).collect();
-            if !on.is_empty() {
-                warnings.push(format!(
-                    "the Microsoft Defender XDR data connector ({}) creates incidents in this workspace: each incident would appear twice. Turn off its incident integration (Microsoft Sentinel > Data connectors > Microsoft Defender XDR) or disconnect it",
-                    on.join(", ")
-                ));
-            }
-            Some(!on.is_empty())
-        }
-        Err(e) => {
-            warnings.push(format!("could not read the workspace's data connectors: {e}"));
-            None
-        }
-    };
+    let mut workspaces = Vec::new();
+    for w in s.each_workspace() {
+        workspaces.push(inspect(&w, opts).await);
+    }
+    let warnings: Vec<String> = workspaces.iter().flat_map(|w| w.warnings.iter().cloned()).collect();
+    let first = workspaces.first();
     let poll =
         if storage.is_ok() { crate::usecase::jobs::poll(s).await } else { Err("not run: storage is not ready".into()) };
     let ok = checks.iter().all(|c| c.ok) && storage.is_ok() && poll.is_ok();
@@ -92,13 +97,49 @@ pub async fn run(s: &Ports, opts: Options) -> Report {
     Report {
         checks,
         storage_error: storage.err(),
+        incident_creation_rules: first.map(|w| w.incident_creation_rules.clone()).unwrap_or_default(),
+        rules_error: first.and_then(|w| w.rules_error.clone()),
+        xdr_connector_creates_incidents: first.and_then(|w| w.xdr_connector_creates_incidents),
+        warnings,
+        workspaces,
+        poll,
+        poll_error,
+        ok,
+    }
+}
+
+/// The rules and the connector of the workspace of `w` (a scope of `Ports::each_workspace`).
+async fn inspect(w: &Ports, opts: Options) -> WorkspaceFindings {
+    let name = w.config.workspace.name.clone();
+    let mut warnings = Vec::new();
+    let (incident_creation_rules, rules_error) = match rules(w, opts, &mut warnings).await {
+        Ok(rows) => (rows, None),
+        Err(e) => (Vec::new(), Some(e.to_string())),
+    };
+    let xdr = match w.sentinel.list_data_connectors().await {
+        Ok(connectors) => {
+            let on: Vec<String> =
+                connectors.iter().filter(|c| c.xdr_incidents_enabled()).map(|c| c.name.clone()).collect();
+            if !on.is_empty() {
+                warnings.push(format!(
+                    "the Microsoft Defender XDR data connector ({}) creates incidents in workspace {name}: each incident would appear twice. Turn off its incident integration (Microsoft Sentinel > Data connectors > Microsoft Defender XDR) or disconnect it",
+                    on.join(", ")
+                ));
+            }
+            Some(!on.is_empty())
+        }
+        Err(e) => {
+            warnings.push(format!("could not read the data connectors of workspace {name}: {e}"));
+            None
+        }
+    };
+    WorkspaceFindings {
+        resource_id: w.config.workspace.resource_id(),
+        workspace: name,
         incident_creation_rules,
         rules_error,
         xdr_connector_creates_incidents: xdr,
         warnings,
-        poll,
-        poll_error,
-        ok,
     }
 }
 
@@ -135,8 +176,9 @@ async fn rules(s: &Ports, opts: Options, warnings: &mut Vec<String>) -> Result<V
     }
     if !left_enabled.is_empty() {
         warnings.push(format!(
-            "{} Microsoft incident-creation rule(s) for Defender XDR products are enabled: each incident would appear twice ({}). Run again with --disable-duplicate-rules",
+            "{} Microsoft incident-creation rule(s) for Defender XDR products are enabled in workspace {}: each incident would appear twice ({}). Run again with --disable-duplicate-rules",
             left_enabled.len(),
+            s.config.workspace.name,
             left_enabled.join("; ")
         ));
     }
@@ -169,6 +211,27 @@ async fn disable(s: &Ports, rule: &AlertRule) -> RuleRow {
     row
 }
 
+/// One workspace's rules and connector, each line under its workspace's name.
+fn render_workspace(out: &mut String, w: &WorkspaceFindings) {
+    out.push_str(&format!("Microsoft incident-creation rules in workspace {}\n", w.workspace));
+    if let Some(e) = &w.rules_error {
+        out.push_str(&format!("  could not list: {e}\n"));
+    } else if w.incident_creation_rules.is_empty() {
+        out.push_str("  none\n");
+    }
+    let wn = w.incident_creation_rules.iter().map(|x| x.display_name.chars().count()).max().unwrap_or(0);
+    let wp = w.incident_creation_rules.iter().map(|x| x.product.chars().count()).max().unwrap_or(0);
+    for rule in &w.incident_creation_rules {
+        out.push_str(&format!("  {:<wn$}  {:<wp$}  {}\n", rule.display_name, rule.product, rule.action));
+    }
+    let connector = match w.xdr_connector_creates_incidents {
+        Some(true) => "creates incidents (see warning)",
+        Some(false) => "no incident creation",
+        None => "unknown",
+    };
+    out.push_str(&format!("Defender XDR connector in workspace {}: {connector}\n", w.workspace));
+}
+
 /// The text form.
 pub fn render(r: &Report) -> String {
     let mut out = String::from("checks\n");
@@ -179,21 +242,8 @@ pub fn render(r: &Report) -> String {
         None => out.push_str("  ok   tables and queues            created or present\n"),
         Some(e) => out.push_str(&format!("  FAIL tables and queues            {e}\n")),
     }
-    out.push_str("Microsoft incident-creation rules\n");
-    if let Some(e) = &r.rules_error {
-        out.push_str(&format!("  could not list: {e}\n"));
-    } else if r.incident_creation_rules.is_empty() {
-        out.push_str("  none\n");
-    }
-    let wn = r.incident_creation_rules.iter().map(|x| x.display_name.chars().count()).max().unwrap_or(0);
-    let wp = r.incident_creation_rules.iter().map(|x| x.product.chars().count()).max().unwrap_or(0);
-    for rule in &r.incident_creation_rules {
-        out.push_str(&format!("  {:<wn$}  {:<wp$}  {}\n", rule.display_name, rule.product, rule.action));
-    }
-    match r.xdr_connector_creates_incidents {
-        Some(true) => out.push_str("Defender XDR connector: creates incidents (see warning)\n"),
-        Some(false) => out.push_str("Defender XDR connector: no incident creation\n"),
-        None => out.push_str("Defender XDR connector: unknown\n"),
+    for w in &r.workspaces {
+        render_workspace(&mut out, w);
     }
     for w in &r.warnings {
         out.push_str(&format!("warning: {w}\n"));

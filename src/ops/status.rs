@@ -76,7 +76,7 @@ pub async fn gather(s: &Ports) -> Status {
         .filter_map(|f| {
             Some(LastError {
                 at: f.health.last_error_at?,
-                source: feed_name(f.feed).into(),
+                source: feed_title(f),
                 message: f.health.last_error.clone()?,
             })
         })
@@ -109,6 +109,14 @@ pub async fn gather(s: &Ports) -> Status {
 
 fn feed_name(feed: &str) -> &'static str {
     crate::records::feed_label(feed)
+}
+
+/// The feed's name, with its workspace when it runs once per workspace.
+fn feed_title(f: &FeedReport) -> String {
+    match &f.workspace {
+        Some(w) => format!("{} ({w})", feed_name(f.feed)),
+        None => feed_name(f.feed).to_string(),
+    }
 }
 
 fn opt<T: std::fmt::Display>(v: Option<T>) -> String {
@@ -148,7 +156,7 @@ pub fn render(st: &Status) -> String {
             f.health.failing_since.map_or(String::new(), |t| format!(", failing since {}", time_fmt::format(t)));
         out.push_str(&format!(
             "{:<15} last success {:<10} lag {}{}\n",
-            feed_name(f.feed),
+            feed_title(f),
             ago(st.checked_at, f.health.last_success),
             f.lag_seconds.map_or("?".into(), human),
             failing

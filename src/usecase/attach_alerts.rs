@@ -4,6 +4,10 @@
 //! rule's other alerts of the same Defender incidents and alerts (so an alert that moved, or a
 //! merge's loser, is planned too), lists each touched mirror's relations and writes the plan
 //! (`domain::alert_links`). Every write is named deterministically, so a rerun repeats nothing.
+//!
+//! One run per workspace ([`scope`]): it relates the alerts of every tenant whose mirrors live in
+//! that workspace, each to the mirror named after its own tenant; the run's cursor and feed
+//! health live in the workspace's partition (the tenant's with one tenant).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -12,7 +16,7 @@ use time::{Duration, OffsetDateTime};
 
 use crate::domain::alert_links::{
     alert_resource_id, desired_by_incident, next_watermark, parse_rule_alerts, plan_relations, rule_alerts_query,
-    AlertFilter, RuleAlert,
+    AlertFilter, AttachScope, RuleAlert,
 };
 use crate::domain::names::sentinel_incident_name;
 use crate::error::PortError;
@@ -20,7 +24,7 @@ use crate::ports::Table;
 use crate::state::{load, put, RowKey};
 use crate::usecase::{Ports, UseCaseError};
 
-/// The `Cursors` row of this feed (partition: the tenant).
+/// The `Cursors` row of this feed (partition: [`AttachScope::partition`]).
 pub const CURSOR_ROW: &str = "alerts";
 /// The health feed name.
 pub const FEED: &str = crate::records::ALERTS_FEED;
@@ -119,10 +123,23 @@ fn chunks(fresh: &[RuleAlert]) -> Vec<Vec<RuleAlert>> {
     out
 }
 
-/// One run: relate every new rule alert to its mirror, move what moved.
+/// The run of `s`'s workspace: with one tenant, that tenant; with many, every configured tenant
+/// whose mirrors live in the workspace of `s` (a scope of [`Ports::each_workspace`]).
+pub fn scope(s: &Ports) -> AttachScope {
+    if !s.is_multi_tenant() {
+        return AttachScope::single(&s.config.tenant_id);
+    }
+    AttachScope::of_workspace(
+        &s.config.workspace,
+        s.tenants.tenants.iter().map(|t| (t.tenant.id.as_str(), &t.config.workspace)),
+    )
+}
+
+/// One run over the workspace of `s`: relate every new rule alert to its mirror, move what moved.
 pub async fn attach(s: &Ports) -> Result<AttachReport, UseCaseError> {
     let cfg = &s.config;
-    let key = RowKey::new(&cfg.tenant_id, CURSOR_ROW)?;
+    let scope = scope(s);
+    let key = RowKey::new(&scope.partition, CURSOR_ROW)?;
     let cursor =
         load::<AlertCursor>(s.store.as_ref(), Table::Cursors, &key).await?.map(|v| v.value).unwrap_or_default();
     let now = s.clock.now();
@@ -132,12 +149,10 @@ pub async fn attach(s: &Ports) -> Result<AttachReport, UseCaseError> {
     if bad > 0 {
         tracing::warn!(rows = bad, "SecurityAlert rows without xdrsync's custom details were skipped");
     }
-    let tenant = cfg.tenant_id.to_ascii_lowercase();
     let done: BTreeSet<&str> = cursor.done.iter().map(|(id, _)| id.as_str()).collect();
-    let fresh: Vec<RuleAlert> = fresh
-        .into_iter()
-        .filter(|a| a.tenant_id.eq_ignore_ascii_case(&tenant) && !done.contains(a.system_alert_id.as_str()))
-        .collect();
+    // Alerts of a tenant whose mirrors live elsewhere (routed away, or removed) are not ours.
+    let fresh: Vec<RuleAlert> =
+        fresh.into_iter().filter(|a| scope.holds(&a.tenant_id) && !done.contains(a.system_alert_id.as_str())).collect();
     report.found = fresh.len();
     if fresh.is_empty() {
         return Ok(report);
@@ -167,7 +182,7 @@ pub async fn attach(s: &Ports) -> Result<AttachReport, UseCaseError> {
         // Fresh and history overlap; one record per SecurityAlert.
         let mut all: BTreeMap<String, RuleAlert> = BTreeMap::new();
         for a in history.into_iter().chain(chunk.iter().cloned()) {
-            if a.tenant_id.eq_ignore_ascii_case(&tenant) {
+            if scope.holds(&a.tenant_id) {
                 all.insert(a.system_alert_id.clone(), a);
             }
         }
@@ -279,6 +294,20 @@ pub async fn attach(s: &Ports) -> Result<AttachReport, UseCaseError> {
     done.truncate(MAX_DONE);
     put(s.store.as_ref(), Table::Cursors, &key, &AlertCursor { watermark, done }, &[]).await?;
     Ok(report)
+}
+
+/// Every workspace's run (many tenants), concurrently: a failure in one workspace is logged and
+/// recorded in that workspace's feed health, and never stops another.
+pub async fn attach_workspaces(s: &Ports) -> Vec<(String, Result<AttachReport, UseCaseError>)> {
+    futures::future::join_all(s.each_workspace().into_iter().map(|w| async move {
+        let r = attach(&w).await;
+        crate::usecase::health::record_feed_at(&w, &scope(&w).partition, FEED, r.as_ref().map(|_| ())).await;
+        if let Err(e) = &r {
+            tracing::error!(workspace = %w.config.workspace.name, error.message = %e, "relating rule alerts to mirrors failed in this workspace; the others go on, the next tick retries");
+        }
+        (w.config.workspace.name.clone(), r)
+    }))
+    .await
 }
 
 #[cfg(test)]

@@ -60,6 +60,9 @@ pub struct FeedReport {
     pub health: FeedHealth,
     /// Now minus the cursor's watermark (how far behind the service the feed is).
     pub lag_seconds: Option<i64>,
+    /// The workspace of a feed that runs once per workspace.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workspace: Option<String>,
 }
 
 impl Health {
@@ -115,8 +118,18 @@ fn class_name(e: &PortError) -> &'static str {
 
 /// Records how a feed's poll went; logs once when a failing feed works again.
 pub async fn record_feed(s: &Ports, feed: &'static str, outcome: Result<(), &crate::usecase::UseCaseError>) {
+    record_feed_at(s, &s.config.tenant_id, feed, outcome).await
+}
+
+/// [`record_feed`] in the partition `partition` (a feed per workspace: “Native alerts”).
+pub async fn record_feed_at(
+    s: &Ports,
+    partition: &str,
+    feed: &'static str,
+    outcome: Result<(), &crate::usecase::UseCaseError>,
+) {
     let now = s.clock.now();
-    let Ok(key) = feed_health_key(&s.config.tenant_id, feed) else { return };
+    let Ok(key) = feed_health_key(partition, feed) else { return };
     let mut h = match load::<FeedHealth>(s.store.as_ref(), Table::Cursors, &key).await {
         Ok(v) => v.map(|v| v.value).unwrap_or_default(),
         Err(_) => return, // storage is down: health reports that by itself
@@ -155,6 +168,9 @@ pub struct Facts {
     pub failures: Vec<FailureRecord>,
     /// The optional jobs' feeds (alert attach, hunting sources), each with how often it runs.
     pub jobs: Vec<(&'static str, FeedHealth, Duration)>,
+    /// Jobs that run once per workspace (alert attach with many tenants): the workspace's name,
+    /// the feed, its health and how often it runs.
+    pub workspace_jobs: Vec<(String, &'static str, FeedHealth, Duration)>,
 }
 
 /// The status and its reasons from the facts (the pure half). `interval` is the poll interval.
@@ -167,6 +183,10 @@ pub fn assess(f: &Facts, now: OffsetDateTime, interval: Duration) -> (&'static s
     let feeds = f.feeds.iter().map(|(feed, h, _)| (*feed, h, interval));
     for (feed, h, interval) in feeds.chain(f.jobs.iter().map(|(feed, h, every)| (*feed, h, *every))) {
         judge_feed(feed_label(feed), h, now, interval, &mut unhealthy, &mut degraded);
+    }
+    for (workspace, feed, h, every) in &f.workspace_jobs {
+        let name = format!("{} in {workspace}", feed_label(feed));
+        judge_feed(&name, h, now, *every, &mut unhealthy, &mut degraded);
     }
     let mut denied_services: Vec<String> = f
         .failures
@@ -236,7 +256,15 @@ pub(crate) async fn feed_facts(
     s: &Ports,
     feed: &'static str,
 ) -> (bool, (&'static str, FeedHealth, Option<OffsetDateTime>)) {
-    let tenant = &s.config.tenant_id;
+    feed_facts_at(s, &s.config.tenant_id, feed).await
+}
+
+/// [`feed_facts`] in the partition `tenant` (a tenant, or a workspace's key).
+async fn feed_facts_at(
+    s: &Ports,
+    tenant: &str,
+    feed: &'static str,
+) -> (bool, (&'static str, FeedHealth, Option<OffsetDateTime>)) {
     let health = match feed_health_key(tenant, feed) {
         Ok(k) => load::<FeedHealth>(s.store.as_ref(), Table::Cursors, &k).await,
         Err(e) => Err(e),
@@ -278,12 +306,23 @@ async fn gather(s: &Ports) -> Facts {
     let failures =
         if s.is_multi_tenant() { Vec::new() } else { crate::usecase::failures::list(s).await.unwrap_or_default() };
     let mut jobs = Vec::new();
+    let mut workspace_jobs = Vec::new();
     for (feed, every) in job_feeds(s) {
+        if feed == ALERTS_FEED && s.is_multi_tenant() {
+            // One attach run per workspace, each with its own feed row (“Native alerts”).
+            for w in s.each_workspace() {
+                let partition = crate::usecase::attach_alerts::scope(&w).partition;
+                let (ok, (feed, health, _)) = feed_facts_at(&w, &partition, feed).await;
+                storage_reachable &= ok;
+                workspace_jobs.push((w.config.workspace.name.clone(), feed, health, every));
+            }
+            continue;
+        }
         let (ok, (feed, health, _)) = feed_facts(s, feed).await;
         storage_reachable &= ok;
         jobs.push((feed, health, every));
     }
-    Facts { storage_reachable, feeds, queue_backlog, poison, failures, jobs }
+    Facts { storage_reachable, feeds, queue_backlog, poison, failures, jobs, workspace_jobs }
 }
 
 /// The optional jobs that are on, each with the interval of its schedule.
@@ -337,8 +376,20 @@ pub async fn check(s: &Ports, with_details: bool) -> Health {
                     feed,
                     health: h.clone(),
                     lag_seconds: watermark.map(|w| (now - w).whole_seconds()),
+                    workspace: None,
                 })
-                .chain(facts.jobs.iter().map(|(feed, h, _)| FeedReport { feed, health: h.clone(), lag_seconds: None }))
+                .chain(facts.jobs.iter().map(|(feed, h, _)| FeedReport {
+                    feed,
+                    health: h.clone(),
+                    lag_seconds: None,
+                    workspace: None,
+                }))
+                .chain(facts.workspace_jobs.iter().map(|(ws, feed, h, _)| FeedReport {
+                    feed,
+                    health: h.clone(),
+                    lag_seconds: None,
+                    workspace: Some(ws.clone()),
+                }))
                 .collect(),
             queue_backlog: facts.queue_backlog,
             poison: facts.poison,
@@ -371,6 +422,7 @@ mod tests {
             poison: Some(0),
             failures: vec![],
             jobs: vec![],
+            workspace_jobs: vec![],
         }
     }
 
@@ -404,6 +456,29 @@ mod tests {
             reasons[0].contains("Hunting export fails") && reasons[0].contains("ThreatHunting.Read.All"),
             "{reasons:?}"
         );
+    }
+
+    #[test]
+    fn an_attach_run_per_workspace_is_judged_and_named_on_its_own() {
+        let mut f = facts();
+        let ok = FeedHealth { last_success: Some(NOW - Duration::seconds(20)), ..Default::default() };
+        let denied = FeedHealth {
+            failing_since: Some(NOW - Duration::seconds(5)),
+            last_error_class: Some("forbidden".into()),
+            last_error_service: Some("log-analytics".into()),
+            ..Default::default()
+        };
+        let every = Duration::seconds(30);
+        f.workspace_jobs.push(("soc".into(), ALERTS_FEED, ok, every));
+        f.workspace_jobs.push(("soc-emea".into(), ALERTS_FEED, denied, every));
+        let (status, reasons) = assess(&f, NOW, every);
+        assert_eq!(status, "unhealthy");
+        assert_eq!(reasons.len(), 1, "{reasons:?}");
+        assert!(
+            reasons[0].starts_with("Alert attach in soc-emea fails") && reasons[0].contains("Log Analytics Reader")
+        );
+        f.workspace_jobs.pop();
+        assert_eq!(assess(&f, NOW, every), ("healthy", vec![]));
     }
 
     #[test]

@@ -46,6 +46,7 @@ pub async fn combine(
             poison: None,
             failures,
             jobs: Vec::new(),
+            workspace_jobs: Vec::new(),
         };
         let (tenant_status, tenant_reasons) = assess(&facts, now, interval);
         tenants.push(TenantHealth {

@@ -36,16 +36,10 @@ pub async fn poll_tenants(s: &Ports) -> Result<String, String> {
         (w, outcome)
     }))
     .await;
-    // Native alerts on mirrors, in the default workspace (its first tenant's scope).
-    // Mode 2 makes no mirrors: nothing to relate alerts to (the rule still runs).
+    // Native alerts on mirrors, one run per workspace (each relates the alerts of the tenants
+    // whose mirrors live there). Mode 2 makes no mirrors: nothing to relate alerts to.
     if s.config.alerts.attach && s.config.target == crate::domain::portal::SyncTarget::Sentinel {
-        if let Some(w) = s.each_workspace().into_iter().find(|w| w.config.workspace == s.config.workspace) {
-            let r = crate::usecase::attach_alerts::attach(&w).await;
-            record_feed(&w, crate::usecase::attach_alerts::FEED, r.as_ref().map(|_| ())).await;
-            if let Err(e) = r {
-                tracing::error!(error.message = %e, "relating rule alerts to mirrors failed; the next tick retries");
-            }
-        }
+        crate::usecase::attach_alerts::attach_workspaces(s).await;
     }
     // Mode 2: the target incidents in the workspace's tenant, after every source was polled.
     let portal = crate::usecase::jobs::portal_tick(s).await;

@@ -12,7 +12,7 @@ use time::OffsetDateTime;
 use crate::config::{Config, DefenderTenant};
 use crate::domain::tenants::TenantBadge;
 use crate::error::PortError;
-use crate::ports::{DefenderApi, Entity, LogsIngestion, SentinelApi, Table};
+use crate::ports::{DefenderApi, Entity, LogQuery, LogsIngestion, SentinelApi, Table};
 use crate::state::{decode, put, RowKey};
 use crate::usecase::Ports;
 
@@ -30,6 +30,8 @@ pub struct TenantPorts {
     pub defender: Arc<dyn DefenderApi>,
     pub sentinel: Arc<dyn SentinelApi>,
     pub logs: Arc<dyn LogsIngestion>,
+    /// The Log Analytics query API of its workspace (“Native alerts”).
+    pub log_query: Arc<dyn LogQuery>,
 }
 
 /// Every configured tenant's ports (empty in single-tenant mode).
@@ -98,6 +100,7 @@ impl Ports {
         s.defender = t.defender.clone();
         s.sentinel = t.sentinel.clone();
         s.logs = t.logs.clone();
+        s.log_query = t.log_query.clone();
         s
     }
 

@@ -187,3 +187,40 @@ impl xdrsync::ports::LogsIngestion for LoseAnswer {
         self.inner.probe(stream).await
     }
 }
+
+/// The DCR of the second workspace of [`start_two_workspaces`].
+pub const SECOND_DCR: &str = "dcr-00000000000000000000000000000002";
+
+/// The workspace tenant's sim, `n` Defender tenants (numbering incidents alike) and a second
+/// workspace `soc-emea` with its own DCR, behind one address; the tenants' ids.
+pub async fn start_two_workspaces(n: usize) -> (xdrsync_sim::sim::tenants::RunningTenantSims, Vec<String>) {
+    let primary = SimConfig::demo();
+    let tenants = xdrsync_sim::sim::tenants::tenant_configs(&primary, n);
+    let ids: Vec<String> = tenants.iter().map(|t| t.tenant_id.clone()).collect();
+    let mut emea = primary.clone();
+    emea.workspace.name = "soc-emea".into();
+    emea.dcr_immutable_id = SECOND_DCR.into();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let sims = xdrsync_sim::sim::tenants::spawn_tenants(listener, primary, tenants, vec![emea])
+        .await
+        .expect("simulator starts");
+    (sims, ids)
+}
+
+/// Settings for `sims` with `tenants` (named `names`) and the tenant at `routed` sent to the
+/// second workspace of [`start_two_workspaces`].
+pub fn two_workspace_settings(
+    sims: &xdrsync_sim::sim::tenants::RunningTenantSims,
+    storage: Option<&str>,
+    tenants: &[String],
+    names: &[&str],
+    routed: usize,
+) -> HashMap<String, String> {
+    let mut vars = settings(&sims.primary(), storage);
+    let list: Vec<String> = tenants.iter().zip(names).map(|(t, n)| format!("{t}={n}")).collect();
+    vars.insert("XDRSYNC_DEFENDER_TENANTS".into(), list.join(","));
+    let ws2 = sims.sims.workspaces[0].config.workspace.resource_id();
+    vars.insert("XDRSYNC_TENANT_WORKSPACES".into(), format!("{}={ws2}|{SECOND_DCR}", tenants[routed]));
+    vars.insert("XDRSYNC_ATTACH_ALERTS".into(), "true".into());
+    vars
+}

@@ -20,6 +20,7 @@ use uuid::Uuid;
 
 use super::names::NAMESPACE;
 use super::time_fmt;
+use super::workspace::Workspace;
 
 /// Alerts one Sentinel incident shows (documented service limit); the rest are counted.
 pub const MAX_ALERTS_PER_INCIDENT: usize = 150;
@@ -252,6 +253,44 @@ pub fn plan_relations(
 /// Where the next run starts: the newest `ingestion_time()` seen, never moving back.
 pub fn next_watermark(previous: Option<OffsetDateTime>, alerts: &[RuleAlert]) -> Option<OffsetDateTime> {
     alerts.iter().filter_map(|a| a.ingested).chain(previous).max()
+}
+
+/// Whose rule alerts one attach run relates, and where its cursor and feed health live. There is
+/// one run per workspace: a workspace's SecurityAlert table holds the alerts of the tenants whose
+/// rows went to its data collection rule, and a relation can only name an alert of the
+/// incident's own workspace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttachScope {
+    /// The `Cursors` partition of the run's rows (`alerts`, `health:alerts`).
+    pub partition: String,
+    /// The tenants whose mirrors live in the workspace, lower-cased.
+    pub tenants: BTreeSet<String>,
+}
+
+impl AttachScope {
+    /// One tenant (no `XDRSYNC_DEFENDER_TENANTS`): its own partition, as before there were many.
+    pub fn single(tenant_id: &str) -> Self {
+        let t = tenant_id.to_ascii_lowercase();
+        Self { partition: t.clone(), tenants: BTreeSet::from([t]) }
+    }
+
+    /// Many tenants: those of `tenants` (each with the workspace its mirrors live in) that live
+    /// in `workspace`. The partition is the workspace's key, so it does not change when tenants
+    /// are added, removed or listed in another order.
+    pub fn of_workspace<'a>(
+        workspace: &Workspace,
+        tenants: impl IntoIterator<Item = (&'a str, &'a Workspace)>,
+    ) -> Self {
+        let tenants =
+            tenants.into_iter().filter(|(_, w)| w.same_as(workspace)).map(|(t, _)| t.to_ascii_lowercase()).collect();
+        Self { partition: workspace.key(), tenants }
+    }
+
+    /// Whether an alert naming `tenant_id` belongs to this run (alerts of other tenants, e.g.
+    /// left in a workspace a tenant was routed away from, are not related).
+    pub fn holds(&self, tenant_id: &str) -> bool {
+        self.tenants.contains(&tenant_id.to_ascii_lowercase())
+    }
 }
 
 #[cfg(test)]

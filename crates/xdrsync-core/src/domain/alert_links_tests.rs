@@ -203,3 +203,39 @@ proptest! {
         }
     }
 }
+
+fn ws(name: &str) -> Workspace {
+    Workspace { subscription_id: "S".into(), resource_group: "rg".into(), name: name.into() }
+}
+
+#[test]
+fn one_tenant_keeps_its_own_partition() {
+    let scope = AttachScope::single("72F988BF-86F1-41AF-91AB-2D7CD011DB47");
+    assert_eq!(scope.partition, T, "the cursor row of single-tenant deployments stays where it was");
+    assert!(scope.holds(T) && scope.holds(&T.to_ascii_uppercase()));
+    assert!(!scope.holds("00000000-0000-0000-0000-000000000001"));
+}
+
+#[test]
+fn a_workspace_relates_only_the_tenants_whose_mirrors_live_there_under_a_key_of_its_own() {
+    let (default, emea) = (ws("soc"), ws("soc-emea"));
+    let (a, b, c) = (
+        "aaaaaaaa-0000-0000-0000-000000000001",
+        "BBBBBBBB-0000-0000-0000-000000000002",
+        "cccccccc-0000-0000-0000-000000000003",
+    );
+    let listed = [(a, &default), (b, &emea), (c, &default)];
+    let home = AttachScope::of_workspace(&default, listed);
+    assert_eq!(home.tenants, BTreeSet::from([a.to_string(), c.to_string()]));
+    assert!(home.holds(a) && home.holds(c) && !home.holds(b), "a routed tenant's alerts are not the default's");
+    let away = AttachScope::of_workspace(&ws("SOC-EMEA"), listed);
+    assert_eq!(away.tenants, BTreeSet::from([b.to_ascii_lowercase()]), "routes compare case-insensitively");
+    assert!(away.holds(b));
+    assert_ne!(home.partition, away.partition, "a cursor per workspace");
+    // The key does not depend on which tenants are listed, nor in which order.
+    let reordered = AttachScope::of_workspace(&default, [(c, &default), (a, &default)]);
+    assert_eq!(reordered.partition, home.partition);
+    assert_eq!(reordered.tenants, home.tenants);
+    assert_eq!(AttachScope::of_workspace(&default, [(b, &emea)]).partition, home.partition);
+    assert!(AttachScope::of_workspace(&default, [(b, &emea)]).tenants.is_empty());
+}

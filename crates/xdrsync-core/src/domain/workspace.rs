@@ -17,6 +17,17 @@ impl Workspace {
         )
     }
 
+    /// The resource id lower-cased: ARM ids compare case-insensitively, so two spellings of one
+    /// workspace are one workspace (and one key).
+    pub fn key(&self) -> String {
+        self.resource_id().to_ascii_lowercase()
+    }
+
+    /// Whether `other` names the same workspace (resource ids compare case-insensitively).
+    pub fn same_as(&self, other: &Workspace) -> bool {
+        self.key() == other.key()
+    }
+
     pub fn parse(id: &str) -> Result<Self, String> {
         let parts: Vec<&str> = id.trim().trim_matches('/').split('/').collect();
         let ok = parts.len() == 8
@@ -39,5 +50,30 @@ impl Workspace {
             return Err(format!("workspace name '{name}' must be 1-90 letters, digits or '-'"));
         }
         Ok(Self { subscription_id: parts[1].into(), resource_group: parts[3].into(), name: name.into() })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_workspace_in_two_spellings_is_one_key() {
+        let a = Workspace::parse(
+            "/subscriptions/S/resourceGroups/RG/providers/Microsoft.OperationalInsights/workspaces/Soc",
+        )
+        .unwrap();
+        let b = Workspace::parse(
+            "/subscriptions/s/resourcegroups/rg/providers/microsoft.operationalinsights/workspaces/soc",
+        )
+        .unwrap();
+        assert!(a.same_as(&b));
+        assert_eq!(a.key(), b.key());
+        assert_eq!(
+            a.key(),
+            "/subscriptions/s/resourcegroups/rg/providers/microsoft.operationalinsights/workspaces/soc"
+        );
+        let c = Workspace { name: "soc-emea".into(), ..a.clone() };
+        assert!(!a.same_as(&c));
     }
 }

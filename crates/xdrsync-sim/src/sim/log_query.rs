@@ -4,6 +4,11 @@
 //! other query is a 400 `BadArgumentError`, so a change to the query shows up as a failing test.
 //! Token audience `https://api.loganalytics.io`; reading needs a role on the workspace that
 //! allows queries (Log Analytics Reader, or a Microsoft Sentinel role).
+//!
+//! The workspace is addressed by its GUID (“Query - Execute”) or by its resource id (“Query -
+//! Execute With Resource Id”: `POST /v1/{resourceId}/query`, documented). Assumed: the
+//! workspace's own resource id queries the whole workspace, with the same role; a resource id
+//! the service does not know is a 404 `ResourceNotFoundError` in the same error shape.
 
 use std::sync::Arc;
 
@@ -21,7 +26,9 @@ use super::world::Audience;
 use super::Sim;
 
 pub fn routes() -> Router<Arc<Sim>> {
-    Router::new().route("/v1/workspaces/{workspace}/query", post(query))
+    Router::new()
+        .route("/v1/workspaces/{workspace}/query", post(query))
+        .route("/v1/subscriptions/{*rest}", post(query_resource))
 }
 
 fn error(status: StatusCode, code: &str, message: String) -> Response {
@@ -88,12 +95,43 @@ async fn query(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    if let Err(r) = authorize(&sim, &headers, Audience::LogAnalytics, error) {
+    let unknown = (!workspace.eq_ignore_ascii_case(&sim.config.workspace.customer_id()))
+        .then(|| error(StatusCode::NOT_FOUND, "WorkspaceNotFoundError", format!("Workspace {workspace} not found")));
+    answer(&sim, &headers, &body, unknown)
+}
+
+/// `POST /v1/subscriptions/…/query`: the workspace by its resource id.
+async fn query_resource(
+    State(sim): State<Arc<Sim>>,
+    Path(rest): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    sim.stats.bump("logquery.by_resource_id");
+    let resource = rest.strip_suffix("/query").map(|r| format!("/subscriptions/{r}"));
+    let unknown = match resource {
+        None => Some(error(
+            StatusCode::NOT_FOUND,
+            "PathNotFoundError",
+            format!("The requested path /v1/subscriptions/{rest} does not exist"),
+        )),
+        Some(r) if !r.eq_ignore_ascii_case(&sim.config.workspace.resource_id()) => {
+            Some(error(StatusCode::NOT_FOUND, "ResourceNotFoundError", format!("The resource {r} was not found")))
+        }
+        Some(_) => None,
+    };
+    answer(&sim, &headers, &body, unknown)
+}
+
+/// The answer of the workspace of `sim`: the caller first (token and audience), then
+/// `unknown` (the 404 of a workspace this is not), then the role and the query.
+fn answer(sim: &Sim, headers: &HeaderMap, body: &[u8], unknown: Option<Response>) -> Response {
+    if let Err(r) = authorize(sim, headers, Audience::LogAnalytics, error) {
         return r;
     }
     sim.stats.bump("logquery.post");
-    if !workspace.eq_ignore_ascii_case(&sim.config.workspace.customer_id()) {
-        return error(StatusCode::NOT_FOUND, "WorkspaceNotFoundError", format!("Workspace {workspace} not found"));
+    if let Some(r) = unknown {
+        return r;
     }
     let roles = sim.permissions().workspace_roles;
     let may_read = ["Log Analytics Reader", "Log Analytics Contributor"].iter().any(|r| roles.contains(*r))
@@ -106,7 +144,7 @@ async fn query(
             "The provided credentials have insufficient access to perform the requested operation".into(),
         );
     }
-    let Ok(req) = serde_json::from_slice::<Value>(&body) else {
+    let Ok(req) = serde_json::from_slice::<Value>(body) else {
         return error(StatusCode::BAD_REQUEST, "BadArgumentError", "the body is not JSON".into());
     };
     let Some(text) = req.get("query").and_then(Value::as_str) else {

@@ -6,6 +6,10 @@
 //! reality. The primary sim holds the workspace tenant: ARM, Logs Ingestion, the managed-identity
 //! endpoint and its own Graph.
 //!
+//! Extra workspaces (routing) are whole sims too: their ARM paths, their DCR and their query API
+//! (by resource id or Workspace ID) reach them, so each runs the analytics rule over its own
+//! alert rows and relates only its own alerts.
+//!
 //! Control: `/_sim/tenants` lists the tenants; `/_sim/tenants/{tenant}/…` reaches that tenant's
 //! own `/_sim/…` (seed, edit, permissions, faults, options, stats); `DELETE
 //! /_sim/tenants/{tenant}/consent` revokes the app's consent there (its tokens stop working and
@@ -207,11 +211,16 @@ async fn dispatch(State(all): State<Arc<TenantSims>>, req: Request) -> Response 
             }
         }
     }
-    // ARM and Logs Ingestion of another workspace: by resource path or DCR id.
+    // ARM, Logs Ingestion and the query API of another workspace: by resource path, DCR id, or
+    // (query API) resource id or Workspace ID after `/v1`.
     let lower = path.to_ascii_lowercase();
+    let query_path = lower.strip_prefix("/v1").filter(|p| p.starts_with('/'));
     let extra = all.workspaces.iter().position(|w| {
-        lower.starts_with(&w.config.workspace.resource_id().to_ascii_lowercase())
+        let resource = format!("{}/", w.config.workspace.resource_id().to_ascii_lowercase());
+        let guid = format!("/workspaces/{}/", w.config.workspace.customer_id());
+        lower.starts_with(&resource)
             || lower.starts_with(&format!("/datacollectionrules/{}/", w.config.dcr_immutable_id.to_ascii_lowercase()))
+            || query_path.is_some_and(|p| p.starts_with(&resource) || p.starts_with(&guid))
     });
     if let Some(i) = extra {
         // One tenant's token is good for every workspace of it: copy it over.
