@@ -88,6 +88,38 @@ pub async fn lines(s: &Ports) -> Vec<CheckLine> {
                 .to_string()
         };
         out.push(CheckLine { what: "Target".into(), ok, detail });
+        if ok {
+            out.extend(target_probes(s).await);
+        }
     }
     out
+}
+
+/// Mode 2 reads and writes the target incidents and reads their alerts through Graph on the
+/// workspace's tenant: one harmless call for each permission (users are probed with the
+/// directory line of `check`).
+async fn target_probes(s: &Ports) -> Vec<CheckLine> {
+    let graph = crate::usecase::portal::target_graph(s);
+    let now = s.clock.now();
+    let window = crate::domain::cursor::Window { since: now - time::Duration::hours(1), until: None };
+    let incidents = graph.list_incident_stamps(window, None).await.map(|_| ());
+    // An incident id that cannot exist: the answer is an empty list when alerts may be read.
+    let alerts = graph.list_alerts("0").await.map(|_| ());
+    let consent = "in the workspace's tenant (XDRSYNC_TENANT_ID), with admin consent";
+    vec![
+        crate::check::probe_line(
+            "Target incidents",
+            incidents,
+            "listed the target tenant's incidents (Graph)",
+            &format!("the Graph application permission SecurityIncident.ReadWrite.All {consent}"),
+            "XDRSYNC_TENANT_ID, XDRSYNC_GRAPH_ENDPOINT",
+        ),
+        crate::check::probe_line(
+            "Target alerts",
+            alerts,
+            "read the target tenant's alerts (Graph)",
+            &format!("the Graph application permission SecurityAlert.Read.All {consent}"),
+            "XDRSYNC_TENANT_ID, XDRSYNC_GRAPH_ENDPOINT",
+        ),
+    ]
 }

@@ -291,3 +291,40 @@ async fn a_split_target_drops_the_link_of_the_source_it_no_longer_holds() {
     w.settle().await;
     assert_eq!(w.snapshot(), before, "no ping-pong after the split");
 }
+
+#[tokio::test]
+async fn check_probes_graph_on_the_target_tenant_and_names_the_missing_permission() {
+    let (w, _) = start(false, 1).await;
+    let line = |lines: &[xdrsync::check::CheckLine], what: &str| {
+        let l = lines.iter().find(|l| l.what == what).unwrap_or_else(|| panic!("check reports {what}"));
+        (l.ok, l.detail.clone())
+    };
+    let lines = xdrsync::check_alerts::lines(&w.s).await;
+    for what in ["Target incidents", "Target alerts"] {
+        let (ok, detail) = line(&lines, what);
+        assert!(ok, "{what}: {detail}");
+    }
+    // Tenant B's app loses every security permission (alerts_v2 reads accept incident roles too).
+    for role in [
+        "SecurityIncident.ReadWrite.All",
+        "SecurityIncident.Read.All",
+        "SecurityAlert.Read.All",
+        "SecurityAlert.ReadWrite.All",
+    ] {
+        let r = sim_post(&w.sims.primary(), "/_sim/permissions/withhold", serde_json::json!({ "role": role })).await;
+        assert!(r.status().is_success());
+    }
+    let lines = xdrsync::check_alerts::lines(&w.s).await;
+    let (ok, detail) = line(&lines, "Target incidents");
+    assert!(
+        !ok && detail.contains("SecurityIncident.ReadWrite.All") && detail.contains("XDRSYNC_TENANT_ID"),
+        "{detail}"
+    );
+    let (ok, detail) = line(&lines, "Target alerts");
+    assert!(!ok && detail.contains("SecurityAlert.Read.All"), "{detail}");
+    let source = w.source();
+    assert!(
+        source.permissions().graph_app_roles.contains("SecurityIncident.ReadWrite.All"),
+        "the source tenant keeps its grants"
+    );
+}
