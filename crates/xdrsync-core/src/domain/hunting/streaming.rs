@@ -4,8 +4,8 @@
 //! blobs carry records one JSON document per line (documented: the category naming and
 //! `properties`; assumed: that a storage blob line may also hold a `{"records": [...]}` batch,
 //! which is read the same way). `properties` is the advanced-hunting row; a row without
-//! `Timestamp` takes the record's `time`. The record's `tenantId` (documented in the record
-//! schema) is the Defender tenant of the row, its `DefenderTenantId`.
+//! `Timestamp` takes the record's `time`. The record's `tenantId` (documented: "the Id of the
+//! tenant that the event belongs to") is the row's `DefenderTenantId`.
 
 use serde_json::{Map, Value};
 
