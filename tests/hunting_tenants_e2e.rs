@@ -279,4 +279,18 @@ async fn check_and_estimate_go_per_tenant_and_name_the_fix_for_a_tenant_that_fai
     for e in estimates.as_array().unwrap() {
         assert!(e["sampleRows"].as_u64().unwrap() > 0 && e["tenantId"].as_str().is_some(), "{e}");
     }
+
+    // Northwind's consent revoked: its token is refused (not a 403), and the line says the same fix.
+    control(&sims, reqwest::Method::DELETE, &format!("/_sim/tenants/{}/consent", tenants[2]), json!({})).await;
+    let s = build(&vars(&sims, &tenants, &[]), Arc::new(MemoryStore::new()));
+    let lines = xdrsync::check_hunting::lines(&s).await;
+    let northwind = lines.iter().find(|l| l.what == "advanced hunting of Northwind").expect("a line per tenant");
+    assert!(!northwind.ok);
+    assert!(
+        northwind.detail.contains("ThreatHunting.Read.All")
+            && northwind.detail.contains(&format!("/{}/adminconsent?client_id=", tenants[2])),
+        "{}",
+        northwind.detail
+    );
+    assert!(lines.iter().any(|l| l.what == "advanced hunting of Contoso" && l.ok), "{lines:?}");
 }

@@ -3,8 +3,9 @@
 //! (`/{tenant}/oauth2/v2.0/token`), and Graph answers from the tenant that issued the bearer
 //! token. Each Defender tenant is a whole [`Sim`] of its own (incidents, alerts, users, comments,
 //! permissions, faults, Graph budget, advanced-hunting tables and their `runHuntingQuery` quota,
-//! documented per tenant), so incident ids overlap across tenants as they do in reality. The primary sim holds the workspace tenant: ARM, Logs Ingestion, the managed-identity
-//! endpoint and its own Graph.
+//! documented per tenant), so incident ids overlap across tenants as they do in reality. The
+//! primary sim holds the workspace tenant: ARM, Logs Ingestion, the managed-identity endpoint and
+//! its own Graph.
 //!
 //! Control: `/_sim/tenants` lists the tenants; `/_sim/tenants/{tenant}/…` reaches that tenant's
 //! own `/_sim/…` (seed, edit, permissions, faults, options, stats); `DELETE

@@ -3,10 +3,11 @@
 //! build does not know kept in `AdditionalFields` (merged into the table's own
 //! `AdditionalFields` object where it has one, never dropped), `XdrsyncRowKey`, a digest of
 //! the row as Defender sent it, and `DefenderTenantId`, the tenant it came from (lower-cased;
-//! kept by every projection, like the key). `ReportId` alone is not unique (Microsoft: unique only together
-//! with the device and `Timestamp`), so the key is a digest for every table; a re-sent row has
-//! the same key, so `summarize arg_max(TimeGenerated, *) by DefenderTenantId, XdrsyncRowKey`
-//! removes re-sends (the key digests the row alone: two tenants could send equal rows).
+//! kept by every projection, like the key). `ReportId` alone is not unique (Microsoft: unique
+//! only together with the device and `Timestamp`), so the key is a digest for every table; a
+//! re-sent row has the same key, so `summarize arg_max(TimeGenerated, *) by DefenderTenantId,
+//! XdrsyncRowKey` removes re-sends (the key digests the row alone: two tenants could send equal
+//! rows).
 
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
