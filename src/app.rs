@@ -74,6 +74,15 @@ pub fn build(config: Config) -> Ports {
         routed_queries.push((ws.key(), q.clone()));
         q
     };
+    // Advanced hunting has its own per-tenant quota (45 calls a minute), apart from incidents':
+    // each Defender tenant gets its own bucket.
+    let hunting_for = |tokens: &Arc<dyn TokenSource>| {
+        let budget = Arc::new(SharedBudget::per_minute("hunting", config.hunting.calls_per_minute));
+        Arc::new(GraphHunting::new(
+            client("hunting", tokens, &config.graph_scope, |c| &c.graph).with_budget(budget),
+            &config.graph_endpoint,
+        ))
+    };
     let defender = graph(&tokens);
     let sentinel = sentinel_for(&config);
     let logs = logs_for(&config.dcr_immutable_id);
@@ -95,6 +104,7 @@ pub fn build(config: Config) -> Ports {
             directory.tenants.push(TenantPorts {
                 tenant: t.clone(),
                 defender: graph(&tenant_tokens),
+                hunting: hunting_for(&tenant_tokens),
                 sentinel: if route.is_some() { sentinel_for(&cfg) } else { sentinel.clone() },
                 log_query: match route {
                     Some(r) if !r.workspace.same_as(&config.workspace) => query_for(&r.workspace),
@@ -109,12 +119,7 @@ pub fn build(config: Config) -> Ports {
             });
         }
     }
-    // Advanced hunting has its own per-tenant quota (45 calls a minute), apart from incidents'.
-    let hunting_budget = Arc::new(SharedBudget::per_minute("hunting", config.hunting.calls_per_minute));
-    let hunting = GraphHunting::new(
-        client("hunting", &tokens, &config.graph_scope, |c| &c.graph).with_budget(hunting_budget),
-        &config.graph_endpoint,
-    );
+    let hunting = hunting_for(&tokens);
     let hunting_logs = DcrLogsIngestion::new(
         client("logs-ingestion", &tokens, &config.monitor_scope, |c| &c.logs),
         &config.logs_ingestion_endpoint,
@@ -144,7 +149,7 @@ pub fn build(config: Config) -> Ports {
         clock: Arc::new(SystemClock),
         counters,
         locks: Default::default(),
-        hunting: Arc::new(hunting),
+        hunting,
         hunting_logs: Arc::new(hunting_logs),
         blobs,
         tenants: Arc::new(directory),

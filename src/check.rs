@@ -169,6 +169,18 @@ pub async fn run(services: &Ports) -> Vec<CheckLine> {
     lines
 }
 
+/// Where a customer's administrator consents to the app in `tenant` (multi-tenant mode).
+pub(crate) fn admin_consent(s: &Ports, tenant: &str) -> String {
+    let client_id = match &s.config.credential {
+        crate::config::Credential::ClientSecret { client_id, .. } => client_id.clone(),
+        crate::config::Credential::ManagedIdentity { .. } => String::new(),
+    };
+    format!(
+        "admin consent in tenant {tenant}: {}/{tenant}/adminconsent?client_id={client_id}",
+        s.config.authority_host.as_str().trim_end_matches('/')
+    )
+}
+
 /// With many tenants: one Graph probe per Defender tenant (its own token and consent) and one
 /// Sentinel probe per routed workspace.
 async fn tenant_probes(s: &Ports) -> Vec<CheckLine> {
@@ -178,17 +190,11 @@ async fn tenant_probes(s: &Ports) -> Vec<CheckLine> {
     }
     let now = s.clock.now();
     let window = crate::domain::cursor::Window { since: now - time::Duration::hours(1), until: None };
-    let client_id = match &s.config.credential {
-        crate::config::Credential::ClientSecret { client_id, .. } => client_id.clone(),
-        crate::config::Credential::ManagedIdentity { .. } => String::new(),
-    };
     for t in s.each_tenant() {
         let defender = t.defender.list_incident_stamps(window, None).await.map(|_| ());
         let consent = format!(
-            "admin consent in tenant {}: {}/{}/adminconsent?client_id={client_id}, which grants SecurityIncident.ReadWrite.All and User.Read.All",
-            t.config.tenant_id,
-            s.config.authority_host.as_str().trim_end_matches('/'),
-            t.config.tenant_id
+            "{}, which grants SecurityIncident.ReadWrite.All and User.Read.All",
+            admin_consent(s, &t.config.tenant_id)
         );
         lines.push(probe_line(
             &format!("Defender incidents of {}", t.tenant_name()),

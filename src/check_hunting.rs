@@ -1,5 +1,6 @@
 //! The `xdrsync check` lines of the advanced-hunting export (README “Advanced hunting export”):
-//! one probe per source that is on, so a missing role shows before the first timer runs.
+//! one probe per source that is on, so a missing role shows before the first timer runs. With
+//! many Defender tenants the query source is probed in each tenant, with its own token.
 
 use crate::check::{probe_line, CheckLine};
 use crate::domain::hunting::streaming::container_of;
@@ -13,14 +14,26 @@ pub async fn lines(s: &Ports) -> Vec<CheckLine> {
     if let Some(first) = cfg.tables.first() {
         // One row at most: the cheapest query that proves the role (one call of the 45 a minute).
         let query = format!("{} | take 1", first.name);
-        let r = s.hunting.run_query(&query).await.map(|_| ());
-        out.push(probe_line(
-            "advanced hunting (query source)",
-            r,
-            &format!("ran a query on {}", first.name),
-            "the Graph application permission ThreatHunting.Read.All, with admin consent",
-            "XDRSYNC_GRAPH_ENDPOINT, XDRSYNC_HUNTING_TABLES",
-        ));
+        if s.is_multi_tenant() {
+            // Each Defender tenant is queried with its own token and consent.
+            for t in s.each_tenant() {
+                let r = t.hunting.run_query(&query).await.map(|_| ());
+                let role = format!(
+                    "the Graph application permission ThreatHunting.Read.All, with {}",
+                    crate::check::admin_consent(s, &t.config.tenant_id)
+                );
+                out.push(tenant_line(&format!("advanced hunting of {}", t.tenant_name()), r, first.name, &role));
+            }
+        } else {
+            let r = s.hunting.run_query(&query).await.map(|_| ());
+            out.push(probe_line(
+                "advanced hunting (query source)",
+                r,
+                &format!("ran a query on {}", first.name),
+                "the Graph application permission ThreatHunting.Read.All, with admin consent",
+                "XDRSYNC_GRAPH_ENDPOINT, XDRSYNC_HUNTING_TABLES",
+            ));
+        }
     }
     if let Some(first) = cfg.tables.first().or(cfg.storage_tables.first()) {
         // An empty batch adds no row; a 400 for it still proves a permitted token reached the DCR.
@@ -51,4 +64,21 @@ pub async fn lines(s: &Ports) -> Vec<CheckLine> {
         ));
     }
     out
+}
+
+/// A customer tenant's query probe: a token refused there (consent revoked, 401) needs the same
+/// fix as a 403, so both name the permission and the consent URL.
+fn tenant_line(what: &str, r: Result<(), PortError>, table: &str, role: &str) -> CheckLine {
+    match r {
+        Err(e @ PortError::Unauthorized { .. }) => {
+            CheckLine { what: what.into(), ok: false, detail: format!("{e}. Missing: {role}.") }
+        }
+        r => probe_line(
+            what,
+            r,
+            &format!("ran a query on {table} (Graph, the tenant's own token)"),
+            role,
+            "XDRSYNC_DEFENDER_TENANTS, XDRSYNC_HUNTING_TABLES",
+        ),
+    }
 }

@@ -38,7 +38,8 @@ fn names() -> String {
     TABLES.iter().map(|t| t.name).collect::<Vec<_>>().join(", ")
 }
 
-/// Estimates each table (`tables`, else `XDRSYNC_HUNTING_TABLES`) from a `sample` window.
+/// Estimates each table (`tables`, else `XDRSYNC_HUNTING_TABLES`) from a `sample` window, in
+/// every Defender tenant when there are many.
 pub async fn estimate_command(s: &Ports, tables: &[String], sample: &str, json: bool) -> Result<String, String> {
     let sample = parse_duration(sample)?;
     let chosen: Vec<&'static TableDef> = if tables.is_empty() {
@@ -54,23 +55,72 @@ pub async fn estimate_command(s: &Ports, tables: &[String], sample: &str, json: 
     if chosen.is_empty() {
         return Err("no table: pass --tables or set XDRSYNC_HUNTING_TABLES".into());
     }
+    if !s.is_multi_tenant() {
+        let mut estimates: Vec<Estimate> = Vec::new();
+        for t in chosen {
+            estimates.push(estimate(s, t, sample).await.map_err(|e| format!("{}: {e}", t.name))?);
+        }
+        return Ok(render(&estimates, json));
+    }
+    // Every Defender tenant, each with its own token; a tenant that fails is named with its fix
+    // and the others are still reported.
     let mut estimates: Vec<Estimate> = Vec::new();
-    for t in chosen {
-        estimates.push(estimate(s, t, sample).await.map_err(|e| format!("{}: {e}", t.name))?);
+    let mut failed = Vec::new();
+    for scope in s.each_tenant() {
+        for t in &chosen {
+            match estimate(&scope, t, sample).await {
+                Ok(e) => estimates.push(e),
+                Err(e) => {
+                    let fix = match e.reaction() {
+                        crate::error::Reaction::FixAccess => format!(
+                            " (grant the Graph application permission ThreatHunting.Read.All, with {})",
+                            crate::check::admin_consent(s, &scope.config.tenant_id)
+                        ),
+                        _ => String::new(),
+                    };
+                    failed.push(format!("tenant {}: {}: {e}{fix}", scope.tenant_name(), t.name));
+                    break; // its other tables would fail alike
+                }
+            }
+        }
     }
+    let out = render(&estimates, json);
+    if failed.is_empty() {
+        Ok(out)
+    } else {
+        Err(format!("{out}\n{}", failed.join("\n")))
+    }
+}
+
+/// JSON, or a text table (with a tenant column when estimates name their tenant).
+fn render(estimates: &[Estimate], json: bool) -> String {
     if json {
-        return Ok(serde_json::to_string_pretty(&estimates).unwrap_or_default());
+        return serde_json::to_string_pretty(estimates).unwrap_or_default();
     }
-    let mut out =
-        format!("{:<28} {:>12} {:>12} {:>14} {:>10}\n", "table", "sample rows", "bytes/row", "rows/day", "MB/day");
-    for e in &estimates {
+    let tenant_col =
+        |name: &str| if estimates.iter().any(|e| e.tenant.is_some()) { format!("{name:<20} ") } else { String::new() };
+    let mut out = format!(
+        "{}{:<28} {:>12} {:>12} {:>14} {:>10}\n",
+        tenant_col("tenant"),
+        "table",
+        "sample rows",
+        "bytes/row",
+        "rows/day",
+        "MB/day"
+    );
+    for e in estimates {
         out.push_str(&format!(
-            "{:<28} {:>12} {:>12} {:>14} {:>10.1}\n",
-            e.table, e.sample_rows, e.average_row_bytes, e.rows_per_day, e.mb_per_day
+            "{}{:<28} {:>12} {:>12} {:>14} {:>10.1}\n",
+            tenant_col(e.tenant.as_deref().unwrap_or_default()),
+            e.table,
+            e.sample_rows,
+            e.average_row_bytes,
+            e.rows_per_day,
+            e.mb_per_day
         ));
     }
     out.push_str(
         "(filters and projections from XDRSYNC_HUNTING_FILTER_/COLUMNS_<TABLE> applied; the sample scaled to a day)",
     );
-    Ok(out)
+    out
 }

@@ -113,3 +113,32 @@ async fn the_hunting_timer_runs_the_query_source_through_the_envelope() {
     assert!(body["Logs"][0].as_str().unwrap().contains("DeviceNetworkEvents 200 rows"), "{body}");
     assert_eq!(sim.sim.world().logs.get("Custom-DeviceNetworkEvents").map_or(0, Vec::len), 200);
 }
+
+#[tokio::test]
+async fn each_row_names_the_defender_tenant_of_its_record() {
+    let sim = start_sim(SimConfig::demo()).await;
+    let mut s = xdrsync::app::build(config(&settings(&sim, None)));
+    s.store = Arc::new(xdrsync_sim::fakes::MemoryStore::new());
+    let own = s.config.tenant_id.clone();
+    let base = serve_router(xdrsync::functions::router(Arc::new(s))).await;
+    // One stream carrying two customers' records (the same rows on purpose), one tenant id in
+    // capitals as an export may write it.
+    let rows = HuntingSeed::new("EmailEvents", 30, OffsetDateTime::now_utc()).rows();
+    let (a, b) = ("1f2e3d4c-0000-4000-8000-00000000000a", "9A8B7C6D-0000-4000-8000-00000000000B");
+    let mut batch = events("EmailEvents", &rows, 10, a);
+    batch.extend(events("EmailEvents", &rows, 10, b));
+    let (status, body) = invoke(&base, "HuntingEventHub", &json!({"Data": {"events": batch}, "Metadata": {}})).await;
+    assert_eq!(status, 200, "{body}");
+    let out = sim.sim.world().logs.get("Custom-EmailEvents").cloned().unwrap_or_default();
+    assert_eq!(out.len(), 60);
+    for tenant in [a, &b.to_ascii_lowercase()] {
+        let keys: std::collections::HashSet<&str> = out
+            .iter()
+            .filter(|r| r["DefenderTenantId"] == tenant)
+            .map(|r| r["XdrsyncRowKey"].as_str().unwrap())
+            .collect();
+        assert_eq!(keys.len(), 30, "{tenant}: each of its rows once");
+    }
+    assert!(out.iter().all(|r| r["DefenderTenantId"] != own.as_str()), "the record's tenant, not xdrsync's own");
+    assert_eq!(sim_stat(&sim, "logs.undeclared_columns").await, 0);
+}

@@ -50,3 +50,20 @@ fn the_simulated_dcr_declares_every_hunting_stream() {
         assert!(streams.contains(&t.stream()), "{}", t.name);
     }
 }
+
+#[test]
+fn every_stream_and_table_declares_the_tenant_column() {
+    let json: serde_json::Value = serde_json::from_str(&infra("hunting-tables.json")).expect("valid JSON");
+    let has = |cols: &serde_json::Value| {
+        cols.as_array().is_some_and(|c| c.iter().any(|c| c["name"] == "DefenderTenantId" && c["type"] == "string"))
+    };
+    for t in TABLES {
+        assert!(has(&json["tables"][t.name]), "{}_CL", t.name);
+        assert!(has(&json["streams"][t.stream()]["columns"]), "{}", t.stream());
+        let sim = xdrsync_sim::sim::hunting_schema::stream_columns(&t.stream()).expect("the simulated DCR declares it");
+        assert!(sim.iter().any(|c| c == "DefenderTenantId"), "{}", t.stream());
+        // Defender's own columns, as the simulated tenant has them, never include it.
+        let defender = xdrsync_sim::sim::hunting_schema::table(t.name).expect("a simulated table");
+        assert!(!defender.columns.iter().any(|(c, _)| c == "DefenderTenantId"), "{}", t.name);
+    }
+}

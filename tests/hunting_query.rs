@@ -136,8 +136,12 @@ async fn a_crash_resends_at_most_one_page_and_a_restart_resumes_at_the_cursor() 
         &[("XDRSYNC_HUNTING_TABLES", "DeviceProcessEvents"), ("XDRSYNC_HUNTING_PAGE_ROWS", "500")],
     );
     let mut first = ports(&vars, store.clone());
-    first.hunting_logs =
-        Arc::new(LoseAnswer { inner: first.hunting_logs.clone(), calls: AtomicUsize::new(0), lose_at: 3 });
+    first.hunting_logs = Arc::new(LoseAnswer {
+        inner: first.hunting_logs.clone(),
+        calls: AtomicUsize::new(0),
+        lose_at: 3,
+        only_tenant: None,
+    });
     let err = jobs::hunting_export(&first).await.unwrap_err();
     assert!(err.contains("DeviceProcessEvents"), "{err}");
     let before = exported(&sim, "DeviceProcessEvents").len();
@@ -198,7 +202,20 @@ async fn the_filter_and_projection_shape_what_is_sent() {
     assert_eq!(out.len(), expected);
     let mut cols: Vec<&str> = out[0].as_object().unwrap().keys().map(String::as_str).collect();
     cols.sort();
-    assert_eq!(cols, ["DeviceName", "FileName", "ProcessCommandLine", "TimeGenerated", "Timestamp", "XdrsyncRowKey"]);
+    assert_eq!(
+        cols,
+        [
+            "DefenderTenantId",
+            "DeviceName",
+            "FileName",
+            "ProcessCommandLine",
+            "TimeGenerated",
+            "Timestamp",
+            "XdrsyncRowKey"
+        ]
+    );
+    // One tenant: every row is XDRSYNC_TENANT_ID's.
+    assert!(out.iter().all(|r| r["DefenderTenantId"] == s.config.tenant_id.as_str()));
 }
 
 #[tokio::test]

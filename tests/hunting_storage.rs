@@ -137,8 +137,12 @@ async fn a_crash_after_acceptance_resends_at_most_one_chunk_and_a_restart_resume
     let one_blob = rows("DeviceProcessEvents", 3_000, hour, 0);
     f.writer.append(table, &one_blob).await.unwrap();
     let mut first = ports(&f).await;
-    first.hunting_logs =
-        Arc::new(LoseAnswer { inner: first.hunting_logs.clone(), calls: AtomicUsize::new(0), lose_at: 2 });
+    first.hunting_logs = Arc::new(LoseAnswer {
+        inner: first.hunting_logs.clone(),
+        calls: AtomicUsize::new(0),
+        lose_at: 2,
+        only_tenant: None,
+    });
     assert!(jobs::hunting_storage(&first).await.is_err());
     let second = ports(&f).await;
     jobs::hunting_storage(&second).await.expect("the restart completes");
@@ -147,4 +151,27 @@ async fn a_crash_after_acceptance_resends_at_most_one_chunk_and_a_restart_resume
     let resent: usize = got.values().map(|n| n - 1).sum();
     let per_chunk = (4 * 1024 * 1024) / 3_000 + 1_300;
     assert!(resent > 0 && resent <= per_chunk, "re-sends stay within one chunk: {resent}");
+}
+
+#[tokio::test]
+async fn rows_of_two_tenants_in_one_storage_account_keep_their_tenant() {
+    let f = fixture().await;
+    let s = ports(&f).await;
+    // A second customer's Streaming API writes to the same account (its own `tenantId=` path);
+    // the rows are the same on purpose.
+    let other = "9a8b7c6d-0000-4000-8000-00000000000b";
+    let other_writer = StreamingWriter::azurite(f._azurite.blob_port, other);
+    let start = OffsetDateTime::now_utc() - time::Duration::minutes(40);
+    let mails = rows("EmailEvents", 200, start, 0);
+    f.writer.append("EmailEvents", &mails).await.unwrap();
+    other_writer.append("EmailEvents", &mails).await.unwrap();
+    jobs::hunting_storage(&s).await.expect("storage export runs");
+    let out = f.sim.sim.world().logs.get("Custom-EmailEvents").cloned().unwrap_or_default();
+    assert_eq!(out.len(), 400);
+    for tenant in [f.sim.sim.config.tenant_id.as_str(), other] {
+        let mine: Vec<&Value> = out.iter().filter(|r| r["DefenderTenantId"] == tenant).collect();
+        assert_eq!(mine.len(), 200, "{tenant}");
+        let keys: std::collections::HashSet<&str> = mine.iter().map(|r| r["XdrsyncRowKey"].as_str().unwrap()).collect();
+        assert_eq!(keys.len(), 200, "{tenant}: each row once");
+    }
 }

@@ -118,14 +118,7 @@ fn labels(r: &xdrsync_sim::sim::model::SentinelRecord) -> Vec<String> {
 }
 
 async fn control(sims: &RunningTenantSims, method: reqwest::Method, path: &str, body: Value) -> Value {
-    let r = reqwest::Client::new()
-        .request(method, format!("{}{path}", sims.base_url()))
-        .json(&body)
-        .send()
-        .await
-        .expect("sim reachable");
-    assert!(r.status().is_success(), "{path}: {}", r.status());
-    r.json().await.unwrap_or(Value::Null)
+    sim_control(&sims.base_url(), method, path, body).await
 }
 
 #[tokio::test]

@@ -307,7 +307,9 @@ async fn gather(s: &Ports) -> Facts {
         if s.is_multi_tenant() { Vec::new() } else { crate::usecase::failures::list(s).await.unwrap_or_default() };
     let mut jobs = Vec::new();
     let mut workspace_jobs = Vec::new();
-    for (feed, every) in job_feeds(s) {
+    // With many tenants the query source runs per tenant: its feed is judged per tenant.
+    let per_tenant = |feed: &str| s.is_multi_tenant() && feed == HUNTING_FEED;
+    for (feed, every) in job_feeds(s).into_iter().filter(|(f, _)| !per_tenant(f)) {
         if feed == ALERTS_FEED && s.is_multi_tenant() {
             // One attach run per workspace, each with its own feed row (“Native alerts”).
             for w in s.each_workspace() {
@@ -326,7 +328,7 @@ async fn gather(s: &Ports) -> Facts {
 }
 
 /// The optional jobs that are on, each with the interval of its schedule.
-fn job_feeds(s: &Ports) -> Vec<(&'static str, Duration)> {
+pub(crate) fn job_feeds(s: &Ports) -> Vec<(&'static str, Duration)> {
     let now = s.clock.now();
     let every = |expr: &str| {
         crate::schedule::Schedule::parse(expr)

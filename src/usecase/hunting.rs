@@ -145,7 +145,8 @@ pub async fn export_table(
         let mut out = Vec::with_capacity(step.fresh.len());
         for ((row, p), keep) in rows.into_iter().zip(keep) {
             if keep {
-                if let Ok(v) = map_row(table, row, &p.key, &rules) {
+                // The tenant of this scope: the one whose token ran the query.
+                if let Ok(v) = map_row(table, row, &p.key, &s.config.tenant_id, &rules) {
                     out.push(v);
                 }
             }

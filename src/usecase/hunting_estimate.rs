@@ -3,6 +3,8 @@
 //! query whose rows, mapped as they would be sent (projection applied), give the average size.
 //! Rows and MB per day are the sample scaled to 24 hours: a busy or quiet sample hour skews it,
 //! so a longer sample (`--sample P1D`) is steadier. Two queries per table, within the budget.
+//! With many Defender tenants, the command runs this in each tenant's scope (its own token and
+//! budget).
 
 use serde::Serialize;
 use time::Duration;
@@ -18,6 +20,11 @@ const SAMPLE_ROWS: usize = 200;
 #[derive(Debug, Clone, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Estimate {
+    /// The Defender tenant sampled (multi-tenant mode only: each tenant is estimated).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tenant_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
     pub table: String,
     pub sample_seconds: i64,
     pub sample_rows: u64,
@@ -80,12 +87,15 @@ pub async fn estimate(s: &Ports, table: &'static TableDef, sample: Duration) -> 
         .into_iter()
         .filter_map(|r| {
             let key = row_key(&r);
-            map_row(table, r, &key, &rules).ok().map(|v| v.to_string().len() + 1)
+            map_row(table, r, &key, &s.config.tenant_id, &rules).ok().map(|v| v.to_string().len() + 1)
         })
         .collect();
     let average = if sizes.is_empty() { 0 } else { sizes.iter().sum::<usize>() / sizes.len() } as u64;
     let per_day = (rows as f64 * 86_400.0 / sample.whole_seconds().max(1) as f64).round() as u64;
+    let multi = s.is_multi_tenant();
     Ok(Estimate {
+        tenant_id: multi.then(|| s.config.tenant_id.clone()),
+        tenant: multi.then(|| s.tenant_name()),
         table: table.name.to_string(),
         sample_seconds: sample.whole_seconds(),
         sample_rows: rows,

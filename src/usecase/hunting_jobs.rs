@@ -8,14 +8,34 @@ use crate::usecase::Ports;
 pub const HUNTING_EXPORT_NAME: &str = "HuntingExport";
 
 /// One tick of the advanced-hunting query source; off when `XDRSYNC_HUNTING_TABLES` is empty.
+/// With many Defender tenants, every tenant's tables (`hunting_tenants`); `Err` names the
+/// tenants that failed.
 pub async fn hunting_export(s: &Ports) -> Result<String, String> {
     if s.config.hunting.tables.is_empty() {
         return Ok("hunting export is off (XDRSYNC_HUNTING_TABLES is empty)".into());
     }
-    let reports = crate::usecase::hunting::export_all(s).await?;
-    let parts: Vec<String> =
-        reports.iter().map(|r| format!("{} {} rows in {} queries", r.table, r.rows_sent, r.queries)).collect();
-    Ok(format!("hunting export: {}", parts.join(", ")))
+    let line = |reports: &[crate::usecase::hunting::TableReport]| {
+        let parts: Vec<String> =
+            reports.iter().map(|r| format!("{} {} rows in {} queries", r.table, r.rows_sent, r.queries)).collect();
+        parts.join(", ")
+    };
+    if !s.is_multi_tenant() {
+        let reports = crate::usecase::hunting::export_all(s).await?;
+        return Ok(format!("hunting export: {}", line(&reports)));
+    }
+    let (mut parts, mut failed) = (Vec::new(), Vec::new());
+    for (name, outcome) in crate::usecase::hunting_tenants::export_tenants(s).await {
+        match outcome {
+            Ok(reports) => parts.push(format!("{name}: {}", line(&reports))),
+            Err(e) => failed.push(format!("{name}: {e}")),
+        }
+    }
+    let summary = format!("hunting export: {}", parts.join("; "));
+    if failed.is_empty() {
+        Ok(summary)
+    } else {
+        Err(format!("{summary}; failed: {}", failed.join("; ")))
+    }
 }
 
 /// The Event Hub function (Streaming API → Event Hub).

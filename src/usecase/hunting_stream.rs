@@ -2,6 +2,7 @@
 //! of Defender's Streaming API, from Event Hub events (the `HuntingEventHub` function) or from
 //! the storage account's append blobs (`hunting_storage`), unwrapped, filtered and projected in
 //! xdrsync by the same per-table settings as the query source, and sent to `Custom-<Table>`.
+//! Each row's `DefenderTenantId` is its record's `tenantId`: one stream may carry many tenants.
 
 use serde::Serialize;
 use serde_json::Value;
@@ -72,7 +73,10 @@ pub async fn export_records(s: &Ports, parsed: Parsed) -> Result<StreamReport, P
     let mut by_table: Vec<(&'static TableDef, Vec<Value>)> = Vec::new();
     for row in parsed.rows {
         let rules = s.config.hunting.rules_for(row.table);
-        match filter_and_map(row.table, row.row, &rules) {
+        // The record names its tenant; one without `tenantId` (not documented to happen) is
+        // taken as this scope's tenant.
+        let tenant = row.tenant.as_deref().unwrap_or(&s.config.tenant_id);
+        match filter_and_map(row.table, row.row, tenant, &rules) {
             Ok(Some(v)) => match by_table.iter_mut().find(|(t, _)| t.name == row.table.name) {
                 Some((_, rows)) => rows.push(v),
                 None => by_table.push((row.table, vec![v])),

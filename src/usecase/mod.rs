@@ -11,6 +11,7 @@ pub mod hunting_estimate;
 pub mod hunting_jobs;
 pub mod hunting_storage;
 pub mod hunting_stream;
+pub mod hunting_tenants;
 pub mod jobs;
 pub mod locks;
 pub mod migrate;

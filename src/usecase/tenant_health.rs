@@ -1,5 +1,5 @@
-//! Health per Defender tenant (ARCHITECTURE.md: “Tenants”): each tenant's Defender feed and
-//! failures are assessed on their own, so one tenant whose consent was revoked shows
+//! Health per Defender tenant (ARCHITECTURE.md: “Tenants”): each tenant's Defender feed, its
+//! advanced-hunting query source (when on) and failures are assessed on their own, so one tenant whose consent was revoked shows
 //! `unhealthy` with the missing permission while the others stay `healthy`. The service as a
 //! whole is then `degraded` (it still syncs the others), and `unhealthy` only when every tenant
 //! is, or for what all share (storage, a workspace's sweep). Removed tenants are listed.
@@ -7,8 +7,8 @@
 use serde::Serialize;
 use time::{Duration, OffsetDateTime};
 
-use crate::records::INCIDENTS_FEED;
-use crate::usecase::health::{assess, feed_facts, Facts};
+use crate::records::{HUNTING_FEED, INCIDENTS_FEED};
+use crate::usecase::health::{assess, feed_facts, job_feeds, Facts};
 use crate::usecase::tenants::removed_tenants;
 use crate::usecase::Ports;
 
@@ -39,13 +39,21 @@ pub async fn combine(
         let (reachable, feed) = feed_facts(&t, INCIDENTS_FEED).await;
         let lag_seconds = feed.2.map(|w| (now - w).whole_seconds());
         let failures = crate::usecase::failures::list(&t).await.unwrap_or_default();
+        // The query source runs in each tenant's scope, judged on its own schedule.
+        let mut jobs = Vec::new();
+        let mut reachable = reachable;
+        for (job, every) in job_feeds(&t).into_iter().filter(|(f, _)| *f == HUNTING_FEED) {
+            let (ok, (job, health, _)) = feed_facts(&t, job).await;
+            reachable &= ok;
+            jobs.push((job, health, every));
+        }
         let facts = Facts {
             storage_reachable: reachable,
             feeds: vec![feed],
             queue_backlog: None,
             poison: None,
             failures,
-            jobs: Vec::new(),
+            jobs,
             workspace_jobs: Vec::new(),
         };
         let (tenant_status, tenant_reasons) = assess(&facts, now, interval);

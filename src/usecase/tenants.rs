@@ -1,5 +1,6 @@
 //! Many Defender tenants (ARCHITECTURE.md: “Tenants”): the per-tenant ports (each tenant's own
-//! Graph client, token source and call budget; its workspace and data collection rule) and the
+//! Graph client, token source and call budget; its advanced hunting with its own budget; its
+//! workspace and data collection rule) and the
 //! scoping of [`Ports`] to one tenant. A scoped `Ports` has that tenant in `config.tenant_id`, so
 //! every use case (poll, reconcile, failures, owners) runs unchanged inside one tenant's
 //! partition. Without `XDRSYNC_DEFENDER_TENANTS` there is no directory and the one tenant is
@@ -12,7 +13,7 @@ use time::OffsetDateTime;
 use crate::config::{Config, DefenderTenant};
 use crate::domain::tenants::TenantBadge;
 use crate::error::PortError;
-use crate::ports::{DefenderApi, Entity, LogQuery, LogsIngestion, SentinelApi, Table};
+use crate::ports::{DefenderApi, Entity, HuntingApi, LogQuery, LogsIngestion, SentinelApi, Table};
 use crate::state::{decode, put, RowKey};
 use crate::usecase::Ports;
 
@@ -32,6 +33,9 @@ pub struct TenantPorts {
     pub logs: Arc<dyn LogsIngestion>,
     /// The Log Analytics query API of its workspace (“Native alerts”).
     pub log_query: Arc<dyn LogQuery>,
+    /// Advanced hunting in this tenant: its token source, its own `runHuntingQuery` budget (the
+    /// quota is per tenant). Its rows go to the one hunting DCR (`Ports::hunting_logs`).
+    pub hunting: Arc<dyn HuntingApi>,
 }
 
 /// Every configured tenant's ports (empty in single-tenant mode).
@@ -101,6 +105,7 @@ impl Ports {
         s.sentinel = t.sentinel.clone();
         s.logs = t.logs.clone();
         s.log_query = t.log_query.clone();
+        s.hunting = t.hunting.clone();
         s
     }
 

@@ -158,12 +158,32 @@ pub async fn after_polls(sim: &RunningSim, runner: &Runner, services: &Ports, n:
     polls() - from
 }
 
+/// POSTs, PUTs or DELETEs a control path of a (multi-tenant) simulator at `base`; the answer's
+/// JSON, if any.
+pub async fn sim_control(
+    base: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: serde_json::Value,
+) -> serde_json::Value {
+    let r = reqwest::Client::new()
+        .request(method, format!("{base}{path}"))
+        .json(&body)
+        .send()
+        .await
+        .expect("sim reachable");
+    assert!(r.status().is_success(), "{path}: {}", r.status());
+    r.json().await.unwrap_or(serde_json::Value::Null)
+}
+
 /// Logs Ingestion that stores every upload but, at the chosen call, loses the answer (the rows
 /// are in the workspace, xdrsync is told it failed): the crash between acceptance and cursor.
+/// With `only_tenant`, only uploads of that tenant's rows (`DefenderTenantId`) are counted.
 pub struct LoseAnswer {
     pub inner: std::sync::Arc<dyn xdrsync::ports::LogsIngestion>,
     pub calls: std::sync::atomic::AtomicUsize,
     pub lose_at: usize,
+    pub only_tenant: Option<String>,
 }
 
 #[async_trait::async_trait]
@@ -175,7 +195,9 @@ impl xdrsync::ports::LogsIngestion for LoseAnswer {
         on: &dyn xdrsync::ports::AcceptedRows,
     ) -> Result<xdrsync::ports::UploadReport, xdrsync::error::PortError> {
         let r = self.inner.upload_reporting(stream, rows, on).await?;
-        if self.calls.fetch_add(1, Ordering::SeqCst) + 1 == self.lose_at {
+        let counted =
+            self.only_tenant.as_deref().is_none_or(|t| rows.first().is_some_and(|r| r["DefenderTenantId"] == t));
+        if counted && self.calls.fetch_add(1, Ordering::SeqCst) + 1 == self.lose_at {
             return Err(xdrsync::error::PortError::unavailable(
                 "logs-ingestion",
                 "connection reset after the rows were stored",

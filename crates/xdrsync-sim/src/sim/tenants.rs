@@ -2,9 +2,10 @@
 //! every tenant: Entra issues a token from the tenant named in the token endpoint's path
 //! (`/{tenant}/oauth2/v2.0/token`), and Graph answers from the tenant that issued the bearer
 //! token. Each Defender tenant is a whole [`Sim`] of its own (incidents, alerts, users, comments,
-//! permissions, faults, Graph budget), so incident ids overlap across tenants as they do in
-//! reality. The primary sim holds the workspace tenant: ARM, Logs Ingestion, the managed-identity
-//! endpoint and its own Graph.
+//! permissions, faults, Graph budget, advanced-hunting tables and their `runHuntingQuery` quota,
+//! documented per tenant), so incident ids overlap across tenants as they do in reality. The
+//! primary sim holds the workspace tenant: ARM, Logs Ingestion, the managed-identity endpoint and
+//! its own Graph.
 //!
 //! Extra workspaces (routing) are whole sims too: their ARM paths, their DCR and their query API
 //! (by resource id or Workspace ID) reach them, so each runs the analytics rule over its own

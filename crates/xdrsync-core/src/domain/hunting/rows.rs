@@ -1,17 +1,20 @@
 //! One Defender row → one `<Table>_CL` row: the table's columns under their own names (a name
 //! Log Analytics reserves gets a trailing `_`), `TimeGenerated` = `Timestamp`, every column this
 //! build does not know kept in `AdditionalFields` (merged into the table's own
-//! `AdditionalFields` object where it has one, never dropped), and `XdrsyncRowKey`, a digest of
-//! the row as Defender sent it. `ReportId` alone is not unique (Microsoft: unique only together
-//! with the device and `Timestamp`), so the key is a digest for every table; a re-sent row has
-//! the same key, so `summarize arg_max(TimeGenerated, *) by XdrsyncRowKey` removes re-sends.
+//! `AdditionalFields` object where it has one, never dropped), `XdrsyncRowKey`, a digest of
+//! the row as Defender sent it, and `DefenderTenantId`, the tenant it came from (lower-cased;
+//! kept by every projection, like the key). `ReportId` alone is not unique (Microsoft: unique
+//! only together with the device and `Timestamp`), so the key is a digest for every table; a
+//! re-sent row has the same key, so `summarize arg_max(TimeGenerated, *) by DefenderTenantId,
+//! XdrsyncRowKey` removes re-sends (the key digests the row alone: two tenants could send equal
+//! rows).
 
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
 use super::filter::Expr;
-use super::schema::{output_name, TableDef, ADDITIONAL_FIELDS, ROW_KEY, TIMESTAMP, TIME_GENERATED};
+use super::schema::{output_name, TableDef, ADDITIONAL_FIELDS, ROW_KEY, TENANT_COLUMN, TIMESTAMP, TIME_GENERATED};
 use crate::domain::time_fmt;
 
 /// A row that cannot be exported: no readable `Timestamp`.
@@ -41,8 +44,14 @@ pub struct RowRules {
     pub columns: Option<Vec<String>>,
 }
 
-/// Maps one row; `key` is [`row_key`] of the row as received.
-pub fn map_row(table: &TableDef, row: Map<String, Value>, key: &str, rules: &RowRules) -> Result<Value, NoTimestamp> {
+/// Maps one row of Defender tenant `tenant`; `key` is [`row_key`] of the row as received.
+pub fn map_row(
+    table: &TableDef,
+    row: Map<String, Value>,
+    key: &str,
+    tenant: &str,
+    rules: &RowRules,
+) -> Result<Value, NoTimestamp> {
     let ts = timestamp(&row)?;
     let mut out = Map::new();
     let mut unknown = Map::new();
@@ -75,6 +84,7 @@ pub fn map_row(table: &TableDef, row: Map<String, Value>, key: &str, rules: &Row
     }
     out.insert(TIME_GENERATED.into(), Value::String(time_fmt::format(ts)));
     out.insert(ROW_KEY.into(), Value::String(key.to_string()));
+    out.insert(TENANT_COLUMN.into(), Value::String(tenant.to_ascii_lowercase()));
     Ok(Value::Object(out))
 }
 
@@ -106,6 +116,7 @@ fn merge_additional(own: Option<Value>, unknown: Map<String, Value>) -> Option<V
 pub fn filter_and_map(
     table: &TableDef,
     row: Map<String, Value>,
+    tenant: &str,
     rules: &RowRules,
 ) -> Result<Option<Value>, NoTimestamp> {
     if let Some(f) = &rules.filter {
@@ -114,7 +125,7 @@ pub fn filter_and_map(
         }
     }
     let key = row_key(&row);
-    map_row(table, row, &key, rules).map(Some)
+    map_row(table, row, &key, tenant, rules).map(Some)
 }
 
 #[cfg(test)]
@@ -132,8 +143,9 @@ mod tests {
         let row = obj(json!({"Timestamp": "2024-05-01T10:00:00.1234567Z", "FileName": "cmd.exe",
             "AdditionalFields": "{\"a\":1}", "BrandNewColumn": 7}));
         let key = row_key(&row);
-        let out = map_row(t, row.clone(), &key, &RowRules::default()).unwrap();
+        let out = map_row(t, row.clone(), &key, "1F2E3D4C-0000-4000-8000-000000000001", &RowRules::default()).unwrap();
         assert_eq!(out["FileName"], "cmd.exe");
+        assert_eq!(out["DefenderTenantId"], "1f2e3d4c-0000-4000-8000-000000000001", "the tenant, lower-cased");
         assert_eq!(out["Timestamp"], "2024-05-01T10:00:00.1234567Z");
         assert_eq!(out["TimeGenerated"], "2024-05-01T10:00:00.1234567Z");
         assert_eq!(out["AdditionalFields"], json!({"a": 1, "BrandNewColumn": 7}));
@@ -145,23 +157,27 @@ mod tests {
     fn reserved_names_are_renamed_and_projection_keeps_only_what_was_asked() {
         let t = TableDef::find("AlertInfo").unwrap();
         let row = obj(json!({"Timestamp": "2024-05-01T10:00:00Z", "Title": "x", "Severity": "High", "Extra": 1}));
-        let out = map_row(t, row.clone(), "k", &RowRules::default()).unwrap();
+        let out = map_row(t, row.clone(), "k", "t1", &RowRules::default()).unwrap();
         assert_eq!(out["Title_"], "x");
         assert!(out.get("Title").is_none());
         assert_eq!(out["AdditionalFields"], json!({"Extra": 1}));
         let rules = RowRules { columns: Some(vec!["Severity".into()]), ..Default::default() };
-        let out = map_row(t, row, "k", &rules).unwrap();
+        let out = map_row(t, row, "k", "t1", &rules).unwrap();
         let keys: Vec<&str> = out.as_object().unwrap().keys().map(String::as_str).collect();
-        assert_eq!(keys, ["Severity", "TimeGenerated", "Timestamp", "XdrsyncRowKey"]);
+        assert_eq!(keys, ["DefenderTenantId", "Severity", "TimeGenerated", "Timestamp", "XdrsyncRowKey"]);
+        assert_eq!(out["DefenderTenantId"], "t1", "a projection never drops the tenant");
     }
 
     #[test]
     fn a_row_without_timestamp_is_refused_and_filters_drop_rows() {
         let t = TableDef::find("EmailEvents").unwrap();
-        assert_eq!(map_row(t, obj(json!({"Subject": "x"})), "k", &RowRules::default()), Err(NoTimestamp));
+        assert_eq!(map_row(t, obj(json!({"Subject": "x"})), "k", "t1", &RowRules::default()), Err(NoTimestamp));
         let rules =
             RowRules { filter: super::super::filter::parse("EmailDirection == 'Inbound'").unwrap(), columns: None };
         let row = obj(json!({"Timestamp": "2024-05-01T10:00:00Z", "EmailDirection": "Outbound"}));
-        assert_eq!(filter_and_map(t, row, &rules), Ok(None));
+        assert_eq!(filter_and_map(t, row, "t1", &rules), Ok(None));
+        let inbound = obj(json!({"Timestamp": "2024-05-01T10:00:00Z", "EmailDirection": "Inbound"}));
+        let kept = filter_and_map(t, inbound, "t2", &rules).unwrap().expect("passes the filter");
+        assert_eq!(kept["DefenderTenantId"], "t2");
     }
 }

@@ -1,6 +1,6 @@
 //! Table definitions: a Defender advanced-hunting table, its columns and KQL types, and the
 //! columns of its `<Table>_CL` copy in the workspace (the same, plus `TimeGenerated`,
-//! `AdditionalFields` where the table has none, and `XdrsyncRowKey`).
+//! `AdditionalFields` where the table has none, `XdrsyncRowKey` and `DefenderTenantId`).
 
 use serde::Serialize;
 
@@ -54,6 +54,9 @@ pub const ADDITIONAL_FIELDS: &str = "AdditionalFields";
 /// Column holding the row's stable key (a digest of the row as Defender sent it).
 pub const ROW_KEY: &str = "XdrsyncRowKey";
 pub const TIME_GENERATED: &str = "TimeGenerated";
+/// Column naming the Defender tenant a row came from (many tenants share one `<Table>_CL`).
+/// Not `TenantId`: Log Analytics reserves that name for the workspace's own tenant.
+pub const TENANT_COLUMN: &str = "DefenderTenantId";
 pub const TIMESTAMP: &str = "Timestamp";
 
 impl TableDef {
@@ -79,7 +82,8 @@ impl TableDef {
 
     /// The columns of `<Table>_CL` and of its stream: the table's own (a name Log Analytics
     /// reserves, such as `Title`, gets a trailing `_`), then `TimeGenerated`, `AdditionalFields`
-    /// (if the table has none) and `XdrsyncRowKey`.
+    /// (if the table has none), `XdrsyncRowKey` and `DefenderTenantId`. Everything after
+    /// `TimeGenerated` is added by the export, never sent by Defender.
     pub fn output_columns(&self) -> Vec<(String, KqlType)> {
         let mut cols: Vec<(String, KqlType)> = self.columns.iter().map(|(c, t)| (output_name(c), *t)).collect();
         cols.push((TIME_GENERATED.into(), KqlType::DateTime));
@@ -87,6 +91,7 @@ impl TableDef {
             cols.push((ADDITIONAL_FIELDS.into(), KqlType::Dynamic));
         }
         cols.push((ROW_KEY.into(), KqlType::Str));
+        cols.push((TENANT_COLUMN.into(), KqlType::Str));
         cols
     }
 }
@@ -144,6 +149,18 @@ mod tests {
                 assert!(c.chars().all(|x| x.is_ascii_alphanumeric() || x == '_'), "{c}");
                 assert!(!RESERVED_COLUMNS.iter().any(|r| r.eq_ignore_ascii_case(c)), "{}: reserved {c}", t.name);
             }
+        }
+    }
+
+    #[test]
+    fn the_tenant_column_is_in_every_table_and_collides_with_nothing() {
+        assert!(!RESERVED_COLUMNS.iter().any(|r| r.eq_ignore_ascii_case(TENANT_COLUMN)));
+        for t in TABLES {
+            assert!(t.column(TENANT_COLUMN).is_none(), "{} has a Defender column of that name", t.name);
+            let out = t.output_columns();
+            assert_eq!(out.last(), Some(&(TENANT_COLUMN.to_string(), KqlType::Str)), "{}", t.name);
+            let generated = out.iter().position(|(c, _)| c == TIME_GENERATED).unwrap();
+            assert!(out.iter().position(|(c, _)| c == TENANT_COLUMN).unwrap() > generated, "added by the export");
         }
     }
 

@@ -4,7 +4,8 @@
 //! blobs carry records one JSON document per line (documented: the category naming and
 //! `properties`; assumed: that a storage blob line may also hold a `{"records": [...]}` batch,
 //! which is read the same way). `properties` is the advanced-hunting row; a row without
-//! `Timestamp` takes the record's `time`.
+//! `Timestamp` takes the record's `time`. The record's `tenantId` (documented: "the Id of the
+//! tenant that the event belongs to") is the row's `DefenderTenantId`.
 
 use serde_json::{Map, Value};
 
@@ -15,6 +16,9 @@ use super::schema::{TableDef, TIMESTAMP};
 pub struct StreamRow {
     pub table: &'static TableDef,
     pub row: Map<String, Value>,
+    /// The record's `tenantId`; `None` when the record has none (the caller then falls back to
+    /// its own tenant).
+    pub tenant: Option<String>,
 }
 
 /// What one chunk of records held.
@@ -57,7 +61,8 @@ fn add_record(out: &mut Parsed, record: &Value) {
             row.insert(TIMESTAMP.into(), t.clone());
         }
     }
-    out.rows.push(StreamRow { table, row });
+    let tenant = obj.get("tenantId").and_then(Value::as_str).map(str::trim).filter(|t| !t.is_empty());
+    out.rows.push(StreamRow { table, row, tenant: tenant.map(str::to_ascii_lowercase) });
 }
 
 /// Adds a document: a record, or `{"records": [...]}`.
@@ -107,6 +112,12 @@ mod tests {
         assert_eq!(p.rows[0].table.name, "DeviceProcessEvents");
         assert_eq!(p.rows[0].row["Timestamp"], "2024-05-01T10:00:00Z", "time stands in for a missing Timestamp");
         assert_eq!(p.unknown_category, 1);
+        assert_eq!(p.rows[0].tenant.as_deref(), Some("t"), "the record's tenantId");
+        let mut untagged = rec("AdvancedHunting-EmailEvents");
+        untagged.as_object_mut().unwrap().remove("tenantId");
+        let mut p = Parsed::default();
+        add_document(&mut p, &untagged);
+        assert_eq!(p.rows[0].tenant, None);
         let text =
             format!("{}\n\nnot json\n{}\n", rec("AdvancedHunting-EmailEvents"), rec("AdvancedHunting-EmailEvents"));
         let p = parse_lines(&text);
