@@ -457,3 +457,34 @@ async fn idempotent_writes_whose_answer_is_lost_are_retried_harmlessly() {
     assert_eq!(sim_stat(&sim, "arm.commit_then_fail").await, 1);
     assert_eq!(sim.sim.world().sentinel[&name].comments.len(), 1, "a PUT by name lands once");
 }
+
+/// What the simulated DCR stored of `rows(…)`: their `Seq`s in order.
+async fn stored_seqs(sim: &xdrsync_sim::sim::RunningSim) -> Vec<u64> {
+    let stored = sim_get(sim, "/_sim/logs/Custom-XdrsyncAlerts").await;
+    stored.as_array().map(|a| a.iter().map(|r| r["Seq"].as_u64().unwrap()).collect()).unwrap_or_default()
+}
+
+#[tokio::test]
+async fn logs_upload_past_the_dcrs_calls_a_minute_is_throttled_and_keeps_what_was_accepted() {
+    let mut cfg = SimConfig::demo();
+    cfg.options.logs_requests_per_minute = 2;
+    let (sim, s) = setup(cfg).await;
+    let e = s.logs.upload("Custom-XdrsyncAlerts", &rows(3000, 900)).await.unwrap_err();
+    assert!(matches!(e, PortError::Throttled { .. }), "{e:?}");
+    assert_eq!(e.reaction(), Reaction::Retry, "the caller retries later (its cursor has not moved)");
+    assert!(sim_stat(&sim, "logs.throttled").await >= 1);
+    let seqs = stored_seqs(&sim).await;
+    assert!(!seqs.is_empty() && seqs.len() < 3000, "two calls' rows were accepted: {}", seqs.len());
+    assert_eq!(seqs, (0..seqs.len() as u64).collect::<Vec<u64>>(), "a prefix, each row once");
+}
+
+#[tokio::test]
+async fn logs_upload_past_the_dcrs_data_a_minute_is_throttled() {
+    let mut cfg = SimConfig::demo();
+    cfg.options.logs_bytes_per_minute = 1_500_000;
+    let (sim, s) = setup(cfg).await;
+    let e = s.logs.upload("Custom-XdrsyncAlerts", &rows(3000, 900)).await.unwrap_err();
+    assert!(matches!(e, PortError::Throttled { .. }), "{e:?}");
+    let seqs = stored_seqs(&sim).await;
+    assert!(!seqs.is_empty() && seqs.len() < 2000, "only the first ~1 MB call fits: {}", seqs.len());
+}

@@ -1,6 +1,7 @@
 //! Simulated Logs Ingestion API: `POST /dataCollectionRules/{dcr}/streams/{stream}`. Strict
 //! like the service: api-version required, known DCR and declared stream, JSON array of
-//! objects, optional gzip, more than 1 MB compressed *or* uncompressed is a 413, 204 on success.
+//! objects, optional gzip, more than 1 MB compressed *or* uncompressed is a 413, more than 2 GB or
+//! 12,000 calls a minute per DCR a 429 with `Retry-After` (`SimOptions`), 204 on success.
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -105,6 +106,16 @@ async fn ingest(
             format!("Uncompressed body exceeds the {MAX_BYTES}-byte limit"),
         );
     }
+    if let Some(wait) = over_dcr_limits(&sim, &dcr, raw.len() as u64) {
+        sim.stats.bump("logs.throttled");
+        let mut r = err(
+            StatusCode::TOO_MANY_REQUESTS,
+            "TooManyRequests",
+            "The data collection rule's limit of data or requests per minute was reached".into(),
+        );
+        r.headers_mut().insert("retry-after", wait.to_string().parse().expect("digits are a valid header"));
+        return r;
+    }
     let rows = match serde_json::from_slice::<Value>(&raw) {
         Ok(Value::Array(rows)) if rows.iter().all(Value::is_object) => rows,
         Ok(_) => return err(StatusCode::BAD_REQUEST, "InvalidPayload", "Body must be a JSON array of objects".into()),
@@ -142,4 +153,24 @@ async fn ingest(
     super::alert_rule::on_ingest(&sim, &mut world, &stream, &rows);
     world.logs.entry(stream).or_default().extend(rows);
     empty(StatusCode::NO_CONTENT)
+}
+
+/// Counts one call of `bytes` against the DCR's sliding minute; `Some(seconds to wait)` when it
+/// would pass the data or request limit (the call is then not counted).
+fn over_dcr_limits(sim: &Sim, dcr: &str, bytes: u64) -> Option<u64> {
+    let options = sim.options();
+    let now = std::time::Instant::now();
+    let minute = std::time::Duration::from_secs(60);
+    let mut windows = sim.logs_window.lock().unwrap_or_else(|p| p.into_inner());
+    let window = windows.entry(dcr.to_ascii_lowercase()).or_default();
+    while window.front().is_some_and(|(t, _)| now.duration_since(*t) >= minute) {
+        window.pop_front();
+    }
+    let sent: u64 = window.iter().map(|(_, b)| b).sum();
+    if window.len() >= options.logs_requests_per_minute as usize || sent + bytes > options.logs_bytes_per_minute {
+        let oldest = window.front().map_or(now, |(t, _)| *t);
+        return Some((minute.saturating_sub(now.duration_since(oldest))).as_secs().max(1));
+    }
+    window.push_back((now, bytes));
+    None
 }

@@ -114,6 +114,11 @@ pub struct SimOptions {
     /// The engine groups every rule alert into one incident, whatever source incident it names
     /// (default false: one incident per source incident), to test a target holding two sources.
     pub engine_groups_all: bool,
+    /// Logs Ingestion's per-DCR limits over a sliding minute (documented: 2 GB of data and
+    /// 12,000 requests a minute per DCR, beyond them 429 with `Retry-After`). Data is counted
+    /// uncompressed, the stricter reading.
+    pub logs_bytes_per_minute: u64,
+    pub logs_requests_per_minute: u32,
 }
 
 impl Default for SimOptions {
@@ -128,6 +133,8 @@ impl Default for SimOptions {
             alert_rule_delay_ms: 0,
             correlation_engine: false,
             engine_groups_all: false,
+            logs_bytes_per_minute: 2_000_000_000,
+            logs_requests_per_minute: 12_000,
         }
     }
 }
@@ -226,6 +233,9 @@ pub struct Sim {
     pub stats: faults::Stats,
     /// When each Graph call of the last minute was answered (the budget's window).
     pub graph_window: std::sync::Mutex<std::collections::VecDeque<std::time::Instant>>,
+    /// Logs Ingestion calls of the last minute per DCR (immutable id): when and how many bytes.
+    pub logs_window:
+        std::sync::Mutex<std::collections::HashMap<String, std::collections::VecDeque<(std::time::Instant, u64)>>>,
     pub options: std::sync::Mutex<SimOptions>,
     pub permissions: std::sync::Mutex<Permissions>,
     /// Where simulated automation rules deliver the playbook payload (`None` = off).
@@ -243,6 +253,7 @@ impl Sim {
             world: std::sync::Mutex::new(World::new(&config)),
             options: std::sync::Mutex::new(config.options.clone()),
             graph_window: Default::default(),
+            logs_window: Default::default(),
             permissions: std::sync::Mutex::new(config.permissions.clone()),
             rules: std::sync::Mutex::new(arm_rules::WorkspaceRules::microsoft_defaults(&config.tenant_id)),
             config,
