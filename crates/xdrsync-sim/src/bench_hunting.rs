@@ -70,6 +70,8 @@ pub struct HuntingBenchReport {
     pub megabytes_per_second: f64,
     pub ingestion_calls: u64,
     pub ingestion_calls_per_10k_rows: f64,
+    /// 429s the simulated DCR answered (2 GB or 12,000 calls a minute).
+    pub ingestion_429s: u64,
     pub hunting_queries: u64,
     pub hunting_429s: u64,
     pub tenant_hunting_calls_per_minute: usize,
@@ -178,6 +180,7 @@ pub async fn run(opts: HuntingBenchOptions) -> anyhow::Result<HuntingBenchReport
         megabytes_per_second: megabytes / seconds,
         ingestion_calls: calls,
         ingestion_calls_per_10k_rows: calls as f64 * 10_000.0 / rows_arrived.max(1) as f64,
+        ingestion_429s: stat("logs.throttled"),
         hunting_queries: stat("hunting.queries"),
         hunting_429s: stat("hunting.throttled"),
         tenant_hunting_calls_per_minute: tenant_quota,
@@ -201,8 +204,8 @@ pub fn print(r: &HuntingBenchReport) {
         r.rows_per_second, r.megabytes_per_second, r.megabytes
     );
     println!(
-        "  ingestion calls                    {} ({:.1} per 10,000 rows)",
-        r.ingestion_calls, r.ingestion_calls_per_10k_rows
+        "  ingestion calls / 429s             {} ({:.1} per 10,000 rows) / {} (DCR: 2 GB, 12,000 calls a minute)",
+        r.ingestion_calls, r.ingestion_calls_per_10k_rows, r.ingestion_429s
     );
     match r.source {
         HuntingSource::Query => {
