@@ -104,7 +104,7 @@ param mirrorSentinelIncidents string = ''
 @description('XDRSYNC_DEFENDER_TENANTS: many Defender tenants into this workspace, tenantId[=display name],… (needs the app registration and its secret); empty = the one tenant.')
 param defenderTenants string = ''
 
-@description('XDRSYNC_TENANT_WORKSPACES: tenants routed to other workspaces, tenantId=workspaceResourceId[|dcr-…],…; empty = all to this workspace.')
+@description('XDRSYNC_TENANT_WORKSPACES: tenants routed to other workspaces, tenantId=workspaceResourceId[|dcr-…[|https://dce-endpoint]],…; empty = all to this workspace.')
 param tenantWorkspaces string = ''
 @description('XDRSYNC_USER_CACHE_HOURS: UPN to objectId cache lifetime; empty = 24.')
 param userCacheHours string = ''

@@ -47,11 +47,11 @@ pub fn build(config: Config) -> Ports {
             cfg.security_insights_base(),
         ))
     };
-    let logs_for = |dcr: &str| {
+    let logs_for = |cfg: &Config| {
         Arc::new(DcrLogsIngestion::new(
             client("logs-ingestion", &tokens, &config.monitor_scope, |c| &c.logs),
-            &config.logs_ingestion_endpoint,
-            dcr.to_string(),
+            &cfg.logs_ingestion_endpoint,
+            cfg.dcr_immutable_id.clone(),
             config.max_batch_bytes,
         ))
     };
@@ -85,7 +85,7 @@ pub fn build(config: Config) -> Ports {
     };
     let defender = graph(&tokens);
     let sentinel = sentinel_for(&config);
-    let logs = logs_for(&config.dcr_immutable_id);
+    let logs = logs_for(&config);
     let mut directory = TenantDirectory { workspace_tenant_id: config.tenant_id.clone(), ..Default::default() };
     if config.is_multi_tenant() {
         directory.workspace_users = Some(defender.clone());
@@ -97,6 +97,10 @@ pub fn build(config: Config) -> Ports {
                 cfg.workspace = r.workspace.clone();
                 if let Some(dcr) = &r.dcr_immutable_id {
                     cfg.dcr_immutable_id = dcr.clone();
+                }
+                // Validated when the settings were read.
+                if let Some(endpoint) = r.logs_endpoint.as_deref().and_then(|e| url::Url::parse(e).ok()) {
+                    cfg.logs_ingestion_endpoint = endpoint;
                 }
             }
             let tenant_tokens =
@@ -110,8 +114,10 @@ pub fn build(config: Config) -> Ports {
                     Some(r) if !r.workspace.same_as(&config.workspace) => query_for(&r.workspace),
                     _ => log_query.clone(),
                 },
-                logs: if cfg.dcr_immutable_id != config.dcr_immutable_id {
-                    logs_for(&cfg.dcr_immutable_id)
+                logs: if cfg.dcr_immutable_id != config.dcr_immutable_id
+                    || cfg.logs_ingestion_endpoint != config.logs_ingestion_endpoint
+                {
+                    logs_for(&cfg)
                 } else {
                     logs.clone()
                 },

@@ -466,6 +466,9 @@ impl Config {
             Some(raw) => xdrsync_core::domain::tenants::parse_tenant_workspaces(raw, &defender_tenants)
                 .map_err(|p| err("XDRSYNC_TENANT_WORKSPACES", p))?,
         };
+        for endpoint in tenant_routes.iter().filter_map(|r| r.logs_endpoint.as_deref()) {
+            parse_endpoint("XDRSYNC_TENANT_WORKSPACES", endpoint)?;
+        }
 
         Ok(Config {
             defender_tenants,
@@ -714,6 +717,10 @@ pub(crate) mod tests {
         assert!(c.is_multi_tenant());
         assert_eq!(c.defender_tenants[0].display_name, "Contoso");
         assert_eq!(c.tenant_routes[0].workspace.name, "ws2");
+        let plain = format!("{a}={ws2}|dcr-0123456789abcdef0123456789abcdef|http://dce.example.com");
+        let e = with(&[("XDRSYNC_DEFENDER_TENANTS", &format!("{a}=Contoso")), ("XDRSYNC_TENANT_WORKSPACES", &plain)])
+            .unwrap_err();
+        assert!(e.var == "XDRSYNC_TENANT_WORKSPACES" && e.to_string().contains("https"), "{e}");
         for (set, value) in [
             ("XDRSYNC_DEFENDER_TENANTS", "contoso"),
             ("XDRSYNC_DEFENDER_TENANTS", ","),

@@ -305,6 +305,41 @@ async fn a_routed_tenant_goes_to_its_own_workspace_and_dcr() {
 }
 
 #[tokio::test]
+async fn a_routed_workspace_in_another_region_gets_its_rows_through_its_own_endpoint() {
+    let (sims, tenants) = start(true).await;
+    let second = sims.sims.workspaces[0].clone();
+    // The second workspace's data collection endpoint: its own address, counting what it gets.
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = calls.clone();
+    let dce = serve_router(sims.sims.workspace_endpoint(0).layer(axum::middleware::from_fn(
+        move |req: axum::extract::Request, next: axum::middleware::Next| {
+            let counted = counted.clone();
+            async move {
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                next.run(req).await
+            }
+        },
+    )))
+    .await;
+    let ws2 = second.config.workspace.resource_id();
+    let mut v = vars(&sims, &tenants, None);
+    v.insert(
+        "XDRSYNC_TENANT_WORKSPACES".into(),
+        format!("{}={ws2}|dcr-00000000000000000000000000000002|{dce}", tenants[1]),
+    );
+    let s = build(&v, Arc::new(MemoryStore::new()), Arc::new(MemoryQueue::new()));
+    seed_all(&sims, &tenants, 2);
+    poll(&s).await.expect("polled");
+    drain(&s).await;
+    let rows_second: Vec<Value> = second.world().logs.values().flatten().cloned().collect();
+    assert!(!rows_second.is_empty() && rows_second.iter().all(|r| r["DefenderTenantId"] == tenants[1]));
+    assert!(calls.load(std::sync::atomic::Ordering::SeqCst) > 0, "Fabrikam's rows went through its own endpoint");
+    let rows_default: Vec<Value> = sims.sims.primary.world().logs.values().flatten().cloned().collect();
+    assert!(!rows_default.is_empty(), "the other tenants' rows went to the default endpoint");
+    assert!(rows_default.iter().all(|r| r["DefenderTenantId"] != tenants[1]));
+}
+
+#[tokio::test]
 async fn a_removed_tenants_mirrors_stay_its_work_is_acknowledged_and_it_is_reported() {
     let (sims, tenants) = start(false).await;
     let store = Arc::new(MemoryStore::new());

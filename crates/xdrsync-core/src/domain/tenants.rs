@@ -23,6 +23,10 @@ pub struct TenantRoute {
     pub workspace: Workspace,
     /// The data collection rule of that workspace (`None`: the default one).
     pub dcr_immutable_id: Option<String>,
+    /// The Logs Ingestion endpoint of that rule (`None`: `XDRSYNC_LOGS_INGESTION_ENDPOINT`). A
+    /// data collection endpoint must be in its workspace's region, so a workspace in another
+    /// region has its own.
+    pub logs_endpoint: Option<String>,
 }
 
 fn is_guid(s: &str) -> bool {
@@ -77,7 +81,8 @@ pub fn parse_defender_tenants(raw: &str) -> Result<Vec<DefenderTenant>, String> 
     Ok(out)
 }
 
-/// Parses `tenantId=workspaceResourceId[|dcr-…],…`; every tenant must be one of `tenants`.
+/// Parses `tenantId=workspaceResourceId[|dcr-…[|https://endpoint]],…`; every tenant must be one of
+/// `tenants`. The endpoint is checked as a URL by the caller (the settings' own URL rules).
 pub fn parse_tenant_workspaces(raw: &str, tenants: &[DefenderTenant]) -> Result<Vec<TenantRoute>, String> {
     let mut out: Vec<TenantRoute> = Vec::new();
     for part in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
@@ -94,15 +99,26 @@ pub fn parse_tenant_workspaces(raw: &str, tenants: &[DefenderTenant]) -> Result<
         if out.iter().any(|r| r.tenant_id == id) {
             return Err(format!("tenant {id} is routed twice"));
         }
-        let (ws, dcr) = match rest.split_once('|') {
-            Some((ws, dcr)) => (ws.trim(), Some(dcr.trim())),
-            None => (rest.trim(), None),
-        };
+        let mut fields = rest.split('|').map(str::trim);
+        let ws = fields.next().unwrap_or_default();
+        let dcr = fields.next();
+        let endpoint = fields.next();
+        if fields.next().is_some() {
+            return Err(format!("'{part}' has more than workspace|dcr|endpoint"));
+        }
         let workspace = Workspace::parse(ws)?;
         if let Some(d) = dcr.filter(|d| !is_dcr_id(d)) {
             return Err(format!("'{d}' is not a DCR immutable id (dcr- followed by 32 hex digits)"));
         }
-        out.push(TenantRoute { tenant_id: id, workspace, dcr_immutable_id: dcr.map(str::to_string) });
+        if let Some(e) = endpoint.filter(|e| !e.starts_with("https://") && !e.starts_with("http://")) {
+            return Err(format!("'{e}' is not a Logs Ingestion endpoint (https://…)"));
+        }
+        out.push(TenantRoute {
+            tenant_id: id,
+            workspace,
+            dcr_immutable_id: dcr.map(str::to_string),
+            logs_endpoint: endpoint.map(str::to_string),
+        });
     }
     Ok(out)
 }
@@ -220,6 +236,15 @@ mod tests {
         assert_eq!(r[0].tenant_id, B);
         assert_eq!(r[0].workspace.name, "ws2");
         assert_eq!(r[0].dcr_immutable_id.as_deref(), Some("dcr-0123456789abcdef0123456789abcdef"));
+        assert_eq!(r[0].logs_endpoint, None, "the default endpoint");
+        let dce = "https://soc-dce-x1y2.northeurope-1.ingest.monitor.azure.com";
+        let r =
+            parse_tenant_workspaces(&format!("{B}={WS}|dcr-0123456789abcdef0123456789abcdef|{dce}"), &tenants).unwrap();
+        assert_eq!(r[0].logs_endpoint.as_deref(), Some(dce), "a workspace in another region: its own endpoint");
+        let bad = format!("{B}={WS}|dcr-0123456789abcdef0123456789abcdef|dce-in-northeurope");
+        assert!(parse_tenant_workspaces(&bad, &tenants).unwrap_err().contains("endpoint"));
+        let extra = format!("{B}={WS}|dcr-0123456789abcdef0123456789abcdef|{dce}|more");
+        assert!(parse_tenant_workspaces(&extra, &tenants).unwrap_err().contains("more than"));
         let other = "00000000-0000-4000-8000-000000000000";
         assert!(parse_tenant_workspaces(&format!("{other}={WS}"), &tenants).unwrap_err().contains("not listed"));
         assert!(parse_tenant_workspaces(&format!("{A}=/subscriptions/x"), &tenants).unwrap_err().contains("workspace"));

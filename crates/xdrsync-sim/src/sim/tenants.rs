@@ -224,21 +224,38 @@ async fn dispatch(State(all): State<Arc<TenantSims>>, req: Request) -> Response 
             || query_path.is_some_and(|p| p.starts_with(&resource) || p.starts_with(&guid))
     });
     if let Some(i) = extra {
-        // One tenant's token is good for every workspace of it: copy it over.
-        if let Some(token) = bearer(&req) {
-            let issued = all.primary.world().tokens.get(&token).map(|t| IssuedToken {
-                audience: t.audience,
-                expires: t.expires,
-                app_id: t.app_id.clone(),
-                roles: t.roles.clone(),
-            });
-            if let Some(t) = issued {
-                all.workspaces[i].world().tokens.insert(token, t);
-            }
-        }
-        return forward(all.workspace_routers[i].clone(), req).await;
+        return forward_to_workspace(&all, i, req).await;
     }
     forward(all.primary_router.clone(), req).await
+}
+
+/// Forwards to extra workspace `i`, whose services accept the workspace tenant's tokens (one
+/// tenant's token is good for every workspace of it: it is copied over).
+async fn forward_to_workspace(all: &TenantSims, i: usize, req: Request) -> Response {
+    if let Some(token) = bearer(&req) {
+        let issued = all.primary.world().tokens.get(&token).map(|t| IssuedToken {
+            audience: t.audience,
+            expires: t.expires,
+            app_id: t.app_id.clone(),
+            roles: t.roles.clone(),
+        });
+        if let Some(t) = issued {
+            all.workspaces[i].world().tokens.insert(token, t);
+        }
+    }
+    forward(all.workspace_routers[i].clone(), req).await
+}
+
+impl TenantSims {
+    /// Extra workspace `i`'s services alone, for serving on an address of their own: a data
+    /// collection endpoint in another region has its own Logs Ingestion URL.
+    pub fn workspace_endpoint(self: &Arc<Self>, i: usize) -> Router {
+        let all = self.clone();
+        Router::new().fallback(move |req: Request| {
+            let all = all.clone();
+            async move { forward_to_workspace(&all, i, req).await }
+        })
+    }
 }
 
 fn bearer(req: &Request) -> Option<String> {
