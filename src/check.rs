@@ -66,6 +66,15 @@ fn roles_line(roles: Result<Vec<String>, PortError>) -> CheckLine {
     }
 }
 
+/// An empty batch to a data collection rule: it adds no row, and a service that refuses it as
+/// empty (400) was still reached with a permitted token, which is what this checks.
+async fn logs_probe(logs: &dyn crate::ports::LogsIngestion, stream: &str) -> Result<(), PortError> {
+    match logs.probe(stream).await {
+        Err(PortError::Rejected { .. }) => Ok(()),
+        other => other,
+    }
+}
+
 /// One harmless call per permission xdrsync needs.
 async fn permissions(s: &Ports) -> Vec<CheckLine> {
     let cfg = &s.config;
@@ -75,12 +84,7 @@ async fn permissions(s: &Ports) -> Vec<CheckLine> {
     let user = s.defender.find_user("xdrsync-check@example.invalid").await.map(|_| ());
     let sentinel = s.sentinel.list_incidents_modified_since(now - time::Duration::minutes(1)).await.map(|_| ());
     let roles = s.sentinel.workspace_role_definitions().await;
-    // An empty batch adds no row; a service that refuses it as empty (400) was still reached
-    // with a permitted token, which is what this checks.
-    let logs = match s.logs.probe(&cfg.alerts_stream).await {
-        Err(PortError::Rejected { .. }) => Ok(()),
-        other => other,
-    };
+    let logs = logs_probe(s.logs.as_ref(), &cfg.alerts_stream).await;
     let mut lines = vec![
         probe_line(
             "Defender incidents",
@@ -204,7 +208,7 @@ async fn tenant_probes(s: &Ports) -> Vec<CheckLine> {
             "XDRSYNC_DEFENDER_TENANTS",
         ));
     }
-    for w in s.each_workspace().iter().filter(|w| w.config.workspace != s.config.workspace) {
+    for w in s.each_workspace().iter().filter(|w| !w.config.workspace.same_as(&s.config.workspace)) {
         let sentinel = w.sentinel.list_incidents_modified_since(now - time::Duration::minutes(1)).await.map(|_| ());
         lines.push(probe_line(
             &format!("Sentinel incidents of {}", w.config.workspace.name),
@@ -213,6 +217,23 @@ async fn tenant_probes(s: &Ports) -> Vec<CheckLine> {
             "the role Microsoft Sentinel Responder on that workspace",
             "XDRSYNC_TENANT_WORKSPACES",
         ));
+    }
+    // Each routed data collection rule (and its endpoint) once.
+    let mut probed = vec![(s.config.logs_ingestion_endpoint.clone(), s.config.dcr_immutable_id.clone())];
+    for t in s.each_tenant() {
+        let target = (t.config.logs_ingestion_endpoint.clone(), t.config.dcr_immutable_id.clone());
+        if probed.contains(&target) {
+            continue;
+        }
+        let logs = logs_probe(t.logs.as_ref(), &s.config.alerts_stream).await;
+        lines.push(probe_line(
+            &format!("Logs Ingestion of {}", t.config.workspace.name),
+            logs,
+            "the routed data collection rule accepts our token",
+            "the role Monitoring Metrics Publisher on that data collection rule",
+            "XDRSYNC_TENANT_WORKSPACES (its DCR immutable id and endpoint)",
+        ));
+        probed.push(target);
     }
     lines
 }

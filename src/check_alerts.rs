@@ -60,6 +60,23 @@ pub async fn lines(s: &Ports) -> Vec<CheckLine> {
         for w in s.each_workspace() {
             out.push(query_line(s, &w).await);
         }
+        // A tenant routed to another workspace sends its alert rows to the default DCR unless
+        // its route names one: the default workspace's rule makes its alerts, which cannot be
+        // related to mirrors in another workspace.
+        for r in
+            cfg.tenant_routes.iter().filter(|r| r.dcr_immutable_id.is_none() && !r.workspace.same_as(&cfg.workspace))
+        {
+            out.push(CheckLine {
+                what: format!("native alerts of tenant {}", r.tenant_id),
+                ok: false,
+                detail: format!(
+                    "routed to {} without its own data collection rule: its alert rows reach the default workspace's \
+                     rule, and alerts cannot be related to mirrors in another workspace. Add |dcr-… (and its endpoint \
+                     when in another region) to its XDRSYNC_TENANT_WORKSPACES entry.",
+                    r.workspace.name
+                ),
+            });
+        }
     }
     if cfg.defender_portal_onboarded {
         let same = single_tenant(s);

@@ -474,3 +474,31 @@ async fn standalone_with_azurite_three_tenants_and_health_over_http() {
     eventually(30, "Contoso's new incident mirrored", || mirror(&sims, &tenants[0], &more[0]).is_some()).await;
     runner.shutdown().await;
 }
+
+#[tokio::test]
+async fn check_probes_each_routed_dcr_and_flags_a_route_without_one_when_alerts_are_attached() {
+    let (sims, tenants) = start(true).await;
+    let second = sims.sims.workspaces[0].clone();
+    let ws2 = second.config.workspace.resource_id();
+    let mut v = vars(&sims, &tenants, None);
+    v.insert("XDRSYNC_ATTACH_ALERTS".into(), "true".into());
+    v.insert("XDRSYNC_TENANT_WORKSPACES".into(), format!("{}={ws2}|dcr-00000000000000000000000000000002", tenants[1]));
+    let s = build(&v, Arc::new(MemoryStore::new()), Arc::new(MemoryQueue::new()));
+    let lines = xdrsync::check::run(&s).await;
+    let routed = lines.iter().find(|l| l.what == "Logs Ingestion of soc-emea").expect("the routed DCR is probed");
+    assert!(routed.ok, "{}", routed.detail);
+    assert!(!lines.iter().any(|l| l.what.starts_with("native alerts of tenant")), "the route has its DCR");
+
+    // The routed DCR refuses xdrsync's identity: check names the role.
+    second.permissions.lock().unwrap().dcr_roles.clear();
+    let lines = xdrsync::check::run(&s).await;
+    let routed = lines.iter().find(|l| l.what == "Logs Ingestion of soc-emea").unwrap();
+    assert!(!routed.ok && routed.detail.contains("Monitoring Metrics Publisher"), "{}", routed.detail);
+
+    // Routed without its own DCR: its alert rows would reach the default workspace's rule.
+    v.insert("XDRSYNC_TENANT_WORKSPACES".into(), format!("{}={ws2}", tenants[1]));
+    let s = build(&v, Arc::new(MemoryStore::new()), Arc::new(MemoryQueue::new()));
+    let lines = xdrsync::check_alerts::lines(&s).await;
+    let flagged = lines.iter().find(|l| l.what == format!("native alerts of tenant {}", tenants[1])).expect("flagged");
+    assert!(!flagged.ok && flagged.detail.contains("|dcr-"), "{}", flagged.detail);
+}

@@ -71,13 +71,17 @@ pub struct AttachReport {
     pub no_mirror: usize,
     /// Query rows without the custom details.
     pub unreadable: usize,
+    /// Alerts of a configured tenant whose mirrors live in another workspace: its alert rows
+    /// reached this workspace's rule (a route without its own DCR), and a relation cannot cross
+    /// workspaces.
+    pub elsewhere: usize,
 }
 
 impl std::fmt::Display for AttachReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "alerts: {} found, {} incidents, {} related, {} unrelated, {} over the limit, {} pending, {} without a mirror, {} not removable (role)",
+            "alerts: {} found, {} incidents, {} related, {} unrelated, {} over the limit, {} pending, {} without a mirror, {} not removable (role), {} of tenants routed elsewhere",
             self.found,
             self.incidents,
             self.related,
@@ -85,7 +89,8 @@ impl std::fmt::Display for AttachReport {
             self.over_limit,
             self.pending,
             self.no_mirror,
-            self.unrelate_forbidden
+            self.unrelate_forbidden,
+            self.elsewhere
         )
     }
 }
@@ -140,9 +145,24 @@ pub async fn attach(s: &Ports) -> Result<AttachReport, UseCaseError> {
     let cfg = &s.config;
     let scope = scope(s);
     let key = RowKey::new(&scope.partition, CURSOR_ROW)?;
-    let cursor =
-        load::<AlertCursor>(s.store.as_ref(), Table::Cursors, &key).await?.map(|v| v.value).unwrap_or_default();
     let now = s.clock.now();
+    let cursor = match load::<AlertCursor>(s.store.as_ref(), Table::Cursors, &key).await? {
+        Some(v) => v.value,
+        // Before one run per workspace, many tenants kept the run's cursor in the partition of
+        // the workspace's first tenant (this scope's) and related only that tenant's alerts:
+        // go on from it, a day back at least, so the other tenants' recent alerts are related.
+        None if s.is_multi_tenant() => {
+            let legacy = RowKey::new(&cfg.tenant_id, CURSOR_ROW)?;
+            load::<AlertCursor>(s.store.as_ref(), Table::Cursors, &legacy)
+                .await?
+                .map(|v| AlertCursor {
+                    watermark: v.value.watermark.map(|w| w.min(now - FIRST_LOOKBACK)),
+                    done: v.value.done,
+                })
+                .unwrap_or_default()
+        }
+        None => AlertCursor::default(),
+    };
     let since = cursor.watermark.unwrap_or(now - FIRST_LOOKBACK) - cfg.alerts.overlap;
     let (fresh, bad) = query(s, &AlertFilter::IngestedAfter(since), days_since(since, now)).await?;
     let mut report = AttachReport { found: fresh.len(), unreadable: bad, ..Default::default() };
@@ -151,6 +171,16 @@ pub async fn attach(s: &Ports) -> Result<AttachReport, UseCaseError> {
     }
     let done: BTreeSet<&str> = cursor.done.iter().map(|(id, _)| id.as_str()).collect();
     // Alerts of a tenant whose mirrors live elsewhere (routed away, or removed) are not ours.
+    let configured_elsewhere =
+        |t: &str| !scope.holds(t) && s.tenants.tenants.iter().any(|c| c.tenant.id.eq_ignore_ascii_case(t));
+    report.elsewhere = fresh.iter().filter(|a| configured_elsewhere(&a.tenant_id)).count();
+    if report.elsewhere > 0 {
+        tracing::warn!(
+            workspace = %cfg.workspace.name,
+            alerts = report.elsewhere,
+            "rule alerts of tenants whose mirrors are in another workspace cannot be related: give their route its own DCR (XDRSYNC_TENANT_WORKSPACES tenant=workspace|dcr-…)"
+        );
+    }
     let fresh: Vec<RuleAlert> =
         fresh.into_iter().filter(|a| scope.holds(&a.tenant_id) && !done.contains(a.system_alert_id.as_str())).collect();
     report.found = fresh.len();

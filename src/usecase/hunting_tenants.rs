@@ -1,5 +1,5 @@
 //! The advanced-hunting query source with many Defender tenants (ARCHITECTURE.md: “Advanced
-//! hunting”): every tenant's tables are exported concurrently, each in its own scope (its Graph
+//! hunting”): every tenant's tables are exported, two tenants at a time, each in its own scope (its Graph
 //! token, its own `runHuntingQuery` budget, its cursors and its `hunting` feed health in its
 //! partition), so one tenant that is throttled or lost its consent neither stops nor slows the
 //! others. Rows of every tenant go to the one hunting DCR, told apart by `DefenderTenantId`.
@@ -7,18 +7,27 @@
 use crate::usecase::hunting::{export_all, TableReport};
 use crate::usecase::Ports;
 
+/// Tenants exported at once. Each holds up to a page (`XDRSYNC_HUNTING_PAGE_ROWS`) in memory and
+/// all share the hunting DCR's minute (2 GB, 12,000 calls), so a few at a time, not all.
+pub const TENANTS_AT_ONCE: usize = 2;
+
 /// One tick over every tenant: each tenant's display name and how its run went (a failing
 /// tenant does not stop the others).
 pub async fn export_tenants(s: &Ports) -> Vec<(String, Result<Vec<TableReport>, String>)> {
+    use futures::StreamExt;
     let tenants = s.each_tenant();
-    futures::future::join_all(tenants.iter().map(|t| async move {
+    // Each future owns its scope: a stream of futures borrowing `tenants` is not `Send` for
+    // every lifetime the Functions router asks of it.
+    futures::stream::iter(tenants.into_iter().map(|t| async move {
         let span = tracing::info_span!("tenant", tenant.id = %t.config.tenant_id);
-        let outcome = tracing::Instrument::instrument(export_all(t), span).await;
+        let outcome = tracing::Instrument::instrument(export_all(&t), span).await;
         if let Err(e) = &outcome {
             tracing::error!(tenant.id = %t.config.tenant_id, error.message = %e, "hunting export failed for this tenant; the others go on");
         }
         (t.tenant_name(), outcome)
     }))
+    .buffer_unordered(TENANTS_AT_ONCE)
+    .collect()
     .await
 }
 

@@ -103,21 +103,25 @@ fn pair_key(target: &str, src: &SourceRef) -> Result<RowKey, crate::error::PortE
     RowKey::new(&format!("portal:{target}"), &pair_row(src))
 }
 
-/// Forgets the pairs of `target_id` whose sources its alerts no longer name (an engine split, or
-/// the target gone): each such source's link drops the target and the pair's state goes.
+/// Unlinks the sources of `target_id` its alerts no longer name (an engine split, or the target
+/// gone): each such source's link drops the target, so its changes no longer read it. The pair's
+/// state (base and comment fingerprints) stays: if the engine groups them again, the sync goes
+/// on from it instead of copying comments twice.
 async fn forget_stale_pairs(s: &Ports, target_id: &str, named: &BTreeSet<SourceRef>) -> Result<(), UseCaseError> {
     let pk = RowKey::new(&format!("portal:{target_id}"), "")?.pk;
     let rows = s.store.query_partition(Table::Cursors, &pk).await?;
     let paired: Vec<String> = rows.iter().map(|e| unescape_key(&e.row_key)).collect();
     for src in stale_pairs(paired.iter().map(String::as_str), named) {
+        let mut unlinked = false;
         modify::<BTreeSet<String>, _>(s.store.as_ref(), Table::Cursors, &link_key(&src.tenant, &src.incident)?, |l| {
             let l = l?;
-            l.contains(target_id).then(|| l.iter().filter(|t| *t != target_id).cloned().collect())
+            unlinked = l.contains(target_id);
+            unlinked.then(|| l.iter().filter(|t| *t != target_id).cloned().collect())
         })
         .await?;
-        let pair = pair_key(target_id, &src)?;
-        s.store.delete(Table::Cursors, &pair.pk, &pair.rk).await?;
-        tracing::info!(target.incident = %target_id, tenant.id = %src.tenant, incident.id = %src.incident, "the target incident no longer holds this source's alerts; link removed");
+        if unlinked {
+            tracing::info!(target.incident = %target_id, tenant.id = %src.tenant, incident.id = %src.incident, "the target incident no longer holds this source's alerts; link removed");
+        }
     }
     Ok(())
 }

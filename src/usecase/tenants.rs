@@ -121,17 +121,20 @@ impl Ports {
     }
 
     /// One scope per workspace: the Sentinel sweep lists a workspace once, whichever tenants
-    /// it holds (the `Index` row of each mirror names its tenant).
+    /// it holds (the `Index` row of each mirror names its tenant). The default workspace comes
+    /// first (reports read it as the one-workspace answer); each scope is its workspace's first
+    /// tenant in `XDRSYNC_DEFENDER_TENANTS` order.
     pub fn each_workspace(&self) -> Vec<Ports> {
         let mut seen: Vec<String> = Vec::new();
         let mut out = Vec::new();
         for t in self.each_tenant() {
-            let ws = t.config.workspace.resource_id().to_ascii_lowercase();
+            let ws = t.config.workspace.key();
             if !seen.contains(&ws) {
                 seen.push(ws);
                 out.push(t);
             }
         }
+        out.sort_by_key(|w| !w.config.workspace.same_as(&self.config.workspace));
         out
     }
 }
@@ -184,6 +187,21 @@ pub fn not_configured(tenant_id: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_default_workspace_comes_first_even_when_the_first_tenant_is_routed() {
+        let mut vars = crate::config::tests::base_vars();
+        let (a, b) = ("1f2e3d4c-0000-4000-8000-00000000000a", "9a8b7c6d-0000-4000-8000-00000000000b");
+        let ws2 = "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg/providers/Microsoft.OperationalInsights/workspaces/ws2";
+        vars.insert("XDRSYNC_DEFENDER_TENANTS".into(), format!("{a}=A,{b}=B"));
+        vars.insert("XDRSYNC_TENANT_WORKSPACES".into(), format!("{a}={ws2}"));
+        let s = crate::app::build(crate::config::Config::from_vars(&vars).unwrap());
+        let ws = s.each_workspace();
+        assert_eq!(ws.len(), 2);
+        assert!(ws[0].config.workspace.same_as(&s.config.workspace), "the default workspace first");
+        assert_eq!(ws[0].config.tenant_id, b, "its first tenant");
+        assert_eq!((ws[1].config.workspace.name.to_lowercase(), ws[1].config.tenant_id.as_str()), ("ws2".into(), a));
+    }
+
     #[test]
     fn a_partition_of_an_unconfigured_tenant_never_becomes_configured() {
         let s = crate::usecase::test_ports();

@@ -121,8 +121,8 @@ pub fn pair_row(src: &SourceRef) -> String {
 }
 
 /// The sources paired with a target before that its alerts no longer name: the engine split
-/// them out, or the target is gone (`named` empty). Their link to this target and their pair
-/// state go, so a later change of theirs costs no read of a target that no longer holds them.
+/// them out, or the target is gone (`named` empty). Their link to this target goes, so a later
+/// change of theirs costs no read of a target that no longer holds them.
 /// `paired` are the pair rows' keys ([`pair_row`]); a key of another shape is left alone.
 pub fn stale_pairs<'a>(paired: impl IntoIterator<Item = &'a str>, named: &BTreeSet<SourceRef>) -> Vec<SourceRef> {
     let named: BTreeSet<String> = named.iter().map(pair_row).collect();
