@@ -140,6 +140,14 @@ pub fn scope(s: &Ports) -> AttachScope {
     )
 }
 
+/// The cursor a workspace's first run starts from, given the single run's (`legacy`): its
+/// watermark, but at least [`FIRST_LOOKBACK`] back, and what it had settled.
+fn carried_over(legacy: Option<AlertCursor>, now: OffsetDateTime) -> AlertCursor {
+    legacy
+        .map(|c| AlertCursor { watermark: c.watermark.map(|w| w.min(now - FIRST_LOOKBACK)), done: c.done })
+        .unwrap_or_default()
+}
+
 /// One run over the workspace of `s`: relate every new rule alert to its mirror, move what moved.
 pub async fn attach(s: &Ports) -> Result<AttachReport, UseCaseError> {
     let cfg = &s.config;
@@ -153,13 +161,7 @@ pub async fn attach(s: &Ports) -> Result<AttachReport, UseCaseError> {
         // go on from it, a day back at least, so the other tenants' recent alerts are related.
         None if s.is_multi_tenant() => {
             let legacy = RowKey::new(&cfg.tenant_id, CURSOR_ROW)?;
-            load::<AlertCursor>(s.store.as_ref(), Table::Cursors, &legacy)
-                .await?
-                .map(|v| AlertCursor {
-                    watermark: v.value.watermark.map(|w| w.min(now - FIRST_LOOKBACK)),
-                    done: v.value.done,
-                })
-                .unwrap_or_default()
+            carried_over(load::<AlertCursor>(s.store.as_ref(), Table::Cursors, &legacy).await?.map(|v| v.value), now)
         }
         None => AlertCursor::default(),
     };
@@ -353,6 +355,18 @@ mod tests {
             time_generated: OffsetDateTime::UNIX_EPOCH,
             ingested: None,
         }
+    }
+
+    #[test]
+    fn a_workspace_run_goes_on_from_the_single_runs_cursor_a_day_back_at_least() {
+        let now = OffsetDateTime::UNIX_EPOCH + Duration::days(100);
+        let recent = AlertCursor { watermark: Some(now - Duration::minutes(5)), done: vec![("s1".into(), "t".into())] };
+        let c = carried_over(Some(recent), now);
+        assert_eq!(c.watermark, Some(now - FIRST_LOOKBACK), "the other tenants' last day is read too");
+        assert_eq!(c.done, vec![("s1".to_string(), "t".to_string())], "what it settled stays settled");
+        let old = AlertCursor { watermark: Some(now - Duration::days(3)), done: vec![] };
+        assert_eq!(carried_over(Some(old), now).watermark, Some(now - Duration::days(3)), "no gap after an outage");
+        assert_eq!(carried_over(None, now).watermark, None, "nothing before: the first run's look-back");
     }
 
     #[test]
