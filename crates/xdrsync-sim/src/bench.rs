@@ -112,6 +112,7 @@ async fn phase(stack: &Stack, ids: &[String], path: &'static str, settle: Durati
 
 pub async fn run(opts: BenchOptions) -> anyhow::Result<BenchReport> {
     let stack = Stack::start(
+        crate::demo::ChildMode::Run,
         &opts.repo_root,
         &opts.xdrsync_bin,
         opts.poll_seconds,

@@ -95,16 +95,15 @@ pub async fn run(opts: HuntingBenchOptions) -> anyhow::Result<HuntingBenchReport
     let stack = match opts.source {
         HuntingSource::Query => {
             env.push(("XDRSYNC_HUNTING_TABLES", tables));
-            Stack::start(&opts.repo_root, &opts.xdrsync_bin, 30, true, &budgets, &env, None).await?
+            Stack::start(ChildMode::Run, &opts.repo_root, &opts.xdrsync_bin, 30, true, &budgets, &env, None).await?
         }
         HuntingSource::Storage => {
             env.push(("XDRSYNC_HUNTING_STORAGE_TABLES", tables));
             env.push(("XDRSYNC_HUNTING_STORAGE_CONNECTION", AZURITE_BLOBS.to_string()));
-            Stack::start(&opts.repo_root, &opts.xdrsync_bin, 30, true, &budgets, &env, None).await?
+            Stack::start(ChildMode::Run, &opts.repo_root, &opts.xdrsync_bin, 30, true, &budgets, &env, None).await?
         }
         HuntingSource::EventHub => {
-            Stack::start_as(ChildMode::Serve, &opts.repo_root, &opts.xdrsync_bin, 30, true, &budgets, &env, None)
-                .await?
+            Stack::start(ChildMode::Serve, &opts.repo_root, &opts.xdrsync_bin, 30, true, &budgets, &env, None).await?
         }
     };
     let tenant_quota = stack.sim.sim.hunting.lock().unwrap_or_else(|p| p.into_inner()).calls_per_minute;

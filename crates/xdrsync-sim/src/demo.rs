@@ -185,7 +185,7 @@ fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-/// An `extra_env` value [`Stack::start_as`] replaces with a connection string for its Azurite's
+/// An `extra_env` value [`Stack::start`] replaces with a connection string for its Azurite's
 /// blob service (whose port is chosen when Azurite starts).
 pub const AZURITE_BLOBS: &str = "<the stack's Azurite blob service>";
 
@@ -199,7 +199,7 @@ pub enum ChildMode {
     Serve,
 }
 
-/// Azurite + simulator + xdrsync standalone (the real binary as a child process).
+/// Azurite + simulator + xdrsync (the real binary as a child process, standalone or as the custom handler).
 pub struct Stack {
     azurite: Azurite,
     pub sim: crate::sim::RunningSim,
@@ -209,21 +209,9 @@ pub struct Stack {
 }
 
 impl Stack {
-    pub async fn start(
-        repo_root: &Path,
-        xdrsync_bin: &Path,
-        poll_seconds: u32,
-        quiet: bool,
-        budgets: &Budgets,
-        extra_env: &[(&str, String)],
-        history: Option<&SeedSpec>,
-    ) -> anyhow::Result<Self> {
-        Self::start_as(ChildMode::Run, repo_root, xdrsync_bin, poll_seconds, quiet, budgets, extra_env, history).await
-    }
-
-    /// [`Stack::start`] with the child in `mode`.
+    /// Starts Azurite and the simulator, then the xdrsync child in `mode`, and waits until it answers.
     #[allow(clippy::too_many_arguments)]
-    pub async fn start_as(
+    pub async fn start(
         mode: ChildMode,
         repo_root: &Path,
         xdrsync_bin: &Path,
@@ -406,6 +394,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
     let history = (opts.history_days > 0).then(|| spec(opts.incidents, big, 42));
     let seed_time = Instant::now();
     let stack = Stack::start(
+        ChildMode::Run,
         &opts.repo_root,
         &opts.xdrsync_bin,
         opts.poll_seconds,

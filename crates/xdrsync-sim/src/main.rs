@@ -313,12 +313,18 @@ async fn interruptible<T>(work: impl std::future::Future<Output = T>) -> Interru
 
 async fn demo(opts: xdrsync_sim::demo::DemoOptions, json: bool) -> anyhow::Result<bool> {
     let report = xdrsync_sim::demo::run(opts).await?;
-    if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        xdrsync_sim::demo::print(&report);
-    }
+    emit(json, &report, xdrsync_sim::demo::print)?;
     Ok(report.ok)
+}
+
+/// Prints a report as JSON (`--json`) or as text for a person.
+fn emit<R: serde::Serialize>(json: bool, report: &R, print: fn(&R)) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(report)?);
+    } else {
+        print(report);
+    }
+    Ok(())
 }
 
 async fn bench(edits: usize, poll_seconds: u32, stack: StackArgs, json: bool) -> anyhow::Result<bool> {
@@ -329,11 +335,7 @@ async fn bench(edits: usize, poll_seconds: u32, stack: StackArgs, json: bool) ->
         repo_root: stack.repo,
     };
     let report = xdrsync_sim::bench::run(opts).await?;
-    if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        xdrsync_sim::bench::print(&report);
-    }
+    emit(json, &report, xdrsync_sim::bench::print)?;
     Ok(report.webhook.delivered == edits && report.sweep_only.delivered == edits)
 }
 
@@ -356,11 +358,7 @@ async fn bench_hunting(
         repo_root: stack.repo,
     };
     let report = xdrsync_sim::bench_hunting::run(opts).await?;
-    if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        xdrsync_sim::bench_hunting::print(&report);
-    }
+    emit(json, &report, xdrsync_sim::bench_hunting::print)?;
     Ok(report.ok)
 }
 
@@ -393,11 +391,7 @@ async fn bench_tenants(mode: BenchWhat) -> anyhow::Result<bool> {
         repo_root: stack.repo,
     };
     let report = xdrsync_sim::bench_tenants::run(opts).await?;
-    if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        xdrsync_sim::bench_tenants::print(&report);
-    }
+    emit(json, &report, xdrsync_sim::bench_tenants::print)?;
     Ok(true)
 }
 
