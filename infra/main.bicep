@@ -184,8 +184,8 @@ module table 'workspace.bicep' = {
 
 // Native alerts on mirrors: the analytics rule and Log Analytics Reader (alert-rule.bicep). After
 // the table: Sentinel refuses a rule whose query names a table that does not exist yet. Should
-// the table still be unknown to the query engine when the rule is created, `xdrsync connect`
-// creates or repairs the rule later (operations.md, "Deploy").
+// the table still be unknown to the query engine when the rule is created, deploying again a few
+// minutes later creates it (operations.md, "Deploy").
 module alertRule 'alert-rule.bicep' = {
   name: 'xdrsync-alert-rule'
   scope: resourceGroup(workspaceSubscription, workspaceGroup)
