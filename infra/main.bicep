@@ -84,8 +84,9 @@ param credentialPrincipalId string = ''
 @allowed(['public', 'usgov', 'usgovdod'])
 param cloud string = 'public'
 
-@description('Object id of the "Azure Security Insights" service principal in this tenant (docs/operations.md, Deploy, shows the command that finds it). It gets Microsoft Sentinel Automation Contributor on this resource group, so the automation rules may run the playbook. Required with deployPlaybook: without the role the rules would never run it.')
-param sentinelAutomationPrincipalId string = ''
+@description('Object id of the "Azure Security Insights" service principal in this tenant (docs/operations.md, Deploy, shows the command that finds it). It gets Microsoft Sentinel Automation Contributor on this resource group, so the automation rules may run the playbook: without the role they would deploy and never run it, so it is required (no default; checkov cannot parse Bicep\'s fail(), which could make it required only with deployPlaybook).')
+@minLength(36)
+param sentinelAutomationPrincipalId string
 
 @description('Deploy the playbook and the automation rules (when incident created/updated, run playbook).')
 param deployPlaybook bool = true
@@ -168,9 +169,6 @@ resource identity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' 
 // Every role is assigned to each of these (tests/infra.rs checks each role assignment's principal).
 var rolePrincipals = empty(credentialPrincipalId) ? [identity.properties.principalId] : [identity.properties.principalId, credentialPrincipalId]
 
-// The automation rules run the playbook only if Sentinel's own principal holds Microsoft Sentinel
-// Automation Contributor (playbook.bicep): fail before deploying rules that would never run it.
-var automationPrincipal = !deployPlaybook || !empty(sentinelAutomationPrincipalId) ? sentinelAutomationPrincipalId : fail('sentinelAutomationPrincipalId is required with deployPlaybook=true: give the object id of the "Azure Security Insights" service principal (operations.md, "Deploy", shows the command that finds it), or deploy with deployPlaybook=false.')
 
 module table 'workspace.bicep' = {
   name: 'xdrsync-workspace'
@@ -485,7 +483,7 @@ module playbook 'playbook.bicep' = if (deployPlaybook) {
     webhookUrl: 'https://${app.properties.defaultHostName}/api/sentinel/incidents'
     vaultUri: vault.outputs.vaultUri
     vaultName: vault.outputs.name
-    sentinelAutomationPrincipalId: automationPrincipal
+    sentinelAutomationPrincipalId: sentinelAutomationPrincipalId
   }
 }
 

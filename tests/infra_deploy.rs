@@ -78,7 +78,8 @@ fn check_role_principals(files: &BTreeMap<String, Bicep>) -> Result<Vec<String>,
                 m.value.starts_with("[for principalId in principalIds:")
                     && m.prop("params.principalId") == Some("principalId")
             });
-            if !looped && !(per_principal_module && !callers(files, file).is_empty()) {
+            let per_principal = per_principal_module && !callers(files, file).is_empty();
+            if !looped && !per_principal {
                 problems.push(format!("{at}: assigned to one principal, not to each of principalIds"));
             }
         }
@@ -247,17 +248,18 @@ fn flex_consumption_keeps_at_least_40_instances() {
 
 #[test]
 fn automation_rules_cannot_deploy_without_the_principal_that_runs_the_playbook() {
-    let main = Bicep::parse(&text("main.bicep"));
+    let text = text("main.bicep");
+    let main = Bicep::parse(&text);
     let playbook = main.decl("module", "playbook").expect("module playbook");
-    assert_eq!(playbook.prop("params.sentinelAutomationPrincipalId"), Some("automationPrincipal"));
-    let guard = compact(&main.decl("var", "automationPrincipal").expect("var automationPrincipal").value);
-    assert!(
-        guard.starts_with("!deployPlaybook || !empty(sentinelAutomationPrincipalId) ? sentinelAutomationPrincipalId : fail('sentinelAutomationPrincipalId is required"),
-        "{guard}"
-    );
-    // The automation rules deploy only with the playbook, whose module holds the grant.
-    let automation = main.decl("module", "automation").expect("module automation");
-    assert!(automation.value.contains("if (deployPlaybook)"));
+    assert_eq!(playbook.prop("params.sentinelAutomationPrincipalId"), Some("sentinelAutomationPrincipalId"));
+    // Required: no default, and an object id's length, so ARM refuses the deployment naming it.
+    let param = main.decl("param", "sentinelAutomationPrincipalId").expect("the param");
+    assert!(param.value.is_empty(), "no default: {}", param.value);
+    let lines: Vec<&str> = text.lines().collect();
+    let at = lines.iter().position(|l| l.starts_with("param sentinelAutomationPrincipalId ")).unwrap();
+    assert_eq!(lines[at - 1], "@minLength(36)");
+    // The grant is unconditional once the principal is given (playbook.bicep).
+    assert!(compact(&self::text("playbook.bicep")).contains("principalId: sentinelAutomationPrincipalId"));
 }
 
 /// The handler's envelope limit (src/functions/mod.rs) and the inputs of the batch bound.
