@@ -249,7 +249,11 @@ async fn every_command_exits_2_on_bad_input_and_changes_nothing() {
     let depth = 100_000;
     std::fs::write(
         &deep_filter,
-        format!("XDRSYNC_HUNTING_FILTER_DEVICEPROCESSEVENTS={}FileName == 'a'{}\n", "(".repeat(depth), ")".repeat(depth)),
+        format!(
+            "XDRSYNC_HUNTING_FILTER_DEVICEPROCESSEVENTS={}FileName == 'a'{}\n",
+            "(".repeat(depth),
+            ")".repeat(depth)
+        ),
     )
     .unwrap();
     let mut bad_cfg = vars.clone();
@@ -259,7 +263,8 @@ async fn every_command_exits_2_on_bad_input_and_changes_nothing() {
     let path = |p: &std::path::Path| p.to_str().unwrap().to_string();
     let none = HashMap::new();
     // (what, settings, arguments, a text the output must hold)
-    let table: Vec<(&str, &HashMap<String, String>, Vec<String>, &str)> = vec![
+    type Row<'a> = (&'a str, &'a HashMap<String, String>, Vec<String>, &'a str);
+    let table: Vec<Row> = vec![
         ("check: a bad setting", &bad_cfg, vec!["check".into()], "XDRSYNC_TENANT_ID"),
         ("check: a queue name whose poison queue is invalid", &long_queue, vec!["check".into()], "XDRSYNC_QUEUE_NAME"),
         (
@@ -276,14 +281,34 @@ async fn every_command_exits_2_on_bad_input_and_changes_nothing() {
         ("retry: no id", &vars, vec!["retry".into()], "<IDS>"),
         ("retry: a bad setting", &bad_cfg, vec!["retry".into(), "--all".into()], "XDRSYNC_TENANT_ID"),
         ("status: a bad setting", &bad_cfg, vec!["status".into()], "XDRSYNC_TENANT_ID"),
-        ("status: a missing settings file", &vars, vec!["status".into(), "--env-file".into(), "/nonexistent.env".into()], "nonexistent.env"),
+        (
+            "status: a missing settings file",
+            &vars,
+            vec!["status".into(), "--env-file".into(), "/nonexistent.env".into()],
+            "nonexistent.env",
+        ),
         ("reconcile: a bad window", &vars, vec!["reconcile".into(), "--since".into(), "P3M".into()], "--since"),
         ("reconcile: a bad setting", &bad_cfg, vec!["reconcile".into()], "XDRSYNC_TENANT_ID"),
         ("backfill: a bad window", &vars, vec!["backfill".into(), "--since".into(), "yesterday".into()], "--since"),
-        ("backfill: a bad setting", &bad_cfg, vec!["backfill".into(), "--since".into(), "P1D".into()], "XDRSYNC_TENANT_ID"),
-        ("connect: a bad setting", &bad_cfg, vec!["connect".into(), "--disable-duplicate-rules".into()], "XDRSYNC_TENANT_ID"),
+        (
+            "backfill: a bad setting",
+            &bad_cfg,
+            vec!["backfill".into(), "--since".into(), "P1D".into()],
+            "XDRSYNC_TENANT_ID",
+        ),
+        (
+            "connect: a bad setting",
+            &bad_cfg,
+            vec!["connect".into(), "--disable-duplicate-rules".into()],
+            "XDRSYNC_TENANT_ID",
+        ),
         ("connect: an unknown option", &vars, vec!["connect".into(), "--disable-all".into()], "--disable-all"),
-        ("hunting schema: an unknown table", &vars, vec!["hunting".into(), "schema".into(), "NoSuchTable".into()], "NoSuchTable"),
+        (
+            "hunting schema: an unknown table",
+            &vars,
+            vec!["hunting".into(), "schema".into(), "NoSuchTable".into()],
+            "NoSuchTable",
+        ),
         (
             "hunting estimate: an unknown table",
             &vars,
@@ -293,7 +318,14 @@ async fn every_command_exits_2_on_bad_input_and_changes_nothing() {
         (
             "hunting estimate: a bad sample window",
             &vars,
-            vec!["hunting".into(), "estimate".into(), "--tables".into(), "EmailEvents".into(), "--sample".into(), "an hour".into()],
+            vec![
+                "hunting".into(),
+                "estimate".into(),
+                "--tables".into(),
+                "EmailEvents".into(),
+                "--sample".into(),
+                "an hour".into(),
+            ],
             "--sample",
         ),
         (
@@ -330,8 +362,7 @@ async fn every_command_exits_2_on_bad_input_and_changes_nothing() {
     }
     assert_eq!(sim.sim.stats.snapshot(), calls_before, "no service was called");
     assert_eq!(ports.queue.approximate_len(&ports.config.queue_name).await.unwrap(), 1, "the queue is unchanged");
-    let recorded: Vec<String> =
-        failures::list_all(&ports).await.unwrap().into_iter().map(|r| r.incident_id).collect();
+    let recorded: Vec<String> = failures::list_all(&ports).await.unwrap().into_iter().map(|r| r.incident_id).collect();
     assert_eq!(recorded, ["29"], "the Failures table is unchanged");
     assert!(!fresh.exists(), "no package written");
     let left: Vec<_> = std::fs::read_dir(&full).unwrap().map(|e| e.unwrap().file_name()).collect();

@@ -17,7 +17,7 @@
 //!   message that is not a work item may only be moved to the poison queue.
 //!
 //! CI runs 2,000 cases (`fuzz_edges_ci`); the bench runs 100,000 or `XDRSYNC_FUZZ_CASES`:
-//! `cargo test --release -p xdrsync --test fuzz_edges -- --ignored --nocapture`
+//! `cargo test -p xdrsync --test fuzz_edges -- --ignored --nocapture`
 //! (`XDRSYNC_FUZZ_SEED` picks another seed; a failure prints its seed and case to replay).
 
 mod support;
@@ -329,11 +329,8 @@ struct Case {
 }
 
 fn generate(rng: &mut Rng, t: &Templates) -> Case {
-    let target = if rng.chance(8) {
-        Target::StandaloneWebhook
-    } else {
-        Target::Function(FUNCTIONS[rng.below(FUNCTIONS.len())])
-    };
+    let target =
+        if rng.chance(8) { Target::StandaloneWebhook } else { Target::Function(FUNCTIONS[rng.below(FUNCTIONS.len())]) };
     let template = match target {
         Target::StandaloneWebhook => t.webhook.clone(),
         Target::Function(f) => t.envelope(f),
@@ -345,7 +342,9 @@ fn generate(rng: &mut Rng, t: &Templates) -> Case {
             let tenant = if rng.chance(3) { "72f988bf-0000-0000-0000-000000000000" } else { t.tenant.as_str() };
             let item = WorkItem::reconcile(tenant, &odd_incident_id(rng), ChangeHint::Defender).to_json();
             let data = json!({"msg": Value::String(Value::String(item).to_string())});
-            json!({"Data": data, "Metadata": {"DequeueCount": 1 + rng.below(6), "Id": "\"m\""}}).to_string().into_bytes()
+            json!({"Data": data, "Metadata": {"DequeueCount": 1 + rng.below(6), "Id": "\"m\""}})
+                .to_string()
+                .into_bytes()
         }
         10 => template.to_string().into_bytes(),
         1..=4 => {
@@ -534,7 +533,7 @@ fn post(path: &str, body: Vec<u8>, key: Option<&str>, content_type: Option<&str>
 }
 
 fn seed_from_env() -> u64 {
-    std::env::var("XDRSYNC_FUZZ_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x5EED_0F_ED6E)
+    std::env::var("XDRSYNC_FUZZ_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x005E_ED0F_ED6E)
 }
 
 fn report(o: &Outcome, took: Duration) {
@@ -559,7 +558,7 @@ async fn fuzz_edges_ci() {
     assert!(o.writes_seen > 100, "valid cases write, so the write counters see writes: {o:?}");
 }
 
-/// The bench: `cargo test --release -p xdrsync --test fuzz_edges -- --ignored --nocapture`.
+/// The bench: `cargo test -p xdrsync --test fuzz_edges -- --ignored --nocapture`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "the 100,000-case bench; run it with --ignored"]
 async fn fuzz_edges_bench() {

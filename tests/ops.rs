@@ -380,7 +380,10 @@ async fn connect_checks_lists_and_disables_duplicating_rules_warns_and_polls() {
     let (code, text, err) = run(&vars, &["connect", "--disable-duplicate-rules"]).await;
     assert_eq!(code, 1, "{text}{err}");
     assert!(text.contains("not disabled: ") && text.contains("Microsoft Sentinel Contributor"), "{text}");
-    assert!(text.lines().any(|l| l.starts_with("warning:") && l.contains("appear twice") && l.contains("refused")), "{text}");
+    assert!(
+        text.lines().any(|l| l.starts_with("warning:") && l.contains("appear twice") && l.contains("refused")),
+        "{text}"
+    );
     assert!(text.contains("not connected") && !text.lines().any(|l| l == "connected"), "{text}");
 
     let g = sim_post(&sim, "/_sim/permissions/grant", json!({"role": "Microsoft Sentinel Contributor"})).await;

@@ -170,5 +170,8 @@ fn package_refuses_a_newer_glibc_and_a_non_empty_folder_with_exit_2_writing_noth
 fn package_help_points_to_the_glibc_2_28_build() {
     let (code, text) = run(Command::new(XDRSYNC).args(["package", "--help"]));
     assert_eq!(code, 0);
-    assert!(text.contains("scripts/package.sh") && text.contains("2.28") && !text.contains("build with --release first"), "{text}");
+    assert!(
+        text.contains("scripts/package.sh") && text.contains("2.28") && !text.contains("build with --release first"),
+        "{text}"
+    );
 }

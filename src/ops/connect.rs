@@ -183,7 +183,8 @@ async fn rules(
             let done = disable(s, rule).await;
             if done.enabled {
                 left_enabled.push(rule.display_name().to_string());
-                not_disabled.push(format!("{} in workspace {}: {}", done.display_name, s.config.workspace.name, done.action));
+                not_disabled
+                    .push(format!("{} in workspace {}: {}", done.display_name, s.config.workspace.name, done.action));
             }
             rows.push(done);
         } else {

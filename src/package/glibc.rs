@@ -84,7 +84,8 @@ pub fn max_glibc(elf: &[u8]) -> Result<Option<Version>, String> {
         // More sections than fit in e_shnum: the count is section 0's size.
         count = section(elf, wide, shoff).ok_or(BAD)?.2;
     }
-    let header = |i: usize| i.checked_mul(entsize).and_then(|o| o.checked_add(shoff)).and_then(|o| section(elf, wide, o));
+    let header =
+        |i: usize| i.checked_mul(entsize).and_then(|o| o.checked_add(shoff)).and_then(|o| section(elf, wide, o));
     let mut best: Option<Version> = None;
     for i in 0..count {
         let (kind, offset, size, link) = header(i).ok_or(BAD)?;
