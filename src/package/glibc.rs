@@ -207,6 +207,18 @@ mod tests {
         let me = std::fs::read(std::env::current_exe().unwrap()).unwrap();
         let v = max_glibc(&me).unwrap().expect("a glibc-linked test binary");
         assert!(v >= Version(vec![2, 2, 5]), "{v}");
+        // Where binutils is installed, the same answer as scripts/package.sh's readelf.
+        let exe = std::env::current_exe().unwrap();
+        if let Ok(out) = std::process::Command::new("readelf").arg("--wide").arg("--version-info").arg(&exe).output() {
+            let text = String::from_utf8_lossy(&out.stdout);
+            let theirs = text
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.'))
+                .filter_map(|w| w.strip_prefix("GLIBC_"))
+                .filter_map(|v| v.split('.').map(str::parse).collect::<Result<Vec<u32>, _>>().ok())
+                .map(Version)
+                .max();
+            assert_eq!(Some(v), theirs, "readelf reads another version");
+        }
     }
 
     #[test]
