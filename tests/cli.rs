@@ -329,6 +329,19 @@ async fn every_command_exits_2_on_bad_input_and_changes_nothing() {
             "--sample",
         ),
         (
+            "hunting estimate: a window past the 30 days advanced hunting keeps",
+            &vars,
+            vec![
+                "hunting".into(),
+                "estimate".into(),
+                "--tables".into(),
+                "EmailEvents".into(),
+                "--sample".into(),
+                "P31D".into(),
+            ],
+            "30 days",
+        ),
+        (
             "hunting estimate: a bad setting",
             &bad_cfg,
             vec!["hunting".into(), "estimate".into(), "--tables".into(), "EmailEvents".into()],
