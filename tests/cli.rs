@@ -261,6 +261,9 @@ async fn every_command_exits_2_on_bad_input_and_changes_nothing() {
     let mut long_queue = vars.clone();
     long_queue.insert("XDRSYNC_QUEUE_NAME".into(), "q".repeat(60));
     let path = |p: &std::path::Path| p.to_str().unwrap().to_string();
+    let sample = |window: &str| -> Vec<String> {
+        ["hunting", "estimate", "--tables", "EmailEvents", "--sample", window].map(String::from).to_vec()
+    };
     let none = HashMap::new();
     // (what, settings, arguments, a text the output must hold)
     type Row<'a> = (&'a str, &'a HashMap<String, String>, Vec<String>, &'a str);
@@ -315,32 +318,8 @@ async fn every_command_exits_2_on_bad_input_and_changes_nothing() {
             vec!["hunting".into(), "estimate".into(), "--tables".into(), "NoSuchTable".into()],
             "NoSuchTable",
         ),
-        (
-            "hunting estimate: a bad sample window",
-            &vars,
-            vec![
-                "hunting".into(),
-                "estimate".into(),
-                "--tables".into(),
-                "EmailEvents".into(),
-                "--sample".into(),
-                "an hour".into(),
-            ],
-            "--sample",
-        ),
-        (
-            "hunting estimate: a window past the 30 days advanced hunting keeps",
-            &vars,
-            vec![
-                "hunting".into(),
-                "estimate".into(),
-                "--tables".into(),
-                "EmailEvents".into(),
-                "--sample".into(),
-                "P31D".into(),
-            ],
-            "30 days",
-        ),
+        ("hunting estimate: a bad sample window", &vars, sample("an hour"), "--sample"),
+        ("hunting estimate: a window past the 30 days advanced hunting keeps", &vars, sample("P31D"), "30 days"),
         (
             "hunting estimate: a bad setting",
             &bad_cfg,
