@@ -436,15 +436,8 @@ impl Config {
             ));
         }
         let queue_name = v.get("XDRSYNC_QUEUE_NAME").unwrap_or(QUEUE_NAME).to_string();
-        let queue_ok = (3..=63).contains(&queue_name.len())
-            && queue_name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-            && !queue_name.starts_with('-')
-            && !queue_name.contains("--");
-        if !queue_ok {
-            return Err(err(
-                "XDRSYNC_QUEUE_NAME",
-                format!("'{queue_name}' is not a valid queue name (3-63 lowercase letters, digits, single dashes)"),
-            ));
+        if let Some(problem) = queue_name_problem(&queue_name) {
+            return Err(err("XDRSYNC_QUEUE_NAME", problem));
         }
 
         let defender_tenants = match v.get("XDRSYNC_DEFENDER_TENANTS") {
@@ -580,6 +573,29 @@ fn parse_identity_endpoint(raw: &str) -> Result<Url, ConfigError> {
     Ok(url)
 }
 
+/// Why `name` cannot be xdrsync's queue, or `None`. Storage's rules (Learn, "Naming Queues and
+/// Metadata"): 3-63 characters, lowercase letters, digits and dashes, first and last character a
+/// letter or digit, no two dashes in a row. The poison queue the host (and standalone mode)
+/// derives, `<name>-poison`, must obey them too, or the queue service refuses it at run time.
+fn queue_name_problem(name: &str) -> Option<String> {
+    let valid = |n: &str| {
+        (3..=63).contains(&n.len())
+            && n.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            && !n.starts_with('-')
+            && !n.ends_with('-')
+            && !n.contains("--")
+    };
+    if !valid(name) {
+        return Some(format!(
+            "'{name}' is not a valid queue name (3-63 lowercase letters, digits and single dashes, starting and ending with a letter or digit)"
+        ));
+    }
+    let poison = format!("{name}-poison");
+    (!valid(&poison)).then(|| {
+        format!("'{name}' is too long: its poison queue '{poison}' must be a valid queue name too (at most 63 characters), so at most 56 characters")
+    })
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -606,6 +622,18 @@ pub(crate) mod tests {
             m.insert(k.to_string(), v.to_string());
         }
         Config::from_vars(&m)
+    }
+
+    #[test]
+    fn queue_name_and_its_poison_queue_follow_storage_naming_rules() {
+        let ok56 = "q".repeat(56);
+        assert_eq!(with(&[("XDRSYNC_QUEUE_NAME", &ok56)]).unwrap().queue_name, ok56);
+        for bad in ["ab", "Upper", "a--b", "-ab", "abc-", &"q".repeat(57), &"q".repeat(63), &"q".repeat(64)] {
+            let e = with(&[("XDRSYNC_QUEUE_NAME", bad)]).unwrap_err();
+            assert_eq!(e.var, "XDRSYNC_QUEUE_NAME", "{bad}");
+        }
+        let e = with(&[("XDRSYNC_QUEUE_NAME", &"q".repeat(60))]).unwrap_err();
+        assert!(e.problem.contains("-poison") && e.problem.contains("56"), "{}", e.problem);
     }
 
     #[test]
