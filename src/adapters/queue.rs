@@ -159,6 +159,20 @@ impl WorkQueue for AzureQueues {
             .map_err(|e| from_azure(SERVICE, e))
     }
 
+    /// Update Message: documented to answer the message's new pop receipt (`x-ms-popreceipt`)
+    /// and to invalidate the one sent; the visibility timeout counts from the service's clock.
+    async fn extend_visibility(&self, queue: &str, msg: &QueueMessage, visibility: Duration) -> Result<String, PortError> {
+        let client = self.service.queue_client(queue);
+        let receipt = PopReceipt::new(msg.id.clone(), msg.pop_receipt.clone());
+        bump(&self.counters.queue);
+        client
+            .pop_receipt_client(receipt)
+            .update(encode_message_text(&msg.text), visibility)
+            .await
+            .map(|r| r.pop_receipt)
+            .map_err(|e| from_azure(SERVICE, e))
+    }
+
     async fn approximate_len(&self, queue: &str) -> Result<usize, PortError> {
         let client = self.service.queue_client(queue);
         bump(&self.counters.queue);
