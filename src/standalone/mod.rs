@@ -29,7 +29,7 @@ use crate::usecase::{hunting_jobs, jobs};
 use timers::Timer;
 
 pub use lease::try_acquire;
-pub use worker::MAX_DEQUEUE_COUNT;
+pub use worker::{MAX_DEQUEUE_COUNT, PROCESSING_LEASE};
 
 /// What a runner has done (for tests and status).
 #[derive(Debug, Default)]
