@@ -39,7 +39,8 @@ impl Drop for Child {
 /// One hostile client: half send a webhook head without the key and start a 1 MiB body, half a
 /// head that grows and never ends. Holds the connection open until dropped.
 async fn hostile(addr: std::net::SocketAddr, n: usize) -> Option<tokio::net::TcpStream> {
-    let mut tcp = tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(addr)).await.ok()?.ok()?;
+    let mut tcp =
+        tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(addr)).await.ok()?.ok()?;
     let sent = if n % 2 == 0 {
         let mut req = b"POST /api/sentinel/incidents HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1048576\r\n\r\n".to_vec();
         req.extend(std::iter::repeat_n(b' ', 64 * 1024));

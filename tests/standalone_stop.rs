@@ -81,8 +81,10 @@ async fn a_killed_worker_s_message_reappears_within_the_processing_lease_for_ano
     let took = killed.elapsed();
     println!("mirrored {took:?} after the kill (processing lease {PROCESSING_LEASE:?})");
     assert!(took <= PROCESSING_LEASE + Duration::from_secs(5), "{took:?}");
-    eventually(10, "the second worker to settle the message", || second.stats.messages_done.load(Ordering::Relaxed) == 1)
-        .await;
+    eventually(10, "the second worker to settle the message", || {
+        second.stats.messages_done.load(Ordering::Relaxed) == 1
+    })
+    .await;
     second.shutdown().await;
 }
 

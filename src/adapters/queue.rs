@@ -161,7 +161,12 @@ impl WorkQueue for AzureQueues {
 
     /// Update Message: documented to answer the message's new pop receipt (`x-ms-popreceipt`)
     /// and to invalidate the one sent; the visibility timeout counts from the service's clock.
-    async fn extend_visibility(&self, queue: &str, msg: &QueueMessage, visibility: Duration) -> Result<String, PortError> {
+    async fn extend_visibility(
+        &self,
+        queue: &str,
+        msg: &QueueMessage,
+        visibility: Duration,
+    ) -> Result<String, PortError> {
         let client = self.service.queue_client(queue);
         let receipt = PopReceipt::new(msg.id.clone(), msg.pop_receipt.clone());
         bump(&self.counters.queue);

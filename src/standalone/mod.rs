@@ -127,21 +127,37 @@ pub async fn start(services: Arc<Ports>, http_port: u16) -> anyhow::Result<Runne
     // Each hunting source is its own singleton job with its own lease, as in Functions mode.
     let hunting_schedule = || Schedule::parse(&cfg.hunting.schedule).map_err(anyhow::Error::msg);
     if !cfg.hunting.tables.is_empty() {
-        let hunting = Timer { lease: hunting_jobs::HUNTING_EXPORT_NAME, schedule: hunting_schedule()?, label: "hunting export" };
+        let hunting =
+            Timer { lease: hunting_jobs::HUNTING_EXPORT_NAME, schedule: hunting_schedule()?, label: "hunting export" };
         let hunting_stats = stats.clone();
-        tasks.push(tokio::spawn(timers::run(services.clone(), hunting, instance_id.clone(), stopped.clone(), move |s| {
-            hunting_stats.hunting_runs.fetch_add(1, Ordering::Relaxed);
-            async move {
-                let _ = hunting_jobs::hunting_export(&s).await;
-            }
-        })));
+        tasks.push(tokio::spawn(timers::run(
+            services.clone(),
+            hunting,
+            instance_id.clone(),
+            stopped.clone(),
+            move |s| {
+                hunting_stats.hunting_runs.fetch_add(1, Ordering::Relaxed);
+                async move {
+                    let _ = hunting_jobs::hunting_export(&s).await;
+                }
+            },
+        )));
     }
     if !cfg.hunting.storage_tables.is_empty() {
-        let storage =
-            Timer { lease: hunting_jobs::HUNTING_STORAGE_NAME, schedule: hunting_schedule()?, label: "hunting storage export" };
-        tasks.push(tokio::spawn(timers::run(services.clone(), storage, instance_id.clone(), stopped.clone(), |s| async move {
-            let _ = hunting_jobs::hunting_storage(&s).await;
-        })));
+        let storage = Timer {
+            lease: hunting_jobs::HUNTING_STORAGE_NAME,
+            schedule: hunting_schedule()?,
+            label: "hunting storage export",
+        };
+        tasks.push(tokio::spawn(timers::run(
+            services.clone(),
+            storage,
+            instance_id.clone(),
+            stopped.clone(),
+            |s| async move {
+                let _ = hunting_jobs::hunting_storage(&s).await;
+            },
+        )));
     }
     for n in 0..cfg.workers {
         tasks.push(tokio::spawn(worker::run(services.clone(), n, stats.clone(), stopped.clone())));

@@ -92,8 +92,12 @@ where
     if holding == Some(true) {
         match tokio::time::timeout(super::CLEANUP_BOUND, lease::release(&s, timer.lease, &me)).await {
             Ok(Ok(())) => tracing::info!(timer = timer.label, "gave up the {} lease", timer.label),
-            Ok(Err(e)) => tracing::warn!(timer = timer.label, error.message = %e, "could not give up the lease; it expires on its own"),
-            Err(_) => tracing::warn!(timer = timer.label, "storage did not answer in time; the lease expires on its own"),
+            Ok(Err(e)) => {
+                tracing::warn!(timer = timer.label, error.message = %e, "could not give up the lease; it expires on its own")
+            }
+            Err(_) => {
+                tracing::warn!(timer = timer.label, "storage did not answer in time; the lease expires on its own")
+            }
         }
     }
 }

@@ -92,8 +92,12 @@ async fn keep_invisible(s: &Ports, queue: &str, m: &mut QueueMessage) {
 async fn give_back(s: &Ports, queue: &str, m: &QueueMessage) {
     match tokio::time::timeout(super::CLEANUP_BOUND, s.queue.release(queue, m, Duration::ZERO)).await {
         Ok(Ok(())) => tracing::info!(queue.message.id = %m.id, "stopping: gave the message back to the queue"),
-        Ok(Err(e)) => tracing::warn!(queue.message.id = %m.id, error.message = %e, "stopping: could not give the message back; it reappears within {} s", PROCESSING_LEASE.as_secs()),
-        Err(_) => tracing::warn!(queue.message.id = %m.id, "stopping: storage did not answer; the message reappears within {} s", PROCESSING_LEASE.as_secs()),
+        Ok(Err(e)) => {
+            tracing::warn!(queue.message.id = %m.id, error.message = %e, "stopping: could not give the message back; it reappears within {} s", PROCESSING_LEASE.as_secs())
+        }
+        Err(_) => {
+            tracing::warn!(queue.message.id = %m.id, "stopping: storage did not answer; the message reappears within {} s", PROCESSING_LEASE.as_secs())
+        }
     }
 }
 

@@ -104,7 +104,12 @@ impl WorkQueue for MemoryQueue {
         Ok(())
     }
 
-    async fn extend_visibility(&self, queue: &str, msg: &QueueMessage, visibility: Duration) -> Result<String, PortError> {
+    async fn extend_visibility(
+        &self,
+        queue: &str,
+        msg: &QueueMessage,
+        visibility: Duration,
+    ) -> Result<String, PortError> {
         let receipt = self.next();
         let mut queues = self.queues.lock().expect("lock");
         let m = queues
