@@ -11,7 +11,8 @@ use xdrsync_sim::fakes::MemoryStore;
 
 use super::lease::{self, renewal_plan};
 use super::timers::{lease_ttl, run, Timer};
-use crate::ports::{Clock, Table};
+use crate::error::PortError;
+use crate::ports::{Clock, ETag, Entity, StateStore, Table};
 use crate::records::Lease;
 use crate::schedule::Schedule;
 use crate::state::{load, save, RowKey};
@@ -156,6 +157,81 @@ async fn a_tick_whose_lease_is_taken_stops_before_it_writes() {
     assert_eq!((j.started, j.running), (1, 0), "the tick ran and was dropped");
     assert!(j.sent.is_empty(), "the dropped tick still wrote: {:?}", j.sent);
     assert!(Instant::now() - taken < ttl / 2, "noticed at the first renewal, not at expiry");
+}
+
+/// A store that fails every call while `down` is set (storage unreachable).
+#[derive(Default)]
+struct Outage {
+    inner: MemoryStore,
+    down: std::sync::atomic::AtomicBool,
+}
+
+impl Outage {
+    fn check(&self) -> Result<(), PortError> {
+        if self.down.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(PortError::unavailable("table-storage", "connection refused"));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl StateStore for Outage {
+    async fn ensure_tables(&self) -> Result<(), PortError> {
+        self.check()?;
+        self.inner.ensure_tables().await
+    }
+    async fn get(&self, table: Table, pk: &str, rk: &str) -> Result<Option<(Entity, ETag)>, PortError> {
+        self.check()?;
+        self.inner.get(table, pk, rk).await
+    }
+    async fn insert(&self, table: Table, entity: &Entity) -> Result<ETag, PortError> {
+        self.check()?;
+        self.inner.insert(table, entity).await
+    }
+    async fn replace(&self, table: Table, entity: &Entity, etag: &ETag) -> Result<ETag, PortError> {
+        self.check()?;
+        self.inner.replace(table, entity, etag).await
+    }
+    async fn upsert(&self, table: Table, entity: &Entity) -> Result<(), PortError> {
+        self.check()?;
+        self.inner.upsert(table, entity).await
+    }
+    async fn upsert_many(&self, table: Table, entities: &[Entity]) -> Result<(), PortError> {
+        self.check()?;
+        self.inner.upsert_many(table, entities).await
+    }
+    async fn delete(&self, table: Table, pk: &str, rk: &str) -> Result<(), PortError> {
+        self.check()?;
+        self.inner.delete(table, pk, rk).await
+    }
+    async fn query_partition(&self, table: Table, pk: &str) -> Result<Vec<Entity>, PortError> {
+        self.check()?;
+        self.inner.query_partition(table, pk).await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_holder_that_cannot_reach_storage_stops_its_tick_before_the_lease_expires() {
+    let store = Arc::new(Outage::default());
+    let clock = Arc::new(TokioClock { wall: OffsetDateTime::now_utc(), base: Instant::now() });
+    let mut p = crate::usecase::test_ports();
+    p.store = store.clone();
+    p.clock = clock;
+    let s = Arc::new(p);
+    let journal = Arc::new(Mutex::new(Journal::default()));
+    let ttl = lease_ttl(Duration::from_secs(2));
+    let taken = Instant::now();
+    assert!(lease::try_acquire(&s, JOB, "me", ttl).await.unwrap());
+    store.down.store(true, std::sync::atomic::Ordering::SeqCst);
+    let tick = slow_tick(journal.clone())(s.clone());
+    let outcome = lease::hold_while(&s, JOB, "me", ttl, taken, tick).await;
+    assert_eq!(outcome, Err(lease::Lost::NotRenewed));
+    let stopped_after = Instant::now() - taken;
+    assert!(stopped_after < ttl, "ran on past the lease's expiry: {stopped_after:?}");
+    assert!(stopped_after > ttl / 3, "gave up before trying to renew: {stopped_after:?}");
+    let j = journal.lock().unwrap();
+    assert!(j.sent.is_empty() && j.running == 0, "the tick went on: {:?}", j.sent);
 }
 
 #[test]
