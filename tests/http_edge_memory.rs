@@ -4,7 +4,6 @@
 
 mod support;
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use support::*;
@@ -65,17 +64,7 @@ async fn a_thousand_anonymous_connections_leave_memory_under_the_bound() {
     let port = free_port();
     vars.insert("XDRSYNC_HTTP_PORT".into(), port.to_string());
     let dir = tempfile::tempdir().unwrap();
-    let child = Child(
-        Command::new(env!("CARGO_BIN_EXE_xdrsync"))
-            .env_clear()
-            .envs(vars.iter())
-            .current_dir(dir.path())
-            .arg("run")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let child = Child(spawn_run(&vars, dir.path()));
     let pid = child.0.id();
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     let health = format!("http://{addr}/api/health");

@@ -134,15 +134,7 @@ async fn sigterm_during_a_slow_tick_exits_within_10_s_with_the_lease_released_an
     services.queue.ensure_queue(&services.config.queue_name).await.unwrap();
     enqueue(&services, &ids[0]).await;
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_xdrsync"))
-        .env_clear()
-        .envs(vars.iter())
-        .current_dir(dir.path())
-        .arg("run")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_run(&vars, dir.path());
     eventually_async(30, "a poll and a reconcile both waiting on Graph", || async {
         sim_stat(&sim, "graph.faults").await >= 2
     })
