@@ -43,6 +43,23 @@ impl AzureQueues {
     }
 }
 
+impl AzureQueues {
+    /// Update Message with the message's pop receipt: visible again after `visibility`.
+    /// Documented to answer the message's new pop receipt (`x-ms-popreceipt`), which replaces the
+    /// one sent; the timeout counts from the service's clock.
+    async fn update(&self, queue: &str, msg: &QueueMessage, visibility: Duration) -> Result<String, PortError> {
+        let client = self.service.queue_client(queue);
+        let receipt = PopReceipt::new(msg.id.clone(), msg.pop_receipt.clone());
+        bump(&self.counters.queue);
+        client
+            .pop_receipt_client(receipt)
+            .update(encode_message_text(&msg.text), visibility)
+            .await
+            .map(|r| r.pop_receipt)
+            .map_err(|e| from_azure(SERVICE, e))
+    }
+}
+
 /// Decodes base64 message text; text that is not base64 (written by another tool with
 /// `messageEncoding: none`) is passed through as-is.
 pub fn decode_message_text(wire: &str) -> String {
@@ -148,15 +165,16 @@ impl WorkQueue for AzureQueues {
     }
 
     async fn release(&self, queue: &str, msg: &QueueMessage, delay: Duration) -> Result<(), PortError> {
-        let client = self.service.queue_client(queue);
-        let receipt = PopReceipt::new(msg.id.clone(), msg.pop_receipt.clone());
-        bump(&self.counters.queue);
-        client
-            .pop_receipt_client(receipt)
-            .update(encode_message_text(&msg.text), delay)
-            .await
-            .map(|_| ())
-            .map_err(|e| from_azure(SERVICE, e))
+        self.update(queue, msg, delay).await.map(|_| ())
+    }
+
+    async fn extend_visibility(
+        &self,
+        queue: &str,
+        msg: &QueueMessage,
+        visibility: Duration,
+    ) -> Result<String, PortError> {
+        self.update(queue, msg, visibility).await
     }
 
     async fn approximate_len(&self, queue: &str) -> Result<usize, PortError> {

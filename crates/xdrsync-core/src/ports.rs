@@ -291,6 +291,17 @@ pub trait WorkQueue: Send + Sync {
     async fn delete(&self, queue: &str, msg: &QueueMessage) -> Result<(), PortError>;
     /// Makes a received message visible again after `delay` (a failed attempt's retry delay).
     async fn release(&self, queue: &str, msg: &QueueMessage, delay: Duration) -> Result<(), PortError>;
+    /// Keeps a received message invisible for `visibility` from now (Update Message with its pop
+    /// receipt); returns the new pop receipt, which replaces the old one. Default: unsupported.
+    async fn extend_visibility(
+        &self,
+        queue: &str,
+        msg: &QueueMessage,
+        visibility: Duration,
+    ) -> Result<String, PortError> {
+        let _ = (queue, msg, visibility);
+        Err(PortError::rejected("queue-storage", "this queue cannot extend a message's visibility"))
+    }
     /// Approximate count of messages (for status and tests).
     async fn approximate_len(&self, queue: &str) -> Result<usize, PortError>;
 }

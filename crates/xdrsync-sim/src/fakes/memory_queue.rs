@@ -104,6 +104,23 @@ impl WorkQueue for MemoryQueue {
         Ok(())
     }
 
+    async fn extend_visibility(
+        &self,
+        queue: &str,
+        msg: &QueueMessage,
+        visibility: Duration,
+    ) -> Result<String, PortError> {
+        let receipt = self.next();
+        let mut queues = self.queues.lock().expect("lock");
+        let m = queues
+            .get_mut(queue)
+            .and_then(|q| q.iter_mut().find(|m| m.id == msg.id && m.receipt.to_string() == msg.pop_receipt))
+            .ok_or_else(|| PortError::not_found("queue-storage", "no message with this pop receipt"))?;
+        m.visible_at = Instant::now() + visibility;
+        m.receipt = receipt;
+        Ok(receipt.to_string())
+    }
+
     async fn approximate_len(&self, queue: &str) -> Result<usize, PortError> {
         Ok(self.queues.lock().expect("lock").get(queue).map_or(0, Vec::len))
     }
