@@ -228,7 +228,9 @@ mod tests {
         assert!(bad.error && bad.message.contains("out of range"), "{bad:?}");
         vars.insert("XDRSYNC_HUNTING_SCHEDULE".into(), "0 0 0 31 Apr *".into());
         let findings = audit(&vars);
-        assert!(findings.iter().any(|f| f.error && f.setting == "XDRSYNC_HUNTING_SCHEDULE" && f.message.contains("never fires")));
+        assert!(findings
+            .iter()
+            .any(|f| f.error && f.setting == "XDRSYNC_HUNTING_SCHEDULE" && f.message.contains("never fires")));
     }
 
     #[test]

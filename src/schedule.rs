@@ -65,8 +65,9 @@ impl Schedule {
         }
         let mut sets = [0u64; 6];
         for (i, (raw, field)) in parts.iter().zip(FIELDS.iter()).enumerate() {
-            sets[i] = field_values(raw, field)
-                .map_err(|p| format!("'{expr}' is not a valid NCRONTAB expression: {} field '{raw}': {p}", field.name))?;
+            sets[i] = field_values(raw, field).map_err(|p| {
+                format!("'{expr}' is not a valid NCRONTAB expression: {} field '{raw}': {p}", field.name)
+            })?;
         }
         if !fires(sets[3], sets[4]) {
             return Err(format!("'{expr}' never fires: none of its months has that day"));
@@ -100,7 +101,7 @@ impl Schedule {
                 }
                 return Some(last);
             }
-            window = window * 2;
+            window *= 2;
         }
         None
     }

@@ -71,8 +71,7 @@ pub async fn combine(
     now: OffsetDateTime,
     poll: Cadence,
 ) -> (&'static str, Vec<String>, Vec<TenantHealth>) {
-    let mut tenants =
-        futures::future::join_all(s.each_tenant().into_iter().map(|t| tenant(t, probe, now, poll))).await;
+    let mut tenants = futures::future::join_all(s.each_tenant().into_iter().map(|t| tenant(t, probe, now, poll))).await;
     for r in probe.call(removed_tenants(s)).await.unwrap_or_default() {
         tenants.push(TenantHealth {
             tenant_id: r.tenant_id,
