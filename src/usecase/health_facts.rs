@@ -120,10 +120,9 @@ pub(crate) async fn gather(s: &Ports, probe: &Probe) -> Facts {
     let queue = &s.config.queue_name;
     let queue_backlog = probe.call(s.queue.approximate_len(queue)).await.ok();
     let poison = probe.call(s.queue.approximate_len(&format!("{queue}-poison"))).await.ok();
-    let oldest = probe.call(s.queue.peek_oldest_inserted(queue)).await;
-    // A queue not created yet is no outage; any other failure to read it is.
-    storage_reachable &= !matches!(&oldest, Err(e) if !e.is_not_found());
-    let oldest_message = oldest.ok().flatten();
+    // A queue that cannot be read shows as unknown counts (`null`); only a call that runs out
+    // of time (below) says storage as a whole is not answering.
+    let oldest_message = probe.call(s.queue.peek_oldest_inserted(queue)).await.ok().flatten();
     let failures = if s.is_multi_tenant() {
         Vec::new()
     } else {
@@ -150,6 +149,7 @@ pub(crate) async fn gather(s: &Ports, probe: &Probe) -> Facts {
         storage_reachable &= ok;
         jobs.push((feed, health, every));
     }
+    storage_reachable &= !probe.timed_out();
     Facts { storage_reachable, feeds, queue_backlog, poison, oldest_message, failures, jobs, workspace_jobs }
 }
 
