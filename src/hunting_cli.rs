@@ -1,5 +1,5 @@
 //! `xdrsync hunting schema` and `xdrsync hunting estimate`: the advanced-hunting export's
-//! commands (README “Advanced hunting export”). They print; the binary maps the result to an exit
+//! commands (docs/hunting.md). They print; the binary maps the result to an exit
 //! code.
 
 use crate::domain::hunting::schema::{infra_json, TableDef, TABLES};

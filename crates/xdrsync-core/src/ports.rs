@@ -304,15 +304,6 @@ pub trait Clock: Send + Sync {
     fn now(&self) -> OffsetDateTime;
 }
 
-/// The wall clock.
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> OffsetDateTime {
-        OffsetDateTime::now_utc()
-    }
-}
-
 /// One `runHuntingQuery` answer: the result's columns and rows (each row an object keyed by
 /// column name, as Graph returns them).
 #[derive(Debug, Clone, Default, PartialEq)]
