@@ -175,5 +175,6 @@ pub fn build(config: Config) -> Ports {
         hunting_logs: Arc::new(hunting_logs),
         blobs,
         tenants: Arc::new(directory),
+        health_cache: Default::default(),
     }
 }

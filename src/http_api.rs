@@ -230,7 +230,7 @@ pub fn answer(a: WebhookAnswer) -> Response {
 /// `GET /api/health`: 200 healthy or degraded, 503 unhealthy, with the health report.
 pub async fn get_health(State(s): State<Arc<Ports>>, headers: HeaderMap) -> Response {
     let key = headers.get("x-xdrsync-key").and_then(|v| v.to_str().ok());
-    let h = crate::usecase::health::check(&s, key.is_some_and(|k| s.config.webhook_key_matches(k))).await;
+    let h = crate::usecase::health_cache::current(&s, key.is_some_and(|k| s.config.webhook_key_matches(k))).await;
     (StatusCode::from_u16(h.http_status()).unwrap_or(StatusCode::OK), Json(h)).into_response()
 }
 

@@ -260,6 +260,13 @@ async fn serve(port: u16) -> ExitCode {
         Err(code) => return code,
     };
     let services = std::sync::Arc::new(app::build(cfg));
+    // Features on whose timer the host does not run: said at start and in health.
+    let given = xdrsync::host_timers::given_functions(&xdrsync::host_timers::script_root());
+    let gaps = xdrsync::host_timers::gaps(&services.config, |k| std::env::var_os(k).is_some(), given.as_deref());
+    for gap in &gaps {
+        tracing::error!(function = gap.function, setting = gap.setting, "{gap}");
+    }
+    services.health_cache.set_notes(gaps.iter().map(ToString::to_string).collect());
     // Create what the functions write to before answering the host; a storage outage must not
     // keep the handler from starting (health reports it), so this is bounded.
     let warm = async {
@@ -349,7 +356,7 @@ fn load_config() -> Result<Config, ExitCode> {
 async fn run_check() -> ExitCode {
     // Every configuration problem at once, then (if the configuration is usable) every service.
     let vars: std::collections::HashMap<String, String> = std::env::vars().collect();
-    let findings = xdrsync::config_audit::audit(&vars, time::OffsetDateTime::now_utc());
+    let findings = xdrsync::config_audit::audit(&vars);
     for f in &findings {
         println!("{} {:<28} {}", if f.error { "FAIL" } else { "warn" }, f.setting, f.message);
     }

@@ -183,6 +183,21 @@ impl WorkQueue for AzureQueues {
         let r = client.get_metadata().await.map_err(|e| from_azure(SERVICE, e))?;
         Ok(r.approximate_messages_count)
     }
+
+    /// Peek Messages (`GET …/messages?peekonly=true&numofmessages=32`): documented to return
+    /// messages from the front of the queue, each with its `InsertionTime`, without changing
+    /// their visibility; invisible messages are not returned. The front is not documented as
+    /// strictly oldest-first, so the oldest of up to 32 is taken.
+    async fn peek_oldest_inserted(&self, queue: &str) -> Result<Option<time::OffsetDateTime>, PortError> {
+        let client = self.service.queue_client(queue);
+        bump(&self.counters.queue);
+        let r = client
+            .peek_messages()
+            .number_of_messages(NumberOfMessages::new(32))
+            .await
+            .map_err(|e| from_azure(SERVICE, e))?;
+        Ok(r.messages.iter().map(|m| m.insertion_time).min())
+    }
 }
 
 #[cfg(test)]

@@ -304,6 +304,10 @@ pub trait WorkQueue: Send + Sync {
     }
     /// Approximate count of messages (for status and tests).
     async fn approximate_len(&self, queue: &str) -> Result<usize, PortError>;
+    /// When the oldest visible message was inserted, without changing any message (health:
+    /// a queue whose front has waited long is not being worked). `None` for no visible message;
+    /// messages in flight or delayed are not seen.
+    async fn peek_oldest_inserted(&self, queue: &str) -> Result<Option<OffsetDateTime>, PortError>;
 }
 
 /// Time, passed in so the core never reads a clock.
