@@ -359,6 +359,8 @@ async fn every_command_exits_2_on_bad_input_and_changes_nothing() {
     assert!(!fresh.exists(), "no package written");
     let left: Vec<_> = std::fs::read_dir(&full).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(left, ["OldFunction"], "the non-empty folder is untouched");
+}
+
 /// One schedule validator for every command: `check`, `run` and `serve` refuse the same
 /// schedules (not the Functions NCRONTAB syntax, or never firing) with exit code 2, naming the
 /// setting, before doing anything.

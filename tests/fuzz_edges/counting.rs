@@ -89,8 +89,20 @@ impl WorkQueue for CountingQueue {
         self.writes.note(format!("release {queue}"));
         self.inner.release(queue, msg, delay).await
     }
+    async fn extend_visibility(
+        &self,
+        queue: &str,
+        msg: &QueueMessage,
+        visibility: Duration,
+    ) -> Result<String, PortError> {
+        self.writes.note(format!("extend {queue}"));
+        self.inner.extend_visibility(queue, msg, visibility).await
+    }
     async fn approximate_len(&self, queue: &str) -> Result<usize, PortError> {
         self.inner.approximate_len(queue).await
+    }
+    async fn peek_oldest_inserted(&self, queue: &str) -> Result<Option<time::OffsetDateTime>, PortError> {
+        self.inner.peek_oldest_inserted(queue).await
     }
 }
 
