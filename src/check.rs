@@ -175,10 +175,7 @@ pub async fn run(services: &Ports) -> Vec<CheckLine> {
 
 /// Where a customer's administrator consents to the app in `tenant` (multi-tenant mode).
 pub(crate) fn admin_consent(s: &Ports, tenant: &str) -> String {
-    let client_id = match &s.config.credential {
-        crate::config::Credential::ClientSecret { client_id, .. } => client_id.clone(),
-        crate::config::Credential::ManagedIdentity { .. } => String::new(),
-    };
+    let client_id = s.config.app_client_id().unwrap_or_default();
     format!(
         "admin consent in tenant {tenant}: {}/{tenant}/adminconsent?client_id={client_id}",
         s.config.authority_host.as_str().trim_end_matches('/')
