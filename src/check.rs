@@ -127,24 +127,8 @@ async fn permissions(s: &Ports) -> Vec<CheckLine> {
 /// Runs every check; never panics, never prints secrets.
 pub async fn run(services: &Ports) -> Vec<CheckLine> {
     let cfg = &services.config;
-    let creds =
-        "XDRSYNC_TENANT_ID, XDRSYNC_CLIENT_ID, XDRSYNC_CLIENT_SECRET (or the managed identity), XDRSYNC_AUTHORITY_HOST";
     let mut lines = vec![CheckLine { what: "configuration".into(), ok: true, detail: "all settings valid".into() }];
-    for (audience, scope) in [
-        ("Graph", &cfg.graph_scope),
-        ("ARM (Sentinel)", &cfg.arm_scope),
-        ("Monitor (Logs Ingestion)", &cfg.monitor_scope),
-    ] {
-        let r = services.tokens.token(scope).await;
-        lines.push(CheckLine {
-            what: format!("token for {audience}"),
-            ok: r.is_ok(),
-            detail: match r {
-                Ok(_) => format!("got a token for {scope}"),
-                Err(e) => advice(&e, creds),
-            },
-        });
-    }
+    lines.extend(token_lines(services).await);
     let r = services.store.ensure_tables().await;
     lines.push(CheckLine {
         what: "table storage".into(),
@@ -170,6 +154,38 @@ pub async fn run(services: &Ports) -> Vec<CheckLine> {
     }
     lines.extend(crate::check_alerts::lines(services).await);
     lines.extend(crate::check_hunting::lines(services).await);
+    lines
+}
+
+/// One token per audience, each from the identity that makes those calls, naming that principal:
+/// Graph's credential for Graph, the managed identity for everything Azure.
+async fn token_lines(s: &Ports) -> Vec<CheckLine> {
+    let cfg = &s.config;
+    let azure = crate::adapters::auth::azure_principal(cfg);
+    let graph = crate::adapters::auth::graph_principal(cfg);
+    let azure_settings =
+        "IDENTITY_ENDPOINT, XDRSYNC_MANAGED_IDENTITY_CLIENT_ID (or outside Azure XDRSYNC_CLIENT_ID, XDRSYNC_CLIENT_SECRET)";
+    let graph_settings =
+        "XDRSYNC_GRAPH_CREDENTIAL, XDRSYNC_CLIENT_ID, XDRSYNC_CLIENT_SECRET, XDRSYNC_FEDERATED_AUDIENCE, XDRSYNC_AUTHORITY_HOST";
+    let mut lines = Vec::new();
+    for (audience, scope, tokens, principal, settings) in [
+        ("Graph", &cfg.graph_scope, &s.graph_tokens, &graph, graph_settings),
+        ("ARM (Sentinel)", &cfg.arm_scope, &s.tokens, &azure, azure_settings),
+        ("Monitor (Logs Ingestion)", &cfg.monitor_scope, &s.tokens, &azure, azure_settings),
+    ] {
+        let r = tokens.token(scope).await;
+        lines.push(CheckLine {
+            what: format!("token for {audience}"),
+            ok: r.is_ok(),
+            detail: match r {
+                Ok(_) => format!("got a token for {scope} as {principal}"),
+                Err(e @ PortError::Unavailable { .. }) => {
+                    format!("{e}. Entra did not answer as {principal}: check the network and XDRSYNC_AUTHORITY_HOST")
+                }
+                Err(e) => format!("{e}. Refused for {principal}: check {settings}."),
+            },
+        });
+    }
     lines
 }
 

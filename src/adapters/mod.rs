@@ -17,3 +17,4 @@ pub mod sentinel;
 pub mod status;
 pub mod storage_auth;
 pub mod tables;
+pub mod token_refresh;

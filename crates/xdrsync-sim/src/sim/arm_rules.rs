@@ -166,12 +166,13 @@ fn to_json(base: &str, collection: &str, name: &str, r: &Resource) -> Value {
 }
 
 /// Handles the request when `path` is an alert-rule or data-connector path.
-pub fn handle(sim: &Sim, app_id: &str, path: &str, method: &Method, body: &[u8]) -> Option<Response> {
+pub fn handle(sim: &Sim, caller: &super::entra::Caller, path: &str, method: &Method, body: &[u8]) -> Option<Response> {
+    let app_id = caller.app_id.as_str();
     let t = match target(sim, path)? {
         Ok(t) => t,
         Err(r) => return Some(r),
     };
-    let roles = sim.permissions().workspace_roles;
+    let roles = caller.permissions.workspace_roles.clone();
     let (collection, write) = match (&t, method) {
         (Target::AlertRules | Target::AlertRule(_), &Method::GET) => ("alertRules", false),
         (Target::AlertRule(_), &Method::PUT) => ("alertRules", true),

@@ -19,7 +19,7 @@ use super::faults::{arm_error, FaultRule};
 use super::model::{vocab, GraphComment, GraphView, IncidentLabel, OwnerInfo, SentinelRecord};
 use super::permissions::{Permissions, RoleKind};
 use super::seed::{edit_rng, insert_alert, make_alert, seed, SeedSpec};
-use super::world::{Audience, SimUser, World};
+use super::world::{SimUser, World};
 use super::{Sim, SimOptions};
 
 pub fn routes() -> Router<Arc<Sim>> {
@@ -335,17 +335,22 @@ async fn permissions(State(sim): State<Arc<Sim>>) -> Json<Value> {
     Json(json!(sim.permissions()))
 }
 
-/// Replaces the app's grants. Graph roles are token claims: issued Graph tokens are revoked
-/// when they change, so the client's next call fails with 401 and it fetches a new token.
+/// Replaces the app's grants. An issued token keeps the grants of its issue time (Graph roles
+/// are claims in it): a grant reaches only tokens issued afterwards, so a client holding an older
+/// one keeps being refused until it fetches a new one, as with Entra. A withheld role ends every
+/// issued token at once (standing in for their expiry), so a test sees the refusal on the next
+/// call.
 fn replace_permissions(sim: &Sim, new: Permissions) {
-    let graph_changed = {
+    let shrank = {
         let mut p = sim.permissions.lock().unwrap_or_else(|p| p.into_inner());
-        let changed = p.graph_app_roles != new.graph_app_roles;
+        let shrank = !(p.graph_app_roles.is_subset(&new.graph_app_roles)
+            && p.workspace_roles.is_subset(&new.workspace_roles)
+            && p.dcr_roles.is_subset(&new.dcr_roles));
         *p = new;
-        changed
+        shrank
     };
-    if graph_changed {
-        sim.world().revoke_tokens(Audience::Graph);
+    if shrank {
+        sim.world().tokens.clear();
     }
 }
 

@@ -45,8 +45,8 @@ async fn ingest(
         Err(r) => return r,
     };
     sim.stats.bump("logs.post");
-    // Azure RBAC on the DCR, evaluated per request.
-    if !sim.permissions().dcr_roles.contains(MONITORING_METRICS_PUBLISHER) {
+    // Azure RBAC on the DCR, against the grants the token was issued with.
+    if !caller.permissions.dcr_roles.contains(MONITORING_METRICS_PUBLISHER) {
         sim.stats.bump("logs.forbidden");
         let ws = &sim.config.workspace;
         let dcr_arm_id = format!(

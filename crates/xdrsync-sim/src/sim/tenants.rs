@@ -233,12 +233,7 @@ async fn dispatch(State(all): State<Arc<TenantSims>>, req: Request) -> Response 
 /// tenant's token is good for every workspace of it: it is copied over).
 async fn forward_to_workspace(all: &TenantSims, i: usize, req: Request) -> Response {
     if let Some(token) = bearer(&req) {
-        let issued = all.primary.world().tokens.get(&token).map(|t| IssuedToken {
-            audience: t.audience,
-            expires: t.expires,
-            app_id: t.app_id.clone(),
-            roles: t.roles.clone(),
-        });
+        let issued: Option<IssuedToken> = all.primary.world().tokens.get(&token).cloned();
         if let Some(t) = issued {
             all.workspaces[i].world().tokens.insert(token, t);
         }
