@@ -172,7 +172,7 @@ impl TokenSource for AppTokens {
         let status = resp.status().as_u16();
         let body = resp.text().await.map_err(|e| network("entra", unreachable(&e)))?;
         if !(200..300).contains(&status) {
-            return Err(token_error(status, &body));
+            return Err(token_error("entra", status, &body));
         }
         let r: TokenResponse = serde_json::from_str(&body).map_err(|e| PortError::decode("entra", e))?;
         let lifetime = Duration::from_secs(r.expires_in);
@@ -206,11 +206,9 @@ fn unreachable(e: &reqwest::Error) -> String {
 /// (`invalid_client`, `unauthorized_client`, `invalid_scope`, AADSTS7002xx for a federated
 /// assertion that matches no credential): the operator must fix access. Throttling and server
 /// errors keep their usual meaning (retry).
-fn token_error(status: u16, body: &str) -> PortError {
-    match from_status("entra", status, None, body) {
-        PortError::Rejected { reason, .. } if status == 400 => {
-            PortError::Unauthorized { service: "entra", message: reason }
-        }
+fn token_error(service: &'static str, status: u16, body: &str) -> PortError {
+    match from_status(service, status, None, body) {
+        PortError::Rejected { reason, .. } if status == 400 => PortError::Unauthorized { service, message: reason },
         other => other,
     }
 }
@@ -273,7 +271,9 @@ impl TokenSource for ManagedIdentityTokens {
         let status = resp.status().as_u16();
         let body = resp.text().await.map_err(|e| network("managed-identity", e.without_url()))?;
         if !(200..300).contains(&status) {
-            return Err(from_status("managed-identity", status, None, &body));
+            // 400: the identity named by XDRSYNC_MANAGED_IDENTITY_CLIENT_ID is not assigned to the
+            // app (or the resource is unknown): a setting to fix, like a refused credential.
+            return Err(token_error("managed-identity", status, &body));
         }
         let r: MsiResponse = serde_json::from_str(&body).map_err(|e| PortError::decode("managed-identity", e))?;
         let secs = match &r.expires_on {
