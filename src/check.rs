@@ -34,44 +34,26 @@ pub(crate) fn probe_line(what: &str, result: Result<(), PortError>, ok: &str, ro
     CheckLine { what: what.into(), ok: result.is_ok(), detail }
 }
 
-/// The Sentinel role, read from the workspace's role assignments. An assignment inherited from the
-/// resource group or subscription is not at the workspace's scope, so its absence is a warning
-/// (the incidents probe above is the proof either way).
-fn roles_line(roles: Result<Vec<String>, PortError>) -> CheckLine {
-    const SENTINEL_ROLES: [(&str, &str); 2] = [
-        ("3e150937-b8fe-4cfb-8069-0eaf05ecd056", "Microsoft Sentinel Responder"),
-        ("ab8e14d6-4a74-4a29-9ba8-549422addade", "Microsoft Sentinel Contributor"),
-    ];
-    let what = "workspace role assignments".to_string();
-    match roles {
-        Ok(ids) => {
-            let held: Vec<&str> = SENTINEL_ROLES
-                .iter()
-                .filter(|(guid, _)| ids.iter().any(|id| id.to_ascii_lowercase().ends_with(guid)))
-                .map(|(_, name)| *name)
-                .collect();
-            let detail = if held.is_empty() {
-                "no Microsoft Sentinel Responder assignment at the workspace's scope (fine if inherited from the resource group)".to_string()
-            } else {
-                format!("assigned at the workspace: {}", held.join(", "))
-            };
-            CheckLine { what, ok: true, detail }
-        }
-        Err(e @ PortError::Forbidden { .. }) => CheckLine {
-            what,
+/// The line of a Logs Ingestion probe of `stream` (an empty batch: it adds no row). A 400 is a
+/// failure that names the stream (an undeclared stream or a wrong DCR refuses every row later, so
+/// it must show here); whether the service accepts an empty batch is not documented: the
+/// simulator does.
+pub(crate) fn logs_line(
+    what: &str,
+    result: Result<(), PortError>,
+    stream: &str,
+    role: &str,
+    settings: &str,
+) -> CheckLine {
+    match result {
+        Err(e @ PortError::Rejected { .. }) => CheckLine {
+            what: what.into(),
             ok: false,
-            detail: format!("{e}. Missing: the role Microsoft Sentinel Responder on the workspace (it includes reading role assignments)."),
+            detail: format!(
+                "{e}. The data collection rule refused stream {stream}: check that it declares {stream} and that {settings} name it."
+            ),
         },
-        Err(e) => CheckLine { what, ok: false, detail: advice(&e, "XDRSYNC_WORKSPACE_RESOURCE_ID, XDRSYNC_ARM_ENDPOINT") },
-    }
-}
-
-/// An empty batch to a data collection rule: it adds no row, and a service that refuses it as
-/// empty (400) was still reached with a permitted token, which is what this checks.
-async fn logs_probe(logs: &dyn crate::ports::LogsIngestion, stream: &str) -> Result<(), PortError> {
-    match logs.probe(stream).await {
-        Err(PortError::Rejected { .. }) => Ok(()),
-        other => other,
+        r => probe_line(what, r, &format!("the data collection rule accepts {stream} with our token"), role, settings),
     }
 }
 
@@ -83,8 +65,7 @@ async fn permissions(s: &Ports) -> Vec<CheckLine> {
     let defender = s.defender.list_incident_stamps(window, None).await.map(|_| ());
     let user = s.defender.find_user("xdrsync-check@example.invalid").await.map(|_| ());
     let sentinel = s.sentinel.list_incidents_modified_since(now - time::Duration::minutes(1)).await.map(|_| ());
-    let roles = s.sentinel.workspace_role_definitions().await;
-    let logs = logs_probe(s.logs.as_ref(), &cfg.alerts_stream).await;
+    let logs = s.logs.probe(&cfg.alerts_stream).await;
     let mut lines = vec![
         probe_line(
             "Defender incidents",
@@ -107,11 +88,10 @@ async fn permissions(s: &Ports) -> Vec<CheckLine> {
             "the role Microsoft Sentinel Responder on the workspace (assignments take a few minutes to apply)",
             "XDRSYNC_WORKSPACE_RESOURCE_ID, XDRSYNC_ARM_ENDPOINT",
         ),
-        roles_line(roles),
-        probe_line(
+        logs_line(
             "Logs Ingestion",
             logs,
-            "the data collection rule accepts our token",
+            &cfg.alerts_stream,
             "the role Monitoring Metrics Publisher on the data collection rule",
             "XDRSYNC_LOGS_INGESTION_ENDPOINT, XDRSYNC_DCR_IMMUTABLE_ID, XDRSYNC_ALERTS_STREAM",
         ),
@@ -151,6 +131,8 @@ pub async fn run(services: &Ports) -> Vec<CheckLine> {
     if lines.iter().filter(|l| l.what.starts_with("token")).all(|l| l.ok) {
         lines.extend(permissions(services).await);
         lines.extend(tenant_probes(services).await);
+        // What xdrsync's own principal may do, proved without writing.
+        lines.extend(crate::check_access::lines(services).await);
     }
     lines.extend(crate::check_alerts::lines(services).await);
     lines.extend(crate::check_hunting::lines(services).await);
@@ -238,11 +220,11 @@ async fn tenant_probes(s: &Ports) -> Vec<CheckLine> {
         if probed.contains(&target) {
             continue;
         }
-        let logs = logs_probe(t.logs.as_ref(), &s.config.alerts_stream).await;
-        lines.push(probe_line(
+        let logs = t.logs.probe(&s.config.alerts_stream).await;
+        lines.push(logs_line(
             &format!("Logs Ingestion of {}", t.config.workspace.name),
             logs,
-            "the routed data collection rule accepts our token",
+            &s.config.alerts_stream,
             "the role Monitoring Metrics Publisher on that data collection rule",
             "XDRSYNC_TENANT_WORKSPACES (its DCR immutable id and endpoint)",
         ));

@@ -168,6 +168,8 @@ pub struct Config {
     pub logs_ingestion_endpoint: Url,
     /// `XDRSYNC_DCR_IMMUTABLE_ID`
     pub dcr_immutable_id: String,
+    /// `XDRSYNC_DCR_RESOURCE_ID`: the same rule's ARM id, for `check`'s permission proof
+    pub dcr_resource_id: Option<String>,
     /// `XDRSYNC_ALERTS_STREAM`
     pub alerts_stream: String,
     /// `XDRSYNC_WEBHOOK_KEY`
@@ -423,6 +425,22 @@ impl Config {
             ));
         }
 
+        let dcr_resource_id = match v.get("XDRSYNC_DCR_RESOURCE_ID") {
+            None => None,
+            Some(id) => {
+                let lower = id.to_ascii_lowercase();
+                if !lower.starts_with("/subscriptions/")
+                    || !lower.contains("/providers/microsoft.insights/datacollectionrules/")
+                {
+                    return Err(err(
+                        "XDRSYNC_DCR_RESOURCE_ID",
+                        format!("'{id}' is not a data collection rule's resource id (/subscriptions/…/providers/Microsoft.Insights/dataCollectionRules/<name>)"),
+                    ));
+                }
+                Some(id.trim_end_matches('/').to_string())
+            }
+        };
+
         let alerts_stream = v.get("XDRSYNC_ALERTS_STREAM").unwrap_or("Custom-XdrsyncAlerts").to_string();
         let stream_ok = alerts_stream.starts_with("Custom-")
             && alerts_stream.len() > 7
@@ -504,6 +522,7 @@ impl Config {
             workspace,
             logs_ingestion_endpoint,
             dcr_immutable_id: dcr,
+            dcr_resource_id,
             alerts_stream,
             webhook_key,
             poll_schedule,

@@ -194,3 +194,64 @@ async fn a_grant_reaches_a_token_issued_before_it_after_one_refresh() {
     // The withhold ended the old token (401 → one refresh); the 403 after it refreshes no more.
     assert_eq!(sim_stat(&sim, "entra.msi").await, before + 1);
 }
+
+/// `check` in process, storage faked; the lines as `FAIL`/`ok` text.
+async fn check_text(vars: &HashMap<String, String>) -> String {
+    let mut s = app::build(config(vars));
+    s.store = std::sync::Arc::new(xdrsync_sim::fakes::MemoryStore::new());
+    s.queue = std::sync::Arc::new(xdrsync_sim::fakes::MemoryQueue::new());
+    let lines = xdrsync::check::run(&s).await;
+    lines.iter().map(|l| format!("{} {}: {}\n", if l.ok { "ok" } else { "FAIL" }, l.what, l.detail)).collect()
+}
+
+fn line<'a>(text: &'a str, what: &str) -> &'a str {
+    text.lines().find(|l| l.contains(what)).unwrap_or_else(|| panic!("no line {what}: {text}"))
+}
+
+#[tokio::test]
+async fn check_proves_each_permission_of_its_own_principal_without_writing() {
+    let sim = start_sim(SimConfig::demo()).await;
+    let mut vars = vars_for(&sim, "federated");
+    vars.insert("XDRSYNC_HUNTING_TABLES".into(), "EmailEvents".into());
+    let text = check_text(&vars).await;
+    let mi = &sim.sim.config.managed_identity_client_id;
+    assert!(
+        line(&text, "permissions on workspace").starts_with("ok")
+            && line(&text, "permissions on workspace").contains(mi.as_str()),
+        "{text}"
+    );
+    assert!(line(&text, "permissions on the data collection rule").starts_with("ok"), "{text}");
+    assert!(line(&text, "Graph permissions").starts_with("ok"), "{text}");
+    assert!(line(&text, "token for Graph").contains("federated credential"), "{text}");
+    assert!(line(&text, "token for ARM").contains(mi.as_str()), "{text}");
+    assert_eq!(sim.sim.world().sentinel.len(), 0, "nothing written");
+
+    // Each missing permission, named.
+    for role in ["Microsoft Sentinel Responder", "Monitoring Metrics Publisher", "ThreatHunting.Read.All"] {
+        let r = sim_post(&sim, "/_sim/permissions/withhold", serde_json::json!({"role": role})).await;
+        assert!(r.status().is_success());
+    }
+    let r = sim_post(&sim, "/_sim/permissions/grant", serde_json::json!({"role": "Microsoft Sentinel Reader"})).await;
+    assert!(r.status().is_success());
+    let text = check_text(&vars).await;
+    let ws = line(&text, "permissions on workspace");
+    assert!(ws.starts_with("FAIL") && ws.contains("Microsoft.SecurityInsights/incidents/comments/write"), "{text}");
+    assert!(!ws.contains("incidents/read"), "a Reader may read: {ws}");
+    let dcr = line(&text, "permissions on the data collection rule");
+    assert!(dcr.starts_with("FAIL") && dcr.contains("Microsoft.Insights/Telemetry/Write"), "{text}");
+    let graph = line(&text, "Graph permissions");
+    assert!(
+        graph.starts_with("FAIL") && graph.contains("ThreatHunting.Read.All") && graph.contains("adminconsent"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn a_logs_ingestion_400_in_check_is_a_failure_naming_the_stream() {
+    let sim = start_sim(SimConfig::demo()).await;
+    let mut vars = vars_for(&sim, "managed-identity");
+    vars.insert("XDRSYNC_ALERTS_STREAM".into(), "Custom-NotDeclared".into());
+    let text = check_text(&vars).await;
+    let l = line(&text, " Logs Ingestion: ");
+    assert!(l.starts_with("FAIL") && l.contains("Custom-NotDeclared"), "{text}");
+}

@@ -257,6 +257,24 @@ async fn dispatch(
     if uri.path().to_ascii_lowercase().ends_with("/providers/microsoft.authorization/roleassignments") {
         return role_assignments(&sim, &caller, uri.path(), &method, &pairs);
     }
+    if let Some(scope) = uri.path().to_ascii_lowercase().strip_suffix("/providers/microsoft.authorization/permissions")
+    {
+        if param(&pairs, "api-version") != Some("2022-04-01") {
+            return arm_error(StatusCode::BAD_REQUEST, "InvalidApiVersionParameter", "use api-version 2022-04-01");
+        }
+        let held = if scope == super::permissions::dcr_resource_id(&sim.config).to_ascii_lowercase() {
+            &caller.permissions.dcr_roles
+        } else if scope == sim.config.workspace.resource_id().to_ascii_lowercase() {
+            &caller.permissions.workspace_roles
+        } else {
+            return arm_error(
+                StatusCode::NOT_FOUND,
+                "ResourceNotFound",
+                format!("The resource '{scope}' was not found."),
+            );
+        };
+        return super::permissions::permissions_answer(held);
+    }
     match param(&pairs, "api-version") {
         None => {
             return arm_error(

@@ -205,6 +205,7 @@ impl SimConfig {
             ("XDRSYNC_LOG_ANALYTICS_ENDPOINT", base),
             ("XDRSYNC_WORKSPACE_ID", self.workspace.customer_id()),
             ("XDRSYNC_DCR_IMMUTABLE_ID", self.dcr_immutable_id.clone()),
+            ("XDRSYNC_DCR_RESOURCE_ID", permissions::dcr_resource_id(self)),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))

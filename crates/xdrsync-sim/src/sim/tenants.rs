@@ -234,8 +234,12 @@ async fn dispatch(State(all): State<Arc<TenantSims>>, req: Request) -> Response 
 async fn forward_to_workspace(all: &TenantSims, i: usize, req: Request) -> Response {
     if let Some(token) = bearer(&req) {
         let issued: Option<IssuedToken> = all.primary.world().tokens.get(&token).cloned();
-        if let Some(t) = issued {
-            all.workspaces[i].world().tokens.insert(token, t);
+        if let Some(mut t) = issued {
+            // Roles are assigned per workspace: the token carries this workspace's grants as of
+            // its first use here.
+            let ws = &all.workspaces[i];
+            t.permissions = ws.permissions();
+            ws.world().tokens.entry(token).or_insert(t);
         }
     }
     forward(all.workspace_routers[i].clone(), req).await
