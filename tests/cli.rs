@@ -44,7 +44,9 @@ async fn check_passes_against_the_simulator_and_azurite_and_explains_failures() 
         "Defender incidents",
         "directory users",
         "Sentinel incidents",
-        "workspace role assignments",
+        "permissions on workspace soc-workspace",
+        "permissions on the data collection rule",
+        "Graph permissions in tenant",
         "Logs Ingestion",
     ] {
         assert!(text.lines().any(|l| l.starts_with("ok") && l.contains(what)), "{what}: {text}");
