@@ -335,23 +335,11 @@ async fn permissions(State(sim): State<Arc<Sim>>) -> Json<Value> {
     Json(json!(sim.permissions()))
 }
 
-/// Replaces the app's grants. An issued token keeps the grants of its issue time (Graph roles
-/// are claims in it): a grant reaches only tokens issued afterwards, so a client holding an older
-/// one keeps being refused until it fetches a new one, as with Entra. A withheld role ends every
-/// issued token at once (standing in for their expiry), so a test sees the refusal on the next
-/// call.
+/// Replaces the app's grants. An issued token keeps the grants of its issue time less any
+/// withheld since (`Permissions::still_held`): a grant reaches only tokens issued afterwards, so
+/// a client holding an older one keeps being refused until it fetches a new one, as with Entra.
 fn replace_permissions(sim: &Sim, new: Permissions) {
-    let shrank = {
-        let mut p = sim.permissions.lock().unwrap_or_else(|p| p.into_inner());
-        let shrank = !(p.graph_app_roles.is_subset(&new.graph_app_roles)
-            && p.workspace_roles.is_subset(&new.workspace_roles)
-            && p.dcr_roles.is_subset(&new.dcr_roles));
-        *p = new;
-        shrank
-    };
-    if shrank {
-        sim.world().tokens.clear();
-    }
+    *sim.permissions.lock().unwrap_or_else(|p| p.into_inner()) = new;
 }
 
 async fn set_permissions(State(sim): State<Arc<Sim>>, Json(p): Json<Permissions>) -> Json<Value> {

@@ -333,6 +333,7 @@ pub fn authorize(
     let Some(token) = token else {
         return Err(error(StatusCode::UNAUTHORIZED, "InvalidAuthenticationToken", "Access token is empty.".into()));
     };
+    let current = sim.permissions();
     let world = sim.world();
     match world.tokens.get(token) {
         None => Err(error(
@@ -350,6 +351,10 @@ pub fn authorize(
             "InvalidAuthenticationToken",
             "Access token validation failure. Invalid audience.".into(),
         )),
-        Some(t) => Ok(Caller { app_id: t.app_id.clone(), roles: t.roles.clone(), permissions: t.permissions.clone() }),
+        Some(t) => {
+            let permissions = t.permissions.still_held(&current);
+            let roles = t.roles.intersection(&permissions.graph_app_roles).cloned().collect();
+            Ok(Caller { app_id: t.app_id.clone(), roles, permissions })
+        }
     }
 }

@@ -120,6 +120,18 @@ impl Permissions {
         kind
     }
 
+    /// What a token issued with `self` may do now: its grants as issued, less any withheld since.
+    /// A grant reaches only tokens issued after it (as with Entra); a withheld role applies at
+    /// once (Entra would honour the old token until it expires: tests of refusals need not wait).
+    pub fn still_held(&self, now: &Permissions) -> Permissions {
+        let both = |a: &BTreeSet<String>, b: &BTreeSet<String>| a.intersection(b).cloned().collect();
+        Permissions {
+            graph_app_roles: both(&self.graph_app_roles, &now.graph_app_roles),
+            workspace_roles: both(&self.workspace_roles, &now.workspace_roles),
+            dcr_roles: both(&self.dcr_roles, &now.dcr_roles),
+        }
+    }
+
     pub fn withhold(&mut self, role: &str) -> RoleKind {
         let kind = Self::kind_of(role);
         self.set_mut(kind).remove(role);
@@ -301,5 +313,17 @@ mod tests {
         assert!(!ArmAccess::Write.allowed_by(&p.workspace_roles));
         assert!(ArmAccess::Write.allowed_by(&Permissions::default().workspace_roles));
         assert!(!ArmAccess::Delete.allowed_by(&Permissions::default().workspace_roles));
+    }
+
+    #[test]
+    fn a_token_keeps_its_grants_less_what_was_withheld_since() {
+        let issued = Permissions::default();
+        let mut now = issued.clone();
+        now.grant(SENTINEL_CONTRIBUTOR);
+        now.withhold(USER_READ_ALL);
+        let held = issued.still_held(&now);
+        assert!(!held.workspace_roles.contains(SENTINEL_CONTRIBUTOR), "a later grant needs a new token");
+        assert!(!held.graph_app_roles.contains(USER_READ_ALL), "a withheld role applies at once");
+        assert!(held.workspace_roles.contains(SENTINEL_RESPONDER));
     }
 }
