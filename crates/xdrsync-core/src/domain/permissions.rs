@@ -152,16 +152,19 @@ mod tests {
             &["Microsoft.SecurityInsights/*/read", "Microsoft.SecurityInsights/incidents/*"],
             &["Microsoft.SecurityInsights/incidents/*/delete"],
         );
-        assert!(missing(&[responder.clone()], WORKSPACE_ACTIONS, &[]).is_empty());
-        assert!(!allows_action(&[responder.clone()], "Microsoft.SecurityInsights/incidents/comments/delete"));
+        assert!(missing(std::slice::from_ref(&responder), WORKSPACE_ACTIONS, &[]).is_empty());
+        assert!(!allows_action(
+            std::slice::from_ref(&responder),
+            "Microsoft.SecurityInsights/incidents/comments/delete"
+        ));
         let reader = perm(&["Microsoft.SecurityInsights/*/read"], &[]);
         assert_eq!(
-            missing(&[reader.clone()], WORKSPACE_ACTIONS, &[]),
+            missing(std::slice::from_ref(&reader), WORKSPACE_ACTIONS, &[]),
             WORKSPACE_ACTIONS[1..].iter().map(|s| s.to_string()).collect::<Vec<_>>()
         );
         // Contributor-like: everything but writes; another role grants what it subtracts.
         let contributor = perm(&["*"], &["*/write"]);
-        assert!(!allows_action(&[contributor.clone()], "Microsoft.SecurityInsights/incidents/write"));
+        assert!(!allows_action(std::slice::from_ref(&contributor), "Microsoft.SecurityInsights/incidents/write"));
         assert!(allows_action(&[contributor, responder], "Microsoft.SecurityInsights/incidents/write"));
     }
 
