@@ -78,6 +78,7 @@ resource publisher 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for p
 
 output logsIngestionEndpoint string = dce.properties.logsIngestion.endpoint
 output dcrImmutableId string = dcr.properties.immutableId
+output dcrResourceId string = dcr.id
 
 // Advanced-hunting export: one DCR per table on this DCE (hunting.bicep).
 module hunting 'hunting.bicep' = if (!empty(huntingTables)) {

@@ -426,6 +426,7 @@ var appSettings = {
   XDRSYNC_WORKSPACE_RESOURCE_ID: workspaceResourceId
   XDRSYNC_LOGS_INGESTION_ENDPOINT: ingestion.outputs.logsIngestionEndpoint
   XDRSYNC_DCR_IMMUTABLE_ID: ingestion.outputs.dcrImmutableId
+  XDRSYNC_DCR_RESOURCE_ID: ingestion.outputs.dcrResourceId // check proves Telemetry/Write on it
   XDRSYNC_ALERTS_STREAM: streamName
   XDRSYNC_POLL_SCHEDULE: pollSchedule
   XDRSYNC_CONFLICT_POLICY: conflictPolicy

@@ -25,7 +25,10 @@ use crate::usecase::Ports;
 pub fn build(config: Config) -> Ports {
     let counters = CallCounters::shared();
     let http = build_http_client(config.http_timeout);
-    let tokens = crate::adapters::auth::token_source(&config, http.clone(), counters.clone());
+    // Azure calls use the managed identity; Graph its own credential (docs/identity.md).
+    let tokens = crate::adapters::auth::azure_token_source(&config, http.clone(), counters.clone());
+    let graph_tokens =
+        crate::adapters::auth::graph_token_source(&config, &config.tenant_id, http.clone(), counters.clone(), &tokens);
     let retry = RetryPolicy::default();
     let client = |service: &'static str,
                   tokens: &Arc<dyn TokenSource>,
@@ -84,7 +87,7 @@ pub fn build(config: Config) -> Ports {
             &config.graph_endpoint,
         ))
     };
-    let defender = graph(&tokens);
+    let defender = graph(&graph_tokens);
     let sentinel = sentinel_for(&config);
     let logs = logs_for(&config);
     let mut directory = TenantDirectory { workspace_tenant_id: config.tenant_id.clone(), ..Default::default() };
@@ -105,7 +108,7 @@ pub fn build(config: Config) -> Ports {
                 }
             }
             let tenant_tokens =
-                crate::adapters::auth::tenant_token_source(&config, &t.id, http.clone(), counters.clone());
+                crate::adapters::auth::graph_token_source(&config, &t.id, http.clone(), counters.clone(), &tokens);
             directory.tenants.push(TenantPorts {
                 tenant: t.clone(),
                 defender: graph(&tenant_tokens),
@@ -126,7 +129,7 @@ pub fn build(config: Config) -> Ports {
             });
         }
     }
-    let hunting = hunting_for(&tokens);
+    let hunting = hunting_for(&graph_tokens);
     // Each hunting table to its own DCR where routed (XDRSYNC_HUNTING_DCR_IMMUTABLE_ID).
     let hunting_dcr = |dcr: String| -> Arc<dyn crate::ports::LogsIngestion> {
         Arc::new(DcrLogsIngestion::new(
@@ -162,6 +165,7 @@ pub fn build(config: Config) -> Ports {
     Ports {
         config: Arc::new(config),
         tokens,
+        graph_tokens,
         defender,
         sentinel,
         logs,

@@ -34,44 +34,26 @@ pub(crate) fn probe_line(what: &str, result: Result<(), PortError>, ok: &str, ro
     CheckLine { what: what.into(), ok: result.is_ok(), detail }
 }
 
-/// The Sentinel role, read from the workspace's role assignments. An assignment inherited from the
-/// resource group or subscription is not at the workspace's scope, so its absence is a warning
-/// (the incidents probe above is the proof either way).
-fn roles_line(roles: Result<Vec<String>, PortError>) -> CheckLine {
-    const SENTINEL_ROLES: [(&str, &str); 2] = [
-        ("3e150937-b8fe-4cfb-8069-0eaf05ecd056", "Microsoft Sentinel Responder"),
-        ("ab8e14d6-4a74-4a29-9ba8-549422addade", "Microsoft Sentinel Contributor"),
-    ];
-    let what = "workspace role assignments".to_string();
-    match roles {
-        Ok(ids) => {
-            let held: Vec<&str> = SENTINEL_ROLES
-                .iter()
-                .filter(|(guid, _)| ids.iter().any(|id| id.to_ascii_lowercase().ends_with(guid)))
-                .map(|(_, name)| *name)
-                .collect();
-            let detail = if held.is_empty() {
-                "no Microsoft Sentinel Responder assignment at the workspace's scope (fine if inherited from the resource group)".to_string()
-            } else {
-                format!("assigned at the workspace: {}", held.join(", "))
-            };
-            CheckLine { what, ok: true, detail }
-        }
-        Err(e @ PortError::Forbidden { .. }) => CheckLine {
-            what,
+/// The line of a Logs Ingestion probe of `stream` (an empty batch: it adds no row). A 400 is a
+/// failure that names the stream (an undeclared stream or a wrong DCR refuses every row later, so
+/// it must show here); whether the service accepts an empty batch is not documented: the
+/// simulator does.
+pub(crate) fn logs_line(
+    what: &str,
+    result: Result<(), PortError>,
+    stream: &str,
+    role: &str,
+    settings: &str,
+) -> CheckLine {
+    match result {
+        Err(e @ PortError::Rejected { .. }) => CheckLine {
+            what: what.into(),
             ok: false,
-            detail: format!("{e}. Missing: the role Microsoft Sentinel Responder on the workspace (it includes reading role assignments)."),
+            detail: format!(
+                "{e}. The data collection rule refused stream {stream}: check that it declares {stream} and that {settings} name it."
+            ),
         },
-        Err(e) => CheckLine { what, ok: false, detail: advice(&e, "XDRSYNC_WORKSPACE_RESOURCE_ID, XDRSYNC_ARM_ENDPOINT") },
-    }
-}
-
-/// An empty batch to a data collection rule: it adds no row, and a service that refuses it as
-/// empty (400) was still reached with a permitted token, which is what this checks.
-async fn logs_probe(logs: &dyn crate::ports::LogsIngestion, stream: &str) -> Result<(), PortError> {
-    match logs.probe(stream).await {
-        Err(PortError::Rejected { .. }) => Ok(()),
-        other => other,
+        r => probe_line(what, r, &format!("the data collection rule accepts {stream} with our token"), role, settings),
     }
 }
 
@@ -83,8 +65,7 @@ async fn permissions(s: &Ports) -> Vec<CheckLine> {
     let defender = s.defender.list_incident_stamps(window, None).await.map(|_| ());
     let user = s.defender.find_user("xdrsync-check@example.invalid").await.map(|_| ());
     let sentinel = s.sentinel.list_incidents_modified_since(now - time::Duration::minutes(1)).await.map(|_| ());
-    let roles = s.sentinel.workspace_role_definitions().await;
-    let logs = logs_probe(s.logs.as_ref(), &cfg.alerts_stream).await;
+    let logs = s.logs.probe(&cfg.alerts_stream).await;
     let mut lines = vec![
         probe_line(
             "Defender incidents",
@@ -107,11 +88,10 @@ async fn permissions(s: &Ports) -> Vec<CheckLine> {
             "the role Microsoft Sentinel Responder on the workspace (assignments take a few minutes to apply)",
             "XDRSYNC_WORKSPACE_RESOURCE_ID, XDRSYNC_ARM_ENDPOINT",
         ),
-        roles_line(roles),
-        probe_line(
+        logs_line(
             "Logs Ingestion",
             logs,
-            "the data collection rule accepts our token",
+            &cfg.alerts_stream,
             "the role Monitoring Metrics Publisher on the data collection rule",
             "XDRSYNC_LOGS_INGESTION_ENDPOINT, XDRSYNC_DCR_IMMUTABLE_ID, XDRSYNC_ALERTS_STREAM",
         ),
@@ -127,24 +107,8 @@ async fn permissions(s: &Ports) -> Vec<CheckLine> {
 /// Runs every check; never panics, never prints secrets.
 pub async fn run(services: &Ports) -> Vec<CheckLine> {
     let cfg = &services.config;
-    let creds =
-        "XDRSYNC_TENANT_ID, XDRSYNC_CLIENT_ID, XDRSYNC_CLIENT_SECRET (or the managed identity), XDRSYNC_AUTHORITY_HOST";
     let mut lines = vec![CheckLine { what: "configuration".into(), ok: true, detail: "all settings valid".into() }];
-    for (audience, scope) in [
-        ("Graph", &cfg.graph_scope),
-        ("ARM (Sentinel)", &cfg.arm_scope),
-        ("Monitor (Logs Ingestion)", &cfg.monitor_scope),
-    ] {
-        let r = services.tokens.token(scope).await;
-        lines.push(CheckLine {
-            what: format!("token for {audience}"),
-            ok: r.is_ok(),
-            detail: match r {
-                Ok(_) => format!("got a token for {scope}"),
-                Err(e) => advice(&e, creds),
-            },
-        });
-    }
+    lines.extend(token_lines(services).await);
     let r = services.store.ensure_tables().await;
     lines.push(CheckLine {
         what: "table storage".into(),
@@ -167,18 +131,49 @@ pub async fn run(services: &Ports) -> Vec<CheckLine> {
     if lines.iter().filter(|l| l.what.starts_with("token")).all(|l| l.ok) {
         lines.extend(permissions(services).await);
         lines.extend(tenant_probes(services).await);
+        // What xdrsync's own principal may do, proved without writing.
+        lines.extend(crate::check_access::lines(services).await);
     }
     lines.extend(crate::check_alerts::lines(services).await);
     lines.extend(crate::check_hunting::lines(services).await);
     lines
 }
 
+/// One token per audience, each from the identity that makes those calls, naming that principal:
+/// Graph's credential for Graph, the managed identity for everything Azure.
+async fn token_lines(s: &Ports) -> Vec<CheckLine> {
+    let cfg = &s.config;
+    let azure = crate::adapters::auth::azure_principal(cfg);
+    let graph = crate::adapters::auth::graph_principal(cfg);
+    let azure_settings =
+        "IDENTITY_ENDPOINT, XDRSYNC_MANAGED_IDENTITY_CLIENT_ID (or outside Azure XDRSYNC_CLIENT_ID, XDRSYNC_CLIENT_SECRET)";
+    let graph_settings =
+        "XDRSYNC_GRAPH_CREDENTIAL, XDRSYNC_CLIENT_ID, XDRSYNC_CLIENT_SECRET, XDRSYNC_FEDERATED_AUDIENCE, XDRSYNC_AUTHORITY_HOST";
+    let mut lines = Vec::new();
+    for (audience, scope, tokens, principal, settings) in [
+        ("Graph", &cfg.graph_scope, &s.graph_tokens, &graph, graph_settings),
+        ("ARM (Sentinel)", &cfg.arm_scope, &s.tokens, &azure, azure_settings),
+        ("Monitor (Logs Ingestion)", &cfg.monitor_scope, &s.tokens, &azure, azure_settings),
+    ] {
+        let r = tokens.token(scope).await;
+        lines.push(CheckLine {
+            what: format!("token for {audience}"),
+            ok: r.is_ok(),
+            detail: match r {
+                Ok(_) => format!("got a token for {scope} as {principal}"),
+                Err(e @ PortError::Unavailable { .. }) => {
+                    format!("{e}. Entra did not answer as {principal}: check the network and XDRSYNC_AUTHORITY_HOST")
+                }
+                Err(e) => format!("{e}. Refused for {principal}: check {settings}."),
+            },
+        });
+    }
+    lines
+}
+
 /// Where a customer's administrator consents to the app in `tenant` (multi-tenant mode).
 pub(crate) fn admin_consent(s: &Ports, tenant: &str) -> String {
-    let client_id = match &s.config.credential {
-        crate::config::Credential::ClientSecret { client_id, .. } => client_id.clone(),
-        crate::config::Credential::ManagedIdentity { .. } => String::new(),
-    };
+    let client_id = s.config.app_client_id().unwrap_or_default();
     format!(
         "admin consent in tenant {tenant}: {}/{tenant}/adminconsent?client_id={client_id}",
         s.config.authority_host.as_str().trim_end_matches('/')
@@ -225,11 +220,11 @@ async fn tenant_probes(s: &Ports) -> Vec<CheckLine> {
         if probed.contains(&target) {
             continue;
         }
-        let logs = logs_probe(t.logs.as_ref(), &s.config.alerts_stream).await;
-        lines.push(probe_line(
+        let logs = t.logs.probe(&s.config.alerts_stream).await;
+        lines.push(logs_line(
             &format!("Logs Ingestion of {}", t.config.workspace.name),
             logs,
-            "the routed data collection rule accepts our token",
+            &s.config.alerts_stream,
             "the role Monitoring Metrics Publisher on that data collection rule",
             "XDRSYNC_TENANT_WORKSPACES (its DCR immutable id and endpoint)",
         ));

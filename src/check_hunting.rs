@@ -36,17 +36,14 @@ pub async fn lines(s: &Ports) -> Vec<CheckLine> {
         }
     }
     if let Some(first) = cfg.tables.first().or(cfg.storage_tables.first()) {
-        // An empty batch adds no row; a 400 for it still proves a permitted token reached the DCR.
-        let r = match s.hunting_logs.probe(&first.stream()).await {
-            Err(PortError::Rejected { .. }) => Ok(()),
-            other => other,
-        };
-        out.push(probe_line(
+        // An empty batch adds no row; a 400 names the stream the rule refuses.
+        let r = s.hunting_logs.probe(&first.stream()).await;
+        out.push(crate::check::logs_line(
             "hunting Logs Ingestion",
             r,
-            &format!("the data collection rule accepts {}", first.stream()),
+            &first.stream(),
             "the role Monitoring Metrics Publisher on the hunting data collection rule",
-            "XDRSYNC_LOGS_INGESTION_ENDPOINT, XDRSYNC_HUNTING_DCR_IMMUTABLE_ID",
+            "XDRSYNC_LOGS_INGESTION_ENDPOINT, XDRSYNC_HUNTING_DCR_IMMUTABLE_ID, XDRSYNC_HUNTING_TABLES",
         ));
     }
     if let Some(first) = cfg.storage_tables.first() {

@@ -71,6 +71,15 @@ impl Cloud {
             Cloud::UsGov | Cloud::UsGovDod => "https://api.loganalytics.us",
         }
     }
+    /// The audience of the managed identity's token a federated identity credential trusts (Learn,
+    /// "Configure an application to trust a managed identity": one value per cloud;
+    /// `XDRSYNC_FEDERATED_AUDIENCE` overrides it).
+    fn token_exchange_audience(self) -> &'static str {
+        match self {
+            Cloud::Public => "api://AzureADTokenExchange",
+            Cloud::UsGov | Cloud::UsGovDod => "api://AzureADTokenExchangeUSGov",
+        }
+    }
     fn storage_suffix(self) -> &'static str {
         match self {
             Cloud::Public => "core.windows.net",
@@ -79,7 +88,9 @@ impl Cloud {
     }
 }
 
-/// How xdrsync gets tokens.
+/// How xdrsync gets tokens for Azure (ARM, Logs Ingestion, Log Analytics, Storage): the app's
+/// managed identity wherever one exists, which is the principal the template assigns every role
+/// to; the app registration's secret only outside Azure (no `IDENTITY_ENDPOINT`).
 #[derive(Clone)]
 pub enum Credential {
     ClientSecret { client_id: String, secret: SecretString },
@@ -102,6 +113,33 @@ impl fmt::Debug for Credential {
     }
 }
 
+/// How xdrsync gets Graph tokens (`XDRSYNC_GRAPH_CREDENTIAL`).
+#[derive(Clone)]
+pub enum GraphCredential {
+    /// The Azure credential itself (`managed-identity`): the managed identity holds the Graph
+    /// application roles; its own tenant only.
+    Azure,
+    /// The app registration with a client secret (`secret`).
+    Secret { client_id: String, secret: SecretString },
+    /// The multi-tenant app registration whose federated identity credential trusts the managed
+    /// identity (`federated`): the managed identity's token for `audience` is the client assertion.
+    Federated { client_id: String, audience: String },
+}
+
+impl fmt::Debug for GraphCredential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GraphCredential::Azure => f.write_str("Azure"),
+            GraphCredential::Secret { client_id, .. } => {
+                f.debug_struct("Secret").field("client_id", client_id).field("secret", &"[redacted]").finish()
+            }
+            GraphCredential::Federated { client_id, audience } => {
+                f.debug_struct("Federated").field("client_id", client_id).field("audience", audience).finish()
+            }
+        }
+    }
+}
+
 /// Everything xdrsync needs, validated.
 #[derive(Clone)]
 pub struct Config {
@@ -109,8 +147,11 @@ pub struct Config {
     pub storage: StorageConnection,
     /// `XDRSYNC_TENANT_ID`
     pub tenant_id: String,
-    /// `XDRSYNC_CLIENT_ID` + `XDRSYNC_CLIENT_SECRET`, or managed identity
+    /// Azure calls: the managed identity (`IDENTITY_ENDPOINT`, `XDRSYNC_MANAGED_IDENTITY_CLIENT_ID`),
+    /// or outside Azure `XDRSYNC_CLIENT_ID` + `XDRSYNC_CLIENT_SECRET`
     pub credential: Credential,
+    /// Graph calls: `XDRSYNC_GRAPH_CREDENTIAL`
+    pub graph_credential: GraphCredential,
     /// `XDRSYNC_AUTHORITY_HOST`
     pub authority_host: Url,
     /// `XDRSYNC_GRAPH_ENDPOINT`
@@ -127,6 +168,8 @@ pub struct Config {
     pub logs_ingestion_endpoint: Url,
     /// `XDRSYNC_DCR_IMMUTABLE_ID`
     pub dcr_immutable_id: String,
+    /// `XDRSYNC_DCR_RESOURCE_ID`: the same rule's ARM id, for `check`'s permission proof
+    pub dcr_resource_id: Option<String>,
     /// `XDRSYNC_ALERTS_STREAM`
     pub alerts_stream: String,
     /// `XDRSYNC_WEBHOOK_KEY`
@@ -192,6 +235,7 @@ impl fmt::Debug for Config {
             .field("storage", &self.storage)
             .field("tenant_id", &self.tenant_id)
             .field("credential", &self.credential)
+            .field("graph_credential", &self.graph_credential)
             .field("authority_host", &self.authority_host.as_str())
             .field("graph_endpoint", &self.graph_endpoint.as_str())
             .field("arm_endpoint", &self.arm_endpoint.as_str())
@@ -373,31 +417,7 @@ impl Config {
             return Err(err("XDRSYNC_TENANT_ID", format!("'{tenant_id}' is not a GUID")));
         }
 
-        let credential = match v.get("XDRSYNC_CLIENT_SECRET") {
-            Some(secret) => {
-                let client_id =
-                    v.required("XDRSYNC_CLIENT_ID", "a client secret needs the app registration's client id")?;
-                if !is_guid(client_id) {
-                    // The value is not echoed: a client id that is not a GUID is often the secret.
-                    return Err(err("XDRSYNC_CLIENT_ID", "is not a GUID (value not shown)"));
-                }
-                Credential::ClientSecret { client_id: client_id.into(), secret: SecretString::from(secret.to_string()) }
-            }
-            None => {
-                let endpoint = v.get("IDENTITY_ENDPOINT").ok_or_else(|| {
-                    err("XDRSYNC_CLIENT_SECRET", "is not set and no managed identity is available (IDENTITY_ENDPOINT is empty); set XDRSYNC_CLIENT_ID and XDRSYNC_CLIENT_SECRET, or enable the Function App's managed identity")
-                })?;
-                let endpoint = parse_identity_endpoint(endpoint)?;
-                let header = v.required("IDENTITY_HEADER", "the managed identity endpoint needs its header secret")?;
-                let client_id = v.get("XDRSYNC_MANAGED_IDENTITY_CLIENT_ID").map(str::to_string);
-                if let Some(id) = &client_id {
-                    if !is_guid(id) {
-                        return Err(err("XDRSYNC_MANAGED_IDENTITY_CLIENT_ID", format!("'{id}' is not a GUID")));
-                    }
-                }
-                Credential::ManagedIdentity { endpoint, header: SecretString::from(header.to_string()), client_id }
-            }
-        };
+        let (credential, graph_credential) = credentials(&v, cloud)?;
 
         let workspace_raw =
             v.required("XDRSYNC_WORKSPACE_RESOURCE_ID", "set the Sentinel workspace's ARM resource id")?;
@@ -418,6 +438,22 @@ impl Config {
                 format!("'{dcr}' is not a DCR immutable id (dcr- followed by 32 hex digits)"),
             ));
         }
+
+        let dcr_resource_id = match v.get("XDRSYNC_DCR_RESOURCE_ID") {
+            None => None,
+            Some(id) => {
+                let lower = id.to_ascii_lowercase();
+                if !lower.starts_with("/subscriptions/")
+                    || !lower.contains("/providers/microsoft.insights/datacollectionrules/")
+                {
+                    return Err(err(
+                        "XDRSYNC_DCR_RESOURCE_ID",
+                        format!("'{id}' is not a data collection rule's resource id (/subscriptions/…/providers/Microsoft.Insights/dataCollectionRules/<name>)"),
+                    ));
+                }
+                Some(id.trim_end_matches('/').to_string())
+            }
+        };
 
         let alerts_stream = v.get("XDRSYNC_ALERTS_STREAM").unwrap_or("Custom-XdrsyncAlerts").to_string();
         let stream_ok = alerts_stream.starts_with("Custom-")
@@ -458,10 +494,10 @@ impl Config {
             Some(raw) => xdrsync_core::domain::tenants::parse_defender_tenants(raw)
                 .map_err(|p| err("XDRSYNC_DEFENDER_TENANTS", p))?,
         };
-        if !defender_tenants.is_empty() && !matches!(credential, Credential::ClientSecret { .. }) {
+        if !defender_tenants.is_empty() && matches!(graph_credential, GraphCredential::Azure) {
             return Err(err(
                 "XDRSYNC_DEFENDER_TENANTS",
-                "needs XDRSYNC_CLIENT_ID and XDRSYNC_CLIENT_SECRET: a managed identity cannot get tokens from other tenants",
+                "needs the multi-tenant app registration: set XDRSYNC_CLIENT_ID (with XDRSYNC_GRAPH_CREDENTIAL=federated, or a client secret); a managed identity alone cannot get tokens from other tenants",
             ));
         }
         let tenant_routes = match v.get("XDRSYNC_TENANT_WORKSPACES") {
@@ -482,6 +518,7 @@ impl Config {
             storage,
             tenant_id: tenant_id.to_ascii_lowercase(),
             credential,
+            graph_credential,
             authority_host: v.endpoint("XDRSYNC_AUTHORITY_HOST", cloud.authority())?,
             graph_endpoint: v.endpoint("XDRSYNC_GRAPH_ENDPOINT", cloud.graph())?,
             arm_endpoint: v.endpoint("XDRSYNC_ARM_ENDPOINT", cloud.arm())?,
@@ -491,6 +528,7 @@ impl Config {
             workspace,
             logs_ingestion_endpoint,
             dcr_immutable_id: dcr,
+            dcr_resource_id,
             alerts_stream,
             webhook_key,
             poll_schedule,
@@ -554,6 +592,14 @@ impl Config {
     }
 
     /// Whether `XDRSYNC_DEFENDER_TENANTS` lists the tenants (mirrors then show their tenant).
+    /// The app registration's client id, when Graph uses one (admin consent URLs).
+    pub fn app_client_id(&self) -> Option<&str> {
+        match &self.graph_credential {
+            GraphCredential::Secret { client_id, .. } | GraphCredential::Federated { client_id, .. } => Some(client_id),
+            GraphCredential::Azure => None,
+        }
+    }
+
     pub fn is_multi_tenant(&self) -> bool {
         !self.defender_tenants.is_empty()
     }
@@ -588,6 +634,95 @@ pub fn check_webhook_key(key: &str) -> Result<&str, String> {
         return Err("must be printable ASCII (letters, digits, punctuation; spaces only inside): it travels in the x-xdrsync-key HTTP header".into());
     }
     Ok(key)
+}
+
+/// The Azure credential and the Graph credential (docs/identity.md). Azure calls always use the
+/// managed identity when the platform offers one (`IDENTITY_ENDPOINT`), since that is the
+/// principal holding the roles; a secret is for Graph, or for everything outside Azure.
+fn credentials(v: &Vars, cloud: Cloud) -> Result<(Credential, GraphCredential), ConfigError> {
+    let client_id = v.get("XDRSYNC_CLIENT_ID");
+    if client_id.is_some_and(|id| !is_guid(id)) {
+        // The value is not echoed: a client id that is not a GUID is often the secret.
+        return Err(err("XDRSYNC_CLIENT_ID", "is not a GUID (value not shown)"));
+    }
+    let secret = v.get("XDRSYNC_CLIENT_SECRET");
+    let managed = match v.get("IDENTITY_ENDPOINT") {
+        None => None,
+        Some(endpoint) => {
+            let endpoint = parse_identity_endpoint(endpoint)?;
+            let header = v.required("IDENTITY_HEADER", "the managed identity endpoint needs its header secret")?;
+            let client_id = v.get("XDRSYNC_MANAGED_IDENTITY_CLIENT_ID").map(str::to_string);
+            if let Some(id) = client_id.as_deref().filter(|id| !is_guid(id)) {
+                return Err(err("XDRSYNC_MANAGED_IDENTITY_CLIENT_ID", format!("'{id}' is not a GUID")));
+            }
+            Some(Credential::ManagedIdentity { endpoint, header: SecretString::from(header.to_string()), client_id })
+        }
+    };
+    let kind = match v.get("XDRSYNC_GRAPH_CREDENTIAL").map(str::to_ascii_lowercase) {
+        Some(k) if ["managed-identity", "federated", "secret"].contains(&k.as_str()) => k,
+        Some(other) => {
+            return Err(err(
+                "XDRSYNC_GRAPH_CREDENTIAL",
+                format!("'{other}' is not one of managed-identity, federated, secret"),
+            ))
+        }
+        None if secret.is_some() => "secret".into(),
+        None if client_id.is_some() && managed.is_some() => "federated".into(),
+        None => "managed-identity".into(),
+    };
+    let app_id = |why: &str| {
+        client_id.map(str::to_string).ok_or_else(|| {
+            err("XDRSYNC_CLIENT_ID", format!("is not set: {why} needs the app registration's client id"))
+        })
+    };
+    let graph = match kind.as_str() {
+        "secret" => GraphCredential::Secret {
+            client_id: app_id("a client secret")?,
+            secret: SecretString::from(
+                v.required(
+                    "XDRSYNC_CLIENT_SECRET",
+                    "XDRSYNC_GRAPH_CREDENTIAL=secret needs the app registration's client secret",
+                )?
+                .to_string(),
+            ),
+        },
+        "federated" => {
+            if secret.is_some() {
+                return Err(err(
+                    "XDRSYNC_CLIENT_SECRET",
+                    "is set but XDRSYNC_GRAPH_CREDENTIAL=federated uses no secret: remove it (and its Key Vault secret)",
+                ));
+            }
+            if managed.is_none() {
+                return Err(err(
+                    "XDRSYNC_GRAPH_CREDENTIAL",
+                    "is federated but no managed identity is available (IDENTITY_ENDPOINT is empty): outside Azure use a client secret",
+                ));
+            }
+            let audience = v.get("XDRSYNC_FEDERATED_AUDIENCE").unwrap_or(cloud.token_exchange_audience()).to_string();
+            GraphCredential::Federated { client_id: app_id("a federated credential")?, audience }
+        }
+        _ => {
+            if secret.is_some() {
+                return Err(err(
+                    "XDRSYNC_CLIENT_SECRET",
+                    "is set but XDRSYNC_GRAPH_CREDENTIAL=managed-identity uses no secret: remove it, or set XDRSYNC_GRAPH_CREDENTIAL=secret",
+                ));
+            }
+            GraphCredential::Azure
+        }
+    };
+    let azure = match (managed, &graph) {
+        (Some(mi), _) => mi,
+        (None, GraphCredential::Secret { client_id, secret }) => {
+            Credential::ClientSecret { client_id: client_id.clone(), secret: secret.clone() }
+        }
+        (None, _) => return Err(err(
+            "XDRSYNC_CLIENT_SECRET",
+            "is not set and no managed identity is available (IDENTITY_ENDPOINT is empty); set XDRSYNC_CLIENT_ID and XDRSYNC_CLIENT_SECRET, or enable the Function App's managed identity",
+        )),
+    };
+    Ok((azure, graph))
 }
 
 fn parse_identity_endpoint(raw: &str) -> Result<Url, ConfigError> {
@@ -745,6 +880,71 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn azure_calls_use_the_managed_identity_whatever_graph_uses() {
+        let mi = [
+            ("IDENTITY_ENDPOINT", "http://169.254.129.2:8081/msi/token"),
+            ("IDENTITY_HEADER", "mi-header-secret-value"),
+            ("XDRSYNC_MANAGED_IDENTITY_CLIENT_ID", "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"),
+        ];
+        // Secret + managed identity: Graph uses the secret, Azure the identity.
+        let c = with(&mi).unwrap();
+        assert!(matches!(c.credential, Credential::ManagedIdentity { .. }));
+        assert!(matches!(c.graph_credential, GraphCredential::Secret { .. }));
+        // Client id without a secret in Azure: the federated credential, the cloud's audience.
+        let mut m = base_vars();
+        m.remove("XDRSYNC_CLIENT_SECRET");
+        m.extend(mi.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        m.insert("XDRSYNC_DEFENDER_TENANTS".into(), "1f2e3d4c-0000-0000-0000-000000000001".into());
+        let c = Config::from_vars(&m).unwrap();
+        assert!(matches!(c.credential, Credential::ManagedIdentity { .. }));
+        match &c.graph_credential {
+            GraphCredential::Federated { client_id, audience } => {
+                assert_eq!(client_id, "11111111-2222-3333-4444-555555555555");
+                assert_eq!(audience, "api://AzureADTokenExchange");
+            }
+            other => panic!("{other:?}"),
+        }
+        m.insert("XDRSYNC_CLOUD".into(), "usgov".into());
+        let c = Config::from_vars(&m).unwrap();
+        assert!(
+            matches!(&c.graph_credential, GraphCredential::Federated { audience, .. } if audience == "api://AzureADTokenExchangeUSGov")
+        );
+        // The managed identity alone cannot reach other tenants.
+        m.insert("XDRSYNC_GRAPH_CREDENTIAL".into(), "managed-identity".into());
+        assert_eq!(Config::from_vars(&m).unwrap_err().var, "XDRSYNC_DEFENDER_TENANTS");
+        m.remove("XDRSYNC_DEFENDER_TENANTS");
+        assert!(matches!(Config::from_vars(&m).unwrap().graph_credential, GraphCredential::Azure));
+    }
+
+    #[test]
+    fn each_credential_kind_refuses_what_it_cannot_use() {
+        let e = with(&[("XDRSYNC_GRAPH_CREDENTIAL", "certificate")]).unwrap_err();
+        assert_eq!(e.var, "XDRSYNC_GRAPH_CREDENTIAL");
+        // Federated outside Azure: no managed identity to assert with.
+        let mut m = base_vars();
+        m.remove("XDRSYNC_CLIENT_SECRET");
+        m.insert("XDRSYNC_GRAPH_CREDENTIAL".into(), "federated".into());
+        let e = Config::from_vars(&m).unwrap_err();
+        assert!(e.var == "XDRSYNC_GRAPH_CREDENTIAL" && e.problem.contains("IDENTITY_ENDPOINT"), "{e}");
+        // A forgotten secret next to a federated credential is refused, value not shown.
+        m.insert("IDENTITY_ENDPOINT".into(), "http://169.254.129.2:8081/msi/token".into());
+        m.insert("IDENTITY_HEADER".into(), "h".into());
+        m.insert("XDRSYNC_CLIENT_SECRET".into(), "super-secret-value-123".into());
+        let e = Config::from_vars(&m).unwrap_err();
+        assert_eq!(e.var, "XDRSYNC_CLIENT_SECRET");
+        assert!(!e.problem.contains("super-secret-value-123"));
+        // Federated without the app registration's id.
+        m.remove("XDRSYNC_CLIENT_SECRET");
+        m.remove("XDRSYNC_CLIENT_ID");
+        assert_eq!(Config::from_vars(&m).unwrap_err().var, "XDRSYNC_CLIENT_ID");
+        // Secret kind without a secret.
+        let mut m = base_vars();
+        m.remove("XDRSYNC_CLIENT_SECRET");
+        m.insert("XDRSYNC_GRAPH_CREDENTIAL".into(), "secret".into());
+        assert_eq!(Config::from_vars(&m).unwrap_err().var, "XDRSYNC_CLIENT_SECRET");
+    }
+
+    #[test]
     fn debug_output_redacts_every_secret() {
         let mut m = base_vars();
         m.insert(
@@ -788,13 +988,14 @@ pub(crate) mod tests {
         assert_eq!(e.var, "XDRSYNC_TENANT_WORKSPACES");
         let mut m = base_vars();
         m.remove("XDRSYNC_CLIENT_SECRET");
+        m.remove("XDRSYNC_CLIENT_ID");
         m.insert("IDENTITY_ENDPOINT".into(), "http://169.254.129.2:8081/msi/token".into());
         m.insert("IDENTITY_HEADER".into(), "mi-header-secret-value".into());
         m.insert("XDRSYNC_DEFENDER_TENANTS".into(), a.into());
         assert_eq!(
             Config::from_vars(&m).unwrap_err().var,
             "XDRSYNC_DEFENDER_TENANTS",
-            "other tenants need the app's secret"
+            "other tenants need the app registration"
         );
     }
 

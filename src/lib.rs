@@ -21,6 +21,7 @@ pub use xdrsync_core::{domain, error, ports};
 pub mod adapters;
 pub mod app;
 pub mod check;
+pub mod check_access;
 pub mod check_alerts;
 pub mod check_hunting;
 pub mod config;

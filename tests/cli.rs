@@ -44,7 +44,9 @@ async fn check_passes_against_the_simulator_and_azurite_and_explains_failures() 
         "Defender incidents",
         "directory users",
         "Sentinel incidents",
-        "workspace role assignments",
+        "permissions on workspace soc-workspace",
+        "permissions on the data collection rule",
+        "Graph permissions in tenant",
         "Logs Ingestion",
     ] {
         assert!(text.lines().any(|l| l.starts_with("ok") && l.contains(what)), "{what}: {text}");
@@ -194,7 +196,13 @@ async fn check_names_each_missing_role_and_every_configuration_problem_in_one_ru
     let fail = |what: &str| text.lines().find(|l| l.starts_with("FAIL") && l.contains(what)).map(str::to_string);
     assert!(fail("Sentinel incidents").is_some_and(|l| l.contains("Microsoft Sentinel Responder")), "{text}");
     assert!(fail("directory users").is_some_and(|l| l.contains("User.Read.All")), "{text}");
-    assert!(fail("workspace role assignments").is_some_and(|l| l.contains("Microsoft Sentinel Responder")), "{text}");
+    assert!(
+        fail("permissions on workspace")
+            .is_some_and(|l| l.contains("Microsoft.SecurityInsights/incidents/write")
+                && l.contains("Microsoft Sentinel Responder")),
+        "{text}"
+    );
+    assert!(fail("Graph permissions").is_some_and(|l| l.contains("User.Read.All")), "{text}");
     assert!(
         text.lines().any(|l| l.starts_with("ok") && l.contains("Defender incidents")),
         "the rest still runs: {text}"

@@ -372,9 +372,10 @@ async fn managed_identity_tokens_work_with_a_client_id() {
     let sim = start_sim(SimConfig::demo()).await;
     let mut vars = settings(&sim, None);
     vars.remove("XDRSYNC_CLIENT_SECRET");
+    vars.remove("XDRSYNC_CLIENT_ID");
     vars.insert("IDENTITY_ENDPOINT".into(), format!("{}/msi/token", sim.base_url()));
     vars.insert("IDENTITY_HEADER".into(), sim.sim.config.identity_header.clone());
-    vars.insert("XDRSYNC_MANAGED_IDENTITY_CLIENT_ID".into(), "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee".into());
+    vars.insert("XDRSYNC_MANAGED_IDENTITY_CLIENT_ID".into(), sim.sim.config.managed_identity_client_id.clone());
     let s = app::build(config(&vars));
     seed(&sim, SeedSpec { count: 2, ..Default::default() });
     assert_eq!(s.defender.list_incidents_since(OffsetDateTime::UNIX_EPOCH).await.unwrap().len(), 2);
@@ -384,6 +385,12 @@ async fn managed_identity_tokens_work_with_a_client_id() {
     vars.insert("IDENTITY_HEADER".into(), "wrong-header".into());
     let bad = app::build(config(&vars));
     assert_eq!(bad.tokens.token(&bad.config.graph_scope).await.unwrap_err().reaction(), Reaction::FixAccess);
+    // An identity not assigned to the app: a setting to fix, not a request to drop.
+    vars.insert("IDENTITY_HEADER".into(), sim.sim.config.identity_header.clone());
+    vars.insert("XDRSYNC_MANAGED_IDENTITY_CLIENT_ID".into(), "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee".into());
+    let bad = app::build(config(&vars));
+    let e = bad.tokens.token(&bad.config.graph_scope).await.unwrap_err();
+    assert_eq!(e.reaction(), Reaction::FixAccess, "{e:?}");
 }
 
 struct FixedToken;

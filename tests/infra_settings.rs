@@ -25,6 +25,9 @@ const NOT_SET_BY_TEMPLATE: &[(&str, &str)] = &[
     ),
     ("XDRSYNC_LOG_JSON", "host.json starts `xdrsync serve --log-json`"),
     ("XDRSYNC_LOG_ANALYTICS_ENDPOINT", "derived from XDRSYNC_CLOUD; overrides are for the simulator"),
+    ("XDRSYNC_FEDERATED_AUDIENCE", "derived from XDRSYNC_CLOUD; an override only for a federated credential with another audience"),
+    // Until the template (issue 18, Deploy) passes them: remove these two lines when it does.
+    ("XDRSYNC_GRAPH_CREDENTIAL", "inferred from the other credential settings until the template sets it"),
     ("XDRSYNC_ALERTS_ATTACH_DELAY_MINUTES", "the default (10) covers the rule's and ingestion's minutes"),
     (
         "XDRSYNC_DEFENDER_PORTAL_ONBOARDED",

@@ -1,53 +1,32 @@
-//! Token sources: client credentials through `azure_identity` (which caches and refreshes 20 s
-//! before expiry), and managed identity through the App Service identity endpoint, written here
-//! because `azure_identity` 0.21 cannot pick a user-assigned identity by client id.
+//! Token sources. Azure calls (ARM, Logs Ingestion, Log Analytics, Storage) use the app's managed
+//! identity through the App Service identity endpoint; Graph uses `XDRSYNC_GRAPH_CREDENTIAL`: the
+//! same managed identity, or the app registration proving itself with a client secret or with
+//! the managed identity's token as a federated client assertion (docs/identity.md). Token requests
+//! are plain reqwest calls on the shared client, so they obey `XDRSYNC_HTTP_TIMEOUT_SECONDS`, and
+//! a timeout or DNS failure is "unreachable" (retry), never "credentials refused".
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use azure_core::auth::TokenCredential;
 use secrecy::{ExposeSecret, SecretString};
 use time::OffsetDateTime;
 use tokio::sync::Mutex;
 use url::Url;
 
 use crate::adapters::status::{from_status, network};
-use crate::config::{Config, Credential};
+use crate::config::{Config, Credential, GraphCredential};
 use crate::error::PortError;
 use crate::metrics::{bump, CallCounters};
 use crate::ports::TokenSource;
 
-/// Builds the token source the configuration asks for (tokens of `XDRSYNC_TENANT_ID`).
-pub fn token_source(cfg: &Config, http: reqwest::Client, counters: Arc<CallCounters>) -> Arc<dyn TokenSource> {
-    tenant_token_source(cfg, &cfg.tenant_id, http, counters)
-}
-
-/// Tokens from `tenant`'s authority (`{authority}/{tenant}/oauth2/v2.0/token`) for the one
-/// multi-tenant app registration (ARCHITECTURE.md: “Tenants”). Config validation makes
-/// multi-tenant mode use a client secret; a managed identity only ever has its own tenant.
-pub fn tenant_token_source(
-    cfg: &Config,
-    tenant: &str,
-    http: reqwest::Client,
-    counters: Arc<CallCounters>,
-) -> Arc<dyn TokenSource> {
+/// The token source of every Azure call: the managed identity, or outside Azure the app
+/// registration's secret in `XDRSYNC_TENANT_ID`.
+pub fn azure_token_source(cfg: &Config, http: reqwest::Client, counters: Arc<CallCounters>) -> Arc<dyn TokenSource> {
     match &cfg.credential {
         Credential::ClientSecret { client_id, secret } => {
-            let transport = Arc::new(EntraTransport {
-                inner: azure_core::new_http_client(),
-                last_error: Default::default(),
-                counters,
-            });
-            let cred = azure_identity::ClientSecretCredential::new(
-                transport.clone(),
-                cfg.authority_host.clone(),
-                tenant.to_string(),
-                client_id.clone(),
-                secret.expose_secret().to_string(),
-            );
-            Arc::new(CredentialTokens { inner: Arc::new(cred), transport })
+            Arc::new(AppTokens::new(cfg, &cfg.tenant_id, client_id, AppProof::Secret(secret.clone()), http, counters))
         }
         Credential::ManagedIdentity { endpoint, header, client_id } => Arc::new(ManagedIdentityTokens {
             http,
@@ -60,82 +39,178 @@ pub fn tenant_token_source(
     }
 }
 
-/// The transport under `azure_identity`: counts token requests and keeps the token endpoint's
-/// last error text (`error`, `error_description`), which the credential's own error drops.
-/// Response bodies of token errors hold no secrets; request bodies (which do) are never kept.
-#[derive(Debug)]
-pub struct EntraTransport {
-    inner: Arc<dyn azure_core::HttpClient>,
-    last_error: std::sync::Mutex<Option<String>>,
+/// Graph tokens from `tenant`'s authority (`{authority}/{tenant}/oauth2/v2.0/token`) for the one
+/// multi-tenant app registration (ARCHITECTURE.md: “Tenants”), or the managed identity itself
+/// (its own tenant only: config validation refuses it with many tenants). `azure` is the
+/// managed identity whose token a federated credential presents.
+pub fn graph_token_source(
+    cfg: &Config,
+    tenant: &str,
+    http: reqwest::Client,
+    counters: Arc<CallCounters>,
+    azure: &Arc<dyn TokenSource>,
+) -> Arc<dyn TokenSource> {
+    match &cfg.graph_credential {
+        GraphCredential::Azure => azure.clone(),
+        GraphCredential::Secret { client_id, secret } => {
+            Arc::new(AppTokens::new(cfg, tenant, client_id, AppProof::Secret(secret.clone()), http, counters))
+        }
+        GraphCredential::Federated { client_id, audience } => {
+            let proof = AppProof::Assertion { source: azure.clone(), scope: format!("{audience}/.default") };
+            Arc::new(AppTokens::new(cfg, tenant, client_id, proof, http, counters))
+        }
+    }
+}
+
+/// Which principal a token source of this configuration speaks for, in words (for `check`).
+pub fn azure_principal(cfg: &Config) -> String {
+    match &cfg.credential {
+        Credential::ManagedIdentity { client_id: Some(id), .. } => format!("the managed identity {id}"),
+        Credential::ManagedIdentity { client_id: None, .. } => "the system-assigned managed identity".into(),
+        Credential::ClientSecret { client_id, .. } => format!("the app registration {client_id} (client secret)"),
+    }
+}
+
+/// Like [`azure_principal`], for Graph.
+pub fn graph_principal(cfg: &Config) -> String {
+    match &cfg.graph_credential {
+        GraphCredential::Azure => azure_principal(cfg),
+        GraphCredential::Secret { client_id, .. } => format!("the app registration {client_id} (client secret)"),
+        GraphCredential::Federated { client_id, .. } => format!(
+            "the app registration {client_id} (federated credential: {})",
+            azure_principal(cfg).trim_start_matches("the ")
+        ),
+    }
+}
+
+/// How the app registration proves itself in a client-credentials request.
+enum AppProof {
+    Secret(SecretString),
+    /// The managed identity's token for the federated credential's audience.
+    Assertion {
+        source: Arc<dyn TokenSource>,
+        scope: String,
+    },
+}
+
+/// Client-credentials tokens of the app registration in one tenant.
+///
+/// The request is Entra's v2 client-credentials grant (Learn, "OAuth 2.0 client credentials
+/// flow": `grant_type=client_credentials`, `client_id`, `scope={resource}/.default`, and either
+/// `client_secret`, or, in the "access token request with a federated credential" case,
+/// `client_assertion_type=urn:ietf:params:oauth:client-assertion-type:jwt-bearer` with
+/// `client_assertion` = the managed identity's token for `api://AzureADTokenExchange`; Learn,
+/// "Configure an application to trust a managed identity"). The answer is
+/// `{"token_type","expires_in","access_token"}`; errors are `{"error","error_description":"AADSTS…"}`.
+struct AppTokens {
+    http: reqwest::Client,
+    token_url: Url,
+    client_id: String,
+    proof: AppProof,
+    cache: Mutex<HashMap<String, Cached>>,
     counters: Arc<CallCounters>,
 }
 
-impl EntraTransport {
-    fn take_last_error(&self) -> Option<String> {
-        self.last_error.lock().ok().and_then(|mut e| e.take())
+impl AppTokens {
+    fn new(
+        cfg: &Config,
+        tenant: &str,
+        client_id: &str,
+        proof: AppProof,
+        http: reqwest::Client,
+        counters: Arc<CallCounters>,
+    ) -> Self {
+        let base = cfg.authority_host.as_str().trim_end_matches('/');
+        // The tenant is a validated GUID and the authority a validated URL.
+        let token_url = Url::parse(&format!("{base}/{tenant}/oauth2/v2.0/token")).expect("a valid token URL");
+        Self { http, token_url, client_id: client_id.to_string(), proof, cache: Mutex::new(HashMap::new()), counters }
     }
 }
 
-#[async_trait]
-impl azure_core::HttpClient for EntraTransport {
-    async fn execute_request(&self, request: &azure_core::Request) -> azure_core::Result<azure_core::Response> {
-        bump(&self.counters.entra);
-        let resp = self.inner.execute_request(request).await?;
-        if resp.status().is_success() {
-            return Ok(resp);
-        }
-        let (status, headers, body) = resp.deconstruct();
-        let bytes = body.collect().await?;
-        let text = serde_json::from_slice::<serde_json::Value>(&bytes)
-            .ok()
-            .map(|v| {
-                let code = v.get("error").and_then(|c| c.as_str()).unwrap_or_default();
-                let desc = v.get("error_description").and_then(|c| c.as_str()).unwrap_or_default();
-                format!("{code}: {desc}")
-            })
-            .unwrap_or_else(|| format!("status {}", u16::from(status)));
-        if let Ok(mut slot) = self.last_error.lock() {
-            *slot = Some(text);
-        }
-        let stream = futures::stream::once(async move { Ok(bytes) });
-        Ok(azure_core::Response::new(status, headers, Box::pin(stream)))
-    }
-}
-
-/// Any `azure_core` credential over an [`EntraTransport`].
-pub struct CredentialTokens {
-    inner: Arc<dyn TokenCredential>,
-    transport: Arc<EntraTransport>,
+#[derive(serde::Deserialize)]
+struct TokenResponse {
+    access_token: String,
+    expires_in: u64,
 }
 
 #[async_trait]
-impl TokenSource for CredentialTokens {
+impl TokenSource for AppTokens {
     async fn token(&self, scope: &str) -> Result<SecretString, PortError> {
-        let t = self.inner.get_token(&[scope]).await.map_err(|e| PortError::Unauthorized {
-            service: "entra",
-            message: match self.transport.take_last_error() {
-                Some(server) => format!("{} ({server})", credential_message(&e)),
-                None => credential_message(&e),
-            },
-        })?;
-        Ok(SecretString::from(t.token.secret().to_string()))
+        let mut cache = self.cache.lock().await;
+        let now = OffsetDateTime::now_utc();
+        if let Some(c) = cache.get(scope).filter(|c| c.refresh_at > now) {
+            return Ok(c.token.clone());
+        }
+        let mut form = vec![
+            ("grant_type", "client_credentials".to_string()),
+            ("client_id", self.client_id.clone()),
+            ("scope", scope.to_string()),
+        ];
+        match &self.proof {
+            AppProof::Secret(secret) => form.push(("client_secret", secret.expose_secret().to_string())),
+            AppProof::Assertion { source, scope: audience } => {
+                let assertion = source.token(audience).await.map_err(|e| match e {
+                    PortError::Unauthorized { service, message } => PortError::Unauthorized {
+                        service,
+                        message: format!("the managed identity's token for the federated credential: {message}"),
+                    },
+                    other => other,
+                })?;
+                form.push(("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".into()));
+                form.push(("client_assertion", assertion.expose_secret().to_string()));
+            }
+        }
+        bump(&self.counters.entra);
+        // Request bodies hold the secret or assertion: errors keep only reqwest's kind, never them.
+        let resp = self
+            .http
+            .post(self.token_url.clone())
+            .form(&form)
+            .send()
+            .await
+            .map_err(|e| network("entra", unreachable(&e)))?;
+        let status = resp.status().as_u16();
+        let body = resp.text().await.map_err(|e| network("entra", unreachable(&e)))?;
+        if !(200..300).contains(&status) {
+            return Err(token_error("entra", status, &body));
+        }
+        let r: TokenResponse = serde_json::from_str(&body).map_err(|e| PortError::decode("entra", e))?;
+        let lifetime = Duration::from_secs(r.expires_in);
+        let token = SecretString::from(r.access_token);
+        cache.insert(scope.to_string(), Cached::new(token.clone(), now, lifetime));
+        Ok(token)
     }
 
-    async fn invalidate(&self, _scope: &str) {
-        let _ = self.inner.clear_cache().await;
+    async fn invalidate(&self, scope: &str) {
+        self.cache.lock().await.remove(scope);
+        if let AppProof::Assertion { source, scope: audience } = &self.proof {
+            // The assertion is short-lived too; a refused exchange may be its age.
+            source.invalidate(audience).await;
+        }
     }
 }
 
-/// Flattens an azure_core error chain into one line. The chain holds the token endpoint's
-/// error (e.g. `invalid_client`, AADSTS…), never the secret.
-fn credential_message(e: &azure_core::Error) -> String {
-    let mut parts = vec![e.to_string()];
-    let mut src = std::error::Error::source(e);
-    while let Some(s) = src {
-        parts.push(s.to_string());
-        src = s.source();
+/// A token endpoint that did not answer: which way, without the URL.
+fn unreachable(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "could not connect (DNS or network)"
+    } else {
+        "request failed"
+    };
+    format!("the token endpoint is unreachable: {kind}")
+}
+
+/// Entra's answer to a refused token request. 400 and 401 are the credentials or the request
+/// (`invalid_client`, `unauthorized_client`, `invalid_scope`, AADSTS7002xx for a federated
+/// assertion that matches no credential): the operator must fix access. Throttling and server
+/// errors keep their usual meaning (retry).
+fn token_error(service: &'static str, status: u16, body: &str) -> PortError {
+    match from_status(service, status, None, body) {
+        PortError::Rejected { reason, .. } if status == 400 => PortError::Unauthorized { service, message: reason },
+        other => other,
     }
-    parts.join(": ")
 }
 
 /// Refresh this long before a token's expiry.
@@ -143,7 +218,15 @@ const REFRESH_MARGIN: Duration = Duration::from_secs(300);
 
 struct Cached {
     token: SecretString,
-    expires_on: OffsetDateTime,
+    /// When to fetch a new one: `REFRESH_MARGIN` before expiry, or half-way for short tokens.
+    refresh_at: OffsetDateTime,
+}
+
+impl Cached {
+    fn new(token: SecretString, now: OffsetDateTime, lifetime: Duration) -> Self {
+        let margin = REFRESH_MARGIN.min(lifetime / 2);
+        Self { token, refresh_at: now + (lifetime - margin) }
+    }
 }
 
 /// Managed identity via `IDENTITY_ENDPOINT` + `X-IDENTITY-HEADER` (api-version 2019-08-01).
@@ -168,10 +251,8 @@ impl TokenSource for ManagedIdentityTokens {
     async fn token(&self, scope: &str) -> Result<SecretString, PortError> {
         let mut cache = self.cache.lock().await;
         let now = OffsetDateTime::now_utc();
-        if let Some(c) = cache.get(scope) {
-            if c.expires_on - REFRESH_MARGIN > now {
-                return Ok(c.token.clone());
-            }
+        if let Some(c) = cache.get(scope).filter(|c| c.refresh_at > now) {
+            return Ok(c.token.clone());
         }
         let resource = scope.trim_end_matches("/.default");
         let mut url = self.endpoint.clone();
@@ -186,11 +267,13 @@ impl TokenSource for ManagedIdentityTokens {
             .header("X-IDENTITY-HEADER", self.header.expose_secret())
             .send()
             .await
-            .map_err(|e| network("managed-identity", e.without_url()))?;
+            .map_err(|e| network("managed-identity", unreachable(&e)))?;
         let status = resp.status().as_u16();
         let body = resp.text().await.map_err(|e| network("managed-identity", e.without_url()))?;
         if !(200..300).contains(&status) {
-            return Err(from_status("managed-identity", status, None, &body));
+            // 400: the identity named by XDRSYNC_MANAGED_IDENTITY_CLIENT_ID is not assigned to the
+            // app (or the resource is unknown): a setting to fix, like a refused credential.
+            return Err(token_error("managed-identity", status, &body));
         }
         let r: MsiResponse = serde_json::from_str(&body).map_err(|e| PortError::decode("managed-identity", e))?;
         let secs = match &r.expires_on {
@@ -199,10 +282,9 @@ impl TokenSource for ManagedIdentityTokens {
             _ => None,
         }
         .ok_or_else(|| PortError::decode("managed-identity", "expires_on is not epoch seconds"))?;
-        let expires_on =
-            OffsetDateTime::from_unix_timestamp(secs).map_err(|e| PortError::decode("managed-identity", e))?;
+        let lifetime = Duration::from_secs(u64::try_from(secs - now.unix_timestamp()).unwrap_or(0));
         let token = SecretString::from(r.access_token);
-        cache.insert(scope.to_string(), Cached { token: token.clone(), expires_on });
+        cache.insert(scope.to_string(), Cached::new(token.clone(), now, lifetime));
         Ok(token)
     }
 

@@ -93,6 +93,7 @@ pub struct ServiceClient {
     retry: RetryPolicy,
     counter: Arc<CounterRef>,
     budget: Option<Arc<SharedBudget>>,
+    forbidden_refresh: Arc<crate::adapters::token_refresh::ForbiddenRefresh>,
 }
 
 /// Which counter of [`crate::metrics::CallCounters`] this client bumps.
@@ -132,7 +133,16 @@ impl ServiceClient {
         retry: RetryPolicy,
         counter: Arc<CounterRef>,
     ) -> Self {
-        Self { service, http, tokens, scope: scope.into(), retry, counter, budget: None }
+        Self {
+            service,
+            http,
+            tokens,
+            scope: scope.into(),
+            retry,
+            counter,
+            budget: None,
+            forbidden_refresh: Default::default(),
+        }
     }
 
     /// Spends from `budget` before every call (or every write, for a writes-only budget).
@@ -163,6 +173,15 @@ impl ServiceClient {
             match result {
                 Err(PortError::Unauthorized { .. }) if !refreshed => {
                     refreshed = true;
+                    self.tokens.invalidate(&self.scope).await;
+                }
+                // A token issued before a grant keeps being refused: try a fresh one, rarely
+                // (`token_refresh`).
+                Err(PortError::Forbidden { .. })
+                    if !refreshed && self.forbidden_refresh.claim(std::time::Instant::now()) =>
+                {
+                    refreshed = true;
+                    tracing::info!(service = self.service, "refused (403): retrying once with a fresh token");
                     self.tokens.invalidate(&self.scope).await;
                 }
                 other => return other,

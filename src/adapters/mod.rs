@@ -1,5 +1,5 @@
 //! Real adapters for the ports: Graph, ARM, Logs Ingestion (reqwest), Table and Queue storage
-//! (azure_* 0.21 crates) and tokens (azure_identity / managed identity). Each owns its wire
+//! (azure_* 0.21 crates) and tokens (managed identity, app registration). Each owns its wire
 //! details; nothing outside `adapters` names reqwest or an azure_* crate.
 
 pub mod auth;
@@ -18,3 +18,4 @@ pub mod sentinel;
 pub mod status;
 pub mod storage_auth;
 pub mod tables;
+pub mod token_refresh;

@@ -42,7 +42,10 @@ use crate::ports::{
 #[derive(Clone)]
 pub struct Ports {
     pub config: Arc<Config>,
+    /// Azure calls' tokens (the managed identity, or the app outside Azure).
     pub tokens: Arc<dyn TokenSource>,
+    /// Graph tokens of the workspace's tenant (`XDRSYNC_GRAPH_CREDENTIAL`).
+    pub graph_tokens: Arc<dyn TokenSource>,
     pub defender: Arc<dyn DefenderApi>,
     pub sentinel: Arc<dyn SentinelApi>,
     pub logs: Arc<dyn LogsIngestion>,

@@ -19,6 +19,7 @@ pub mod keys;
 pub mod merge;
 pub mod mirror;
 pub mod names;
+pub mod permissions;
 pub mod plan;
 pub mod portal;
 pub mod sentinel;

@@ -21,7 +21,7 @@ use base64::Engine;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use super::entra::authorize;
+use super::entra::{authorize, Caller};
 use super::faults::{arm_error, empty};
 use super::filter::{self, Lit};
 use super::model::{
@@ -138,7 +138,7 @@ impl Target {
 /// `GET {workspace}/providers/Microsoft.Authorization/roleAssignments?$filter=atScope()`: the
 /// app's workspace roles as assignments at the workspace scope. Reading assignments needs read
 /// access on the scope (`Microsoft.Authorization/roleAssignments/read`, in every Sentinel role).
-fn role_assignments(sim: &Sim, app_id: &str, path: &str, method: &Method, pairs: &[(String, String)]) -> Response {
+fn role_assignments(sim: &Sim, caller: &Caller, path: &str, method: &Method, pairs: &[(String, String)]) -> Response {
     if *method != Method::GET {
         return arm_error(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", "only GET is simulated");
     }
@@ -146,8 +146,9 @@ fn role_assignments(sim: &Sim, app_id: &str, path: &str, method: &Method, pairs:
         return arm_error(StatusCode::BAD_REQUEST, "InvalidApiVersionParameter", "use api-version 2022-04-01");
     }
     let scope = path.trim_end_matches('/').rsplitn(4, '/').nth(3).unwrap_or_default().to_string();
-    let roles = sim.permissions().workspace_roles;
-    if !ArmAccess::Read.allowed_by(&roles) {
+    let app_id = caller.app_id.as_str();
+    let roles = &caller.permissions.workspace_roles;
+    if !ArmAccess::Read.allowed_by(roles) {
         sim.stats.bump("arm.forbidden");
         return arm_authorization_failed(
             app_id,
@@ -254,7 +255,25 @@ async fn dispatch(
     };
     let pairs = query_pairs(raw.as_deref());
     if uri.path().to_ascii_lowercase().ends_with("/providers/microsoft.authorization/roleassignments") {
-        return role_assignments(&sim, &caller.app_id, uri.path(), &method, &pairs);
+        return role_assignments(&sim, &caller, uri.path(), &method, &pairs);
+    }
+    if let Some(scope) = uri.path().to_ascii_lowercase().strip_suffix("/providers/microsoft.authorization/permissions")
+    {
+        if param(&pairs, "api-version") != Some("2022-04-01") {
+            return arm_error(StatusCode::BAD_REQUEST, "InvalidApiVersionParameter", "use api-version 2022-04-01");
+        }
+        let held = if scope == super::permissions::dcr_resource_id(&sim.config).to_ascii_lowercase() {
+            &caller.permissions.dcr_roles
+        } else if scope == sim.config.workspace.resource_id().to_ascii_lowercase() {
+            &caller.permissions.workspace_roles
+        } else {
+            return arm_error(
+                StatusCode::NOT_FOUND,
+                "ResourceNotFound",
+                format!("The resource '{scope}' was not found."),
+            );
+        };
+        return super::permissions::permissions_answer(held);
     }
     match param(&pairs, "api-version") {
         None => {
@@ -273,16 +292,16 @@ async fn dispatch(
         }
         _ => {}
     }
-    if let Some(r) = super::arm_rules::handle(&sim, &caller.app_id, uri.path(), &method, &body) {
+    if let Some(r) = super::arm_rules::handle(&sim, &caller, uri.path(), &method, &body) {
         return r;
     }
     let target = match parse_target(&sim, uri.path()) {
         Ok(t) => t,
         Err(r) => return r,
     };
-    // Azure RBAC, evaluated on every request (not carried in the token).
+    // Azure RBAC, against the grants the token was issued with.
     let (action, access) = target.action(&method);
-    if !access.allowed_by(&sim.permissions().workspace_roles) {
+    if !access.allowed_by(&caller.permissions.workspace_roles) {
         sim.stats.bump("arm.forbidden");
         let oid = object_id_of(&caller.app_id);
         return arm_authorization_failed(&caller.app_id, &oid, action, uri.path());

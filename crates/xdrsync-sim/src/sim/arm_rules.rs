@@ -166,12 +166,13 @@ fn to_json(base: &str, collection: &str, name: &str, r: &Resource) -> Value {
 }
 
 /// Handles the request when `path` is an alert-rule or data-connector path.
-pub fn handle(sim: &Sim, app_id: &str, path: &str, method: &Method, body: &[u8]) -> Option<Response> {
+pub fn handle(sim: &Sim, caller: &super::entra::Caller, path: &str, method: &Method, body: &[u8]) -> Option<Response> {
+    let app_id = caller.app_id.as_str();
     let t = match target(sim, path)? {
         Ok(t) => t,
         Err(r) => return Some(r),
     };
-    let roles = sim.permissions().workspace_roles;
+    let roles = caller.permissions.workspace_roles.clone();
     let (collection, write) = match (&t, method) {
         (Target::AlertRules | Target::AlertRule(_), &Method::GET) => ("alertRules", false),
         (Target::AlertRule(_), &Method::PUT) => ("alertRules", true),
@@ -279,6 +280,11 @@ mod tests {
     use super::*;
     use crate::sim::SimConfig;
 
+    /// A caller with a token issued now.
+    fn caller(sim: &Sim) -> super::super::entra::Caller {
+        super::super::entra::Caller { app_id: "app".into(), roles: Default::default(), permissions: sim.permissions() }
+    }
+
     async fn body(r: Response) -> (StatusCode, Value) {
         let status = r.status();
         let bytes = axum::body::to_bytes(r.into_body(), 1 << 20).await.unwrap();
@@ -290,7 +296,7 @@ mod tests {
         let sim = Sim::new(SimConfig::demo());
         let base = sim.sentinel_base();
         let list = format!("{base}/alertRules");
-        let (status, listed) = body(handle(&sim, "app", &list, &Method::GET, b"").unwrap()).await;
+        let (status, listed) = body(handle(&sim, &caller(&sim), &list, &Method::GET, b"").unwrap()).await;
         assert_eq!(status, StatusCode::OK);
         let rule = listed["value"]
             .as_array()
@@ -304,36 +310,36 @@ mod tests {
         put["properties"]["enabled"] = json!(false);
         let bytes = serde_json::to_vec(&put).unwrap();
 
-        let (status, _) = body(handle(&sim, "app", &path, &Method::PUT, &bytes).unwrap()).await;
+        let (status, _) = body(handle(&sim, &caller(&sim), &path, &Method::PUT, &bytes).unwrap()).await;
         assert_eq!(status, StatusCode::FORBIDDEN, "Responder may not edit analytics rules");
         sim.permissions.lock().unwrap().workspace_roles.insert(SENTINEL_CONTRIBUTOR.into());
 
         let mut stale = put.clone();
         stale["etag"] = json!("\"00000000-0000-0000-0000-000000000000\"");
         let (status, _) =
-            body(handle(&sim, "app", &path, &Method::PUT, &serde_json::to_vec(&stale).unwrap()).unwrap()).await;
+            body(handle(&sim, &caller(&sim), &path, &Method::PUT, &serde_json::to_vec(&stale).unwrap()).unwrap()).await;
         assert_eq!(status, StatusCode::CONFLICT);
 
-        let (status, written) = body(handle(&sim, "app", &path, &Method::PUT, &bytes).unwrap()).await;
+        let (status, written) = body(handle(&sim, &caller(&sim), &path, &Method::PUT, &bytes).unwrap()).await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(written["properties"]["enabled"], false);
         assert_ne!(written["etag"], rule["etag"], "every write gets a new etag");
-        let (status, _) = body(handle(&sim, "app", &path, &Method::PUT, &bytes).unwrap()).await;
+        let (status, _) = body(handle(&sim, &caller(&sim), &path, &Method::PUT, &bytes).unwrap()).await;
         assert_eq!(status, StatusCode::CONFLICT, "the etag read before the write is stale now");
 
         let mut bad = put.clone();
         bad["etag"] = written["etag"].clone();
         bad["properties"]["productFilter"] = json!("Microsoft 365 Defender");
         let (status, err) =
-            body(handle(&sim, "app", &path, &Method::PUT, &serde_json::to_vec(&bad).unwrap()).unwrap()).await;
+            body(handle(&sim, &caller(&sim), &path, &Method::PUT, &serde_json::to_vec(&bad).unwrap()).unwrap()).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{err}");
 
         let (status, connectors) =
-            body(handle(&sim, "app", &format!("{base}/dataConnectors"), &Method::GET, b"").unwrap()).await;
+            body(handle(&sim, &caller(&sim), &format!("{base}/dataConnectors"), &Method::GET, b"").unwrap()).await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(connectors["value"][0]["kind"], "MicrosoftThreatProtection");
         assert!(
-            handle(&sim, "app", &format!("{base}/incidents"), &Method::GET, b"").is_none(),
+            handle(&sim, &caller(&sim), &format!("{base}/incidents"), &Method::GET, b"").is_none(),
             "incidents are not ours"
         );
     }

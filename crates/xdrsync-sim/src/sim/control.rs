@@ -19,7 +19,7 @@ use super::faults::{arm_error, FaultRule};
 use super::model::{vocab, GraphComment, GraphView, IncidentLabel, OwnerInfo, SentinelRecord};
 use super::permissions::{Permissions, RoleKind};
 use super::seed::{edit_rng, insert_alert, make_alert, seed, SeedSpec};
-use super::world::{Audience, SimUser, World};
+use super::world::{SimUser, World};
 use super::{Sim, SimOptions};
 
 pub fn routes() -> Router<Arc<Sim>> {
@@ -335,18 +335,11 @@ async fn permissions(State(sim): State<Arc<Sim>>) -> Json<Value> {
     Json(json!(sim.permissions()))
 }
 
-/// Replaces the app's grants. Graph roles are token claims: issued Graph tokens are revoked
-/// when they change, so the client's next call fails with 401 and it fetches a new token.
+/// Replaces the app's grants. An issued token keeps the grants of its issue time less any
+/// withheld since (`Permissions::still_held`): a grant reaches only tokens issued afterwards, so
+/// a client holding an older one keeps being refused until it fetches a new one, as with Entra.
 fn replace_permissions(sim: &Sim, new: Permissions) {
-    let graph_changed = {
-        let mut p = sim.permissions.lock().unwrap_or_else(|p| p.into_inner());
-        let changed = p.graph_app_roles != new.graph_app_roles;
-        *p = new;
-        changed
-    };
-    if graph_changed {
-        sim.world().revoke_tokens(Audience::Graph);
-    }
+    *sim.permissions.lock().unwrap_or_else(|p| p.into_inner()) = new;
 }
 
 async fn set_permissions(State(sim): State<Arc<Sim>>, Json(p): Json<Permissions>) -> Json<Value> {

@@ -126,14 +126,15 @@ async fn query_resource(
 /// The answer of the workspace of `sim`: the caller first (token and audience), then
 /// `unknown` (the 404 of a workspace this is not), then the role and the query.
 fn answer(sim: &Sim, headers: &HeaderMap, body: &[u8], unknown: Option<Response>) -> Response {
-    if let Err(r) = authorize(sim, headers, Audience::LogAnalytics, error) {
-        return r;
-    }
+    let caller = match authorize(sim, headers, Audience::LogAnalytics, error) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
     sim.stats.bump("logquery.post");
     if let Some(r) = unknown {
         return r;
     }
-    let roles = sim.permissions().workspace_roles;
+    let roles = caller.permissions.workspace_roles;
     let may_read = ["Log Analytics Reader", "Log Analytics Contributor"].iter().any(|r| roles.contains(*r))
         || roles.iter().any(|r| r.starts_with("Microsoft Sentinel"));
     if !may_read {

@@ -45,14 +45,10 @@ async fn ingest(
         Err(r) => return r,
     };
     sim.stats.bump("logs.post");
-    // Azure RBAC on the DCR, evaluated per request.
-    if !sim.permissions().dcr_roles.contains(MONITORING_METRICS_PUBLISHER) {
+    // Azure RBAC on the DCR, against the grants the token was issued with.
+    if !caller.permissions.dcr_roles.contains(MONITORING_METRICS_PUBLISHER) {
         sim.stats.bump("logs.forbidden");
-        let ws = &sim.config.workspace;
-        let dcr_arm_id = format!(
-            "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.Insights/dataCollectionRules/xdrsync",
-            ws.subscription_id, ws.resource_group
-        );
+        let dcr_arm_id = super::permissions::dcr_resource_id(&sim.config);
         let oid = object_id_of(&caller.app_id);
         return logs_forbidden(&sim.config.dcr_immutable_id, &dcr_arm_id, &sim.config.tenant_id, &oid);
     }

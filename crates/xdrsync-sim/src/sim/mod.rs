@@ -22,7 +22,7 @@ pub mod arm_rules;
 mod automation;
 mod control;
 mod engine;
-mod entra;
+pub mod entra;
 mod faults;
 mod filter;
 mod graph;
@@ -151,6 +151,10 @@ pub struct SimConfig {
     pub client_secret: String,
     /// Header secret of the simulated managed-identity endpoint (`/msi/token`).
     pub identity_header: String,
+    /// Client id of the app's user-assigned managed identity (`/msi/token?client_id=`).
+    pub managed_identity_client_id: String,
+    /// The app registration's federated identity credential (`None`: it has none).
+    pub federated_credential: Option<entra::FederatedCredential>,
     pub workspace: SimWorkspace,
     pub dcr_immutable_id: String,
     /// Declared DCR input streams.
@@ -171,6 +175,11 @@ impl SimConfig {
             client_id: "0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0".into(),
             client_secret: "sim-client-secret-not-real".into(),
             identity_header: "sim-identity-header-not-real".into(),
+            managed_identity_client_id: entra::DEMO_MANAGED_IDENTITY.into(),
+            federated_credential: Some(entra::FederatedCredential::trusting(
+                "72f988bf-86f1-41af-91ab-2d7cd011db47",
+                entra::DEMO_MANAGED_IDENTITY,
+            )),
             workspace: SimWorkspace {
                 subscription_id: "00000000-0000-0000-0000-000000000000".into(),
                 resource_group: "rg-soc".into(),
@@ -200,6 +209,7 @@ impl SimConfig {
             ("XDRSYNC_LOG_ANALYTICS_ENDPOINT", base),
             ("XDRSYNC_WORKSPACE_ID", self.workspace.customer_id()),
             ("XDRSYNC_DCR_IMMUTABLE_ID", self.dcr_immutable_id.clone()),
+            ("XDRSYNC_DCR_RESOURCE_ID", permissions::dcr_resource_id(self)),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))

@@ -19,6 +19,13 @@
 //!   (assumed from the Responder role's purpose). 403 body: `AuthorizationFailed`, "The client
 //!   '…' with object id '…' does not have authorization to perform action '…' over scope '…' or
 //!   the scope is invalid. If access was recently granted, please refresh your credentials."
+//! - Tokens keep the grants of their issue time (`IssuedToken::permissions`): a grant reaches a
+//!   client once it fetches a new token.
+//! - `GET {scope}/providers/Microsoft.Authorization/permissions?api-version=2022-04-01` answers the
+//!   caller's permissions at the workspace or the DCR, one entry per role it holds there, from
+//!   the built-in role definitions below (Learn, "Azure built-in roles": the Sentinel roles,
+//!   Monitoring Metrics Publisher, Log Analytics Reader, Contributor, Owner; abridged to the
+//!   operations that matter here, wildcards as published).
 //! - Logs Ingestion: `Monitoring Metrics Publisher` on the DCR, evaluated per request; the 403 body
 //!   is the one the Azure Monitor Ingestion SDKs' troubleshooting guides quote
 //!   (`OperationFailed`, "The authentication token provided does not have access to ingest data
@@ -113,6 +120,18 @@ impl Permissions {
         kind
     }
 
+    /// What a token issued with `self` may do now: its grants as issued, less any withheld since.
+    /// A grant reaches only tokens issued after it (as with Entra); a withheld role applies at
+    /// once (Entra would honour the old token until it expires: tests of refusals need not wait).
+    pub fn still_held(&self, now: &Permissions) -> Permissions {
+        let both = |a: &BTreeSet<String>, b: &BTreeSet<String>| a.intersection(b).cloned().collect();
+        Permissions {
+            graph_app_roles: both(&self.graph_app_roles, &now.graph_app_roles),
+            workspace_roles: both(&self.workspace_roles, &now.workspace_roles),
+            dcr_roles: both(&self.dcr_roles, &now.dcr_roles),
+        }
+    }
+
     pub fn withhold(&mut self, role: &str) -> RoleKind {
         let kind = Self::kind_of(role);
         self.set_mut(kind).remove(role);
@@ -139,6 +158,92 @@ impl ArmAccess {
             ArmAccess::Delete => owner,
         }
     }
+}
+
+/// A built-in role's permissions (abridged): `(actions, notActions, dataActions)`.
+fn role_definition(role: &str) -> Option<(&'static [&'static str], &'static [&'static str], &'static [&'static str])> {
+    Some(match role {
+        SENTINEL_READER => (
+            &[
+                "Microsoft.SecurityInsights/*/read",
+                "Microsoft.OperationalInsights/workspaces/*/read",
+                "Microsoft.Authorization/*/read",
+            ],
+            &[],
+            &[],
+        ),
+        SENTINEL_RESPONDER => (
+            &[
+                "Microsoft.SecurityInsights/*/read",
+                "Microsoft.SecurityInsights/cases/*",
+                "Microsoft.SecurityInsights/incidents/*",
+                "Microsoft.OperationalInsights/workspaces/*/read",
+                "Microsoft.Authorization/*/read",
+            ],
+            &["Microsoft.SecurityInsights/cases/*/Delete", "Microsoft.SecurityInsights/incidents/*/Delete"],
+            &[],
+        ),
+        SENTINEL_CONTRIBUTOR => (
+            &[
+                "Microsoft.SecurityInsights/*",
+                "Microsoft.OperationalInsights/workspaces/*/read",
+                "Microsoft.Authorization/*/read",
+            ],
+            &[],
+            &[],
+        ),
+        "Log Analytics Reader" => (
+            &[
+                "*/read",
+                "Microsoft.OperationalInsights/workspaces/analytics/query/action",
+                "Microsoft.OperationalInsights/workspaces/search/action",
+            ],
+            &["Microsoft.OperationalInsights/workspaces/sharedKeys/read"],
+            &[],
+        ),
+        MONITORING_METRICS_PUBLISHER => (
+            &[
+                "Microsoft.Insights/Register/Action",
+                "Microsoft.Support/*",
+                "Microsoft.Resources/subscriptions/resourceGroups/read",
+            ],
+            &[],
+            &["Microsoft.Insights/Metrics/Write", "Microsoft.Insights/Telemetry/Write"],
+        ),
+        "Contributor" => (
+            &["*"],
+            &[
+                "Microsoft.Authorization/*/Delete",
+                "Microsoft.Authorization/*/Write",
+                "Microsoft.Authorization/elevateAccess/Action",
+            ],
+            &[],
+        ),
+        "Owner" => (&["*"], &[], &[]),
+        _ => return None,
+    })
+}
+
+/// The permissions API's answer for the roles held at a scope.
+pub fn permissions_answer(roles: &BTreeSet<String>) -> Response {
+    let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let value: Vec<serde_json::Value> = roles
+        .iter()
+        .filter_map(|r| role_definition(r))
+        .map(|(actions, not_actions, data_actions)| {
+            json!({"actions": strings(actions), "notActions": strings(not_actions), "dataActions": strings(data_actions), "notDataActions": []})
+        })
+        .collect();
+    axum::Json(json!({ "value": value })).into_response()
+}
+
+/// The data collection rule's ARM resource id in the simulated tenant.
+pub fn dcr_resource_id(config: &super::SimConfig) -> String {
+    let ws = &config.workspace;
+    format!(
+        "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.Insights/dataCollectionRules/xdrsync",
+        ws.subscription_id, ws.resource_group
+    )
 }
 
 /// Graph's 403 for a security API called without one of `required`.
@@ -208,5 +313,17 @@ mod tests {
         assert!(!ArmAccess::Write.allowed_by(&p.workspace_roles));
         assert!(ArmAccess::Write.allowed_by(&Permissions::default().workspace_roles));
         assert!(!ArmAccess::Delete.allowed_by(&Permissions::default().workspace_roles));
+    }
+
+    #[test]
+    fn a_token_keeps_its_grants_less_what_was_withheld_since() {
+        let issued = Permissions::default();
+        let mut now = issued.clone();
+        now.grant(SENTINEL_CONTRIBUTOR);
+        now.withhold(USER_READ_ALL);
+        let held = issued.still_held(&now);
+        assert!(!held.workspace_roles.contains(SENTINEL_CONTRIBUTOR), "a later grant needs a new token");
+        assert!(!held.graph_app_roles.contains(USER_READ_ALL), "a withheld role applies at once");
+        assert!(held.workspace_roles.contains(SENTINEL_RESPONDER));
     }
 }

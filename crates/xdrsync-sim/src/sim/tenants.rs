@@ -233,14 +233,13 @@ async fn dispatch(State(all): State<Arc<TenantSims>>, req: Request) -> Response 
 /// tenant's token is good for every workspace of it: it is copied over).
 async fn forward_to_workspace(all: &TenantSims, i: usize, req: Request) -> Response {
     if let Some(token) = bearer(&req) {
-        let issued = all.primary.world().tokens.get(&token).map(|t| IssuedToken {
-            audience: t.audience,
-            expires: t.expires,
-            app_id: t.app_id.clone(),
-            roles: t.roles.clone(),
-        });
-        if let Some(t) = issued {
-            all.workspaces[i].world().tokens.insert(token, t);
+        let issued: Option<IssuedToken> = all.primary.world().tokens.get(&token).cloned();
+        if let Some(mut t) = issued {
+            // Roles are assigned per workspace: the token carries this workspace's grants as of
+            // its first use here.
+            let ws = &all.workspaces[i];
+            t.permissions = ws.permissions();
+            ws.world().tokens.entry(token).or_insert(t);
         }
     }
     forward(all.workspace_routers[i].clone(), req).await

@@ -24,6 +24,9 @@ pub enum Audience {
     Arm,
     Monitor,
     LogAnalytics,
+    /// `api://AzureADTokenExchange`: a managed identity's token presented as a federated
+    /// credential's client assertion.
+    TokenExchange,
 }
 
 impl Audience {
@@ -35,17 +38,22 @@ impl Audience {
             "https://management.azure.com" | "https://management.core.windows.net" => Some(Audience::Arm),
             "https://monitor.azure.com" => Some(Audience::Monitor),
             "https://api.loganalytics.io" => Some(Audience::LogAnalytics),
+            "api://azureadtokenexchange" => Some(Audience::TokenExchange),
             _ => None,
         }
     }
 }
 
+#[derive(Clone)]
 pub struct IssuedToken {
     pub audience: Audience,
     pub expires: OffsetDateTime,
     pub app_id: String,
     /// The `roles` claim: Graph application roles granted when the token was issued.
     pub roles: BTreeSet<String>,
+    /// Every grant as it stood when the token was issued: a role granted later is not in this
+    /// token (the service keeps refusing it until the client fetches a new one).
+    pub permissions: super::permissions::Permissions,
 }
 
 /// How records whose sort keys are equal are ordered in list answers. Neither breaks ties by id.
