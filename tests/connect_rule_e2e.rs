@@ -68,7 +68,12 @@ fn stored(sim: &RunningSim) -> Option<Resource> {
 }
 
 fn as_rule(r: &Resource) -> AlertRule {
-    AlertRule { name: wanted(TABLE).name, etag: Some(r.etag.clone()), kind: r.kind.clone(), properties: r.properties.clone() }
+    AlertRule {
+        name: wanted(TABLE).name,
+        etag: Some(r.etag.clone()),
+        kind: r.kind.clone(),
+        properties: r.properties.clone(),
+    }
 }
 
 fn puts(sim: &RunningSim) -> u64 {
@@ -116,7 +121,10 @@ async fn connect_reports_a_table_that_does_not_exist_yet_then_creates_the_rule_o
     assert_eq!(code, 1, "{text}{err}");
     let line = text.lines().find(|l| l.contains("analytics rule")).unwrap_or_else(|| panic!("{text}"));
     assert!(line.contains("FAIL") && line.contains("not created"), "{line}");
-    assert!(line.contains(&format!("the table {TABLE} does not exist yet")) && line.contains("run connect again"), "{line}");
+    assert!(
+        line.contains(&format!("the table {TABLE} does not exist yet")) && line.contains("run connect again"),
+        "{line}"
+    );
     assert!(text.contains("not connected"), "{text}");
     assert!(stored(&sim).is_none(), "nothing stored");
 
@@ -137,8 +145,7 @@ async fn connect_repairs_a_drifted_rule_and_keeps_what_others_set() {
     properties["entityMappings"].as_array_mut().unwrap().truncate(3);
     properties.insert("enabled".into(), json!(false));
     properties.insert("templateVersion".into(), json!("1.2.3"));
-    let before =
-        Resource { kind: "NRT".into(), etag: "\"0000-drifted\"".into(), properties: properties.clone() };
+    let before = Resource { kind: "NRT".into(), etag: "\"0000-drifted\"".into(), properties: properties.clone() };
     sim.sim.rules.lock().unwrap().alert_rules.insert(want.name.clone(), before);
 
     let (code, out, err) = run(&vars, &["connect", "--json"]).await;

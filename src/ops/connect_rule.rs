@@ -256,7 +256,8 @@ mod tests {
 
     #[test]
     fn a_missing_table_is_told_apart_from_other_refusals() {
-        let rej = |r: &str| PortError::Rejected { service: "sentinel", code: Some("BadRequest".into()), reason: r.into() };
+        let rej =
+            |r: &str| PortError::Rejected { service: "sentinel", code: Some("BadRequest".into()), reason: r.into() };
         assert!(is_table_missing(&rej("Failed to run the analytics rule query. One of the tables does not exist.")));
         assert!(is_table_missing(&rej(
             "'where' operator: Failed to resolve table or column expression named 'XdrsyncAlerts_CL'"

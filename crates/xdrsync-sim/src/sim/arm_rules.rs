@@ -287,7 +287,8 @@ fn parse_rule(body: &[u8]) -> Result<PutRule, String> {
         }
     }
     if kind == "NRT" || kind == "Scheduled" {
-        let mut required = vec!["displayName", "enabled", "severity", "query", "suppressionEnabled", "suppressionDuration"];
+        let mut required =
+            vec!["displayName", "enabled", "severity", "query", "suppressionEnabled", "suppressionDuration"];
         if kind == "Scheduled" {
             required.extend(["queryFrequency", "queryPeriod", "triggerOperator", "triggerThreshold"]);
         }
