@@ -8,17 +8,11 @@ mod support;
 
 use std::collections::HashMap;
 use std::process::Command;
-use std::sync::Arc;
 
-use async_trait::async_trait;
 use serde_json::{json, Value};
 use support::*;
-use uuid::Uuid;
-use xdrsync::domain::sentinel::{SentinelComment, SentinelIncident, SentinelIncidentBody};
 use xdrsync::domain::workspace_rules::AlertRule;
-use xdrsync::error::PortError;
 use xdrsync::ops::connect_rule::{drift, wanted};
-use xdrsync::ports::SentinelApi;
 use xdrsync_sim::sim::arm_rules::Resource;
 use xdrsync_sim::sim::{RunningSim, SimConfig};
 
@@ -167,52 +161,6 @@ async fn connect_repairs_a_drifted_rule_and_keeps_what_others_set() {
     assert_eq!(puts(&sim), 1, "a rerun writes nothing");
 }
 
-/// The real Sentinel port, except that someone edits the rule in the simulator right after
-/// xdrsync read it.
-struct EditsAfterRead {
-    inner: Arc<dyn SentinelApi>,
-    sim: Arc<xdrsync_sim::sim::Sim>,
-}
-
-#[async_trait]
-impl SentinelApi for EditsAfterRead {
-    async fn get_incident(&self, name: &Uuid) -> Result<Option<SentinelIncident>, PortError> {
-        self.inner.get_incident(name).await
-    }
-    async fn put_incident(&self, name: &Uuid, body: &SentinelIncidentBody) -> Result<SentinelIncident, PortError> {
-        self.inner.put_incident(name, body).await
-    }
-    async fn list_incidents_modified_since(
-        &self,
-        since: time::OffsetDateTime,
-    ) -> Result<Vec<SentinelIncident>, PortError> {
-        self.inner.list_incidents_modified_since(since).await
-    }
-    async fn list_comments(&self, incident: &Uuid) -> Result<Vec<SentinelComment>, PortError> {
-        self.inner.list_comments(incident).await
-    }
-    async fn workspace_role_definitions(&self) -> Result<Vec<String>, PortError> {
-        self.inner.workspace_role_definitions().await
-    }
-    async fn put_comment(&self, incident: &Uuid, comment: &Uuid, message: &str) -> Result<(), PortError> {
-        self.inner.put_comment(incident, comment, message).await
-    }
-    async fn list_alert_rules(&self) -> Result<Vec<AlertRule>, PortError> {
-        self.inner.list_alert_rules().await
-    }
-    async fn get_alert_rule(&self, name: &str) -> Result<Option<AlertRule>, PortError> {
-        let read = self.inner.get_alert_rule(name).await;
-        if let Some(r) = self.sim.rules.lock().unwrap().alert_rules.get_mut(name) {
-            r.properties.insert("description".into(), json!("edited by an analyst"));
-            r.etag = "\"e-analyst\"".into();
-        }
-        read
-    }
-    async fn put_alert_rule(&self, rule: &AlertRule) -> Result<AlertRule, PortError> {
-        self.inner.put_alert_rule(rule).await
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_concurrent_edit_is_a_409_reported_and_not_overwritten() {
     let (sim, _az, vars) = setup(true).await;
@@ -225,10 +173,16 @@ async fn a_concurrent_edit_is_a_409_reported_and_not_overwritten() {
         .unwrap()
         .alert_rules
         .insert(want.name.clone(), Resource { kind: "NRT".into(), etag: "\"e0\"".into(), properties });
-    let mut s = xdrsync::app::build(config(&vars));
-    s.sentinel = Arc::new(EditsAfterRead { inner: s.sentinel.clone(), sim: sim.sim.clone() });
+    let s = xdrsync::app::build(config(&vars));
+    // xdrsync reads the rule; an analyst saves an edit before xdrsync writes.
+    let read = s.sentinel.get_alert_rule(&want.name).await.unwrap();
+    assert_eq!(read.as_ref().and_then(|r| r.etag.as_deref()), Some("\"e0\""));
+    if let Some(r) = sim.sim.rules.lock().unwrap().alert_rules.get_mut(&want.name) {
+        r.properties.insert("description".into(), json!("edited by an analyst"));
+        r.etag = "\"e-analyst\"".into();
+    }
 
-    let line = xdrsync::ops::connect_rule::ensure(&s).await.expect("native alerts are on");
+    let line = xdrsync::ops::connect_rule::apply(&s, TABLE, read).await;
     assert!(!line.ok, "{line:?}");
     assert_eq!(line.action, "not repaired");
     assert!(line.detail.contains("409") && line.detail.contains("nothing overwritten"), "{line:?}");

@@ -120,49 +120,54 @@ pub async fn ensure(s: &Ports) -> Option<RuleLine> {
         return None;
     }
     let table = table_of(&s.config.alerts_stream);
-    let want = wanted(&table);
+    Some(match s.sentinel.get_alert_rule(&wanted(&table).name).await {
+        Ok(existing) => apply(s, &table, existing).await,
+        Err(e) => line(&table, "not read", false, format!("{e}{}", access_hint(&e, "reading"))),
+    })
+}
+
+fn line(table: &str, action: &str, ok: bool, detail: String) -> RuleLine {
+    RuleLine { name: wanted(table).name, table: table.to_string(), action: action.to_string(), ok, detail }
+}
+
+/// Given the rule as read (`None`: there is none), creates it, repairs it or leaves it.
+pub async fn apply(s: &Ports, table: &str, existing: Option<AlertRule>) -> RuleLine {
+    let want = wanted(table);
     let workspace = s.config.workspace.name.clone();
-    let line = |action: &str, ok: bool, detail: String| RuleLine {
-        name: want.name.clone(),
-        table: table.clone(),
-        action: action.to_string(),
-        ok,
-        detail,
-    };
-    let existing = match s.sentinel.get_alert_rule(&want.name).await {
-        Ok(r) => r,
-        Err(e) => return Some(line("not read", false, format!("{e}{}", access_hint(&e, "reading")))),
-    };
     let (verb, body, changed) = match &existing {
         None => ("created", want.clone(), Vec::new()),
         Some(cur) => {
             let changed = drift(cur, &want);
             if changed.is_empty() {
-                return Some(line("present", true, others_note(s, &want, &workspace).await));
+                return line(table, "present", true, others_note(s, &want, &workspace).await);
             }
             ("repaired", repaired(cur, &want), changed)
         }
     };
     let not = if existing.is_none() { "not created" } else { "not repaired" };
-    Some(match s.sentinel.put_alert_rule(&body).await {
+    match s.sentinel.put_alert_rule(&body).await {
         Ok(_) => {
             tracing::info!(rule.name = %want.name, rule.table = %table, rule.changed = ?changed, "analytics rule {verb}");
             let what = if changed.is_empty() { String::new() } else { format!("put back: {}", changed.join(", ")) };
             let note = others_note(s, &want, &workspace).await;
-            line(verb, true, [what, note].into_iter().filter(|x| !x.is_empty()).collect::<Vec<_>>().join("; "))
+            line(table, verb, true, [what, note].into_iter().filter(|x| !x.is_empty()).collect::<Vec<_>>().join("; "))
         }
         Err(e) if is_table_missing(&e) => line(
+            table,
             not,
             false,
             format!(
                 "the table {table} does not exist yet in workspace {workspace} (Sentinel: {e}). Deploy infra/main.bicep (it creates the table), wait a few minutes for the table to become queryable, then run connect again"
             ),
         ),
-        Err(e) if e.is_conflict() => {
-            line(not, false, "someone edited the rule meanwhile (409); nothing overwritten, run connect again".into())
-        }
-        Err(e) => line(not, false, format!("{e}{}", access_hint(&e, "writing"))),
-    })
+        Err(e) if e.is_conflict() => line(
+            table,
+            not,
+            false,
+            "someone edited the rule meanwhile (409); nothing overwritten, run connect again".into(),
+        ),
+        Err(e) => line(table, not, false, format!("{e}{}", access_hint(&e, "writing"))),
+    }
 }
 
 fn access_hint(e: &PortError, doing: &str) -> String {
