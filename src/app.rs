@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use crate::adapters::budget::SharedBudget;
+use crate::adapters::clock::SystemClock;
 use crate::adapters::graph::GraphDefender;
 use crate::adapters::http::{build_http_client, CounterRef, ServiceClient};
 use crate::adapters::hunting::GraphHunting;
@@ -15,7 +16,7 @@ use crate::adapters::sentinel::ArmSentinel;
 use crate::adapters::tables::AzureTables;
 use crate::config::Config;
 use crate::metrics::CallCounters;
-use crate::ports::{SystemClock, TokenSource};
+use crate::ports::TokenSource;
 use crate::retry::RetryPolicy;
 use crate::usecase::tenants::{TenantDirectory, TenantPorts};
 use crate::usecase::Ports;
@@ -174,5 +175,6 @@ pub fn build(config: Config) -> Ports {
         hunting_logs: Arc::new(hunting_logs),
         blobs,
         tenants: Arc::new(directory),
+        health_cache: Default::default(),
     }
 }

@@ -1,4 +1,4 @@
-//! Advanced-hunting export settings (README “Advanced hunting export”), validated at startup
+//! Advanced-hunting export settings (docs/hunting.md), validated at startup
 //! with the rest of [`crate::config`]: which tables each source exports, the schedules, the
 //! delay, and per table an optional filter (`XDRSYNC_HUNTING_FILTER_<TABLE>`, the KQL subset of
 //! `domain::hunting::filter`) and projection (`XDRSYNC_HUNTING_COLUMNS_<TABLE>`). `<TABLE>` is the
