@@ -10,9 +10,10 @@
 //! (`Enabled`/`Disabled`). Kind `NRT` (2025-07-01-preview) requires `displayName`, `enabled`,
 //! `severity`, `query`, `suppressionEnabled` and `suppressionDuration`. Sentinel runs a query rule's
 //! query when it is saved: a rule over a table that does not exist yet is refused with a 400 "Failed
-//! to run the analytics rule query. One of the tables does not exist." (as reported in the field;
-//! issue 19), simulated for the tables in [`WorkspaceRules::missing_tables`]. Azure RBAC: reading needs a Sentinel role; writing rules needs
-//! Microsoft Sentinel Contributor (Learn: Responder manages incidents, not analytics rules).
+//! to run the analytics rule query. One of the tables does not exist." (as reported in the field),
+//! simulated for the tables in [`WorkspaceRules::missing_tables`]. Azure RBAC: reading needs a
+//! Sentinel role; writing rules needs Microsoft Sentinel Contributor (Learn: Responder manages
+//! incidents, not analytics rules).
 //!
 //! The default workspace is one that used Microsoft's own connectors before xdrsync: enabled
 //! incident-creation rules for Defender for Endpoint, Defender for Office 365 and Defender for
