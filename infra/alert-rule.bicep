@@ -27,121 +27,19 @@ resource workspace 'Microsoft.OperationalInsights/workspaces@2022-10-01' existin
   name: workspaceName
 }
 
+// The rule's definition (name, kind, query, mappings, details) is alert-rule.json, which
+// `xdrsync connect` reads too: it creates the rule when this deployment could not (the table
+// appeared late) and repairs what xdrsync owns of it (src/ops/connect_rule.rs). Its name is fixed
+// (not a guid() of the workspace id) so both find the same rule.
+var definition = loadJsonContent('alert-rule.json')
+
 resource rule 'Microsoft.SecurityInsights/alertRules@2025-07-01-preview' = {
   scope: workspace
-  name: guid(workspace.id, 'xdrsync-defender-alerts')
-  kind: 'NRT'
-  properties: {
-    displayName: 'xdrsync: Defender XDR alerts'
-    description: 'One alert per Defender XDR alert row xdrsync writes; xdrsync relates it to the incident mirroring its Defender incident.'
-    enabled: true
-    severity: 'Medium'
-    tactics: []
-    techniques: []
-    query: '${tableName}'
-    suppressionDuration: 'PT5H'
-    suppressionEnabled: false
-    eventGroupingSettings: { aggregationKind: 'AlertPerResult' }
-    alertDetailsOverride: {
-      alertDisplayNameFormat: '{{AlertName}}'
-      alertDescriptionFormat: '{{Description}}'
-      alertSeverityColumnName: 'AlertSeverity'
-      alertTacticsColumnName: 'Tactics'
-      alertDynamicProperties: [
-        { alertProperty: 'AlertLink', value: 'AlertLink' }
-        { alertProperty: 'RemediationSteps', value: 'RemediationSteps' }
-        { alertProperty: 'ProductComponentName', value: 'ProductComponentName' }
-      ]
-    }
-    customDetails: {
-      DefenderTenantId: 'DefenderTenantId'
-      DefenderIncidentId: 'DefenderIncidentId'
-      DefenderAlertId: 'SystemAlertId'
-    }
-    entityMappings: [
-      {
-        entityType: 'Host'
-        fieldMappings: [
-          { identifier: 'HostName', columnName: 'EntityHostName' }
-          { identifier: 'DnsDomain', columnName: 'EntityHostDnsDomain' }
-          { identifier: 'AzureID', columnName: 'EntityHostAzureId' }
-        ]
-      }
-      {
-        entityType: 'Account'
-        fieldMappings: [
-          { identifier: 'Name', columnName: 'EntityAccountName' }
-          { identifier: 'UPNSuffix', columnName: 'EntityAccountUPNSuffix' }
-          { identifier: 'AadUserId', columnName: 'EntityAccountAadUserId' }
-        ]
-      }
-      {
-        entityType: 'Account'
-        fieldMappings: [
-          { identifier: 'Name', columnName: 'EntityAccount2Name' }
-          { identifier: 'UPNSuffix', columnName: 'EntityAccount2UPNSuffix' }
-          { identifier: 'AadUserId', columnName: 'EntityAccount2AadUserId' }
-        ]
-      }
-      {
-        entityType: 'IP'
-        fieldMappings: [
-          { identifier: 'Address', columnName: 'EntityIp' }
-        ]
-      }
-      {
-        entityType: 'IP'
-        fieldMappings: [
-          { identifier: 'Address', columnName: 'EntityIp2' }
-        ]
-      }
-      {
-        entityType: 'FileHash'
-        fieldMappings: [
-          { identifier: 'Algorithm', columnName: 'EntityFileHashAlgorithm' }
-          { identifier: 'Value', columnName: 'EntityFileHashValue' }
-        ]
-      }
-      {
-        entityType: 'URL'
-        fieldMappings: [
-          { identifier: 'Url', columnName: 'EntityUrl' }
-        ]
-      }
-      {
-        entityType: 'Mailbox'
-        fieldMappings: [
-          { identifier: 'MailboxPrimaryAddress', columnName: 'EntityMailbox' }
-        ]
-      }
-      {
-        entityType: 'Process'
-        fieldMappings: [
-          { identifier: 'ProcessId', columnName: 'EntityProcessId' }
-          { identifier: 'CommandLine', columnName: 'EntityProcessCommandLine' }
-        ]
-      }
-      {
-        entityType: 'CloudApplication'
-        fieldMappings: [
-          { identifier: 'AppId', columnName: 'EntityCloudAppId' }
-          { identifier: 'Name', columnName: 'EntityCloudAppName' }
-        ]
-      }
-    ]
-    incidentConfiguration: {
-      createIncident: false
-      groupingConfiguration: {
-        enabled: false
-        reopenClosedIncident: false
-        lookbackDuration: 'PT5H'
-        matchingMethod: 'AllEntities'
-        groupByEntities: []
-        groupByAlertDetails: []
-        groupByCustomDetails: []
-      }
-    }
-  }
+  name: definition.name
+  kind: 'NRT' // alert-rule.json's kind (a literal: Bicep types the properties by it)
+  properties: union(definition.properties, {
+    query: replace(definition.properties.query, '{table}', tableName)
+  })
 }
 
 var logAnalyticsReaderRoleId = '73c42c96-874c-492b-b04d-ab87d138a893' // Log Analytics Reader

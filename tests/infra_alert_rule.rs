@@ -1,4 +1,5 @@
-//! The analytics rule in `infra/alert-rule.bicep` matches the code (ARCHITECTURE.md: “Native
+//! The analytics rule (`infra/alert-rule.json`, deployed by `infra/alert-rule.bicep` and created or
+//! repaired by `xdrsync connect`) matches the code (ARCHITECTURE.md: “Native
 //! alerts”): its entity mappings are exactly the flattened columns the rows carry (and the ones the
 //! simulator maps), within the documented limits; each mapped column is declared for the DCR stream
 //! and the table; the custom details are the ones the attach query reads; no incidents are created.
@@ -11,21 +12,22 @@ fn read(name: &str) -> String {
     std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("infra").join(name)).unwrap()
 }
 
-/// `(entity type, [(column, identifier)])` in file order, read from the Bicep.
-fn rule_mappings(bicep: &str) -> Vec<(String, Vec<(String, String)>)> {
-    let quoted = |line: &str, key: &str| {
-        let at = line.find(&format!("{key}: '"))? + key.len() + 3;
-        line[at..].split('\'').next().map(str::to_string)
-    };
-    let mut out: Vec<(String, Vec<(String, String)>)> = Vec::new();
-    for line in bicep.lines().map(str::trim) {
-        if let Some(t) = quoted(line, "entityType") {
-            out.push((t, Vec::new()));
-        } else if let (Some(i), Some(c)) = (quoted(line, "identifier"), quoted(line, "columnName")) {
-            out.last_mut().expect("a mapping before its fields").1.push((c, i));
-        }
-    }
-    out
+fn definition() -> serde_json::Value {
+    serde_json::from_str(&read("alert-rule.json")).expect("infra/alert-rule.json is JSON")
+}
+
+/// `(entity type, [(column, identifier)])` in file order, read from the rule's definition.
+fn rule_mappings(rule: &serde_json::Value) -> Vec<(String, Vec<(String, String)>)> {
+    let s = |v: &serde_json::Value| v.as_str().expect("a string").to_string();
+    rule["properties"]["entityMappings"]
+        .as_array()
+        .expect("entityMappings")
+        .iter()
+        .map(|m| {
+            let fields = m["fieldMappings"].as_array().expect("fieldMappings");
+            (s(&m["entityType"]), fields.iter().map(|f| (s(&f["columnName"]), s(&f["identifier"]))).collect())
+        })
+        .collect()
 }
 
 fn as_owned(m: &[(&str, &[(&str, &str)])]) -> Vec<(String, Vec<(String, String)>)> {
@@ -45,9 +47,8 @@ fn declared_columns(bicep: &str) -> BTreeSet<String> {
 
 #[test]
 fn the_rules_entity_mappings_are_the_rows_flattened_columns_within_the_limits() {
-    let rule = read("alert-rule.bicep");
-    let mappings = rule_mappings(&rule);
-    assert_eq!(mappings, as_owned(&MAPPINGS), "infra/alert-rule.bicep maps what entity_columns.rs writes");
+    let mappings = rule_mappings(&definition());
+    assert_eq!(mappings, as_owned(&MAPPINGS), "infra/alert-rule.json maps what entity_columns.rs writes");
     assert_eq!(mappings, as_owned(&xdrsync_sim::sim::alert_rule::ENTITY_MAPPINGS), "the simulator runs the same rule");
     assert!(mappings.len() <= 10, "at most 10 entity mappings");
     assert!(mappings.iter().all(|(_, ids)| (1..=3).contains(&ids.len())), "1 to 3 identifiers per mapping");
@@ -64,23 +65,47 @@ fn the_rules_entity_mappings_are_the_rows_flattened_columns_within_the_limits() 
 
 #[test]
 fn the_rule_attaches_the_custom_details_the_attacher_reads_and_creates_no_incident() {
-    let rule = read("alert-rule.bicep");
-    assert!(rule.contains("kind: 'NRT'"));
+    let rule = definition();
+    let p = &rule["properties"];
+    assert_eq!(rule["kind"], "NRT");
     for (key, column) in xdrsync_sim::sim::alert_rule::CUSTOM_DETAILS {
-        assert!(rule.contains(&format!("{key}: '{column}'")), "custom detail {key} from {column}");
+        assert_eq!(p["customDetails"][key], column, "custom detail {key} from {column}");
     }
     for key in [
         xdrsync::domain::alert_links::DETAIL_TENANT,
         xdrsync::domain::alert_links::DETAIL_INCIDENT,
         xdrsync::domain::alert_links::DETAIL_ALERT,
     ] {
-        assert!(rule.contains(&format!("{key}: '")), "the rule sets {key}, which the query reads");
+        assert!(p["customDetails"][key].is_string(), "the rule sets {key}, which the query reads");
     }
-    assert!(rule.contains("createIncident: false"), "alerts only: xdrsync's mirror is the incident");
+    assert_eq!(p["incidentConfiguration"]["createIncident"], false, "alerts only: xdrsync's mirror is the incident");
     for field in
         ["alertDisplayNameFormat", "alertDescriptionFormat", "alertSeverityColumnName", "alertTacticsColumnName"]
     {
-        assert!(rule.contains(field), "alertDetailsOverride.{field}");
+        assert!(p["alertDetailsOverride"][field].is_string(), "alertDetailsOverride.{field}");
     }
     assert!(read("main.bicep").contains("module alertRule 'alert-rule.bicep'"), "main.bicep deploys the rule");
+}
+
+#[test]
+fn the_bicep_and_connect_deploy_the_one_definition_in_alert_rule_json() {
+    let rule = definition();
+    let bicep = read("alert-rule.bicep");
+    assert!(bicep.contains("loadJsonContent('alert-rule.json')"), "the Bicep reads the shared definition");
+    assert!(bicep.contains("name: definition.name"), "by its fixed name, the one connect looks up");
+    assert!(bicep.contains(&format!("kind: '{}'", rule["kind"].as_str().unwrap())), "the definition's kind");
+    assert!(bicep.contains("properties: union(definition.properties, {"), "every property from the definition");
+    assert!(
+        bicep.contains("query: replace(definition.properties.query, '{table}', tableName)"),
+        "the query over the table parameter"
+    );
+    let code: String = bicep.lines().map(|l| l.split("//").next().unwrap_or("")).collect::<Vec<_>>().join("\n");
+    for key in ["entityMappings", "customDetails", "alertDetailsOverride", "columnName", "displayName"] {
+        assert!(!code.contains(key), "{key} is declared once, in alert-rule.json, not again in the Bicep");
+    }
+    assert_eq!(xdrsync::ops::connect_rule::DEFINITION, read("alert-rule.json"), "connect embeds the same file");
+    let wanted = xdrsync::ops::connect_rule::wanted("XdrsyncAlerts_CL");
+    assert_eq!(wanted.name, rule["name"].as_str().unwrap());
+    assert_eq!(wanted.properties["query"], "XdrsyncAlerts_CL");
+    assert_eq!(rule["properties"]["query"], "{table}");
 }

@@ -17,6 +17,11 @@ use crate::error::PortError;
 use crate::ports::SentinelApi;
 
 pub const API_VERSION: &str = "2025-09-01";
+/// For analytics rules of kind `NRT` (xdrsync's own, infra/alert-rule.json): documented
+/// (azure-rest-api-specs, AlertRules.json) in the preview versions only; the stable one lists
+/// Fusion, MicrosoftSecurityIncidentCreation and Scheduled. Assumed: listing with the stable
+/// version still returns NRT rules (read by kind string, not typed).
+pub const NRT_RULES_API_VERSION: &str = "2025-07-01-preview";
 /// Page size for incident listings (ARM allows up to 1000).
 pub const LIST_PAGE_SIZE: u32 = 500;
 
@@ -161,9 +166,21 @@ impl SentinelApi for ArmSentinel {
         get_all_pages(&self.client, Call::new(Method::GET, url)).await
     }
 
-    /// `PUT …/alertRules/{ruleId}` with the etag read in the body (409 when stale).
+    /// `GET …/alertRules/{ruleId}` (Alert Rules - Get) with the version that knows every kind.
+    async fn get_alert_rule(&self, name: &str) -> Result<Option<AlertRule>, PortError> {
+        let url = format!("{}/alertRules/{}?api-version={NRT_RULES_API_VERSION}", self.base, encode_path(name));
+        match self.client.send(&Call::new(Method::GET, url)).await {
+            Ok(r) => r.json_opt(self.client.service),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `PUT …/alertRules/{ruleId}` with the etag read in the body (409 when stale); an NRT rule
+    /// with the preview version that defines its kind.
     async fn put_alert_rule(&self, rule: &AlertRule) -> Result<AlertRule, PortError> {
-        let url = format!("{}/alertRules/{}?api-version={API_VERSION}", self.base, encode_path(&rule.name));
+        let version = if rule.kind.eq_ignore_ascii_case("NRT") { NRT_RULES_API_VERSION } else { API_VERSION };
+        let url = format!("{}/alertRules/{}?api-version={version}", self.base, encode_path(&rule.name));
         match self.client.send(&Call::new(Method::PUT, url).json(rule)).await?.json_opt(self.client.service)? {
             Some(r) => Ok(r),
             None => Ok(rule.clone()),

@@ -73,6 +73,8 @@ pub struct Report {
     pub warnings: Vec<String>,
     /// One entry per workspace xdrsync writes to, the default one first.
     pub workspaces: Vec<WorkspaceFindings>,
+    /// xdrsync's analytics rule over the alerts table (`null`: native alerts are off).
+    pub alert_rule: Option<super::connect_rule::RuleLine>,
     /// What the poll did, or why it failed.
     pub poll: Option<String>,
     pub poll_error: Option<String>,
@@ -89,11 +91,13 @@ pub async fn run(s: &Ports, opts: Options) -> Report {
         workspaces.push(inspect(&w, opts).await);
     }
     let warnings: Vec<String> = workspaces.iter().flat_map(|w| w.warnings.iter().cloned()).collect();
+    let alert_rule = super::connect_rule::ensure(s).await;
     let first = workspaces.first();
     let poll =
         if storage.is_ok() { crate::usecase::jobs::poll(s).await } else { Err("not run: storage is not ready".into()) };
     let disabled_all = workspaces.iter().all(|w| w.not_disabled.is_empty());
-    let ok = checks.iter().all(|c| c.ok) && storage.is_ok() && poll.is_ok() && disabled_all;
+    let rule_ok = alert_rule.as_ref().is_none_or(|r| r.ok);
+    let ok = checks.iter().all(|c| c.ok) && storage.is_ok() && poll.is_ok() && disabled_all && rule_ok;
     let (poll, poll_error) = match poll {
         Ok(p) => (Some(p), None),
         Err(e) => (None, Some(e)),
@@ -106,6 +110,7 @@ pub async fn run(s: &Ports, opts: Options) -> Report {
         xdr_connector_creates_incidents: first.and_then(|w| w.xdr_connector_creates_incidents),
         warnings,
         workspaces,
+        alert_rule,
         poll,
         poll_error,
         ok,
@@ -265,6 +270,7 @@ pub fn render(r: &Report) -> String {
         None => out.push_str("  ok   tables and queues            created or present\n"),
         Some(e) => out.push_str(&format!("  FAIL tables and queues            {e}\n")),
     }
+    out.extend(r.alert_rule.as_ref().map(super::connect_rule::render));
     for w in &r.workspaces {
         render_workspace(&mut out, w);
     }

@@ -5,6 +5,7 @@
 
 pub mod backfill;
 pub mod connect;
+pub mod connect_rule;
 pub mod reconcile;
 pub mod settings_file;
 pub mod status;

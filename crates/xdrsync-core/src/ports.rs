@@ -91,6 +91,12 @@ pub trait SentinelApi: Send + Sync {
     async fn list_alert_rules(&self) -> Result<Vec<AlertRule>, PortError> {
         Err(PortError::rejected("sentinel", "alert rules are not available here"))
     }
+    /// One analytics rule by name, whatever its kind (`Ok(None)` on 404): `connect` reads
+    /// xdrsync's own NRT rule (`ops/connect_rule.rs`).
+    async fn get_alert_rule(&self, name: &str) -> Result<Option<AlertRule>, PortError> {
+        let _ = name;
+        Err(PortError::rejected("sentinel", "alert rules are not available here"))
+    }
     /// Create-or-update of an analytics rule; a stale `rule.etag` fails with [`PortError::Conflict`].
     async fn put_alert_rule(&self, rule: &AlertRule) -> Result<AlertRule, PortError> {
         let _ = rule;

@@ -29,7 +29,7 @@ pub const STREAM: &str = "Custom-XdrsyncAlerts";
 /// Alerts one incident shows (documented).
 pub const MAX_ALERTS: usize = 150;
 
-/// The rule's entity mappings: `(entity kind, [(column, identifier)])`, as the Bicep declares.
+/// The rule's entity mappings: `(entity kind, [(column, identifier)])`, as infra/alert-rule.json declares.
 pub const ENTITY_MAPPINGS: [(&str, &[(&str, &str)]); 10] = [
     ("Host", &[("EntityHostName", "HostName"), ("EntityHostDnsDomain", "DnsDomain"), ("EntityHostAzureId", "AzureID")]),
     (
