@@ -390,7 +390,8 @@ mod tests {
         let rule = json!({"kind": "NRT", "properties": {
             "displayName": "x", "enabled": true, "severity": "Medium", "query": "XdrsyncAlerts_CL | where true",
             "suppressionEnabled": false, "suppressionDuration": "PT5H"}});
-        let put = |v: &Value| handle(&sim, "app", &path, &Method::PUT, &serde_json::to_vec(v).unwrap()).unwrap();
+        let put =
+            |v: &Value| handle(&sim, &caller(&sim), &path, &Method::PUT, &serde_json::to_vec(v).unwrap()).unwrap();
 
         let mut no_severity = rule.clone();
         no_severity["properties"].as_object_mut().unwrap().remove("severity");
@@ -408,7 +409,7 @@ mod tests {
         let (status, written) = body(put(&rule)).await;
         assert_eq!(status, StatusCode::CREATED, "{written}");
         assert_eq!(written["kind"], "NRT");
-        let (status, read) = body(handle(&sim, "app", &path, &Method::GET, b"").unwrap()).await;
+        let (status, read) = body(handle(&sim, &caller(&sim), &path, &Method::GET, b"").unwrap()).await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(read["properties"]["query"], "XdrsyncAlerts_CL | where true");
     }
