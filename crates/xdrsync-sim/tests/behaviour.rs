@@ -379,21 +379,25 @@ async fn graph_roles_ride_in_the_token_and_a_missing_one_is_graphs_403() {
 }
 
 #[tokio::test]
-async fn withholding_a_graph_role_revokes_issued_graph_tokens() {
+async fn a_withheld_graph_role_is_refused_at_once_and_a_grant_needs_a_fresh_token() {
     let f = Fixture::start(SimConfig::demo()).await;
     let token = f.token("https://graph.microsoft.com/.default").await;
     assert_eq!(f.call_with(&token, Method::GET, "/v1.0/users/bob@contoso.com", None).await.0, StatusCode::OK);
     let p = f.control(Method::POST, "/_sim/permissions/withhold", json!({"role": "User.Read.All"})).await;
     assert_eq!(p["permissions"]["graphAppRoles"], json!(["SecurityIncident.ReadWrite.All", "ThreatHunting.Read.All"]));
+    // The token stays valid (Entra does not revoke it), but the withheld role no longer serves.
     let (status, v) = f.call_with(&token, Method::GET, "/v1.0/users/bob@contoso.com", None).await;
-    assert_eq!((status, v["error"]["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("InvalidAuthenticationToken")));
+    assert_eq!((status, v["error"]["code"].as_str()), (StatusCode::FORBIDDEN, Some("Authorization_RequestDenied")));
     assert_eq!(
         f.graph(Method::GET, "/users/bob@contoso.com", None).await.0,
         StatusCode::FORBIDDEN,
         "a new token lacks it"
     );
+    let stale = f.token("https://graph.microsoft.com/.default").await;
     f.control(Method::POST, "/_sim/permissions/grant", json!({"role": "User.Read.All"})).await;
-    assert_eq!(f.graph(Method::GET, "/users/bob@contoso.com", None).await.0, StatusCode::OK);
+    // A token issued before the grant keeps the grants it was issued with, as Entra's do.
+    assert_eq!(f.call_with(&stale, Method::GET, "/v1.0/users/bob@contoso.com", None).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(f.graph(Method::GET, "/users/bob@contoso.com", None).await.0, StatusCode::OK, "a fresh token has it");
 }
 
 #[tokio::test]
