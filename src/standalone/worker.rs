@@ -55,7 +55,7 @@ pub async fn run(s: Arc<Ports>, n: usize, stats: Arc<RunnerStats>, mut stopped: 
 async fn handle(s: &Ports, queue: &str, m: QueueMessage, stats: &RunnerStats) {
     let verdict = jobs::sync_message(s, &m.text, u64::from(m.dequeue_count), &m.id).await;
     let result = match verdict {
-        QueueVerdict::Done(_) | QueueVerdict::Drop(_) => {
+        QueueVerdict::Done(_) | QueueVerdict::Deferred(_) | QueueVerdict::Drop(_) => {
             stats.messages_done.fetch_add(1, Ordering::Relaxed);
             s.queue.delete(queue, &m).await
         }
