@@ -143,3 +143,29 @@ async fn standalone_mode_a_60_second_arm_refusal_heals_within_two_minutes() {
     assert!(late <= Duration::from_secs(120), "mirrored {} s after the refusals ended", late.as_secs());
     assert!(queue.texts(&format!("{}-poison", services.config.queue_name)).is_empty());
 }
+
+#[tokio::test]
+async fn messages_written_by_reconcile_and_retry_are_canonical_and_sync_through_the_host() {
+    let sim = start_sim(SimConfig::demo()).await;
+    let ids = seed(&sim, SeedSpec { count: 4, ..Default::default() });
+    let (services, queue) = ports(&sim, &[]);
+    let tenant = services.config.tenant_id.clone();
+    let opts = xdrsync::ops::reconcile::Options { since: time::Duration::days(1), incidents: ids[..2].to_vec(), dry_run: false };
+    let report = xdrsync::ops::reconcile::run(&services, &opts).await.unwrap();
+    assert_eq!(report.enqueued.len(), 2, "{report:?}");
+    for id in &ids[2..] {
+        xdrsync::usecase::failures::note(&services, id, xdrsync::domain::failures::FailureClass::Unavailable, None, "503")
+            .await;
+    }
+    let retried = xdrsync::usecase::failures::retry(&services, None).await.unwrap();
+    assert_eq!(retried.enqueued.len(), 2, "{retried:?}");
+    for text in queue.texts(&services.config.queue_name) {
+        let item = xdrsync::domain::work::WorkItem::parse(&text).unwrap();
+        assert_eq!(text, item.to_json(), "canonical work items only");
+    }
+    let host = host_for(&services, queue.clone()).await;
+    while host.process_batch().await.unwrap() > 0 {}
+    assert_eq!(mirrored(&sim, &tenant, &ids), ids.len());
+    assert!(host.history().iter().all(|i| i.succeeded()));
+    assert!(queue.texts(&format!("{}-poison", services.config.queue_name)).is_empty());
+}

@@ -218,3 +218,50 @@ pub async fn drain_poison(s: &Ports) -> Result<usize, PortError> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::usecase::tenants::remember_tenants;
+    use xdrsync_sim::fakes::{MemoryQueue, MemoryStore};
+
+    const A: &str = "1f2e3d4c-0000-4000-8000-00000000000a";
+    const B: &str = "9a8b7c6d-0000-4000-8000-00000000000b";
+
+    fn build(tenants: &str, store: &Arc<MemoryStore>, queue: &Arc<MemoryQueue>) -> Ports {
+        let mut vars = crate::config::tests::base_vars();
+        vars.insert("XDRSYNC_DEFENDER_TENANTS".into(), tenants.into());
+        let mut s = crate::app::build(crate::config::Config::from_vars(&vars).unwrap());
+        s.store = store.clone();
+        s.queue = queue.clone();
+        s
+    }
+
+    #[tokio::test]
+    async fn a_removed_tenants_failures_stay_listed_and_retry_says_what_it_did_not_enqueue() {
+        let (store, queue) = (Arc::new(MemoryStore::new()), Arc::new(MemoryQueue::new()));
+        let both = build(&format!("{A}=A,{B}=B"), &store, &queue);
+        remember_tenants(&both).await.unwrap();
+        note(&both.partition_of(A), "1", FailureClass::Unavailable, None, "503").await;
+        note(&both.partition_of(B), "2", FailureClass::Forbidden, None, "403").await;
+
+        // B is removed from the settings: its record is still listed.
+        let one = build(&format!("{A}=A"), &store, &queue);
+        let listed: Vec<(String, String)> =
+            list_all(&one).await.unwrap().into_iter().map(|r| (r.tenant_id, r.incident_id)).collect();
+        assert_eq!(listed, [(A.to_string(), "1".to_string()), (B.to_string(), "2".to_string())]);
+
+        let report = retry(&one, None).await.unwrap();
+        assert_eq!(report.enqueued, [format!("{A}:1")]);
+        assert_eq!(report.not_enqueued.len(), 1, "{report:?}");
+        assert_eq!(report.not_enqueued[0].0, format!("{B}:2"));
+        assert!(report.not_enqueued[0].1.contains("XDRSYNC_DEFENDER_TENANTS"), "{report:?}");
+        assert_eq!(queue.texts(&one.config.queue_name).len(), 1, "only the configured tenant's work");
+
+        let named = retry(&one, Some(&["1".to_string(), "9".to_string()])).await.unwrap();
+        assert_eq!(named.enqueued, [format!("{A}:1")]);
+        assert_eq!(named.not_enqueued, [("9".to_string(), "no failure recorded for it in any tenant".to_string())]);
+    }
+}

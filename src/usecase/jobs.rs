@@ -300,9 +300,11 @@ mod tests {
         s.store = Arc::new(xdrsync_sim::fakes::MemoryStore::new());
         s.defender = Arc::new(Throttled);
         let item = WorkItem::reconcile(&s.config.tenant_id, "29", crate::domain::work::ChangeHint::Defender);
-        let verdict = sync_message(&s, &item.to_json(), 4, "m-1").await;
+        // Quoted twice, as older versions left a throttled message in the queue: it heals.
+        let quoted = serde_json::to_string(&serde_json::to_string(&item.to_json()).unwrap()).unwrap();
+        let verdict = sync_message(&s, &quoted, 4, "m-1").await;
         assert!(matches!(verdict, QueueVerdict::Deferred(_)), "acknowledged, not retried: {verdict:?}");
-        assert_eq!(queue.texts(&s.config.queue_name), vec![item.to_json()], "a fresh copy waits in the queue");
+        assert_eq!(queue.texts(&s.config.queue_name), vec![item.to_json()], "a fresh canonical copy waits in the queue");
         let visible_now = s.queue.receive(&s.config.queue_name, 1, Duration::from_secs(30)).await.unwrap();
         assert!(visible_now.is_empty(), "invisible until the throttle ends");
     }
