@@ -150,12 +150,22 @@ async fn messages_written_by_reconcile_and_retry_are_canonical_and_sync_through_
     let ids = seed(&sim, SeedSpec { count: 4, ..Default::default() });
     let (services, queue) = ports(&sim, &[]);
     let tenant = services.config.tenant_id.clone();
-    let opts = xdrsync::ops::reconcile::Options { since: time::Duration::days(1), incidents: ids[..2].to_vec(), dry_run: false };
+    let opts = xdrsync::ops::reconcile::Options {
+        since: time::Duration::days(1),
+        incidents: ids[..2].to_vec(),
+        dry_run: false,
+    };
     let report = xdrsync::ops::reconcile::run(&services, &opts).await.unwrap();
     assert_eq!(report.enqueued.len(), 2, "{report:?}");
     for id in &ids[2..] {
-        xdrsync::usecase::failures::note(&services, id, xdrsync::domain::failures::FailureClass::Unavailable, None, "503")
-            .await;
+        xdrsync::usecase::failures::note(
+            &services,
+            id,
+            xdrsync::domain::failures::FailureClass::Unavailable,
+            None,
+            "503",
+        )
+        .await;
     }
     let retried = xdrsync::usecase::failures::retry(&services, None).await.unwrap();
     assert_eq!(retried.enqueued.len(), 2, "{retried:?}");

@@ -1,7 +1,7 @@
 //! The function bodies both modes run: the Functions handlers and the standalone scheduler
 //! call these, so there is one implementation of each job. Failures are logged here, once.
 
-use crate::domain::redelivery::{backoff, Redelivery};
+use crate::domain::redelivery::Redelivery;
 use crate::domain::work::WorkItem;
 use crate::retry::{MessageBudget, RETRIES_PER_MESSAGE};
 use crate::usecase::failures;
@@ -179,7 +179,8 @@ async fn requeue(s: &Ports, item: &WorkItem, delay: std::time::Duration) -> Resu
 }
 
 /// A failed reconcile: recorded in `Failures`, then given back to the queue on the backoff, or
-/// left to the schedule (`domain/redelivery.rs`). Unrecorded, the message stays in the queue.
+/// left to the schedule (`domain/redelivery.rs`). Unrecorded (storage down), the message stays
+/// with the queue: redelivered, finally poisoned, and read back from there.
 async fn settle_failure(s: &Ports, item: &WorkItem, e: &UseCaseError, dequeue_count: u64) -> QueueVerdict {
     let id = &item.incident_id;
     let (service, retry_after) = match e {
@@ -188,41 +189,27 @@ async fn settle_failure(s: &Ports, item: &WorkItem, e: &UseCaseError, dequeue_co
     };
     let message = e.to_string();
     let f = failures::Failure { class: failures::class_of(e), service, message: &message, retry_after };
-    let (attempts, decision) = match failures::record(s, id, f).await {
-        Ok((r, d)) => (r.attempts, Some(d)),
-        Err(store) => {
-            tracing::warn!(incident.id = %id, error.message = %store, "could not record the failure");
-            (u32::try_from(dequeue_count).unwrap_or(u32::MAX), None)
-        }
-    };
-    match decision {
-        Some(Redelivery::Schedule) => {
-            tracing::error!(incident.id = %id, failure.attempts = attempts, error.message = %e, "sync failed; recorded for a later retry, message acknowledged");
+    match failures::record(s, id, f).await {
+        Ok((r, Redelivery::Schedule)) => {
+            tracing::error!(incident.id = %id, failure.attempts = r.attempts, error.message = %e, "sync failed; recorded for a later retry, message acknowledged");
             QueueVerdict::Drop(format!("incident {id}: {e} (recorded; retried on the schedule)"))
         }
-        // Recorded, or not (storage down): either way a fresh copy on the backoff keeps the
-        // host's deliveries for failures of the queue itself.
-        Some(Redelivery::Requeue(_)) | None if !matches!(e, UseCaseError::Permanent(_)) => {
-            let delay = match decision {
-                Some(Redelivery::Requeue(d)) => d,
-                _ => backoff(attempts, rand::random()),
-            };
-            match requeue(s, item, delay).await {
-                Ok(()) => {
-                    tracing::warn!(incident.id = %id, failure.attempts = attempts, wait_s = delay.as_secs(), error.message = %e, "sync failed; the message comes back after the wait");
-                    QueueVerdict::Deferred(format!(
-                        "incident {id}: {e} (attempt {attempts}, back in {} s)",
-                        delay.as_secs()
-                    ))
-                }
-                Err(send) => {
-                    tracing::warn!(incident.id = %id, error.message = %send, "could not give the message back; it will be redelivered");
-                    QueueVerdict::Retry(format!("incident {id}: {e}"))
-                }
+        Ok((r, Redelivery::Requeue(delay))) => match requeue(s, item, delay).await {
+            Ok(()) => {
+                tracing::warn!(incident.id = %id, failure.attempts = r.attempts, wait_s = delay.as_secs(), error.message = %e, "sync failed; recorded, the message comes back after the wait");
+                QueueVerdict::Deferred(format!(
+                    "incident {id}: {e} (attempt {}, back in {} s)",
+                    r.attempts,
+                    delay.as_secs()
+                ))
             }
-        }
-        _ => {
-            tracing::warn!(incident.id = %id, queue.dequeue_count = dequeue_count, error.message = %e, "sync failed and could not be recorded; will be redelivered");
+            Err(send) => {
+                tracing::warn!(incident.id = %id, error.message = %send, "could not give the message back; it will be redelivered");
+                QueueVerdict::Retry(format!("incident {id}: {e}"))
+            }
+        },
+        Err(store) => {
+            tracing::warn!(incident.id = %id, queue.dequeue_count = dequeue_count, error.message = %e, store.error = %store, "sync failed and could not be recorded; will be redelivered");
             QueueVerdict::Retry(format!("incident {id}: {e}"))
         }
     }
@@ -304,7 +291,11 @@ mod tests {
         let quoted = serde_json::to_string(&serde_json::to_string(&item.to_json()).unwrap()).unwrap();
         let verdict = sync_message(&s, &quoted, 4, "m-1").await;
         assert!(matches!(verdict, QueueVerdict::Deferred(_)), "acknowledged, not retried: {verdict:?}");
-        assert_eq!(queue.texts(&s.config.queue_name), vec![item.to_json()], "a fresh canonical copy waits in the queue");
+        assert_eq!(
+            queue.texts(&s.config.queue_name),
+            vec![item.to_json()],
+            "a fresh canonical copy waits in the queue"
+        );
         let visible_now = s.queue.receive(&s.config.queue_name, 1, Duration::from_secs(30)).await.unwrap();
         assert!(visible_now.is_empty(), "invisible until the throttle ends");
     }
