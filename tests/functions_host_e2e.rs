@@ -128,6 +128,7 @@ async fn functions_mode_a_60_second_arm_refusal_heals_within_two_minutes_without
     let running = host.start(Some(("IncidentPoller", Duration::from_secs(5))));
     let late = heal_after_refusal(&sim, &services, 11).await;
     running.stop().await;
+    eprintln!("functions mode: every incident mirrored {:.1} s after a 60 s ARM refusal ended", late.as_secs_f64());
     assert!(late <= Duration::from_secs(120), "mirrored {} s after the refusals ended", late.as_secs());
     assert_eq!(host.stats.queue_failed.load(Ordering::Relaxed), 0, "no delivery of the host spent");
     assert_eq!(host.stats.poisoned.load(Ordering::Relaxed), 0);
@@ -140,6 +141,7 @@ async fn standalone_mode_a_60_second_arm_refusal_heals_within_two_minutes() {
     let runner = xdrsync::standalone::start(services.clone(), 0).await.unwrap();
     let late = heal_after_refusal(&sim, &services, 11).await;
     runner.shutdown().await;
+    eprintln!("standalone mode: every incident mirrored {:.1} s after a 60 s ARM refusal ended", late.as_secs_f64());
     assert!(late <= Duration::from_secs(120), "mirrored {} s after the refusals ended", late.as_secs());
     assert!(queue.texts(&format!("{}-poison", services.config.queue_name)).is_empty());
 }

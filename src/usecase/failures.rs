@@ -42,11 +42,13 @@ pub struct Failure<'a> {
     pub message: &'a str,
     /// The service's own wait (`Retry-After`), when it gave one.
     pub retry_after: Option<Duration>,
+    /// A queue message carries the incident, given back to the queue when the decision says so.
+    pub from_message: bool,
 }
 
 /// Records one more failure of an incident and decides what its queue message does next
-/// (`domain/redelivery.rs`); a message given back to the queue holds the record's own retry
-/// until after it returns. An error means nothing was recorded: the caller keeps the message.
+/// (`domain/redelivery.rs`); when a message carries it back to the queue, the record's own retry
+/// waits until after that message returns. An error means nothing was recorded: the caller keeps the message.
 pub async fn record(s: &Ports, incident_id: &str, f: Failure<'_>) -> Result<(FailureRecord, Redelivery), PortError> {
     let tenant = &s.config.tenant_id;
     let key = RowKey::new(tenant, incident_id)?;
@@ -58,7 +60,7 @@ pub async fn record(s: &Ports, incident_id: &str, f: Failure<'_>) -> Result<(Fai
         next.sentinel_name = Some(crate::domain::names::sentinel_incident_name(tenant, incident_id).to_string());
     }
     let decision = redelivery(f.class, next.attempts, f.retry_after, rand::random());
-    if let Redelivery::Requeue(delay) = decision {
+    if let (true, Redelivery::Requeue(delay)) = (f.from_message, decision) {
         next = held_for_message(next, now + time::Duration::try_from(delay).unwrap_or(time::Duration::MAX));
     }
     put(s.store.as_ref(), Table::Failures, &key, &next, &[]).await?;
@@ -68,7 +70,7 @@ pub async fn record(s: &Ports, incident_id: &str, f: Failure<'_>) -> Result<(Fai
 /// Records one more failure of an incident, best effort: if storage itself is down, the message
 /// stays in the queue (or the poison queue) and is recorded when storage answers again.
 pub async fn note(s: &Ports, incident_id: &str, class: FailureClass, service: Option<&str>, message: &str) {
-    let f = Failure { class, service, message, retry_after: None };
+    let f = Failure { class, service, message, retry_after: None, from_message: false };
     if let Err(e) = record(s, incident_id, f).await {
         tracing::warn!(incident.id = %incident_id, error.message = %e, "could not record the failure");
     }
@@ -204,6 +206,7 @@ pub async fn drain_poison(s: &Ports) -> Result<usize, PortError> {
                         service: None,
                         message: "the queue gave up after its deliveries",
                         retry_after: None,
+                        from_message: false,
                     };
                     // Deleted only once recorded: otherwise read again at the next tick.
                     record(&scoped, &item.incident_id, f).await?;

@@ -188,7 +188,8 @@ async fn settle_failure(s: &Ports, item: &WorkItem, e: &UseCaseError, dequeue_co
         UseCaseError::Permanent(_) => (None, None),
     };
     let message = e.to_string();
-    let f = failures::Failure { class: failures::class_of(e), service, message: &message, retry_after };
+    let f =
+        failures::Failure { class: failures::class_of(e), service, message: &message, retry_after, from_message: true };
     match failures::record(s, id, f).await {
         Ok((r, Redelivery::Schedule)) => {
             tracing::error!(incident.id = %id, failure.attempts = r.attempts, error.message = %e, "sync failed; recorded for a later retry, message acknowledged");
