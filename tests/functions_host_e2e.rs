@@ -86,6 +86,10 @@ async fn timer_queue_and_sync_mirror_every_incident_exactly_once_when_long_throt
     let history = host.history();
     let deferred = history.iter().filter(|i| i.logs().iter().any(|l| l.contains("throttled, back in"))).count();
     assert!(deferred > 0, "the throttles deferred messages (else this test proves nothing)");
+    for text in history.iter().filter_map(|i| i.message.as_deref()) {
+        let item = xdrsync::domain::work::WorkItem::parse(text).expect("a work item");
+        assert_eq!(text, item.to_json(), "every message in the queue is the canonical work item");
+    }
     assert!(history.iter().all(|i| i.logs().iter().all(|l| !l.contains("moved to"))), "no message poisoned");
     assert_eq!(host.stats.poisoned.load(Ordering::Relaxed), 0);
     assert!(queue.texts(&format!("{queue_name}-poison")).is_empty());
