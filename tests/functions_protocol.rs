@@ -230,6 +230,9 @@ impl xdrsync::ports::WorkQueue for Unreachable {
     async fn approximate_len(&self, _: &str) -> Result<usize, xdrsync::error::PortError> {
         Err(down())
     }
+    async fn peek_oldest_inserted(&self, _: &str) -> Result<Option<time::OffsetDateTime>, xdrsync::error::PortError> {
+        Err(down())
+    }
 }
 
 #[tokio::test]

@@ -145,7 +145,7 @@ async fn health_payload(State(s): State<Arc<Ports>>, LimitedBody(body): Envelope
     };
     let http = req.binding("req").map(envelope::HttpTriggerRequest::from_value).unwrap_or_default();
     let keyed = http.header("x-xdrsync-key").is_some_and(|k| s.config.webhook_key_matches(k));
-    let h = crate::usecase::health::check(&s, keyed).await;
+    let h = crate::usecase::health_cache::current(&s, keyed).await;
     let mut out = InvokeResponse::default();
     out.outputs.insert("res".into(), http_output(h.http_status(), &serde_json::to_value(&h).unwrap_or_default()));
     reply(StatusCode::OK, out)

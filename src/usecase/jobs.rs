@@ -119,6 +119,10 @@ pub async fn sync_message(s: &Ports, text: &str, dequeue_count: u64, message_id:
         Ok(i) => i,
         Err(e) => return poison_now(s, text, message_id, &e.to_string()).await,
     };
+    // Ids no table key can hold can be neither synced nor recorded: not a work item either.
+    if let Err(e) = crate::state::RowKey::new(&item.tenant_id, &item.incident_id) {
+        return poison_now(s, text, message_id, &e.to_string()).await;
+    }
     // The item's tenant partition: failures are recorded there, even for a removed tenant.
     let scoped = s.partition_of(&item.tenant_id);
     let s = &scoped;
