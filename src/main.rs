@@ -444,9 +444,16 @@ async fn retry(all: bool, ids: Vec<String>) -> ExitCode {
     let ports = app::build(cfg);
     let which = if all { None } else { Some(ids.as_slice()) };
     match xdrsync::usecase::failures::retry(&ports, which).await {
-        Ok(done) => {
-            println!("enqueued {} incident(s): {}", done.len(), done.join(", "));
-            ExitCode::SUCCESS
+        Ok(report) => {
+            println!("enqueued {} incident(s): {}", report.enqueued.len(), report.enqueued.join(", "));
+            for (id, why) in &report.not_enqueued {
+                eprintln!("not enqueued: {id}: {why}");
+            }
+            if report.not_enqueued.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
         }
         Err(e) => {
             eprintln!("cannot enqueue: {e}");

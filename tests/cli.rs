@@ -398,3 +398,28 @@ async fn check_run_and_serve_refuse_the_same_schedules_naming_the_setting() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_names_what_it_did_not_enqueue_and_exits_1() {
+    use xdrsync::usecase::failures::{self, FailureClass};
+    let sim = start_sim(SimConfig::demo()).await;
+    let az = Azurite::start();
+    let mut vars = settings(&sim, Some(&az.connection_string()));
+    let tenant = sim.sim.config.tenant_id.clone();
+    vars.insert("XDRSYNC_DEFENDER_TENANTS".into(), format!("{tenant}=Contoso"));
+    let ports = xdrsync::app::build(config(&vars));
+    ports.store.ensure_tables().await.unwrap();
+    ports.queue.ensure_queue(&ports.config.queue_name).await.unwrap();
+    let scoped = ports.for_tenant(&tenant).unwrap();
+    failures::note(&scoped, "29", FailureClass::Unavailable, Some("sentinel"), "503").await;
+    let (code, text) = tokio::task::spawn_blocking({
+        let vars = vars.clone();
+        move || xdrsync(&vars, &["retry", "29", "31"])
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 1, "part of the batch was not enqueued: {text}");
+    assert!(text.contains(&format!("enqueued 1 incident(s): {tenant}:29")), "{text}");
+    assert!(text.contains("not enqueued: 31: no failure recorded for it in any tenant"), "{text}");
+    assert_eq!(ports.queue.approximate_len(&ports.config.queue_name).await.unwrap(), 1);
+}

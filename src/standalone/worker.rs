@@ -116,7 +116,7 @@ async fn handle(s: &Ports, queue: &str, mut m: QueueMessage, stats: &RunnerStats
         return;
     };
     let result = match verdict {
-        QueueVerdict::Done(_) | QueueVerdict::Drop(_) => {
+        QueueVerdict::Done(_) | QueueVerdict::Deferred(_) | QueueVerdict::Drop(_) => {
             stats.messages_done.fetch_add(1, Ordering::Relaxed);
             s.queue.delete(queue, &m).await
         }

@@ -4,6 +4,8 @@
 //! - [`sim`]: one loopback server standing in for Entra ID, Defender (Graph), Sentinel (ARM) and
 //!   Logs Ingestion, strict where the real services are, with a control API.
 //! - [`fakes`]: in-memory implementations of the storage ports, for unit tests.
+//! - [`functions_host`]: the Azure Functions host's side of the custom-handler protocol (queue
+//!   trigger with host.json's semantics, timer invocations), driving `xdrsync serve`'s router.
 //! - [`azurite`]: Azurite (Microsoft's Storage emulator) as a child process on free ports.
 //! - [`demo`], [`bench`] and [`bench_tenants`]: the whole product on one machine, with its figures.
 
@@ -13,6 +15,7 @@ pub mod bench_hunting;
 pub mod bench_tenants;
 pub mod demo;
 pub mod fakes;
+pub mod functions_host;
 pub mod sim;
 pub mod streaming;
 

@@ -22,6 +22,7 @@ pub mod names;
 pub mod permissions;
 pub mod plan;
 pub mod portal;
+pub mod redelivery;
 pub mod sentinel;
 pub mod sync_state;
 pub mod tenants;
