@@ -362,6 +362,7 @@ async fn a_removed_tenants_mirrors_stay_its_work_is_acknowledged_and_it_is_repor
     let removed = v["tenants"].as_array().unwrap().iter().find(|t| t["tenantId"] == tenants[2]).unwrap().clone();
     assert_eq!(removed["status"], "removed", "{v}");
     assert_eq!(removed["displayName"], "Northwind");
+    assert_eq!(removed["failures"], 1, "its recorded failure is counted, not hidden: {removed}");
     // The tick no longer polls it and works.
     poll(&s).await.expect("two tenants polled");
 }

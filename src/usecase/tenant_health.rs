@@ -73,12 +73,14 @@ pub async fn combine(
 ) -> (&'static str, Vec<String>, Vec<TenantHealth>) {
     let mut tenants = futures::future::join_all(s.each_tenant().into_iter().map(|t| tenant(t, probe, now, poll))).await;
     for r in probe.call(removed_tenants(s)).await.unwrap_or_default() {
+        // Work still queued for a removed tenant is recorded in its partition: keep it counted.
+        let failures = probe.call(crate::usecase::failures::list(&s.partition_of(&r.tenant_id))).await;
         tenants.push(TenantHealth {
             tenant_id: r.tenant_id,
             display_name: r.display_name,
             status: "removed",
             reasons: vec!["no longer in XDRSYNC_DEFENDER_TENANTS: its mirrors stay and no longer sync".into()],
-            failures: 0,
+            failures: failures.map(|f| f.len()).unwrap_or_default(),
             lag_seconds: None,
         });
     }
