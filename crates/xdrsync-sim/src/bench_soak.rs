@@ -352,7 +352,7 @@ pub async fn run(opts: SoakOptions) -> anyhow::Result<SoakReport> {
 async fn probe_all(fleet: &Fleet, http: &reqwest::Client, into_pause: Duration, report: &mut OutageReport) {
     let probes = (0..fleet.count()).map(|i| async move {
         let t = Instant::now();
-        let p = fleet.probe(http, i, Duration::from_secs(5)).await;
+        let p = fleet.probe(http, i, Duration::from_secs(3)).await;
         (p, t.elapsed())
     });
     for (p, took) in futures::future::join_all(probes).await {

@@ -2,6 +2,12 @@
 //! (standalone), or `xdrsync serve` custom handlers each behind its own Functions host emulator
 //! (Functions mode: the host's timer and queue trigger drive it, as Azure does). An instance is
 //! killed with SIGKILL (its host goes with it, as when a worker dies) and started again.
+//!
+//! Timers are singletons in Azure ("only a single instance of a timer-triggered function is run
+//! across all instances", the timer trigger's documentation; the host holds a blob lease), and
+//! xdrsync's Functions mode relies on it (no lease of its own). So only instance 0's host runs
+//! the `IncidentPoller` timer; when instance 0 dies its restart takes the timer back at once
+//! (Azure's lock moves after the lease lapses: seconds longer).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -27,6 +33,8 @@ const QUEUE: &str = "xdrsync-incidents";
 const SYNC_FUNCTION: &str = "IncidentSync";
 const POLLER_FUNCTION: &str = "IncidentPoller";
 const HEALTH_FUNCTION: &str = "Health";
+/// The instance whose host runs the timer (a singleton in Azure).
+const TIMER_HOLDER: usize = 0;
 
 struct Instance {
     child: ChildGuard,
@@ -58,8 +66,8 @@ impl Fleet {
     /// one of them).
     pub async fn start(stack: &Stack, mode: SoakMode, n: usize, poll: Duration) -> anyhow::Result<Self> {
         let mut fleet = Self { mode, poll, instances: Vec::new(), unexpected_exits: Vec::new() };
-        for _ in 0..n {
-            let i = fleet.spawn(stack).await?;
+        for i in 0..n {
+            let i = fleet.spawn(stack, i == TIMER_HOLDER).await?;
             fleet.instances.push(i);
         }
         Ok(fleet)
@@ -69,7 +77,7 @@ impl Fleet {
         self.instances.len()
     }
 
-    async fn spawn(&self, stack: &Stack) -> anyhow::Result<Instance> {
+    async fn spawn(&self, stack: &Stack, runs_timer: bool) -> anyhow::Result<Instance> {
         let child_mode = match self.mode {
             SoakMode::Standalone => ChildMode::Run,
             SoakMode::Functions => ChildMode::Serve,
@@ -85,7 +93,7 @@ impl Fleet {
                     ..HostConfig::from_repo_host_json(QUEUE, SYNC_FUNCTION)
                 };
                 let host = FunctionsHost::new(format!("http://127.0.0.1:{port}"), queue, config);
-                Some(host.start(Some((POLLER_FUNCTION, self.poll))))
+                Some(host.start(runs_timer.then_some((POLLER_FUNCTION, self.poll))))
             }
         };
         Ok(Instance { child, port, _host: host })
@@ -99,7 +107,7 @@ impl Fleet {
         // loops stop with it.
         drop(old);
         let started = Instant::now();
-        let fresh = self.spawn(stack).await?;
+        let fresh = self.spawn(stack, i == TIMER_HOLDER).await?;
         self.instances.insert(i, fresh);
         Ok(started.elapsed())
     }

@@ -50,7 +50,7 @@ impl Expect {
 
     /// Whether a change of this kind was made on the Defender side (one pending per side and
     /// incident, so each change can be told apart and timed).
-    fn from_defender(&self) -> bool {
+    fn made_in_defender(&self) -> bool {
         matches!(self, Expect::Mirror | Expect::SentinelSeverity(_) | Expect::SentinelComment(_))
     }
 }
@@ -160,7 +160,7 @@ impl Workload {
             .changes
             .iter()
             .filter(|c| {
-                c.synced_at.is_none() && (c.expect.from_defender() == from_defender || c.expect == Expect::Mirror)
+                c.synced_at.is_none() && (c.expect.made_in_defender() == from_defender || c.expect == Expect::Mirror)
             })
             .map(|c| c.incident.as_str())
             .collect();
