@@ -14,22 +14,17 @@ static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(())
 async fn soak(mode: SoakMode) {
     let _turn = ONE_AT_A_TIME.lock().await;
     let opts = SoakOptions {
-        mode,
-        scenario: Scenario::Kills,
-        instances: 3,
         kills: 3,
         duration: Duration::from_secs(40),
-        outage: Duration::ZERO,
         changes_per_minute: 45,
         initial_incidents: 4,
-        poll_seconds: 2,
         settle: Duration::from_secs(150),
-        seed: 17,
-        budgets: xdrsync_sim::demo::Budgets::default(),
-        repo_root: std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")),
-        xdrsync_bin: std::path::PathBuf::from(env!("CARGO_BIN_EXE_xdrsync")),
-        progress: false,
-        show_logs: false,
+        ..SoakOptions::full(
+            mode,
+            Scenario::Kills,
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")),
+            std::path::PathBuf::from(env!("CARGO_BIN_EXE_xdrsync")),
+        )
     };
     let r = run(opts).await.expect("the soak runs");
     let report = serde_json::to_string_pretty(&r).expect("report serialises");

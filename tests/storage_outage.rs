@@ -13,22 +13,18 @@ static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(())
 async fn outage(mode: SoakMode) {
     let _turn = ONE_AT_A_TIME.lock().await;
     let opts = SoakOptions {
-        mode,
-        scenario: Scenario::StorageOutage,
         instances: 2,
-        kills: 0,
         duration: Duration::from_secs(60),
-        outage: Duration::from_secs(45),
         changes_per_minute: 30,
         initial_incidents: 4,
-        poll_seconds: 2,
         settle: Duration::from_secs(150),
         seed: 23,
-        budgets: xdrsync_sim::demo::Budgets::default(),
-        repo_root: std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")),
-        xdrsync_bin: std::path::PathBuf::from(env!("CARGO_BIN_EXE_xdrsync")),
-        progress: false,
-        show_logs: false,
+        ..SoakOptions::full(
+            mode,
+            Scenario::StorageOutage,
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")),
+            std::path::PathBuf::from(env!("CARGO_BIN_EXE_xdrsync")),
+        )
     };
     let r = run(opts).await.expect("the outage run");
     let report = serde_json::to_string_pretty(&r).expect("report serialises");

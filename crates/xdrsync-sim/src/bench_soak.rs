@@ -16,6 +16,7 @@ mod fleet;
 mod host_queue;
 mod workload;
 
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
@@ -52,12 +53,37 @@ pub struct SoakOptions {
     pub settle: Duration,
     pub seed: u64,
     pub budgets: Budgets,
-    pub repo_root: std::path::PathBuf,
-    pub xdrsync_bin: std::path::PathBuf,
+    pub repo_root: PathBuf,
+    pub xdrsync_bin: PathBuf,
     /// Print progress to standard error.
     pub progress: bool,
     /// Let the instances log to standard error (`RUST_LOG`) instead of a file removed at the end.
     pub show_logs: bool,
+}
+
+impl SoakOptions {
+    /// The full-size run of the proof (20 SIGKILLs in 5 minutes, or a 45 s pause, three
+    /// instances, a change a second), quiet; tests scale it down.
+    pub fn full(mode: SoakMode, scenario: Scenario, repo_root: PathBuf, xdrsync_bin: PathBuf) -> Self {
+        Self {
+            mode,
+            scenario,
+            instances: 3,
+            kills: 20,
+            duration: Duration::from_secs(300),
+            outage: Duration::from_secs(45),
+            changes_per_minute: 60,
+            initial_incidents: 10,
+            poll_seconds: 2,
+            settle: Duration::from_secs(180),
+            seed: 17,
+            budgets: Budgets::default(),
+            repo_root,
+            xdrsync_bin,
+            progress: false,
+            show_logs: false,
+        }
+    }
 }
 
 #[derive(Debug, Default, Serialize)]
