@@ -20,8 +20,8 @@ param workspaceName string
 @description('The alerts table (XdrsyncAlerts_CL).')
 param tableName string
 
-@description('Object id of the Function App identity.')
-param principalId string
+@description('Object ids of the principals xdrsync calls Azure as (each gets Log Analytics Reader).')
+param principalIds array
 
 resource workspace 'Microsoft.OperationalInsights/workspaces@2022-10-01' existing = {
   name: workspaceName
@@ -147,7 +147,7 @@ resource rule 'Microsoft.SecurityInsights/alertRules@2025-07-01-preview' = {
 var logAnalyticsReaderRoleId = '73c42c96-874c-492b-b04d-ab87d138a893' // Log Analytics Reader
 
 // Log Analytics Reader on the workspace: lets the identity query SecurityAlert.
-resource reader 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+resource reader 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for principalId in principalIds: {
   name: guid(workspace.id, principalId, 'log-analytics-reader')
   scope: workspace
   properties: {
@@ -155,6 +155,6 @@ resource reader 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
     principalId: principalId
     principalType: 'ServicePrincipal'
   }
-}
+}]
 
 output workspaceId string = workspace.properties.customerId

@@ -1,14 +1,16 @@
-// Advanced-hunting export: a data collection rule with one `Custom-<Table>` stream and data flow
-// per exported table into `<Table>_CL` (the workspace tables: hunting-workspace.bicep), and
-// Monitoring Metrics Publisher on it for xdrsync's identity. Columns come from
-// hunting-tables.json, generated from xdrsync's schema module (`xdrsync hunting schema --all
-// --json`; tests/hunting_infra.rs fails when they differ). The DCR declares every table's stream
-// (a static object: building one in a loop needs a lambda, which checkov cannot parse; assumed:
-// a declared stream without a data flow is accepted) and a data flow for each exported table.
-// A separate DCR from the alerts one:
-// a DCR holds a limited number of data flows (10, per Azure Monitor's service limits as we read
-// them; assumed), so deploy at most 10 tables per instance of this module.
-// The DCR is created in the workspace's region, like ingestion.bicep's (same reason).
+// Advanced-hunting export: one data collection rule per exported table, each declaring only that
+// table's `Custom-<Table>` stream with one data flow into `<Table>_CL` (the workspace tables:
+// hunting-workspace.bicep), and Monitoring Metrics Publisher on each for xdrsync's principals.
+// Columns come from hunting-tables.json, generated from xdrsync's schema module (`xdrsync hunting
+// schema --all --json`; tests/hunting_infra.rs fails when they differ).
+//
+// Documented (Azure Monitor service limits, "Data collection rules"): at most 10 data flows and
+// 10 data streams per DCR. One DCR per table keeps every DCR at one of each, whatever the number
+// of tables, and builds each DCR's streams without a lambda (checkov cannot parse one). Each
+// DCR has its own immutable id: xdrsync routes each table's rows by it
+// (XDRSYNC_HUNTING_DCR_IMMUTABLE_ID=<Table>=dcr-…,…, main.bicep). Per-DCR ingestion limits (2 GB
+// and 12,000 requests a minute) then apply per table.
+// The DCRs are created in the workspace's region, like ingestion.bicep's (same reason).
 
 @description('Region of the destination Log Analytics workspace.')
 param location string
@@ -22,47 +24,47 @@ param workspaceResourceId string
 @description('Resource id of the data collection endpoint (ingestion.bicep).')
 param dataCollectionEndpointId string
 
-@description('Advanced-hunting tables to export (names as in hunting-tables.json), at most 10.')
-@maxLength(10)
+@description('Advanced-hunting tables to export (names as in hunting-tables.json).')
 param tables array
 
-@description('Object id of the Function App identity.')
-param principalId string
-
-@description('Resource id of the Function App: part of the role assignment name.')
-param appResourceId string
+@description('Object ids of the principals xdrsync calls Azure as.')
+param principalIds array
 
 var schema = loadJsonContent('hunting-tables.json')
-var flows = [for name in tables: {
-  streams: ['Custom-${name}']
-  destinations: ['sentinel']
-  transformKql: 'source'
-  outputStream: 'Custom-${name}_CL'
-}]
-var monitoringMetricsPublisherRoleId = '3913510d-42f4-4e42-8a64-420c390055eb' // Monitoring Metrics Publisher
+var dcrNames = [for name in tables: '${prefix}-xdrsync-hunting-${toLower(name)}']
 
-resource dcr 'Microsoft.Insights/dataCollectionRules@2023-03-11' = {
-  name: '${prefix}-xdrsync-hunting-dcr'
+resource dcr 'Microsoft.Insights/dataCollectionRules@2023-03-11' = [for (name, i) in tables: {
+  name: dcrNames[i]
   location: location
   properties: {
     dataCollectionEndpointId: dataCollectionEndpointId
-    streamDeclarations: schema.streams
+    streamDeclarations: {
+      'Custom-${name}': schema.streams['Custom-${name}']
+    }
     destinations: {
       logAnalytics: [{ workspaceResourceId: workspaceResourceId, name: 'sentinel' }]
     }
-    dataFlows: flows
+    dataFlows: [
+      {
+        streams: ['Custom-${name}']
+        destinations: ['sentinel']
+        transformKql: 'source'
+        outputStream: 'Custom-${name}_CL'
+      }
+    ]
   }
-}
+}]
 
-// Monitoring Metrics Publisher on the DCR: lets the identity send rows.
-resource publisher 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(dcr.id, appResourceId, 'publisher')
-  scope: dcr
-  properties: {
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', monitoringMetricsPublisherRoleId)
+// Monitoring Metrics Publisher on each DCR for each principal: lets it send rows. One module per
+// principal, so each of its role assignments is one loop over the DCRs.
+module publishers 'hunting-publisher.bicep' = [for principalId in principalIds: {
+  name: 'xdrsync-hunting-publisher-${take(uniqueString(principalId), 8)}'
+  params: {
+    dcrNames: dcrNames
     principalId: principalId
-    principalType: 'ServicePrincipal'
   }
-}
+  dependsOn: [dcr]
+}]
 
-output dcrImmutableId string = dcr.properties.immutableId
+// `<Table>=dcr-…` per table: the value of XDRSYNC_HUNTING_DCR_IMMUTABLE_ID.
+output routes array = [for (name, i) in tables: '${name}=${dcr[i].properties.immutableId}']

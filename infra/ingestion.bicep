@@ -1,6 +1,6 @@
 // The Logs Ingestion pipeline, in the Function App's resource group: the data collection endpoint
 // (DCE), the data collection rule (DCR) that sends the alert stream to the workspace table, and
-// Monitoring Metrics Publisher on the DCR for xdrsync's identity.
+// Monitoring Metrics Publisher on the DCR for each of xdrsync's principals.
 //
 // The DCE and the DCR are created in the workspace's region, whatever the Function App's: the
 // DCE's logs ingestion endpoint must be in the same region as the destination Log Analytics
@@ -29,11 +29,8 @@ param tableName string
 @description('Columns of the input stream.')
 param columns array
 
-@description('Object id of the Function App identity.')
-param principalId string
-
-@description('Resource id of the Function App: part of the role assignment name, as in earlier deployments.')
-param appResourceId string
+@description('Object ids of the principals xdrsync calls Azure as.')
+param principalIds array
 
 @description('Advanced-hunting tables to export (hunting.bicep); empty: no hunting DCR.')
 param huntingTables array = []
@@ -69,20 +66,20 @@ resource dcr 'Microsoft.Insights/dataCollectionRules@2023-03-11' = {
 }
 
 // Monitoring Metrics Publisher on the DCR: lets the identity send rows.
-resource publisher 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(dcr.id, appResourceId, 'publisher')
+resource publisher 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for principalId in principalIds: {
+  name: guid(dcr.id, principalId, 'publisher')
   scope: dcr
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', monitoringMetricsPublisherRoleId)
     principalId: principalId
     principalType: 'ServicePrincipal'
   }
-}
+}]
 
 output logsIngestionEndpoint string = dce.properties.logsIngestion.endpoint
 output dcrImmutableId string = dcr.properties.immutableId
 
-// Advanced-hunting export: its own DCR on this DCE (hunting.bicep).
+// Advanced-hunting export: one DCR per table on this DCE (hunting.bicep).
 module hunting 'hunting.bicep' = if (!empty(huntingTables)) {
   name: 'xdrsync-hunting'
   params: {
@@ -91,9 +88,9 @@ module hunting 'hunting.bicep' = if (!empty(huntingTables)) {
     workspaceResourceId: workspaceResourceId
     dataCollectionEndpointId: dce.id
     tables: huntingTables
-    principalId: principalId
-    appResourceId: appResourceId
+    principalIds: principalIds
   }
 }
 
-output huntingDcrImmutableId string = empty(huntingTables) ? '' : hunting.outputs.dcrImmutableId
+// `<Table>=dcr-…,…`: XDRSYNC_HUNTING_DCR_IMMUTABLE_ID; empty without hunting tables.
+output huntingRoutes string = empty(huntingTables) ? '' : join(hunting.outputs.routes, ',')

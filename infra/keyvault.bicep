@@ -1,9 +1,11 @@
-// Key Vault for xdrsync's secrets: the webhook key (x-xdrsync-key), the Functions key the playbook
-// calls with, and the app registration's client secret when one is used. Access is RBAC only: the
-// Function App's identity gets Key Vault Secrets User (its app settings reference the secrets as
-// @Microsoft.KeyVault(SecretUri=…)); the playbook's identity gets the same role on the two secrets
-// it sends (playbook.bicep). App settings name a secret version, so a new value (a redeployment)
-// changes the setting and restarts the app instead of waiting for the platform's refresh.
+// Key Vault for xdrsync's secrets: the webhook key (x-xdrsync-key) and the app registration's client
+// secret when one is used; the Functions key the playbook calls with is added after publishing
+// (function-key.bicep: a host key cannot be created before the app has code). Access is RBAC only:
+// xdrsync's principals get Key Vault Secrets User (the app settings reference the secrets as
+// @Microsoft.KeyVault(SecretUri=…), resolved with the app's user-assigned identity); the playbook's
+// identity gets the same role on each secret it sends (playbook.bicep, function-key.bicep). App
+// settings name a secret version, so a new value (a redeployment) changes the setting and
+// restarts the app instead of waiting for the platform's refresh.
 
 param location string
 param prefix string
@@ -11,14 +13,12 @@ param prefix string
 @secure()
 param webhookKey string
 
-@secure()
-param functionKey string
-
 @description('Empty: no client secret is stored (the app uses its managed identity).')
 @secure()
 param clientSecret string
 
-param appPrincipalId string
+@description('Object ids of the principals xdrsync runs as (each reads the secrets).')
+param appPrincipalIds array
 
 var secretsUserRoleId = '4633458b-17de-408a-b874-0445c86b69e6' // Key Vault Secrets User
 
@@ -50,16 +50,6 @@ resource webhookSecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = {
   }
 }
 
-resource functionKeySecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = {
-  // checkov:skip=CKV_AZURE_41: no expiry, as for the webhook key; each deployment sets a new value unless functionKey is given.
-  parent: vault
-  name: 'xdrsync-function-key'
-  properties: {
-    value: functionKey
-    contentType: 'text/plain; x-functions-key'
-  }
-}
-
 resource clientSecretSecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = if (!empty(clientSecret)) {
   // checkov:skip=CKV_AZURE_114: contentType is set below; checkov does not evaluate this conditional resource’s properties.
   // checkov:skip=CKV_AZURE_41: the client secret’s expiry is the app registration’s; Key Vault only holds a copy.
@@ -71,15 +61,15 @@ resource clientSecretSecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = if 
   }
 }
 
-resource appSecretsUser 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(vault.id, appPrincipalId, secretsUserRoleId)
+resource appSecretsUser 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for principalId in appPrincipalIds: {
+  name: guid(vault.id, principalId, secretsUserRoleId)
   scope: vault
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', secretsUserRoleId)
-    principalId: appPrincipalId
+    principalId: principalId
     principalType: 'ServicePrincipal'
   }
-}
+}]
 
 output name string = vault.name
 output vaultUri string = vault.properties.vaultUri

@@ -1,17 +1,28 @@
 // xdrsync infrastructure, deployed into one resource group:
 // - a Linux Function App running the xdrsync custom handler, on the Flex Consumption plan (FC1, the
 //   default; its runtime list includes `custom`) or the Linux Consumption plan (Y1, retiring on
-//   30 September 2028), with a system-assigned identity;
+//   30 September 2028), with a user-assigned managed identity: the one principal xdrsync calls
+//   Azure as (ARM, Logs Ingestion, Log Analytics, Storage, Key Vault references), whatever
+//   credential Graph uses; every role below is assigned to it (and to `credentialPrincipalId`,
+//   the principal of a secret, when given);
 // - its storage account, reached by identity only (AzureWebJobsStorage__accountName; no shared key
-//   where the plan allows: Flex), with Storage Blob/Queue/Table Data roles for the app;
+//   where the plan allows: Flex), with Storage Blob/Queue/Table Data roles;
 // - Application Insights (workspace-based) for the host's telemetry and xdrsync's log lines;
-// - Key Vault holding the webhook key, the Functions key the playbook calls with and, when used,
-//   the client secret; app settings reference them (@Microsoft.KeyVault(SecretUri=…));
+// - Key Vault holding the webhook key and, when used, the client secret; app settings reference
+//   them (@Microsoft.KeyVault(SecretUri=…)). The Functions key the playbook calls with is step 2,
+//   after publishing (function-key.bicep): nothing here needs published code, so this template
+//   succeeds on an empty resource group;
 // - the Logs Ingestion pipeline (DCE + DCR in ingestion.bicep, in the workspace's region;
 //   XdrsyncAlerts_CL table and the Sentinel Responder role in workspace.bicep);
 // - the Sentinel playbook (playbook.bicep) and automation rules (automation.bicep) that POST every
 //   created or updated mirror to the webhook.
 // Graph application permissions cannot be granted by ARM: run grant-graph-permissions.sh afterwards.
+// The federated identity credential that lets the multi-tenant app registration trust the
+// identity (clientId without clientSecret) is an `az ad app federated-credential create` step
+// (operations.md, "Deploy"): the Microsoft Graph Bicep extension can declare one
+// (Microsoft.Graph/applications/federatedIdentityCredentials), but it is in preview, public cloud
+// only, needs the app registration onboarded with a uniqueName, and the deploying user would need
+// Application.ReadWrite.All in the home tenant.
 // There is no Bicep compiler in this repository's CI: the files keep to syntax checkov parses, and
 // tests/infra.rs and tests/infra_settings.rs check them statically.
 
@@ -30,8 +41,8 @@ param workspaceResourceId string
 @allowed(['FlexConsumption', 'Consumption'])
 param hostingPlan string = 'FlexConsumption'
 
-@description('Most instances the app may scale out to. xdrsync\'s call budgets are per instance (see operations.md, "Scale-out and call budgets"). Flex Consumption accepts 40 to 1000; Linux Consumption up to 100.')
-@minValue(1)
+@description('Most instances the app may scale out to. xdrsync\'s call budgets are per instance (see operations.md, "Scale-out and call budgets"). Flex Consumption accepts 40 to 1000 (its lowest is 40); Linux Consumption takes min(this, 100).')
+@minValue(40)
 @maxValue(1000)
 param maximumInstanceCount int = 40
 
@@ -59,23 +70,23 @@ param target string = 'sentinel'
 @minLength(16)
 param webhookKey string
 
-@description('Functions key the playbook calls the webhook with (x-functions-key). Stored in Key Vault; a new one per deployment unless given.')
-@secure()
-param functionKey string = newGuid() // checkov:skip=CKV_AZURE_131: newGuid() is a fresh random value per deployment, not a hardcoded secret.
-
-@description('App registration (client id) to authenticate with instead of the managed identity; empty = managed identity.')
+@description('XDRSYNC_CLIENT_ID: the (multi-tenant) app registration Graph calls use. Empty: the app\'s identity holds the Graph roles (one tenant). Given without clientSecret: federated, the registration trusts the app\'s identity (no secret; many tenants; docs/identity.md). Given with clientSecret: that secret. Azure calls always use the identity.')
 param clientId string = ''
 
-@description('Its client secret (stored in Key Vault); empty = managed identity.')
+@description('The app registration\'s client secret (stored in Key Vault); empty: no secret (managed identity or federated).')
 @secure()
 param clientSecret string = ''
+
+@description('Object id of another principal xdrsync may call Azure as (a service principal with a secret or certificate, to run xdrsync outside Azure): every role is assigned to it as well. Empty: only the app\'s identity.')
+param credentialPrincipalId string = ''
 
 @description('Sovereign cloud: public, usgov or usgovdod (sets xdrsync\'s endpoints and token scopes).')
 @allowed(['public', 'usgov', 'usgovdod'])
 param cloud string = 'public'
 
-@description('Object id of the "Azure Security Insights" service principal in this tenant (docs/operations.md, Deploy, shows the command that finds it). Given: it gets Microsoft Sentinel Automation Contributor on this resource group, so automation rules may run the playbook. Empty: grant it yourself (operations.md).')
-param sentinelAutomationPrincipalId string = ''
+@description('Object id of the "Azure Security Insights" service principal in this tenant (docs/operations.md, Deploy, shows the command that finds it). It gets Microsoft Sentinel Automation Contributor on this resource group, so the automation rules may run the playbook: without the role they would deploy and never run it, so it is required (no default; checkov cannot parse Bicep\'s fail(), which could make it required only with deployPlaybook).')
+@minLength(36)
+param sentinelAutomationPrincipalId string
 
 @description('Deploy the playbook and the automation rules (when incident created/updated, run playbook).')
 param deployPlaybook bool = true
@@ -114,14 +125,11 @@ param httpTimeoutSeconds string = ''
 param maxBatchBytes string = ''
 @description('XDRSYNC_TABLE_PREFIX: table name prefix; empty = xdrsync.')
 param tablePrefix string = ''
-@description('XDRSYNC_MANAGED_IDENTITY_CLIENT_ID: a user-assigned identity to use; empty = the system-assigned one.')
-param managedIdentityClientId string = ''
 @description('RUST_LOG: log filter; empty = info.')
 param logFilter string = ''
 
 var isFlex = hostingPlan == 'FlexConsumption'
-@description('Advanced-hunting tables to export into <Table>_CL (e.g. DeviceProcessEvents), at most 10; empty: none. Sets XDRSYNC_HUNTING_TABLES (query source) and creates the tables and their DCR.')
-@maxLength(10)
+@description('Advanced-hunting tables to export into <Table>_CL (e.g. DeviceProcessEvents); empty: none. Sets XDRSYNC_HUNTING_TABLES (query source) and creates the tables and one DCR per table (hunting.bicep).')
 param huntingTables array = []
 @description('XDRSYNC_HUNTING_SCHEDULE: NCRONTAB of the hunting timers (every 5 minutes).')
 param huntingSchedule string = '0 */5 * * * *'
@@ -149,25 +157,42 @@ var tableName = 'XdrsyncAlerts_CL'
 var appName = '${prefix}-xdrsync'
 var deploymentContainer = 'app-package'
 
+// The principal xdrsync calls Azure as. User-assigned, so it exists before the app (roles are in
+// place when the app first starts) and can be the subject of the app registration's federated
+// identity credential (Entra: "Configure an application to trust a managed identity" supports
+// user-assigned identities).
+resource identity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {
+  name: '${prefix}-xdrsync-id'
+  location: location
+}
+
+// Every role is assigned to each of these (tests/infra.rs checks each role assignment's principal).
+var rolePrincipals = empty(credentialPrincipalId) ? [identity.properties.principalId] : [identity.properties.principalId, credentialPrincipalId]
+
+
 module table 'workspace.bicep' = {
   name: 'xdrsync-workspace'
   scope: resourceGroup(workspaceSubscription, workspaceGroup)
   params: {
     workspaceName: workspaceName
     tableName: tableName
-    principalId: app.identity.principalId
+    principalIds: rolePrincipals
   }
 }
 
-// Native alerts on mirrors: the analytics rule and Log Analytics Reader (alert-rule.bicep).
+// Native alerts on mirrors: the analytics rule and Log Analytics Reader (alert-rule.bicep). After
+// the table: Sentinel refuses a rule whose query names a table that does not exist yet. Should
+// the table still be unknown to the query engine when the rule is created, deploying again a few
+// minutes later creates it (operations.md, "Deploy").
 module alertRule 'alert-rule.bicep' = {
   name: 'xdrsync-alert-rule'
   scope: resourceGroup(workspaceSubscription, workspaceGroup)
   params: {
     workspaceName: workspaceName
     tableName: tableName
-    principalId: app.identity.principalId
+    principalIds: rolePrincipals
   }
+  dependsOn: [table]
 }
 
 // The Sentinel workspace, read for its region: the DCE and the DCR must be in it (ingestion.bicep).
@@ -196,8 +221,7 @@ module ingestion 'ingestion.bicep' = {
     streamName: streamName
     tableName: tableName
     columns: alertColumns
-    principalId: app.identity.principalId
-    appResourceId: app.id
+    principalIds: rolePrincipals
     huntingTables: huntingTables
   }
 }
@@ -312,10 +336,15 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
   name: appName
   location: location
   kind: 'functionapp,linux'
-  identity: { type: 'SystemAssigned' }
+  identity: {
+    type: 'UserAssigned'
+    userAssignedIdentities: { '${identity.id}': {} }
+  }
   properties: {
     serverFarmId: plan.id
     httpsOnly: true
+    // Key Vault references resolve with the user-assigned identity (the default is system-assigned).
+    keyVaultReferenceIdentity: identity.id
     siteConfig: {
       minTlsVersion: '1.2'
       ftpsState: 'Disabled'
@@ -325,14 +354,14 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
       functionAppScaleLimit: isFlex ? null : min(maximumInstanceCount, 100)
     }
     // Flex Consumption only: the runtime (custom handler), where `func publish` uploads the
-    // package (a blob container reached with the app identity), and the scale-out limit.
+    // package (a blob container reached with the app's identity), and the scale-out limit.
     functionAppConfig: isFlex ? {
       runtime: { name: 'custom', version: '1.0' }
       deployment: {
         storage: {
           type: 'blobContainer'
           value: '${storage.outputs.blobEndpoint}${deploymentContainer}'
-          authentication: { type: 'SystemAssignedIdentity' }
+          authentication: { type: 'UserAssignedIdentity', userAssignedIdentityResourceId: identity.id }
         }
       }
       scaleAndConcurrency: {
@@ -349,58 +378,50 @@ module vault 'keyvault.bicep' = {
     location: location
     prefix: prefix
     webhookKey: webhookKey
-    functionKey: functionKey
     clientSecret: clientSecret
-    appPrincipalId: app.identity.principalId
+    appPrincipalIds: rolePrincipals
   }
 }
 
-// Storage Blob Data Owner, Queue Data Contributor, Table Data Contributor for the app: the host
+// Storage Blob Data Owner, Queue Data Contributor, Table Data Contributor for xdrsync's principals: the host
 // keeps its keys, leases and timer state in blobs and reads the queue; xdrsync keeps its state in
 // tables and enqueues work (Learn: "Connecting to host storage with an identity").
 module storageRoles 'storage-roles.bicep' = {
   name: 'xdrsync-storage-roles'
   params: {
     storageName: storage.outputs.name
-    principalId: app.identity.principalId
+    principalIds: rolePrincipals
   }
-}
-
-// The Functions key the playbook presents (x-functions-key), the same value as the Key Vault secret.
-// Host keys as ARM resources are documented (Learn: "Automate resource deployment for your function
-// app"); the host must be up to accept one, so on a brand-new app this step may fail once with
-// ServiceUnavailable: run the deployment again (operations.md, Troubleshooting).
-resource playbookKey 'Microsoft.Web/sites/host/functionKeys@2024-04-01' = {
-  name: '${app.name}/default/xdrsync-playbook'
-  properties: {
-    name: 'xdrsync-playbook'
-    value: functionKey
-  }
-  dependsOn: [settings]
 }
 
 // Settings only the Linux Consumption plan takes; Flex Consumption rejects them (its runtime is
 // functionAppConfig.runtime, its host version fixed, its package in functionAppConfig.deployment).
-// Linux Consumption runs the app from a package blob the host fetches with the app identity (a
+// Linux Consumption runs the app from a package blob the host fetches with the app's identity (a
 // URL without SAS; Storage Blob Data Owner): deployment tools that need an AzureWebJobsStorage
 // connection string cannot publish to an identity-only app, so operations.md uploads the zip to
-// this blob instead. Being in the template, the setting survives redeployments (the appsettings
+// this blob instead. With a user-assigned identity the host needs its resource id for that fetch
+// (Learn, "Run your functions from a package file": WEBSITE_RUN_FROM_PACKAGE_BLOB_MI_RESOURCE_ID). Being in the template, the setting survives redeployments (the appsettings
 // resource replaces every setting).
 var consumptionSettings = {
   FUNCTIONS_WORKER_RUNTIME: 'custom'
   FUNCTIONS_EXTENSION_VERSION: '~4'
   WEBSITE_RUN_FROM_PACKAGE: '${storage.outputs.blobEndpoint}${deploymentContainer}/xdrsync.zip'
+  WEBSITE_RUN_FROM_PACKAGE_BLOB_MI_RESOURCE_ID: identity.id
 }
 
 // Every setting xdrsync reads is here (tests/infra_settings.rs checks both directions against
 // config_audit.rs KNOWN_SETTINGS); an empty value means xdrsync's default.
 var appSettings = {
   AzureWebJobsStorage__accountName: storage.outputs.name
+  // The host reaches its storage with the user-assigned identity (Learn, "Connecting to host
+  // storage with an identity": credential managedidentity plus the identity's clientId).
+  AzureWebJobsStorage__credential: 'managedidentity'
+  AzureWebJobsStorage__clientId: identity.properties.clientId
   APPLICATIONINSIGHTS_CONNECTION_STRING: insights.properties.ConnectionString
   XDRSYNC_TENANT_ID: defenderTenantId
   XDRSYNC_CLIENT_ID: clientId
   XDRSYNC_CLIENT_SECRET: empty(clientSecret) ? '' : '@Microsoft.KeyVault(SecretUri=${vault.outputs.clientSecretUri})'
-  XDRSYNC_MANAGED_IDENTITY_CLIENT_ID: managedIdentityClientId
+  XDRSYNC_MANAGED_IDENTITY_CLIENT_ID: identity.properties.clientId
   XDRSYNC_CLOUD: cloud
   XDRSYNC_WORKSPACE_RESOURCE_ID: workspaceResourceId
   XDRSYNC_LOGS_INGESTION_ENDPOINT: ingestion.outputs.logsIngestionEndpoint
@@ -433,7 +454,7 @@ var appSettings = {
   XDRSYNC_HUNTING_LOOKBACK_MINUTES: huntingLookbackMinutes
   XDRSYNC_HUNTING_PAGE_ROWS: huntingPageRows
   XDRSYNC_HUNTING_CALLS_PER_MINUTE: huntingCallsPerMinute
-  XDRSYNC_HUNTING_DCR_IMMUTABLE_ID: empty(huntingTables) ? '' : ingestion.outputs.huntingDcrImmutableId
+  XDRSYNC_HUNTING_DCR_IMMUTABLE_ID: ingestion.outputs.huntingRoutes // <Table>=dcr-…, one DCR per table
   XDRSYNC_HUNTING_STORAGE_TABLES: join(huntingStorageTables, ',')
   XDRSYNC_HUNTING_STORAGE_CONNECTION: huntingStorageBlobEndpoint
   XDRSYNC_HUNTING_EVENTHUB_NAME: huntingEventHubName
@@ -478,7 +499,12 @@ module automation 'automation.bicep' = if (deployPlaybook) {
 }
 
 output functionAppName string = app.name
-output principalId string = app.identity.principalId
+// The identity every role is assigned to: grant-graph-permissions.sh takes it (managed-identity),
+// and the federated identity credential names it as subject (federated).
+output principalId string = identity.properties.principalId
+output identityClientId string = identity.properties.clientId
+output identityName string = identity.name
+output playbookName string = deployPlaybook ? playbook.outputs.playbookName : ''
 output webhookUrl string = 'https://${app.properties.defaultHostName}/api/sentinel/incidents'
 output healthUrl string = 'https://${app.properties.defaultHostName}/api/health'
 output dcrImmutableId string = ingestion.outputs.dcrImmutableId

@@ -126,25 +126,11 @@ resource webhookSecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' existing =
   name: 'xdrsync-webhook-key'
 }
 
-resource functionKeySecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' existing = {
-  parent: vault
-  name: 'xdrsync-function-key'
-}
-
-// Key Vault Secrets User on exactly the two secrets the playbook sends.
+// Key Vault Secrets User on the webhook key; the Functions key's is in function-key.bicep, which
+// creates that secret after publishing.
 resource webhookKeyReader 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   name: guid(webhookSecret.id, playbook.id, secretsUserRoleId)
   scope: webhookSecret
-  properties: {
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', secretsUserRoleId)
-    principalId: playbook.identity.principalId
-    principalType: 'ServicePrincipal'
-  }
-}
-
-resource functionKeyReader 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(functionKeySecret.id, playbook.id, secretsUserRoleId)
-  scope: functionKeySecret
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', secretsUserRoleId)
     principalId: playbook.identity.principalId
@@ -164,4 +150,5 @@ resource automationContributor 'Microsoft.Authorization/roleAssignments@2022-04-
 }
 
 output playbookId string = playbook.id
+output playbookName string = playbook.name
 output principalId string = playbook.identity.principalId

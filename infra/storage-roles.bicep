@@ -1,9 +1,12 @@
-// Data roles on the storage account for the Function App's identity: Blob Data Owner (the host's
-// keys, leases, timer state and, on Flex Consumption, the deployment package), Queue Data
-// Contributor (the work queue and its poison queue), Table Data Contributor (xdrsync's state).
+// Data roles on the storage account for xdrsync's principals (the app's user-assigned identity and,
+// when given, the principal of a secret or certificate): Blob Data Owner (the host's keys, leases,
+// timer state and, on Flex Consumption, the deployment package), Queue Data Contributor (the work
+// queue and its poison queue), Table Data Contributor (xdrsync's state).
 
 param storageName string
-param principalId string
+
+@description('Object ids of the principals xdrsync calls Azure as.')
+param principalIds array
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
   name: storageName
@@ -13,7 +16,7 @@ var blobOwnerRoleId = 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b' // Storage Blob Dat
 var queueContributorRoleId = '974c5e8b-45b9-4653-ba55-5f855dd0fb88' // Storage Queue Data Contributor
 var tableContributorRoleId = '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3' // Storage Table Data Contributor
 
-resource blobOwner 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+resource blobOwner 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for principalId in principalIds: {
   name: guid(storage.id, principalId, blobOwnerRoleId)
   scope: storage
   properties: {
@@ -21,9 +24,9 @@ resource blobOwner 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
     principalId: principalId
     principalType: 'ServicePrincipal'
   }
-}
+}]
 
-resource queueContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+resource queueContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for principalId in principalIds: {
   name: guid(storage.id, principalId, queueContributorRoleId)
   scope: storage
   properties: {
@@ -31,9 +34,9 @@ resource queueContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' =
     principalId: principalId
     principalType: 'ServicePrincipal'
   }
-}
+}]
 
-resource tableContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+resource tableContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for principalId in principalIds: {
   name: guid(storage.id, principalId, tableContributorRoleId)
   scope: storage
   properties: {
@@ -41,4 +44,4 @@ resource tableContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' =
     principalId: principalId
     principalType: 'ServicePrincipal'
   }
-}
+}]

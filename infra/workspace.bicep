@@ -1,10 +1,12 @@
 // Workspace-side resources (deployed in the workspace's resource group): the alerts table, the
 // KQL function that joins alerts to Sentinel incidents, and Microsoft Sentinel Responder for
-// xdrsync's identity (read and update incidents and comments).
+// each of xdrsync's principals (read and update incidents and comments).
 
 param workspaceName string
 param tableName string
-param principalId string
+
+@description('Object ids of the principals xdrsync calls Azure as.')
+param principalIds array
 
 resource workspace 'Microsoft.OperationalInsights/workspaces@2022-10-01' existing = {
   name: workspaceName
@@ -92,7 +94,7 @@ resource joinFunction 'Microsoft.OperationalInsights/workspaces/savedSearches@20
 var sentinelResponderRoleId = '3e150937-b8fe-4cfb-8069-0eaf05ecd056' // Microsoft Sentinel Responder
 
 // Microsoft Sentinel Responder on the workspace.
-resource responder 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+resource responder 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for principalId in principalIds: {
   name: guid(workspace.id, principalId, 'sentinel-responder')
   scope: workspace
   properties: {
@@ -100,4 +102,4 @@ resource responder 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
     principalId: principalId
     principalType: 'ServicePrincipal'
   }
-}
+}]

@@ -5,17 +5,18 @@
 use std::sync::Arc;
 
 use crate::adapters::budget::SharedBudget;
+use crate::adapters::clock::SystemClock;
 use crate::adapters::graph::GraphDefender;
 use crate::adapters::http::{build_http_client, CounterRef, ServiceClient};
 use crate::adapters::hunting::GraphHunting;
 use crate::adapters::log_analytics::LogAnalyticsQuery;
-use crate::adapters::logs::DcrLogsIngestion;
+use crate::adapters::logs::{DcrLogsIngestion, RoutedLogsIngestion};
 use crate::adapters::queue::AzureQueues;
 use crate::adapters::sentinel::ArmSentinel;
 use crate::adapters::tables::AzureTables;
 use crate::config::Config;
 use crate::metrics::CallCounters;
-use crate::ports::{SystemClock, TokenSource};
+use crate::ports::TokenSource;
 use crate::retry::RetryPolicy;
 use crate::usecase::tenants::{TenantDirectory, TenantPorts};
 use crate::usecase::Ports;
@@ -126,12 +127,27 @@ pub fn build(config: Config) -> Ports {
         }
     }
     let hunting = hunting_for(&tokens);
-    let hunting_logs = DcrLogsIngestion::new(
-        client("logs-ingestion", &tokens, &config.monitor_scope, |c| &c.logs),
-        &config.logs_ingestion_endpoint,
-        config.hunting.dcr_immutable_id.clone().unwrap_or_else(|| config.dcr_immutable_id.clone()),
-        config.max_batch_bytes,
-    );
+    // Each hunting table to its own DCR where routed (XDRSYNC_HUNTING_DCR_IMMUTABLE_ID).
+    let hunting_dcr = |dcr: String| -> Arc<dyn crate::ports::LogsIngestion> {
+        Arc::new(DcrLogsIngestion::new(
+            client("logs-ingestion", &tokens, &config.monitor_scope, |c| &c.logs),
+            &config.logs_ingestion_endpoint,
+            dcr,
+            config.max_batch_bytes,
+        ))
+    };
+    let hunting_logs = RoutedLogsIngestion {
+        default: hunting_dcr(
+            config.hunting.dcr_immutable_id.clone().unwrap_or_else(|| config.dcr_immutable_id.clone()),
+        ),
+        routes: config
+            .hunting
+            .dcr_routes
+            .iter()
+            .filter_map(|(name, dcr)| crate::domain::hunting::schema::TableDef::find(name).map(|t| (t.stream(), dcr)))
+            .map(|(stream, dcr)| (stream, hunting_dcr(dcr.clone())))
+            .collect(),
+    };
     let blobs = config.hunting.storage_connection.as_deref().and_then(|raw| {
         match crate::adapters::blobs::AzureBlobs::new(raw, &tokens) {
             Ok(b) => Some(Arc::new(b) as Arc<dyn crate::ports::BlobReader>),
@@ -159,5 +175,6 @@ pub fn build(config: Config) -> Ports {
         hunting_logs: Arc::new(hunting_logs),
         blobs,
         tenants: Arc::new(directory),
+        health_cache: Default::default(),
     }
 }

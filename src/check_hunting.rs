@@ -1,4 +1,4 @@
-//! The `xdrsync check` lines of the advanced-hunting export (README “Advanced hunting export”):
+//! The `xdrsync check` lines of the advanced-hunting export (docs/hunting.md):
 //! one probe per source that is on, so a missing role shows before the first timer runs. With
 //! many Defender tenants the query source is probed in each tenant, with its own token.
 

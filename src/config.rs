@@ -271,9 +271,23 @@ impl Vars<'_> {
     }
 }
 
-/// Parses an endpoint URL and enforces https (loopback excepted).
+/// Refuses a URL that carries a user name or password: xdrsync sends its own credentials, and
+/// the client would otherwise add them as a Basic header beside ours. The error shows the URL
+/// without them, so the password is not printed.
+pub fn refuse_credentials(url: &Url) -> Result<(), String> {
+    if url.username().is_empty() && url.password().is_none() {
+        return Ok(());
+    }
+    let mut shown = url.clone();
+    let _ = shown.set_username("");
+    let _ = shown.set_password(None);
+    Err(format!("'{shown}' must not carry a user name or password (user:password@ in the URL); remove them"))
+}
+
+/// Parses an endpoint URL and enforces https (loopback excepted) and no credentials in it.
 pub fn parse_endpoint(var: &'static str, raw: &str) -> Result<Url, ConfigError> {
     let url = Url::parse(raw).map_err(|e| err(var, format!("'{raw}' is not a URL ({e})")))?;
+    refuse_credentials(&url).map_err(|p| err(var, p))?;
     match url.scheme() {
         "https" => Ok(url),
         "http" if is_loopback(&url) => Ok(url),
@@ -417,8 +431,7 @@ impl Config {
         }
 
         let webhook_key = match v.get("XDRSYNC_WEBHOOK_KEY") {
-            Some(k) if k.len() < 16 => return Err(err("XDRSYNC_WEBHOOK_KEY", "must be at least 16 characters")),
-            Some(k) => Some(SecretString::from(k.to_string())),
+            Some(k) => Some(SecretString::from(check_webhook_key(k).map_err(|p| err("XDRSYNC_WEBHOOK_KEY", p))?)),
             None => None,
         };
 
@@ -436,15 +449,8 @@ impl Config {
             ));
         }
         let queue_name = v.get("XDRSYNC_QUEUE_NAME").unwrap_or(QUEUE_NAME).to_string();
-        let queue_ok = (3..=63).contains(&queue_name.len())
-            && queue_name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-            && !queue_name.starts_with('-')
-            && !queue_name.contains("--");
-        if !queue_ok {
-            return Err(err(
-                "XDRSYNC_QUEUE_NAME",
-                format!("'{queue_name}' is not a valid queue name (3-63 lowercase letters, digits, single dashes)"),
-            ));
+        if let Some(problem) = queue_name_problem(&queue_name) {
+            return Err(err("XDRSYNC_QUEUE_NAME", problem));
         }
 
         let defender_tenants = match v.get("XDRSYNC_DEFENDER_TENANTS") {
@@ -571,13 +577,50 @@ impl Config {
     }
 }
 
+/// The webhook key must reach us in the `x-xdrsync-key` header: at least 16 characters (not
+/// bytes), each printable ASCII (a header value carries no other characters reliably), with no
+/// space at either end (HTTP trims those). The key itself is never part of the error.
+pub fn check_webhook_key(key: &str) -> Result<&str, String> {
+    if key.chars().count() < 16 {
+        return Err("must be at least 16 characters".into());
+    }
+    if !key.chars().all(|c| c == ' ' || c.is_ascii_graphic()) || key.starts_with(' ') || key.ends_with(' ') {
+        return Err("must be printable ASCII (letters, digits, punctuation; spaces only inside): it travels in the x-xdrsync-key HTTP header".into());
+    }
+    Ok(key)
+}
+
 fn parse_identity_endpoint(raw: &str) -> Result<Url, ConfigError> {
     // App Service's identity endpoint is a local http URL by design, so only the scheme is checked.
     let url = Url::parse(raw).map_err(|e| err("IDENTITY_ENDPOINT", format!("'{raw}' is not a URL ({e})")))?;
+    refuse_credentials(&url).map_err(|p| err("IDENTITY_ENDPOINT", p))?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(err("IDENTITY_ENDPOINT", format!("'{raw}' must be an http(s) URL")));
     }
     Ok(url)
+}
+
+/// Why `name` cannot be xdrsync's queue, or `None`. Storage's rules (Learn, "Naming Queues and
+/// Metadata"): 3-63 characters, lowercase letters, digits and dashes, first and last character a
+/// letter or digit, no two dashes in a row. The poison queue the host (and standalone mode)
+/// derives, `<name>-poison`, must obey them too, or the queue service refuses it at run time.
+fn queue_name_problem(name: &str) -> Option<String> {
+    let valid = |n: &str| {
+        (3..=63).contains(&n.len())
+            && n.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            && !n.starts_with('-')
+            && !n.ends_with('-')
+            && !n.contains("--")
+    };
+    if !valid(name) {
+        return Some(format!(
+            "'{name}' is not a valid queue name (3-63 lowercase letters, digits and single dashes, starting and ending with a letter or digit)"
+        ));
+    }
+    let poison = format!("{name}-poison");
+    (!valid(&poison)).then(|| {
+        format!("'{name}' is too long: its poison queue '{poison}' must be a valid queue name too (at most 63 characters), so at most 56 characters")
+    })
 }
 
 #[cfg(test)]
@@ -606,6 +649,18 @@ pub(crate) mod tests {
             m.insert(k.to_string(), v.to_string());
         }
         Config::from_vars(&m)
+    }
+
+    #[test]
+    fn queue_name_and_its_poison_queue_follow_storage_naming_rules() {
+        let ok56 = "q".repeat(56);
+        assert_eq!(with(&[("XDRSYNC_QUEUE_NAME", &ok56)]).unwrap().queue_name, ok56);
+        for bad in ["ab", "Upper", "a--b", "-ab", "abc-", &"q".repeat(57), &"q".repeat(63), &"q".repeat(64)] {
+            let e = with(&[("XDRSYNC_QUEUE_NAME", bad)]).unwrap_err();
+            assert_eq!(e.var, "XDRSYNC_QUEUE_NAME", "{bad}");
+        }
+        let e = with(&[("XDRSYNC_QUEUE_NAME", &"q".repeat(60))]).unwrap_err();
+        assert!(e.problem.contains("-poison") && e.problem.contains("56"), "{}", e.problem);
     }
 
     #[test]
@@ -750,6 +805,41 @@ pub(crate) mod tests {
         assert!(!c.webhook_key_matches("webhook-key-012345678"));
         assert!(!c.webhook_key_matches(""));
         assert!(with(&[("XDRSYNC_WEBHOOK_KEY", "short")]).is_err());
+    }
+
+    #[test]
+    fn a_webhook_key_is_counted_in_characters_and_must_fit_a_header() {
+        // 16 characters, more bytes: long enough, but not header-safe.
+        let accented = "clé-de-webhook-é";
+        assert_eq!(accented.chars().count(), 16);
+        let e = with(&[("XDRSYNC_WEBHOOK_KEY", accented)]).unwrap_err();
+        assert_eq!(e.var, "XDRSYNC_WEBHOOK_KEY");
+        assert!(e.to_string().contains("printable ASCII") && !e.to_string().contains(accented), "{e}");
+        // 15 characters in 17 bytes is short, whatever its bytes.
+        let e = with(&[("XDRSYNC_WEBHOOK_KEY", "ééabcdefghijklm")]).unwrap_err();
+        assert!(e.to_string().contains("at least 16 characters"), "{e}");
+        // Settings are trimmed; what is left inside must travel in a header.
+        for bad in ["webhook-key\n0123456789", "webhook\tkey-0123456789", "webhook-key-01234567\u{7f}89"] {
+            assert!(with(&[("XDRSYNC_WEBHOOK_KEY", bad)]).is_err(), "{bad:?}");
+        }
+        assert!(with(&[("XDRSYNC_WEBHOOK_KEY", "webhook key 0123456789!#$%")]).is_ok());
+    }
+
+    #[test]
+    fn an_endpoint_with_a_user_name_or_password_is_refused_without_printing_it() {
+        for (var, url) in [
+            ("XDRSYNC_GRAPH_ENDPOINT", "https://user:hunter2@graph.microsoft.com"),
+            ("XDRSYNC_ARM_ENDPOINT", "https://token@management.azure.com"),
+            ("XDRSYNC_LOGS_INGESTION_ENDPOINT", "https://:hunter2@dce-x.westeurope-1.ingest.monitor.azure.com"),
+            ("XDRSYNC_LOG_ANALYTICS_ENDPOINT", "https://u:hunter2@api.loganalytics.io"),
+            ("XDRSYNC_GRAPH_ENDPOINT", "http://u:hunter2@127.0.0.1:9000"),
+        ] {
+            let e = with(&[(var, url)]).unwrap_err();
+            assert_eq!(e.var, var, "{e}");
+            let text = e.to_string();
+            assert!(text.contains("must not carry a user name or password"), "{text}");
+            assert!(!text.contains("hunter2") && !text.contains("token@"), "{text}");
+        }
     }
 
     #[test]

@@ -118,7 +118,7 @@ fn is_guid(s: &str) -> bool {
 }
 
 /// Every problem of `vars`, errors first.
-pub fn audit(vars: &HashMap<String, String>, now: time::OffsetDateTime) -> Vec<Finding> {
+pub fn audit(vars: &HashMap<String, String>) -> Vec<Finding> {
     let mut findings = Vec::new();
     let mut probe = vars.clone();
     // Each round finds the first remaining error; replace or drop that setting and parse again.
@@ -166,15 +166,11 @@ pub fn audit(vars: &HashMap<String, String>, now: time::OffsetDateTime) -> Vec<F
             message: "not set: the webhook answers 401 to every call, so Sentinel edits arrive only through the poller's sweep".into(),
         });
     }
-    if let Some(expr) = get("XDRSYNC_POLL_SCHEDULE") {
-        if let Ok(s) = crate::schedule::Schedule::parse(expr) {
-            if s.next_after(now).is_none() {
-                findings.push(Finding {
-                    setting: "XDRSYNC_POLL_SCHEDULE".into(),
-                    error: true,
-                    message: format!("'{expr}' never fires"),
-                });
-            }
+    // A schedule that never fires is refused by the settings' one validator (`schedule.rs`);
+    // here, the timers the Functions host would disable for want of their setting.
+    if let Ok(cfg) = Config::from_vars(&probe) {
+        for gap in crate::host_timers::gaps(&cfg, |k| get(k).is_some(), None) {
+            findings.push(Finding { setting: gap.setting.into(), error: false, message: gap.to_string() });
         }
     }
     findings.sort_by_key(|f| !f.error);
@@ -193,7 +189,7 @@ mod tests {
         vars.insert("XDRSYNC_HTTP_PORT".into(), "99999".into());
         vars.insert("XDRSYNC_POLL_SCHEDUL".into(), "*/5 * * * * *".into());
         vars.remove("XDRSYNC_WEBHOOK_KEY");
-        let findings = audit(&vars, time::OffsetDateTime::now_utc());
+        let findings = audit(&vars);
         let errors: Vec<&str> = findings.iter().filter(|f| f.error).map(|f| f.setting.as_str()).collect();
         assert_eq!(errors, ["XDRSYNC_TENANT_ID", "XDRSYNC_DCR_IMMUTABLE_ID", "XDRSYNC_HTTP_PORT"]);
         let typo = findings.iter().find(|f| f.setting == "XDRSYNC_POLL_SCHEDUL").unwrap();
@@ -209,13 +205,32 @@ mod tests {
         vars.insert("XDRSYNC_CLIENT_ID".into(), "Ab3~secretish.value".into());
         vars.insert("XDRSYNC_CLIENT_SECRET".into(), "11111111-2222-3333-4444-555555555555".into());
         vars.insert("XDRSYNC_POLL_SCHEDULE".into(), "0 0 0 30 2 *".into());
-        let findings = audit(&vars, time::OffsetDateTime::now_utc());
+        let findings = audit(&vars);
         assert!(findings.iter().any(|f| f.message.contains("look swapped")), "{findings:?}");
         assert!(
             findings.iter().any(|f| f.setting == "XDRSYNC_POLL_SCHEDULE" && f.message.contains("never fires")),
             "{findings:?}"
         );
         assert!(!format!("{findings:?}").contains("Ab3~secretish"), "the swapped secret is not printed");
+    }
+
+    #[test]
+    fn a_timer_the_functions_host_would_disable_is_named_with_its_setting() {
+        let mut vars = crate::config::tests::base_vars();
+        vars.insert("XDRSYNC_POLL_SCHEDULE".into(), "*/30 * * * * *".into());
+        vars.insert("XDRSYNC_HUNTING_TABLES".into(), "DeviceProcessEvents".into());
+        let findings = audit(&vars);
+        let gap = findings.iter().find(|f| f.setting == "XDRSYNC_HUNTING_SCHEDULE").expect("named");
+        assert!(!gap.error && gap.message.contains("HuntingExport"), "{gap:?}");
+        vars.insert("XDRSYNC_HUNTING_SCHEDULE".into(), "0 0 0 * * 7".into());
+        let findings = audit(&vars);
+        let bad = findings.iter().find(|f| f.setting == "XDRSYNC_HUNTING_SCHEDULE").expect("named");
+        assert!(bad.error && bad.message.contains("out of range"), "{bad:?}");
+        vars.insert("XDRSYNC_HUNTING_SCHEDULE".into(), "0 0 0 31 Apr *".into());
+        let findings = audit(&vars);
+        assert!(findings
+            .iter()
+            .any(|f| f.error && f.setting == "XDRSYNC_HUNTING_SCHEDULE" && f.message.contains("never fires")));
     }
 
     #[test]
@@ -227,13 +242,15 @@ mod tests {
             ("XDRSYNC_HUNTING_COLUMNS_DeviceProcessEvents", "FileName"),
             ("XDRSYNC_HUNTING_EVENTHUB_NAME", "defender"),
             ("XDRSYNC_HUNTING_EVENTHUB_CONNECTION__fullyQualifiedNamespace", "ns.servicebus.windows.net"),
+            ("XDRSYNC_POLL_SCHEDULE", "*/30 * * * * *"),
+            ("XDRSYNC_HUNTING_SCHEDULE", "0 */5 * * * *"),
         ] {
             vars.insert(k.into(), v.into());
         }
-        assert!(audit(&vars, time::OffsetDateTime::now_utc()).is_empty());
+        assert!(audit(&vars).is_empty());
         vars.insert("XDRSYNC_HUNTING_FILTER_DEVICEPROCESSEVENTS".into(), "FileName == 'a' | take 1".into());
         vars.insert("XDRSYNC_HUNTING_TABLS".into(), "EmailEvents".into());
-        let findings = audit(&vars, time::OffsetDateTime::now_utc());
+        let findings = audit(&vars);
         assert!(
             findings.iter().any(|f| f.error && f.setting == "XDRSYNC_HUNTING_FILTER_DEVICEPROCESSEVENTS"),
             "{findings:?}"
@@ -243,6 +260,9 @@ mod tests {
 
     #[test]
     fn a_clean_configuration_has_no_finding() {
-        assert!(audit(&crate::config::tests::base_vars(), time::OffsetDateTime::now_utc()).is_empty());
+        let mut vars = crate::config::tests::base_vars();
+        // Set, as the infra sets it: the Functions host has no default for a timer's setting.
+        vars.insert("XDRSYNC_POLL_SCHEDULE".into(), "*/30 * * * * *".into());
+        assert!(audit(&vars).is_empty());
     }
 }

@@ -1,8 +1,10 @@
 //! The HTTP serving both servers share: the Functions custom handler (`xdrsync serve`) and the
 //! standalone server (`xdrsync run`) each build their own router and hand it to [`serve`], which
 //! speaks HTTP/1.1 with a deadline for a request's head and one for its body, and stops
-//! gracefully. Handlers read bodies through [`LimitedBody`] (size limit and body deadline, with
-//! JSON answers), and the two public routes both servers answer live here.
+//! gracefully. It serves at most [`MAX_CONNECTIONS`] connections at once (others get a JSON 503
+//! at once) with a bounded head buffer. Handlers read bodies through [`LimitedBody`] (size limit
+//! and body deadline, with JSON answers), and the two public routes both servers answer live
+//! here; the webhook checks its key from the headers before reading a body.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -39,6 +41,20 @@ pub const WEBHOOK_ROUTE: &str = "/api/sentinel/incidents";
 /// client reads the answer: a server that closes with unread data makes the client's TCP stack
 /// report a reset instead. Larger declared bodies are answered at once.
 const DRAIN_CAP: u64 = 16 * 1024 * 1024;
+/// At most this many connections are served at once; a client connecting beyond it gets
+/// [`BUSY`] and is disconnected (a connection idle or stalled in its head is closed after
+/// [`READ_TIMEOUT`], which frees its place). With [`MAX_HEAD_BUFFER`] this bounds what anonymous
+/// clients can make the server hold, however many connect.
+pub const MAX_CONNECTIONS: usize = 256;
+/// The answer to a connection over [`MAX_CONNECTIONS`], written without waiting.
+const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: 72\r\n\r\n{\"error\":{\"code\":\"ServiceUnavailable\",\"message\":\"too many connections\"}}";
+/// The most a connection buffers while reading a request's head (hyper's `max_buf_size`; its
+/// default is about 400 KiB): a larger head is refused.
+const MAX_HEAD_BUFFER: usize = 64 * 1024;
+/// At most this many webhook bodies (each up to its limit) are read at once; a caller with the
+/// key waits for a turn. Callers without it are answered from the headers and never get here.
+const MAX_BODIES_IN_FLIGHT: usize = 16;
+static BODY_SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_BODIES_IN_FLIGHT);
 /// Pause after a failed `accept` (out of file descriptors, say) before accepting again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(200);
 
@@ -52,10 +68,11 @@ where
     F: Future<Output = ()> + Send + 'static,
 {
     let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(TokioTimer::new()).header_read_timeout(read_timeout);
+    http.timer(TokioTimer::new()).header_read_timeout(read_timeout).max_buf_size(MAX_HEAD_BUFFER);
     // Connection tasks watch `stop` and each hold a `done` receiver until they end.
     let (stop_tx, stop_rx) = watch::channel(false);
     let (done_tx, done_rx) = watch::channel(());
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     tokio::pin!(shutdown);
     loop {
         let (stream, _peer) = tokio::select! {
@@ -68,6 +85,11 @@ where
                 }
             },
             _ = &mut shutdown => break,
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            // Full: refuse at once rather than let clients pile up in the listen backlog.
+            let _ = stream.try_write(BUSY);
+            continue;
         };
         let app = app.clone();
         let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
@@ -93,6 +115,7 @@ where
             if let Err(e) = result {
                 tracing::debug!(error.message = %e, "connection ended with an error");
             }
+            drop(slot);
             drop(done);
         });
     }
@@ -207,17 +230,25 @@ pub fn answer(a: WebhookAnswer) -> Response {
 /// `GET /api/health`: 200 healthy or degraded, 503 unhealthy, with the health report.
 pub async fn get_health(State(s): State<Arc<Ports>>, headers: HeaderMap) -> Response {
     let key = headers.get("x-xdrsync-key").and_then(|v| v.to_str().ok());
-    let h = crate::usecase::health::check(&s, key.is_some_and(|k| s.config.webhook_key_matches(k))).await;
+    let h = crate::usecase::health_cache::current(&s, key.is_some_and(|k| s.config.webhook_key_matches(k))).await;
     (StatusCode::from_u16(h.http_status()).unwrap_or(StatusCode::OK), Json(h)).into_response()
 }
 
-/// `POST /api/sentinel/incidents`: the Sentinel webhook.
-pub async fn post_webhook(
-    State(s): State<Arc<Ports>>,
-    headers: HeaderMap,
-    LimitedBody(body): LimitedBody<MAX_BODY_BYTES>,
-) -> Response {
+/// `POST /api/sentinel/incidents`: the Sentinel webhook. The key is checked from the headers
+/// before any of the body is read, and bodies are read [`MAX_BODIES_IN_FLIGHT`] at a time.
+pub async fn post_webhook(State(s): State<Arc<Ports>>, req: Request) -> Response {
+    let headers = req.headers().clone();
     let header = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
+    if let Err(refused) = webhook::authorize(&s, header("x-xdrsync-key")) {
+        return answer(refused);
+    }
+    let Ok(_turn) = BODY_SLOTS.acquire().await else {
+        return answer(webhook::reject(503, "ServiceUnavailable", "the server is stopping"));
+    };
+    let body = match LimitedBody::<MAX_BODY_BYTES>::from_request(req, &()).await {
+        Ok(LimitedBody(body)) => body,
+        Err(refused) => return refused,
+    };
     let call = WebhookCall { key: header("x-xdrsync-key"), content_type: header("content-type"), body: &body };
     answer(webhook::handle(&s, call).await)
 }
@@ -310,6 +341,33 @@ mod tests {
         let missing = client.get(format!("http://{addr}/nope")).send().await.unwrap();
         assert_eq!(missing.status(), 404);
         assert_eq!(missing.json::<serde_json::Value>().await.unwrap()["error"]["code"], "NotFound");
+    }
+
+    #[tokio::test]
+    async fn a_connection_beyond_the_bound_gets_a_json_503_at_once() {
+        let (addr, _stop, _task) = start(READ_TIMEOUT).await;
+        let mut held = Vec::new();
+        for _ in 0..MAX_CONNECTIONS {
+            let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+            tcp.write_all(b"POST /echo HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+            held.push(tcp);
+        }
+        // The server has taken every held connection once one more, sent after them, is refused.
+        let (got, took) = stall(addr, "GET /nope HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        assert!(got.starts_with("HTTP/1.1 503"), "{got}");
+        assert!(got.contains("\"ServiceUnavailable\"") && got.ends_with("}}"), "{got}");
+        assert!(took < BOUND / 2, "{took:?}");
+        drop(held.pop());
+        let again = tokio::time::timeout(BOUND, async {
+            loop {
+                let (got, _) = stall(addr, "GET /nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
+                if got.starts_with("HTTP/1.1 404") {
+                    return;
+                }
+                tokio::task::yield_now().await;
+            }
+        });
+        again.await.expect("a freed place is served again");
     }
 
     #[tokio::test]

@@ -1,13 +1,40 @@
 //! `xdrsync hunting schema` and `xdrsync hunting estimate`: the advanced-hunting export's
-//! commands (README “Advanced hunting export”). They print; the binary maps the result to an exit
-//! code.
+//! commands (docs/hunting.md). They print; the binary maps the result to an exit code:
+//! [`CliError::BadInput`] is 2 (nothing was asked of any service), [`CliError::Failed`] 1.
 
 use crate::domain::hunting::schema::{infra_json, TableDef, TABLES};
 use crate::usecase::hunting_estimate::{estimate, parse_duration, Estimate};
 use crate::usecase::Ports;
 
+/// Why a hunting command stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CliError {
+    /// An unknown table, a malformed window, no table chosen: nothing was called.
+    BadInput(String),
+    /// A service call failed (the text holds what was estimated before it).
+    Failed(String),
+}
+
+impl CliError {
+    /// README's rule: 2 for bad input, 1 when the work failed.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::BadInput(_) => 2,
+            CliError::Failed(_) => 1,
+        }
+    }
+}
+
+impl std::fmt::Display for CliError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CliError::BadInput(m) | CliError::Failed(m) => f.write_str(m),
+        }
+    }
+}
+
 /// The columns of `table` (or `--all` tables): a text table, or JSON. Errors name the tables.
-pub fn schema(table: Option<&str>, all: bool, json: bool) -> Result<String, String> {
+pub fn schema(table: Option<&str>, all: bool, json: bool) -> Result<String, CliError> {
     if all {
         return Ok(if json {
             serde_json::to_string_pretty(&infra_json()).unwrap_or_default()
@@ -15,9 +42,10 @@ pub fn schema(table: Option<&str>, all: bool, json: bool) -> Result<String, Stri
             TABLES.iter().map(|t| format!("{} ({} columns)", t.name, t.columns.len())).collect::<Vec<_>>().join("\n")
         });
     }
-    let name = table.ok_or("name a table, or use --all")?;
-    let t = TableDef::find(name)
-        .ok_or_else(|| format!("'{name}' is not an advanced-hunting table xdrsync exports; tables: {}", names()))?;
+    let name = table.ok_or_else(|| CliError::BadInput("name a table, or use --all".into()))?;
+    let t = TableDef::find(name).ok_or_else(|| {
+        CliError::BadInput(format!("'{name}' is not an advanced-hunting table xdrsync exports; tables: {}", names()))
+    })?;
     if json {
         let cols: Vec<serde_json::Value> = t
             .output_columns()
@@ -40,25 +68,27 @@ fn names() -> String {
 
 /// Estimates each table (`tables`, else `XDRSYNC_HUNTING_TABLES`) from a `sample` window, in
 /// every Defender tenant when there are many.
-pub async fn estimate_command(s: &Ports, tables: &[String], sample: &str, json: bool) -> Result<String, String> {
-    let sample = parse_duration(sample)?;
+pub async fn estimate_command(s: &Ports, tables: &[String], sample: &str, json: bool) -> Result<String, CliError> {
+    let sample = parse_duration(sample).map_err(|e| CliError::BadInput(format!("--sample: {e}")))?;
     let chosen: Vec<&'static TableDef> = if tables.is_empty() {
         s.config.hunting.tables.clone()
     } else {
         tables
             .iter()
             .map(|n| {
-                TableDef::find(n).ok_or_else(|| format!("'{n}' is not an advanced-hunting table; tables: {}", names()))
+                TableDef::find(n).ok_or_else(|| {
+                    CliError::BadInput(format!("'{n}' is not an advanced-hunting table; tables: {}", names()))
+                })
             })
             .collect::<Result<_, _>>()?
     };
     if chosen.is_empty() {
-        return Err("no table: pass --tables or set XDRSYNC_HUNTING_TABLES".into());
+        return Err(CliError::BadInput("no table: pass --tables or set XDRSYNC_HUNTING_TABLES".into()));
     }
     if !s.is_multi_tenant() {
         let mut estimates: Vec<Estimate> = Vec::new();
         for t in chosen {
-            estimates.push(estimate(s, t, sample).await.map_err(|e| format!("{}: {e}", t.name))?);
+            estimates.push(estimate(s, t, sample).await.map_err(|e| CliError::Failed(format!("{}: {e}", t.name)))?);
         }
         return Ok(render(&estimates, json));
     }
@@ -88,7 +118,7 @@ pub async fn estimate_command(s: &Ports, tables: &[String], sample: &str, json: 
     if failed.is_empty() {
         Ok(out)
     } else {
-        Err(format!("{out}\n{}", failed.join("\n")))
+        Err(CliError::Failed(format!("{out}\n{}", failed.join("\n"))))
     }
 }
 

@@ -1,4 +1,4 @@
-//! Advanced-hunting export settings (README “Advanced hunting export”), validated at startup
+//! Advanced-hunting export settings (docs/hunting.md), validated at startup
 //! with the rest of [`crate::config`]: which tables each source exports, the schedules, the
 //! delay, and per table an optional filter (`XDRSYNC_HUNTING_FILTER_<TABLE>`, the KQL subset of
 //! `domain::hunting::filter`) and projection (`XDRSYNC_HUNTING_COLUMNS_<TABLE>`). `<TABLE>` is the
@@ -34,9 +34,13 @@ pub struct HuntingSettings {
     pub page_rows: usize,
     /// `XDRSYNC_HUNTING_CALLS_PER_MINUTE`: the query budget (Defender documents 45 per tenant).
     pub calls_per_minute: u32,
-    /// `XDRSYNC_HUNTING_DCR_IMMUTABLE_ID`: the DCR with the `Custom-<Table>` streams (default
-    /// `XDRSYNC_DCR_IMMUTABLE_ID`).
+    /// `XDRSYNC_HUNTING_DCR_IMMUTABLE_ID`, bare form: the DCR with every `Custom-<Table>` stream
+    /// not routed below (default `XDRSYNC_DCR_IMMUTABLE_ID`).
     pub dcr_immutable_id: Option<String>,
+    /// `XDRSYNC_HUNTING_DCR_IMMUTABLE_ID`, `<Table>=dcr-…` entries: the DCR of each table. A DCR
+    /// holds at most 10 streams (Azure Monitor service limits), so more tables need several DCRs;
+    /// the template deploys one per table (infra/hunting.bicep).
+    pub dcr_routes: BTreeMap<&'static str, String>,
     /// `XDRSYNC_HUNTING_STORAGE_TABLES`: tables read from the Streaming API's storage account.
     pub storage_tables: Vec<&'static TableDef>,
     /// `XDRSYNC_HUNTING_STORAGE_CONNECTION`: that account (a connection string).
@@ -50,6 +54,46 @@ impl HuntingSettings {
     pub fn rules_for(&self, table: &TableDef) -> RowRules {
         self.rules.get(table.name).cloned().unwrap_or_default()
     }
+
+    /// The DCR `table`'s rows go to: its route, else the bare default (`None`: the alerts DCR).
+    pub fn dcr_for(&self, table: &TableDef) -> Option<String> {
+        self.dcr_routes.get(table.name).or(self.dcr_immutable_id.as_ref()).cloned()
+    }
+}
+
+const DCR_VAR: &str = "XDRSYNC_HUNTING_DCR_IMMUTABLE_ID";
+
+fn is_dcr_id(d: &str) -> bool {
+    d.len() == 36 && d.starts_with("dcr-") && d[4..].chars().all(|c| c.is_ascii_hexdigit())
+}
+
+/// `dcr-…` (every table), or `<Table>=dcr-…` entries, comma-separated, with at most one bare
+/// `dcr-…` among them for the tables not named.
+pub fn parse_dcr_routes(raw: &str) -> Result<(Option<String>, BTreeMap<&'static str, String>), ConfigError> {
+    let bad = |problem: String| ConfigError { var: DCR_VAR, problem };
+    let mut default = None;
+    let mut routes = BTreeMap::new();
+    for entry in raw.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let (table, id) = match entry.split_once('=') {
+            Some((t, id)) => (Some(t.trim()), id.trim()),
+            None => (None, entry),
+        };
+        if !is_dcr_id(id) {
+            return Err(bad(format!("'{id}' is not a DCR immutable id (dcr- followed by 32 hex digits)")));
+        }
+        match table {
+            None if default.is_some() => return Err(bad("names more than one DCR for the tables not routed".into())),
+            None => default = Some(id.to_string()),
+            Some(t) => {
+                let def = TableDef::find(t)
+                    .ok_or_else(|| bad(format!("'{t}' is not an advanced-hunting table xdrsync exports")))?;
+                if routes.insert(def.name, id.to_string()).is_some() {
+                    return Err(bad(format!("routes {} twice", def.name)));
+                }
+            }
+        }
+    }
+    Ok((default, routes))
 }
 
 /// `XDRSYNC_HUNTING_STORAGE_CONNECTION`: a connection string (`AccountName`, `AccountKey`, and
@@ -201,16 +245,7 @@ fn rules(map: &HashMap<String, String>) -> Result<BTreeMap<&'static str, RowRule
 
 impl HuntingSettings {
     pub fn from_vars(map: &HashMap<String, String>) -> Result<Self, ConfigError> {
-        let dcr = get(map, "XDRSYNC_HUNTING_DCR_IMMUTABLE_ID").map(str::to_string);
-        if let Some(d) = &dcr {
-            let ok = d.len() == 36 && d.starts_with("dcr-") && d[4..].chars().all(|c| c.is_ascii_hexdigit());
-            if !ok {
-                return Err(ConfigError {
-                    var: "XDRSYNC_HUNTING_DCR_IMMUTABLE_ID",
-                    problem: format!("'{d}' is not a DCR immutable id (dcr- followed by 32 hex digits)"),
-                });
-            }
-        }
+        let (dcr, dcr_routes) = parse_dcr_routes(get(map, DCR_VAR).unwrap_or(""))?;
         let storage_tables = table_list(map, "XDRSYNC_HUNTING_STORAGE_TABLES")?;
         let storage_connection = get(map, "XDRSYNC_HUNTING_STORAGE_CONNECTION").map(str::to_string);
         if let Some(raw) = &storage_connection {
@@ -231,6 +266,7 @@ impl HuntingSettings {
             page_rows: number(map, "XDRSYNC_HUNTING_PAGE_ROWS", 10_000usize, 1..=SERVICE_ROW_LIMIT)?,
             calls_per_minute: number(map, "XDRSYNC_HUNTING_CALLS_PER_MINUTE", 40u32, 1..=600)?,
             dcr_immutable_id: dcr,
+            dcr_routes,
             storage_tables,
             storage_connection,
             rules: rules(map)?,
@@ -260,6 +296,26 @@ mod tests {
         assert!(
             !format!("{:?}", BlobConnection::parse("AccountName=a;AccountKey=c2VjcmV0").unwrap()).contains("c2VjcmV0")
         );
+    }
+
+    #[test]
+    fn each_table_goes_to_its_routed_dcr_or_the_default() {
+        let (a, b) = ("dcr-0000000000000000000000000000000a", "dcr-0000000000000000000000000000000b");
+        let s = HuntingSettings::from_vars(&vars(&[(DCR_VAR, &format!("emailevents={a}, {b}"))])).unwrap();
+        let t = |n| TableDef::find(n).unwrap();
+        assert_eq!(s.dcr_for(t("EmailEvents")).as_deref(), Some(a));
+        assert_eq!(s.dcr_for(t("DeviceProcessEvents")).as_deref(), Some(b));
+        let only_routes = HuntingSettings::from_vars(&vars(&[(DCR_VAR, &format!("EmailEvents={a}"))])).unwrap();
+        assert_eq!(only_routes.dcr_for(t("DeviceProcessEvents")), None, "not routed: the alerts DCR");
+        for bad in [
+            format!("{a},{b}"),
+            format!("EmailEvents={a},EMAILEVENTS={b}"),
+            format!("Nope={a}"),
+            "EmailEvents=dcr-1".into(),
+        ] {
+            let e = HuntingSettings::from_vars(&vars(&[(DCR_VAR, &bad)])).unwrap_err();
+            assert_eq!(e.var, DCR_VAR, "{bad}");
+        }
     }
 
     #[test]

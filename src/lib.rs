@@ -26,6 +26,7 @@ pub mod check_hunting;
 pub mod config;
 pub mod config_audit;
 pub mod functions;
+pub mod host_timers;
 pub mod http_api;
 pub mod hunting_cli;
 pub mod hunting_config;

@@ -129,9 +129,14 @@ enum Command {
         command: HuntingCommand,
     },
     /// Assemble a deployable Functions app: host.json and one folder per function at its root,
-    /// plus this binary, ready for `func azure functionapp publish` (build with --release first).
+    /// plus an xdrsync binary, ready for `func azure functionapp publish`.
+    ///
+    /// For Azure, use `./scripts/package.sh DIR`: it builds a binary linked against glibc <= 2.28,
+    /// which every Linux Functions host image can start (a plain `cargo build` on a newer machine
+    /// needs glibc 2.34+), then runs this command. A binary needing a newer glibc is refused
+    /// (exit 2) unless --allow-newer-glibc; so is a non-empty output folder unless --force.
     Package {
-        /// Output folder (created if missing).
+        /// Output folder (created if missing; must be empty, see --force).
         #[arg(long)]
         out: std::path::PathBuf,
         /// Binary to ship (default: this executable); refused unless it is an xdrsync binary.
@@ -141,6 +146,13 @@ enum Command {
         /// XDRSYNC_HUNTING_EVENTHUB_NAME and XDRSYNC_HUNTING_EVENTHUB_CONNECTION).
         #[arg(long)]
         event_hub: bool,
+        /// Empty a non-empty output folder first (stale function folders would be published).
+        #[arg(long)]
+        force: bool,
+        /// Ship a binary needing a glibc newer than 2.28 anyway, with a warning (only for hosts
+        /// known to have that glibc).
+        #[arg(long)]
+        allow_newer_glibc: bool,
     },
 }
 
@@ -223,7 +235,9 @@ async fn run(cli: Cli) -> ExitCode {
         Command::Check => run_check().await,
         Command::Serve { port } => serve(port).await,
         Command::Run => run_standalone().await,
-        Command::Package { out, binary, event_hub } => package(&out, binary, event_hub),
+        Command::Package { out, binary, event_hub, force, allow_newer_glibc } => {
+            package(&out, binary, xdrsync::package::Options { event_hub, force, allow_newer_glibc })
+        }
         Command::Failures { json } => failures(json).await,
         Command::Retry { all, ids } => retry(all, ids).await,
         Command::Status { json } => commands::status(json).await,
@@ -246,6 +260,13 @@ async fn serve(port: u16) -> ExitCode {
         Err(code) => return code,
     };
     let services = std::sync::Arc::new(app::build(cfg));
+    // Features on whose timer the host does not run: said at start and in health.
+    let given = xdrsync::host_timers::given_functions(&xdrsync::host_timers::script_root());
+    let gaps = xdrsync::host_timers::gaps(&services.config, |k| std::env::var_os(k).is_some(), given.as_deref());
+    for gap in &gaps {
+        tracing::error!(function = gap.function, setting = gap.setting, "{gap}");
+    }
+    services.health_cache.set_notes(gaps.iter().map(ToString::to_string).collect());
     // Create what the functions write to before answering the host; a storage outage must not
     // keep the handler from starting (health reports it), so this is bounded.
     let warm = async {
@@ -293,7 +314,7 @@ async fn run_standalone() -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn package(out: &std::path::Path, binary: Option<std::path::PathBuf>, event_hub: bool) -> ExitCode {
+fn package(out: &std::path::Path, binary: Option<std::path::PathBuf>, opts: xdrsync::package::Options) -> ExitCode {
     let binary = match binary.map(Ok).unwrap_or_else(std::env::current_exe) {
         Ok(b) => b,
         Err(e) => {
@@ -301,19 +322,25 @@ fn package(out: &std::path::Path, binary: Option<std::path::PathBuf>, event_hub:
             return ExitCode::FAILURE;
         }
     };
-    match xdrsync::package::write_app_with(out, &binary, event_hub) {
-        Ok(files) => {
-            if let Ok(version) = xdrsync::package::check_binary(&binary) {
-                println!("packaged xdrsync {version} from {}", binary.display());
-            }
-            for f in files {
+    match xdrsync::package::package(out, &binary, opts) {
+        Ok(p) => {
+            let glibc = p.glibc.map_or("no glibc (statically linked)".to_string(), |v| format!("glibc {v}"));
+            println!("packaged xdrsync {} from {} (needs {glibc})", p.version, binary.display());
+            for f in p.files {
                 println!("{}", f.display());
             }
             println!("publish with: cd {} && func azure functionapp publish <app-name> --custom", out.display());
+            if let Some(w) = p.warning {
+                eprintln!("WARNING: {w}");
+            }
             ExitCode::SUCCESS
         }
+        Err(e @ xdrsync::package::PackageError::Refused(_)) => {
+            eprintln!("package refused: {e}");
+            ExitCode::from(2)
+        }
         Err(e) => {
-            eprintln!("package failed: {e:#}");
+            eprintln!("package failed: {e}");
             ExitCode::FAILURE
         }
     }
@@ -329,7 +356,7 @@ fn load_config() -> Result<Config, ExitCode> {
 async fn run_check() -> ExitCode {
     // Every configuration problem at once, then (if the configuration is usable) every service.
     let vars: std::collections::HashMap<String, String> = std::env::vars().collect();
-    let findings = xdrsync::config_audit::audit(&vars, time::OffsetDateTime::now_utc());
+    let findings = xdrsync::config_audit::audit(&vars);
     for f in &findings {
         println!("{} {:<28} {}", if f.error { "FAIL" } else { "warn" }, f.setting, f.message);
     }
@@ -404,7 +431,7 @@ async fn hunting(command: HuntingCommand) -> ExitCode {
         }
         Err(e) => {
             eprintln!("{e}");
-            ExitCode::FAILURE
+            ExitCode::from(e.exit_code())
         }
     }
 }
@@ -417,9 +444,16 @@ async fn retry(all: bool, ids: Vec<String>) -> ExitCode {
     let ports = app::build(cfg);
     let which = if all { None } else { Some(ids.as_slice()) };
     match xdrsync::usecase::failures::retry(&ports, which).await {
-        Ok(done) => {
-            println!("enqueued {} incident(s): {}", done.len(), done.join(", "));
-            ExitCode::SUCCESS
+        Ok(report) => {
+            println!("enqueued {} incident(s): {}", report.enqueued.len(), report.enqueued.join(", "));
+            for (id, why) in &report.not_enqueued {
+                eprintln!("not enqueued: {id}: {why}");
+            }
+            if report.not_enqueued.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
         }
         Err(e) => {
             eprintln!("cannot enqueue: {e}");

@@ -244,18 +244,37 @@ async fn tokens_are_refreshed_before_expiry() {
 }
 
 #[tokio::test]
-async fn expired_or_wrong_audience_tokens_are_refused_by_the_simulator() {
-    let (sim, s) = setup(SimConfig { token_lifetime_secs: 1, ..SimConfig::demo() }).await;
-    let arm_token = s.tokens.token(&s.config.arm_scope).await.unwrap();
+async fn an_expired_or_wrong_audience_token_is_refused_and_the_client_takes_a_fresh_one() {
+    let (sim, s) = setup(SimConfig { token_lifetime_secs: 2, ..SimConfig::demo() }).await;
     let url = format!("{}/v1.0/security/incidents", sim.base_url());
-    let resp = reqwest::Client::new()
-        .get(&url)
-        .bearer_auth(secrecy::ExposeSecret::expose_secret(&arm_token))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 401, "an ARM token is not a Graph token");
+    let get_with = |token: secrecy::SecretString| {
+        let url = url.clone();
+        async move {
+            reqwest::Client::new()
+                .get(&url)
+                .bearer_auth(secrecy::ExposeSecret::expose_secret(&token))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    let arm_token = s.tokens.token(&s.config.arm_scope).await.unwrap();
+    assert_eq!(get_with(arm_token).await, 401, "an ARM token is not a Graph token");
     assert_eq!(reqwest::get(&url).await.unwrap().status(), 401, "no token");
+    let graph_token = s.tokens.token(&s.config.graph_scope).await.unwrap();
+    assert_eq!(get_with(graph_token.clone()).await, 200, "a fresh Graph token is taken");
+    // The same token, once its lifetime has passed, is refused...
+    eventually_async(10, "the token expired", || {
+        let t = graph_token.clone();
+        let get = &get_with;
+        async move { get(t).await == 401 }
+    })
+    .await;
+    // ...and the product's client is not caught by it: it takes a fresh one.
+    s.defender.list_incidents_since(OffsetDateTime::UNIX_EPOCH).await.expect("a call after the expiry succeeds");
+    assert!(sim_stat(&sim, "entra.token").await >= 3, "a fresh Graph token was fetched after the expiry");
 }
 
 #[tokio::test]

@@ -55,7 +55,6 @@ async fn a_full_incident_does_not_block_field_sync() {
         _ => ("Informational", "high", SentinelSeverity::High),
     };
     sim_post(&sim, &format!("/_sim/sentinel/incidents/{name}/edit"), json!({"severity": in_sentinel})).await;
-    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     sim_post(&sim, &format!("/_sim/defender/incidents/{}/edit", ids[0]), json!({"severity": in_defender})).await;
     let SyncOutcome::Synced(report) = sync(&s, &ids[0]).await else { panic!("expected a sync") };
     assert_eq!(report.conflicts, 1);

@@ -214,3 +214,59 @@ fn script_path_finder_reads_readme_forms() {
     let found = script_paths("run `./scripts/demo.sh`, then ./scripts/sim.sh serve; not scripts/ or scripts/x.txt");
     assert_eq!(found.into_iter().collect::<Vec<_>>(), ["scripts/demo.sh", "scripts/sim.sh"]);
 }
+
+/// Relative link targets of Markdown `text`: `](target)` with the `#anchor` dropped; web
+/// addresses and pure anchors are left out (they do not name a file of the repository).
+fn relative_links(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("](") {
+        rest = &rest[at + 2..];
+        let Some(end) = rest.find(')') else { break };
+        let target = rest[..end].trim();
+        let path = target.split('#').next().unwrap_or_default();
+        if !path.is_empty() && !path.contains("://") && !path.starts_with("mailto:") {
+            out.push(path.to_string());
+        }
+    }
+    out
+}
+
+#[test]
+fn relative_link_finder_keeps_files_and_drops_web_addresses_and_anchors() {
+    let found = relative_links("see [a](docs/a.md#x), [b](https://learn.microsoft.com/x), [c](#here), [d](../d.md)");
+    assert_eq!(found, ["docs/a.md", "../d.md"]);
+}
+
+/// Every relative link of every tracked Markdown file names a tracked file of this repository:
+/// a moved page or a link to a file beside the repository fails here.
+#[test]
+fn every_markdown_link_resolves_inside_the_repository() {
+    let tracked: BTreeSet<PathBuf> = tracked_files().into_iter().collect();
+    let mut broken = Vec::new();
+    for rel in &tracked {
+        if rel.extension().and_then(|e| e.to_str()) != Some("md") {
+            continue;
+        }
+        let Some(bytes) = read(rel) else { continue };
+        let dir = rel.parent().unwrap_or(Path::new(""));
+        for link in relative_links(&String::from_utf8_lossy(&bytes)) {
+            // Resolve `..` lexically: a link may not climb above the repository root.
+            let mut parts: Vec<std::ffi::OsString> = Vec::new();
+            let mut escapes = false;
+            for c in dir.join(&link).components() {
+                match c {
+                    std::path::Component::ParentDir => escapes |= parts.pop().is_none(),
+                    std::path::Component::Normal(p) => parts.push(p.to_os_string()),
+                    _ => {}
+                }
+            }
+            let target: PathBuf = parts.iter().collect();
+            let is_dir = tracked.iter().any(|t| t.starts_with(&target) && t != &target);
+            if escapes || !(tracked.contains(&target) || is_dir) {
+                broken.push(format!("{}: ({link})", rel.display()));
+            }
+        }
+    }
+    assert!(broken.is_empty(), "Markdown links that name no file of the repository:\n{}", broken.join("\n"));
+}

@@ -100,3 +100,74 @@ async fn a_sentinel_refusing_then_failing_loses_no_incident() {
     assert_eq!(services.queue.approximate_len(&format!("{}-poison", services.config.queue_name)).await.unwrap(), 0);
     runner.shutdown().await;
 }
+
+/// A clock the test moves.
+struct ManualClock(std::sync::Mutex<time::OffsetDateTime>);
+
+impl ManualClock {
+    fn advance_to(&self, t: time::OffsetDateTime) {
+        *self.0.lock().unwrap() = t;
+    }
+}
+
+impl xdrsync::ports::Clock for ManualClock {
+    fn now(&self) -> time::OffsetDateTime {
+        *self.0.lock().unwrap()
+    }
+}
+
+/// Runs every due retry: the poller's re-enqueue, then each message as a worker would.
+async fn retry_due_and_run(s: &Ports) -> Vec<xdrsync::usecase::jobs::QueueVerdict> {
+    xdrsync::usecase::failures::retry_due(s).await.unwrap();
+    let mut verdicts = Vec::new();
+    for m in s.queue.receive(&s.config.queue_name, 32, Duration::from_secs(60)).await.unwrap() {
+        verdicts.push(xdrsync::usecase::jobs::sync_message(s, &m.text, 1, &m.id).await);
+        s.queue.delete(&s.config.queue_name, &m).await.unwrap();
+    }
+    verdicts
+}
+
+#[tokio::test]
+async fn rejected_work_is_retried_every_three_hours_visible_meanwhile_and_cleared_by_the_next_success() {
+    use xdrsync::domain::failures::{FailureClass, REJECTED_ATTEMPTS, REJECTED_INTERVAL};
+    use xdrsync::domain::work::{ChangeHint, WorkItem};
+    use xdrsync::usecase::jobs::QueueVerdict;
+
+    let sim = start_sim(SimConfig::demo()).await;
+    let ids = seed(&sim, SeedSpec { count: 1, ..Default::default() });
+    let (services, _) = services_with_fakes(&sim);
+    let clock = Arc::new(ManualClock(std::sync::Mutex::new(time::OffsetDateTime::now_utc())));
+    let mut s = (*services).clone();
+    s.clock = clock.clone();
+    // Sentinel refuses the request as made (a 400), as for a transient state of the incident.
+    sim.sim.faults.set(arm_fault(400));
+    let item = WorkItem::reconcile(&s.config.tenant_id, &ids[0], ChangeHint::Defender);
+    let verdict = xdrsync::usecase::jobs::sync_message(&s, &item.to_json(), 1, "m-1").await;
+    assert!(matches!(verdict, QueueVerdict::Drop(_)), "recorded and acknowledged: {verdict:?}");
+
+    for _ in 0..REJECTED_ATTEMPTS + 2 {
+        let r = xdrsync::usecase::failures::list(&s).await.unwrap().remove(0);
+        assert_eq!(r.class, FailureClass::Rejected);
+        let next = r.next_retry.expect("rejected work never waits for a person alone");
+        if r.attempts >= REJECTED_ATTEMPTS {
+            assert_eq!(next - r.last_failure, REJECTED_INTERVAL, "after the first attempts, every 3 hours");
+        }
+        // Visible in health the whole time.
+        let h = serde_json::to_value(xdrsync::usecase::health::check(&s, true).await).unwrap();
+        assert_eq!(h["details"]["failures"], 1, "{h}");
+        clock.advance_to(next + time::Duration::seconds(1));
+        let verdicts = retry_due_and_run(&s).await;
+        assert_eq!(verdicts.len(), 1, "retried without a person: {verdicts:?}");
+    }
+    let attempts = xdrsync::usecase::failures::list(&s).await.unwrap()[0].attempts;
+    assert_eq!(attempts, REJECTED_ATTEMPTS + 3);
+
+    // The refusal passes: the next scheduled retry mirrors it and clears the record.
+    sim.sim.faults.set(vec![]);
+    let next = xdrsync::usecase::failures::list(&s).await.unwrap()[0].next_retry.unwrap();
+    clock.advance_to(next + time::Duration::seconds(1));
+    let verdicts = retry_due_and_run(&s).await;
+    assert!(matches!(verdicts.as_slice(), [QueueVerdict::Done(_)]), "{verdicts:?}");
+    assert!(xdrsync::usecase::failures::list(&s).await.unwrap().is_empty(), "cleared by the success");
+    assert_eq!(mirrored(&s, &ids).await, 1);
+}

@@ -1,6 +1,6 @@
 //! The custom-handler protocol, driven as the Functions host drives it: `GET /` readiness,
 //! `POST /{FunctionName}` with `{Data, Metadata}`, replies `{Outputs, Logs, ReturnValue}`;
-//! JSON-quoted queue text; non-2xx only for retryable failures; the real binary serving on
+//! JSON-quoted queue text; non-2xx only when nothing could be recorded; the real binary serving on
 //! FUNCTIONS_CUSTOMHANDLER_PORT with no subcommand.
 
 mod support;
@@ -94,10 +94,10 @@ async fn queue_invocation_accepts_json_quoted_text_raw_text_and_objects() {
 }
 
 #[tokio::test]
-async fn retryable_failure_answers_non_2xx_so_the_host_retries() {
+async fn a_retryable_failure_is_recorded_and_given_back_canonical_with_a_delay_not_a_host_redelivery() {
     let sim = start_sim(SimConfig::demo()).await;
     let ids = seed(&sim, SeedSpec { count: 1, ..Default::default() });
-    let (services, _) = services_with_fakes(&sim);
+    let (services, queue) = services_with_fakes(&sim);
     let base = serve_router(xdrsync::functions::router(services.clone())).await;
     services.tokens.token(&services.config.arm_scope).await.unwrap();
     sim.sim.faults.set(vec![FaultRule {
@@ -107,19 +107,139 @@ async fn retryable_failure_answers_non_2xx_so_the_host_retries() {
         retry_after_secs: None,
         remaining: None,
     }]);
-    let msg = Value::String(WorkItem::reconcile(&services.config.tenant_id, &ids[0], ChangeHint::Defender).to_json());
+    let item = WorkItem::reconcile(&services.config.tenant_id, &ids[0], ChangeHint::Defender);
+    // Exactly as the host serialises queue data: the message text JSON-quoted once more.
+    let msg = Value::String(serde_json::to_string(&item.to_json()).unwrap());
     let (status, body) = invoke(&base, "IncidentSync", &queue_payload(msg, 1)).await;
-    assert!(status >= 500, "got {status}");
+    assert_eq!(status, 200, "no delivery of the host spent on an outage: {body}");
     assert_envelope(&body);
     assert!(body["Logs"][0].as_str().unwrap().contains(&ids[0]));
     assert!(sim.sim.world().sentinel.is_empty());
+    assert_eq!(queue.texts("xdrsync-incidents"), vec![item.to_json()], "the canonical item, never the host's text");
+    let records = xdrsync::usecase::failures::list(&services).await.unwrap();
+    assert_eq!(records.len(), 1, "recorded in Failures");
+    assert_eq!(records[0].attempts, 1);
+}
+
+#[tokio::test]
+async fn a_failure_nothing_can_record_answers_non_2xx_so_the_host_redelivers() {
+    let sim = start_sim(SimConfig::demo()).await;
+    let ids = seed(&sim, SeedSpec { count: 1, ..Default::default() });
+    let (services, _) = services_with_fakes(&sim);
+    let mut s = (*services).clone();
+    s.store = std::sync::Arc::new(Unreachable);
+    s.queue = std::sync::Arc::new(Unreachable);
+    let base = serve_router(xdrsync::functions::router(std::sync::Arc::new(s))).await;
+    let item = WorkItem::reconcile(&services.config.tenant_id, &ids[0], ChangeHint::Defender);
+    let msg = Value::String(serde_json::to_string(&item.to_json()).unwrap());
+    let (status, body) = invoke(&base, "IncidentSync", &queue_payload(msg, 1)).await;
+    assert!(status >= 500, "storage down: the host keeps the message ({status}) {body}");
+    assert_envelope(&body);
+    let (status, _) = invoke(&base, "IncidentSync", &queue_payload(json!("abcd"), 1)).await;
+    assert!(status >= 500, "not a work item, but the poison queue is unreachable: kept ({status})");
+}
+
+/// Storage that does not answer.
+struct Unreachable;
+
+fn down() -> xdrsync::error::PortError {
+    xdrsync::error::PortError::unavailable("storage", "connection refused")
+}
+
+#[async_trait::async_trait]
+impl xdrsync::ports::StateStore for Unreachable {
+    async fn ensure_tables(&self) -> Result<(), xdrsync::error::PortError> {
+        Err(down())
+    }
+    async fn get(
+        &self,
+        _: xdrsync::ports::Table,
+        _: &str,
+        _: &str,
+    ) -> Result<Option<(xdrsync::ports::Entity, xdrsync::ports::ETag)>, xdrsync::error::PortError> {
+        Err(down())
+    }
+    async fn insert(
+        &self,
+        _: xdrsync::ports::Table,
+        _: &xdrsync::ports::Entity,
+    ) -> Result<xdrsync::ports::ETag, xdrsync::error::PortError> {
+        Err(down())
+    }
+    async fn replace(
+        &self,
+        _: xdrsync::ports::Table,
+        _: &xdrsync::ports::Entity,
+        _: &xdrsync::ports::ETag,
+    ) -> Result<xdrsync::ports::ETag, xdrsync::error::PortError> {
+        Err(down())
+    }
+    async fn upsert(
+        &self,
+        _: xdrsync::ports::Table,
+        _: &xdrsync::ports::Entity,
+    ) -> Result<(), xdrsync::error::PortError> {
+        Err(down())
+    }
+    async fn upsert_many(
+        &self,
+        _: xdrsync::ports::Table,
+        _: &[xdrsync::ports::Entity],
+    ) -> Result<(), xdrsync::error::PortError> {
+        Err(down())
+    }
+    async fn delete(&self, _: xdrsync::ports::Table, _: &str, _: &str) -> Result<(), xdrsync::error::PortError> {
+        Err(down())
+    }
+    async fn query_partition(
+        &self,
+        _: xdrsync::ports::Table,
+        _: &str,
+    ) -> Result<Vec<xdrsync::ports::Entity>, xdrsync::error::PortError> {
+        Err(down())
+    }
+}
+
+#[async_trait::async_trait]
+impl xdrsync::ports::WorkQueue for Unreachable {
+    async fn ensure_queue(&self, _: &str) -> Result<(), xdrsync::error::PortError> {
+        Err(down())
+    }
+    async fn send_later(&self, _: &str, _: &str, _: std::time::Duration) -> Result<(), xdrsync::error::PortError> {
+        Err(down())
+    }
+    async fn receive(
+        &self,
+        _: &str,
+        _: u8,
+        _: std::time::Duration,
+    ) -> Result<Vec<xdrsync::ports::QueueMessage>, xdrsync::error::PortError> {
+        Err(down())
+    }
+    async fn delete(&self, _: &str, _: &xdrsync::ports::QueueMessage) -> Result<(), xdrsync::error::PortError> {
+        Err(down())
+    }
+    async fn release(
+        &self,
+        _: &str,
+        _: &xdrsync::ports::QueueMessage,
+        _: std::time::Duration,
+    ) -> Result<(), xdrsync::error::PortError> {
+        Err(down())
+    }
+    async fn approximate_len(&self, _: &str) -> Result<usize, xdrsync::error::PortError> {
+        Err(down())
+    }
+    async fn peek_oldest_inserted(&self, _: &str) -> Result<Option<time::OffsetDateTime>, xdrsync::error::PortError> {
+        Err(down())
+    }
 }
 
 #[tokio::test]
 async fn permanently_bad_messages_are_acknowledged_and_change_nothing() {
     let sim = start_sim(SimConfig::demo()).await;
     seed(&sim, SeedSpec { count: 1, ..Default::default() });
-    let (services, _) = services_with_fakes(&sim);
+    let (services, queue) = services_with_fakes(&sim);
     let base = serve_router(xdrsync::functions::router(services.clone())).await;
     let other_tenant =
         WorkItem::reconcile("00000000-0000-0000-0000-000000000009", "1001", ChangeHint::Defender).to_json();
@@ -131,6 +251,11 @@ async fn permanently_bad_messages_are_acknowledged_and_change_nothing() {
     }
     assert_eq!(sim_stat(&sim, "arm.incidents.put").await, 0);
     assert!(sim.sim.world().sentinel.is_empty());
+    // What is not a work item is in the poison queue at once, where health and `status` count it.
+    assert_eq!(queue.texts("xdrsync-incidents-poison"), vec!["abcd", "{\"kind\":\"explode\"}", "42"]);
+    // The other tenant's item is a work item: recorded in its partition, not poisoned.
+    let other = services.partition_of("00000000-0000-0000-0000-000000000009");
+    assert_eq!(xdrsync::usecase::failures::list(&other).await.unwrap().len(), 1);
     // A malformed envelope is the host's bug, not a message: a 400 with a reason.
     let r = reqwest::Client::new().post(format!("{base}/IncidentSync")).body("not json").send().await.unwrap();
     assert_eq!(r.status(), 400);

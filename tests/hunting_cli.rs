@@ -30,7 +30,7 @@ fn schema_prints_a_tables_columns_and_names_the_tables_on_a_typo() {
     assert_eq!(code, 0);
     assert!(text.contains("SenderFromAddress") && text.contains("XdrsyncRowKey"), "{text}");
     let (code, text) = xdrsync(&HashMap::new(), &["hunting", "schema", "DeviceProces"]);
-    assert_eq!(code, 1);
+    assert_eq!(code, 2, "an unknown table is bad input");
     assert!(text.contains("DeviceProcessEvents"), "names the tables: {text}");
 }
 

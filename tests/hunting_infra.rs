@@ -32,7 +32,7 @@ fn the_bicep_names_streams_and_tables_as_the_product_sends_them() {
     let t = &TABLES[0];
     assert_eq!(t.stream(), format!("Custom-{}", t.name));
     assert_eq!(t.output_table(), format!("{}_CL", t.name));
-    assert!(dcr.contains("streamDeclarations: schema.streams") && dcr.contains("outputStream: 'Custom-${name}_CL'"));
+    assert!(dcr.contains("schema.streams['Custom-${name}']") && dcr.contains("outputStream: 'Custom-${name}_CL'"));
     assert!(infra_json()["streams"].get(t.stream()).is_some(), "streams are keyed by the product's stream name");
     assert!(ws.contains("name: '${name}_CL'"));
     let ingestion = infra("ingestion.bicep");

@@ -49,6 +49,15 @@ const HOST_SETTINGS: &[(&str, &str)] = &[
         "the host sends its telemetry and xdrsync's log lines to Application Insights",
     ),
     ("AzureWebJobsStorage__accountName", "also read by xdrsync (config.rs), for its tables and queue"),
+    (
+        "AzureWebJobsStorage__credential",
+        "the host reaches its storage with the user-assigned identity (managedidentity)",
+    ),
+    ("AzureWebJobsStorage__clientId", "that identity's client id, for the host"),
+    (
+        "WEBSITE_RUN_FROM_PACKAGE_BLOB_MI_RESOURCE_ID",
+        "Linux Consumption: the identity the host fetches the package blob with",
+    ),
     ("RUST_LOG", "read by tracing_subscriber's EnvFilter (telemetry.rs), not by name in config.rs"),
 ];
 
@@ -255,7 +264,7 @@ fn flex_consumption_with_the_custom_runtime_is_the_default_and_keeps_shared_keys
     for needle in [
         "sku: isFlex ? { name: 'FC1', tier: 'FlexConsumption' } : { name: 'Y1', tier: 'Dynamic' }",
         "runtime: { name: 'custom', version: '1.0' }",
-        "authentication: { type: 'SystemAssignedIdentity' }",
+        "authentication: { type: 'UserAssignedIdentity', userAssignedIdentityResourceId: identity.id }",
         "maximumInstanceCount: maximumInstanceCount",
         "sharedKeyAccess: !isFlex",
         "properties: isFlex ? appSettings : union(appSettings, consumptionSettings)",

@@ -13,6 +13,7 @@ use serde_json::json;
 use support::*;
 use xdrsync::app;
 use xdrsync::domain::names::sentinel_incident_name;
+use xdrsync::ports::Table;
 use xdrsync::standalone::{self, Runner};
 use xdrsync::usecase::Ports;
 use xdrsync_sim::sim::seed::SeedSpec;
@@ -199,7 +200,7 @@ async fn a_crash_between_enqueue_and_cursor_advance_loses_nothing() {
     let ids = seed(&sim, SeedSpec { count: 12, ..Default::default() });
     // The poll enqueues, then "crashes" before saving the cursor: storage refuses the write.
     let mut crashing = services.clone();
-    crashing.store = Arc::new(FailCursorWrites(services.store.clone()));
+    crashing.store = Arc::new(FailWrites { inner: services.store.clone(), table: Table::Cursors, upserts: false });
     let crashed = xdrsync::usecase::poll::poll_defender(&crashing).await;
     assert!(crashed.is_err(), "the cursor write failed");
     assert_eq!(
@@ -223,13 +224,18 @@ async fn a_crash_between_enqueue_and_cursor_advance_loses_nothing() {
     runner.shutdown().await;
 }
 
-/// A store whose cursor writes fail, as if the process died before saving the cursor.
-struct FailCursorWrites(Arc<dyn xdrsync::ports::StateStore>);
+/// A store whose inserts and replaces (and, with `upserts`, upserts) of one table fail: cursor
+/// writes, as if the process died before saving the cursor; or failure records.
+struct FailWrites {
+    inner: Arc<dyn xdrsync::ports::StateStore>,
+    table: Table,
+    upserts: bool,
+}
 
 #[async_trait::async_trait]
-impl xdrsync::ports::StateStore for FailCursorWrites {
+impl xdrsync::ports::StateStore for FailWrites {
     async fn ensure_tables(&self) -> Result<(), xdrsync::error::PortError> {
-        self.0.ensure_tables().await
+        self.inner.ensure_tables().await
     }
     async fn get(
         &self,
@@ -237,17 +243,17 @@ impl xdrsync::ports::StateStore for FailCursorWrites {
         pk: &str,
         rk: &str,
     ) -> Result<Option<(xdrsync::ports::Entity, xdrsync::ports::ETag)>, xdrsync::error::PortError> {
-        self.0.get(t, pk, rk).await
+        self.inner.get(t, pk, rk).await
     }
     async fn insert(
         &self,
         t: xdrsync::ports::Table,
         e: &xdrsync::ports::Entity,
     ) -> Result<xdrsync::ports::ETag, xdrsync::error::PortError> {
-        if t == xdrsync::ports::Table::Cursors {
+        if t == self.table {
             return Err(xdrsync::error::PortError::unavailable("crash", "process died"));
         }
-        self.0.insert(t, e).await
+        self.inner.insert(t, e).await
     }
     async fn replace(
         &self,
@@ -255,44 +261,52 @@ impl xdrsync::ports::StateStore for FailCursorWrites {
         e: &xdrsync::ports::Entity,
         etag: &xdrsync::ports::ETag,
     ) -> Result<xdrsync::ports::ETag, xdrsync::error::PortError> {
-        if t == xdrsync::ports::Table::Cursors {
+        if t == self.table {
             return Err(xdrsync::error::PortError::unavailable("crash", "process died"));
         }
-        self.0.replace(t, e, etag).await
+        self.inner.replace(t, e, etag).await
     }
     async fn upsert(
         &self,
         t: xdrsync::ports::Table,
         e: &xdrsync::ports::Entity,
     ) -> Result<(), xdrsync::error::PortError> {
-        self.0.upsert(t, e).await
+        if self.upserts && t == self.table {
+            return Err(xdrsync::error::PortError::unavailable("storage", "table unavailable"));
+        }
+        self.inner.upsert(t, e).await
     }
     async fn upsert_many(
         &self,
         t: xdrsync::ports::Table,
         e: &[xdrsync::ports::Entity],
     ) -> Result<(), xdrsync::error::PortError> {
-        self.0.upsert_many(t, e).await
+        self.inner.upsert_many(t, e).await
     }
     async fn delete(&self, t: xdrsync::ports::Table, pk: &str, rk: &str) -> Result<(), xdrsync::error::PortError> {
-        self.0.delete(t, pk, rk).await
+        self.inner.delete(t, pk, rk).await
     }
     async fn query_partition(
         &self,
         t: xdrsync::ports::Table,
         pk: &str,
     ) -> Result<Vec<xdrsync::ports::Entity>, xdrsync::error::PortError> {
-        self.0.query_partition(t, pk).await
+        self.inner.query_partition(t, pk).await
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_message_that_keeps_failing_goes_to_the_poison_queue_after_5_dequeues() {
+async fn a_message_whose_failure_cannot_be_recorded_goes_to_the_poison_queue_after_5_dequeues() {
     let sim = start_sim(SimConfig::demo()).await;
     let az = Azurite::start();
     let mut vars = fast_settings(&sim, &az);
     vars.insert("XDRSYNC_POLL_SCHEDULE".into(), "0 0 0 1 1 *".into()); // effectively never
-    let (runner, services) = start_runner(&vars).await;
+                                                                       // A failure that is recorded goes back to the queue on a backoff; one that cannot be
+                                                                       // recorded is left to the queue's own redelivery and poison rule.
+    let mut s = app::build(config(&vars));
+    s.store = Arc::new(FailWrites { inner: s.store.clone(), table: Table::Failures, upserts: true });
+    let services = Arc::new(s);
+    let runner = standalone::start(services.clone(), 0).await.expect("runner starts");
     let ids = seed(&sim, SeedSpec { count: 1, ..Default::default() });
     services.tokens.token(&services.config.arm_scope).await.unwrap();
     sim.sim.faults.set(vec![FaultRule {

@@ -365,13 +365,26 @@ async fn connect_checks_lists_and_disables_duplicating_rules_warns_and_polls() {
     assert!(r["poll"].as_str().unwrap().contains("Defender 2 listed"), "{r}");
     assert!(enabled(MDE) && enabled(MDO), "nothing changed without the flag");
 
-    // Disabling needs Microsoft Sentinel Contributor: without it, said so, nothing changed.
-    let (_, out, _) = run(&vars, &["connect", "--disable-duplicate-rules", "--json"]).await;
+    // Disabling needs Microsoft Sentinel Contributor: without it, said so, the duplicates
+    // warning kept, nothing changed, and the command fails (exit 1, not "connected").
+    let (code, out, err) = run(&vars, &["connect", "--disable-duplicate-rules", "--json"]).await;
+    assert_eq!(code, 1, "{out}{err}");
     let r = json_of(&out);
+    assert_eq!(r["ok"], false, "{r}");
     let rules = r["incidentCreationRules"].as_array().unwrap();
     let mde = rules.iter().find(|x| x["product"] == MDE).unwrap();
     assert!(mde["action"].as_str().unwrap().contains("Microsoft Sentinel Contributor"), "{r}");
+    assert!(r["workspaces"][0]["notDisabled"].to_string().contains("Microsoft Sentinel Contributor"), "{r}");
+    assert!(r["warnings"].to_string().contains("each incident would appear twice"), "{r}");
     assert!(enabled(MDE));
+    let (code, text, err) = run(&vars, &["connect", "--disable-duplicate-rules"]).await;
+    assert_eq!(code, 1, "{text}{err}");
+    assert!(text.contains("not disabled: ") && text.contains("Microsoft Sentinel Contributor"), "{text}");
+    assert!(
+        text.lines().any(|l| l.starts_with("warning:") && l.contains("appear twice") && l.contains("refused")),
+        "{text}"
+    );
+    assert!(text.contains("not connected") && !text.lines().any(|l| l == "connected"), "{text}");
 
     let g = sim_post(&sim, "/_sim/permissions/grant", json!({"role": "Microsoft Sentinel Contributor"})).await;
     assert!(g.status().is_success());
@@ -381,7 +394,7 @@ async fn connect_checks_lists_and_disables_duplicating_rules_warns_and_polls() {
     assert!(!enabled(MDE) && !enabled(MDO), "{text}");
     assert!(enabled(MDC), "Defender for Cloud's rule is left alone");
     assert!(text.contains("warning: the Microsoft Defender XDR data connector"), "{text}");
-    assert!(text.contains("connected"), "{text}");
+    assert!(text.lines().any(|l| l == "connected"), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -44,8 +44,14 @@ fn package_sh(args: &[&Path], binary: &Path, path_first: Option<&Path>) -> (i32,
 fn package_ships_the_xdrsync_binary_and_refuses_any_other() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("app");
-    let (code, text) =
-        run(Command::new(XDRSYNC).args(["package", "--out", out.to_str().unwrap(), "--binary", XDRSYNC]));
+    let (code, text) = run(Command::new(XDRSYNC).args([
+        "package",
+        "--allow-newer-glibc",
+        "--out",
+        out.to_str().unwrap(),
+        "--binary",
+        XDRSYNC,
+    ]));
     assert_eq!(code, 0, "{text}");
     assert!(text.contains(&format!("packaged xdrsync {}", env!("CARGO_PKG_VERSION"))), "{text}");
     assert!(out.join("xdrsync").exists() && out.join("host.json").exists());
@@ -58,7 +64,7 @@ fn package_ships_the_xdrsync_binary_and_refuses_any_other() {
         let out = dir.path().join("refused");
         let (code, text) =
             run(Command::new(XDRSYNC).args(["package", "--out", out.to_str().unwrap(), "--binary"]).arg(other));
-        assert_ne!(code, 0, "{}: {text}", other.display());
+        assert_eq!(code, 2, "{}: {text}", other.display());
         assert!(text.contains("refusing") || text.contains("cannot read"), "{text}");
         assert!(!out.exists(), "nothing written for {}", other.display());
     }
@@ -119,4 +125,53 @@ fn the_script_refuses_a_binary_needing_a_newer_glibc_or_not_xdrsync() {
         assert_eq!(code, 1, "{text}");
         assert!(!out.exists());
     }
+}
+
+/// An ELF carrying xdrsync's marker that needs `glibc` (e.g. "GLIBC_2.34").
+fn marked_elf(dir: &Path, glibc: &str) -> PathBuf {
+    let parts = xdrsync::package::MARKER_PARTS;
+    let marker = format!("{}{}9.9.9\0", parts[1], parts[0]);
+    let path = dir.join(format!("xdrsync-{glibc}"));
+    std::fs::write(&path, xdrsync::package::glibc::test_elf(&["GLIBC_2.2.5", glibc], marker.as_bytes())).unwrap();
+    path
+}
+
+#[test]
+fn package_refuses_a_newer_glibc_and_a_non_empty_folder_with_exit_2_writing_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("app");
+    let package = |binary: &Path, extra: &[&str]| {
+        run(Command::new(XDRSYNC).args(["package", "--out", out.to_str().unwrap(), "--binary"]).arg(binary).args(extra))
+    };
+    let new = marked_elf(dir.path(), "GLIBC_2.34");
+    let (code, text) = package(&new, &[]);
+    assert_eq!(code, 2, "{text}");
+    assert!(text.contains("needs GLIBC_2.34, newer than 2.28") && text.contains("--allow-newer-glibc"), "{text}");
+    assert!(!out.exists(), "nothing written");
+    let (code, text) = package(&new, &["--allow-newer-glibc"]);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("WARNING") && text.contains("GLIBC_2.34"), "a loud warning: {text}");
+
+    // A folder holding an app (and a stale function): refused, untouched; --force empties it.
+    std::fs::create_dir_all(out.join("OldFunction")).unwrap();
+    std::fs::write(out.join("OldFunction/function.json"), "{}").unwrap();
+    let ok = marked_elf(dir.path(), "GLIBC_2.28");
+    let (code, text) = package(&ok, &[]);
+    assert_eq!(code, 2, "{text}");
+    assert!(text.contains("not empty") && text.contains("--force"), "{text}");
+    assert!(out.join("OldFunction/function.json").exists(), "left untouched");
+    let (code, text) = package(&ok, &["--force"]);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("needs glibc 2.28") && !text.contains("WARNING"), "{text}");
+    assert!(!out.join("OldFunction").exists() && out.join("IncidentSync/function.json").exists(), "{text}");
+}
+
+#[test]
+fn package_help_points_to_the_glibc_2_28_build() {
+    let (code, text) = run(Command::new(XDRSYNC).args(["package", "--help"]));
+    assert_eq!(code, 0);
+    assert!(
+        text.contains("scripts/package.sh") && text.contains("2.28") && !text.contains("build with --release first"),
+        "{text}"
+    );
 }

@@ -63,7 +63,6 @@ async fn both_sides_edit(policy: &str) -> (String, String, String) {
     let name = sentinel_incident_name(&s.config.tenant_id, &ids[0]);
     // Sentinel first, Defender later: latest-wins picks Defender.
     sim_post(&sim, &format!("/_sim/sentinel/incidents/{name}/edit"), json!({"status": "Active"})).await;
-    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     sim_post(
         &sim,
         &format!("/_sim/defender/incidents/{}/edit", ids[0]),

@@ -1,7 +1,8 @@
 //! The standalone HTTP surface: `xdrsync run` answers only `GET /api/health` and
 //! `POST /api/sentinel/incidents`, on `XDRSYNC_HTTP_BIND`; every Functions invocation route is a
 //! JSON 404 and runs nothing (the same envelope on the Functions handler does sync). A body over
-//! the webhook's limit gets the documented JSON 413 on both servers.
+//! the webhook's limit gets the documented JSON 413 on both servers; a caller without the key is
+//! answered 401 from the headers, before any body is read.
 
 mod support;
 
@@ -157,9 +158,41 @@ async fn a_body_over_the_limit_gets_the_json_413_on_both_servers() {
     for server in [base(&runner), functions] {
         let url = format!("{server}/api/sentinel/incidents");
         assert_json_413(&url, Some(KEY)).await;
-        // The size is checked before the key: an unauthenticated giant body gets the same answer.
-        assert_json_413(&url, None).await;
     }
+    assert!(queue.texts(&services.config.queue_name).is_empty());
+    runner.shutdown().await;
+}
+
+/// Sends a webhook request's head declaring a body, sends none of it, and reads the answer.
+async fn head_only(addr: std::net::SocketAddr, key: Option<&str>) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let key = key.map(|k| format!("x-xdrsync-key: {k}\r\n")).unwrap_or_default();
+    let head = format!(
+        "POST /api/sentinel/incidents HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n{key}Content-Length: 1000\r\n\r\n"
+    );
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    let mut got = vec![0u8; 4096];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(5), tcp.read(&mut got))
+        .await
+        .expect("answered from the headers, without waiting for the body")
+        .unwrap();
+    String::from_utf8_lossy(&got[..n]).into_owned()
+}
+
+#[tokio::test]
+async fn the_key_is_checked_from_the_headers_before_any_body_is_read() {
+    let sim = start_sim(SimConfig::demo()).await;
+    let (runner, services, queue) = start_runner(&sim).await;
+    for key in [None, Some("test-webhook-key-012345678X")] {
+        let got = head_only(runner.http_addr, key).await;
+        assert!(got.starts_with("HTTP/1.1 401"), "{key:?}: {got}");
+        assert!(got.contains("\"Unauthorized\""), "{got}");
+    }
+    // With the key, the server does wait for the body it was promised.
+    let waited =
+        tokio::time::timeout(std::time::Duration::from_millis(500), head_only(runner.http_addr, Some(KEY))).await;
+    assert!(waited.is_err(), "answered a keyed request before its body: {waited:?}");
     assert!(queue.texts(&services.config.queue_name).is_empty());
     runner.shutdown().await;
 }

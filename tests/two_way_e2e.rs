@@ -40,9 +40,13 @@ async fn start(vars: &HashMap<String, String>) -> (Runner, Arc<Ports>) {
 }
 
 fn enable_automation(sim: &RunningSim, runner: &Runner) {
+    enable_automation_with_key(sim, runner, KEY);
+}
+
+fn enable_automation_with_key(sim: &RunningSim, runner: &Runner, key: &str) {
     *sim.sim.automation.lock().unwrap() = Some(Automation {
         url: format!("http://127.0.0.1:{}/api/sentinel/incidents", runner.http_addr.port()),
-        key: KEY.into(),
+        key: key.into(),
         delay_ms: 100,
     });
 }
@@ -272,6 +276,10 @@ async fn with_the_webhook_off_the_sweep_still_delivers_every_sentinel_edit() {
     let (runner, services) = start(&vars(&sim, &az, None)).await;
     let tenant = services.config.tenant_id.clone();
     let ids = mirror_all(&sim, &tenant, 10).await;
+    // The playbook fires on every edit but presents a key xdrsync refuses: the webhook is off in
+    // effect, and only the sweep can carry the edits.
+    enable_automation_with_key(&sim, &runner, "a-key-xdrsync-does-not-hold");
+    sim.sim.stats.reset();
     for id in &ids {
         let name = sentinel_incident_name(&tenant, id);
         edit_sentinel(
@@ -290,7 +298,12 @@ async fn with_the_webhook_off_the_sweep_still_delivers_every_sentinel_edit() {
         })
     })
     .await;
-    assert_eq!(sim_stat(&sim, "automation.deliveries").await, 0, "the webhook played no part");
+    assert!(sim_stat(&sim, "automation.fired").await >= 10, "the playbook fired on the analysts' edits");
+    eventually_async(30, "every playbook call answered", || async {
+        sim_stat(&sim, "automation.failures").await == sim_stat(&sim, "automation.fired").await
+    })
+    .await;
+    assert_eq!(sim_stat(&sim, "automation.deliveries").await, 0, "the webhook accepted none: the sweep did it all");
 
     runner.shutdown().await;
 }

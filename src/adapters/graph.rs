@@ -24,7 +24,13 @@ pub struct GraphDefender {
     /// `$select` is not among the documented options of the incidents list; it is tried, and
     /// dropped for the life of the process if the service refuses it.
     select_refused: std::sync::atomic::AtomicBool,
+    /// Likewise `alerts_v2?$filter=incidentId eq …` (see [`GraphDefender::list_alerts`]).
+    incident_filter_refused: std::sync::atomic::AtomicBool,
 }
+
+/// How far before an incident's creation its alerts' `lastUpdateDateTime` may lie (assumed: an
+/// alert joins an incident within this of the incident's creation, or is updated when it joins).
+const ALERT_LEAD: time::Duration = time::Duration::days(1);
 
 impl GraphDefender {
     /// `endpoint` is the Graph root (e.g. `https://graph.microsoft.com`).
@@ -33,6 +39,7 @@ impl GraphDefender {
             client,
             base: format!("{}/v1.0", endpoint.as_str().trim_end_matches('/')),
             select_refused: Default::default(),
+            incident_filter_refused: Default::default(),
         }
     }
 
@@ -108,11 +115,48 @@ impl DefenderApi for GraphDefender {
         answer.map(|a| a.json(self.client.service)).transpose()
     }
 
+    /// One incident's alerts, when `$expand=alerts` failed or came back paged.
+    ///
+    /// Documented (List alerts_v2, microsoft-graph-docs-contrib): `$filter` on assignedTo,
+    /// classification, determination, createdDateTime, lastUpdateDateTime, severity,
+    /// serviceSource and status; `incidentId` is not among them. `incidentId eq '…'` is widely
+    /// used and tried first; on a 400 it is dropped for the life of the process, and the alerts
+    /// are found with documented calls: the incident (plain GET) for its creation time, then
+    /// alerts updated since a day before it, kept where `incidentId` matches. Either way the
+    /// answer is checked client-side, so a service that ignored the filter is still right.
     #[tracing::instrument(level = "debug", skip_all, fields(incident.id = %incident_id))]
     async fn list_alerts(&self, incident_id: &str) -> Result<Vec<DefenderAlert>, PortError> {
-        let filter = format!("incidentId eq {}", string_literal(incident_id));
+        use std::sync::atomic::Ordering;
+        let mine = |mut alerts: Vec<DefenderAlert>| {
+            alerts.retain(|a| a.incident_id.as_deref() == Some(incident_id));
+            alerts
+        };
+        if !self.incident_filter_refused.load(Ordering::Relaxed) {
+            let filter = format!("incidentId eq {}", string_literal(incident_id));
+            let url = format!("{}/security/alerts_v2?$filter={}", self.base, encode_query_value(&filter));
+            match get_all_pages(&self.client, self.call(Method::GET, url)).await {
+                Err(PortError::Rejected { reason, .. }) => {
+                    tracing::info!(error.message = %reason, "Graph refused $filter=incidentId on alerts_v2; listing alerts by lastUpdateDateTime");
+                    self.incident_filter_refused.store(true, Ordering::Relaxed);
+                }
+                other => return other.map(mine),
+            }
+        }
+        let url = format!("{}/security/incidents/{}", self.base, encode_path_segment(incident_id));
+        let incident: Option<DefenderIncident> = match self.client.send_optional(&self.call(Method::GET, url)).await? {
+            Some(a) => Some(a.json(self.client.service)?),
+            None => None,
+        };
+        // An unknown incident has no alerts; the list is still read (over an empty window), so the
+        // call proves the alerts permission as the filtered one did (`xdrsync check`).
+        let since = match &incident {
+            Some(i) => i.created_date_time.unwrap_or(i.last_update_date_time) - ALERT_LEAD,
+            None => OffsetDateTime::now_utc(),
+        };
+        let filter = format!("lastUpdateDateTime ge {}", time_fmt::format(since));
         let url = format!("{}/security/alerts_v2?$filter={}", self.base, encode_query_value(&filter));
-        get_all_pages(&self.client, self.call(Method::GET, url)).await
+        let alerts = get_all_pages(&self.client, self.call(Method::GET, url)).await?;
+        Ok(if incident.is_some() { mine(alerts) } else { Vec::new() })
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(incident.id = %id))]

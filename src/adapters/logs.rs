@@ -101,3 +101,34 @@ impl LogsIngestion for DcrLogsIngestion {
         Ok(report)
     }
 }
+
+/// Rows sent to the DCR of their stream: the advanced-hunting export's tables each have their own
+/// DCR when there are more than one DCR holds (10 streams, Azure Monitor service limits), so a
+/// stream is looked up in `routes` and falls back to `default`.
+pub struct RoutedLogsIngestion {
+    pub default: std::sync::Arc<dyn LogsIngestion>,
+    /// Stream name (`Custom-<Table>`) → that table's DCR.
+    pub routes: Vec<(String, std::sync::Arc<dyn LogsIngestion>)>,
+}
+
+impl RoutedLogsIngestion {
+    fn target(&self, stream: &str) -> &dyn LogsIngestion {
+        self.routes.iter().find(|(s, _)| s == stream).map_or(self.default.as_ref(), |(_, l)| l.as_ref())
+    }
+}
+
+#[async_trait]
+impl LogsIngestion for RoutedLogsIngestion {
+    async fn upload_reporting(
+        &self,
+        stream: &str,
+        rows: &[Value],
+        on_accepted: &dyn AcceptedRows,
+    ) -> Result<UploadReport, PortError> {
+        self.target(stream).upload_reporting(stream, rows, on_accepted).await
+    }
+
+    async fn probe(&self, stream: &str) -> Result<(), PortError> {
+        self.target(stream).probe(stream).await
+    }
+}

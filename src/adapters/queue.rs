@@ -43,6 +43,23 @@ impl AzureQueues {
     }
 }
 
+impl AzureQueues {
+    /// Update Message with the message's pop receipt: visible again after `visibility`.
+    /// Documented to answer the message's new pop receipt (`x-ms-popreceipt`), which replaces the
+    /// one sent; the timeout counts from the service's clock.
+    async fn update(&self, queue: &str, msg: &QueueMessage, visibility: Duration) -> Result<String, PortError> {
+        let client = self.service.queue_client(queue);
+        let receipt = PopReceipt::new(msg.id.clone(), msg.pop_receipt.clone());
+        bump(&self.counters.queue);
+        client
+            .pop_receipt_client(receipt)
+            .update(encode_message_text(&msg.text), visibility)
+            .await
+            .map(|r| r.pop_receipt)
+            .map_err(|e| from_azure(SERVICE, e))
+    }
+}
+
 /// Decodes base64 message text; text that is not base64 (written by another tool with
 /// `messageEncoding: none`) is passed through as-is.
 pub fn decode_message_text(wire: &str) -> String {
@@ -148,15 +165,16 @@ impl WorkQueue for AzureQueues {
     }
 
     async fn release(&self, queue: &str, msg: &QueueMessage, delay: Duration) -> Result<(), PortError> {
-        let client = self.service.queue_client(queue);
-        let receipt = PopReceipt::new(msg.id.clone(), msg.pop_receipt.clone());
-        bump(&self.counters.queue);
-        client
-            .pop_receipt_client(receipt)
-            .update(encode_message_text(&msg.text), delay)
-            .await
-            .map(|_| ())
-            .map_err(|e| from_azure(SERVICE, e))
+        self.update(queue, msg, delay).await.map(|_| ())
+    }
+
+    async fn extend_visibility(
+        &self,
+        queue: &str,
+        msg: &QueueMessage,
+        visibility: Duration,
+    ) -> Result<String, PortError> {
+        self.update(queue, msg, visibility).await
     }
 
     async fn approximate_len(&self, queue: &str) -> Result<usize, PortError> {
@@ -164,6 +182,21 @@ impl WorkQueue for AzureQueues {
         bump(&self.counters.queue);
         let r = client.get_metadata().await.map_err(|e| from_azure(SERVICE, e))?;
         Ok(r.approximate_messages_count)
+    }
+
+    /// Peek Messages (`GET …/messages?peekonly=true&numofmessages=32`): documented to return
+    /// messages from the front of the queue, each with its `InsertionTime`, without changing
+    /// their visibility; invisible messages are not returned. The front is not documented as
+    /// strictly oldest-first, so the oldest of up to 32 is taken.
+    async fn peek_oldest_inserted(&self, queue: &str) -> Result<Option<time::OffsetDateTime>, PortError> {
+        let client = self.service.queue_client(queue);
+        bump(&self.counters.queue);
+        let r = client
+            .peek_messages()
+            .number_of_messages(NumberOfMessages::new(32))
+            .await
+            .map_err(|e| from_azure(SERVICE, e))?;
+        Ok(r.messages.iter().map(|m| m.insertion_time).min())
     }
 }
 

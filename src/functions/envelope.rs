@@ -57,10 +57,15 @@ impl InvokeRequest {
     }
 }
 
-/// Queue message text as the host passes it: a JSON string (possibly the message's JSON
-/// quoted), or an already-parsed object.
+/// The queue message's text from the host's `Data` value: the host passes it as a JSON string
+/// whose content is the text JSON-quoted once more (that one layer is removed here), or, from
+/// some hosts, the text itself or an already-parsed object. Deeper layers (messages quoted by
+/// older versions) are left to `WorkItem::parse`.
 pub fn queue_text(v: &Value) -> String {
     match v {
+        Value::String(s) if s.trim_start().starts_with('"') => {
+            serde_json::from_str::<String>(s.trim()).unwrap_or_else(|_| s.clone())
+        }
         Value::String(s) => s.clone(),
         other => other.to_string(),
     }
@@ -138,7 +143,9 @@ mod tests {
             "Metadata": {"DequeueCount": 3, "Id": "\"abc\"", "sys": {"MethodName": "IncidentSync"}}
         }))
         .unwrap();
-        assert_eq!(queue_text(req.binding("msg").unwrap()), "\"{\\\"a\\\":1}\"");
+        assert_eq!(queue_text(req.binding("msg").unwrap()), "{\"a\":1}", "the host's quoting removed");
+        assert_eq!(queue_text(&json!("{\"a\":1}")), "{\"a\":1}", "unquoted text as is");
+        assert_eq!(queue_text(&json!("\"broken")), "\"broken", "not a JSON string: as is");
         assert_eq!(req.dequeue_count(), Some(3));
         assert_eq!(req.metadata_str("Id").as_deref(), Some("abc"));
         let req: InvokeRequest =

@@ -1,7 +1,9 @@
 //! The Azure Functions edge: the custom handler's HTTP server. The host calls
 //! `POST /{FunctionName}` with the invocation envelope; nothing outside this module knows the
-//! envelope. Queue rule (ARCHITECTURE.md: “The Functions edge”): a retryable failure answers non-2xx so the host retries and
-//! finally poison-queues; a message that can never succeed is logged and acknowledged (2xx).
+//! envelope. Queue rule (ARCHITECTURE.md: “The Functions edge”): a message is acknowledged (2xx)
+//! once synced, recorded in `Failures`, given back to the queue as a fresh copy, or, not being a
+//! work item, moved to the poison queue; only when nothing could be recorded (storage down) does
+//! it answer non-2xx, so the host redelivers and finally poison-queues.
 //! The handler listens on 127.0.0.1 only: the host is its one client.
 
 pub mod envelope;
@@ -129,7 +131,9 @@ async fn incident_sync(State(s): State<Arc<Ports>>, LimitedBody(body): Envelope)
     };
     let id = req.metadata_str("Id").unwrap_or_default();
     match jobs::sync_message(&s, &queue_text(value), req.dequeue_count().unwrap_or(1), &id).await {
-        QueueVerdict::Done(line) | QueueVerdict::Drop(line) => reply(StatusCode::OK, InvokeResponse::log(line)),
+        QueueVerdict::Done(line) | QueueVerdict::Deferred(line) | QueueVerdict::Drop(line) => {
+            reply(StatusCode::OK, InvokeResponse::log(line))
+        }
         QueueVerdict::Retry(line) => reply(StatusCode::INTERNAL_SERVER_ERROR, InvokeResponse::log(line)),
     }
 }
@@ -141,7 +145,7 @@ async fn health_payload(State(s): State<Arc<Ports>>, LimitedBody(body): Envelope
     };
     let http = req.binding("req").map(envelope::HttpTriggerRequest::from_value).unwrap_or_default();
     let keyed = http.header("x-xdrsync-key").is_some_and(|k| s.config.webhook_key_matches(k));
-    let h = crate::usecase::health::check(&s, keyed).await;
+    let h = crate::usecase::health_cache::current(&s, keyed).await;
     let mut out = InvokeResponse::default();
     out.outputs.insert("res".into(), http_output(h.http_status(), &serde_json::to_value(&h).unwrap_or_default()));
     reply(StatusCode::OK, out)

@@ -80,6 +80,9 @@ pub struct Report {
     pub dropped: u64,
     /// Failed for now: recorded in `Failures`, retried by the poller (or `xdrsync retry`).
     pub failed: u64,
+    /// Given back to the queue (a throttle, or a failure retried on its backoff): the workers
+    /// finish them.
+    pub deferred: u64,
     pub finished: bool,
     pub interrupted: bool,
     pub elapsed_seconds: f64,
@@ -163,13 +166,14 @@ async fn for_tenant(
 
     let done = AtomicU64::new(0);
     let (synced, dropped, failed) = (AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0));
+    let deferred = AtomicU64::new(0);
     let concurrency = cfg.workers.clamp(1, 8);
     let mut interrupted = false;
     for (window, items) in &windows {
         futures::stream::iter(items)
             .for_each_concurrent(concurrency, |stamp| {
                 let stop = stop.clone();
-                let (done, synced, dropped, failed) = (&done, &synced, &dropped, &failed);
+                let (done, synced, dropped, failed, deferred) = (&done, &synced, &dropped, &failed, &deferred);
                 async move {
                     if stop.load(Ordering::Relaxed) {
                         return;
@@ -177,6 +181,7 @@ async fn for_tenant(
                     let item = WorkItem::reconcile(tenant, &stamp.id, ChangeHint::Reconcile);
                     match sync_message(s, &item.to_json(), 1, "backfill").await {
                         QueueVerdict::Done(_) => synced.fetch_add(1, Ordering::Relaxed),
+                        QueueVerdict::Deferred(_) => deferred.fetch_add(1, Ordering::Relaxed),
                         QueueVerdict::Drop(_) => dropped.fetch_add(1, Ordering::Relaxed),
                         QueueVerdict::Retry(_) => failed.fetch_add(1, Ordering::Relaxed),
                     };
@@ -215,6 +220,7 @@ async fn for_tenant(
         synced: synced.load(Ordering::Relaxed),
         dropped: dropped.load(Ordering::Relaxed),
         failed: failed.load(Ordering::Relaxed),
+        deferred: deferred.load(Ordering::Relaxed),
         finished: !interrupted,
         interrupted,
         elapsed_seconds: (elapsed * 10.0).round() / 10.0,
@@ -323,20 +329,26 @@ pub fn render(r: &Report) -> String {
         out.push_str(&format!("resumed at {}\n", time_fmt::format(at)));
     }
     out.push_str(&format!(
-        "backfill from {}: {} of {} incident(s) in {:.1} s ({} per minute): {} synced, {} dropped, {} failed\n",
+        "backfill from {}: {} of {} incident(s) in {:.1} s ({} per minute): {} synced, {} dropped, {} failed, {} deferred\n",
         time_fmt::format(r.from),
-        r.synced + r.dropped + r.failed,
+        r.synced + r.dropped + r.failed + r.deferred,
         r.total,
         r.elapsed_seconds,
         r.incidents_per_minute,
         r.synced,
         r.dropped,
-        r.failed
+        r.failed,
+        r.deferred
     ));
     out.push_str(&format!(
         "calls: Graph {} (budget {} per minute), ARM {}, Logs Ingestion {}\n",
         r.calls.graph, r.graph_calls_per_minute_budget, r.calls.arm, r.calls.logs
     ));
+    if r.deferred > 0 {
+        out.push_str(
+            "deferred incidents are back in the queue (the workers finish them; failures show in `xdrsync failures`)\n",
+        );
+    }
     if r.failed > 0 {
         out.push_str(
             "failed incidents are in `xdrsync failures`; the poller retries them (or `xdrsync retry --all`)\n",

@@ -53,6 +53,9 @@ pub struct WorkspaceFindings {
     /// The Microsoft Defender XDR connector creates incidents itself (`None`: could not read).
     pub xdr_connector_creates_incidents: Option<bool>,
     pub warnings: Vec<String>,
+    /// Duplicating rules `--disable-duplicate-rules` was asked to disable and could not (each
+    /// with why): the command then fails, since every incident still appears twice.
+    pub not_disabled: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -89,7 +92,8 @@ pub async fn run(s: &Ports, opts: Options) -> Report {
     let first = workspaces.first();
     let poll =
         if storage.is_ok() { crate::usecase::jobs::poll(s).await } else { Err("not run: storage is not ready".into()) };
-    let ok = checks.iter().all(|c| c.ok) && storage.is_ok() && poll.is_ok();
+    let disabled_all = workspaces.iter().all(|w| w.not_disabled.is_empty());
+    let ok = checks.iter().all(|c| c.ok) && storage.is_ok() && poll.is_ok() && disabled_all;
     let (poll, poll_error) = match poll {
         Ok(p) => (Some(p), None),
         Err(e) => (None, Some(e)),
@@ -112,7 +116,8 @@ pub async fn run(s: &Ports, opts: Options) -> Report {
 async fn inspect(w: &Ports, opts: Options) -> WorkspaceFindings {
     let name = w.config.workspace.name.clone();
     let mut warnings = Vec::new();
-    let (incident_creation_rules, rules_error) = match rules(w, opts, &mut warnings).await {
+    let mut not_disabled = Vec::new();
+    let (incident_creation_rules, rules_error) = match rules(w, opts, &mut warnings, &mut not_disabled).await {
         Ok(rows) => (rows, None),
         Err(e) => (Vec::new(), Some(e.to_string())),
     };
@@ -140,6 +145,7 @@ async fn inspect(w: &Ports, opts: Options) -> WorkspaceFindings {
         rules_error,
         xdr_connector_creates_incidents: xdr,
         warnings,
+        not_disabled,
     }
 }
 
@@ -151,7 +157,13 @@ async fn prepare_storage(s: &Ports) -> Result<(), PortError> {
 }
 
 /// Lists the Microsoft incident-creation rules; disables those for Defender XDR products when asked.
-async fn rules(s: &Ports, opts: Options, warnings: &mut Vec<String>) -> Result<Vec<RuleRow>, PortError> {
+/// A rule that could not be disabled stays in the duplicates warning and in `not_disabled`.
+async fn rules(
+    s: &Ports,
+    opts: Options,
+    warnings: &mut Vec<String>,
+    not_disabled: &mut Vec<String>,
+) -> Result<Vec<RuleRow>, PortError> {
     let listed = s.sentinel.list_alert_rules().await?;
     let mut rows = Vec::new();
     let mut left_enabled = Vec::new();
@@ -168,15 +180,26 @@ async fn rules(s: &Ports, opts: Options, warnings: &mut Vec<String>) -> Result<V
         } else if !rule.enabled() {
             rows.push(row(false, "already disabled"));
         } else if opts.disable_duplicate_rules {
-            rows.push(disable(s, rule).await);
+            let done = disable(s, rule).await;
+            if done.enabled {
+                left_enabled.push(rule.display_name().to_string());
+                not_disabled
+                    .push(format!("{} in workspace {}: {}", done.display_name, s.config.workspace.name, done.action));
+            }
+            rows.push(done);
         } else {
             left_enabled.push(rule.display_name().to_string());
             rows.push(row(true, "left enabled (duplicates incidents)"));
         }
     }
     if !left_enabled.is_empty() {
+        let next = if opts.disable_duplicate_rules {
+            "Disabling was refused (see the rules above): fix that, then run connect --disable-duplicate-rules again"
+        } else {
+            "Run again with --disable-duplicate-rules"
+        };
         warnings.push(format!(
-            "{} Microsoft incident-creation rule(s) for Defender XDR products are enabled in workspace {}: each incident would appear twice ({}). Run again with --disable-duplicate-rules",
+            "{} Microsoft incident-creation rule(s) for Defender XDR products are enabled in workspace {}: each incident would appear twice ({}). {next}",
             left_enabled.len(),
             s.config.workspace.name,
             left_enabled.join("; ")
@@ -254,10 +277,14 @@ pub fn render(r: &Report) -> String {
     if let Some(e) = &r.poll_error {
         out.push_str(&format!("poll: FAILED {e}\n"));
     }
+    let not_disabled: Vec<&String> = r.workspaces.iter().flat_map(|w| &w.not_disabled).collect();
+    for n in &not_disabled {
+        out.push_str(&format!("not disabled: {n}\n"));
+    }
     out.push_str(if r.ok {
         "connected\n"
     } else {
-        "not connected: fix the lines marked FAIL, then run connect again\n"
+        "not connected: fix the lines marked FAIL or not disabled, then run connect again\n"
     });
     out
 }

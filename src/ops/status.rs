@@ -32,6 +32,8 @@ pub struct Status {
     /// Approximate message counts (queue metadata); `null` when the queue could not be read.
     pub queue_backlog: Option<usize>,
     pub poison: Option<usize>,
+    /// Age of the oldest visible message in the queue (Peek Messages; in-flight ones unseen).
+    pub oldest_message_age_seconds: Option<i64>,
     pub failures: usize,
     /// Mirrors created, incidents redirected (merged away in Defender) and conflicts, in the
     /// last 24 hours (whole hours; approximate).
@@ -101,6 +103,7 @@ pub async fn gather(s: &Ports) -> Status {
         feeds: details.feeds,
         queue_backlog: details.queue_backlog,
         poison: details.poison,
+        oldest_message_age_seconds: details.oldest_message_age_seconds,
         failures: details.failures,
         last_24h,
         last_errors,
@@ -173,8 +176,9 @@ pub fn render(st: &Status) -> String {
             why
         ));
     }
+    let oldest = st.oldest_message_age_seconds.map_or(String::new(), |a| format!(" · oldest {}", human(a)));
     out.push_str(&format!(
-        "queue           backlog {} · poison {} · failures {}\n",
+        "queue           backlog {}{oldest} · poison {} · failures {}\n",
         opt(st.queue_backlog),
         opt(st.poison),
         st.failures

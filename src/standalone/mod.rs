@@ -1,12 +1,16 @@
 //! `xdrsync run`: the same function bodies without a Functions host. Timers run on their
-//! NCRONTAB schedules behind an ETag-guarded lease (only one instance polls); queue workers
-//! receive with a visibility timeout, retry by letting messages reappear, and move a message to
+//! NCRONTAB schedules behind an ETag-guarded lease renewed while a tick runs (only one instance
+//! ticks at a time); queue workers receive with a short visibility timeout renewed while a
+//! message is processed, retry by letting messages reappear, and move a message to
 //! `<queue>-poison` after 5 failed dequeues, as the host does; HTTP serves only the two public
 //! routes, `GET /api/health` and `POST /api/sentinel/incidents` (no Functions invocation routes:
-//! nothing reachable here runs a job), on `XDRSYNC_HTTP_BIND`:`XDRSYNC_HTTP_PORT`; SIGTERM/Ctrl-C
-//! stops intake and lets in-flight work finish.
+//! nothing reachable here runs a job), on `XDRSYNC_HTTP_BIND`:`XDRSYNC_HTTP_PORT`. SIGTERM/Ctrl-C
+//! stops intake at once, gives in-flight work [`STOP_GRACE`], gives back what is still running
+//! (messages visible again, leases released) and returns within [`STOP_BOUND`].
 
 mod lease;
+#[cfg(test)]
+mod lease_tests;
 mod timers;
 mod worker;
 
@@ -25,7 +29,7 @@ use crate::usecase::{hunting_jobs, jobs};
 use timers::Timer;
 
 pub use lease::try_acquire;
-pub use worker::MAX_DEQUEUE_COUNT;
+pub use worker::{MAX_DEQUEUE_COUNT, PROCESSING_LEASE};
 
 /// What a runner has done (for tests and status).
 #[derive(Debug, Default)]
@@ -34,9 +38,18 @@ pub struct RunnerStats {
     pub messages_done: AtomicU64,
     pub messages_failed: AtomicU64,
     pub messages_poisoned: AtomicU64,
-    /// Runs of the hunting export started.
+    /// Ticks of the hunting query source (`HuntingExport`) started.
     pub hunting_runs: AtomicU64,
 }
+
+/// After a stop, how long in-flight work (a tick, a message) may still run before it is
+/// abandoned: a message is made visible again, a tick is dropped (the next holder redoes it).
+pub const STOP_GRACE: Duration = Duration::from_secs(5);
+/// How long giving back a message or a lease may take once stopping; past it, they expire on
+/// their own.
+pub(crate) const CLEANUP_BOUND: Duration = Duration::from_secs(2);
+/// The longest [`Runner::shutdown`] takes: containers usually grant 30 s after SIGTERM.
+pub const STOP_BOUND: Duration = Duration::from_secs(9);
 
 /// A running standalone instance.
 pub struct Runner {
@@ -48,11 +61,22 @@ pub struct Runner {
 }
 
 impl Runner {
-    /// Stops intake and waits (bounded) for in-flight work.
+    /// Stops intake at once and waits for in-flight work to finish or be given back; returns
+    /// within [`STOP_BOUND`] whatever is still running (then aborted).
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
+        let deadline = tokio::time::Instant::now() + STOP_BOUND;
+        for mut t in self.tasks {
+            if tokio::time::timeout_at(deadline, &mut t).await.is_err() {
+                t.abort();
+            }
+        }
+    }
+
+    /// Ends every task at once, giving nothing back: what a `kill -9` does (for tests).
+    pub fn kill(self) {
         for t in self.tasks {
-            let _ = tokio::time::timeout(Duration::from_secs(30), t).await;
+            t.abort();
         }
     }
 }
@@ -100,9 +124,11 @@ pub async fn start(services: Arc<Ports>, http_port: u16) -> anyhow::Result<Runne
             let _ = jobs::poll(&s).await;
         }
     })));
-    if !cfg.hunting.tables.is_empty() || !cfg.hunting.storage_tables.is_empty() {
-        let schedule = Schedule::parse(&cfg.hunting.schedule).map_err(anyhow::Error::msg)?;
-        let hunting = Timer { lease: hunting_jobs::HUNTING_EXPORT_NAME, schedule, label: "hunting export" };
+    // Each hunting source is its own singleton job with its own lease, as in Functions mode.
+    let hunting_schedule = || Schedule::parse(&cfg.hunting.schedule).map_err(anyhow::Error::msg);
+    if !cfg.hunting.tables.is_empty() {
+        let hunting =
+            Timer { lease: hunting_jobs::HUNTING_EXPORT_NAME, schedule: hunting_schedule()?, label: "hunting export" };
         let hunting_stats = stats.clone();
         tasks.push(tokio::spawn(timers::run(
             services.clone(),
@@ -113,8 +139,23 @@ pub async fn start(services: Arc<Ports>, http_port: u16) -> anyhow::Result<Runne
                 hunting_stats.hunting_runs.fetch_add(1, Ordering::Relaxed);
                 async move {
                     let _ = hunting_jobs::hunting_export(&s).await;
-                    let _ = hunting_jobs::hunting_storage(&s).await;
                 }
+            },
+        )));
+    }
+    if !cfg.hunting.storage_tables.is_empty() {
+        let storage = Timer {
+            lease: hunting_jobs::HUNTING_STORAGE_NAME,
+            schedule: hunting_schedule()?,
+            label: "hunting storage export",
+        };
+        tasks.push(tokio::spawn(timers::run(
+            services.clone(),
+            storage,
+            instance_id.clone(),
+            stopped.clone(),
+            |s| async move {
+                let _ = hunting_jobs::hunting_storage(&s).await;
             },
         )));
     }

@@ -10,15 +10,33 @@ use crate::domain::failures::{FailureClass, FailureRecord};
 use crate::error::PortError;
 use crate::metrics::CallCounts;
 use crate::ports::Table;
-use crate::records::{
-    feed_health_key, feed_label, CursorRecord, FeedHealth, ALERTS_FEED, HUNTING_FEED, HUNTING_STORAGE_FEED,
-    INCIDENTS_FEED, SENTINEL_FEED,
-};
-use crate::state::{load, put, RowKey};
+use crate::records::{feed_health_key, feed_label, FeedHealth};
+use crate::state::{load, put};
+use crate::usecase::health_facts::{self, Probe};
 use crate::usecase::Ports;
 
 /// Failures older than this make the status at least `degraded`.
 const OLD_FAILURE: Duration = Duration::minutes(15);
+/// A visible queue message older than this makes the status at least `degraded`: the workers
+/// are not keeping up (or not running), whatever the backlog count says.
+pub const OLD_MESSAGE: Duration = Duration::minutes(5);
+
+/// How a feed is judged: how often its schedule fires around now (the gap between
+/// consecutive occurrences, `Schedule::interval_around`) and how long one run may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cadence {
+    pub interval: Duration,
+    pub grace: Duration,
+}
+
+impl Cadence {
+    /// How long a feed may fail, or go without a success, before it is `unhealthy`: two
+    /// intervals plus one run's time. A feed that runs on time succeeds at least once per
+    /// interval (plus its run's duration), so it never reaches this.
+    pub fn limit(&self) -> Duration {
+        self.interval * 2 + self.grace
+    }
+}
 
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -32,6 +50,9 @@ pub struct Health {
     /// Only for callers with the webhook key.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub details: Option<Details>,
+    /// Set while storage does not answer: when the facts behind this answer were gathered.
+    #[serde(skip_serializing_if = "Option::is_none", with = "crate::domain::time_fmt::rfc3339_opt")]
+    pub facts_from: Option<OffsetDateTime>,
     /// One entry per Defender tenant (multi-tenant mode only; ARCHITECTURE.md: “Tenants”).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tenants: Vec<super::tenant_health::TenantHealth>,
@@ -44,6 +65,8 @@ pub struct Details {
     pub feeds: Vec<FeedReport>,
     pub queue_backlog: Option<usize>,
     pub poison: Option<usize>,
+    /// Age of the oldest visible message in the queue (messages in flight are not seen).
+    pub oldest_message_age_seconds: Option<i64>,
     pub failures: usize,
     pub recent_failures: Vec<FailureRecord>,
     pub sentinel_incidents_not_mirrored: u64,
@@ -159,30 +182,33 @@ pub async fn record_feed_at(
     }
 }
 
-/// Everything health looks at, gathered (the I/O half).
+/// Everything health looks at, gathered (the I/O half: `health_facts.rs`).
+#[derive(Debug, Clone)]
 pub struct Facts {
     pub storage_reachable: bool,
     pub feeds: Vec<(&'static str, FeedHealth, Option<OffsetDateTime>)>,
     pub queue_backlog: Option<usize>,
     pub poison: Option<usize>,
+    /// When the oldest visible message of the queue was inserted (Peek Messages).
+    pub oldest_message: Option<OffsetDateTime>,
     pub failures: Vec<FailureRecord>,
-    /// The optional jobs' feeds (alert attach, hunting sources), each with how often it runs.
-    pub jobs: Vec<(&'static str, FeedHealth, Duration)>,
+    /// The optional jobs' feeds (alert attach, hunting sources), each with its cadence.
+    pub jobs: Vec<(&'static str, FeedHealth, Cadence)>,
     /// Jobs that run once per workspace (alert attach with many tenants): the workspace's name,
-    /// the feed, its health and how often it runs.
-    pub workspace_jobs: Vec<(String, &'static str, FeedHealth, Duration)>,
+    /// the feed, its health and its cadence.
+    pub workspace_jobs: Vec<(String, &'static str, FeedHealth, Cadence)>,
 }
 
-/// The status and its reasons from the facts (the pure half). `interval` is the poll interval.
-pub fn assess(f: &Facts, now: OffsetDateTime, interval: Duration) -> (&'static str, Vec<String>) {
+/// The status and its reasons from the facts (the pure half). `poll` is the poll's cadence.
+pub fn assess(f: &Facts, now: OffsetDateTime, poll: Cadence) -> (&'static str, Vec<String>) {
     let mut unhealthy = Vec::new();
     let mut degraded = Vec::new();
     if !f.storage_reachable {
         unhealthy.push("storage is unreachable".to_string());
     }
-    let feeds = f.feeds.iter().map(|(feed, h, _)| (*feed, h, interval));
-    for (feed, h, interval) in feeds.chain(f.jobs.iter().map(|(feed, h, every)| (*feed, h, *every))) {
-        judge_feed(feed_label(feed), h, now, interval, &mut unhealthy, &mut degraded);
+    let feeds = f.feeds.iter().map(|(feed, h, _)| (*feed, h, poll));
+    for (feed, h, cadence) in feeds.chain(f.jobs.iter().map(|(feed, h, every)| (*feed, h, *every))) {
+        judge_feed(feed_label(feed), h, now, cadence, &mut unhealthy, &mut degraded);
     }
     for (workspace, feed, h, every) in &f.workspace_jobs {
         let name = format!("{} in {workspace}", feed_label(feed));
@@ -206,6 +232,13 @@ pub fn assess(f: &Facts, now: OffsetDateTime, interval: Duration) -> (&'static s
     if let Some(p) = f.poison.filter(|p| *p > 0) {
         degraded.push(format!("{p} message(s) in the poison queue"));
     }
+    if let Some(age) = f.oldest_message.map(|t| now - t).filter(|age| *age > OLD_MESSAGE) {
+        degraded.push(format!(
+            "the oldest queue message has waited {} s (over {} s): the workers are not keeping up",
+            age.whole_seconds(),
+            OLD_MESSAGE.whole_seconds()
+        ));
+    }
     let status = if !unhealthy.is_empty() {
         "unhealthy"
     } else if !degraded.is_empty() {
@@ -217,12 +250,13 @@ pub fn assess(f: &Facts, now: OffsetDateTime, interval: Duration) -> (&'static s
     (status, unhealthy)
 }
 
-/// One feed's verdict: denied at once, failing for two intervals, or silent for too long.
+/// One feed's verdict: denied at once; failing, or without a success, for longer than its
+/// cadence's limit; failed at its last run.
 fn judge_feed(
     name: &str,
     h: &FeedHealth,
     now: OffsetDateTime,
-    interval: Duration,
+    cadence: Cadence,
     unhealthy: &mut Vec<String>,
     degraded: &mut Vec<String>,
 ) {
@@ -239,132 +273,50 @@ fn judge_feed(
                 permission_hint(h.last_error_service.as_deref().unwrap_or(""), class)
             ));
         }
-        Some(since) if now - since > interval * 2 => {
+        Some(since) if now - since > cadence.limit() => {
             unhealthy.push(format!("{name} has failed for {} s", (now - since).whole_seconds()))
         }
         Some(_) => degraded.push(format!("{name} failed at its last run")),
         None => {}
     }
-    if h.failing_since.is_none() && h.last_success.is_some_and(|t| now - t > interval * 2 + Duration::minutes(1)) {
+    if h.failing_since.is_none() && h.last_success.is_some_and(|t| now - t > cadence.limit()) {
         unhealthy.push(format!("{name} has not run for {} s", (now - h.last_success.unwrap_or(now)).whole_seconds()));
     }
 }
 
-/// One feed's health row and cursor watermark in `s`'s tenant partition; `false` when storage
-/// did not answer.
-pub(crate) async fn feed_facts(
-    s: &Ports,
-    feed: &'static str,
-) -> (bool, (&'static str, FeedHealth, Option<OffsetDateTime>)) {
-    feed_facts_at(s, &s.config.tenant_id, feed).await
-}
-
-/// [`feed_facts`] in the partition `tenant` (a tenant, or a workspace's key).
-async fn feed_facts_at(
-    s: &Ports,
-    tenant: &str,
-    feed: &'static str,
-) -> (bool, (&'static str, FeedHealth, Option<OffsetDateTime>)) {
-    let health = match feed_health_key(tenant, feed) {
-        Ok(k) => load::<FeedHealth>(s.store.as_ref(), Table::Cursors, &k).await,
-        Err(e) => Err(e),
-    };
-    let cursor = match RowKey::new(tenant, feed) {
-        Ok(k) => load::<CursorRecord>(s.store.as_ref(), Table::Cursors, &k).await,
-        Err(e) => Err(e),
-    };
-    let reachable = health.is_ok() && cursor.is_ok();
-    let watermark = cursor.ok().flatten().map(|c| c.value.cursor.watermark);
-    (reachable, (feed, health.ok().flatten().map(|v| v.value).unwrap_or_default(), watermark))
-}
-
-async fn gather(s: &Ports) -> Facts {
-    let mut storage_reachable = true;
-    let mut feeds = Vec::new();
-    if s.is_multi_tenant() {
-        // Tenants' own feeds and failures are assessed per tenant; here the sweeps only.
-        for w in s.each_workspace() {
-            let (ok, f) = feed_facts(&w, SENTINEL_FEED).await;
-            storage_reachable &= ok;
-            feeds.push(f);
-        }
-    } else {
-        for feed in [INCIDENTS_FEED, SENTINEL_FEED] {
-            let (ok, f) = feed_facts(s, feed).await;
-            storage_reachable &= ok;
-            feeds.push(f);
-        }
-    }
-    if s.config.target == crate::domain::portal::SyncTarget::DefenderPortal {
-        let (ok, f) = feed_facts(s, crate::usecase::portal::FEED).await;
-        storage_reachable &= ok;
-        feeds.push(f);
-    }
-    let queue = &s.config.queue_name;
-    let queue_backlog = s.queue.approximate_len(queue).await.ok();
-    let poison = s.queue.approximate_len(&format!("{queue}-poison")).await.ok();
-    let failures =
-        if s.is_multi_tenant() { Vec::new() } else { crate::usecase::failures::list(s).await.unwrap_or_default() };
-    let mut jobs = Vec::new();
-    let mut workspace_jobs = Vec::new();
-    // With many tenants the query source runs per tenant: its feed is judged per tenant.
-    let per_tenant = |feed: &str| s.is_multi_tenant() && feed == HUNTING_FEED;
-    for (feed, every) in job_feeds(s).into_iter().filter(|(f, _)| !per_tenant(f)) {
-        if feed == ALERTS_FEED && s.is_multi_tenant() {
-            // One attach run per workspace, each with its own feed row (“Native alerts”).
-            for w in s.each_workspace() {
-                let partition = crate::usecase::attach_alerts::scope(&w).partition;
-                let (ok, (feed, health, _)) = feed_facts_at(&w, &partition, feed).await;
-                storage_reachable &= ok;
-                workspace_jobs.push((w.config.workspace.name.clone(), feed, health, every));
-            }
-            continue;
-        }
-        let (ok, (feed, health, _)) = feed_facts(s, feed).await;
-        storage_reachable &= ok;
-        jobs.push((feed, health, every));
-    }
-    Facts { storage_reachable, feeds, queue_backlog, poison, failures, jobs, workspace_jobs }
-}
-
-/// The optional jobs that are on, each with the interval of its schedule.
-pub(crate) fn job_feeds(s: &Ports) -> Vec<(&'static str, Duration)> {
-    let now = s.clock.now();
-    let every = |expr: &str| {
-        crate::schedule::Schedule::parse(expr)
-            .ok()
-            .and_then(|sch| Duration::try_from(sch.wait_from(now)).ok())
-            .unwrap_or(Duration::minutes(5))
-            .max(Duration::seconds(1))
-    };
-    let mut jobs = Vec::new();
-    if s.config.alerts.attach {
-        jobs.push((ALERTS_FEED, every(&s.config.poll_schedule)));
-    }
-    if !s.config.hunting.tables.is_empty() {
-        jobs.push((HUNTING_FEED, every(&s.config.hunting.schedule)));
-    }
-    if !s.config.hunting.storage_tables.is_empty() {
-        jobs.push((HUNTING_STORAGE_FEED, every(&s.config.hunting.schedule)));
-    }
-    jobs
-}
-
-/// The health report; `with_details` for callers that presented the webhook key.
+/// The health report, assessed now; `with_details` for callers that presented the webhook
+/// key. Each storage call is bounded (`health_facts::Probe`). Served health goes through the
+/// cache instead (`health_cache::current`).
 pub async fn check(s: &Ports, with_details: bool) -> Health {
+    assess_now(s, with_details).await.0
+}
+
+/// [`check`], with the facts it was made from.
+pub(crate) async fn assess_now(s: &Ports, with_details: bool) -> (Health, Facts) {
     let now = s.clock.now();
-    let facts = gather(s).await;
-    let interval = crate::schedule::Schedule::parse(&s.config.poll_schedule)
-        .ok()
-        .and_then(|sch| Duration::try_from(sch.wait_from(now)).ok())
-        .unwrap_or(Duration::seconds(30))
-        .max(Duration::seconds(1));
-    let (status, reasons) = assess(&facts, now, interval);
+    let probe = Probe::new();
+    let facts = health_facts::gather(s, &probe).await;
+    let poll = health_facts::cadence(s, &s.config.poll_schedule, now);
+    let (status, reasons) = assess(&facts, now, poll);
     let (status, reasons, tenants) = if s.is_multi_tenant() {
-        super::tenant_health::combine(s, status, reasons, now, interval).await
+        super::tenant_health::combine(s, &probe, status, reasons, now, poll).await
     } else {
         (status, reasons, Vec::new())
     };
+    let health = report(s, &facts, now, status, reasons, tenants, with_details);
+    (health, facts)
+}
+
+/// The report from assessed facts.
+pub(crate) fn report(
+    s: &Ports,
+    facts: &Facts,
+    now: OffsetDateTime,
+    status: &'static str,
+    reasons: Vec<String>,
+    tenants: Vec<super::tenant_health::TenantHealth>,
+    with_details: bool,
+) -> Health {
     let details = with_details.then(|| {
         let mut recent = facts.failures.clone();
         recent.sort_by_key(|r| std::cmp::Reverse(r.last_failure));
@@ -395,6 +347,7 @@ pub async fn check(s: &Ports, with_details: bool) -> Health {
                 .collect(),
             queue_backlog: facts.queue_backlog,
             poison: facts.poison,
+            oldest_message_age_seconds: facts.oldest_message.map(|t| (now - t).whole_seconds()),
             failures: facts.failures.len(),
             recent_failures: recent,
             sentinel_incidents_not_mirrored: s
@@ -405,139 +358,17 @@ pub async fn check(s: &Ports, with_details: bool) -> Health {
             poller: s.counters.poller(),
         }
     });
-    Health { status, reasons, version: env!("CARGO_PKG_VERSION"), target: s.config.target.name(), details, tenants }
+    Health {
+        status,
+        reasons,
+        version: env!("CARGO_PKG_VERSION"),
+        target: s.config.target.name(),
+        details,
+        facts_from: None,
+        tenants,
+    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use time::macros::datetime;
-
-    const NOW: OffsetDateTime = datetime!(2026-11-29 12:00 UTC);
-
-    fn facts() -> Facts {
-        let ok = FeedHealth { last_success: Some(NOW - Duration::seconds(20)), ..Default::default() };
-        Facts {
-            storage_reachable: true,
-            feeds: vec![(INCIDENTS_FEED, ok.clone(), None), (SENTINEL_FEED, ok, None)],
-            queue_backlog: Some(0),
-            poison: Some(0),
-            failures: vec![],
-            jobs: vec![],
-            workspace_jobs: vec![],
-        }
-    }
-
-    fn failure(class: FailureClass, message: &str, age: Duration) -> FailureRecord {
-        crate::domain::failures::record_failure(None, "t", "29", class, message, NOW - age, &[Duration::minutes(1)])
-    }
-
-    #[test]
-    fn a_job_feed_is_judged_on_its_own_schedule_and_named() {
-        let mut f = facts();
-        let five_min = Duration::minutes(5);
-        // Ran 8 minutes ago on a 5-minute schedule: fine, though the poll runs every 30 s.
-        let ran = FeedHealth { last_success: Some(NOW - Duration::minutes(8)), ..Default::default() };
-        f.jobs.push((HUNTING_FEED, ran, five_min));
-        assert_eq!(assess(&f, NOW, Duration::seconds(30)), ("healthy", vec![]));
-        // Silent for 12 minutes on that schedule: unhealthy, by its own name.
-        f.jobs[0].1.last_success = Some(NOW - Duration::minutes(12));
-        let (status, reasons) = assess(&f, NOW, Duration::seconds(30));
-        assert_eq!(status, "unhealthy");
-        assert!(reasons[0].starts_with("Hunting export has not run"), "{reasons:?}");
-        // Denied: names the permission to grant.
-        f.jobs[0].1 = FeedHealth {
-            failing_since: Some(NOW - Duration::seconds(5)),
-            last_error_class: Some("forbidden".into()),
-            last_error_service: Some("hunting".into()),
-            ..Default::default()
-        };
-        let (status, reasons) = assess(&f, NOW, Duration::seconds(30));
-        assert_eq!(status, "unhealthy");
-        assert!(
-            reasons[0].contains("Hunting export fails") && reasons[0].contains("ThreatHunting.Read.All"),
-            "{reasons:?}"
-        );
-    }
-
-    #[test]
-    fn an_attach_run_per_workspace_is_judged_and_named_on_its_own() {
-        let mut f = facts();
-        let ok = FeedHealth { last_success: Some(NOW - Duration::seconds(20)), ..Default::default() };
-        let denied = FeedHealth {
-            failing_since: Some(NOW - Duration::seconds(5)),
-            last_error_class: Some("forbidden".into()),
-            last_error_service: Some("log-analytics".into()),
-            ..Default::default()
-        };
-        let every = Duration::seconds(30);
-        f.workspace_jobs.push(("soc".into(), ALERTS_FEED, ok, every));
-        f.workspace_jobs.push(("soc-emea".into(), ALERTS_FEED, denied, every));
-        let (status, reasons) = assess(&f, NOW, every);
-        assert_eq!(status, "unhealthy");
-        assert_eq!(reasons.len(), 1, "{reasons:?}");
-        assert!(
-            reasons[0].starts_with("Alert attach in soc-emea fails") && reasons[0].contains("Log Analytics Reader")
-        );
-        f.workspace_jobs.pop();
-        assert_eq!(assess(&f, NOW, every), ("healthy", vec![]));
-    }
-
-    #[test]
-    fn quiet_and_working_is_healthy() {
-        assert_eq!(assess(&facts(), NOW, Duration::seconds(30)), ("healthy", vec![]));
-    }
-
-    #[test]
-    fn a_feed_denied_names_the_missing_permission_at_once() {
-        let mut f = facts();
-        f.feeds[0].1 = FeedHealth {
-            failing_since: Some(NOW - Duration::seconds(5)),
-            last_error_service: Some("graph".into()),
-            last_error_class: Some("forbidden".into()),
-            ..f.feeds[0].1.clone()
-        };
-        let (status, reasons) = assess(&f, NOW, Duration::seconds(30));
-        assert_eq!(status, "unhealthy");
-        assert!(reasons[0].contains("Graph 403: grant the app SecurityIncident.ReadWrite.All"), "{reasons:?}");
-    }
-
-    #[test]
-    fn a_feed_failing_for_two_intervals_is_unhealthy_one_failure_degraded() {
-        let mut f = facts();
-        f.feeds[1].1.failing_since = Some(NOW - Duration::seconds(10));
-        assert_eq!(assess(&f, NOW, Duration::seconds(30)).0, "degraded");
-        f.feeds[1].1.failing_since = Some(NOW - Duration::seconds(61));
-        assert_eq!(assess(&f, NOW, Duration::seconds(30)).0, "unhealthy");
-    }
-
-    #[test]
-    fn old_failures_and_poison_degrade_and_denied_incidents_are_unhealthy() {
-        let mut f = facts();
-        f.failures = vec![failure(FailureClass::Unavailable, "sentinel is unavailable", Duration::minutes(16))];
-        assert_eq!(assess(&f, NOW, Duration::seconds(30)).0, "degraded");
-        f.failures = vec![failure(FailureClass::Unavailable, "sentinel is unavailable", Duration::minutes(1))];
-        f.poison = Some(2);
-        assert_eq!(assess(&f, NOW, Duration::seconds(30)).0, "degraded");
-        let mut denied = failure(FailureClass::Forbidden, "sentinel denied the call", Duration::minutes(1));
-        denied.service = Some("sentinel".into());
-        f.failures.push(denied);
-        let (status, reasons) = assess(&f, NOW, Duration::seconds(30));
-        assert_eq!(status, "unhealthy");
-        assert!(reasons.iter().any(|r| r.contains("Microsoft Sentinel Responder")), "{reasons:?}");
-    }
-
-    #[test]
-    fn a_silent_poller_is_unhealthy() {
-        let mut f = facts();
-        f.feeds[0].1.last_success = Some(NOW - Duration::minutes(5));
-        assert_eq!(assess(&f, NOW, Duration::seconds(30)).0, "unhealthy");
-    }
-
-    #[test]
-    fn no_storage_is_unhealthy() {
-        let mut f = facts();
-        f.storage_reachable = false;
-        assert_eq!(assess(&f, NOW, Duration::seconds(30)), ("unhealthy", vec!["storage is unreachable".to_string()]));
-    }
-}
+#[path = "health_tests.rs"]
+mod tests;

@@ -33,38 +33,18 @@ pub struct Estimate {
     pub mb_per_day: f64,
 }
 
-/// Parses an ISO 8601 duration of days, hours, minutes and seconds (`PT1H`, `P1D`, `PT30M`).
+/// Parses the sample window: an ISO 8601 duration (the one parser of `domain::iso_duration`) of
+/// more than zero and at most 30 days, the data advanced hunting keeps ("Queries explore and
+/// return data from the past 30 days", Learn: Advanced hunting API), so a huge window can
+/// neither overflow the time arithmetic nor ask for data that does not exist.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let bad = || format!("'{text}' is not an ISO 8601 duration like PT1H, PT30M or P1D");
-    let rest = text.trim().strip_prefix('P').ok_or_else(bad)?;
-    let (days, time) = match rest.split_once('T') {
-        Some((d, t)) => (d, t),
-        None => (rest, ""),
-    };
-    let mut total = Duration::ZERO;
-    let mut take = |part: &str, units: &[(char, i64)]| -> Result<(), String> {
-        let mut num = String::new();
-        for c in part.chars() {
-            if c.is_ascii_digit() {
-                num.push(c);
-            } else {
-                let secs = units.iter().find(|(u, _)| *u == c).map(|(_, s)| *s).ok_or_else(bad)?;
-                total += Duration::seconds(num.parse::<i64>().map_err(|_| bad())? * secs);
-                num.clear();
-            }
-        }
-        if num.is_empty() {
-            Ok(())
-        } else {
-            Err(bad())
-        }
-    };
-    take(days, &[('D', 86_400)])?;
-    take(time, &[('H', 3_600), ('M', 60), ('S', 1)])?;
-    if total <= Duration::ZERO {
-        return Err(bad());
+    let d = crate::domain::iso_duration::parse_iso_duration(text).map_err(|e| e.to_string())?;
+    if d <= Duration::ZERO || d > Duration::days(30) {
+        return Err(format!(
+            "'{text}' must be more than zero and at most 30 days (P30D): advanced hunting keeps 30 days"
+        ));
     }
-    Ok(total)
+    Ok(d)
 }
 
 /// Estimates `table` from the sample window ending now − delay.
@@ -114,7 +94,8 @@ mod tests {
         assert_eq!(parse_duration("PT1H"), Ok(Duration::hours(1)));
         assert_eq!(parse_duration("P1DT30M"), Ok(Duration::minutes(1_470)));
         assert_eq!(parse_duration("PT45S"), Ok(Duration::seconds(45)));
-        for bad in ["1H", "PT", "PTH", "P1H", "PT-1H", "P0D"] {
+        assert_eq!(parse_duration("P30D"), Ok(Duration::days(30)));
+        for bad in ["1H", "PT", "PTH", "P1H", "PT-1H", "P0D", "P31D", "P9999999999999D", "P1M"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
     }

@@ -1,6 +1,7 @@
 //! The function bodies both modes run: the Functions handlers and the standalone scheduler
 //! call these, so there is one implementation of each job. Failures are logged here, once.
 
+use crate::domain::redelivery::Redelivery;
 use crate::domain::work::WorkItem;
 use crate::retry::{MessageBudget, RETRIES_PER_MESSAGE};
 use crate::usecase::failures;
@@ -21,9 +22,14 @@ pub const POLLER_NAME: &str = "IncidentPoller";
 pub enum QueueVerdict {
     /// Processed: acknowledge.
     Done(String),
-    /// Can never succeed: acknowledge (logged).
+    /// Not done yet, and a fresh copy waits in the queue (a throttle, or a failure recorded in
+    /// `Failures` and retried on the backoff of `domain/redelivery.rs`): acknowledge this one.
+    Deferred(String),
+    /// Settled without a sync: the incident is gone from Defender, the failure is recorded in
+    /// `Failures` (retried on its schedule), or the message, not a work item, was moved to the
+    /// poison queue. Acknowledge (logged).
     Drop(String),
-    /// Failed for now: leave it for redelivery.
+    /// Nothing could be recorded (storage down): leave it for redelivery.
     Retry(String),
 }
 
@@ -104,15 +110,19 @@ async fn poll_once(s: &Ports) -> Result<String, String> {
     }
 }
 
-/// One queue message of `xdrsync-incidents`.
+/// One queue message of `xdrsync-incidents`, its text as the queue holds it. A message is
+/// acknowledged only once its incident is synced, gone from Defender, recorded in `Failures`, or
+/// back in the queue as a fresh copy; one that is not a work item goes to `<queue>-poison` at once
+/// (ARCHITECTURE.md: “Failure rules”).
 pub async fn sync_message(s: &Ports, text: &str, dequeue_count: u64, message_id: &str) -> QueueVerdict {
     let item = match WorkItem::parse(text) {
         Ok(i) => i,
-        Err(e) => {
-            tracing::warn!(queue.message.id = %message_id, error.message = %e, "dropping a message that is not a work item");
-            return QueueVerdict::Drop(format!("dropped: {e}"));
-        }
+        Err(e) => return poison_now(s, text, message_id, &e.to_string()).await,
     };
+    // Ids no table key can hold can be neither synced nor recorded: not a work item either.
+    if let Err(e) = crate::state::RowKey::new(&item.tenant_id, &item.incident_id) {
+        return poison_now(s, text, message_id, &e.to_string()).await;
+    }
     // The item's tenant partition: failures are recorded there, even for a removed tenant.
     let scoped = s.partition_of(&item.tenant_id);
     let s = &scoped;
@@ -137,48 +147,91 @@ pub async fn sync_message(s: &Ports, text: &str, dequeue_count: u64, message_id:
         Ok(_) => failures::clear(s, &item.incident_id).await,
         Err(_) => {}
     }
+    let id = &item.incident_id;
     match outcome {
         Ok(SyncOutcome::Synced(r)) => QueueVerdict::Done(format!(
-            "incident {}: sentinel written {}, defender patched {}, alerts sent {}, conflicts {}",
-            item.incident_id, r.sentinel_written, r.defender_patched, r.alerts_sent, r.conflicts
+            "incident {id}: sentinel written {}, defender patched {}, alerts sent {}, conflicts {}",
+            r.sentinel_written, r.defender_patched, r.alerts_sent, r.conflicts
         )),
-        Ok(SyncOutcome::Unchanged) => QueueVerdict::Done(format!("incident {}: unchanged", item.incident_id)),
-        Ok(SyncOutcome::NotMirrored) => {
-            QueueVerdict::Done(format!("incident {}: created by Sentinel, not mirrored", item.incident_id))
-        }
-        Ok(SyncOutcome::DefenderGone) => QueueVerdict::Drop(format!("incident {}: not in Defender", item.incident_id)),
-        Err(UseCaseError::Permanent(msg)) => {
-            tracing::error!(incident.id = %item.incident_id, error.message = %msg, "sync failed permanently; message acknowledged");
-            failures::note(s, &item.incident_id, failures::FailureClass::Rejected, None, &msg).await;
-            QueueVerdict::Drop(format!("incident {}: {msg}", item.incident_id))
-        }
+        Ok(SyncOutcome::Unchanged) => QueueVerdict::Done(format!("incident {id}: unchanged")),
+        Ok(SyncOutcome::NotMirrored) => QueueVerdict::Done(format!("incident {id}: created by Sentinel, not mirrored")),
+        Ok(SyncOutcome::DefenderGone) => QueueVerdict::Drop(format!("incident {id}: not in Defender")),
         Err(UseCaseError::Retry(e)) if e.retry_after().is_some_and(|after| after > LONGEST_INLINE_WAIT) => {
             // A long throttle: give the message back as a fresh one that appears after the wait,
-            // so waiting never counts toward the poison queue and never holds a worker.
+            // so waiting never counts toward the poison queue and never holds a worker. Waiting
+            // is not a failure: nothing is recorded.
             let after = e.retry_after().unwrap_or(LONGEST_INLINE_WAIT);
-            match s.queue.send_later(&s.config.queue_name, text, after).await {
+            match requeue(s, &item, after).await {
                 Ok(()) => {
-                    tracing::info!(incident.id = %item.incident_id, wait_s = after.as_secs(), error.message = %e, "throttled; the message comes back after the wait");
-                    QueueVerdict::Done(format!(
-                        "incident {}: throttled, back in {} s",
-                        item.incident_id,
-                        after.as_secs()
-                    ))
+                    tracing::info!(incident.id = %id, wait_s = after.as_secs(), error.message = %e, "throttled; the message comes back after the wait");
+                    QueueVerdict::Deferred(format!("incident {id}: throttled, back in {} s", after.as_secs()))
                 }
                 Err(send) => {
-                    tracing::warn!(incident.id = %item.incident_id, error.message = %send, "could not defer a throttled message; it will be retried");
-                    QueueVerdict::Retry(format!("incident {}: {e}", item.incident_id))
+                    tracing::warn!(incident.id = %id, error.message = %send, "could not defer a throttled message; it will be retried");
+                    QueueVerdict::Retry(format!("incident {id}: {e}"))
                 }
             }
         }
-        Err(e @ UseCaseError::Retry(_)) => {
-            tracing::warn!(incident.id = %item.incident_id, queue.dequeue_count = dequeue_count, error.message = %e, "sync failed; will be retried");
-            let service = match &e {
-                UseCaseError::Retry(p) => Some(p.service()),
-                UseCaseError::Permanent(_) => None,
-            };
-            failures::note(s, &item.incident_id, failures::class_of(&e), service, &e.to_string()).await;
-            QueueVerdict::Retry(format!("incident {}: {e}", item.incident_id))
+        Err(e) => settle_failure(s, &item, &e, dequeue_count).await,
+    }
+}
+
+/// Gives the canonical work item back to the queue, visible after `delay`: never the text as
+/// delivered, which the host may have JSON-quoted.
+async fn requeue(s: &Ports, item: &WorkItem, delay: std::time::Duration) -> Result<(), crate::error::PortError> {
+    s.queue.send_later(&s.config.queue_name, &item.to_json(), delay).await
+}
+
+/// A failed reconcile: recorded in `Failures`, then given back to the queue on the backoff, or
+/// left to the schedule (`domain/redelivery.rs`). Unrecorded (storage down), the message stays
+/// with the queue: redelivered, finally poisoned, and read back from there.
+async fn settle_failure(s: &Ports, item: &WorkItem, e: &UseCaseError, dequeue_count: u64) -> QueueVerdict {
+    let id = &item.incident_id;
+    let (service, retry_after) = match e {
+        UseCaseError::Retry(p) => (Some(p.service()), p.retry_after()),
+        UseCaseError::Permanent(_) => (None, None),
+    };
+    let message = e.to_string();
+    let f =
+        failures::Failure { class: failures::class_of(e), service, message: &message, retry_after, from_message: true };
+    match failures::record(s, id, f).await {
+        Ok((r, Redelivery::Schedule)) => {
+            tracing::error!(incident.id = %id, failure.attempts = r.attempts, error.message = %e, "sync failed; recorded for a later retry, message acknowledged");
+            QueueVerdict::Drop(format!("incident {id}: {e} (recorded; retried on the schedule)"))
+        }
+        Ok((r, Redelivery::Requeue(delay))) => match requeue(s, item, delay).await {
+            Ok(()) => {
+                tracing::warn!(incident.id = %id, failure.attempts = r.attempts, wait_s = delay.as_secs(), error.message = %e, "sync failed; recorded, the message comes back after the wait");
+                QueueVerdict::Deferred(format!(
+                    "incident {id}: {e} (attempt {}, back in {} s)",
+                    r.attempts,
+                    delay.as_secs()
+                ))
+            }
+            Err(send) => {
+                tracing::warn!(incident.id = %id, error.message = %send, "could not give the message back; it will be redelivered");
+                QueueVerdict::Retry(format!("incident {id}: {e}"))
+            }
+        },
+        Err(store) => {
+            tracing::warn!(incident.id = %id, queue.dequeue_count = dequeue_count, error.message = %e, store.error = %store, "sync failed and could not be recorded; will be redelivered");
+            QueueVerdict::Retry(format!("incident {id}: {e}"))
+        }
+    }
+}
+
+/// A message that is not a work item can never succeed: it goes to the poison queue at once,
+/// where health counts it and a person sees it, and is acknowledged. Kept if that write fails.
+async fn poison_now(s: &Ports, text: &str, message_id: &str, why: &str) -> QueueVerdict {
+    let poison = format!("{}-poison", s.config.queue_name);
+    match s.queue.send(&poison, text).await {
+        Ok(()) => {
+            tracing::error!(queue.message.id = %message_id, error.message = %why, "a message that is not a work item was moved to the poison queue");
+            QueueVerdict::Drop(format!("moved to {poison}: {why}"))
+        }
+        Err(e) => {
+            tracing::warn!(queue.message.id = %message_id, error.message = %e, "could not move a message that is not a work item to the poison queue; it will be redelivered");
+            QueueVerdict::Retry(format!("not a work item ({why}); poison queue unreachable: {e}"))
         }
     }
 }
@@ -239,9 +292,15 @@ mod tests {
         s.store = Arc::new(xdrsync_sim::fakes::MemoryStore::new());
         s.defender = Arc::new(Throttled);
         let item = WorkItem::reconcile(&s.config.tenant_id, "29", crate::domain::work::ChangeHint::Defender);
-        let verdict = sync_message(&s, &item.to_json(), 4, "m-1").await;
-        assert!(matches!(verdict, QueueVerdict::Done(_)), "acknowledged, not retried: {verdict:?}");
-        assert_eq!(queue.texts(&s.config.queue_name), vec![item.to_json()], "a fresh copy waits in the queue");
+        // Quoted twice, as older versions left a throttled message in the queue: it heals.
+        let quoted = serde_json::to_string(&serde_json::to_string(&item.to_json()).unwrap()).unwrap();
+        let verdict = sync_message(&s, &quoted, 4, "m-1").await;
+        assert!(matches!(verdict, QueueVerdict::Deferred(_)), "acknowledged, not retried: {verdict:?}");
+        assert_eq!(
+            queue.texts(&s.config.queue_name),
+            vec![item.to_json()],
+            "a fresh canonical copy waits in the queue"
+        );
         let visible_now = s.queue.receive(&s.config.queue_name, 1, Duration::from_secs(30)).await.unwrap();
         assert!(visible_now.is_empty(), "invisible until the throttle ends");
     }

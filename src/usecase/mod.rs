@@ -6,6 +6,8 @@ pub mod attach_alerts;
 pub mod cross_owner;
 pub mod failures;
 pub mod health;
+pub mod health_cache;
+pub mod health_facts;
 pub mod hunting;
 pub mod hunting_estimate;
 pub mod hunting_jobs;
@@ -60,6 +62,8 @@ pub struct Ports {
     pub blobs: Option<Arc<dyn BlobReader>>,
     /// The Defender tenants of `XDRSYNC_DEFENDER_TENANTS` and their ports (empty: one tenant).
     pub tenants: Arc<tenants::TenantDirectory>,
+    /// Served health's one assessment per few seconds and its last known facts.
+    pub health_cache: Arc<health_cache::HealthCache>,
 }
 
 /// Why a use case failed, grouped by what the trigger does next.

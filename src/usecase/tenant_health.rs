@@ -5,10 +5,11 @@
 //! is, or for what all share (storage, a workspace's sweep). Removed tenants are listed.
 
 use serde::Serialize;
-use time::{Duration, OffsetDateTime};
+use time::OffsetDateTime;
 
 use crate::records::{HUNTING_FEED, INCIDENTS_FEED};
-use crate::usecase::health::{assess, feed_facts, job_feeds, Facts};
+use crate::usecase::health::{assess, Cadence, Facts};
+use crate::usecase::health_facts::{feed_facts, job_feeds, Probe};
 use crate::usecase::tenants::removed_tenants;
 use crate::usecase::Ports;
 
@@ -26,47 +27,52 @@ pub struct TenantHealth {
     pub lag_seconds: Option<i64>,
 }
 
-/// The overall status and reasons with every tenant's health folded in.
+/// One tenant's health (its storage calls bounded by `probe`).
+async fn tenant(t: Ports, probe: &Probe, now: OffsetDateTime, poll: Cadence) -> TenantHealth {
+    let (reachable, feed) = feed_facts(&t, probe, INCIDENTS_FEED).await;
+    let lag_seconds = feed.2.map(|w| (now - w).whole_seconds());
+    let failures = probe.call(crate::usecase::failures::list(&t)).await;
+    let mut reachable = reachable && failures.is_ok();
+    // The query source runs in each tenant's scope, judged on its own schedule.
+    let mut jobs = Vec::new();
+    for (job, every) in job_feeds(&t).into_iter().filter(|(f, _)| *f == HUNTING_FEED) {
+        let (ok, (job, health, _)) = feed_facts(&t, probe, job).await;
+        reachable &= ok;
+        jobs.push((job, health, every));
+    }
+    let facts = Facts {
+        storage_reachable: reachable,
+        feeds: vec![feed],
+        queue_backlog: None,
+        poison: None,
+        oldest_message: None,
+        failures: failures.unwrap_or_default(),
+        jobs,
+        workspace_jobs: Vec::new(),
+    };
+    let (status, reasons) = assess(&facts, now, poll);
+    TenantHealth {
+        tenant_id: t.config.tenant_id.clone(),
+        display_name: t.tenant_name(),
+        status,
+        reasons,
+        failures: facts.failures.len(),
+        lag_seconds,
+    }
+}
+
+/// The overall status and reasons with every tenant's health folded in. Tenants are read side
+/// by side: the assessment's storage calls share one time budget.
 pub async fn combine(
     s: &Ports,
+    probe: &Probe,
     status: &'static str,
     mut reasons: Vec<String>,
     now: OffsetDateTime,
-    interval: Duration,
+    poll: Cadence,
 ) -> (&'static str, Vec<String>, Vec<TenantHealth>) {
-    let mut tenants = Vec::new();
-    for t in s.each_tenant() {
-        let (reachable, feed) = feed_facts(&t, INCIDENTS_FEED).await;
-        let lag_seconds = feed.2.map(|w| (now - w).whole_seconds());
-        let failures = crate::usecase::failures::list(&t).await.unwrap_or_default();
-        // The query source runs in each tenant's scope, judged on its own schedule.
-        let mut jobs = Vec::new();
-        let mut reachable = reachable;
-        for (job, every) in job_feeds(&t).into_iter().filter(|(f, _)| *f == HUNTING_FEED) {
-            let (ok, (job, health, _)) = feed_facts(&t, job).await;
-            reachable &= ok;
-            jobs.push((job, health, every));
-        }
-        let facts = Facts {
-            storage_reachable: reachable,
-            feeds: vec![feed],
-            queue_backlog: None,
-            poison: None,
-            failures,
-            jobs,
-            workspace_jobs: Vec::new(),
-        };
-        let (tenant_status, tenant_reasons) = assess(&facts, now, interval);
-        tenants.push(TenantHealth {
-            tenant_id: t.config.tenant_id.clone(),
-            display_name: t.tenant_name(),
-            status: tenant_status,
-            reasons: tenant_reasons,
-            failures: facts.failures.len(),
-            lag_seconds,
-        });
-    }
-    for r in removed_tenants(s).await.unwrap_or_default() {
+    let mut tenants = futures::future::join_all(s.each_tenant().into_iter().map(|t| tenant(t, probe, now, poll))).await;
+    for r in probe.call(removed_tenants(s)).await.unwrap_or_default() {
         tenants.push(TenantHealth {
             tenant_id: r.tenant_id,
             display_name: r.display_name,

@@ -106,11 +106,18 @@ pub fn parse_payload(v: &Value, workspace_resource_id: &str) -> Result<IncidentR
     })
 }
 
+/// The key check alone (from the headers), so a server can answer 401 before reading a body.
+pub fn authorize(s: &Ports, key: Option<&str>) -> Result<(), WebhookAnswer> {
+    match key {
+        Some(k) if s.config.webhook_key_matches(k) => Ok(()),
+        _ => Err(reject(401, "Unauthorized", "missing or wrong x-xdrsync-key")),
+    }
+}
+
 /// Handles one call. Infrastructure failures (storage down) answer 503 so the caller retries.
 pub async fn handle(s: &Ports, call: WebhookCall<'_>) -> WebhookAnswer {
-    match call.key {
-        Some(k) if s.config.webhook_key_matches(k) => {}
-        _ => return reject(401, "Unauthorized", "missing or wrong x-xdrsync-key"),
+    if let Err(refused) = authorize(s, call.key) {
+        return refused;
     }
     let json_type = call
         .content_type

@@ -246,3 +246,16 @@ pub fn two_workspace_settings(
     vars.insert("XDRSYNC_ATTACH_ALERTS".into(), "true".into());
     vars
 }
+
+/// Starts `xdrsync run` with exactly `vars` as its environment, in `dir`, its output discarded.
+pub fn spawn_run(vars: &HashMap<String, String>, dir: &std::path::Path) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_xdrsync"))
+        .env_clear()
+        .envs(vars.iter())
+        .current_dir(dir)
+        .arg("run")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("xdrsync starts")
+}

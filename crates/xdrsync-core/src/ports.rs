@@ -291,22 +291,28 @@ pub trait WorkQueue: Send + Sync {
     async fn delete(&self, queue: &str, msg: &QueueMessage) -> Result<(), PortError>;
     /// Makes a received message visible again after `delay` (a failed attempt's retry delay).
     async fn release(&self, queue: &str, msg: &QueueMessage, delay: Duration) -> Result<(), PortError>;
+    /// Keeps a received message invisible for `visibility` from now (Update Message with its pop
+    /// receipt); returns the new pop receipt, which replaces the old one. Default: unsupported.
+    async fn extend_visibility(
+        &self,
+        queue: &str,
+        msg: &QueueMessage,
+        visibility: Duration,
+    ) -> Result<String, PortError> {
+        let _ = (queue, msg, visibility);
+        Err(PortError::rejected("queue-storage", "this queue cannot extend a message's visibility"))
+    }
     /// Approximate count of messages (for status and tests).
     async fn approximate_len(&self, queue: &str) -> Result<usize, PortError>;
+    /// When the oldest visible message was inserted, without changing any message (health:
+    /// a queue whose front has waited long is not being worked). `None` for no visible message;
+    /// messages in flight or delayed are not seen.
+    async fn peek_oldest_inserted(&self, queue: &str) -> Result<Option<OffsetDateTime>, PortError>;
 }
 
 /// Time, passed in so the core never reads a clock.
 pub trait Clock: Send + Sync {
     fn now(&self) -> OffsetDateTime;
-}
-
-/// The wall clock.
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> OffsetDateTime {
-        OffsetDateTime::now_utc()
-    }
 }
 
 /// One `runHuntingQuery` answer: the result's columns and rows (each row an object keyed by

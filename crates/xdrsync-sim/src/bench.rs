@@ -1,4 +1,4 @@
-//! `xdrsync-sim bench`: the two-way figures (README “Figures”), measured on the real binary against the
+//! `xdrsync-sim bench`: the two-way figures (docs/figures.md), measured on the real binary against the
 //! simulator and Azurite. Sentinel edit → Defender PATCH latency, p50/p95, once with Sentinel
 //! automation calling the webhook and once with the sweep alone; writes per edit; webhook
 //! deliveries per edit. Each edit assigns an owner in Sentinel. Latency uses the simulator's clock at both ends: the Sentinel

@@ -1,5 +1,5 @@
-//! `xdrsync-sim bench tenants`: how the poller scales in Defender tenants (README “MSSP / many
-//! tenants”). For each tenant count, the real `xdrsync run` polls that many simulated tenants
+//! `xdrsync-sim bench tenants`: how the poller scales in Defender tenants (docs/tenants.md).
+//! For each tenant count, the real `xdrsync run` polls that many simulated tenants
 //! (behind one simulator address, each with its own Graph budget) of `incidents` incidents each
 //! into one workspace, with Azurite storage. Reported: the first tick (lists and enqueues every
 //! incident of every tenant), the time until every incident is mirrored, quiet ticks afterwards

@@ -102,7 +102,7 @@ pub struct DemoReport {
     pub ok: bool,
 }
 
-/// xdrsync's public webhook route in standalone mode (README).
+/// xdrsync's public webhook route in standalone mode (docs/webhook.md).
 pub const WEBHOOK_ROUTE: &str = "/api/sentinel/incidents";
 
 /// xdrsync's call counters as its health endpoint reports them.

@@ -99,6 +99,8 @@ pub struct Invocation {
     pub status: Option<u16>,
     /// The reply envelope (`Null` when there was none or it was not JSON).
     pub reply: Value,
+    /// A queue invocation's message text, as the queue held it (decoded).
+    pub message: Option<String>,
 }
 
 impl Invocation {
@@ -194,7 +196,7 @@ impl FunctionsHost {
         self.history.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    async fn invoke(&self, function: &str, body: &Value) -> Invocation {
+    async fn invoke(&self, function: &str, body: &Value, message: Option<String>) -> Invocation {
         let sent = self
             .client
             .post(format!("{}/{function}", self.base))
@@ -206,9 +208,9 @@ impl FunctionsHost {
             Ok(r) => {
                 let status = r.status().as_u16();
                 let reply = r.json::<Value>().await.unwrap_or(Value::Null);
-                Invocation { function: function.to_string(), status: Some(status), reply }
+                Invocation { function: function.to_string(), status: Some(status), reply, message }
             }
-            Err(_) => Invocation { function: function.to_string(), status: None, reply: Value::Null },
+            Err(_) => Invocation { function: function.to_string(), status: None, reply: Value::Null, message },
         };
         self.history.lock().unwrap_or_else(|p| p.into_inner()).push(inv.clone());
         inv
@@ -217,7 +219,7 @@ impl FunctionsHost {
     /// One timer invocation of `function`.
     pub async fn invoke_timer(&self, function: &str) -> Invocation {
         self.stats.timer_invocations.fetch_add(1, Ordering::Relaxed);
-        let inv = self.invoke(function, &timer_envelope(function, false)).await;
+        let inv = self.invoke(function, &timer_envelope(function, false), None).await;
         if !inv.succeeded() {
             self.stats.timer_failed.fetch_add(1, Ordering::Relaxed);
         }
@@ -262,7 +264,8 @@ impl FunctionsHost {
             },
         };
         self.stats.queue_invocations.fetch_add(1, Ordering::Relaxed);
-        let inv = self.invoke(&cfg.function, &queue_envelope(&cfg.function, &m, &text, cfg.visibility_timeout)).await;
+        let envelope = queue_envelope(&cfg.function, &m, &text, cfg.visibility_timeout);
+        let inv = self.invoke(&cfg.function, &envelope, Some(text)).await;
         let settled = if inv.succeeded() {
             self.stats.queue_succeeded.fetch_add(1, Ordering::Relaxed);
             self.queue.delete(&cfg.queue, &m).await

@@ -1,6 +1,6 @@
 //! Incidents whose reconcile did not complete, pure (ARCHITECTURE.md: “Failure rules”): what is
-//! recorded, when it is tried again, and when it waits for an operator. Nothing is dropped
-//! silently: every failure has a record until a later success clears it.
+//! recorded and when it is tried again. Nothing is dropped silently and nothing waits for a
+//! person forever: every failure has a record, retried on a schedule, until a success clears it.
 
 use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
@@ -24,8 +24,12 @@ pub enum FailureClass {
     Poisoned,
 }
 
-/// Attempts after which a [`FailureClass::Rejected`] failure waits for an operator.
+/// Attempts a [`FailureClass::Rejected`] failure gets on the schedule before it slows down to
+/// [`REJECTED_INTERVAL`].
 pub const REJECTED_ATTEMPTS: u32 = 3;
+/// How often rejected work is tried after its first attempts: a refusal caused by a passing state
+/// heals without a person, and one that does not stays visible in `failures` and health.
+pub const REJECTED_INTERVAL: Duration = Duration::hours(3);
 
 /// One failed incident (`Failures` table, PK tenant, RK Defender id).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,7 +49,8 @@ pub struct FailureRecord {
     #[serde(default)]
     pub service: Option<String>,
     pub message: String,
-    /// When it is enqueued again; `None` once it waits for an operator (`xdrsync retry`).
+    /// When it is enqueued again (`None` in records written by versions that left rejected work
+    /// to an operator: `xdrsync retry` enqueues it).
     #[serde(default, with = "rfc3339_opt")]
     pub next_retry: Option<OffsetDateTime>,
 }
@@ -68,12 +73,9 @@ pub fn record_failure(
     schedule: &[Duration],
 ) -> FailureRecord {
     let attempts = previous.map_or(0, |p| p.attempts) + 1;
-    // Credentials, permissions and outages are never final: they get fixed. A request the
-    // service refuses is tried a few times, then kept with the service's words for a person.
-    let next_retry = match class {
-        FailureClass::Rejected if attempts >= REJECTED_ATTEMPTS => None,
-        _ => Some(now + retry_delay(schedule, attempts)),
-    };
+    // Nothing is final. A request the service refuses is tried a few times on the schedule,
+    // then every few hours, with the service's words kept for a person meanwhile.
+    let next_retry = Some(now + next_delay(class, schedule, attempts));
     FailureRecord {
         tenant_id: tenant_id.to_string(),
         incident_id: incident_id.to_string(),
@@ -88,6 +90,20 @@ pub fn record_failure(
     }
 }
 
+fn next_delay(class: FailureClass, schedule: &[Duration], attempts: u32) -> Duration {
+    match class {
+        FailureClass::Rejected if attempts >= REJECTED_ATTEMPTS => REJECTED_INTERVAL,
+        _ => retry_delay(schedule, attempts),
+    }
+}
+
+/// The record while its message is back in the queue until `returns`: the schedule does not
+/// enqueue it again before then (plus a minute's grace), only if that message were lost.
+pub fn held_for_message(r: FailureRecord, returns: OffsetDateTime) -> FailureRecord {
+    let floor = returns + Duration::minutes(1);
+    FailureRecord { next_retry: Some(r.next_retry.map_or(floor, |t| t.max(floor))), ..r }
+}
+
 /// The records whose retry is due.
 pub fn due(records: &[FailureRecord], now: OffsetDateTime) -> Vec<&FailureRecord> {
     records.iter().filter(|r| r.next_retry.is_some_and(|t| t <= now)).collect()
@@ -96,7 +112,7 @@ pub fn due(records: &[FailureRecord], now: OffsetDateTime) -> Vec<&FailureRecord
 /// The record once its retry is enqueued: not due again before the next step of the schedule,
 /// so a tick does not enqueue it twice while the first retry is still in the queue.
 pub fn retry_enqueued(r: &FailureRecord, now: OffsetDateTime, schedule: &[Duration]) -> FailureRecord {
-    FailureRecord { next_retry: Some(now + retry_delay(schedule, r.attempts + 1)), ..r.clone() }
+    FailureRecord { next_retry: Some(now + next_delay(r.class, schedule, r.attempts + 1)), ..r.clone() }
 }
 
 #[cfg(test)]
@@ -130,12 +146,18 @@ mod tests {
     }
 
     #[test]
-    fn a_rejected_request_waits_for_an_operator_after_three_attempts_but_a_403_never_does() {
+    fn a_rejected_request_is_retried_every_three_hours_after_its_first_attempts_and_a_403_never_waits_for_a_person() {
         let mut r = None;
-        for _ in 0..REJECTED_ATTEMPTS {
-            r = Some(record_failure(r.as_ref(), "t", "29", FailureClass::Rejected, "bad", NOW, &schedule()));
+        let mut delays = Vec::new();
+        for _ in 0..REJECTED_ATTEMPTS + 3 {
+            let next = record_failure(r.as_ref(), "t", "29", FailureClass::Rejected, "bad", NOW, &schedule());
+            delays.push(next.next_retry.expect("never waits for a person") - NOW);
+            r = Some(next);
         }
-        assert_eq!(r.unwrap().next_retry, None);
+        assert_eq!(delays, [1, 5, 180, 180, 180, 180].map(Duration::minutes));
+        let r = r.unwrap();
+        let again = retry_enqueued(&r, NOW, &schedule());
+        assert_eq!(again.next_retry, Some(NOW + REJECTED_INTERVAL), "the enqueued retry keeps the slow pace");
         let mut f = None;
         for _ in 0..10 {
             f = Some(record_failure(f.as_ref(), "t", "29", FailureClass::Forbidden, "403", NOW, &schedule()));
@@ -151,5 +173,13 @@ mod tests {
         assert_eq!(due(std::slice::from_ref(&r), later).len(), 1);
         let enqueued = retry_enqueued(&r, later, &schedule());
         assert!(due(std::slice::from_ref(&enqueued), later + Duration::minutes(1)).is_empty());
+    }
+
+    #[test]
+    fn a_record_whose_message_is_back_in_the_queue_is_not_due_before_it_returns() {
+        let r = record_failure(None, "t", "29", FailureClass::Unavailable, "503", NOW, &[Duration::seconds(2)]);
+        let held = held_for_message(r, NOW + Duration::minutes(5));
+        assert!(due(std::slice::from_ref(&held), NOW + Duration::minutes(5)).is_empty());
+        assert_eq!(due(std::slice::from_ref(&held), NOW + Duration::minutes(6)).len(), 1, "a lost message is retried");
     }
 }

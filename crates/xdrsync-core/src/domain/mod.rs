@@ -21,6 +21,7 @@ pub mod mirror;
 pub mod names;
 pub mod plan;
 pub mod portal;
+pub mod redelivery;
 pub mod sentinel;
 pub mod sync_state;
 pub mod tenants;

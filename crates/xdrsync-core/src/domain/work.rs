@@ -13,6 +13,9 @@ pub enum ChangeHint {
     Reconcile,
 }
 
+/// JSON string layers [`WorkItem::parse`] unwraps; deeper nesting is not a work item.
+pub const MAX_QUOTE_LAYERS: usize = 4;
+
 /// "Reconcile tenant T incident D."
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -38,15 +41,20 @@ impl WorkItem {
         serde_json::to_string(self).expect("WorkItem serializes")
     }
 
-    /// Parses a message body. Accepts the object itself or the object JSON-quoted once (the
-    /// Functions host passes queue text as a JSON string literal).
+    /// Parses a message body: the object itself, or the object inside up to
+    /// [`MAX_QUOTE_LAYERS`] JSON string layers. The Functions host passes queue text as a JSON
+    /// string literal, and older versions re-enqueued that quoted form, quoting once more
+    /// at each throttle; such messages left in a queue still parse, so queues heal.
     pub fn parse(text: &str) -> Result<Self, WorkItemError> {
-        let trimmed = text.trim();
-        if trimmed.starts_with('"') {
-            let inner: String = serde_json::from_str(trimmed).map_err(WorkItemError::Json)?;
-            return Self::parse_object(&inner);
+        let mut current = text.trim().to_string();
+        for _ in 0..MAX_QUOTE_LAYERS {
+            if !current.starts_with('"') {
+                break;
+            }
+            let inner: String = serde_json::from_str(&current).map_err(WorkItemError::Json)?;
+            current = inner.trim().to_string();
         }
-        Self::parse_object(trimmed)
+        Self::parse_object(&current)
     }
 
     fn parse_object(text: &str) -> Result<Self, WorkItemError> {
@@ -78,6 +86,19 @@ mod tests {
         assert_eq!(WorkItem::parse(&json).unwrap(), w);
         let quoted = serde_json::to_string(&json).unwrap();
         assert_eq!(WorkItem::parse(&quoted).unwrap(), w);
+    }
+
+    #[test]
+    fn heals_messages_quoted_several_times_by_older_versions_up_to_a_bound() {
+        let w = WorkItem::reconcile("t1", "29", ChangeHint::Defender);
+        let mut text = w.to_json();
+        for layer in 1..=MAX_QUOTE_LAYERS {
+            text = serde_json::to_string(&text).unwrap();
+            assert_eq!(WorkItem::parse(&text).unwrap(), w, "{layer} layer(s)");
+        }
+        text = serde_json::to_string(&text).unwrap();
+        assert!(WorkItem::parse(&text).is_err(), "deeper than the bound");
+        assert!(WorkItem::parse("\"\\\"abc\"").is_err());
     }
 
     #[test]

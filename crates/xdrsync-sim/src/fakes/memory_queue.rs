@@ -16,6 +16,7 @@ struct Stored {
     dequeue_count: u32,
     visible_at: Instant,
     receipt: u64,
+    inserted: time::OffsetDateTime,
 }
 
 #[derive(Default)]
@@ -33,6 +34,15 @@ impl MemoryQueue {
         let mut c = self.counter.lock().expect("lock");
         *c += 1;
         *c
+    }
+
+    /// Makes every message of `queue` look `by` older (for tests of a queue's age).
+    pub fn backdate(&self, queue: &str, by: Duration) {
+        if let Some(q) = self.queues.lock().expect("lock").get_mut(queue) {
+            for m in q.iter_mut() {
+                m.inserted -= by;
+            }
+        }
     }
 
     /// Every message text in a queue, visible or not (for tests).
@@ -61,6 +71,7 @@ impl WorkQueue for MemoryQueue {
             dequeue_count: 0,
             visible_at: Instant::now() + delay,
             receipt: 0,
+            inserted: time::OffsetDateTime::now_utc(),
         });
         Ok(())
     }
@@ -104,7 +115,30 @@ impl WorkQueue for MemoryQueue {
         Ok(())
     }
 
+    async fn extend_visibility(
+        &self,
+        queue: &str,
+        msg: &QueueMessage,
+        visibility: Duration,
+    ) -> Result<String, PortError> {
+        let receipt = self.next();
+        let mut queues = self.queues.lock().expect("lock");
+        let m = queues
+            .get_mut(queue)
+            .and_then(|q| q.iter_mut().find(|m| m.id == msg.id && m.receipt.to_string() == msg.pop_receipt))
+            .ok_or_else(|| PortError::not_found("queue-storage", "no message with this pop receipt"))?;
+        m.visible_at = Instant::now() + visibility;
+        m.receipt = receipt;
+        Ok(receipt.to_string())
+    }
+
     async fn approximate_len(&self, queue: &str) -> Result<usize, PortError> {
         Ok(self.queues.lock().expect("lock").get(queue).map_or(0, Vec::len))
+    }
+
+    async fn peek_oldest_inserted(&self, queue: &str) -> Result<Option<time::OffsetDateTime>, PortError> {
+        let now = Instant::now();
+        let queues = self.queues.lock().expect("lock");
+        Ok(queues.get(queue).and_then(|q| q.iter().filter(|m| m.visible_at <= now).map(|m| m.inserted).min()))
     }
 }

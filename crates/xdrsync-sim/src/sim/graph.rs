@@ -339,7 +339,7 @@ async fn list_alerts(State(sim): State<Arc<Sim>>, headers: HeaderMap, RawQuery(r
     }
     sim.stats.bump("graph.alerts.list");
     // The documented filterable properties, plus `incidentId`: not in the list-alerts page's
-    // list, but widely used to fetch one incident's alerts (assumed to work).
+    // list, but widely used to fetch one incident's alerts (assumed to work), unless strict.
     let allowed = [
         "assignedTo",
         "classification",
@@ -351,7 +351,8 @@ async fn list_alerts(State(sim): State<Arc<Sim>>, headers: HeaderMap, RawQuery(r
         "status",
         "incidentId",
     ];
-    let q = match parse_query(raw.as_deref(), ALERT_TOP_MAX, &allowed) {
+    let allowed = if sim.options().strict_alert_filter { &allowed[..allowed.len() - 1] } else { &allowed[..] };
+    let q = match parse_query(raw.as_deref(), ALERT_TOP_MAX, allowed) {
         Ok(q) => q,
         Err(r) => return r,
     };

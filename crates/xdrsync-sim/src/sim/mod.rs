@@ -119,6 +119,9 @@ pub struct SimOptions {
     /// uncompressed, the stricter reading.
     pub logs_bytes_per_minute: u64,
     pub logs_requests_per_minute: u32,
+    /// Answer 400 to `alerts_v2?$filter=incidentId eq …`, as a service keeping to the documented
+    /// filter list would (default false: the filter works, as widely reported).
+    pub strict_alert_filter: bool,
 }
 
 impl Default for SimOptions {
@@ -135,6 +138,7 @@ impl Default for SimOptions {
             engine_groups_all: false,
             logs_bytes_per_minute: 2_000_000_000,
             logs_requests_per_minute: 12_000,
+            strict_alert_filter: false,
         }
     }
 }

@@ -194,9 +194,21 @@ fn tokenize(src: &str) -> Result<Vec<Tok>, String> {
     Ok(out)
 }
 
+/// The deepest nesting of parentheses and `not(…)` a filter may have. The parser, the renderer and
+/// the evaluator recurse once per level, so an unbounded depth overflows the stack.
+pub const MAX_NESTING: usize = 32;
+
+/// The most `and`/`or` a filter may hold: a chain builds a tree one level deeper per operator,
+/// which the renderer, the evaluator and `Drop` walk recursively.
+pub const MAX_OPERATORS: usize = 512;
+
 struct Parser {
     toks: Vec<Tok>,
     pos: usize,
+    /// Parentheses and `not(` currently open.
+    depth: usize,
+    /// `and`/`or` read so far.
+    operators: usize,
 }
 
 impl Parser {
@@ -217,10 +229,26 @@ impl Parser {
             other => Err(format!("expected '{sym}', found {}", describe(other.as_ref()))),
         }
     }
+    fn operator(&mut self) -> Result<(), String> {
+        self.pos += 1;
+        self.operators += 1;
+        if self.operators > MAX_OPERATORS {
+            return Err(format!("more than {MAX_OPERATORS} 'and'/'or' in one filter"));
+        }
+        Ok(())
+    }
+    /// `(` or `not(` opens a level: refused past [`MAX_NESTING`] before recursing.
+    fn open(&mut self) -> Result<(), String> {
+        self.depth += 1;
+        if self.depth > MAX_NESTING {
+            return Err(format!("nested deeper than {MAX_NESTING} levels of parentheses or not(…)"));
+        }
+        Ok(())
+    }
     fn or(&mut self) -> Result<Expr, String> {
         let mut left = self.and()?;
         while self.keyword("or") {
-            self.pos += 1;
+            self.operator()?;
             left = Expr::Or(Box::new(left), Box::new(self.and()?));
         }
         Ok(left)
@@ -228,7 +256,7 @@ impl Parser {
     fn and(&mut self) -> Result<Expr, String> {
         let mut left = self.unary()?;
         while self.keyword("and") {
-            self.pos += 1;
+            self.operator()?;
             left = Expr::And(Box::new(left), Box::new(self.unary()?));
         }
         Ok(left)
@@ -237,14 +265,18 @@ impl Parser {
         if self.keyword("not") {
             self.pos += 1;
             self.expect("(")?;
+            self.open()?;
             let e = self.or()?;
             self.expect(")")?;
+            self.depth -= 1;
             return Ok(Expr::Not(Box::new(e)));
         }
         if matches!(self.peek(), Some(Tok::Sym("("))) {
             self.pos += 1;
+            self.open()?;
             let e = self.or()?;
             self.expect(")")?;
+            self.depth -= 1;
             return Ok(e);
         }
         let func = match self.peek() {
@@ -356,7 +388,7 @@ pub fn parse(src: &str) -> Result<Option<Expr>, String> {
     if toks.is_empty() {
         return Ok(None);
     }
-    let mut p = Parser { toks, pos: 0 };
+    let mut p = Parser { toks, pos: 0, depth: 0, operators: 0 };
     let e = p.or()?;
     if p.pos < p.toks.len() {
         return Err(format!("unexpected {} after the expression", describe(p.peek())));
@@ -516,6 +548,22 @@ mod tests {
         let e = parse(r#"ProcessCommandLine has 'a | b' and FileName == "x\"y""#).unwrap().unwrap();
         assert_eq!(e.render(), r#"(ProcessCommandLine has "a | b" and FileName == "x\"y")"#);
         assert_eq!(parse(&e.render()).unwrap().unwrap(), e, "the rendered text parses back to the same expression");
+    }
+
+    #[test]
+    fn nesting_and_chains_are_bounded_not_a_stack_overflow() {
+        let deep = |n: usize| format!("{}FileName == 'a'{}", "(".repeat(n), ")".repeat(n));
+        assert!(parse(&deep(MAX_NESTING)).unwrap().is_some());
+        let e = parse(&deep(MAX_NESTING + 1)).unwrap_err();
+        assert!(e.contains("nested deeper than"), "{e}");
+        // 100,000 levels: a clear error, found before recursing that deep.
+        assert!(parse(&deep(100_000)).unwrap_err().contains("nested deeper than"));
+        let nots = format!("{}FileName == 'a'{}", "not(".repeat(100_000), ")".repeat(100_000));
+        assert!(parse(&nots).unwrap_err().contains("nested deeper than"));
+        let chain = |n: usize| vec!["FileName == 'a'"; n + 1].join(" and ");
+        let ok = parse(&chain(MAX_OPERATORS)).unwrap().unwrap();
+        assert!(ok.render().len() > MAX_OPERATORS, "a long chain still renders");
+        assert!(parse(&chain(100_000)).unwrap_err().contains("'and'/'or'"));
     }
 
     proptest! {
