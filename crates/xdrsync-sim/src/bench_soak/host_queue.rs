@@ -93,6 +93,17 @@ impl WorkQueue for HostQueue {
             .map_err(failed)
     }
 
+    async fn peek_oldest_inserted(&self, queue: &str) -> Result<Option<time::OffsetDateTime>, PortError> {
+        let r = self
+            .service
+            .queue_client(queue)
+            .peek_messages()
+            .number_of_messages(NumberOfMessages::new(32))
+            .await
+            .map_err(failed)?;
+        Ok(r.messages.iter().map(|m| m.insertion_time).min())
+    }
+
     async fn approximate_len(&self, queue: &str) -> Result<usize, PortError> {
         let r = self.service.queue_client(queue).get_metadata().await.map_err(failed)?;
         Ok(r.approximate_messages_count)
