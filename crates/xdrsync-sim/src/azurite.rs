@@ -7,8 +7,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Azurite's well-known development account (public, documented by Microsoft; not a secret).
-const DEV_ACCOUNT: &str = "devstoreaccount1";
-const DEV_KEY: &str = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+pub(crate) const DEV_ACCOUNT: &str = "devstoreaccount1";
+pub(crate) const DEV_KEY: &str =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
 
 /// A connection string for Azurite listening on the given ports.
 pub fn connection_string(table_port: u16, queue_port: u16) -> String {
@@ -43,6 +44,11 @@ impl Azurite {
 
     pub fn blob_connection_string(&self) -> String {
         blob_connection_string(self.blob_port)
+    }
+
+    /// The Azurite process id (a test pauses it with SIGSTOP to simulate a storage outage).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Starts Azurite from `bin` and waits until it listens.

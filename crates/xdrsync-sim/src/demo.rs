@@ -145,7 +145,7 @@ impl ChildGuard {
     }
 
     /// Why the child is gone, if it is: its exit status and the end of its log.
-    fn exited(&self) -> Option<String> {
+    pub fn exited(&self) -> Option<String> {
         let status = self.child.lock().unwrap_or_else(|p| p.into_inner()).try_wait().ok().flatten()?;
         let tail = self
             .log
@@ -206,6 +206,62 @@ pub struct Stack {
     child: ChildGuard,
     pub http_port: u16,
     pub http: reqwest::Client,
+    /// How the first child was started: [`Stack::spawn_instance`] starts more of it.
+    spec: ChildSpec,
+}
+
+/// How the xdrsync children of a stack are started (every instance alike).
+#[derive(Clone)]
+struct ChildSpec {
+    mode: ChildMode,
+    xdrsync_bin: PathBuf,
+    poll_seconds: u32,
+    quiet: bool,
+    budgets: Budgets,
+    extra_env: Vec<(String, String)>,
+}
+
+impl ChildSpec {
+    /// Starts one xdrsync child listening on `port`, on the stack's storage and simulator.
+    fn spawn(&self, azurite: &Azurite, sim: &crate::sim::RunningSim, port: u16) -> anyhow::Result<ChildGuard> {
+        if !self.xdrsync_bin.exists() {
+            anyhow::bail!(
+                "no xdrsync binary at {}: build it first (cargo build --release -p xdrsync)",
+                self.xdrsync_bin.display()
+            );
+        }
+        let (command, port_setting) = match self.mode {
+            ChildMode::Run => ("run", "XDRSYNC_HTTP_PORT"),
+            ChildMode::Serve => ("serve", "FUNCTIONS_CUSTOMHANDLER_PORT"),
+        };
+        let mut cmd = Command::new(&self.xdrsync_bin);
+        cmd.arg(command)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
+            .env("AzureWebJobsStorage", azurite.connection_string())
+            .env(port_setting, port.to_string())
+            .env("XDRSYNC_POLL_SCHEDULE", format!("*/{} * * * * *", self.poll_seconds))
+            .env("XDRSYNC_WEBHOOK_KEY", DEMO_WEBHOOK_KEY)
+            .env("XDRSYNC_GRAPH_CALLS_PER_MINUTE", self.budgets.graph_calls_per_minute.to_string())
+            .env("XDRSYNC_ARM_WRITES_PER_SECOND", self.budgets.arm_writes_per_second.to_string())
+            .envs(self.extra_env.iter().map(|(k, v)| match v.as_str() {
+                AZURITE_BLOBS => (k.as_str(), azurite.blob_connection_string()),
+                _ => (k.as_str(), v.clone()),
+            }))
+            .stdout(Stdio::null());
+        // Quiet: the log goes to a file, so a failure can still say why.
+        let log =
+            self.quiet.then(|| std::env::temp_dir().join(format!("xdrsync-demo-{}-{port}.log", std::process::id())));
+        match &log {
+            Some(path) => cmd.stderr(std::fs::File::create(path)?),
+            None => cmd.stderr(Stdio::inherit()),
+        };
+        for (k, v) in sim.sim.config.settings_for(sim.addr) {
+            cmd.env(k, v);
+        }
+        Ok(ChildGuard { child: std::sync::Mutex::new(cmd.spawn()?), log })
+    }
 }
 
 impl Stack {
@@ -232,47 +288,34 @@ impl Stack {
             crate::sim::seed::seed(&mut sim.sim.world(), &tenant, spec);
         }
         let http_port = free_port()?;
-        if !xdrsync_bin.exists() {
-            anyhow::bail!(
-                "no xdrsync binary at {}: build it first (cargo build --release -p xdrsync)",
-                xdrsync_bin.display()
-            );
-        }
-        let (command, port_setting) = match mode {
-            ChildMode::Run => ("run", "XDRSYNC_HTTP_PORT"),
-            ChildMode::Serve => ("serve", "FUNCTIONS_CUSTOMHANDLER_PORT"),
+        let spec = ChildSpec {
+            mode,
+            xdrsync_bin: xdrsync_bin.to_path_buf(),
+            poll_seconds,
+            quiet,
+            budgets: budgets.clone(),
+            extra_env: extra_env.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
         };
-        let mut cmd = Command::new(xdrsync_bin);
-        cmd.arg(command)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
-            .env("AzureWebJobsStorage", azurite.connection_string())
-            .env(port_setting, http_port.to_string())
-            .env("XDRSYNC_POLL_SCHEDULE", format!("*/{poll_seconds} * * * * *"))
-            .env("XDRSYNC_WEBHOOK_KEY", DEMO_WEBHOOK_KEY)
-            .env("XDRSYNC_GRAPH_CALLS_PER_MINUTE", budgets.graph_calls_per_minute.to_string())
-            .env("XDRSYNC_ARM_WRITES_PER_SECOND", budgets.arm_writes_per_second.to_string())
-            .envs(extra_env.iter().map(|(k, v)| match v.as_str() {
-                AZURITE_BLOBS => (*k, azurite.blob_connection_string()),
-                _ => (*k, v.clone()),
-            }))
-            .stdout(Stdio::null());
-        // Quiet: the log goes to a file, so a failure can still say why.
-        let log =
-            quiet.then(|| std::env::temp_dir().join(format!("xdrsync-demo-{}-{http_port}.log", std::process::id())));
-        match &log {
-            Some(path) => cmd.stderr(std::fs::File::create(path)?),
-            None => cmd.stderr(Stdio::inherit()),
-        };
-        for (k, v) in sim.sim.config.settings_for(sim.addr) {
-            cmd.env(k, v);
-        }
-        let child = ChildGuard { child: std::sync::Mutex::new(cmd.spawn()?), log };
-        let stack = Self { azurite, sim, child, http_port, http: reqwest::Client::new() };
+        let child = spec.spawn(&azurite, &sim, http_port)?;
+        let stack = Self { azurite, sim, child, http_port, http: reqwest::Client::new(), spec };
+        stack.wait_answering(&stack.child, http_port).await?;
+        Ok(stack)
+    }
+
+    /// Starts one more xdrsync child like the first but in `mode`, on the same storage and
+    /// simulator (several instances of one deployment), on a free port; returns it with its port
+    /// without waiting.
+    pub fn spawn_instance(&self, mode: ChildMode) -> anyhow::Result<(ChildGuard, u16)> {
+        let port = free_port()?;
+        Ok((ChildSpec { mode, ..self.spec.clone() }.spawn(&self.azurite, &self.sim, port)?, port))
+    }
+
+    /// Waits until the child listening on `port` answers `GET /api/health` (at most 60 s).
+    pub async fn wait_answering(&self, child: &ChildGuard, port: u16) -> anyhow::Result<()> {
         let started = Instant::now();
-        while stack.http.get(stack.health_url()).send().await.is_err() {
-            if let Some(why) = stack.child.exited() {
+        let url = format!("http://127.0.0.1:{port}/api/health");
+        while self.http.get(&url).send().await.is_err() {
+            if let Some(why) = child.exited() {
                 anyhow::bail!("xdrsync did not start: {why}");
             }
             if started.elapsed() > Duration::from_secs(60) {
@@ -280,7 +323,17 @@ impl Stack {
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        Ok(stack)
+        Ok(())
+    }
+
+    /// The Azurite process (to pause it: a storage outage).
+    pub fn azurite_pid(&self) -> u32 {
+        self.azurite.pid()
+    }
+
+    /// Azurite's queue port.
+    pub fn queue_port(&self) -> u16 {
+        self.azurite.queue_port
     }
 
     /// Peak resident memory of the xdrsync child so far (Linux only), in MiB.

@@ -12,6 +12,7 @@
 pub mod azurite;
 pub mod bench;
 pub mod bench_hunting;
+pub mod bench_soak;
 pub mod bench_tenants;
 pub mod demo;
 pub mod fakes;

@@ -155,6 +155,54 @@ enum BenchWhat {
         #[arg(long)]
         json: bool,
     },
+    /// Crash and outage proof: instances of one deployment on one storage account while new
+    /// incidents, Defender updates and Sentinel edits flow; SIGKILLs (or a storage pause).
+    /// Reports changes, kills, duplicates, lost changes, latency; exits 1 on a duplicate or loss.
+    Soak {
+        /// standalone (`xdrsync run`) or functions (`xdrsync serve` behind the Functions host emulator).
+        #[arg(long, value_enum, default_value = "standalone")]
+        mode: xdrsync_sim::bench_soak::SoakMode,
+        /// kills (SIGKILL a random instance, restart it) or storage-outage (pause Azurite).
+        #[arg(long, value_enum, default_value = "kills")]
+        scenario: xdrsync_sim::bench_soak::Scenario,
+        /// Instances sharing the storage account.
+        #[arg(long, default_value_t = 3)]
+        instances: usize,
+        /// SIGKILLs over the run (scenario kills).
+        #[arg(long, default_value_t = 20)]
+        kills: usize,
+        /// Length of the run, in seconds, while changes flow.
+        #[arg(long, default_value_t = 300)]
+        duration: u64,
+        /// How long storage is paused (scenario storage-outage), in seconds.
+        #[arg(long, default_value_t = 45)]
+        outage_seconds: u64,
+        /// Changes made a minute (new incidents, Defender updates, Sentinel edits in turn at random).
+        #[arg(long, default_value_t = 60)]
+        changes_per_minute: u32,
+        /// Incidents mirrored before the run (the ones edited first).
+        #[arg(long, default_value_t = 10)]
+        initial_incidents: usize,
+        /// Poll interval of the pollers, in seconds (1-59).
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=59))]
+        poll_seconds: u32,
+        /// After the run, how long changes may take to show before they count as lost, in seconds.
+        #[arg(long, default_value_t = 180)]
+        settle: u64,
+        /// Seed of the random choices (which instance dies, which change comes next).
+        #[arg(long, default_value_t = 17)]
+        seed: u64,
+        /// Show the instances' logs (`RUST_LOG`) on standard error.
+        #[arg(long)]
+        logs: bool,
+        #[command(flatten)]
+        budgets: BudgetArgs,
+        #[command(flatten)]
+        stack: StackArgs,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Call budgets: what xdrsync spends and what the simulated tenant allows.
@@ -246,6 +294,7 @@ async fn main() -> ExitCode {
                 ..
             } => bench_hunting(source, process_rows, email_rows, page_rows, timeout, stack, json).await,
             Command::Bench { what: Some(mode @ BenchWhat::Tenants { .. }), .. } => bench_tenants(mode).await,
+            Command::Bench { what: Some(soak @ BenchWhat::Soak { .. }), .. } => bench_soak(soak).await,
             Command::Bench { what: None, edits, poll_seconds, stack, json } => {
                 bench(edits, poll_seconds, stack, json).await
             }
@@ -393,6 +442,50 @@ async fn bench_tenants(mode: BenchWhat) -> anyhow::Result<bool> {
     let report = xdrsync_sim::bench_tenants::run(opts).await?;
     emit(json, &report, xdrsync_sim::bench_tenants::print)?;
     Ok(true)
+}
+
+async fn bench_soak(what: BenchWhat) -> anyhow::Result<bool> {
+    let BenchWhat::Soak {
+        mode,
+        scenario,
+        instances,
+        kills,
+        duration,
+        outage_seconds,
+        changes_per_minute,
+        initial_incidents,
+        poll_seconds,
+        settle,
+        seed,
+        logs,
+        budgets,
+        stack,
+        json,
+    } = what
+    else {
+        anyhow::bail!("bench_soak runs the soak only");
+    };
+    let opts = xdrsync_sim::bench_soak::SoakOptions {
+        mode,
+        scenario,
+        instances,
+        kills,
+        duration: std::time::Duration::from_secs(duration),
+        outage: std::time::Duration::from_secs(outage_seconds),
+        changes_per_minute,
+        initial_incidents,
+        poll_seconds,
+        settle: std::time::Duration::from_secs(settle),
+        seed,
+        budgets: budgets.budgets(),
+        xdrsync_bin: stack.xdrsync_binary()?,
+        repo_root: stack.repo,
+        progress: !json,
+        show_logs: logs,
+    };
+    let report = xdrsync_sim::bench_soak::run(opts).await?;
+    emit(json, &report, xdrsync_sim::bench_soak::print)?;
+    Ok(report.ok)
 }
 
 /// `serve --tenants N`: the workspace tenant plus N Defender tenants behind one address.
