@@ -306,3 +306,31 @@ async fn a_refused_comment_copy_is_recorded_retried_and_then_copied() {
     assert_eq!(copies, 1);
     assert!(xdrsync::usecase::failures::list(&s2).await.unwrap().is_empty());
 }
+
+/// Defender's comment POST is not idempotent: while another instance holds the incident's comment
+/// claim, a reconcile posts nothing and gives its work back (a conflict, retried); once the claim
+/// is free the copy is posted exactly once, and a rerun posts nothing.
+#[tokio::test]
+async fn two_instances_never_post_one_sentinel_comment_into_defender_twice() {
+    let sim = start_sim(SimConfig::demo()).await;
+    let s = services(&sim);
+    let ids = seed(&sim, SeedSpec { count: 1, ..Default::default() });
+    sync(&s, &ids[0]).await;
+    let name = sentinel_incident_name(&s.config.tenant_id, &ids[0]);
+    sim_post(&sim, &format!("/_sim/sentinel/incidents/{name}/edit"), json!({"comment": "seen once"})).await;
+    let copies = |sim: &RunningSim| {
+        sim.sim.world().incident(&ids[0]).unwrap().comments.iter().filter(|c| c.comment.ends_with("seen once")).count()
+    };
+
+    let other = xdrsync::usecase::comment_claim::acquire(&s, &ids[0]).await.expect("the other instance claims");
+    let item = WorkItem::reconcile(&s.config.tenant_id, &ids[0], ChangeHint::Sentinel);
+    let held = reconcile(&s, &item).await;
+    assert!(matches!(&held, Err(xdrsync::usecase::UseCaseError::Retry(e)) if e.is_conflict()), "{held:?}");
+    assert_eq!(copies(&sim), 0, "nothing posted while the claim is held elsewhere");
+
+    xdrsync::usecase::comment_claim::release(&s, other).await;
+    sync(&s, &ids[0]).await;
+    assert_eq!(copies(&sim), 1, "posted once the claim is free");
+    sync(&s, &ids[0]).await;
+    assert_eq!(copies(&sim), 1, "a rerun posts nothing");
+}

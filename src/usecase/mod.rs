@@ -3,6 +3,7 @@
 
 pub mod activity;
 pub mod attach_alerts;
+pub mod comment_claim;
 pub mod cross_owner;
 pub mod failures;
 pub mod health;

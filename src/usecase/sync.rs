@@ -252,20 +252,20 @@ async fn execute(
         }
     }
     let (defender_target, texts) = &plan.comments_to_defender;
-    for (i, text) in texts.iter().enumerate() {
-        match s.defender.add_comment(defender_target, text).await {
-            Ok(_) => report.comments_copied += 1,
-            Err(e @ PortError::Rejected { .. }) => {
-                tracing::warn!(error.message = %e, "Defender refused a copied comment; field sync goes on");
-                if let Some(source) = plan.copy_sources.to_defender.get(i) {
-                    next.sentinel_comments_sent.retain(|x| x != source);
-                }
-                report.comments_refused += 1;
-                report.refusal = Some(e.to_string());
-            }
-            Err(e) => return Err(e.into()),
-        }
+    // Only one instance posts into an incident at a time, and only what Defender still lacks
+    // after the claim (`comment_claim`): the POST is not idempotent.
+    let claim = if texts.is_empty() { None } else { Some(super::comment_claim::acquire(s, defender_target).await?) };
+    let present = match &claim {
+        Some(_) => s.defender.get_incident(defender_target).await?.map(|d| d.comments).unwrap_or_default(),
+        None => Vec::new(),
+    };
+    let missing = super::comment_claim::still_missing(texts, &present);
+    let posted =
+        post_copies(s, defender_target, &missing, &plan.copy_sources.to_defender, &mut next, &mut report).await;
+    if let Some(claim) = claim {
+        super::comment_claim::release(s, claim).await;
     }
+    posted?;
     next.sentinel_comments_count = next.sentinel_comments_count.map(|n| n + comments_added);
     if report.comments_refused > 0 {
         // Forget the count, so the next reconcile does not take the mirror as unchanged and
@@ -301,6 +301,33 @@ async fn execute(
 /// Adds one of our own notes. Notes are best effort: a refusal (a full incident: Sentinel holds at
 /// most 100 comments) is logged and sync goes on; only retryable failures stop the reconcile.
 /// Returns how many comments it added (0 or 1).
+/// Posts the copies Defender still lacks; a refused copy stays pending (its source is not
+/// marked sent) and the incident is recorded for a retry, while field sync goes on.
+async fn post_copies(
+    s: &Ports,
+    defender_target: &str,
+    missing: &[(usize, &String)],
+    sources: &[String],
+    next: &mut IncidentState,
+    report: &mut SyncReport,
+) -> Result<(), UseCaseError> {
+    for (i, text) in missing {
+        match s.defender.add_comment(defender_target, text).await {
+            Ok(_) => report.comments_copied += 1,
+            Err(e @ PortError::Rejected { .. }) => {
+                tracing::warn!(error.message = %e, "Defender refused a copied comment; field sync goes on");
+                if let Some(source) = sources.get(*i) {
+                    next.sentinel_comments_sent.retain(|x| x != source);
+                }
+                report.comments_refused += 1;
+                report.refusal = Some(e.to_string());
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
 async fn best_effort_note(s: &Ports, name: &Uuid, note: &NewSentinelComment, what: &str) -> Result<u64, UseCaseError> {
     match s.sentinel.put_comment(name, &note.name, &note.message).await {
         Ok(()) => Ok(1),
