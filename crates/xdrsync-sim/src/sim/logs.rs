@@ -16,7 +16,6 @@ use serde_json::Value;
 
 use super::entra::authorize;
 use super::faults::{arm_error, empty};
-use super::permissions::{logs_forbidden, object_id_of, MONITORING_METRICS_PUBLISHER};
 use super::world::Audience;
 use super::Sim;
 
@@ -45,25 +44,13 @@ async fn ingest(
         Err(r) => return r,
     };
     sim.stats.bump("logs.post");
-    // Azure RBAC on the DCR, against the grants the token was issued with.
-    if !caller.permissions.dcr_roles.contains(MONITORING_METRICS_PUBLISHER) {
-        sim.stats.bump("logs.forbidden");
-        let dcr_arm_id = super::permissions::dcr_resource_id(&sim.config);
-        let oid = object_id_of(&caller.app_id);
-        return logs_forbidden(&sim.config.dcr_immutable_id, &dcr_arm_id, &sim.config.tenant_id, &oid);
-    }
     if !q.contains_key("api-version") {
         return err(StatusCode::BAD_REQUEST, "MissingApiVersion", "api-version is required".into());
     }
-    if !dcr.eq_ignore_ascii_case(&sim.config.dcr_immutable_id) {
-        return err(StatusCode::NOT_FOUND, "DcrNotFound", format!("Data collection rule '{dcr}' was not found"));
-    }
-    if !sim.config.streams.iter().any(|s| s == &stream) {
-        return err(
-            StatusCode::BAD_REQUEST,
-            "InvalidStream",
-            format!("Stream '{stream}' is not declared in the data collection rule"),
-        );
+    // Azure RBAC on the rule named by the URL (against the grants the token was issued with),
+    // the rule itself and its declared streams (`dcrs`).
+    if let Err(r) = super::dcrs::ingestion_gate(&sim, &caller, &dcr, &stream) {
+        return r;
     }
     let content_type = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("");
     if !content_type.to_ascii_lowercase().starts_with("application/json") {

@@ -21,6 +21,7 @@ mod arm;
 pub mod arm_rules;
 mod automation;
 mod control;
+pub mod dcrs;
 mod engine;
 pub mod entra;
 mod faults;
@@ -159,6 +160,8 @@ pub struct SimConfig {
     pub dcr_immutable_id: String,
     /// Declared DCR input streams.
     pub streams: Vec<String>,
+    /// More data collection rules of the workspace (per-table hunting DCRs; default none).
+    pub hunting_dcrs: Vec<dcrs::SimDcr>,
     /// Lifetime of issued tokens.
     pub token_lifetime_secs: u64,
     /// The app's roles at start (control API: `/_sim/permissions`).
@@ -188,6 +191,7 @@ impl SimConfig {
             dcr_immutable_id: "dcr-00000000000000000000000000000001".into(),
             // The alert stream, and one `Custom-<Table>` stream per advanced-hunting table.
             streams: std::iter::once("Custom-XdrsyncAlerts".to_string()).chain(hunting_schema::streams()).collect(),
+            hunting_dcrs: Vec::new(),
             token_lifetime_secs: 3599,
             permissions: Permissions::default(),
             options: SimOptions::default(),
