@@ -5,6 +5,7 @@
 pub mod auth;
 mod azure_err;
 pub mod blobs;
+pub mod cert_assertion;
 pub mod budget;
 pub mod clock;
 pub mod graph;

@@ -24,6 +24,7 @@ mod control;
 pub mod dcrs;
 mod engine;
 pub mod entra;
+mod entra_cert;
 mod faults;
 mod filter;
 mod graph;
@@ -154,6 +155,8 @@ pub struct SimConfig {
     pub identity_header: String,
     /// Client id of the app's user-assigned managed identity (`/msi/token?client_id=`).
     pub managed_identity_client_id: String,
+    /// The certificate registered on the app registration, DER (`None`: none).
+    pub client_certificate: Option<Vec<u8>>,
     /// The app registration's federated identity credential (`None`: it has none).
     pub federated_credential: Option<entra::FederatedCredential>,
     pub workspace: SimWorkspace,
@@ -179,6 +182,7 @@ impl SimConfig {
             client_secret: "sim-client-secret-not-real".into(),
             identity_header: "sim-identity-header-not-real".into(),
             managed_identity_client_id: entra::DEMO_MANAGED_IDENTITY.into(),
+            client_certificate: None,
             federated_credential: Some(entra::FederatedCredential::trusting(
                 "72f988bf-86f1-41af-91ab-2d7cd011db47",
                 entra::DEMO_MANAGED_IDENTITY,
@@ -263,6 +267,8 @@ pub struct Sim {
     pub http: reqwest::Client,
     /// Advanced hunting: seeded tables, limits, the per-tenant call window.
     pub hunting: std::sync::Mutex<hunting::HuntingState>,
+    /// Certificate assertions' `jti`s already presented to Entra.
+    pub seen_jti: entra_cert::SeenJti,
 }
 
 impl Sim {
@@ -280,6 +286,7 @@ impl Sim {
             automation: Default::default(),
             http: reqwest::Client::new(),
             hunting: Default::default(),
+            seen_jti: Default::default(),
         })
     }
 
