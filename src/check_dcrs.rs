@@ -43,8 +43,11 @@ pub struct DcrTarget {
 /// configurations (`Ports::each_tenant`).
 pub fn targets(cfg: &Config, routed: &[&Config]) -> Vec<DcrTarget> {
     let mut out: Vec<DcrTarget> = Vec::new();
-    let mut add = |id: &str, sub: &str, use_: String, setting: &'static str, resource_id: Option<String>, default| {
-        match out.iter_mut().find(|t| t.immutable_id.eq_ignore_ascii_case(id)) {
+    let mut add =
+        |id: &str, sub: &str, use_: String, setting: &'static str, resource_id: Option<String>, default| match out
+            .iter_mut()
+            .find(|t| t.immutable_id.eq_ignore_ascii_case(id))
+        {
             Some(t) if !t.used_by.contains(&use_) => t.used_by.push(use_),
             Some(_) => {}
             None => out.push(DcrTarget {
@@ -55,8 +58,7 @@ pub fn targets(cfg: &Config, routed: &[&Config]) -> Vec<DcrTarget> {
                 resource_id,
                 default,
             }),
-        }
-    };
+        };
     let sub = &cfg.workspace.subscription_id;
     add(
         &cfg.dcr_immutable_id,
@@ -119,7 +121,10 @@ pub async fn lines(s: &Ports, arm: &ServiceClient, principal: &str) -> Vec<Check
                 out.push(CheckLine {
                     what,
                     ok: false,
-                    detail: format!("{e}. Could not list the data collection rules of subscription {}.", t.subscription),
+                    detail: format!(
+                        "{e}. Could not list the data collection rules of subscription {}.",
+                        t.subscription
+                    ),
                 });
                 continue;
             }
@@ -211,7 +216,14 @@ mod tests {
         ]);
         let t = targets(&c, &[]);
         let ids: Vec<&str> = t.iter().map(|t| t.immutable_id.as_str()).collect();
-        assert_eq!(ids, [c.dcr_immutable_id.as_str(), "dcr-0000000000000000000000000000000a", "dcr-0000000000000000000000000000000b"]);
+        assert_eq!(
+            ids,
+            [
+                c.dcr_immutable_id.as_str(),
+                "dcr-0000000000000000000000000000000a",
+                "dcr-0000000000000000000000000000000b"
+            ]
+        );
         // The unrouted table goes to the alerts DCR: one line names both uses.
         assert!(t[0].default && t[0].used_by.iter().any(|u| u.contains("IdentityLogonEvents")), "{t:?}");
         assert_eq!(t[1].setting, "XDRSYNC_HUNTING_DCR_IMMUTABLE_ID");

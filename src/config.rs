@@ -6,8 +6,8 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::time::Duration;
 use std::sync::Arc;
+use std::time::Duration;
 pub use xdrsync_core::domain::tenants::{DefenderTenant, TenantRoute};
 pub use xdrsync_core::domain::workspace::Workspace;
 
@@ -95,10 +95,20 @@ impl Cloud {
 /// to; the app registration's secret only outside Azure (no `IDENTITY_ENDPOINT`).
 #[derive(Clone)]
 pub enum Credential {
-    ClientSecret { client_id: String, secret: SecretString },
+    ClientSecret {
+        client_id: String,
+        secret: SecretString,
+    },
     /// Outside Azure: the app registration's certificate (`XDRSYNC_CLIENT_CERTIFICATE_PATH`).
-    ClientCertificate { client_id: String, certificate: Arc<ClientCertificate> },
-    ManagedIdentity { endpoint: Url, header: SecretString, client_id: Option<String> },
+    ClientCertificate {
+        client_id: String,
+        certificate: Arc<ClientCertificate>,
+    },
+    ManagedIdentity {
+        endpoint: Url,
+        header: SecretString,
+        client_id: Option<String>,
+    },
 }
 
 impl fmt::Debug for Credential {
@@ -719,7 +729,10 @@ fn credentials(v: &Vars, cloud: Cloud) -> Result<(Credential, GraphCredential), 
             )?;
             let certificate = ClientCertificate::load(std::path::Path::new(path))
                 .map_err(|e| err("XDRSYNC_CLIENT_CERTIFICATE_PATH", e))?;
-            GraphCredential::Certificate { client_id: app_id("a certificate credential")?, certificate: Arc::new(certificate) }
+            GraphCredential::Certificate {
+                client_id: app_id("a certificate credential")?,
+                certificate: Arc::new(certificate),
+            }
         }
         "federated" => {
             if secret.is_some() {

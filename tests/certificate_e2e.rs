@@ -142,10 +142,8 @@ async fn entra_refuses_a_wrong_audience_issuer_expiry_signature_or_a_replay() {
 
 #[test]
 fn a_missing_or_unreadable_certificate_file_is_a_clear_configuration_error() {
-    let mut vars: HashMap<String, String> = xdrsync_sim::sim::SimConfig::demo()
-        .settings_for("127.0.0.1:1".parse().unwrap())
-        .into_iter()
-        .collect();
+    let mut vars: HashMap<String, String> =
+        xdrsync_sim::sim::SimConfig::demo().settings_for("127.0.0.1:1".parse().unwrap()).into_iter().collect();
     vars.insert("AzureWebJobsStorage".into(), "UseDevelopmentStorage=true".into());
     vars.remove("XDRSYNC_CLIENT_SECRET");
     vars.insert("XDRSYNC_GRAPH_CREDENTIAL".into(), "certificate".into());

@@ -14,6 +14,6 @@ fn one_azure_core_and_no_azure_identity_in_the_lock_file() {
     assert!(versions("azure_identity").is_empty(), "tokens are our own code (adapters/auth.rs)");
     let core = &versions("azure_core")[0];
     for crate_name in ["azure_storage", "azure_data_tables", "azure_storage_queues", "azure_storage_blobs"] {
-        assert_eq!(&versions(crate_name), &[core.clone()], "{crate_name} on azure_core's release line");
+        assert_eq!(versions(crate_name), vec![core.clone()], "{crate_name} on azure_core's release line");
     }
 }

@@ -278,13 +278,19 @@ async fn check_names_a_routed_workspaces_dcr_without_the_publisher_role_or_out_o
             && l.contains("soc-emea-xdrsync"),
         "{text}"
     );
-    assert!(line(&text, "permissions on the data collection rule").starts_with("ok"), "the default rule is fine: {text}");
+    assert!(
+        line(&text, "permissions on the data collection rule").starts_with("ok"),
+        "the default rule is fine: {text}"
+    );
 
     // Out of sight (no read on it): the list does not show it, and the line says what to grant.
     second.permissions.lock().unwrap().dcr_roles.clear();
     let text = check_text(&vars).await;
     let l = line(&text, &routed);
-    assert!(l.starts_with("FAIL") && l.contains("Monitoring Reader") && l.contains("XDRSYNC_TENANT_WORKSPACES"), "{text}");
+    assert!(
+        l.starts_with("FAIL") && l.contains("Monitoring Reader") && l.contains("XDRSYNC_TENANT_WORKSPACES"),
+        "{text}"
+    );
 }
 
 const HUNTING_A: &str = "dcr-0000000000000000000000000000000a";
@@ -323,7 +329,10 @@ async fn check_proves_every_hunting_dcr_and_names_the_second_one_without_the_rol
     assert!(r.status().is_success());
     let text = check_text(&vars).await;
     let b = line(&text, &format!("permissions on data collection rule {HUNTING_B}"));
-    assert!(b.starts_with("FAIL") && b.contains("Telemetry/Write") && b.contains("hunting table DeviceEvents"), "{text}");
+    assert!(
+        b.starts_with("FAIL") && b.contains("Telemetry/Write") && b.contains("hunting table DeviceEvents"),
+        "{text}"
+    );
     assert!(line(&text, &format!("permissions on data collection rule {HUNTING_A}")).starts_with("ok"), "{text}");
     // The upload probe of the second table fails too, on its own rule; the first table's passes.
     let probe = line(&text, "hunting Logs Ingestion of DeviceEvents");

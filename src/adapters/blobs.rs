@@ -31,7 +31,9 @@ fn location(
 ) -> Result<(CloudLocation, StorageCredentials, azure_core::ClientOptions), String> {
     let c = BlobConnection::parse(raw)?;
     let (creds, options) = match c.key {
-        Some(key) => (StorageCredentials::access_key(c.account.clone(), key), super::storage_auth::client_options(None)),
+        Some(key) => {
+            (StorageCredentials::access_key(c.account.clone(), key), super::storage_auth::client_options(None))
+        }
         None => (
             StorageCredentials::token_credential(Arc::new(super::storage_auth::PortCredential(tokens.clone()))),
             super::storage_auth::client_options(Some(tokens)),

@@ -116,7 +116,10 @@ mod tests {
         assert_eq!(h["alg"], "RS256");
         assert_eq!(h["x5t"].as_str().unwrap().len(), 27, "SHA-1, base64url");
         assert_eq!(h["x5t#S256"].as_str().unwrap().len(), 43, "SHA-256, base64url");
-        assert_eq!((claims["aud"].as_str(), claims["iss"].as_str(), claims["sub"].as_str()), (Some(url), Some("app"), Some("app")));
+        assert_eq!(
+            (claims["aud"].as_str(), claims["iss"].as_str(), claims["sub"].as_str()),
+            (Some(url), Some("app"), Some("app"))
+        );
         assert_eq!(claims["exp"].as_i64().unwrap() - claims["nbf"].as_i64().unwrap(), 300);
         let b = c.assertion("app", url, now).unwrap();
         assert_ne!(part(&b, 1)["jti"], claims["jti"], "each assertion its own jti");

@@ -5,8 +5,8 @@
 pub mod auth;
 mod azure_err;
 pub mod blobs;
-pub mod cert_assertion;
 pub mod budget;
+pub mod cert_assertion;
 pub mod clock;
 pub mod graph;
 pub mod http;

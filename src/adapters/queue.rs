@@ -38,8 +38,7 @@ impl AzureQueues {
         };
         let creds = super::storage_auth::credentials(conn, tokens);
         let options = super::storage_auth::client_options(conn.key.is_none().then_some(tokens));
-        let service =
-            QueueServiceClientBuilder::with_location(location, creds).client_options(options).build();
+        let service = QueueServiceClientBuilder::with_location(location, creds).client_options(options).build();
         Self { service, retry: RetryPolicy::default(), counters }
     }
 }

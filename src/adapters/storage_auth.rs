@@ -62,10 +62,10 @@ pub fn credentials(conn: &StorageConnection, tokens: &Arc<dyn TokenSource>) -> S
 pub fn client_options(tokens: Option<&Arc<dyn TokenSource>>) -> ClientOptions {
     let options = ClientOptions::default().retry(azure_core::RetryOptions::none());
     match tokens {
-        Some(t) => options.per_call_policies(vec![Arc::new(ForbiddenRefreshPolicy {
-            tokens: t.clone(),
-            gate: Default::default(),
-        }) as Arc<dyn Policy>]),
+        Some(t) => options
+            .per_call_policies(vec![
+                Arc::new(ForbiddenRefreshPolicy { tokens: t.clone(), gate: Default::default() }) as Arc<dyn Policy>
+            ]),
         None => options,
     }
 }
@@ -157,7 +157,9 @@ mod tests {
 
     /// A queue service that creates queues for `Bearer {accepted}` and answers 403 (Azure
     /// Storage's `AuthorizationPermissionMismatch`) to any other token; the tokens it saw.
-    async fn queue_service(accepted: Arc<std::sync::Mutex<&'static str>>) -> (String, Arc<std::sync::Mutex<Vec<String>>>) {
+    async fn queue_service(
+        accepted: Arc<std::sync::Mutex<&'static str>>,
+    ) -> (String, Arc<std::sync::Mutex<Vec<String>>>) {
         let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
         let log = seen.clone();
         let app = axum::Router::new().fallback(move |headers: axum::http::HeaderMap| {

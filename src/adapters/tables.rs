@@ -42,8 +42,7 @@ impl AzureTables {
         };
         let creds = super::storage_auth::credentials(conn, tokens);
         let options = super::storage_auth::client_options(conn.key.is_none().then_some(tokens));
-        let service =
-            TableServiceClientBuilder::with_location(location, creds).client_options(options).build();
+        let service = TableServiceClientBuilder::with_location(location, creds).client_options(options).build();
         Self { service, prefix: prefix.to_string(), retry: RetryPolicy::default(), counters }
     }
 

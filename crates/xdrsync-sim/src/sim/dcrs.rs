@@ -44,7 +44,11 @@ pub struct Rule<'a> {
 /// Every rule of the simulated workspace.
 pub fn rules(config: &SimConfig) -> Vec<Rule<'_>> {
     let ws = &config.workspace;
-    let mut v = vec![Rule { arm_id: dcr_resource_id(config), immutable_id: &config.dcr_immutable_id, streams: &config.streams }];
+    let mut v = vec![Rule {
+        arm_id: dcr_resource_id(config),
+        immutable_id: &config.dcr_immutable_id,
+        streams: &config.streams,
+    }];
     v.extend(config.hunting_dcrs.iter().map(|d| Rule {
         arm_id: format!(
             "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.Insights/dataCollectionRules/{}",
@@ -62,11 +66,9 @@ pub fn roles_on<'p>(config: &SimConfig, p: &'p Permissions, immutable_id: &str) 
     if immutable_id.eq_ignore_ascii_case(&config.dcr_immutable_id) {
         return Some(&p.dcr_roles);
     }
-    config
-        .hunting_dcrs
-        .iter()
-        .any(|d| d.immutable_id.eq_ignore_ascii_case(immutable_id))
-        .then(|| p.hunting_dcr_roles.get(&immutable_id.to_ascii_lowercase()).unwrap_or_else(|| NONE.get_or_init(BTreeSet::new)))
+    config.hunting_dcrs.iter().any(|d| d.immutable_id.eq_ignore_ascii_case(immutable_id)).then(|| {
+        p.hunting_dcr_roles.get(&immutable_id.to_ascii_lowercase()).unwrap_or_else(|| NONE.get_or_init(BTreeSet::new))
+    })
 }
 
 /// The roles `p` holds at ARM `scope` (lower case), if it is one of the rules.
@@ -153,18 +155,6 @@ impl SimConfig {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn glob_matches_like_rbac() {
-        assert!(super::glob("*/read", "Microsoft.Insights/dataCollectionRules/read"));
-        assert!(super::glob("*", "Microsoft.Insights/dataCollectionRules/read"));
-        assert!(!super::glob("Microsoft.Support/*", "Microsoft.Insights/dataCollectionRules/read"));
-        assert!(!super::glob("Microsoft.Insights/Register/Action", "Microsoft.Insights/dataCollectionRules/read"));
-        assert!(super::glob("microsoft.insights/*/read", "Microsoft.Insights/dataCollectionRules/read"));
-    }
-}
-
 /// Logs Ingestion's checks of the rule in the URL: the caller's Monitoring Metrics Publisher on
 /// it (403 with the service's body), then that it exists (404) and declares `stream` (400).
 pub fn ingestion_gate(sim: &Sim, caller: &super::entra::Caller, dcr: &str, stream: &str) -> Result<(), Response> {
@@ -180,7 +170,11 @@ pub fn ingestion_gate(sim: &Sim, caller: &super::entra::Caller, dcr: &str, strea
         }
     }
     let Some(rule) = rule else {
-        return Err(arm_error(StatusCode::NOT_FOUND, "DcrNotFound", format!("Data collection rule '{dcr}' was not found")));
+        return Err(arm_error(
+            StatusCode::NOT_FOUND,
+            "DcrNotFound",
+            format!("Data collection rule '{dcr}' was not found"),
+        ));
     };
     if !rule.streams.iter().any(|s| s == stream) {
         return Err(arm_error(
@@ -190,4 +184,16 @@ pub fn ingestion_gate(sim: &Sim, caller: &super::entra::Caller, dcr: &str, strea
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn glob_matches_like_rbac() {
+        assert!(super::glob("*/read", "Microsoft.Insights/dataCollectionRules/read"));
+        assert!(super::glob("*", "Microsoft.Insights/dataCollectionRules/read"));
+        assert!(!super::glob("Microsoft.Support/*", "Microsoft.Insights/dataCollectionRules/read"));
+        assert!(!super::glob("Microsoft.Insights/Register/Action", "Microsoft.Insights/dataCollectionRules/read"));
+        assert!(super::glob("microsoft.insights/*/read", "Microsoft.Insights/dataCollectionRules/read"));
+    }
 }

@@ -235,7 +235,8 @@ async fn token(
             let token_url = format!("http://{host}/{tenant}/oauth2/v2.0/token");
             let refuse = |code: u32, text: &str| aad_error(super::entra_cert::REFUSED, "invalid_client", code, text);
             let registered = sim.config.client_certificate.as_deref();
-            if let Err(r) = super::entra_cert::check(registered, &client_id, &token_url, assertion, &sim.seen_jti, refuse)
+            if let Err(r) =
+                super::entra_cert::check(registered, &client_id, &token_url, assertion, &sim.seen_jti, refuse)
             {
                 sim.stats.bump("entra.assertion_refused");
                 return r;

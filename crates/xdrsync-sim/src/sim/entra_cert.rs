@@ -48,14 +48,20 @@ pub fn check(
         return Err(refuse(50027, "JWT token is invalid or malformed."));
     };
     let Some(cert) = registered else {
-        return Err(refuse(700027, "The certificate used to sign the client assertion is not registered on the application."));
+        return Err(refuse(
+            700027,
+            "The certificate used to sign the client assertion is not registered on the application.",
+        ));
     };
     let s256 = b64(ring::digest::digest(&ring::digest::SHA256, cert).as_ref());
     let s1 = b64(ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, cert).as_ref());
     let named = header.get("x5t#S256").and_then(Value::as_str) == Some(s256.as_str())
         || header.get("x5t").and_then(Value::as_str) == Some(s1.as_str());
     if !named {
-        return Err(refuse(700027, "The certificate used to sign the client assertion is not registered on the application."));
+        return Err(refuse(
+            700027,
+            "The certificate used to sign the client assertion is not registered on the application.",
+        ));
     }
     if header.get("alg").and_then(Value::as_str) != Some("RS256") {
         return Err(refuse(700027, "Client assertion failed signature validation (alg)."));

@@ -139,7 +139,9 @@ impl Permissions {
             hunting_dcr_roles: self
                 .hunting_dcr_roles
                 .iter()
-                .map(|(dcr, roles)| (dcr.clone(), both(roles, now.hunting_dcr_roles.get(dcr).unwrap_or(&BTreeSet::new()))))
+                .map(|(dcr, roles)| {
+                    (dcr.clone(), both(roles, now.hunting_dcr_roles.get(dcr).unwrap_or(&BTreeSet::new())))
+                })
                 .collect(),
         }
     }
@@ -223,7 +225,9 @@ fn role_definition(role: &str) -> Option<(&'static [&'static str], &'static [&'s
             &["Microsoft.OperationalInsights/workspaces/sharedKeys/read"],
             &[],
         ),
-        MONITORING_READER => (&["*/read", "Microsoft.OperationalInsights/workspaces/search/action", "Microsoft.Support/*"], &[], &[]),
+        MONITORING_READER => {
+            (&["*/read", "Microsoft.OperationalInsights/workspaces/search/action", "Microsoft.Support/*"], &[], &[])
+        }
         MONITORING_METRICS_PUBLISHER => (
             &[
                 "Microsoft.Insights/Register/Action",
