@@ -23,12 +23,13 @@ const DEFAULT_SCHEDULE: &str = "*/30 * * * * *";
 #[derive(Debug, thiserror::Error)]
 #[error("{var}: {problem}")]
 pub struct ConfigError {
-    pub var: &'static str,
+    /// The setting at fault (a per-table setting's name is built at run time).
+    pub var: std::borrow::Cow<'static, str>,
     pub problem: String,
 }
 
 fn err(var: &'static str, problem: impl Into<String>) -> ConfigError {
-    ConfigError { var, problem: problem.into() }
+    ConfigError { var: var.into(), problem: problem.into() }
 }
 
 /// Sovereign cloud presets for the Entra, Graph, ARM and Monitor defaults.

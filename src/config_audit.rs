@@ -130,9 +130,9 @@ pub fn audit(vars: &HashMap<String, String>) -> Vec<Finding> {
             Ok(_) => break,
             Err(ConfigError { var, problem }) => {
                 findings.push(Finding { setting: var.to_string(), error: true, message: problem });
-                match stand_in(var) {
+                match stand_in(&var) {
                     Some(v) => probe.insert(var.to_string(), v.to_string()),
-                    None if probe.contains_key(var) => probe.remove(var),
+                    None if probe.contains_key(var.as_ref()) => probe.remove(var.as_ref()),
                     None => break,
                 };
             }
