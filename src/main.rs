@@ -356,7 +356,7 @@ fn load_config() -> Result<Config, ExitCode> {
 async fn run_check() -> ExitCode {
     // Every configuration problem at once, then (if the configuration is usable) every service.
     let vars: std::collections::HashMap<String, String> = std::env::vars().collect();
-    let findings = xdrsync::config_audit::audit(&vars);
+    let findings = xdrsync::config::audit::audit(&vars);
     for f in &findings {
         println!("{} {:<28} {}", if f.error { "FAIL" } else { "warn" }, f.setting, f.message);
     }

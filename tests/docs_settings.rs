@@ -1,12 +1,12 @@
 //! The reference cannot drift from the binary: every `XDRSYNC_*` setting the product's code reads
-//! is in the typo check's list (`config_audit::KNOWN_SETTINGS`) and documented in
+//! is in the typo check's list (`config::audit::KNOWN_SETTINGS`) and documented in
 //! docs/configuration.md, every listed or documented one is read, and docs/commands.md documents
 //! exactly the commands `xdrsync --help` offers.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use xdrsync::config_audit::{KNOWN_PREFIXES, KNOWN_SETTINGS};
+use xdrsync::config::audit::{KNOWN_PREFIXES, KNOWN_SETTINGS};
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -53,7 +53,7 @@ fn read_by_code() -> BTreeSet<String> {
     let mut files = Vec::new();
     rust_files(&repo().join("src"), &mut files);
     let mut names = BTreeSet::new();
-    for f in files.iter().filter(|f| !f.ends_with("config_audit.rs") && !f.to_string_lossy().ends_with("_tests.rs")) {
+    for f in files.iter().filter(|f| !f.ends_with("config/audit.rs") && !f.to_string_lossy().ends_with("_tests.rs")) {
         let text = std::fs::read_to_string(f).unwrap();
         let code = text.split("#[cfg(test)]").next().unwrap_or("");
         names.extend(quoted_settings(code));
@@ -86,8 +86,9 @@ fn every_setting_read_is_known_documented_and_every_known_one_is_read() {
     let mut problems = Vec::new();
     for name in read.iter().filter(|n| n.as_str() != "XDRSYNC_" && !KNOWN_PREFIXES.contains(&n.as_str())) {
         if !known(name) {
-            problems
-                .push(format!("{name} is read but not in config_audit::KNOWN_SETTINGS (the typo check would flag it)"));
+            problems.push(format!(
+                "{name} is read but not in config::audit::KNOWN_SETTINGS (the typo check would flag it)"
+            ));
         }
         if !known(name) || KNOWN_SETTINGS.contains(&name.as_str()) && !documented.contains(name) {
             problems.push(format!("{name} is read but not documented in docs/configuration.md"));

@@ -68,8 +68,8 @@ pub const KNOWN_SETTINGS: &[&str] = &[
 /// Settings named by prefix: one per advanced-hunting table (`XDRSYNC_HUNTING_FILTER_<TABLE>`).
 /// (`XDRSYNC_HUNTING_EVENTHUB_CONNECTION__…` is the Functions host's identity-based connection.)
 pub const KNOWN_PREFIXES: &[&str] = &[
-    crate::hunting_config::FILTER_PREFIX,
-    crate::hunting_config::COLUMNS_PREFIX,
+    crate::config::hunting::FILTER_PREFIX,
+    crate::config::hunting::COLUMNS_PREFIX,
     "XDRSYNC_HUNTING_EVENTHUB_CONNECTION__",
 ];
 

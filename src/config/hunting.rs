@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use crate::config::ConfigError;
+use super::endpoint::ConfigError;
 use crate::domain::hunting::filter;
 use crate::domain::hunting::rows::RowRules;
 use crate::domain::hunting::schema::{TableDef, TABLES, TIMESTAMP};
@@ -120,7 +120,7 @@ impl BlobConnection {
     pub fn parse(raw: &str) -> Result<Self, String> {
         let raw = raw.trim();
         let endpoint = |u: &str| {
-            crate::config::parse_endpoint("XDRSYNC_HUNTING_STORAGE_CONNECTION", u.trim_end_matches('/'))
+            super::endpoint::parse_endpoint("XDRSYNC_HUNTING_STORAGE_CONNECTION", u.trim_end_matches('/'))
                 .map_err(|e| e.problem)
         };
         if raw.starts_with("https://") || raw.starts_with("http://") {
@@ -135,14 +135,14 @@ impl BlobConnection {
                 .map(|(_, v)| v.trim().to_string())
         };
         let dev = field("UseDevelopmentStorage").is_some_and(|v| v.eq_ignore_ascii_case("true"));
-        let account = field("AccountName").or_else(|| dev.then(|| crate::storage_conn::DEV_ACCOUNT.to_string()));
-        let key = field("AccountKey").or_else(|| dev.then(|| crate::storage_conn::DEV_KEY.to_string()));
+        let account = field("AccountName").or_else(|| dev.then(|| super::storage_conn::DEV_ACCOUNT.to_string()));
+        let key = field("AccountKey").or_else(|| dev.then(|| super::storage_conn::DEV_KEY.to_string()));
         let (Some(account), Some(key)) = (account, key) else {
             return Err("needs AccountName and AccountKey (or UseDevelopmentStorage=true), or the blob endpoint URL for identity-based access".into());
         };
         let url = match field("BlobEndpoint") {
             Some(e) => endpoint(&e)?,
-            None if dev => endpoint(&format!("http://127.0.0.1:10000/{}", crate::storage_conn::DEV_ACCOUNT))?,
+            None if dev => endpoint(&format!("http://127.0.0.1:10000/{}", super::storage_conn::DEV_ACCOUNT))?,
             None => {
                 let suffix = field("EndpointSuffix").unwrap_or_else(|| "core.windows.net".into());
                 endpoint(&format!("https://{account}.blob.{suffix}"))?
