@@ -113,7 +113,7 @@ pub(crate) async fn gather(s: &Ports, probe: &Probe) -> Facts {
         }
     }
     if s.config.target == crate::domain::portal::SyncTarget::DefenderPortal {
-        let (ok, f) = feed_facts(s, probe, crate::usecase::portal::FEED).await;
+        let (ok, f) = feed_facts(s, probe, crate::records::PORTAL_FEED).await;
         storage_reachable &= ok;
         feeds.push(f);
     }
