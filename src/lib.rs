@@ -34,7 +34,6 @@ pub mod ops;
 pub mod package;
 pub mod records;
 pub mod retry;
-pub mod schedule;
 pub mod standalone;
 pub mod state;
 pub mod telemetry;

@@ -192,7 +192,7 @@ fn number<T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy>(
 
 fn schedule(map: &HashMap<String, String>, var: &'static str) -> Result<String, ConfigError> {
     let s = get(map, var).unwrap_or(DEFAULT_SCHEDULE).to_string();
-    crate::schedule::Schedule::parse(&s).map_err(|p| ConfigError { var: var.into(), problem: p })?;
+    crate::domain::schedule::Schedule::parse(&s).map_err(|p| ConfigError { var: var.into(), problem: p })?;
     Ok(s)
 }
 

@@ -433,7 +433,7 @@ impl Config {
         };
 
         let poll_schedule = v.get("XDRSYNC_POLL_SCHEDULE").unwrap_or(DEFAULT_SCHEDULE).to_string();
-        crate::schedule::Schedule::parse(&poll_schedule).map_err(|p| err("XDRSYNC_POLL_SCHEDULE", p))?;
+        crate::domain::schedule::Schedule::parse(&poll_schedule).map_err(|p| err("XDRSYNC_POLL_SCHEDULE", p))?;
 
         let table_prefix = v.get("XDRSYNC_TABLE_PREFIX").unwrap_or("xdrsync").to_string();
         let prefix_ok = table_prefix.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
