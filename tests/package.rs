@@ -130,10 +130,10 @@ fn the_script_refuses_a_binary_needing_a_newer_glibc_or_not_xdrsync() {
 
 /// An ELF carrying xdrsync's marker that needs `glibc` (e.g. "GLIBC_2.34").
 fn marked_elf(dir: &Path, glibc: &str) -> PathBuf {
-    let parts = xdrsync::package::MARKER_PARTS;
+    let parts = xdrsync::cli::package::MARKER_PARTS;
     let marker = format!("{}{}9.9.9\0", parts[1], parts[0]);
     let path = dir.join(format!("xdrsync-{glibc}"));
-    std::fs::write(&path, xdrsync::package::glibc::test_elf(&["GLIBC_2.2.5", glibc], marker.as_bytes())).unwrap();
+    std::fs::write(&path, xdrsync::cli::package::glibc::test_elf(&["GLIBC_2.2.5", glibc], marker.as_bytes())).unwrap();
     path
 }
 

@@ -172,7 +172,7 @@ pub fn audit(vars: &HashMap<String, String>) -> Vec<Finding> {
     // A schedule that never fires is refused by the settings' one validator (`schedule.rs`);
     // here, the timers the Functions host would disable for want of their setting.
     if let Ok(cfg) = Config::from_vars(&probe) {
-        for gap in crate::host_timers::gaps(&cfg, |k| get(k).is_some(), None) {
+        for gap in crate::functions::host_timers::gaps(&cfg, |k| get(k).is_some(), None) {
             findings.push(Finding { setting: gap.setting.into(), error: false, message: gap.to_string() });
         }
     }
