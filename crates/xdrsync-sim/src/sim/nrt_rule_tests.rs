@@ -143,3 +143,15 @@ fn the_committed_template_seeds_rules_that_compile() {
     assert!(seeded.iter().all(|r| r.enabled && r.custom_details.len() <= MAX_CUSTOM_DETAILS));
     assert!(seed(0, &real).unwrap().is_empty());
 }
+
+#[test]
+fn a_simulator_starts_with_the_seeded_rules_unless_told_none() {
+    let t: Value = serde_json::from_str(TEMPLATE).unwrap();
+    let want = if t.get("shardNames").is_some() { 10 } else { 1 };
+    let sim = crate::sim::Sim::new(crate::sim::SimConfig::demo());
+    assert_eq!(sim.world().rule.rules.len(), want);
+    assert!(sim.rules.lock().unwrap().alert_rules.values().all(|r| r.kind != "NRT"), "ARM lists only rules PUT to it");
+    let mut config = crate::sim::SimConfig::demo();
+    config.options.alert_rules = 0;
+    assert!(crate::sim::Sim::new(config).world().rule.rules.is_empty());
+}
