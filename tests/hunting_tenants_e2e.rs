@@ -256,7 +256,7 @@ async fn check_and_estimate_go_per_tenant_and_name_the_fix_for_a_tenant_that_fai
     )
     .await;
     let s = build(&vars(&sims, &tenants, &[]), Arc::new(MemoryStore::new()));
-    let lines = xdrsync::check_hunting::lines(&s).await;
+    let lines = xdrsync::check::hunting::lines(&s).await;
     let line = |name: &str| {
         lines.iter().find(|l| l.what == format!("advanced hunting of {name}")).unwrap_or_else(|| panic!("{lines:?}"))
     };
@@ -284,7 +284,7 @@ async fn check_and_estimate_go_per_tenant_and_name_the_fix_for_a_tenant_that_fai
     // Northwind's consent revoked: its token is refused (not a 403), and the line says the same fix.
     control(&sims, reqwest::Method::DELETE, &format!("/_sim/tenants/{}/consent", tenants[2]), json!({})).await;
     let s = build(&vars(&sims, &tenants, &[]), Arc::new(MemoryStore::new()));
-    let lines = xdrsync::check_hunting::lines(&s).await;
+    let lines = xdrsync::check::hunting::lines(&s).await;
     let northwind = lines.iter().find(|l| l.what == "advanced hunting of Northwind").expect("a line per tenant");
     assert!(!northwind.ok);
     assert!(

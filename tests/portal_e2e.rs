@@ -184,7 +184,7 @@ async fn a_source_incident_gets_its_target_incident_and_edits_cross_both_ways() 
     assert_eq!(health.target, "defender-portal");
     let status = xdrsync::ops::status::gather(&w.s).await;
     assert!(xdrsync::ops::status::render(&status).contains("target defender-portal"));
-    let lines = xdrsync::check_alerts::lines(&w.s).await;
+    let lines = xdrsync::check::alerts::lines(&w.s).await;
     let target = lines.iter().find(|l| l.what == "Target").expect("check reports the target");
     assert!(target.ok, "{}", target.detail);
 }
@@ -195,7 +195,7 @@ async fn check_refuses_the_mode_when_the_only_source_is_the_workspace_tenant() {
     let mut vars: HashMap<String, String> = settings(&w.sims.primary(), None);
     vars.insert("XDRSYNC_TARGET".into(), "defender-portal".into());
     let s = app::build(config(&vars));
-    let lines = xdrsync::check_alerts::lines(&s).await;
+    let lines = xdrsync::check::alerts::lines(&s).await;
     let target = lines.iter().find(|l| l.what == "Target").expect("check reports the target");
     assert!(!target.ok && target.detail.contains("XDRSYNC_DEFENDER_TENANTS"), "{}", target.detail);
 }
@@ -299,7 +299,7 @@ async fn check_probes_graph_on_the_target_tenant_and_names_the_missing_permissio
         let l = lines.iter().find(|l| l.what == what).unwrap_or_else(|| panic!("check reports {what}"));
         (l.ok, l.detail.clone())
     };
-    let lines = xdrsync::check_alerts::lines(&w.s).await;
+    let lines = xdrsync::check::alerts::lines(&w.s).await;
     for what in ["Target incidents", "Target alerts"] {
         let (ok, detail) = line(&lines, what);
         assert!(ok, "{what}: {detail}");
@@ -314,7 +314,7 @@ async fn check_probes_graph_on_the_target_tenant_and_names_the_missing_permissio
         let r = sim_post(&w.sims.primary(), "/_sim/permissions/withhold", serde_json::json!({ "role": role })).await;
         assert!(r.status().is_success());
     }
-    let lines = xdrsync::check_alerts::lines(&w.s).await;
+    let lines = xdrsync::check::alerts::lines(&w.s).await;
     let (ok, detail) = line(&lines, "Target incidents");
     assert!(
         !ok && detail.contains("SecurityIncident.ReadWrite.All") && detail.contains("XDRSYNC_TENANT_ID"),

@@ -499,7 +499,7 @@ async fn check_probes_each_routed_dcr_and_flags_a_route_without_one_when_alerts_
     // Routed without its own DCR: its alert rows would reach the default workspace's rule.
     v.insert("XDRSYNC_TENANT_WORKSPACES".into(), format!("{}={ws2}", tenants[1]));
     let s = build(&v, Arc::new(MemoryStore::new()), Arc::new(MemoryQueue::new()));
-    let lines = xdrsync::check_alerts::lines(&s).await;
+    let lines = xdrsync::check::alerts::lines(&s).await;
     let flagged = lines.iter().find(|l| l.what == format!("native alerts of tenant {}", tenants[1])).expect("flagged");
     assert!(!flagged.ok && flagged.detail.contains("|dcr-"), "{}", flagged.detail);
 }

@@ -1,61 +1,20 @@
 //! `xdrsync check`: gets a token for each audience, reaches Table and Queue storage, and makes
 //! one harmless call per permission xdrsync needs, reporting every problem in plain words with
-//! the setting or role to fix (the configuration itself is audited before, in `config_audit`).
+//! the setting or role to fix (the configuration itself is audited before, in `config/audit.rs`).
 //! A 403 names the missing role; an endpoint that does not answer is said to not answer.
 
-use crate::error::{PortError, Reaction};
+pub mod access;
+pub mod alerts;
+pub mod dcrs;
+pub mod hunting;
+pub mod line;
+mod rbac;
+
+use crate::error::PortError;
 use crate::usecase::Ports;
-
-/// One line of the report.
-#[derive(Debug)]
-pub struct CheckLine {
-    pub what: String,
-    pub ok: bool,
-    pub detail: String,
-}
-
-fn advice(e: &PortError, settings: &str) -> String {
-    match e.reaction() {
-        Reaction::FixAccess => format!("{e}. Check {settings}."),
-        Reaction::Retry => {
-            format!("{e}. The endpoint did not answer; check the URL and network ({settings}).")
-        }
-        _ => format!("{e}. Check {settings}."),
-    }
-}
-
-/// The line for one permission probe: ok, or what the 403 means.
-pub(crate) fn probe_line(what: &str, result: Result<(), PortError>, ok: &str, role: &str, settings: &str) -> CheckLine {
-    let detail = match &result {
-        Ok(()) => ok.to_string(),
-        Err(e @ PortError::Forbidden { .. }) => format!("{e}. Missing: {role}."),
-        Err(e) => advice(e, settings),
-    };
-    CheckLine { what: what.into(), ok: result.is_ok(), detail }
-}
-
-/// The line of a Logs Ingestion probe of `stream` (an empty batch: it adds no row). A 400 is a
-/// failure that names the stream (an undeclared stream or a wrong DCR refuses every row later, so
-/// it must show here); whether the service accepts an empty batch is not documented: the
-/// simulator does.
-pub(crate) fn logs_line(
-    what: &str,
-    result: Result<(), PortError>,
-    stream: &str,
-    role: &str,
-    settings: &str,
-) -> CheckLine {
-    match result {
-        Err(e @ PortError::Rejected { .. }) => CheckLine {
-            what: what.into(),
-            ok: false,
-            detail: format!(
-                "{e}. The data collection rule refused stream {stream}: check that it declares {stream} and that {settings} name it."
-            ),
-        },
-        r => probe_line(what, r, &format!("the data collection rule accepts {stream} with our token"), role, settings),
-    }
-}
+pub(crate) use line::admin_consent;
+pub use line::CheckLine;
+use line::{advice, logs_line, probe_line};
 
 /// One harmless call per permission xdrsync needs.
 async fn permissions(s: &Ports) -> Vec<CheckLine> {
@@ -132,10 +91,10 @@ pub async fn run(services: &Ports) -> Vec<CheckLine> {
         lines.extend(permissions(services).await);
         lines.extend(tenant_probes(services).await);
         // What xdrsync's own principal may do, proved without writing.
-        lines.extend(crate::check_access::lines(services).await);
+        lines.extend(access::lines(services).await);
     }
-    lines.extend(crate::check_alerts::lines(services).await);
-    lines.extend(crate::check_hunting::lines(services).await);
+    lines.extend(alerts::lines(services).await);
+    lines.extend(hunting::lines(services).await);
     lines
 }
 
@@ -167,15 +126,6 @@ async fn token_lines(s: &Ports) -> Vec<CheckLine> {
         });
     }
     lines
-}
-
-/// Where a customer's administrator consents to the app in `tenant` (multi-tenant mode).
-pub(crate) fn admin_consent(s: &Ports, tenant: &str) -> String {
-    let client_id = s.config.app_client_id().unwrap_or_default();
-    format!(
-        "admin consent in tenant {tenant}: {}/{tenant}/adminconsent?client_id={client_id}",
-        s.config.authority_host.as_str().trim_end_matches('/')
-    )
 }
 
 /// With many tenants: one Graph probe per Defender tenant (its own token and consent) and one

@@ -6,7 +6,7 @@
 //! API (Sentinel's `onboardingStates` says whether Sentinel is enabled, not which portal), so the
 //! operator says so with `XDRSYNC_DEFENDER_PORTAL_ONBOARDED`.
 
-use crate::check::CheckLine;
+use super::line::{probe_line, CheckLine};
 use crate::domain::alert_links::{rule_alerts_query, AlertFilter};
 use crate::error::PortError;
 use crate::usecase::Ports;
@@ -124,14 +124,14 @@ async fn target_probes(s: &Ports) -> Vec<CheckLine> {
     let alerts = graph.list_alerts("0").await.map(|_| ());
     let consent = "in the workspace's tenant (XDRSYNC_TENANT_ID), with admin consent";
     vec![
-        crate::check::probe_line(
+        probe_line(
             "Target incidents",
             incidents,
             "listed the target tenant's incidents (Graph)",
             &format!("the Graph application permission SecurityIncident.ReadWrite.All {consent}"),
             "XDRSYNC_TENANT_ID, XDRSYNC_GRAPH_ENDPOINT",
         ),
-        crate::check::probe_line(
+        probe_line(
             "Target alerts",
             alerts,
             "read the target tenant's alerts (Graph)",

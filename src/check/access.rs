@@ -1,21 +1,15 @@
 //! The `xdrsync check` lines that prove xdrsync's own principal may do what it does, without
 //! writing: ARM's permissions API on each workspace (incident, comment and relation writes) and on
-//! every data collection rule (`check_dcrs`), and the Graph token's `roles` claim in each
+//! every data collection rule (`dcrs.rs`), and the Graph token's `roles` claim in each
 //! Defender tenant against what the enabled features need. The evaluation is `domain::permissions` (pure); this module fetches.
 
-use crate::adapters::http::{build_http_client, Call, CounterRef, ServiceClient};
-use crate::check::CheckLine;
-use crate::domain::permissions::{
-    missing, missing_graph_roles, token_roles, GraphNeed, PermissionPage, WORKSPACE_ACTIONS,
-};
-use crate::error::PortError;
+use super::line::CheckLine;
+use super::rbac::{azure_line, caller_permissions};
+use crate::adapters::http::{build_http_client, CounterRef, ServiceClient};
+use crate::domain::permissions::{missing, missing_graph_roles, token_roles, GraphNeed, WORKSPACE_ACTIONS};
 use crate::ports::TokenSource;
 use crate::usecase::Ports;
 use secrecy::ExposeSecret;
-
-/// Documented api-version of `Microsoft.Authorization/permissions` (azure-rest-api-specs,
-/// `Permissions_ListForResource`).
-const API_VERSION: &str = "2022-04-01";
 
 const INCIDENTS: GraphNeed = GraphNeed { feature: "incident sync", any_of: &["SecurityIncident.ReadWrite.All"] };
 const USERS: GraphNeed = GraphNeed {
@@ -56,50 +50,9 @@ pub async fn lines(s: &Ports) -> Vec<CheckLine> {
             "the role Microsoft Sentinel Responder on the workspace",
         ));
     }
-    out.extend(crate::check_dcrs::lines(s, &arm, &principal).await);
+    out.extend(super::dcrs::lines(s, &arm, &principal).await);
     out.extend(graph_lines(s).await);
     out
-}
-
-/// The caller's permissions at `scope`, every page.
-pub(crate) async fn caller_permissions(
-    arm: &ServiceClient,
-    endpoint: &str,
-    scope: &str,
-) -> Result<Vec<crate::domain::permissions::Permission>, PortError> {
-    let mut url = Some(format!(
-        "{}{scope}/providers/Microsoft.Authorization/permissions?api-version={API_VERSION}",
-        endpoint.trim_end_matches('/')
-    ));
-    let mut all = Vec::new();
-    // A few pages at most (one entry per role held); the bound guards against a nextLink loop.
-    for _ in 0..20 {
-        let Some(u) = url.take() else { break };
-        let page: PermissionPage = arm.send(&Call::new(reqwest::Method::GET, u)).await?.json("arm")?;
-        all.extend(page.value);
-        url = page.next_link;
-    }
-    Ok(all)
-}
-
-pub(crate) fn azure_line(what: &str, r: Result<Vec<String>, PortError>, principal: &str, role: &str) -> CheckLine {
-    match r {
-        Ok(m) if m.is_empty() => CheckLine {
-            what: what.into(),
-            ok: true,
-            detail: format!("{principal} may do everything xdrsync does there"),
-        },
-        Ok(m) => CheckLine {
-            what: what.into(),
-            ok: false,
-            detail: format!("{principal} may not {}. Missing: {role} (for {principal}).", m.join(", ")),
-        },
-        Err(e) => CheckLine {
-            what: what.into(),
-            ok: false,
-            detail: format!("{e}. Could not read the permissions of {principal}."),
-        },
-    }
 }
 
 /// Graph: the token's `roles` claim in each Defender tenant (and the workspace's tenant for owner

@@ -3,7 +3,7 @@
 //! DCR), so a missing role shows before the first timer runs. With
 //! many Defender tenants the query source is probed in each tenant, with its own token.
 
-use crate::check::{probe_line, CheckLine};
+use super::line::{admin_consent, logs_line, probe_line, CheckLine};
 use crate::domain::hunting::streaming::container_of;
 use crate::error::PortError;
 use crate::usecase::Ports;
@@ -21,7 +21,7 @@ pub async fn lines(s: &Ports) -> Vec<CheckLine> {
                 let r = t.hunting.run_query(&query).await.map(|_| ());
                 let role = format!(
                     "the Graph application permission ThreatHunting.Read.All, with {}",
-                    crate::check::admin_consent(s, &t.config.tenant_id)
+                    admin_consent(s, &t.config.tenant_id)
                 );
                 out.push(tenant_line(&format!("advanced hunting of {}", t.tenant_name()), r, first.name, &role));
             }
@@ -46,7 +46,7 @@ pub async fn lines(s: &Ports) -> Vec<CheckLine> {
         probed.push(table.name);
         let dcr = cfg.dcr_for(table).unwrap_or_else(|| s.config.dcr_immutable_id.clone());
         let r = s.hunting_logs.probe(&table.stream()).await;
-        out.push(crate::check::logs_line(
+        out.push(logs_line(
             &format!("hunting Logs Ingestion of {} (data collection rule {dcr})", table.name),
             r,
             &table.stream(),

@@ -12,9 +12,9 @@
 
 use std::collections::BTreeMap;
 
+use super::line::CheckLine;
+use super::rbac::{azure_line, caller_permissions};
 use crate::adapters::http::{Call, ServiceClient};
-use crate::check::CheckLine;
-use crate::check_access::{azure_line, caller_permissions};
 use crate::config::Config;
 use crate::domain::permissions::{missing, DCR_DATA_ACTIONS};
 use crate::error::PortError;
