@@ -9,8 +9,8 @@
 
 use serde_json::{json, Value};
 
-use super::alert_rule::SecurityAlertRecord;
 use super::model::{GraphAlert, GraphIncident};
+use super::rule_state::SecurityAlertRecord;
 use super::seed::insert_alert;
 use super::world::World;
 

@@ -29,7 +29,7 @@ use super::permissions::graph_missing_roles;
 use super::world::Audience;
 use super::Sim;
 
-pub const THREAT_HUNTING_READ: &str = "ThreatHunting.Read.All";
+pub use super::permissions::THREAT_HUNTING_READ;
 
 /// Seeded tables, limits and the call window.
 #[derive(Debug)]

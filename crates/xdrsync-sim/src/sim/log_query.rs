@@ -20,8 +20,9 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 use time::{Duration, OffsetDateTime};
 
-use super::alert_rule::{run, SecurityAlertRecord};
+use super::alert_rule::run;
 use super::entra::authorize;
+use super::rule_state::SecurityAlertRecord;
 use super::world::Audience;
 use super::Sim;
 

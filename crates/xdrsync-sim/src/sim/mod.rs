@@ -39,6 +39,7 @@ pub mod nrt_rule;
 pub mod permissions;
 mod rule_alert;
 pub mod rule_kql;
+pub mod rule_state;
 pub mod seed;
 pub mod stream_columns;
 pub mod tenants;

@@ -45,6 +45,8 @@ pub const SECURITY_INCIDENT_READ_WRITE: &str = "SecurityIncident.ReadWrite.All";
 pub const SECURITY_ALERT_READ: &str = "SecurityAlert.Read.All";
 pub const SECURITY_ALERT_READ_WRITE: &str = "SecurityAlert.ReadWrite.All";
 pub const USER_READ_ALL: &str = "User.Read.All";
+/// Advanced hunting (`runHuntingQuery`).
+pub const THREAT_HUNTING_READ: &str = "ThreatHunting.Read.All";
 pub const SENTINEL_READER: &str = "Microsoft Sentinel Reader";
 pub const SENTINEL_RESPONDER: &str = "Microsoft Sentinel Responder";
 pub const SENTINEL_CONTRIBUTOR: &str = "Microsoft Sentinel Contributor";
@@ -82,7 +84,7 @@ impl Default for Permissions {
     fn default() -> Self {
         Self {
             // ThreatHunting.Read.All: the advanced-hunting export's query source.
-            graph_app_roles: [SECURITY_INCIDENT_READ_WRITE, USER_READ_ALL, super::hunting::THREAT_HUNTING_READ]
+            graph_app_roles: [SECURITY_INCIDENT_READ_WRITE, USER_READ_ALL, THREAT_HUNTING_READ]
                 .map(String::from)
                 .into(),
             workspace_roles: [SENTINEL_RESPONDER.to_string()].into(),

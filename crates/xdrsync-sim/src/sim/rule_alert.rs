@@ -14,8 +14,8 @@ use serde_json::{json, Map, Value};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::alert_rule::SecurityAlertRecord;
 use super::nrt_rule::NrtRule;
+use super::rule_state::SecurityAlertRecord;
 use super::SummaryDetails;
 
 /// The size limit of an alert, in bytes.

@@ -114,7 +114,7 @@ pub struct World {
     pub tokens: HashMap<String, IssuedToken>,
     pub users: Vec<SimUser>,
     /// The analytics rule's pending rows and SecurityAlerts (`alert_rule.rs`).
-    pub rule: super::alert_rule::RuleState,
+    pub rule: super::rule_state::RuleState,
     last_time: OffsetDateTime,
     next_seq: u64,
 }
