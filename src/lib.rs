@@ -23,6 +23,7 @@ pub mod app;
 pub mod check;
 pub mod check_access;
 pub mod check_alerts;
+pub mod check_dcrs;
 pub mod check_hunting;
 pub mod cli;
 pub mod config;

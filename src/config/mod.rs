@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 pub use xdrsync_core::domain::tenants::{DefenderTenant, TenantRoute};
 pub use xdrsync_core::domain::workspace::Workspace;
@@ -13,6 +14,7 @@ pub use xdrsync_core::domain::workspace::Workspace;
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
+use crate::adapters::cert_assertion::ClientCertificate;
 use crate::domain::merge::ConflictPolicy;
 pub mod audit;
 pub mod endpoint;
@@ -88,8 +90,20 @@ impl Cloud {
 /// to; the app registration's secret only outside Azure (no `IDENTITY_ENDPOINT`).
 #[derive(Clone)]
 pub enum Credential {
-    ClientSecret { client_id: String, secret: SecretString },
-    ManagedIdentity { endpoint: Url, header: SecretString, client_id: Option<String> },
+    ClientSecret {
+        client_id: String,
+        secret: SecretString,
+    },
+    /// Outside Azure: the app registration's certificate (`XDRSYNC_CLIENT_CERTIFICATE_PATH`).
+    ClientCertificate {
+        client_id: String,
+        certificate: Arc<ClientCertificate>,
+    },
+    ManagedIdentity {
+        endpoint: Url,
+        header: SecretString,
+        client_id: Option<String>,
+    },
 }
 
 impl fmt::Debug for Credential {
@@ -98,6 +112,11 @@ impl fmt::Debug for Credential {
             Credential::ClientSecret { client_id, .. } => {
                 f.debug_struct("ClientSecret").field("client_id", client_id).field("secret", &"[redacted]").finish()
             }
+            Credential::ClientCertificate { client_id, certificate } => f
+                .debug_struct("ClientCertificate")
+                .field("client_id", client_id)
+                .field("thumbprint", &certificate.thumbprint)
+                .finish(),
             Credential::ManagedIdentity { endpoint, client_id, .. } => f
                 .debug_struct("ManagedIdentity")
                 .field("endpoint", &endpoint.as_str())
@@ -119,6 +138,9 @@ pub enum GraphCredential {
     /// The multi-tenant app registration whose federated identity credential trusts the managed
     /// identity (`federated`): the managed identity's token for `audience` is the client assertion.
     Federated { client_id: String, audience: String },
+    /// The app registration with a certificate (`certificate`): a client assertion signed with
+    /// the key of `XDRSYNC_CLIENT_CERTIFICATE_PATH`.
+    Certificate { client_id: String, certificate: Arc<ClientCertificate> },
 }
 
 impl fmt::Debug for GraphCredential {
@@ -131,6 +153,11 @@ impl fmt::Debug for GraphCredential {
             GraphCredential::Federated { client_id, audience } => {
                 f.debug_struct("Federated").field("client_id", client_id).field("audience", audience).finish()
             }
+            GraphCredential::Certificate { client_id, certificate } => f
+                .debug_struct("Certificate")
+                .field("client_id", client_id)
+                .field("thumbprint", &certificate.thumbprint)
+                .finish(),
         }
     }
 }
@@ -556,7 +583,9 @@ impl Config {
     /// The app registration's client id, when Graph uses one (admin consent URLs).
     pub fn app_client_id(&self) -> Option<&str> {
         match &self.graph_credential {
-            GraphCredential::Secret { client_id, .. } | GraphCredential::Federated { client_id, .. } => Some(client_id),
+            GraphCredential::Secret { client_id, .. }
+            | GraphCredential::Federated { client_id, .. }
+            | GraphCredential::Certificate { client_id, .. } => Some(client_id),
             GraphCredential::Azure => None,
         }
     }
@@ -620,14 +649,15 @@ fn credentials(v: &Vars, cloud: Cloud) -> Result<(Credential, GraphCredential), 
         }
     };
     let kind = match v.get("XDRSYNC_GRAPH_CREDENTIAL").map(str::to_ascii_lowercase) {
-        Some(k) if ["managed-identity", "federated", "secret"].contains(&k.as_str()) => k,
+        Some(k) if ["managed-identity", "federated", "secret", "certificate"].contains(&k.as_str()) => k,
         Some(other) => {
             return Err(err(
                 "XDRSYNC_GRAPH_CREDENTIAL",
-                format!("'{other}' is not one of managed-identity, federated, secret"),
+                format!("'{other}' is not one of managed-identity, federated, secret, certificate"),
             ))
         }
         None if secret.is_some() => "secret".into(),
+        None if v.get("XDRSYNC_CLIENT_CERTIFICATE_PATH").is_some() => "certificate".into(),
         None if client_id.is_some() && managed.is_some() => "federated".into(),
         None => "managed-identity".into(),
     };
@@ -647,6 +677,24 @@ fn credentials(v: &Vars, cloud: Cloud) -> Result<(Credential, GraphCredential), 
                 .to_string(),
             ),
         },
+        "certificate" => {
+            if secret.is_some() {
+                return Err(err(
+                    "XDRSYNC_CLIENT_SECRET",
+                    "is set but XDRSYNC_GRAPH_CREDENTIAL=certificate uses no secret: remove it",
+                ));
+            }
+            let path = v.required(
+                "XDRSYNC_CLIENT_CERTIFICATE_PATH",
+                "XDRSYNC_GRAPH_CREDENTIAL=certificate needs the PEM file with the app registration's private key and certificate",
+            )?;
+            let certificate = ClientCertificate::load(std::path::Path::new(path))
+                .map_err(|e| err("XDRSYNC_CLIENT_CERTIFICATE_PATH", e))?;
+            GraphCredential::Certificate {
+                client_id: app_id("a certificate credential")?,
+                certificate: Arc::new(certificate),
+            }
+        }
         "federated" => {
             if secret.is_some() {
                 return Err(err(
@@ -678,9 +726,12 @@ fn credentials(v: &Vars, cloud: Cloud) -> Result<(Credential, GraphCredential), 
         (None, GraphCredential::Secret { client_id, secret }) => {
             Credential::ClientSecret { client_id: client_id.clone(), secret: secret.clone() }
         }
+        (None, GraphCredential::Certificate { client_id, certificate }) => {
+            Credential::ClientCertificate { client_id: client_id.clone(), certificate: certificate.clone() }
+        }
         (None, _) => return Err(err(
             "XDRSYNC_CLIENT_SECRET",
-            "is not set and no managed identity is available (IDENTITY_ENDPOINT is empty); set XDRSYNC_CLIENT_ID and XDRSYNC_CLIENT_SECRET, or enable the Function App's managed identity",
+            "is not set and no managed identity is available (IDENTITY_ENDPOINT is empty); set XDRSYNC_CLIENT_ID and XDRSYNC_CLIENT_SECRET (or XDRSYNC_CLIENT_CERTIFICATE_PATH), or enable the Function App's managed identity",
         )),
     };
     Ok((azure, graph))
@@ -879,8 +930,11 @@ pub(crate) mod tests {
 
     #[test]
     fn each_credential_kind_refuses_what_it_cannot_use() {
-        let e = with(&[("XDRSYNC_GRAPH_CREDENTIAL", "certificate")]).unwrap_err();
+        let e = with(&[("XDRSYNC_GRAPH_CREDENTIAL", "kerberos")]).unwrap_err();
         assert_eq!(e.var, "XDRSYNC_GRAPH_CREDENTIAL");
+        // A certificate with a secret still set: the secret must go.
+        let e = with(&[("XDRSYNC_GRAPH_CREDENTIAL", "certificate")]).unwrap_err();
+        assert_eq!(e.var, "XDRSYNC_CLIENT_SECRET");
         // Federated outside Azure: no managed identity to assert with.
         let mut m = base_vars();
         m.remove("XDRSYNC_CLIENT_SECRET");
