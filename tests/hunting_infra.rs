@@ -1,11 +1,15 @@
 //! The advanced-hunting infrastructure cannot drift from the code: `infra/hunting-tables.json`
 //! (which the Bicep loads for the DCR streams and the `<Table>_CL` tables) is exactly what the
 //! schema module generates, the Bicep names streams and tables as the product sends them, and
-//! the simulator's DCR declares the same streams.
+//! the simulator's DCR declares the same streams. And the schema module cannot drift from
+//! Defender: it is checked against the simulator's transcription of Microsoft's schema reference
+//! pages (`crates/xdrsync-sim/src/sim/defender_hunting_tables.json`), which is not derived from
+//! the product.
 
 use std::path::Path;
 
-use xdrsync::domain::hunting::schema::{infra_json, TABLES};
+use xdrsync::domain::hunting::schema::{holds_documented_type, infra_json, KqlType, LEFT_OUT, TABLES};
+use xdrsync_sim::sim::hunting_schema;
 
 fn infra(file: &str) -> String {
     std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("infra").join(file)).expect("infra file")
@@ -60,10 +64,74 @@ fn every_stream_and_table_declares_the_tenant_column() {
     for t in TABLES {
         assert!(has(&json["tables"][t.name]), "{}_CL", t.name);
         assert!(has(&json["streams"][t.stream()]["columns"]), "{}", t.stream());
-        let sim = xdrsync_sim::sim::hunting_schema::stream_columns(&t.stream()).expect("the simulated DCR declares it");
+        let sim = hunting_schema::stream_columns(&t.stream()).expect("the simulated DCR declares it");
         assert!(sim.iter().any(|c| c == "DefenderTenantId"), "{}", t.stream());
         // Defender's own columns, as the simulated tenant has them, never include it.
-        let defender = xdrsync_sim::sim::hunting_schema::table(t.name).expect("a simulated table");
+        let defender = hunting_schema::table(t.name).expect("a simulated table");
         assert!(!defender.columns.iter().any(|(c, _)| c == "DefenderTenantId"), "{}", t.name);
     }
+}
+
+/// The reference page's columns of `table` with the product's reading of their type names.
+fn documented(table: &str) -> Vec<(String, KqlType)> {
+    hunting_schema::documented_columns(table)
+        .unwrap_or_else(|| panic!("{table}: no reference page transcribed"))
+        .into_iter()
+        .map(|(c, t)| {
+            let ty = KqlType::from_kql_name(&t).unwrap_or_else(|| panic!("{table}.{c}: unknown type {t}"));
+            (c, ty)
+        })
+        .collect()
+}
+
+#[test]
+fn every_exported_table_names_the_reference_page_it_is_checked_against() {
+    for t in TABLES {
+        let src = hunting_schema::table_source(t.name).unwrap_or_else(|| panic!("{}: no source", t.name));
+        assert_eq!(src.page, format!("{} table in the advanced hunting schema", t.name));
+        assert!(src.source.starts_with("MicrosoftDocs/defender-docs@"), "{}: {}", t.name, src.source);
+        assert_eq!(hunting_schema::table(t.name).map(|s| s.columns.len()), Some(documented(t.name).len()));
+    }
+}
+
+#[test]
+fn every_column_the_product_reads_is_documented_with_a_compatible_type() {
+    let mut wrong = Vec::new();
+    for t in TABLES {
+        let doc = documented(t.name);
+        for (col, ours) in t.columns {
+            // Exact spelling: the product's output column is named as Defender sends it.
+            match doc.iter().find(|(c, _)| c == col) {
+                None => wrong.push(format!("{}.{col}: not on the reference page", t.name)),
+                Some((_, theirs)) if !holds_documented_type(col, *ours, *theirs) => wrong.push(format!(
+                    "{}.{col}: product {} but documented {}",
+                    t.name,
+                    ours.kql_name(),
+                    theirs.kql_name()
+                )),
+                Some(_) => {}
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "the schema module disagrees with Defender's documentation:\n{}", wrong.join("\n"));
+}
+
+#[test]
+fn every_documented_column_is_exported_or_left_out_with_a_reason() {
+    let mut missing = Vec::new();
+    for t in TABLES {
+        for (col, _) in documented(t.name) {
+            let left_out = LEFT_OUT.iter().find(|(table, c, _)| *table == t.name && *c == col);
+            match (t.columns.iter().any(|(c, _)| *c == col), left_out) {
+                (true, None) => {}
+                (false, Some((_, _, why))) => assert!(!why.trim().is_empty(), "{}.{col}: no reason", t.name),
+                (true, Some(_)) => missing.push(format!("{}.{col}: exported and listed as left out", t.name)),
+                (false, None) => missing.push(format!("{}.{col}", t.name)),
+            }
+        }
+    }
+    for (table, col, _) in LEFT_OUT {
+        assert!(documented(table).iter().any(|(c, _)| c == col), "{table}.{col}: left out but not documented");
+    }
+    assert!(missing.is_empty(), "documented columns neither exported nor left out:\n{}", missing.join("\n"));
 }

@@ -55,6 +55,14 @@ impl HuntingSeed {
                 ("FileName", _) => json!(["powershell.exe", "cmd.exe", "excel.exe", "svchost.exe"][n % 4]),
                 ("ActionType", _) => json!(["ProcessCreated", "OpenProcessApiCall"][n % 2]),
                 ("EmailDirection", _) => json!(["Inbound", "Outbound", "Intra-org"][n % 3]),
+                // Documented as `string` holding JSON text: Defender sends the text.
+                ("AdditionalFields", "string") => json!(json!({"Source": "sim", "Index": n}).to_string()),
+                (
+                    "LoggedOnUsers" | "ConnectedNetworks" | "DnsAddresses" | "DefaultGateways" | "IPAddresses",
+                    "string",
+                ) => {
+                    json!(json!([{"Source": "sim", "Index": n}]).to_string())
+                }
                 ("ReportId", "long") => json!(n as i64 % 10_000),
                 ("ReportId", _) => json!(format!("{}", n % 10_000)),
                 (_, "int") => json!((n % 65_000) as i64),

@@ -41,6 +41,43 @@ impl KqlType {
     }
 }
 
+impl KqlType {
+    /// A type as advanced hunting's schema reference writes it; Microsoft's pages spell the
+    /// boolean type both `bool` and `boolean`.
+    pub fn from_kql_name(name: &str) -> Option<KqlType> {
+        Some(match name.trim().to_ascii_lowercase().as_str() {
+            "string" => KqlType::Str,
+            "int" => KqlType::Int,
+            "long" => KqlType::Long,
+            "real" => KqlType::Real,
+            "bool" | "boolean" => KqlType::Bool,
+            "datetime" => KqlType::DateTime,
+            "dynamic" => KqlType::Dynamic,
+            _ => return None,
+        })
+    }
+}
+
+/// Columns that advanced hunting documents as `string` holding JSON text and that the export
+/// declares `dynamic`, so KQL over `<Table>_CL` can index into them (`AdditionalFields` is also
+/// merged with unknown columns into one object, see `rows.rs`).
+pub const JSON_TEXT_COLUMNS: [&str; 6] =
+    [ADDITIONAL_FIELDS, "LoggedOnUsers", "ConnectedNetworks", "DefaultGateways", "DnsAddresses", "IPAddresses"];
+
+/// Documented columns deliberately not exported as columns of their own: (table, column, why).
+/// Empty today: every column of the reference pages is exported. A column left out still
+/// reaches `<Table>_CL`, inside `AdditionalFields`.
+pub const LEFT_OUT: &[(&str, &str, &str)] = &[];
+
+/// Whether the export's type `ours` for `column` can hold what advanced hunting documents as
+/// `documented`: the same type, or `dynamic` for a JSON-text column ([`JSON_TEXT_COLUMNS`]).
+pub fn holds_documented_type(column: &str, ours: KqlType, documented: KqlType) -> bool {
+    ours == documented
+        || (ours == KqlType::Dynamic
+            && documented == KqlType::Str
+            && JSON_TEXT_COLUMNS.iter().any(|c| c.eq_ignore_ascii_case(column)))
+}
+
 /// One advanced-hunting table.
 #[derive(Debug, PartialEq, Eq)]
 pub struct TableDef {
@@ -162,6 +199,18 @@ mod tests {
             let generated = out.iter().position(|(c, _)| c == TIME_GENERATED).unwrap();
             assert!(out.iter().position(|(c, _)| c == TENANT_COLUMN).unwrap() > generated, "added by the export");
         }
+    }
+
+    #[test]
+    fn reads_the_reference_pages_type_names_and_widens_only_json_text() {
+        assert_eq!(KqlType::from_kql_name("bool"), Some(KqlType::Bool));
+        assert_eq!(KqlType::from_kql_name("boolean"), Some(KqlType::Bool));
+        assert_eq!(KqlType::from_kql_name("long"), Some(KqlType::Long));
+        assert_eq!(KqlType::from_kql_name("guid"), None);
+        assert!(holds_documented_type("LoggedOnUsers", KqlType::Dynamic, KqlType::Str));
+        assert!(!holds_documented_type("FileName", KqlType::Dynamic, KqlType::Str));
+        assert!(!holds_documented_type("Port", KqlType::Str, KqlType::Int));
+        assert!(holds_documented_type("Port", KqlType::Int, KqlType::Int));
     }
 
     #[test]
