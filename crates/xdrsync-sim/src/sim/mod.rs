@@ -103,6 +103,10 @@ pub struct SimOptions {
     /// 429 with `Retry-After` (Microsoft publishes ~150/min per app per tenant for `/security`
     /// alert operations; none for incidents).
     pub graph_calls_per_minute: Option<u32>,
+    /// ARM's token buckets per subscription, principal and kind (writes 200 refilled at 10/s,
+    /// deletes the same, reads 250 at 25/s): 429 with `Retry-After` when one is empty (default
+    /// false; the demo and benches turn it on).
+    pub arm_limits: bool,
     /// Whether the analytics rule of `infra/alert-rule.bicep` runs (default true).
     pub alert_rule: bool,
     /// How long after ingestion a row's SecurityAlert exists (the rule's run and the alert's
@@ -132,6 +136,7 @@ impl Default for SimOptions {
             tie_order: TieOrder::Shuffled { seed: 0x5eed },
             reject_read_only_properties: false,
             graph_calls_per_minute: None,
+            arm_limits: false,
             alert_rule: true,
             alert_rule_delay_ms: 0,
             correlation_engine: false,
