@@ -802,6 +802,18 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn the_arm_write_budget_is_a_burst_and_a_refill_and_the_old_setting_keeps_working() {
+        let d = with(&[]).unwrap();
+        assert_eq!((d.arm_write_burst, d.arm_writes_per_second), (150, 8));
+        // Set before the burst existed: still the refill, the burst keeps its default.
+        let old = with(&[("XDRSYNC_ARM_WRITES_PER_SECOND", "5")]).unwrap();
+        assert_eq!((old.arm_write_burst, old.arm_writes_per_second), (150, 5));
+        for bad in ["0", "-1", "many"] {
+            assert_eq!(with(&[("XDRSYNC_ARM_WRITE_BURST", bad)]).unwrap_err().var, "XDRSYNC_ARM_WRITE_BURST", "{bad}");
+        }
+    }
+
+    #[test]
     fn defaults_are_the_public_cloud() {
         let c = with(&[]).unwrap();
         assert_eq!(c.graph_endpoint.as_str(), "https://graph.microsoft.com/");

@@ -56,9 +56,11 @@ pub struct EditsBenchReport {
 /// Each edit assigns the incident to this analyst in Sentinel.
 const OWNER: &str = "carol@contoso.com";
 
-/// ARM calls that read (`GET`, and the POST listings of an incident's alerts and entities).
-pub const ARM_READS: [&str; 10] = [
+/// ARM calls that read (`GET`, and the POST listings of an incident's alerts and entities);
+/// `arm.incidents.notfound` is a read of an incident that does not exist yet (a mirror's 404).
+pub const ARM_READS: [&str; 11] = [
     "arm.incidents.get",
+    "arm.incidents.notfound",
     "arm.incidents.list",
     "arm.comments.get",
     "arm.comments.list",
@@ -73,8 +75,9 @@ pub const ARM_READS: [&str; 10] = [
 /// Kinds counted per incident: list pages (`*.incidents.list`) are the poll's and the sweep's.
 const GRAPH_READS: [&str; 5] =
     ["graph.incidents.get", "graph.alerts.list", "graph.alerts.get", "graph.users.get", "graph.users.list"];
-const ARM_PER_INCIDENT: [&str; 9] = [
+const ARM_PER_INCIDENT: [&str; 10] = [
     "arm.incidents.get",
+    "arm.incidents.notfound",
     "arm.incidents.put",
     "arm.comments.get",
     "arm.comments.list",

@@ -79,7 +79,7 @@ enum Command {
     /// Measure two-way sync: Sentinel edit → Defender PATCH latency p50/p95 through the webhook
     /// and through the sweep alone, writes per edit and webhook deliveries per edit.
     Bench {
-        /// `hunting` or `tenants`: the advanced-hunting export or the many-tenants benchmark instead.
+        /// `edits`, `hunting`, `tenants` or `soak`: another benchmark instead.
         #[command(subcommand)]
         what: Option<BenchWhat>,
         /// Sentinel edits per path.
