@@ -54,11 +54,14 @@ fn all() -> String {
     "all".into()
 }
 
+/// An ARM bucket's key: subscription, principal and kind of operation.
+type ArmBucketKey = (String, String, &'static str);
+
 #[derive(Default)]
 pub struct Faults {
     rules: Mutex<Vec<FaultRule>>,
-    /// ARM's buckets by (subscription, principal, kind): tokens and when last refilled.
-    arm_buckets: Mutex<BTreeMap<(String, String, &'static str), (f64, std::time::Instant)>>,
+    /// ARM's buckets: tokens and when last refilled.
+    arm_buckets: Mutex<BTreeMap<ArmBucketKey, (f64, std::time::Instant)>>,
 }
 
 /// ARM's regional limits (Learn, *Azure Resource Manager request limits and throttling*, "Regional
