@@ -36,6 +36,7 @@ param principalIds array
 param huntingTables array = []
 
 var monitoringMetricsPublisherRoleId = '3913510d-42f4-4e42-8a64-420c390055eb' // Monitoring Metrics Publisher
+var monitoringReaderRoleId = '43d0d8ad-25c7-4714-9337-8ba259a9fe05' // Monitoring Reader
 
 resource dce 'Microsoft.Insights/dataCollectionEndpoints@2023-03-11' = {
   name: '${prefix}-xdrsync-dce'
@@ -71,6 +72,18 @@ resource publisher 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for p
   scope: dcr
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', monitoringMetricsPublisherRoleId)
+    principalId: principalId
+    principalType: 'ServicePrincipal'
+  }
+}]
+
+// Monitoring Reader on the DCR: lets `xdrsync check` find it in ARM's DCR list by its immutable
+// id (an ARM list shows only what the caller may read; the publisher role has no read action).
+resource dcrReader 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for principalId in principalIds: {
+  name: guid(dcr.id, principalId, 'reader')
+  scope: dcr
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', monitoringReaderRoleId)
     principalId: principalId
     principalType: 'ServicePrincipal'
   }

@@ -145,10 +145,8 @@ async fn token_lines(s: &Ports) -> Vec<CheckLine> {
     let cfg = &s.config;
     let azure = crate::adapters::auth::azure_principal(cfg);
     let graph = crate::adapters::auth::graph_principal(cfg);
-    let azure_settings =
-        "IDENTITY_ENDPOINT, XDRSYNC_MANAGED_IDENTITY_CLIENT_ID (or outside Azure XDRSYNC_CLIENT_ID, XDRSYNC_CLIENT_SECRET)";
-    let graph_settings =
-        "XDRSYNC_GRAPH_CREDENTIAL, XDRSYNC_CLIENT_ID, XDRSYNC_CLIENT_SECRET, XDRSYNC_FEDERATED_AUDIENCE, XDRSYNC_AUTHORITY_HOST";
+    let azure_settings = "IDENTITY_ENDPOINT, XDRSYNC_MANAGED_IDENTITY_CLIENT_ID (or outside Azure XDRSYNC_CLIENT_ID with XDRSYNC_CLIENT_SECRET or XDRSYNC_CLIENT_CERTIFICATE_PATH)";
+    let graph_settings = "XDRSYNC_GRAPH_CREDENTIAL, XDRSYNC_CLIENT_ID, XDRSYNC_CLIENT_SECRET, XDRSYNC_CLIENT_CERTIFICATE_PATH, XDRSYNC_FEDERATED_AUDIENCE, XDRSYNC_AUTHORITY_HOST";
     let mut lines = Vec::new();
     for (audience, scope, tokens, principal, settings) in [
         ("Graph", &cfg.graph_scope, &s.graph_tokens, &graph, graph_settings),

@@ -1,13 +1,12 @@
 //! The `xdrsync check` lines that prove xdrsync's own principal may do what it does, without
 //! writing: ARM's permissions API on each workspace (incident, comment and relation writes) and on
-//! the data collection rule (`Microsoft.Insights/Telemetry/Write`, when `XDRSYNC_DCR_RESOURCE_ID`
-//! names it), and the Graph token's `roles` claim in each Defender tenant against what the
-//! enabled features need. The evaluation is `domain::permissions` (pure); this module fetches.
+//! every data collection rule (`check_dcrs`), and the Graph token's `roles` claim in each
+//! Defender tenant against what the enabled features need. The evaluation is `domain::permissions` (pure); this module fetches.
 
 use crate::adapters::http::{build_http_client, Call, CounterRef, ServiceClient};
 use crate::check::CheckLine;
 use crate::domain::permissions::{
-    missing, missing_graph_roles, token_roles, GraphNeed, PermissionPage, DCR_DATA_ACTIONS, WORKSPACE_ACTIONS,
+    missing, missing_graph_roles, token_roles, GraphNeed, PermissionPage, WORKSPACE_ACTIONS,
 };
 use crate::error::PortError;
 use crate::ports::TokenSource;
@@ -57,21 +56,13 @@ pub async fn lines(s: &Ports) -> Vec<CheckLine> {
             "the role Microsoft Sentinel Responder on the workspace",
         ));
     }
-    if let Some(dcr) = &cfg.dcr_resource_id {
-        let r = caller_permissions(&arm, cfg.arm_endpoint.as_str(), dcr).await;
-        out.push(azure_line(
-            "permissions on the data collection rule",
-            r.map(|p| missing(&p, &[], DCR_DATA_ACTIONS)),
-            &principal,
-            "the role Monitoring Metrics Publisher on the data collection rule",
-        ));
-    }
+    out.extend(crate::check_dcrs::lines(s, &arm, &principal).await);
     out.extend(graph_lines(s).await);
     out
 }
 
 /// The caller's permissions at `scope`, every page.
-async fn caller_permissions(
+pub(crate) async fn caller_permissions(
     arm: &ServiceClient,
     endpoint: &str,
     scope: &str,
@@ -91,7 +82,7 @@ async fn caller_permissions(
     Ok(all)
 }
 
-fn azure_line(what: &str, r: Result<Vec<String>, PortError>, principal: &str, role: &str) -> CheckLine {
+pub(crate) fn azure_line(what: &str, r: Result<Vec<String>, PortError>, principal: &str, role: &str) -> CheckLine {
     match r {
         Ok(m) if m.is_empty() => CheckLine {
             what: what.into(),

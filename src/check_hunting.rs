@@ -1,5 +1,6 @@
 //! The `xdrsync check` lines of the advanced-hunting export (docs/hunting.md):
-//! one probe per source that is on, so a missing role shows before the first timer runs. With
+//! one probe per source that is on and one Logs Ingestion probe per table (on the table's own
+//! DCR), so a missing role shows before the first timer runs. With
 //! many Defender tenants the query source is probed in each tenant, with its own token.
 
 use crate::check::{probe_line, CheckLine};
@@ -35,14 +36,21 @@ pub async fn lines(s: &Ports) -> Vec<CheckLine> {
             ));
         }
     }
-    if let Some(first) = cfg.tables.first().or(cfg.storage_tables.first()) {
-        // An empty batch adds no row; a 400 names the stream the rule refuses.
-        let r = s.hunting_logs.probe(&first.stream()).await;
+    // Every table's stream on its own DCR (tables may be routed to several): an empty batch adds
+    // no row; a 400 names the stream the rule refuses, a 403 the rule that lacks the role.
+    let mut probed = Vec::new();
+    for table in cfg.tables.iter().chain(&cfg.storage_tables) {
+        if probed.contains(&table.name) {
+            continue;
+        }
+        probed.push(table.name);
+        let dcr = cfg.dcr_for(table).unwrap_or_else(|| s.config.dcr_immutable_id.clone());
+        let r = s.hunting_logs.probe(&table.stream()).await;
         out.push(crate::check::logs_line(
-            "hunting Logs Ingestion",
+            &format!("hunting Logs Ingestion of {} (data collection rule {dcr})", table.name),
             r,
-            &first.stream(),
-            "the role Monitoring Metrics Publisher on the hunting data collection rule",
+            &table.stream(),
+            &format!("the role Monitoring Metrics Publisher on the hunting data collection rule {dcr}"),
             "XDRSYNC_LOGS_INGESTION_ENDPOINT, XDRSYNC_HUNTING_DCR_IMMUTABLE_ID, XDRSYNC_HUNTING_TABLES",
         ));
     }

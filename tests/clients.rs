@@ -228,7 +228,7 @@ async fn sentinel_comments_round_trip() {
 
 #[tokio::test]
 async fn tokens_are_refreshed_before_expiry() {
-    // 22 s tokens are within azure_identity's 20 s refresh margin after 2 s.
+    // 22 s tokens are refreshed half-way (auth.rs: 5 minutes before expiry, or half-way for short ones).
     let (sim, s) = setup(SimConfig { token_lifetime_secs: 22, ..SimConfig::demo() }).await;
     seed(&sim, SeedSpec { count: 1, ..Default::default() });
     s.defender.list_incidents_since(OffsetDateTime::UNIX_EPOCH).await.unwrap();

@@ -256,3 +256,96 @@ async fn a_logs_ingestion_400_in_check_is_a_failure_naming_the_stream() {
     let l = line(&text, " Logs Ingestion: ");
     assert!(l.starts_with("FAIL") && l.contains("Custom-NotDeclared"), "{text}");
 }
+
+#[tokio::test]
+async fn check_names_a_routed_workspaces_dcr_without_the_publisher_role_or_out_of_sight() {
+    let (sims, tenants) = start_two_workspaces(2).await;
+    let vars = two_workspace_settings(&sims, None, &tenants, &["A", "B"], 1);
+    let text = check_text(&vars).await;
+    let routed = format!("permissions on data collection rule {SECOND_DCR}");
+    assert!(line(&text, &routed).starts_with("ok") && line(&text, &routed).contains("soc-emea"), "{text}");
+    assert!(line(&text, "permissions on the data collection rule").starts_with("ok"), "{text}");
+
+    // The routed workspace's rule lacks Monitoring Metrics Publisher: its line fails, naming it.
+    let second = &sims.sims.workspaces[0];
+    second.permissions.lock().unwrap().dcr_roles.remove("Monitoring Metrics Publisher");
+    let text = check_text(&vars).await;
+    let l = line(&text, &routed);
+    assert!(
+        l.starts_with("FAIL")
+            && l.contains("Microsoft.Insights/Telemetry/Write")
+            && l.contains("Monitoring Metrics Publisher on data collection rule /subscriptions/")
+            && l.contains("soc-emea-xdrsync"),
+        "{text}"
+    );
+    assert!(
+        line(&text, "permissions on the data collection rule").starts_with("ok"),
+        "the default rule is fine: {text}"
+    );
+
+    // Out of sight (no read on it): the list does not show it, and the line says what to grant.
+    second.permissions.lock().unwrap().dcr_roles.clear();
+    let text = check_text(&vars).await;
+    let l = line(&text, &routed);
+    assert!(
+        l.starts_with("FAIL") && l.contains("Monitoring Reader") && l.contains("XDRSYNC_TENANT_WORKSPACES"),
+        "{text}"
+    );
+}
+
+const HUNTING_A: &str = "dcr-0000000000000000000000000000000a";
+const HUNTING_B: &str = "dcr-0000000000000000000000000000000b";
+
+/// A sim with two hunting DCRs (EmailEvents → A, DeviceEvents → B) and settings routing to them.
+async fn two_hunting_dcrs(routes: &str) -> (RunningSim, HashMap<String, String>) {
+    let sim = start_sim(
+        SimConfig::demo()
+            .with_hunting_dcr("Custom-EmailEvents", HUNTING_A)
+            .with_hunting_dcr("Custom-DeviceEvents", HUNTING_B),
+    )
+    .await;
+    let mut vars = vars_for(&sim, "managed-identity");
+    vars.insert("XDRSYNC_HUNTING_TABLES".into(), "EmailEvents,DeviceEvents".into());
+    vars.insert("XDRSYNC_HUNTING_DCR_IMMUTABLE_ID".into(), routes.into());
+    (sim, vars)
+}
+
+#[tokio::test]
+async fn check_proves_every_hunting_dcr_and_names_the_second_one_without_the_role() {
+    let routes = format!("EmailEvents={HUNTING_A},DeviceEvents={HUNTING_B}");
+    let (sim, vars) = two_hunting_dcrs(&routes).await;
+    let text = check_text(&vars).await;
+    for dcr in [HUNTING_A, HUNTING_B] {
+        assert!(line(&text, &format!("permissions on data collection rule {dcr}")).starts_with("ok"), "{text}");
+    }
+    assert!(line(&text, "hunting Logs Ingestion of DeviceEvents").starts_with("ok"), "{text}");
+
+    let r = sim_post(
+        &sim,
+        "/_sim/permissions/withhold",
+        serde_json::json!({"role": "Monitoring Metrics Publisher", "dcr": HUNTING_B}),
+    )
+    .await;
+    assert!(r.status().is_success());
+    let text = check_text(&vars).await;
+    let b = line(&text, &format!("permissions on data collection rule {HUNTING_B}"));
+    assert!(
+        b.starts_with("FAIL") && b.contains("Telemetry/Write") && b.contains("hunting table DeviceEvents"),
+        "{text}"
+    );
+    assert!(line(&text, &format!("permissions on data collection rule {HUNTING_A}")).starts_with("ok"), "{text}");
+    // The upload probe of the second table fails too, on its own rule; the first table's passes.
+    let probe = line(&text, "hunting Logs Ingestion of DeviceEvents");
+    assert!(probe.starts_with("FAIL") && probe.contains(HUNTING_B), "{text}");
+    assert!(line(&text, "hunting Logs Ingestion of EmailEvents").starts_with("ok"), "{text}");
+}
+
+#[tokio::test]
+async fn a_hunting_dcr_that_does_not_declare_the_tables_stream_fails_check_naming_it() {
+    // DeviceEvents routed to A, which declares only Custom-EmailEvents: a 400 naming the stream.
+    let (_sim, vars) = two_hunting_dcrs(&format!("EmailEvents={HUNTING_A},DeviceEvents={HUNTING_A}")).await;
+    let text = check_text(&vars).await;
+    let probe = line(&text, "hunting Logs Ingestion of DeviceEvents");
+    assert!(probe.starts_with("FAIL") && probe.contains("Custom-DeviceEvents"), "{text}");
+    assert!(line(&text, "hunting Logs Ingestion of EmailEvents").starts_with("ok"), "{text}");
+}

@@ -20,6 +20,8 @@ const ROLE_ASSIGNMENT: &str = "Microsoft.Authorization/roleAssignments";
 const XDRSYNC_ROLES: &[(&str, &str)] = &[
     ("3e150937-b8fe-4cfb-8069-0eaf05ecd056", "Microsoft Sentinel Responder"),
     ("3913510d-42f4-4e42-8a64-420c390055eb", "Monitoring Metrics Publisher"),
+    // On each DCR: `xdrsync check` finds the rule by its immutable id in ARM's list.
+    ("43d0d8ad-25c7-4714-9337-8ba259a9fe05", "Monitoring Reader"),
     ("73c42c96-874c-492b-b04d-ab87d138a893", "Log Analytics Reader"),
     ("b7e6dc6d-f1e8-4753-8033-0f276bb0955b", "Storage Blob Data Owner"),
     ("974c5e8b-45b9-4653-ba55-5f855dd0fb88", "Storage Queue Data Contributor"),
@@ -227,7 +229,7 @@ fn each_hunting_dcr_declares_only_its_table_within_the_per_dcr_limits() {
         ("XDRSYNC_HUNTING_TABLES".to_string(), tables.iter().map(|t| t.name).collect::<Vec<_>>().join(",")),
         ("XDRSYNC_HUNTING_DCR_IMMUTABLE_ID".to_string(), routes.join(",")),
     ];
-    let s = xdrsync::hunting_config::HuntingSettings::from_vars(&vars.into_iter().collect())
+    let s = xdrsync::config::hunting::HuntingSettings::from_vars(&vars.into_iter().collect())
         .expect("the template's routes parse");
     for (i, t) in tables.iter().enumerate() {
         assert_eq!(s.dcr_for(t).as_deref(), Some(format!("dcr-{:032x}", i + 1).as_str()), "{}", t.name);

@@ -1,7 +1,8 @@
 //! Token sources. Azure calls (ARM, Logs Ingestion, Log Analytics, Storage) use the app's managed
 //! identity through the App Service identity endpoint; Graph uses `XDRSYNC_GRAPH_CREDENTIAL`: the
-//! same managed identity, or the app registration proving itself with a client secret or with
-//! the managed identity's token as a federated client assertion (docs/identity.md). Token requests
+//! same managed identity, or the app registration proving itself with a client secret, with the
+//! managed identity's token as a federated client assertion, or with a client assertion signed by
+//! its certificate (`cert_assertion`; docs/identity.md). Token requests
 //! are plain reqwest calls on the shared client, so they obey `XDRSYNC_HTTP_TIMEOUT_SECONDS`, and
 //! a timeout or DNS failure is "unreachable" (retry), never "credentials refused".
 
@@ -27,6 +28,10 @@ pub fn azure_token_source(cfg: &Config, http: reqwest::Client, counters: Arc<Cal
     match &cfg.credential {
         Credential::ClientSecret { client_id, secret } => {
             Arc::new(AppTokens::new(cfg, &cfg.tenant_id, client_id, AppProof::Secret(secret.clone()), http, counters))
+        }
+        Credential::ClientCertificate { client_id, certificate } => {
+            let proof = AppProof::Certificate(certificate.clone());
+            Arc::new(AppTokens::new(cfg, &cfg.tenant_id, client_id, proof, http, counters))
         }
         Credential::ManagedIdentity { endpoint, header, client_id } => Arc::new(ManagedIdentityTokens {
             http,
@@ -59,6 +64,9 @@ pub fn graph_token_source(
             let proof = AppProof::Assertion { source: azure.clone(), scope: format!("{audience}/.default") };
             Arc::new(AppTokens::new(cfg, tenant, client_id, proof, http, counters))
         }
+        GraphCredential::Certificate { client_id, certificate } => {
+            Arc::new(AppTokens::new(cfg, tenant, client_id, AppProof::Certificate(certificate.clone()), http, counters))
+        }
     }
 }
 
@@ -68,6 +76,9 @@ pub fn azure_principal(cfg: &Config) -> String {
         Credential::ManagedIdentity { client_id: Some(id), .. } => format!("the managed identity {id}"),
         Credential::ManagedIdentity { client_id: None, .. } => "the system-assigned managed identity".into(),
         Credential::ClientSecret { client_id, .. } => format!("the app registration {client_id} (client secret)"),
+        Credential::ClientCertificate { client_id, certificate } => {
+            format!("the app registration {client_id} (certificate {})", certificate.thumbprint)
+        }
     }
 }
 
@@ -80,6 +91,9 @@ pub fn graph_principal(cfg: &Config) -> String {
             "the app registration {client_id} (federated credential: {})",
             azure_principal(cfg).trim_start_matches("the ")
         ),
+        GraphCredential::Certificate { client_id, certificate } => {
+            format!("the app registration {client_id} (certificate {})", certificate.thumbprint)
+        }
     }
 }
 
@@ -91,6 +105,9 @@ enum AppProof {
         source: Arc<dyn TokenSource>,
         scope: String,
     },
+    /// A client assertion signed with the app's certificate (`cert_assertion`), made afresh for
+    /// each token request (its own `jti`, a few minutes' validity).
+    Certificate(Arc<crate::adapters::cert_assertion::ClientCertificate>),
 }
 
 /// Client-credentials tokens of the app registration in one tenant.
@@ -158,6 +175,14 @@ impl TokenSource for AppTokens {
                 })?;
                 form.push(("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".into()));
                 form.push(("client_assertion", assertion.expose_secret().to_string()));
+            }
+            AppProof::Certificate(cert) => {
+                // `aud` is the token endpoint this request goes to (Learn: certificate credentials).
+                let assertion = cert
+                    .assertion(&self.client_id, self.token_url.as_str(), now)
+                    .map_err(|message| PortError::Unauthorized { service: "entra", message })?;
+                form.push(("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".into()));
+                form.push(("client_assertion", assertion));
             }
         }
         bump(&self.counters.entra);

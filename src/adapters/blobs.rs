@@ -12,8 +12,8 @@ use azure_storage_blobs::prelude::{BlobServiceClient, ClientBuilder};
 use futures::StreamExt;
 
 use super::azure_err::from_azure;
+use crate::config::hunting::BlobConnection;
 use crate::error::PortError;
-use crate::hunting_config::BlobConnection;
 use crate::ports::{BlobInfo, BlobReader, TokenSource};
 
 const SERVICE: &str = "blob-storage";
@@ -25,21 +25,28 @@ pub struct AzureBlobs {
 }
 
 /// The blob endpoint and credentials a setting names.
-fn location(raw: &str, tokens: &Arc<dyn TokenSource>) -> Result<(CloudLocation, StorageCredentials), String> {
+fn location(
+    raw: &str,
+    tokens: &Arc<dyn TokenSource>,
+) -> Result<(CloudLocation, StorageCredentials, azure_core::ClientOptions), String> {
     let c = BlobConnection::parse(raw)?;
-    let creds = match c.key {
-        Some(key) => StorageCredentials::access_key(c.account.clone(), key),
-        None => StorageCredentials::token_credential(Arc::new(super::storage_auth::PortCredential(tokens.clone()))),
+    let (creds, options) = match c.key {
+        Some(key) => {
+            (StorageCredentials::access_key(c.account.clone(), key), super::storage_auth::client_options(None))
+        }
+        None => (
+            StorageCredentials::token_credential(Arc::new(super::storage_auth::PortCredential(tokens.clone()))),
+            super::storage_auth::client_options(Some(tokens)),
+        ),
     };
     let uri = c.endpoint.as_str().trim_end_matches('/').to_string();
-    Ok((CloudLocation::Custom { account: c.account, uri }, creds))
+    Ok((CloudLocation::Custom { account: c.account, uri }, creds, options))
 }
 
 impl AzureBlobs {
     pub fn new(raw: &str, tokens: &Arc<dyn TokenSource>) -> Result<Self, String> {
-        let (location, creds) = location(raw, tokens)?;
-        let service =
-            ClientBuilder::with_location(location, creds).retry(azure_core::RetryOptions::none()).blob_service_client();
+        let (location, creds, options) = location(raw, tokens)?;
+        let service = ClientBuilder::with_location(location, creds).client_options(options).blob_service_client();
         Ok(Self { service })
     }
 }

@@ -6,6 +6,7 @@ pub mod auth;
 mod azure_err;
 pub mod blobs;
 pub mod budget;
+pub mod cert_assertion;
 pub mod clock;
 pub mod graph;
 pub mod http;

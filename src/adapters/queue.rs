@@ -12,11 +12,11 @@ use azure_storage_queues::QueueServiceClientBuilder;
 use base64::Engine;
 
 use super::azure_err::from_azure;
+use crate::config::storage_conn::StorageConnection;
 use crate::error::PortError;
 use crate::metrics::{bump, CallCounters};
 use crate::ports::{QueueMessage, WorkQueue};
 use crate::retry::RetryPolicy;
-use crate::storage_conn::StorageConnection;
 
 const SERVICE: &str = "queue-storage";
 
@@ -37,8 +37,8 @@ impl AzureQueues {
             uri: conn.queue_endpoint.as_str().trim_end_matches('/').to_string(),
         };
         let creds = super::storage_auth::credentials(conn, tokens);
-        let service =
-            QueueServiceClientBuilder::with_location(location, creds).retry(azure_core::RetryOptions::none()).build();
+        let options = super::storage_auth::client_options(conn.key.is_none().then_some(tokens));
+        let service = QueueServiceClientBuilder::with_location(location, creds).client_options(options).build();
         Self { service, retry: RetryPolicy::default(), counters }
     }
 }

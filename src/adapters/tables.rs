@@ -14,11 +14,11 @@ use futures::StreamExt;
 use serde_json::{Map, Value};
 
 use super::azure_err::from_azure;
+use crate::config::storage_conn::StorageConnection;
 use crate::error::PortError;
 use crate::metrics::{bump, CallCounters};
 use crate::ports::{ETag, Entity, StateStore, Table};
 use crate::retry::RetryPolicy;
-use crate::storage_conn::StorageConnection;
 
 const SERVICE: &str = "table-storage";
 
@@ -41,8 +41,8 @@ impl AzureTables {
             uri: conn.table_endpoint.as_str().trim_end_matches('/').to_string(),
         };
         let creds = super::storage_auth::credentials(conn, tokens);
-        let service =
-            TableServiceClientBuilder::with_location(location, creds).retry(azure_core::RetryOptions::none()).build();
+        let options = super::storage_auth::client_options(conn.key.is_none().then_some(tokens));
+        let service = TableServiceClientBuilder::with_location(location, creds).client_options(options).build();
         Self { service, prefix: prefix.to_string(), retry: RetryPolicy::default(), counters }
     }
 

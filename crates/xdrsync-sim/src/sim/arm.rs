@@ -262,13 +262,16 @@ async fn dispatch(
     if uri.path().to_ascii_lowercase().ends_with("/providers/microsoft.authorization/roleassignments") {
         return role_assignments(&sim, &caller, uri.path(), &method, &pairs);
     }
+    if uri.path().to_ascii_lowercase().ends_with("/providers/microsoft.insights/datacollectionrules") {
+        return super::dcrs::list(&sim, &caller.permissions, uri.path(), param(&pairs, "api-version"));
+    }
     if let Some(scope) = uri.path().to_ascii_lowercase().strip_suffix("/providers/microsoft.authorization/permissions")
     {
         if param(&pairs, "api-version") != Some("2022-04-01") {
             return arm_error(StatusCode::BAD_REQUEST, "InvalidApiVersionParameter", "use api-version 2022-04-01");
         }
-        let held = if scope == super::permissions::dcr_resource_id(&sim.config).to_ascii_lowercase() {
-            &caller.permissions.dcr_roles
+        let held = if let Some(roles) = super::dcrs::roles_at_scope(&sim.config, &caller.permissions, scope) {
+            roles
         } else if scope == sim.config.workspace.resource_id().to_ascii_lowercase() {
             &caller.permissions.workspace_roles
         } else {

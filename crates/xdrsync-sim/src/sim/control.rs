@@ -350,18 +350,33 @@ async fn set_permissions(State(sim): State<Arc<Sim>>, Json(p): Json<Permissions>
 #[derive(Deserialize)]
 struct RoleChange {
     role: String,
+    /// A hunting DCR's immutable id: the change applies on that rule only.
+    #[serde(default)]
+    dcr: Option<String>,
 }
 
 async fn withhold(State(sim): State<Arc<Sim>>, Json(r): Json<RoleChange>) -> Json<Value> {
     let mut p = sim.permissions();
-    let kind: RoleKind = p.withhold(&r.role);
+    let kind: RoleKind = match &r.dcr {
+        Some(dcr) => {
+            p.set_on_dcr(dcr, &r.role, false);
+            RoleKind::Dcr
+        }
+        None => p.withhold(&r.role),
+    };
     replace_permissions(&sim, p);
     Json(json!({"withheld": r.role, "kind": format!("{kind:?}"), "permissions": sim.permissions()}))
 }
 
 async fn grant(State(sim): State<Arc<Sim>>, Json(r): Json<RoleChange>) -> Json<Value> {
     let mut p = sim.permissions();
-    let kind: RoleKind = p.grant(&r.role);
+    let kind: RoleKind = match &r.dcr {
+        Some(dcr) => {
+            p.set_on_dcr(dcr, &r.role, true);
+            RoleKind::Dcr
+        }
+        None => p.grant(&r.role),
+    };
     replace_permissions(&sim, p);
     Json(json!({"granted": r.role, "kind": format!("{kind:?}"), "permissions": sim.permissions()}))
 }

@@ -1,5 +1,5 @@
 //! Simulated Entra ID: `POST /{tenant}/oauth2/v2.0/token` (client credentials with a client
-//! secret or a federated client assertion, checked) and the App Service managed-identity
+//! secret, a federated client assertion or a certificate assertion (`entra_cert`), checked) and the App Service managed-identity
 //! endpoint `GET /msi/token`; plus the bearer check every other simulated API uses (right
 //! audience, not expired).
 //!
@@ -198,6 +198,7 @@ fn check_assertion(sim: &Sim, assertion: &str) -> Result<(), Response> {
 async fn token(
     State(sim): State<Arc<Sim>>,
     Path(tenant): Path<String>,
+    headers: HeaderMap,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
     sim.stats.bump("entra.token");
@@ -225,6 +226,22 @@ async fn token(
         (Some(secret), _, _) if *secret == sim.config.client_secret => sim.stats.bump("entra.secret"),
         (Some(_), _, _) => {
             return aad_error(StatusCode::UNAUTHORIZED, "invalid_client", 7000215, "Invalid client secret provided.")
+        }
+        (None, Some(kind), Some(assertion))
+            if kind == CLIENT_ASSERTION_TYPE && super::entra_cert::is_certificate_assertion(assertion) =>
+        {
+            // `aud` must be this token endpoint, as the client addressed it.
+            let host = headers.get("host").and_then(|v| v.to_str().ok()).unwrap_or_default();
+            let token_url = format!("http://{host}/{tenant}/oauth2/v2.0/token");
+            let refuse = |code: u32, text: &str| aad_error(super::entra_cert::REFUSED, "invalid_client", code, text);
+            let registered = sim.config.client_certificate.as_deref();
+            if let Err(r) =
+                super::entra_cert::check(registered, &client_id, &token_url, assertion, &sim.seen_jti, refuse)
+            {
+                sim.stats.bump("entra.assertion_refused");
+                return r;
+            }
+            sim.stats.bump("entra.certificate");
         }
         (None, Some(kind), Some(assertion)) if kind == CLIENT_ASSERTION_TYPE => {
             if let Err(r) = check_assertion(&sim, assertion) {

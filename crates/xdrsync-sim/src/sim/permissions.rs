@@ -49,6 +49,8 @@ pub const SENTINEL_READER: &str = "Microsoft Sentinel Reader";
 pub const SENTINEL_RESPONDER: &str = "Microsoft Sentinel Responder";
 pub const SENTINEL_CONTRIBUTOR: &str = "Microsoft Sentinel Contributor";
 pub const MONITORING_METRICS_PUBLISHER: &str = "Monitoring Metrics Publisher";
+/// Reads monitoring resources (`*/read`): lets `xdrsync check` find a DCR by its immutable id.
+pub const MONITORING_READER: &str = "Monitoring Reader";
 
 /// Roles that let an app read incidents.
 pub const GRAPH_INCIDENTS_READ: &[&str] = &[SECURITY_INCIDENT_READ, SECURITY_INCIDENT_READ_WRITE];
@@ -69,8 +71,11 @@ pub struct Permissions {
     pub graph_app_roles: BTreeSet<String>,
     /// Azure role assignments on the Sentinel workspace.
     pub workspace_roles: BTreeSet<String>,
-    /// Azure role assignments on the data collection rule.
+    /// Azure role assignments on the (alerts) data collection rule.
     pub dcr_roles: BTreeSet<String>,
+    /// Azure role assignments on each hunting DCR (`SimConfig::hunting_dcrs`), by immutable id
+    /// in lower case; a rule absent here has none.
+    pub hunting_dcr_roles: std::collections::BTreeMap<String, BTreeSet<String>>,
 }
 
 impl Default for Permissions {
@@ -81,7 +86,9 @@ impl Default for Permissions {
                 .map(String::from)
                 .into(),
             workspace_roles: [SENTINEL_RESPONDER.to_string()].into(),
-            dcr_roles: [MONITORING_METRICS_PUBLISHER.to_string()].into(),
+            // What the template assigns on each DCR (infra/ingestion.bicep).
+            dcr_roles: [MONITORING_METRICS_PUBLISHER, MONITORING_READER].map(String::from).into(),
+            hunting_dcr_roles: Default::default(),
         }
     }
 }
@@ -97,7 +104,7 @@ pub enum RoleKind {
 impl Permissions {
     /// Every role name is distinct across the three sets, so a name says where it goes.
     pub fn kind_of(role: &str) -> RoleKind {
-        if role == MONITORING_METRICS_PUBLISHER {
+        if role == MONITORING_METRICS_PUBLISHER || role == MONITORING_READER {
             RoleKind::Dcr
         } else if role.starts_with("Microsoft Sentinel ") || role == "Contributor" || role == "Owner" {
             RoleKind::Workspace
@@ -129,6 +136,23 @@ impl Permissions {
             graph_app_roles: both(&self.graph_app_roles, &now.graph_app_roles),
             workspace_roles: both(&self.workspace_roles, &now.workspace_roles),
             dcr_roles: both(&self.dcr_roles, &now.dcr_roles),
+            hunting_dcr_roles: self
+                .hunting_dcr_roles
+                .iter()
+                .map(|(dcr, roles)| {
+                    (dcr.clone(), both(roles, now.hunting_dcr_roles.get(dcr).unwrap_or(&BTreeSet::new())))
+                })
+                .collect(),
+        }
+    }
+
+    /// Grants (or withholds) `role` on the hunting DCR `dcr` (immutable id).
+    pub fn set_on_dcr(&mut self, dcr: &str, role: &str, held: bool) {
+        let roles = self.hunting_dcr_roles.entry(dcr.to_ascii_lowercase()).or_default();
+        if held {
+            roles.insert(role.to_string());
+        } else {
+            roles.remove(role);
         }
     }
 
@@ -201,6 +225,9 @@ fn role_definition(role: &str) -> Option<(&'static [&'static str], &'static [&'s
             &["Microsoft.OperationalInsights/workspaces/sharedKeys/read"],
             &[],
         ),
+        MONITORING_READER => {
+            (&["*/read", "Microsoft.OperationalInsights/workspaces/search/action", "Microsoft.Support/*"], &[], &[])
+        }
         MONITORING_METRICS_PUBLISHER => (
             &[
                 "Microsoft.Insights/Register/Action",
@@ -224,6 +251,11 @@ fn role_definition(role: &str) -> Option<(&'static [&'static str], &'static [&'s
     })
 }
 
+/// A built-in role's `(actions, notActions)`.
+pub fn role_actions(role: &str) -> Option<(&'static [&'static str], &'static [&'static str])> {
+    role_definition(role).map(|(a, n, _)| (a, n))
+}
+
 /// The permissions API's answer for the roles held at a scope.
 pub fn permissions_answer(roles: &BTreeSet<String>) -> Response {
     let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
@@ -237,12 +269,13 @@ pub fn permissions_answer(roles: &BTreeSet<String>) -> Response {
     axum::Json(json!({ "value": value })).into_response()
 }
 
-/// The data collection rule's ARM resource id in the simulated tenant.
+/// The (alerts) data collection rule's ARM resource id in the simulated tenant: named after its
+/// workspace, so two workspaces of one resource group have two rules.
 pub fn dcr_resource_id(config: &super::SimConfig) -> String {
     let ws = &config.workspace;
     format!(
-        "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.Insights/dataCollectionRules/xdrsync",
-        ws.subscription_id, ws.resource_group
+        "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.Insights/dataCollectionRules/{}-xdrsync",
+        ws.subscription_id, ws.resource_group, ws.name
     )
 }
 
@@ -307,6 +340,7 @@ mod tests {
         assert_eq!(p.withhold(MONITORING_METRICS_PUBLISHER), RoleKind::Dcr);
         // SecurityIncident.ReadWrite.All and ThreatHunting.Read.All remain.
         assert_eq!(p.graph_app_roles.len(), 2);
+        assert_eq!(p.withhold(MONITORING_READER), RoleKind::Dcr);
         assert!(p.workspace_roles.is_empty() && p.dcr_roles.is_empty());
         p.grant(SENTINEL_READER);
         assert!(ArmAccess::Read.allowed_by(&p.workspace_roles));

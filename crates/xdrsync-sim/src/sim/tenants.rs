@@ -215,11 +215,16 @@ async fn dispatch(State(all): State<Arc<TenantSims>>, req: Request) -> Response 
     // ARM, Logs Ingestion and the query API of another workspace: by resource path, DCR id, or
     // (query API) resource id or Workspace ID after `/v1`.
     let lower = path.to_ascii_lowercase();
+    if lower.ends_with("/providers/microsoft.insights/datacollectionrules") {
+        return list_every_dcr(&all, req).await;
+    }
     let query_path = lower.strip_prefix("/v1").filter(|p| p.starts_with('/'));
     let extra = all.workspaces.iter().position(|w| {
         let resource = format!("{}/", w.config.workspace.resource_id().to_ascii_lowercase());
         let guid = format!("/workspaces/{}/", w.config.workspace.customer_id());
+        let dcr = format!("{}/", super::permissions::dcr_resource_id(&w.config).to_ascii_lowercase());
         lower.starts_with(&resource)
+            || lower.starts_with(&dcr)
             || lower.starts_with(&format!("/datacollectionrules/{}/", w.config.dcr_immutable_id.to_ascii_lowercase()))
             || query_path.is_some_and(|p| p.starts_with(&resource) || p.starts_with(&guid))
     });
@@ -227,6 +232,34 @@ async fn dispatch(State(all): State<Arc<TenantSims>>, req: Request) -> Response 
         return forward_to_workspace(&all, i, req).await;
     }
     forward(all.primary_router.clone(), req).await
+}
+
+/// ARM's DCR list over the workspace tenant: the rules of the primary workspace and of each
+/// extra one (each answers for the rules the caller may read there).
+async fn list_every_dcr(all: &TenantSims, req: Request) -> Response {
+    let copy = |req: &Request| {
+        let mut r = Request::new(axum::body::Body::empty());
+        *r.method_mut() = req.method().clone();
+        *r.uri_mut() = req.uri().clone();
+        *r.headers_mut() = req.headers().clone();
+        r
+    };
+    let mut answers = Vec::new();
+    for i in 0..all.workspaces.len() {
+        answers.push(forward_to_workspace(all, i, copy(&req)).await);
+    }
+    let primary = forward(all.primary_router.clone(), req).await;
+    if !primary.status().is_success() {
+        return primary;
+    }
+    let mut value = Vec::new();
+    for r in std::iter::once(primary).chain(answers) {
+        let Ok(bytes) = axum::body::to_bytes(r.into_body(), usize::MAX).await else { continue };
+        if let Ok(page) = serde_json::from_slice::<serde_json::Value>(&bytes) {
+            value.extend(page["value"].as_array().cloned().unwrap_or_default());
+        }
+    }
+    Json(serde_json::json!({ "value": value })).into_response()
 }
 
 /// Forwards to extra workspace `i`, whose services accept the workspace tenant's tokens (one

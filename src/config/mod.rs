@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 pub use xdrsync_core::domain::tenants::{DefenderTenant, TenantRoute};
 pub use xdrsync_core::domain::workspace::Workspace;
@@ -13,23 +14,19 @@ pub use xdrsync_core::domain::workspace::Workspace;
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
+use crate::adapters::cert_assertion::ClientCertificate;
 use crate::domain::merge::ConflictPolicy;
-use crate::storage_conn::StorageConnection;
+pub mod audit;
+pub mod endpoint;
+pub mod hunting;
+pub mod storage_conn;
+
+use endpoint::err;
+pub use endpoint::{is_loopback, parse_endpoint, refuse_credentials, ConfigError};
+use storage_conn::StorageConnection;
 
 pub const QUEUE_NAME: &str = "xdrsync-incidents";
 const DEFAULT_SCHEDULE: &str = "*/30 * * * * *";
-
-/// A configuration problem, phrased for the person deploying.
-#[derive(Debug, thiserror::Error)]
-#[error("{var}: {problem}")]
-pub struct ConfigError {
-    pub var: &'static str,
-    pub problem: String,
-}
-
-fn err(var: &'static str, problem: impl Into<String>) -> ConfigError {
-    ConfigError { var, problem: problem.into() }
-}
 
 /// Sovereign cloud presets for the Entra, Graph, ARM and Monitor defaults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,8 +90,20 @@ impl Cloud {
 /// to; the app registration's secret only outside Azure (no `IDENTITY_ENDPOINT`).
 #[derive(Clone)]
 pub enum Credential {
-    ClientSecret { client_id: String, secret: SecretString },
-    ManagedIdentity { endpoint: Url, header: SecretString, client_id: Option<String> },
+    ClientSecret {
+        client_id: String,
+        secret: SecretString,
+    },
+    /// Outside Azure: the app registration's certificate (`XDRSYNC_CLIENT_CERTIFICATE_PATH`).
+    ClientCertificate {
+        client_id: String,
+        certificate: Arc<ClientCertificate>,
+    },
+    ManagedIdentity {
+        endpoint: Url,
+        header: SecretString,
+        client_id: Option<String>,
+    },
 }
 
 impl fmt::Debug for Credential {
@@ -103,6 +112,11 @@ impl fmt::Debug for Credential {
             Credential::ClientSecret { client_id, .. } => {
                 f.debug_struct("ClientSecret").field("client_id", client_id).field("secret", &"[redacted]").finish()
             }
+            Credential::ClientCertificate { client_id, certificate } => f
+                .debug_struct("ClientCertificate")
+                .field("client_id", client_id)
+                .field("thumbprint", &certificate.thumbprint)
+                .finish(),
             Credential::ManagedIdentity { endpoint, client_id, .. } => f
                 .debug_struct("ManagedIdentity")
                 .field("endpoint", &endpoint.as_str())
@@ -124,6 +138,9 @@ pub enum GraphCredential {
     /// The multi-tenant app registration whose federated identity credential trusts the managed
     /// identity (`federated`): the managed identity's token for `audience` is the client assertion.
     Federated { client_id: String, audience: String },
+    /// The app registration with a certificate (`certificate`): a client assertion signed with
+    /// the key of `XDRSYNC_CLIENT_CERTIFICATE_PATH`.
+    Certificate { client_id: String, certificate: Arc<ClientCertificate> },
 }
 
 impl fmt::Debug for GraphCredential {
@@ -136,6 +153,11 @@ impl fmt::Debug for GraphCredential {
             GraphCredential::Federated { client_id, audience } => {
                 f.debug_struct("Federated").field("client_id", client_id).field("audience", audience).finish()
             }
+            GraphCredential::Certificate { client_id, certificate } => f
+                .debug_struct("Certificate")
+                .field("client_id", client_id)
+                .field("thumbprint", &certificate.thumbprint)
+                .finish(),
         }
     }
 }
@@ -228,7 +250,7 @@ pub struct Config {
     /// workspace tenant's own Defender incidents, docs/unified-portal.md “Mode 2”).
     pub target: xdrsync_core::domain::portal::SyncTarget,
     /// `XDRSYNC_HUNTING_*`: the advanced-hunting export.
-    pub hunting: crate::hunting_config::HuntingSettings,
+    pub hunting: hunting::HuntingSettings,
 }
 
 impl fmt::Debug for Config {
@@ -314,40 +336,6 @@ impl Vars<'_> {
     fn endpoint(&self, var: &'static str, default: &str) -> Result<Url, ConfigError> {
         let raw = self.get(var).unwrap_or(default);
         parse_endpoint(var, raw)
-    }
-}
-
-/// Refuses a URL that carries a user name or password: xdrsync sends its own credentials, and
-/// the client would otherwise add them as a Basic header beside ours. The error shows the URL
-/// without them, so the password is not printed.
-pub fn refuse_credentials(url: &Url) -> Result<(), String> {
-    if url.username().is_empty() && url.password().is_none() {
-        return Ok(());
-    }
-    let mut shown = url.clone();
-    let _ = shown.set_username("");
-    let _ = shown.set_password(None);
-    Err(format!("'{shown}' must not carry a user name or password (user:password@ in the URL); remove them"))
-}
-
-/// Parses an endpoint URL and enforces https (loopback excepted) and no credentials in it.
-pub fn parse_endpoint(var: &'static str, raw: &str) -> Result<Url, ConfigError> {
-    let url = Url::parse(raw).map_err(|e| err(var, format!("'{raw}' is not a URL ({e})")))?;
-    refuse_credentials(&url).map_err(|p| err(var, p))?;
-    match url.scheme() {
-        "https" => Ok(url),
-        "http" if is_loopback(&url) => Ok(url),
-        "http" => Err(err(var, format!("'{raw}' must use https (plain http is allowed only for 127.0.0.1/localhost)"))),
-        other => Err(err(var, format!("'{raw}' has scheme '{other}'; use https"))),
-    }
-}
-
-pub fn is_loopback(url: &Url) -> bool {
-    match url.host() {
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        None => false,
     }
 }
 
@@ -474,7 +462,7 @@ impl Config {
         };
 
         let poll_schedule = v.get("XDRSYNC_POLL_SCHEDULE").unwrap_or(DEFAULT_SCHEDULE).to_string();
-        crate::schedule::Schedule::parse(&poll_schedule).map_err(|p| err("XDRSYNC_POLL_SCHEDULE", p))?;
+        crate::domain::schedule::Schedule::parse(&poll_schedule).map_err(|p| err("XDRSYNC_POLL_SCHEDULE", p))?;
 
         let table_prefix = v.get("XDRSYNC_TABLE_PREFIX").unwrap_or("xdrsync").to_string();
         let prefix_ok = table_prefix.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
@@ -590,7 +578,7 @@ impl Config {
                 Some(t) => xdrsync_core::domain::portal::SyncTarget::parse(t)
                     .ok_or_else(|| err("XDRSYNC_TARGET", format!("'{t}' is not one of sentinel, defender-portal")))?,
             },
-            hunting: crate::hunting_config::HuntingSettings::from_vars(map)?,
+            hunting: hunting::HuntingSettings::from_vars(map)?,
         })
     }
 
@@ -598,7 +586,9 @@ impl Config {
     /// The app registration's client id, when Graph uses one (admin consent URLs).
     pub fn app_client_id(&self) -> Option<&str> {
         match &self.graph_credential {
-            GraphCredential::Secret { client_id, .. } | GraphCredential::Federated { client_id, .. } => Some(client_id),
+            GraphCredential::Secret { client_id, .. }
+            | GraphCredential::Federated { client_id, .. }
+            | GraphCredential::Certificate { client_id, .. } => Some(client_id),
             GraphCredential::Azure => None,
         }
     }
@@ -662,14 +652,15 @@ fn credentials(v: &Vars, cloud: Cloud) -> Result<(Credential, GraphCredential), 
         }
     };
     let kind = match v.get("XDRSYNC_GRAPH_CREDENTIAL").map(str::to_ascii_lowercase) {
-        Some(k) if ["managed-identity", "federated", "secret"].contains(&k.as_str()) => k,
+        Some(k) if ["managed-identity", "federated", "secret", "certificate"].contains(&k.as_str()) => k,
         Some(other) => {
             return Err(err(
                 "XDRSYNC_GRAPH_CREDENTIAL",
-                format!("'{other}' is not one of managed-identity, federated, secret"),
+                format!("'{other}' is not one of managed-identity, federated, secret, certificate"),
             ))
         }
         None if secret.is_some() => "secret".into(),
+        None if v.get("XDRSYNC_CLIENT_CERTIFICATE_PATH").is_some() => "certificate".into(),
         None if client_id.is_some() && managed.is_some() => "federated".into(),
         None => "managed-identity".into(),
     };
@@ -689,6 +680,24 @@ fn credentials(v: &Vars, cloud: Cloud) -> Result<(Credential, GraphCredential), 
                 .to_string(),
             ),
         },
+        "certificate" => {
+            if secret.is_some() {
+                return Err(err(
+                    "XDRSYNC_CLIENT_SECRET",
+                    "is set but XDRSYNC_GRAPH_CREDENTIAL=certificate uses no secret: remove it",
+                ));
+            }
+            let path = v.required(
+                "XDRSYNC_CLIENT_CERTIFICATE_PATH",
+                "XDRSYNC_GRAPH_CREDENTIAL=certificate needs the PEM file with the app registration's private key and certificate",
+            )?;
+            let certificate = ClientCertificate::load(std::path::Path::new(path))
+                .map_err(|e| err("XDRSYNC_CLIENT_CERTIFICATE_PATH", e))?;
+            GraphCredential::Certificate {
+                client_id: app_id("a certificate credential")?,
+                certificate: Arc::new(certificate),
+            }
+        }
         "federated" => {
             if secret.is_some() {
                 return Err(err(
@@ -720,9 +729,12 @@ fn credentials(v: &Vars, cloud: Cloud) -> Result<(Credential, GraphCredential), 
         (None, GraphCredential::Secret { client_id, secret }) => {
             Credential::ClientSecret { client_id: client_id.clone(), secret: secret.clone() }
         }
+        (None, GraphCredential::Certificate { client_id, certificate }) => {
+            Credential::ClientCertificate { client_id: client_id.clone(), certificate: certificate.clone() }
+        }
         (None, _) => return Err(err(
             "XDRSYNC_CLIENT_SECRET",
-            "is not set and no managed identity is available (IDENTITY_ENDPOINT is empty); set XDRSYNC_CLIENT_ID and XDRSYNC_CLIENT_SECRET, or enable the Function App's managed identity",
+            "is not set and no managed identity is available (IDENTITY_ENDPOINT is empty); set XDRSYNC_CLIENT_ID and XDRSYNC_CLIENT_SECRET (or XDRSYNC_CLIENT_CERTIFICATE_PATH), or enable the Function App's managed identity",
         )),
     };
     Ok((azure, graph))
@@ -933,8 +945,11 @@ pub(crate) mod tests {
 
     #[test]
     fn each_credential_kind_refuses_what_it_cannot_use() {
-        let e = with(&[("XDRSYNC_GRAPH_CREDENTIAL", "certificate")]).unwrap_err();
+        let e = with(&[("XDRSYNC_GRAPH_CREDENTIAL", "kerberos")]).unwrap_err();
         assert_eq!(e.var, "XDRSYNC_GRAPH_CREDENTIAL");
+        // A certificate with a secret still set: the secret must go.
+        let e = with(&[("XDRSYNC_GRAPH_CREDENTIAL", "certificate")]).unwrap_err();
+        assert_eq!(e.var, "XDRSYNC_CLIENT_SECRET");
         // Federated outside Azure: no managed identity to assert with.
         let mut m = base_vars();
         m.remove("XDRSYNC_CLIENT_SECRET");
