@@ -99,8 +99,10 @@ param automationRuleOrder int = 1000
 // Optional xdrsync settings: empty means xdrsync's own default (README, "Configuration").
 @description('XDRSYNC_GRAPH_CALLS_PER_MINUTE: Graph budget per instance; empty = 120.')
 param graphCallsPerMinute string = ''
-@description('XDRSYNC_ARM_WRITES_PER_SECOND: Sentinel write budget per instance; empty = 5.')
+@description('XDRSYNC_ARM_WRITES_PER_SECOND: refill of the Sentinel write budget per instance; empty = 8.')
 param armWritesPerSecond string = ''
+@description('XDRSYNC_ARM_WRITE_BURST: size of the Sentinel write budget per instance; empty = 150 (ARM allows 200).')
+param armWriteBurst string = ''
 @description('XDRSYNC_INITIAL_LOOKBACK_HOURS: how far back the first poll reaches; empty = 720.')
 param initialLookbackHours string = ''
 @description('XDRSYNC_POLL_TIME_BUDGET_SECONDS: a poll stops walking backfill windows after this; empty = 240 (well under functionTimeout).')
@@ -387,6 +389,7 @@ var appSettings = {
   XDRSYNC_WEBHOOK_KEY: '@Microsoft.KeyVault(SecretUri=${vault.outputs.webhookKeyUri})'
   XDRSYNC_GRAPH_CALLS_PER_MINUTE: graphCallsPerMinute
   XDRSYNC_ARM_WRITES_PER_SECOND: armWritesPerSecond
+  XDRSYNC_ARM_WRITE_BURST: armWriteBurst
   XDRSYNC_INITIAL_LOOKBACK_HOURS: initialLookbackHours
   XDRSYNC_POLL_TIME_BUDGET_SECONDS: pollTimeBudgetSeconds
   XDRSYNC_POLL_OVERLAP_SECONDS: pollOverlapSeconds

@@ -44,7 +44,10 @@ pub fn build(config: Config) -> Ports {
             &config.graph_endpoint,
         ))
     };
-    let arm_writes = Arc::new(SharedBudget::writes_per_second("sentinel", config.arm_writes_per_second));
+    // ARM's writes are a bucket per subscription and principal (Learn: 200, refilled at 10/s);
+    // ours is smaller, so other callers with this identity keep room (docs/configuration.md).
+    let arm_writes =
+        Arc::new(SharedBudget::arm_writes("sentinel", config.arm_write_burst, config.arm_writes_per_second));
     let sentinel_for = |cfg: &Config| {
         Arc::new(ArmSentinel::new(
             client("sentinel", &tokens, &config.arm_scope, |c| &c.arm).with_budget(arm_writes.clone()),

@@ -29,6 +29,8 @@ pub struct Call {
     /// comment POST) is retried only when the service refused it before acting (throttled): a
     /// 5xx or a timeout may hide a write that happened, and a blind retry would repeat it.
     pub idempotent: bool,
+    /// Its place in the call budget (relation PUTs go after mirrors and field sync).
+    pub priority: crate::domain::budget::Priority,
 }
 
 #[derive(Debug, Clone)]
@@ -39,7 +41,19 @@ pub enum CallBody {
 
 impl Call {
     pub fn new(method: Method, url: impl Into<String>) -> Self {
-        Self { method, url: url.into(), body: None, headers: Vec::new(), idempotent: true }
+        Self {
+            method,
+            url: url.into(),
+            body: None,
+            headers: Vec::new(),
+            idempotent: true,
+            priority: crate::domain::budget::Priority::Normal,
+        }
+    }
+    /// Lets calls users wait for go first in the call budget (see [`Call::priority`]).
+    pub fn low_priority(mut self) -> Self {
+        self.priority = crate::domain::budget::Priority::Low;
+        self
     }
     /// Marks the call as not safe to repeat (see [`Call::idempotent`]).
     pub fn not_idempotent(mut self) -> Self {
@@ -204,7 +218,7 @@ impl ServiceClient {
             // Inside a queue message, wait no longer than a retry would; the poller may wait more.
             let max_wait =
                 if MessageBudget::in_message() { self.retry.max_retry_after } else { Duration::from_secs(60) };
-            b.acquire(max_wait).await?;
+            b.acquire(call.priority, max_wait).await?;
         }
         let token = self.tokens.token(&self.scope).await?;
         let mut req = self.http.request(call.method.clone(), &call.url).bearer_auth(token.expose_secret());

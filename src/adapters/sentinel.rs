@@ -142,7 +142,8 @@ impl SentinelApi for ArmSentinel {
     async fn put_relation(&self, incident: &Uuid, relation: &Uuid, related_resource_id: &str) -> Result<(), PortError> {
         let url = format!("{}/incidents/{incident}/relations/{relation}?api-version={API_VERSION}", self.base);
         let body = serde_json::json!({"properties": {"relatedResourceId": related_resource_id}});
-        self.client.send(&Call::new(Method::PUT, url).json(&body)).await.map(|_| ())
+        // Relations can wait: mirror creation and field sync go first in the write budget.
+        self.client.send(&Call::new(Method::PUT, url).json(&body).low_priority()).await.map(|_| ())
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(sentinel.incident = %incident, sentinel.relation = %relation))]
@@ -152,7 +153,7 @@ impl SentinelApi for ArmSentinel {
             self.base,
             super::odata::encode_path_segment(relation)
         );
-        match self.client.send(&Call::new(Method::DELETE, url)).await {
+        match self.client.send(&Call::new(Method::DELETE, url).low_priority()).await {
             Ok(_) => Ok(()),
             Err(e) if e.is_not_found() => Ok(()),
             Err(e) => Err(e),

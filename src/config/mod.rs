@@ -227,8 +227,10 @@ pub struct Config {
     pub mirror_sentinel_incidents: bool,
     /// `XDRSYNC_GRAPH_CALLS_PER_MINUTE`: the Graph call budget of one Defender tenant.
     pub graph_calls_per_minute: u32,
-    /// `XDRSYNC_ARM_WRITES_PER_SECOND`: the Sentinel (ARM) write budget.
+    /// `XDRSYNC_ARM_WRITES_PER_SECOND`: the refill of the Sentinel (ARM) write budget.
     pub arm_writes_per_second: u32,
+    /// `XDRSYNC_ARM_WRITE_BURST`: the size of that budget's bucket (ARM's own is 200 per principal).
+    pub arm_write_burst: u32,
     /// `XDRSYNC_POLL_TIME_BUDGET_SECONDS`: a poll stops walking backfill windows after this long.
     pub poll_time_budget: Duration,
     /// `XDRSYNC_RETRY_SCHEDULE_SECONDS`: delays before the retries of a failed incident; the last
@@ -544,7 +546,8 @@ impl Config {
             workers: v.number("XDRSYNC_WORKERS", 8usize, 1..=64)?,
             mirror_sentinel_incidents: v.flag("XDRSYNC_MIRROR_SENTINEL_INCIDENTS", false)?,
             graph_calls_per_minute: v.number("XDRSYNC_GRAPH_CALLS_PER_MINUTE", 120u32, 1..=60_000)?,
-            arm_writes_per_second: v.number("XDRSYNC_ARM_WRITES_PER_SECOND", 5u32, 1..=1_000)?,
+            arm_writes_per_second: v.number("XDRSYNC_ARM_WRITES_PER_SECOND", 8u32, 1..=1_000)?,
+            arm_write_burst: v.number("XDRSYNC_ARM_WRITE_BURST", 150u32, 1..=10_000)?,
             poll_time_budget: Duration::from_secs(v.number("XDRSYNC_POLL_TIME_BUDGET_SECONDS", 240u64, 5..=3600)?),
             retry_schedule: v.seconds_list("XDRSYNC_RETRY_SCHEDULE_SECONDS", &[60, 300, 1800, 10800])?,
             alerts: AlertAttachSettings {
@@ -808,6 +811,18 @@ pub(crate) mod tests {
         }
         let e = with(&[("XDRSYNC_QUEUE_NAME", &"q".repeat(60))]).unwrap_err();
         assert!(e.problem.contains("-poison") && e.problem.contains("56"), "{}", e.problem);
+    }
+
+    #[test]
+    fn the_arm_write_budget_is_a_burst_and_a_refill_and_the_old_setting_keeps_working() {
+        let d = with(&[]).unwrap();
+        assert_eq!((d.arm_write_burst, d.arm_writes_per_second), (150, 8));
+        // Set before the burst existed: still the refill, the burst keeps its default.
+        let old = with(&[("XDRSYNC_ARM_WRITES_PER_SECOND", "5")]).unwrap();
+        assert_eq!((old.arm_write_burst, old.arm_writes_per_second), (150, 5));
+        for bad in ["0", "-1", "many"] {
+            assert_eq!(with(&[("XDRSYNC_ARM_WRITE_BURST", bad)]).unwrap_err().var, "XDRSYNC_ARM_WRITE_BURST", "{bad}");
+        }
     }
 
     #[test]

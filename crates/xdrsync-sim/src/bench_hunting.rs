@@ -91,7 +91,7 @@ pub async fn run(opts: HuntingBenchOptions) -> anyhow::Result<HuntingBenchReport
         ("XDRSYNC_HUNTING_LOOKBACK_MINUTES", "240".to_string()),
         ("XDRSYNC_POLL_TIME_BUDGET_SECONDS", "3600".to_string()),
     ];
-    let budgets = Budgets { graph_calls_per_minute: 120, arm_writes_per_second: 5, sim_graph_calls_per_minute: None };
+    let budgets = Budgets { sim_graph_calls_per_minute: None, sim_arm_limits: false, ..Budgets::default() };
     let stack = match opts.source {
         HuntingSource::Query => {
             env.push(("XDRSYNC_HUNTING_TABLES", tables));

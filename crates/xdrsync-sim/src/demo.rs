@@ -44,16 +44,40 @@ pub struct DemoOptions {
 pub struct Budgets {
     /// xdrsync's `XDRSYNC_GRAPH_CALLS_PER_MINUTE`.
     pub graph_calls_per_minute: u32,
-    /// xdrsync's `XDRSYNC_ARM_WRITES_PER_SECOND`.
+    /// xdrsync's `XDRSYNC_ARM_WRITES_PER_SECOND` (the refill of its ARM write budget).
     pub arm_writes_per_second: u32,
+    /// xdrsync's `XDRSYNC_ARM_WRITE_BURST`.
+    pub arm_write_burst: u32,
     /// The simulated tenant's Graph budget (`None` = unthrottled).
     pub sim_graph_calls_per_minute: Option<u32>,
+    /// The simulated ARM's documented buckets per principal (writes 200 at 10/s, reads 250 at 25/s).
+    pub sim_arm_limits: bool,
 }
 
 impl Default for Budgets {
-    /// xdrsync's defaults, against a tenant that allows 150 Graph calls a minute.
+    /// xdrsync's defaults, against a tenant that allows 150 Graph calls a minute and ARM's limits.
     fn default() -> Self {
-        Self { graph_calls_per_minute: 120, arm_writes_per_second: 5, sim_graph_calls_per_minute: Some(150) }
+        Self {
+            graph_calls_per_minute: 120,
+            arm_writes_per_second: 8,
+            arm_write_burst: 150,
+            sim_graph_calls_per_minute: Some(150),
+            sim_arm_limits: true,
+        }
+    }
+}
+
+impl Budgets {
+    /// The budgets in one line, for reports.
+    pub fn describe(&self) -> String {
+        format!(
+            "xdrsync: Graph {}/min, ARM writes {} at once + {}/s; tenant: Graph {}, ARM {}",
+            self.graph_calls_per_minute,
+            self.arm_write_burst,
+            self.arm_writes_per_second,
+            self.sim_graph_calls_per_minute.map_or("unthrottled".to_string(), |b| format!("{b}/min")),
+            if self.sim_arm_limits { "200 writes + 10/s, 250 reads + 25/s per principal" } else { "unthrottled" }
+        )
     }
 }
 
@@ -91,6 +115,10 @@ pub struct DemoReport {
     pub budgets: Budgets,
     pub history_days: u32,
     pub arm_calls_per_incident: f64,
+    /// ARM calls that are not writes, per incident, by kind (`arm.incidents.get`, …; target ≤ 0.5 in all).
+    pub arm_reads_per_incident: BTreeMap<String, f64>,
+    /// ARM requests the simulated ARM answered 429 (a principal's bucket empty).
+    pub arm_throttled: u64,
     pub table_calls_per_incident: f64,
     pub sentinel_writes_per_incident: f64,
     pub quiet_window_writes: u64,
@@ -245,6 +273,7 @@ impl ChildSpec {
             .env("XDRSYNC_WEBHOOK_KEY", DEMO_WEBHOOK_KEY)
             .env("XDRSYNC_GRAPH_CALLS_PER_MINUTE", self.budgets.graph_calls_per_minute.to_string())
             .env("XDRSYNC_ARM_WRITES_PER_SECOND", self.budgets.arm_writes_per_second.to_string())
+            .env("XDRSYNC_ARM_WRITE_BURST", self.budgets.arm_write_burst.to_string())
             .envs(self.extra_env.iter().map(|(k, v)| match v.as_str() {
                 AZURITE_BLOBS => (k.as_str(), azurite.blob_connection_string()),
                 _ => (k.as_str(), v.clone()),
@@ -281,6 +310,7 @@ impl Stack {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let mut sim_config = SimConfig::demo();
         sim_config.options.graph_calls_per_minute = budgets.sim_graph_calls_per_minute;
+        sim_config.options.arm_limits = budgets.sim_arm_limits;
         let sim = crate::sim::spawn(listener, sim_config).await?;
         // A tenant's history exists before xdrsync's first poll (a backfill), as in real life.
         if let Some(spec) = history {
@@ -599,6 +629,8 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
         budgets: opts.budgets.clone(),
         history_days: opts.history_days,
         arm_calls_per_incident: stats.get("arm.requests").copied().unwrap_or(0) as f64 / n,
+        arm_reads_per_incident: crate::bench_edits::arm_reads(&stats, n),
+        arm_throttled: stats.get("arm.throttled").copied().unwrap_or(0),
         table_calls_per_incident: calls.table as f64 / n,
         sentinel_writes_per_incident: writes as f64 / n,
         quiet_window_writes: puts_after - puts_before,
@@ -657,6 +689,13 @@ pub fn print(report: &DemoReport) {
         report.graph_throttled,
         report.incident_reads_per_incident
     );
+    println!(
+        "  ARM non-write calls      {:.2}/incident ({}); ARM 429s received {}",
+        report.arm_reads_per_incident.values().sum::<f64>(),
+        crate::bench_edits::per_kind(&report.arm_reads_per_incident),
+        report.arm_throttled
+    );
+    println!("  budgets enforced         {}", report.budgets.describe());
     println!("  Sentinel writes/incident {:.2}", report.sentinel_writes_per_incident);
     println!("  quiet-window writes      {}", report.quiet_window_writes);
     println!(

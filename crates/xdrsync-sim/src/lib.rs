@@ -11,6 +11,7 @@
 
 pub mod azurite;
 pub mod bench;
+pub mod bench_edits;
 pub mod bench_hunting;
 pub mod bench_soak;
 pub mod bench_tenants;

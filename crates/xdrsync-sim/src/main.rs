@@ -79,7 +79,7 @@ enum Command {
     /// Measure two-way sync: Sentinel edit → Defender PATCH latency p50/p95 through the webhook
     /// and through the sweep alone, writes per edit and webhook deliveries per edit.
     Bench {
-        /// `hunting` or `tenants`: the advanced-hunting export or the many-tenants benchmark instead.
+        /// `edits`, `hunting`, `tenants` or `soak`: another benchmark instead.
         #[command(subcommand)]
         what: Option<BenchWhat>,
         /// Sentinel edits per path.
@@ -98,6 +98,23 @@ enum Command {
 
 #[derive(Subcommand)]
 enum BenchWhat {
+    /// Two-way cost: N Sentinel edits at once through the webhook under the default budgets;
+    /// latency edit → Defender PATCH p50/p95, Graph and ARM calls per edit, per kind.
+    Edits {
+        /// Sentinel edits made at once.
+        #[arg(long, default_value_t = 30)]
+        edits: usize,
+        /// Poll interval of the pollers, in seconds (1-59).
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=59))]
+        poll_seconds: u32,
+        #[command(flatten)]
+        budgets: BudgetArgs,
+        #[command(flatten)]
+        stack: StackArgs,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// An advanced-hunting source: rows/s, MB/s, ingestion calls per 10,000 rows, peak memory
     /// (the query source under the documented 45 calls a minute).
     Hunting {
@@ -211,12 +228,18 @@ struct BudgetArgs {
     /// xdrsync's XDRSYNC_GRAPH_CALLS_PER_MINUTE.
     #[arg(long, default_value_t = 120)]
     graph_calls_per_minute: u32,
-    /// xdrsync's XDRSYNC_ARM_WRITES_PER_SECOND.
-    #[arg(long, default_value_t = 5)]
+    /// xdrsync's XDRSYNC_ARM_WRITES_PER_SECOND (the refill of its ARM write budget).
+    #[arg(long, default_value_t = 8)]
     arm_writes_per_second: u32,
+    /// xdrsync's XDRSYNC_ARM_WRITE_BURST.
+    #[arg(long, default_value_t = 150)]
+    arm_write_burst: u32,
     /// The simulated tenant's Graph budget per minute (429 beyond it); 0 = unthrottled.
     #[arg(long, default_value_t = 150)]
     tenant_graph_calls_per_minute: u32,
+    /// Whether the simulated ARM enforces its documented buckets per principal (429 beyond them).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    tenant_arm_limits: bool,
 }
 
 impl BudgetArgs {
@@ -224,7 +247,9 @@ impl BudgetArgs {
         xdrsync_sim::demo::Budgets {
             graph_calls_per_minute: self.graph_calls_per_minute,
             arm_writes_per_second: self.arm_writes_per_second,
+            arm_write_burst: self.arm_write_burst,
             sim_graph_calls_per_minute: Some(self.tenant_graph_calls_per_minute).filter(|b| *b > 0),
+            sim_arm_limits: self.tenant_arm_limits,
         }
     }
 }
@@ -295,6 +320,18 @@ async fn main() -> ExitCode {
             } => bench_hunting(source, process_rows, email_rows, page_rows, timeout, stack, json).await,
             Command::Bench { what: Some(mode @ BenchWhat::Tenants { .. }), .. } => bench_tenants(mode).await,
             Command::Bench { what: Some(soak @ BenchWhat::Soak { .. }), .. } => bench_soak(soak).await,
+            Command::Bench { what: Some(BenchWhat::Edits { edits, poll_seconds, budgets, stack, json }), .. } => {
+                let opts = xdrsync_sim::bench_edits::EditsBenchOptions {
+                    edits,
+                    poll_seconds,
+                    budgets: budgets.budgets(),
+                    xdrsync_bin: stack.xdrsync_binary()?,
+                    repo_root: stack.repo,
+                };
+                let report = xdrsync_sim::bench_edits::run(opts).await?;
+                emit(json, &report, xdrsync_sim::bench_edits::print)?;
+                Ok(report.delivered == edits)
+            }
             Command::Bench { what: None, edits, poll_seconds, stack, json } => {
                 bench(edits, poll_seconds, stack, json).await
             }

@@ -484,3 +484,82 @@ fn the_simulated_services_never_use_the_products_code() {
     }
     assert!(checked >= 10);
 }
+
+/// ARM's regional token buckets (Learn, request-limits-and-throttling): per subscription,
+/// principal and kind, writes 200 refilled at 10/s. The 201st write at once is a 429 with
+/// `Retry-After`; reads and another principal's writes still go through.
+#[tokio::test]
+async fn arm_writes_are_a_bucket_of_200_per_principal_and_the_next_is_429() {
+    let mut config = SimConfig::demo();
+    config.options.arm_limits = true;
+    let f = Fixture::start(config).await;
+    let token = f.token("https://management.azure.com/.default").await;
+    let base = f.sim.sim.sentinel_base();
+    let body = json!({"properties": {"title": "t", "severity": "Low", "status": "New"}});
+    let mut ok = 0;
+    let mut throttled = None;
+    for _ in 0..230 {
+        let path = format!("{base}/incidents/{}?api-version=2025-09-01", uuid::Uuid::new_v4());
+        let r = f.http.put(f.url(&path)).bearer_auth(&token).json(&body).send().await.unwrap();
+        if r.status() == StatusCode::TOO_MANY_REQUESTS {
+            let after: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+            let v: Value = r.json().await.unwrap();
+            throttled = Some((after, v));
+            break;
+        }
+        assert!(r.status().is_success(), "{}", r.status());
+        ok += 1;
+    }
+    // A refill of 10/s may add a few tokens while the loop runs; never fewer than the bucket.
+    assert!((200..215).contains(&ok), "{ok} writes before the first 429");
+    let (after, v) = throttled.expect("the bucket ran dry");
+    assert!((1..=2).contains(&after), "Retry-After {after}");
+    assert_eq!(v["error"]["code"], "SubscriptionRequestsThrottled", "{v}");
+    assert!(f.sim.sim.stats.snapshot()["arm.throttled.writes"] >= 1);
+
+    let (status, _) = f.call_with(&token, Method::GET, &format!("{base}/incidents?api-version=2025-09-01"), None).await;
+    assert_eq!(status, StatusCode::OK, "reads have their own bucket");
+    let (status, _) = f
+        .call_with(
+            &token,
+            Method::DELETE,
+            &format!("{base}/incidents/{}?api-version=2025-09-01", uuid::Uuid::new_v4()),
+            None,
+        )
+        .await;
+    // (Refused by RBAC, after the throttle: the app is a Responder.)
+    assert_ne!(status, StatusCode::TOO_MANY_REQUESTS, "deletes have their own bucket");
+
+    // Another principal (the managed identity) has its own bucket.
+    let c = &f.sim.sim.config;
+    let mi: Value = f
+        .http
+        .get(f.url("/msi/token?api-version=2019-08-01&resource=https://management.azure.com/"))
+        .query(&[("client_id", c.managed_identity_client_id.as_str())])
+        .header("x-identity-header", c.identity_header.as_str())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mi_token = mi["access_token"].as_str().unwrap();
+    let path = format!("{base}/incidents/{}?api-version=2025-09-01", uuid::Uuid::new_v4());
+    let r = f.http.put(f.url(&path)).bearer_auth(mi_token).json(&body).send().await.unwrap();
+    assert_ne!(r.status(), StatusCode::TOO_MANY_REQUESTS, "another principal's bucket is full");
+
+    // The bucket refills: after the Retry-After, the app writes again.
+    tokio::time::sleep(std::time::Duration::from_secs(after)).await;
+    let path = format!("{base}/incidents/{}?api-version=2025-09-01", uuid::Uuid::new_v4());
+    let r = f.http.put(f.url(&path)).bearer_auth(&token).json(&body).send().await.unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+}
+
+#[tokio::test]
+async fn arm_limits_are_off_unless_asked_for() {
+    let f = Fixture::start(SimConfig::demo()).await;
+    for i in 0..210 {
+        let (status, _) = f.put_incident(&uuid::Uuid::new_v4().to_string(), "Low").await;
+        assert!(status.is_success(), "write {i}: {status}");
+    }
+}

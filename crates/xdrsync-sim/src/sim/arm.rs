@@ -7,7 +7,8 @@
 //! classification and (except Undetermined) a matching reason, description ≤ 5,000, a stale body
 //! etag is a 409, read-only properties are ignored (or refused, by option) and
 //! `providerName`/`incidentNumber`/`labelType` are set by the server, ≤ 100 comments of ≤ 30,000
-//! chars. Bodies are parsed and rendered with the simulator's own model (`model.rs`).
+//! chars, ARM's token buckets per principal when `SimOptions::arm_limits` is on (`faults.rs`).
+//! Bodies are parsed and rendered with the simulator's own model (`model.rs`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -253,6 +254,10 @@ async fn dispatch(
         Ok(c) => c,
         Err(r) => return r,
     };
+    // ARM throttles before routing to a resource provider, per principal (faults.rs).
+    if let Some(r) = super::faults::arm_throttle(&sim, uri.path(), &caller.app_id, &method) {
+        return r;
+    }
     let pairs = query_pairs(raw.as_deref());
     if uri.path().to_ascii_lowercase().ends_with("/providers/microsoft.authorization/roleassignments") {
         return role_assignments(&sim, &caller, uri.path(), &method, &pairs);

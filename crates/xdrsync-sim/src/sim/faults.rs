@@ -6,6 +6,9 @@
 //! sees a 5xx and must cope with a write that happened although it was told otherwise (the
 //! "response lost" case every real network has). It applies to writes only: Graph PATCH/POST,
 //! ARM PUT/DELETE, Logs Ingestion POST.
+//!
+//! Budgets: Graph's per-tenant minute (`SimOptions::graph_calls_per_minute`) and ARM's token
+//! buckets per subscription, principal and kind of operation (`SimOptions::arm_limits`).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -51,9 +54,64 @@ fn all() -> String {
     "all".into()
 }
 
+/// An ARM bucket's key: subscription, principal and kind of operation.
+type ArmBucketKey = (String, String, &'static str);
+
 #[derive(Default)]
 pub struct Faults {
     rules: Mutex<Vec<FaultRule>>,
+    /// ARM's buckets: tokens and when last refilled.
+    arm_buckets: Mutex<BTreeMap<ArmBucketKey, (f64, std::time::Instant)>>,
+}
+
+/// ARM's regional limits (Learn, *Azure Resource Manager request limits and throttling*, "Regional
+/// throttling and token bucket algorithm", since 2024): per subscription, per service principal and
+/// per operation type, a bucket of (size, refill per second). Also documented, not modelled: the
+/// tenant-level buckets (same sizes) and a subscription-wide limit of 15 times these for all
+/// principals together. Assumed: POST (list alerts, entities) counts as a write.
+pub const ARM_BUCKETS: [(&str, f64, f64); 3] =
+    [("reads", 250.0, 25.0), ("writes", 200.0, 10.0), ("deletes", 200.0, 10.0)];
+
+/// Which ARM bucket a request spends from.
+fn arm_kind(method: &Method) -> (&'static str, f64, f64) {
+    let kind = match *method {
+        Method::GET | Method::HEAD => "reads",
+        Method::DELETE => "deletes",
+        _ => "writes",
+    };
+    ARM_BUCKETS.into_iter().find(|(k, ..)| *k == kind).expect("every kind has a bucket")
+}
+
+/// Spends one token of ARM's bucket for this subscription, principal and kind; the 429 ARM answers
+/// when it is empty (`Retry-After` in seconds until a token is back). Off unless
+/// `SimOptions::arm_limits`. The error body's code is the one ARM is reported to send
+/// (`SubscriptionRequestsThrottled`); its message is ours.
+pub fn arm_throttle(sim: &Sim, path: &str, principal: &str, method: &Method) -> Option<Response> {
+    if !sim.options().arm_limits {
+        return None;
+    }
+    let subscription = path.split('/').nth(2).unwrap_or_default().to_ascii_lowercase();
+    let (kind, size, refill) = arm_kind(method);
+    let now = std::time::Instant::now();
+    let mut buckets = sim.faults.arm_buckets.lock().unwrap_or_else(|p| p.into_inner());
+    let (tokens, at) = buckets.entry((subscription.clone(), principal.to_string(), kind)).or_insert((size, now));
+    *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * refill).min(size);
+    *at = now;
+    if *tokens >= 1.0 {
+        *tokens -= 1.0;
+        return None;
+    }
+    let wait = ((1.0 - *tokens) / refill).ceil().max(1.0) as u64;
+    drop(buckets);
+    sim.stats.bump("arm.throttled");
+    sim.stats.bump(&format!("arm.throttled.{kind}"));
+    let message = format!(
+        "Number of '{kind}' requests for subscription '{subscription}' actor '{principal}' exceeded. \
+         Please try again after '{wait}' seconds after additional tokens are available."
+    );
+    let mut resp = arm_error(StatusCode::TOO_MANY_REQUESTS, "SubscriptionRequestsThrottled", message);
+    resp.headers_mut().insert("retry-after", wait.to_string().parse().expect("digits are a valid header"));
+    Some(resp)
 }
 
 impl Faults {

@@ -120,6 +120,10 @@ pub struct SimOptions {
     /// 429 with `Retry-After` (Microsoft publishes ~150/min per app per tenant for `/security`
     /// alert operations; none for incidents).
     pub graph_calls_per_minute: Option<u32>,
+    /// ARM's token buckets per subscription, principal and kind (writes 200 refilled at 10/s,
+    /// deletes the same, reads 250 at 25/s): 429 with `Retry-After` when one is empty (default
+    /// false; the demo and benches turn it on).
+    pub arm_limits: bool,
     /// Whether the workspace's NRT rules run (default true).
     pub alert_rule: bool,
     /// The rules' "minute": they run once per this over the rows ingested in the preceding one
@@ -155,6 +159,7 @@ impl Default for SimOptions {
             tie_order: TieOrder::Shuffled { seed: 0x5eed },
             reject_read_only_properties: false,
             graph_calls_per_minute: None,
+            arm_limits: false,
             alert_rule: true,
             alert_rule_delay_ms: 0,
             alert_rules: 10,
