@@ -18,6 +18,7 @@ const NOT_SET_BY_TEMPLATE: &[(&str, &str)] = &[
     ("XDRSYNC_HTTP_PORT", "standalone mode (xdrsync run) only; the Functions host owns HTTP"),
     ("XDRSYNC_HTTP_BIND", "standalone mode only"),
     ("XDRSYNC_WORKERS", "standalone mode only; the host's queue batchSize (host.json) sets concurrency"),
+    ("XDRSYNC_CLIENT_CERTIFICATE_PATH", "the certificate credential is for running outside Azure (a PEM file on that machine); in Azure the template uses the managed identity, federated for other tenants"),
     ("XDRSYNC_QUEUE_VISIBILITY_SECONDS", "standalone mode only; host.json's visibilityTimeout applies"),
     (
         "XDRSYNC_QUEUE_NAME",
