@@ -24,6 +24,7 @@ pub mod plan;
 pub mod portal;
 pub mod redelivery;
 pub mod sentinel;
+pub mod snapshot;
 pub mod sync_state;
 pub mod tenants;
 pub mod time_fmt;
