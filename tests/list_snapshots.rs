@@ -84,6 +84,10 @@ async fn a_burst_is_mirrored_from_list_pages_with_a_read_only_for_paged_alerts()
     let graph = sim_stat(&sim, "graph.requests").await - before;
     let stats: Vec<_> = sim.sim.stats.snapshot().into_iter().filter(|(k, _)| k.starts_with("graph.")).collect();
     assert!(graph as f64 / 120.0 <= 0.1, "Graph calls per incident: {graph}/120: {stats:?}");
+    // The next tick, between full passes of the overlap, reads one page: nothing new on it.
+    let lists = sim_stat(&sim, "graph.incidents.list").await;
+    invoke(&base, "IncidentPoller", &timer_payload()).await;
+    assert_eq!(sim_stat(&sim, "graph.incidents.list").await, lists + 1);
     // Delivered again (a repeated message), nothing is written and nothing read.
     let puts = sim_stat(&sim, "arm.incidents.put").await;
     for t in texts.iter().filter(|t| WorkItem::parse(t).unwrap().snapshot.is_some()).take(5) {
@@ -188,4 +192,49 @@ async fn an_expanded_listing_that_fails_falls_back_to_reads_and_is_left_off_for_
     invoke(&base, "IncidentPoller", &timer_payload()).await;
     assert_eq!(new_texts(&queue, 5).len(), 2);
     assert_eq!(sim_stat(&sim, "graph.incidents.list.expanded").await, failed, "expansion not tried again");
+}
+
+/// Graph's documented example of incidents listed with their alerts (“List incidents”, example
+/// 2) is read by the adapter as whole incidents, each carried in its message; the request asks
+/// for `$expand=alerts` with the window's `$filter` and `$top=50`.
+#[tokio::test]
+async fn the_documented_expanded_list_page_is_read_as_whole_incidents() {
+    use axum::extract::RawQuery;
+    use axum::routing::get;
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/graph/incidents-list-expand-alerts.json");
+    let page: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let asked = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let seen = asked.clone();
+    let app = axum::Router::new().route(
+        "/v1.0/security/incidents",
+        get(move |RawQuery(q): RawQuery| {
+            seen.lock().unwrap().push(q.unwrap_or_default());
+            let page = page.clone();
+            async move { axum::Json(page) }
+        }),
+    );
+    let base = serve_router(app).await;
+    let sim = start_sim(SimConfig::demo()).await;
+    let mut vars = settings(&sim, None);
+    vars.insert("XDRSYNC_GRAPH_ENDPOINT".into(), base);
+    let ports = xdrsync::app::build(config(&vars));
+    let since = time::OffsetDateTime::now_utc() - time::Duration::days(1);
+    let window = xdrsync::domain::cursor::Window { since, until: None };
+    let got = ports.defender.list_incident_page(window, None).await.unwrap();
+    assert_eq!(got.items.len(), 1);
+    let full = got.items[0].full.clone().expect("whole incident");
+    assert_eq!(full.id, "2972395");
+    assert_eq!(full.complete_alerts().map(<[_]>::len), Some(1));
+    let (item, text) = WorkItem::reconcile_listed("t", full, xdrsync::domain::work::ChangeHint::Defender);
+    assert!(item.snapshot.is_some());
+    let back = WorkItem::parse(&text).unwrap();
+    assert_eq!(format!("{back:#?}"), format!("{item:#?}"), "round trip through the message");
+    let q = asked.lock().unwrap()[0].clone();
+    let q = urlencoding_decode(&q);
+    assert!(q.contains("$expand=alerts") && q.contains("$top=50") && q.contains("lastUpdateDateTime ge"), "{q}");
+}
+
+fn urlencoding_decode(q: &str) -> String {
+    url::form_urlencoded::parse(q.as_bytes()).map(|(k, v)| format!("{k}={v}&")).collect()
 }

@@ -7,6 +7,7 @@
 use futures::{StreamExt, TryStreamExt};
 
 use crate::domain::cursor::{advance_window, next_window, select_new, Mark, Window};
+use crate::domain::listing::{full_pass_due, read_next_page};
 use crate::domain::time_fmt;
 use crate::domain::work::{ChangeHint, WorkItem};
 use crate::error::PortError;
@@ -58,6 +59,11 @@ impl Feed {
         self.stored.as_ref().map(|v| &v.value.cursor)
     }
 
+    /// Whether this poll lists its whole window (`domain::listing`).
+    pub(crate) fn full_pass_due(&self) -> bool {
+        full_pass_due(self.window.until.is_some(), self.stored.as_ref().and_then(|v| v.value.full_pass_at), self.now)
+    }
+
     /// Saves the cursor advanced past `marks` (call only after every message is enqueued).
     pub(crate) async fn commit(
         &self,
@@ -66,15 +72,30 @@ impl Feed {
         listed: usize,
         enqueued: usize,
     ) -> Result<PollReport, UseCaseError> {
+        self.commit_pass(s, marks, listed, enqueued, true).await
+    }
+
+    /// As [`Feed::commit`], recording whether the poll listed its whole window.
+    pub(crate) async fn commit_pass(
+        &self,
+        s: &Ports,
+        marks: &[Mark],
+        listed: usize,
+        enqueued: usize,
+        full_pass: bool,
+    ) -> Result<PollReport, UseCaseError> {
+        let previous_full = self.stored.as_ref().and_then(|v| v.value.full_pass_at);
         let next = CursorRecord {
             cursor: advance_window(self.cursor(), self.window, marks, self.overlap),
             polled_at: self.now,
+            full_pass_at: if full_pass { Some(self.now) } else { previous_full },
         };
         let report = PollReport { listed, enqueued, watermark: time_fmt::format(next.cursor.watermark) };
         let unchanged = self
             .stored
             .as_ref()
-            .is_some_and(|v| v.value.cursor == next.cursor && self.now - v.value.polled_at < REFRESH_POLLED_AT);
+            .is_some_and(|v| v.value.cursor == next.cursor && self.now - v.value.polled_at < REFRESH_POLLED_AT)
+            && !full_pass;
         if unchanged {
             return Ok(report);
         }
@@ -112,6 +133,8 @@ pub async fn poll_defender(s: &Ports) -> Result<PollReport, UseCaseError> {
         // A continuation that fails while expanded turns the expansion off (the adapter
         // remembers it); the window is then listed once more from its start, without it.
         let mut relisted = false;
+        // Newest first: between full passes, paging stops at a page with nothing new.
+        let full_pass = feed.full_pass_due();
         let mut page = s.defender.list_incident_page(feed.window, None).await?;
         loop {
             let page_marks: Vec<Mark> =
@@ -129,7 +152,11 @@ pub async fn poll_defender(s: &Ports) -> Result<PollReport, UseCaseError> {
                 .collect();
             marks.extend(page_marks);
             enqueued += items.len();
+            let page_had_new = !items.is_empty();
             enqueue_all(s, items).await?;
+            if !read_next_page(full_pass, page_had_new) {
+                break;
+            }
             match page.next.take() {
                 Some(next) => match s.defender.list_incident_page(feed.window, Some(&next)).await {
                     Ok(p) => page = p,
@@ -143,7 +170,7 @@ pub async fn poll_defender(s: &Ports) -> Result<PollReport, UseCaseError> {
                 None => break,
             }
         }
-        let report = feed.commit(s, &marks, marks.len(), enqueued).await?;
+        let report = feed.commit_pass(s, &marks, marks.len(), enqueued, full_pass).await?;
         total.listed += report.listed;
         total.enqueued += report.enqueued;
         total.watermark = report.watermark;

@@ -16,6 +16,7 @@ pub mod fields;
 pub mod hunting;
 pub mod iso_duration;
 pub mod keys;
+pub mod listing;
 pub mod merge;
 pub mod mirror;
 pub mod names;
