@@ -74,11 +74,12 @@ async fn a_burst_is_mirrored_from_list_pages_with_a_read_only_for_paged_alerts()
     for t in &texts {
         invoke(&base, "IncidentSync", &queue_payload(t)).await;
     }
-    let world = sim.sim.world();
-    for id in &ids {
-        assert!(world.sentinel.contains_key(&sentinel_incident_name(&tenant, id)), "{id} mirrored");
+    {
+        let world = sim.sim.world();
+        for id in &ids {
+            assert!(world.sentinel.contains_key(&sentinel_incident_name(&tenant, id)), "{id} mirrored");
+        }
     }
-    drop(world);
     assert_eq!(sim_stat(&sim, "graph.incidents.get").await, 1, "only the paged incident is read");
     assert_eq!(sim_stat(&sim, "graph.alerts.list").await, 0);
     let graph = sim_stat(&sim, "graph.requests").await - before;
