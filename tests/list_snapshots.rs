@@ -30,15 +30,10 @@ fn queue_payload(text: &str) -> Value {
     })
 }
 
-async fn invoke(base: &str, function: &str, body: &Value) {
-    let r = reqwest::Client::new()
-        .post(format!("{base}/{function}"))
-        .header("X-Azure-Functions-InvocationId", uuid::Uuid::new_v4().to_string())
-        .json(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 200, "{function}: {}", r.text().await.unwrap_or_default());
+/// Invokes `function` and requires a 200.
+async fn call(base: &str, function: &str, body: &Value) {
+    let (status, answer) = invoke(base, function, body).await;
+    assert_eq!(status, 200, "{function}: {answer}");
 }
 
 /// Texts the poller added to the queue since `from`.
@@ -57,13 +52,13 @@ async fn a_burst_is_mirrored_from_list_pages_with_a_read_only_for_paged_alerts()
     let tenant = services.config.tenant_id.clone();
     let base = serve_router(xdrsync::functions::router(services.clone())).await;
     // The first tick walks the initial lookback's (empty) windows; the burst comes after it.
-    invoke(&base, "IncidentPoller", &timer_payload()).await;
+    call(&base, "IncidentPoller", &timer_payload()).await;
     let before = sim_stat(&sim, "graph.requests").await;
     let mut ids = seed(&sim, SeedSpec { count: 119, max_alerts: 4, ..Default::default() });
     // One incident with more alerts than a list page expands (the simulator's bound is 100).
     ids.extend(seed(&sim, SeedSpec { count: 1, big_incidents: 1, big_alerts: 120, seed: 8, ..Default::default() }));
 
-    invoke(&base, "IncidentPoller", &timer_payload()).await;
+    call(&base, "IncidentPoller", &timer_payload()).await;
     let texts = new_texts(&queue, 0);
     assert_eq!(texts.len(), 120);
     let carried = texts.iter().filter(|t| WorkItem::parse(t).unwrap().snapshot.is_some()).count();
@@ -72,7 +67,7 @@ async fn a_burst_is_mirrored_from_list_pages_with_a_read_only_for_paged_alerts()
         assert!(base64_len(t) <= 64 * 1024, "within the queue's 64 KiB on the wire");
     }
     for t in &texts {
-        invoke(&base, "IncidentSync", &queue_payload(t)).await;
+        call(&base, "IncidentSync", &queue_payload(t)).await;
     }
     {
         let world = sim.sim.world();
@@ -87,12 +82,12 @@ async fn a_burst_is_mirrored_from_list_pages_with_a_read_only_for_paged_alerts()
     assert!(graph as f64 / 120.0 <= 0.1, "Graph calls per incident: {graph}/120: {stats:?}");
     // The next tick, between full passes of the overlap, reads one page: nothing new on it.
     let lists = sim_stat(&sim, "graph.incidents.list").await;
-    invoke(&base, "IncidentPoller", &timer_payload()).await;
+    call(&base, "IncidentPoller", &timer_payload()).await;
     assert_eq!(sim_stat(&sim, "graph.incidents.list").await, lists + 1);
     // Delivered again (a repeated message), nothing is written and nothing read.
     let puts = sim_stat(&sim, "arm.incidents.put").await;
     for t in texts.iter().filter(|t| WorkItem::parse(t).unwrap().snapshot.is_some()).take(5) {
-        invoke(&base, "IncidentSync", &queue_payload(t)).await;
+        call(&base, "IncidentSync", &queue_payload(t)).await;
     }
     assert_eq!(sim_stat(&sim, "arm.incidents.put").await, puts);
     assert_eq!(sim_stat(&sim, "graph.incidents.get").await, 1);
@@ -105,7 +100,7 @@ async fn a_message_at_the_bound_carries_its_incident_and_one_byte_over_is_read_i
     let (services, queue) = services_with_fakes(&sim);
     let tenant = services.config.tenant_id.clone();
     let base = serve_router(xdrsync::functions::router(services.clone())).await;
-    invoke(&base, "IncidentPoller", &timer_payload()).await;
+    call(&base, "IncidentPoller", &timer_payload()).await;
     let first = new_texts(&queue, 0);
     let len_of = |id: &str| first.iter().find(|t| WorkItem::parse(t).unwrap().incident_id == id).unwrap().len();
     // Pad each incident's alert so its message lands exactly on the bound, and one byte over.
@@ -120,7 +115,7 @@ async fn a_message_at_the_bound_carries_its_incident_and_one_byte_over_is_read_i
             w.incident_mut(id).unwrap().last_update_date_time = now;
         }
     }
-    invoke(&base, "IncidentPoller", &timer_payload()).await;
+    call(&base, "IncidentPoller", &timer_payload()).await;
     let texts = new_texts(&queue, first.len());
     assert_eq!(texts.len(), 2);
     let at = |id: &str| texts.iter().find(|t| WorkItem::parse(t).unwrap().incident_id == id).unwrap();
@@ -129,7 +124,7 @@ async fn a_message_at_the_bound_carries_its_incident_and_one_byte_over_is_read_i
     assert!(WorkItem::parse(at(&ids[0])).unwrap().snapshot.is_some());
     assert!(WorkItem::parse(at(&ids[1])).unwrap().snapshot.is_none(), "over the bound: by id only");
     for t in &texts {
-        invoke(&base, "IncidentSync", &queue_payload(t)).await;
+        call(&base, "IncidentSync", &queue_payload(t)).await;
     }
     assert_eq!(sim_stat(&sim, "graph.incidents.get").await, 1, "only the one over the bound is read");
     let w = sim.sim.world();
@@ -150,19 +145,19 @@ async fn a_snapshot_older_than_the_synced_version_is_read_again_never_applied() 
     let tenant = services.config.tenant_id.clone();
     let name = sentinel_incident_name(&tenant, id);
     let base = serve_router(xdrsync::functions::router(services.clone())).await;
-    invoke(&base, "IncidentPoller", &timer_payload()).await;
+    call(&base, "IncidentPoller", &timer_payload()).await;
     let old = new_texts(&queue, 0).pop().unwrap();
     // Defender changes before the old message is delivered; the newer one is synced first.
     let r = sim_post(&sim, &format!("/_sim/defender/incidents/{id}/edit"), json!({"severity": "low"})).await;
     assert!(r.status().is_success());
-    invoke(&base, "IncidentPoller", &timer_payload()).await;
+    call(&base, "IncidentPoller", &timer_payload()).await;
     let newer = new_texts(&queue, 1).pop().unwrap();
     assert!(WorkItem::parse(&newer).unwrap().snapshot.is_some());
-    invoke(&base, "IncidentSync", &queue_payload(&newer)).await;
+    call(&base, "IncidentSync", &queue_payload(&newer)).await;
     assert_eq!(sim.sim.world().sentinel[&name].writable.severity, "Low");
     assert_eq!(sim_stat(&sim, "graph.incidents.get").await, 0);
     // The old snapshot is older than what was synced: read again, and the mirror stays Low.
-    invoke(&base, "IncidentSync", &queue_payload(&old)).await;
+    call(&base, "IncidentSync", &queue_payload(&old)).await;
     assert_eq!(sim_stat(&sim, "graph.incidents.get").await, 1, "re-read instead of applied");
     assert_eq!(sim.sim.world().sentinel[&name].writable.severity, "Low");
 }
@@ -175,14 +170,14 @@ async fn an_expanded_listing_that_fails_falls_back_to_reads_and_is_left_off_for_
     let (services, queue) = services_with_fakes(&sim);
     let tenant = services.config.tenant_id.clone();
     let base = serve_router(xdrsync::functions::router(services.clone())).await;
-    invoke(&base, "IncidentPoller", &timer_payload()).await;
+    call(&base, "IncidentPoller", &timer_payload()).await;
     let texts = new_texts(&queue, 0);
     assert_eq!(texts.len(), 5, "the poll still enqueued every incident");
     assert!(texts.iter().all(|t| WorkItem::parse(t).unwrap().snapshot.is_none()));
     let failed = sim_stat(&sim, "graph.incidents.list.expanded").await;
     assert!(failed >= 1);
     for t in &texts {
-        invoke(&base, "IncidentSync", &queue_payload(t)).await;
+        call(&base, "IncidentSync", &queue_payload(t)).await;
     }
     assert_eq!(sim_stat(&sim, "graph.incidents.get").await, 5, "one read per incident");
     for id in &ids {
@@ -190,7 +185,7 @@ async fn an_expanded_listing_that_fails_falls_back_to_reads_and_is_left_off_for_
     }
     // Remembered: the next tick lists without the expansion.
     seed(&sim, SeedSpec { count: 2, seed: 3, ..Default::default() });
-    invoke(&base, "IncidentPoller", &timer_payload()).await;
+    call(&base, "IncidentPoller", &timer_payload()).await;
     assert_eq!(new_texts(&queue, 5).len(), 2);
     assert_eq!(sim_stat(&sim, "graph.incidents.list.expanded").await, failed, "expansion not tried again");
 }
