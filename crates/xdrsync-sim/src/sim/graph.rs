@@ -199,8 +199,20 @@ async fn list_incidents(State(sim): State<Arc<Sim>>, headers: HeaderMap, RawQuer
     let total = items.len();
     let top = q.top.unwrap_or(INCIDENT_TOP_MAX);
     let options = sim.options();
+    // One pass over the alerts for the whole page (a scan per incident is quadratic on big tenants).
+    let mut page_alerts: std::collections::HashMap<&str, Vec<&GraphAlert>> = std::collections::HashMap::new();
     if q.expand_alerts {
-        let alerts: usize = items.iter().skip(q.skip).take(top).map(|i| world.alerts_of(&i.id).len()).sum();
+        let on_page: std::collections::HashSet<&str> =
+            items.iter().skip(q.skip).take(top).map(|i| i.id.as_str()).collect();
+        for a in world.alerts.values() {
+            if let Some(id) = a.incident_id.as_deref().filter(|id| on_page.contains(id)) {
+                page_alerts.entry(id).or_default().push(a);
+            }
+        }
+        for v in page_alerts.values_mut() {
+            v.sort_by_key(|a| a.seq);
+        }
+        let alerts: usize = page_alerts.values().map(Vec::len).sum();
         if options.graph_list_expand_fails_above.is_some_and(|max| alerts > max) {
             sim.stats.bump("graph.incidents.list.expand_failed");
             return graph_error(
@@ -218,7 +230,7 @@ async fn list_incidents(State(sim): State<Arc<Sim>>, headers: HeaderMap, RawQuer
         .map(|i| {
             let mut v = i.to_json(view);
             if q.expand_alerts {
-                let alerts = world.alerts_of(&i.id);
+                let alerts = page_alerts.get(i.id.as_str()).map(Vec::as_slice).unwrap_or_default();
                 let max = options.graph_list_expanded_alerts_max;
                 v["alerts"] = Value::Array(alerts.iter().take(max).map(|a| a.to_json(view)).collect());
                 if alerts.len() > max {
