@@ -34,6 +34,9 @@ pub struct CursorRecord {
     pub cursor: Cursor,
     #[serde(with = "rfc3339")]
     pub polled_at: OffsetDateTime,
+    /// When a poll last listed its whole window (`domain::listing`); absent in older rows.
+    #[serde(default, with = "crate::domain::time_fmt::rfc3339_opt", skip_serializing_if = "Option::is_none")]
+    pub full_pass_at: Option<OffsetDateTime>,
 }
 
 pub const INCIDENTS_FEED: &str = "incidents";

@@ -27,18 +27,6 @@ fn queue_payload(message: Value, dequeue_count: u32) -> Value {
     })
 }
 
-async fn invoke(base: &str, function: &str, body: &Value) -> (u16, Value) {
-    let r = reqwest::Client::new()
-        .post(format!("{base}/{function}"))
-        .header("X-Azure-Functions-InvocationId", uuid::Uuid::new_v4().to_string())
-        .json(body)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
-}
-
 fn assert_envelope(v: &Value) {
     assert!(v.get("Outputs").is_some_and(Value::is_object), "Outputs: {v}");
     assert!(v.get("Logs").is_some_and(Value::is_array), "Logs: {v}");

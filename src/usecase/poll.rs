@@ -7,9 +7,11 @@
 use futures::{StreamExt, TryStreamExt};
 
 use crate::domain::cursor::{advance_window, next_window, select_new, Mark, Window};
+use crate::domain::listing::{full_pass_due, read_next_page};
 use crate::domain::time_fmt;
 use crate::domain::work::{ChangeHint, WorkItem};
-use crate::ports::Table;
+use crate::error::PortError;
+use crate::ports::{ListedIncident, Table};
 use crate::records::{incident_key, index_key, CursorRecord, IncidentState, IndexEntry, INCIDENTS_FEED, SENTINEL_FEED};
 use crate::state::{load, save, RowKey, Versioned};
 use crate::usecase::Ports;
@@ -57,6 +59,11 @@ impl Feed {
         self.stored.as_ref().map(|v| &v.value.cursor)
     }
 
+    /// Whether this poll lists its whole window (`domain::listing`).
+    pub(crate) fn full_pass_due(&self) -> bool {
+        full_pass_due(self.window.until.is_some(), self.stored.as_ref().and_then(|v| v.value.full_pass_at), self.now)
+    }
+
     /// Saves the cursor advanced past `marks` (call only after every message is enqueued).
     pub(crate) async fn commit(
         &self,
@@ -65,15 +72,30 @@ impl Feed {
         listed: usize,
         enqueued: usize,
     ) -> Result<PollReport, UseCaseError> {
+        self.commit_pass(s, marks, listed, enqueued, true).await
+    }
+
+    /// As [`Feed::commit`], recording whether the poll listed its whole window.
+    pub(crate) async fn commit_pass(
+        &self,
+        s: &Ports,
+        marks: &[Mark],
+        listed: usize,
+        enqueued: usize,
+        full_pass: bool,
+    ) -> Result<PollReport, UseCaseError> {
+        let previous_full = self.stored.as_ref().and_then(|v| v.value.full_pass_at);
         let next = CursorRecord {
             cursor: advance_window(self.cursor(), self.window, marks, self.overlap),
             polled_at: self.now,
+            full_pass_at: if full_pass { Some(self.now) } else { previous_full },
         };
         let report = PollReport { listed, enqueued, watermark: time_fmt::format(next.cursor.watermark) };
         let unchanged = self
             .stored
             .as_ref()
-            .is_some_and(|v| v.value.cursor == next.cursor && self.now - v.value.polled_at < REFRESH_POLLED_AT);
+            .is_some_and(|v| v.value.cursor == next.cursor && self.now - v.value.polled_at < REFRESH_POLLED_AT)
+            && !full_pass;
         if unchanged {
             return Ok(report);
         }
@@ -97,6 +119,8 @@ const ENQUEUE_CONCURRENCY: usize = 16;
 /// each page's new versions (concurrently), and saves the cursor after each window. A backfill
 /// walks its windows until the time budget (`XDRSYNC_POLL_TIME_BUDGET_SECONDS`) is spent, then
 /// stops; the next tick resumes at the saved window. Memory holds one page and the window's marks.
+/// Pages come with each incident's alerts where Graph expands them, and each message carries its
+/// incident as listed (docs/sync.md: the reconcile then needs no Graph read).
 pub async fn poll_defender(s: &Ports) -> Result<PollReport, UseCaseError> {
     let cfg = &s.config;
     let started = tokio::time::Instant::now();
@@ -106,26 +130,47 @@ pub async fn poll_defender(s: &Ports) -> Result<PollReport, UseCaseError> {
         let mut marks: Vec<Mark> = Vec::new();
         let mut sent: std::collections::HashSet<Mark> = std::collections::HashSet::new();
         let mut enqueued = 0;
-        let mut page = s.defender.list_incident_stamps(feed.window, None).await?;
+        // A continuation that fails while expanded turns the expansion off (the adapter
+        // remembers it); the window is then listed once more from its start, without it.
+        let mut relisted = false;
+        // Newest first: between full passes, paging stops at a page with nothing new.
+        let full_pass = feed.full_pass_due();
+        let mut page = s.defender.list_incident_page(feed.window, None).await?;
         loop {
             let page_marks: Vec<Mark> =
-                page.items.iter().map(|i| Mark { id: i.id.clone(), at: i.last_update_date_time }).collect();
+                page.items.iter().map(|i| Mark { id: i.stamp.id.clone(), at: i.stamp.last_update_date_time }).collect();
             // New: not marked in the cursor, and not already sent from an earlier page of this
             // window (paging can repeat an item when newer ones push pages down).
-            let fresh: Vec<Mark> = select_new(feed.cursor(), &page_marks)
+            let mut fresh: std::collections::HashSet<Mark> = select_new(feed.cursor(), &page_marks)
                 .into_iter()
                 .filter(|m| sent.insert((*m).clone()))
                 .cloned()
                 .collect();
+            let items: Vec<ListedIncident> = std::mem::take(&mut page.items)
+                .into_iter()
+                .filter(|i| fresh.remove(&Mark { id: i.stamp.id.clone(), at: i.stamp.last_update_date_time }))
+                .collect();
             marks.extend(page_marks);
-            enqueue_all(s, &fresh).await?;
-            enqueued += fresh.len();
+            enqueued += items.len();
+            let page_had_new = !items.is_empty();
+            enqueue_all(s, items).await?;
+            if !read_next_page(full_pass, page_had_new) {
+                break;
+            }
             match page.next.take() {
-                Some(next) => page = s.defender.list_incident_stamps(feed.window, Some(&next)).await?,
+                Some(next) => match s.defender.list_incident_page(feed.window, Some(&next)).await {
+                    Ok(p) => page = p,
+                    Err(e @ (PortError::Unavailable { .. } | PortError::Rejected { .. })) if !relisted => {
+                        tracing::info!(error.message = %e, "listing the window again from its start");
+                        relisted = true;
+                        page = s.defender.list_incident_page(feed.window, None).await?;
+                    }
+                    Err(e) => return Err(e.into()),
+                },
                 None => break,
             }
         }
-        let report = feed.commit(s, &marks, marks.len(), enqueued).await?;
+        let report = feed.commit_pass(s, &marks, marks.len(), enqueued, full_pass).await?;
         total.listed += report.listed;
         total.enqueued += report.enqueued;
         total.watermark = report.watermark;
@@ -146,13 +191,25 @@ pub async fn poll_defender(s: &Ports) -> Result<PollReport, UseCaseError> {
     Ok(total)
 }
 
-/// Sends one "reconcile" per mark, a few at a time; every send must succeed before the cursor moves.
-async fn enqueue_all(s: &Ports, marks: &[Mark]) -> Result<(), UseCaseError> {
+/// Sends one "reconcile" per listed incident, a few at a time, each carrying the incident as
+/// listed when it fits a message; every send must succeed before the cursor moves.
+async fn enqueue_all(s: &Ports, items: Vec<ListedIncident>) -> Result<(), UseCaseError> {
     let cfg = &s.config;
-    for chunk in marks.chunks(ENQUEUE_CONCURRENCY) {
-        let texts: Vec<String> =
-            chunk.iter().map(|m| WorkItem::reconcile(&cfg.tenant_id, &m.id, ChangeHint::Defender).to_json()).collect();
-        futures::future::try_join_all(texts.iter().map(|t| s.queue.send(&cfg.queue_name, t))).await?;
+    let texts: Vec<String> = items
+        .into_iter()
+        .map(|i| match i.full {
+            Some(full) => {
+                let (item, text) = WorkItem::reconcile_listed(&cfg.tenant_id, full, ChangeHint::Defender);
+                if item.snapshot.is_none() {
+                    tracing::debug!(incident.id = %item.incident_id, "listed incident not carried (paged alerts or over the message bound); its reconcile reads it");
+                }
+                text
+            }
+            None => WorkItem::reconcile(&cfg.tenant_id, &i.stamp.id, ChangeHint::Defender).to_json(),
+        })
+        .collect();
+    for chunk in texts.chunks(ENQUEUE_CONCURRENCY) {
+        futures::future::try_join_all(chunk.iter().map(|t| s.queue.send(&cfg.queue_name, t))).await?;
     }
     Ok(())
 }

@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use crate::domain::alerts::with_time_generated;
 use crate::domain::comments::NewSentinelComment;
-use crate::domain::defender::IncidentStatus;
+use crate::domain::defender::{DefenderIncident, IncidentStatus};
 use crate::domain::fields::{from_defender, from_sentinel};
 use crate::domain::keys::escape_key;
 use crate::domain::names::sentinel_incident_name;
@@ -18,6 +18,7 @@ use crate::domain::plan::{
     comments_count, glance, leave_unmirrored, plan, reads_needed, unmirrored_state, AlertRows, Extras, Glance,
     Observed, Plan,
 };
+use crate::domain::snapshot::usable;
 use crate::domain::work::{ChangeHint, WorkItem};
 use crate::error::PortError;
 use crate::ports::{ETag, Entity, Table};
@@ -77,8 +78,11 @@ pub async fn reconcile(s: &Ports, item: &WorkItem) -> Result<SyncOutcome, UseCas
     );
     async {
         let _serialized = s.locks.lock(&format!("{}:{}", s.config.tenant_id, item.incident_id)).await;
+        // The listed snapshot serves the first attempt only: a redo means someone wrote in
+        // between, so it reads again.
+        let mut snapshot = item.snapshot.as_deref();
         for _ in 0..ATTEMPTS {
-            if let Step::Done(outcome) = reconcile_once(s, &item.incident_id).await? {
+            if let Step::Done(outcome) = reconcile_once(s, &item.incident_id, snapshot.take()).await? {
                 if s.config.target == crate::domain::portal::SyncTarget::DefenderPortal {
                     super::portal::sync_linked_targets(s, &item.tenant_id, &item.incident_id).await?;
                 }
@@ -94,15 +98,28 @@ pub async fn reconcile(s: &Ports, item: &WorkItem) -> Result<SyncOutcome, UseCas
     .await
 }
 
-/// Reads, plans (pure, in the core), then carries the plan out.
-async fn reconcile_once(s: &Ports, incident_id: &str) -> Result<Step, UseCaseError> {
+/// Reads, plans (pure, in the core), then carries the plan out. Defender is read only when the
+/// work item's listed snapshot cannot be applied (`snapshot::usable`: absent, paged alerts, or
+/// older than the version already synced).
+async fn reconcile_once(s: &Ports, incident_id: &str, listed: Option<&DefenderIncident>) -> Result<Step, UseCaseError> {
     let cfg = &s.config;
     let key = incident_key(&cfg.tenant_id, incident_id)?;
     let stored: Option<Versioned<IncidentState>> = load(s.store.as_ref(), Table::Incidents, &key).await?;
     let state = stored.as_ref().map(|v| &v.value);
-    let Some(d) = s.defender.get_incident(incident_id).await? else {
-        tracing::warn!("Defender has no such incident; nothing to sync");
-        return Ok(Step::Done(SyncOutcome::DefenderGone));
+    let listed = listed.filter(|d| d.id == incident_id && usable(d, state.and_then(|st| st.defender_seen)));
+    let read;
+    let d = match listed {
+        Some(d) => d,
+        None => match s.defender.get_incident(incident_id).await? {
+            Some(fresh) => {
+                read = fresh;
+                &read
+            }
+            None => {
+                tracing::warn!("Defender has no such incident; nothing to sync");
+                return Ok(Step::Done(SyncOutcome::DefenderGone));
+            }
+        },
     };
     let name = state.map(|st| st.sentinel_name).unwrap_or_else(|| sentinel_incident_name(&cfg.tenant_id, incident_id));
     tracing::Span::current().record("sentinel.incident", tracing::field::display(name));
@@ -111,7 +128,7 @@ async fn reconcile_once(s: &Ports, incident_id: &str) -> Result<Step, UseCaseErr
     let observed = Observed {
         tenant_id: &cfg.tenant_id,
         incident_id,
-        defender: &d,
+        defender: d,
         sentinel: current.as_ref(),
         stored: state,
         tenant: badge.as_ref(),

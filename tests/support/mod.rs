@@ -259,3 +259,17 @@ pub fn spawn_run(vars: &HashMap<String, String>, dir: &std::path::Path) -> std::
         .spawn()
         .expect("xdrsync starts")
 }
+
+/// One invocation of a custom-handler function as the Functions host makes it: `POST
+/// /{function}` with an invocation id; returns the status and the JSON answer.
+pub async fn invoke(base: &str, function: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
+    let r = reqwest::Client::new()
+        .post(format!("{base}/{function}"))
+        .header("X-Azure-Functions-InvocationId", uuid::Uuid::new_v4().to_string())
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(serde_json::Value::Null))
+}

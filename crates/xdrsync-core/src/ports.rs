@@ -46,6 +46,15 @@ pub trait DefenderApi: Send + Sync {
     /// One page of the incidents changed within `window` (`lastUpdateDateTime ge since` and, when
     /// set, `lt until`), from the first page or from a page's continuation.
     async fn list_incident_stamps(&self, window: Window, page: Option<&str>) -> Result<StampPage, PortError>;
+    /// The same page with each incident in full and its alerts where the service expands them
+    /// (`$expand=alerts`), for reconciling from the page (docs/sync.md). Default: stamps only.
+    async fn list_incident_page(&self, window: Window, page: Option<&str>) -> Result<IncidentPage, PortError> {
+        let p = self.list_incident_stamps(window, page).await?;
+        Ok(IncidentPage {
+            items: p.items.into_iter().map(|stamp| ListedIncident { stamp, full: None }).collect(),
+            next: p.next,
+        })
+    }
     /// One incident; `Ok(None)` on 404.
     async fn get_incident(&self, id: &str) -> Result<Option<DefenderIncident>, PortError>;
     /// Every alert of an incident (`alerts_v2?$filter=incidentId eq '…'`), all pages.
@@ -62,6 +71,21 @@ pub trait DefenderApi: Send + Sync {
         let _ = address;
         Ok(None)
     }
+}
+
+/// One page of incidents in full where the service expanded them, and where the next one is.
+#[derive(Debug, Clone, Default)]
+pub struct IncidentPage {
+    pub items: Vec<ListedIncident>,
+    /// Opaque continuation (`@odata.nextLink`), followed verbatim.
+    pub next: Option<String>,
+}
+
+/// One incident of a list page: its stamp, and the whole incident when the page carried it.
+#[derive(Debug, Clone)]
+pub struct ListedIncident {
+    pub stamp: IncidentStamp,
+    pub full: Option<DefenderIncident>,
 }
 
 /// One page of a listing, and where the next one is.

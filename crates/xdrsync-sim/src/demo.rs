@@ -112,6 +112,11 @@ pub struct DemoReport {
     pub graph_throttled: u64,
     /// `GET /security/incidents/{id}` per incident (how often each incident was read).
     pub incident_reads_per_incident: f64,
+    /// Graph calls by kind, per incident: incident list pages (the poller), `alerts_v2` lists,
+    /// user lookups.
+    pub graph_list_calls_per_incident: f64,
+    pub graph_alert_lists_per_incident: f64,
+    pub graph_user_lookups_per_incident: f64,
     pub budgets: Budgets,
     pub history_days: u32,
     pub arm_calls_per_incident: f64,
@@ -123,6 +128,9 @@ pub struct DemoReport {
     pub sentinel_writes_per_incident: f64,
     pub quiet_window_writes: u64,
     pub converged_in_seconds: f64,
+    /// From seeding (a backfill: xdrsync's start) until every incident had its mirror (sampled
+    /// every 200 ms); `None` if some never did.
+    pub all_mirrored_in_seconds: Option<f64>,
     /// Incidents mirrored per second, from seeding to convergence.
     pub incidents_per_second: f64,
     /// Peak resident memory of the xdrsync process (Linux `VmHWM`), in MiB.
@@ -524,6 +532,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     let mut converged = false;
+    let mut all_mirrored_in: Option<f64> = None;
     // When each mirror first showed all its alerts.
     let mut attached_at: BTreeMap<uuid::Uuid, time::OffsetDateTime> = BTreeMap::new();
     while seed_time.elapsed() < opts.timeout + Duration::from_secs(opts.spread_seconds) {
@@ -546,6 +555,9 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
                 .count();
             (mirrored, w.logs.values().map(Vec::len).sum::<usize>(), w.alerts.len(), attach_done)
         };
+        if seeded_all && mirrored >= opts.incidents && all_mirrored_in.is_none() {
+            all_mirrored_in = Some(seed_time.elapsed().as_secs_f64());
+        }
         bar.set_position(mirrored as u64);
         bar.set_message(format!("{rows}/{alerts_expected} alerts shipped"));
         if seeded_all && mirrored >= opts.incidents && rows >= alerts_expected && attach_done {
@@ -626,6 +638,13 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
         graph_calls_per_incident: stats.get("graph.requests").copied().unwrap_or(0) as f64 / n,
         graph_throttled: stats.get("graph.throttled").copied().unwrap_or(0),
         incident_reads_per_incident: stats.get("graph.incidents.get").copied().unwrap_or(0) as f64 / n,
+        graph_list_calls_per_incident: stats.get("graph.incidents.list").copied().unwrap_or(0) as f64 / n,
+        graph_alert_lists_per_incident: stats.get("graph.alerts.list").copied().unwrap_or(0) as f64 / n,
+        graph_user_lookups_per_incident: ["graph.users.get", "graph.users.list"]
+            .iter()
+            .map(|k| stats.get(*k).copied().unwrap_or(0))
+            .sum::<u64>() as f64
+            / n,
         budgets: opts.budgets.clone(),
         history_days: opts.history_days,
         arm_calls_per_incident: stats.get("arm.requests").copied().unwrap_or(0) as f64 / n,
@@ -635,6 +654,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
         sentinel_writes_per_incident: writes as f64 / n,
         quiet_window_writes: puts_after - puts_before,
         converged_in_seconds: converged_in,
+        all_mirrored_in_seconds: all_mirrored_in,
         incidents_per_second: opts.incidents as f64 / converged_in.max(0.001),
         peak_memory_mib: stack.peak_memory_mib(),
         ok: converged
@@ -696,8 +716,18 @@ pub fn print(report: &DemoReport) {
         report.arm_throttled
     );
     println!("  budgets enforced         {}", report.budgets.describe());
+    println!(
+        "  Graph calls by kind      per incident: list pages {:.3}, incident reads {:.3}, alert lists {:.3}, user lookups {:.3}",
+        report.graph_list_calls_per_incident,
+        report.incident_reads_per_incident,
+        report.graph_alert_lists_per_incident,
+        report.graph_user_lookups_per_incident
+    );
     println!("  Sentinel writes/incident {:.2}", report.sentinel_writes_per_incident);
     println!("  quiet-window writes      {}", report.quiet_window_writes);
+    if let Some(t) = report.all_mirrored_in_seconds {
+        println!("  all mirrored in          {t:.1} s");
+    }
     println!(
         "  converged in             {:.1} s ({:.1} incidents/s)",
         report.converged_in_seconds, report.incidents_per_second

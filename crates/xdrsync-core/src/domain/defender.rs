@@ -94,9 +94,10 @@ pub struct AlertComment {
     pub created_date_time: Option<OffsetDateTime>,
     /// The names the Graph documentation's examples use (`createdBy`, `createdTime`) where the
     /// resource page says `createdByDisplayName`, `createdDateTime`: read both, prefer the latter.
-    #[serde(default, rename = "createdBy", skip_serializing)]
+    /// Written back when present, so an incident carried in a work item keeps its comments whole.
+    #[serde(default, rename = "createdBy", skip_serializing_if = "Option::is_none")]
     pub created_by: Option<String>,
-    #[serde(default, rename = "createdTime", with = "rfc3339_opt", skip_serializing)]
+    #[serde(default, rename = "createdTime", with = "rfc3339_opt", skip_serializing_if = "Option::is_none")]
     pub created_time: Option<OffsetDateTime>,
 }
 

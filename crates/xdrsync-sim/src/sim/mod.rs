@@ -149,6 +149,13 @@ pub struct SimOptions {
     /// Answer 400 to `alerts_v2?$filter=incidentId eq …`, as a service keeping to the documented
     /// filter list would (default false: the filter works, as widely reported).
     pub strict_alert_filter: bool,
+    /// Alerts an incident of a list page with `$expand=alerts` carries; beyond them the rest is
+    /// paged (`alerts@odata.nextLink`). Not documented; assumed (default 100, alerts_v2's default
+    /// page). The single GET's expansion is never paged.
+    pub graph_list_expanded_alerts_max: usize,
+    /// Answer 500 to a list page with `$expand=alerts` that would carry more alerts than this, as
+    /// reported on very large tenants (default `None`: never).
+    pub graph_list_expand_fails_above: Option<usize>,
 }
 
 impl Default for SimOptions {
@@ -169,6 +176,8 @@ impl Default for SimOptions {
             logs_bytes_per_minute: 2_000_000_000,
             logs_requests_per_minute: 12_000,
             strict_alert_filter: false,
+            graph_list_expanded_alerts_max: 100,
+            graph_list_expand_fails_above: None,
         }
     }
 }
