@@ -41,6 +41,19 @@ const COPIED: [&str; 8] = [
     "ProductComponentName",
 ];
 
+/// Columns added when a row is sent (`usecase::alert_outbox`).
+pub const SEND_COLUMNS: [&str; 3] = ["TimeGenerated", "TriggerId", "RuleShard"];
+
+/// Every column a sent trigger row may carry: what `infra/alert-trigger-columns.json` must
+/// declare (Logs Ingestion silently drops an undeclared column).
+pub fn sent_columns() -> Vec<&'static str> {
+    let mut v: Vec<&'static str> = SEND_COLUMNS.to_vec();
+    v.extend(COPIED);
+    v.extend(["DefenderAlertId", "TriggerPart"]);
+    v.extend(super::entity_columns::trigger_entity_columns());
+    v
+}
+
 /// Where one trigger row belongs: the Defender alert, the incident it was seen on, and which part
 /// of the alert's entities it carries (1-based; parts > 1 are the “entities k/n” rows).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
