@@ -101,7 +101,11 @@ async fn connect_creates_the_missing_rule_and_a_rerun_writes_nothing() {
         assert_eq!(rule.kind, "NRT");
         let q = rule.properties["query"].as_str().unwrap();
         assert!(q.starts_with(&format!("{TABLE} | where RuleShard == {shard} | project ")), "{q}");
-        assert_eq!(drift(&as_rule(&rule), &wanted(TABLE, shard)), Vec::<String>::new(), "exactly infra/alert-rule.json");
+        assert_eq!(
+            drift(&as_rule(&rule), &wanted(TABLE, shard)),
+            Vec::<String>::new(),
+            "exactly infra/alert-rule.json"
+        );
     }
     assert!(stored(&sim, RULES).is_none(), "no more rules than XDRSYNC_ALERT_RULES");
     assert_eq!(puts(&sim), u64::from(RULES));

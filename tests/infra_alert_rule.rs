@@ -123,7 +123,8 @@ fn the_rules_carry_the_custom_details_the_attacher_reads_and_create_no_incident(
     }
     assert_eq!(p["eventGroupingSettings"]["aggregationKind"], "AlertPerResult", "one alert per row");
     assert_eq!(p["incidentConfiguration"]["createIncident"], false, "alerts only: xdrsync's mirror is the incident");
-    for (field, column) in [("alertDisplayNameFormat", "{{AlertName}}"), ("alertDescriptionFormat", "{{Description}}")] {
+    for (field, column) in [("alertDisplayNameFormat", "{{AlertName}}"), ("alertDescriptionFormat", "{{Description}}")]
+    {
         assert_eq!(p["alertDetailsOverride"][field], column);
     }
     for field in ["alertSeverityColumnName", "alertTacticsColumnName"] {
@@ -153,7 +154,10 @@ fn the_bicep_and_connect_deploy_at_most_40_rules_from_the_one_template_after_the
         assert!(!code.contains(key), "{key} is declared once, in alert-rule.json, not again in the Bicep");
     }
     let main = read("main.bicep");
-    assert!(main.contains("tableName: triggerTableName\n    ruleCount: alertRules"), "the rules read the trigger table");
+    assert!(
+        main.contains("tableName: triggerTableName\n    ruleCount: alertRules"),
+        "the rules read the trigger table"
+    );
     assert!(main.contains("dependsOn: [table, triggerTable]"), "created after their table");
     assert!(main.contains("XDRSYNC_ALERT_RULES: string(alertRules)"), "the app shards over as many rules");
     assert_eq!(xdrsync::ops::connect_rule::DEFINITION, read("alert-rule.json"), "connect embeds the same file");

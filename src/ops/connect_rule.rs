@@ -51,7 +51,10 @@ pub fn table_of(stream: &str) -> String {
 /// The fixed names of the rules, rule i named `shardNames[i]` (at most 40).
 pub fn shard_names() -> Vec<String> {
     let v: Value = serde_json::from_str(DEFINITION).expect("infra/alert-rule.json is JSON (tested)");
-    v["shardNames"].as_array().map(|a| a.iter().filter_map(|n| n.as_str().map(str::to_string)).collect()).unwrap_or_default()
+    v["shardNames"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|n| n.as_str().map(str::to_string)).collect())
+        .unwrap_or_default()
 }
 
 /// Rule `shard` xdrsync needs over `table`, as infra/alert-rule.json declares it.
@@ -310,7 +313,10 @@ mod tests {
     #[test]
     fn one_line_tells_about_every_rule() {
         let l = |shard: u16, action: &str, ok: bool, detail: &str| line("T_CL", shard, action, ok, detail.into());
-        let all = combine("T_CL", vec![l(0, "present", true, ""), l(1, "created", true, ""), l(2, "not created", false, "no table")]);
+        let all = combine(
+            "T_CL",
+            vec![l(0, "present", true, ""), l(1, "created", true, ""), l(2, "not created", false, "no table")],
+        );
         assert!(!all.ok, "one rule missing is a failure");
         assert_eq!(all.action, "1 created, 1 not created, 1 present");
         assert_eq!(all.detail, format!("{}: no table", shard_names()[2]));

@@ -230,7 +230,8 @@ pub async fn pace_and_send(
     due.sort_by_key(|i| (triggers[*i].queued_at, triggers[*i].alert_id.clone(), triggers[*i].part));
     let scope = crate::usecase::attach_alerts::scope(s);
     let key = RowKey::new(&scope.partition, PACING_ROW)?;
-    let mut history = load::<History>(s.store.as_ref(), Table::Cursors, &key).await?.map(|v| v.value).unwrap_or_default();
+    let mut history =
+        load::<History>(s.store.as_ref(), Table::Cursors, &key).await?.map(|v| v.value).unwrap_or_default();
     history.sent = prune(&history.sent, now);
     let shards: Vec<u16> = due.iter().map(|i| triggers[*i].shard).collect();
     let go: Vec<usize> = pace(&history.sent, &shards, now).into_iter().map(|j| due[j]).collect();

@@ -47,6 +47,10 @@ struct AlertCursor {
     /// Summary alerts seen so far (never related; `xdrsync status`).
     #[serde(default)]
     summaries_seen: u64,
+    /// Summary alerts inside the overlap already counted, with their ingestion time (kept apart
+    /// from `done`, which a burst fills: summaries are few).
+    #[serde(default)]
+    summaries_recent: Vec<(String, String)>,
 }
 
 /// The most `done` entries kept (the row stays far below Table Storage's limit); beyond it the
@@ -138,6 +142,7 @@ fn carried_over(legacy: Option<AlertCursor>, now: OffsetDateTime) -> AlertCursor
             watermark: c.watermark.map(|w| w.min(now - FIRST_LOOKBACK)),
             done: c.done,
             summaries_seen: c.summaries_seen,
+            summaries_recent: c.summaries_recent,
         })
         .unwrap_or_default()
 }
@@ -169,13 +174,7 @@ enum Outcome {
 /// Relates one claim: PUT on its mirror, then the relation on the mirror it left (if any) is
 /// removed, then the link is written. A claim for an incident the alert has left since (its
 /// link names another incident and no trigger row waits for this one) changes nothing.
-async fn relate(
-    s: &Ports,
-    scope: &AttachScope,
-    base: &str,
-    c: &Claim,
-    waiting: bool,
-) -> Result<Outcome, PortError> {
+async fn relate(s: &Ports, scope: &AttachScope, base: &str, c: &Claim, waiting: bool) -> Result<Outcome, PortError> {
     let lk = link_key(scope, c)?;
     let link = load::<Link>(s.store.as_ref(), Table::AlertTriggers, &lk).await?.map(|v| v.value);
     let (tenant, incident) = (&c.key.tenant_id, &c.key.incident_id);
@@ -220,7 +219,9 @@ fn keep_done(done: impl IntoIterator<Item = (String, String)>, since: Option<Off
         .into_iter()
         .filter(|(_, t)| {
             let t = crate::domain::time_fmt::parse(t).ok();
-            since.is_none_or(|since| t.is_some_and(|t| t > since))
+            // Inclusive: an entry at the bound itself may be read again (times in the answer and
+            // in the query may differ below their 100 ns precision).
+            since.is_none_or(|since| t.is_some_and(|t| t >= since))
         })
         .collect();
     let mut done: Vec<(String, String)> = done.into_iter().collect();
@@ -242,8 +243,17 @@ pub async fn attach(s: &Ports) -> Result<AttachReport, UseCaseError> {
     crate::metrics::bump(&s.counters.log_query);
     let table = s.log_query.query(&claims_query(since), &format!("P{}D", days_since(since, now))).await?;
     let claims = read_claims(&table);
+    let done: BTreeSet<&str> = cursor.done.iter().map(|(id, _)| id.as_str()).collect();
+    // A summary re-read in the overlap is counted once.
+    let counted: BTreeSet<&str> = cursor.summaries_recent.iter().map(|(id, _)| id.as_str()).collect();
+    let new_summaries: Vec<(String, String)> = claims
+        .summaries
+        .iter()
+        .filter(|(id, _)| !counted.contains(id.as_str()))
+        .map(|(id, t)| (id.clone(), t.map(crate::domain::time_fmt::format).unwrap_or_default()))
+        .collect();
     let mut report = AttachReport {
-        summaries: claims.summaries,
+        summaries: new_summaries.len(),
         ambiguous: claims.ambiguous,
         unreadable: claims.unreadable,
         ..Default::default()
@@ -251,10 +261,8 @@ pub async fn attach(s: &Ports) -> Result<AttachReport, UseCaseError> {
     if claims.unreadable > 0 {
         tracing::warn!(rows = claims.unreadable, "SecurityAlert rows without xdrsync's custom details were skipped");
     }
-    let done: BTreeSet<&str> = cursor.done.iter().map(|(id, _)| id.as_str()).collect();
-    let configured_elsewhere = |t: &str| {
-        !scope.holds(t) && s.tenants.tenants.iter().any(|c| c.tenant.id.eq_ignore_ascii_case(t))
-    };
+    let configured_elsewhere =
+        |t: &str| !scope.holds(t) && s.tenants.tenants.iter().any(|c| c.tenant.id.eq_ignore_ascii_case(t));
     report.elsewhere = claims.relatable.iter().filter(|c| configured_elsewhere(&c.key.tenant_id)).count();
     if report.elsewhere > 0 {
         tracing::warn!(
@@ -308,7 +316,9 @@ pub async fn attach(s: &Ports) -> Result<AttachReport, UseCaseError> {
             settled.push((c.system_alert_id.clone(), crate::domain::time_fmt::format(t)));
         }
     }
-    cursor.summaries_seen += claims.summaries as u64;
+    cursor.summaries_seen += report.summaries as u64;
+    let recent = std::mem::take(&mut cursor.summaries_recent);
+    cursor.summaries_recent = keep_done(recent.into_iter().chain(new_summaries), None);
     if let Some(e) = failure {
         // Keep what was settled; the cursor stays where it was, so the rest is found again.
         cursor.done = keep_done(cursor.done.iter().cloned().chain(settled), None);
@@ -325,6 +335,7 @@ pub async fn attach(s: &Ports) -> Result<AttachReport, UseCaseError> {
     }
     let next_since = watermark.map(|w| w - cfg.alerts.overlap);
     cursor.done = keep_done(cursor.done.iter().cloned().chain(settled), next_since);
+    cursor.summaries_recent = keep_done(std::mem::take(&mut cursor.summaries_recent), next_since);
     cursor.watermark = watermark;
     put(s.store.as_ref(), Table::Cursors, &key, &cursor, &[]).await?;
     let mut rest: Vec<Trigger> = outbox.into_values().collect();
@@ -387,7 +398,12 @@ mod tests {
     #[test]
     fn a_workspace_run_goes_on_from_the_single_runs_cursor_a_day_back_at_least() {
         let now = OffsetDateTime::UNIX_EPOCH + Duration::days(100);
-        let recent = AlertCursor { watermark: Some(now - Duration::minutes(5)), done: vec![("s1".into(), "t".into())], summaries_seen: 3 };
+        let recent = AlertCursor {
+            watermark: Some(now - Duration::minutes(5)),
+            done: vec![("s1".into(), "t".into())],
+            summaries_seen: 3,
+            summaries_recent: vec![],
+        };
         let c = carried_over(Some(recent), now);
         assert_eq!(c.watermark, Some(now - FIRST_LOOKBACK), "the other tenants' last day is read too");
         assert_eq!(c.done, vec![("s1".to_string(), "t".to_string())], "what it settled stays settled");

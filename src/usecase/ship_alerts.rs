@@ -123,7 +123,12 @@ pub async fn ship_alerts(s: &Ports, incident_id: &str, alerts: AlertRows) -> Res
 /// incident so its 150-alert limit holds (`incident_triggers`). Mirrors in Sentinel: into the
 /// outbox (paced, related, resent). Defender portal target (no mirrors to relate to): sent at
 /// once, as the rule's input for the correlation engine.
-async fn ship_triggers(s: &Ports, incident_id: &str, alerts: &AlertRows, new_here: &[&str]) -> Result<(), UseCaseError> {
+async fn ship_triggers(
+    s: &Ports,
+    incident_id: &str,
+    alerts: &AlertRows,
+    new_here: &[&str],
+) -> Result<(), UseCaseError> {
     let cfg = &s.config;
     if !cfg.alerts.attach {
         return Ok(());

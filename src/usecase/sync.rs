@@ -11,8 +11,7 @@ use crate::domain::defender::IncidentStatus;
 use crate::domain::fields::{from_defender, from_sentinel};
 use crate::domain::names::sentinel_incident_name;
 use crate::domain::plan::{
-    comments_count, glance, leave_unmirrored, plan, reads_needed, unmirrored_state, Extras, Glance,
-    Observed, Plan,
+    comments_count, glance, leave_unmirrored, plan, reads_needed, unmirrored_state, Extras, Glance, Observed, Plan,
 };
 use crate::domain::work::{ChangeHint, WorkItem};
 use crate::error::PortError;

@@ -115,8 +115,9 @@ pub struct Claims {
     pub relatable: Vec<Claim>,
     /// TriggerIds to send again at once: named by a summary, or claimed by several alerts.
     pub summarised: BTreeSet<String>,
-    /// Summary alerts seen (never related).
-    pub summaries: usize,
+    /// Summary alerts seen (never related), with their ingestion time: by shape (their
+    /// SystemAlertId), or as a TriggerId several alerts claim (`trigger:<TriggerId>`).
+    pub summaries: Vec<(String, Option<OffsetDateTime>)>,
     /// Alerts of an ambiguous TriggerId (not related).
     pub ambiguous: usize,
     pub unreadable: usize,
@@ -141,8 +142,10 @@ pub fn read_claims(table: &QueryTable) -> Claims {
         };
         match read_details(sys, ingested, details) {
             Read::Single(c) => singles.push(c),
-            Read::Summary { trigger_ids, .. } => {
-                out.summaries += 1;
+            Read::Summary { trigger_ids, system_alert_id } => {
+                if !out.summaries.iter().any(|(id, _)| *id == system_alert_id) {
+                    out.summaries.push((system_alert_id, ingested));
+                }
                 out.summarised.extend(trigger_ids);
             }
             Read::Unreadable => out.unreadable += 1,
@@ -165,6 +168,8 @@ pub fn read_claims(table: &QueryTable) -> Claims {
             out.relatable.extend(claims);
         } else {
             out.ambiguous += claims.len();
+            let at = claims.iter().filter_map(|c| c.ingested).max();
+            out.summaries.push((format!("trigger:{trigger}"), at));
             out.summarised.insert(trigger);
         }
     }

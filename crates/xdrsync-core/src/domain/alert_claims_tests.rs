@@ -33,7 +33,7 @@ fn a_summary_with_every_value_is_never_related_and_its_rows_without_alerts_are_r
     let summary = json!({"DefenderTenantId": ["T", "T"], "DefenderIncidentId": ["29", "30"], "DefenderAlertId": ["da1", "da2"],
                          "TriggerId": ["g1", "g2"], "TriggerPart": ["1/1", "1/1"]});
     let c = read_claims(&table(vec![row("s1", single("g1", "da1")), row("sum", summary)]));
-    assert_eq!(c.summaries, 1);
+    assert_eq!(c.summaries.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>(), ["sum"]);
     assert_eq!(c.relatable.iter().map(|c| c.system_alert_id.as_str()).collect::<Vec<_>>(), ["s1"], "not the summary");
     assert_eq!(c.summarised, BTreeSet::from(["g2".to_string()]), "g1 has its own alert; g2 has none");
 }
@@ -44,6 +44,7 @@ fn a_summary_with_the_first_rows_values_relates_neither_claimant() {
     assert!(c.relatable.is_empty(), "which one is the summary cannot be told");
     assert_eq!(c.ambiguous, 2);
     assert_eq!(c.summarised, BTreeSet::from(["g1".to_string()]), "resent under a new TriggerId");
+    assert_eq!(c.summaries.len(), 1, "counted as one summary");
 }
 
 #[test]
