@@ -452,6 +452,7 @@ var appSettings = {
   XDRSYNC_DCR_IMMUTABLE_ID: ingestion.outputs.dcrImmutableId
   XDRSYNC_DCR_RESOURCE_ID: ingestion.outputs.dcrResourceId // check proves Telemetry/Write on it
   XDRSYNC_ALERTS_STREAM: streamName
+  XDRSYNC_ALERT_TRIGGERS_STREAM: triggerStreamName
   XDRSYNC_POLL_SCHEDULE: pollSchedule
   XDRSYNC_CONFLICT_POLICY: conflictPolicy
   XDRSYNC_TARGET: target
