@@ -187,7 +187,10 @@ impl SimConfig {
             },
             dcr_immutable_id: "dcr-00000000000000000000000000000001".into(),
             // The alert stream, and one `Custom-<Table>` stream per advanced-hunting table.
-            streams: std::iter::once("Custom-XdrsyncAlerts".to_string()).chain(hunting_schema::streams()).collect(),
+            streams: ["Custom-XdrsyncAlerts".to_string(), "Custom-XdrsyncAlertTriggers".to_string()]
+                .into_iter()
+                .chain(hunting_schema::streams())
+                .collect(),
             token_lifetime_secs: 3599,
             permissions: Permissions::default(),
             options: SimOptions::default(),
