@@ -21,9 +21,7 @@ use super::alert_triggers::TriggerKey;
 use super::time_fmt;
 
 /// The custom details of the rules (`infra/alert-rule.json`).
-pub const DETAIL_TENANT: &str = "DefenderTenantId";
-pub const DETAIL_INCIDENT: &str = "DefenderIncidentId";
-pub const DETAIL_ALERT: &str = "DefenderAlertId";
+pub use super::alert_links::{DETAIL_ALERT, DETAIL_INCIDENT, DETAIL_TENANT};
 pub const DETAIL_TRIGGER: &str = "TriggerId";
 pub const DETAIL_PART: &str = "TriggerPart";
 /// Every custom detail the rules carry; the claim needs all of them.

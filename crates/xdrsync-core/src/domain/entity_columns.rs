@@ -4,39 +4,11 @@
 //! flattening kept in `XdrsyncAlerts_CL` rows (changing it would re-send every alert row).
 //!
 //! Documented (Learn, “Map data fields to entities”): at most 10 entity mappings per rule, 3
-//! identifiers per mapping, 500 entities per alert; the identifiers used here are the documented
-//! strong or weak identifiers of each entity type. The rule maps one entity per mapping and row,
-//! so an alert gets at most 10 mapped entities; every entity stays in the `Entities` column.
+//! identifiers per mapping, 500 entities per alert. The rules map one entity per mapping and row,
+//! so an alert gets at most 10 mapped entities; every entity stays in the `Entities` column of
+//! `XdrsyncAlerts_CL`.
 
 use serde_json::{Map, Value};
-
-/// `(column, entity type, identifier)`, grouped by mapping, as `infra/alert-rule.bicep` maps them.
-pub const MAPPINGS: [(&str, &[(&str, &str)]); 10] = [
-    ("Host", &[("EntityHostName", "HostName"), ("EntityHostDnsDomain", "DnsDomain"), ("EntityHostAzureId", "AzureID")]),
-    (
-        "Account",
-        &[
-            ("EntityAccountName", "Name"),
-            ("EntityAccountUPNSuffix", "UPNSuffix"),
-            ("EntityAccountAadUserId", "AadUserId"),
-        ],
-    ),
-    (
-        "Account",
-        &[
-            ("EntityAccount2Name", "Name"),
-            ("EntityAccount2UPNSuffix", "UPNSuffix"),
-            ("EntityAccount2AadUserId", "AadUserId"),
-        ],
-    ),
-    ("IP", &[("EntityIp", "Address")]),
-    ("IP", &[("EntityIp2", "Address")]),
-    ("FileHash", &[("EntityFileHashAlgorithm", "Algorithm"), ("EntityFileHashValue", "Value")]),
-    ("URL", &[("EntityUrl", "Url")]),
-    ("Mailbox", &[("EntityMailbox", "MailboxPrimaryAddress")]),
-    ("Process", &[("EntityProcessId", "ProcessId"), ("EntityProcessCommandLine", "CommandLine")]),
-    ("CloudApplication", &[("EntityCloudAppId", "AppId"), ("EntityCloudAppName", "Name")]),
-];
 
 fn text(e: &Value, k: &str) -> Option<String> {
     match e.get(k)? {
@@ -61,17 +33,14 @@ pub fn columns(entities: &[Value]) -> Map<String, Value> {
         }
     };
     if let Some(h) = of_type(entities, "host").next() {
-        put("EntityHostName", text(h, "HostName"));
-        put("EntityHostDnsDomain", text(h, "FQDN").and_then(|f| f.split_once('.').map(|(_, d)| d.to_string())));
-        put("EntityHostAzureId", text(h, "AzureID"));
+        for (k, v) in host_cols(h) {
+            put(k, v);
+        }
     }
-    let accounts: Vec<&Value> = of_type(entities, "account").collect();
-    for (a, prefix) in accounts.iter().zip(["EntityAccount", "EntityAccount2"]) {
-        let upn = text(a, "UserPrincipalName");
-        let name = text(a, "Name").or_else(|| upn.as_deref().and_then(|u| u.split('@').next()).map(str::to_string));
-        put(&format!("{prefix}Name"), name);
-        put(&format!("{prefix}UPNSuffix"), text(a, "UPNSuffix"));
-        put(&format!("{prefix}AadUserId"), text(a, "AadUserId"));
+    for (i, a) in of_type(entities, "account").take(2).enumerate() {
+        for (k, v) in account_cols(a, i == 1) {
+            put(k, v);
+        }
     }
     for (ip, col) in of_type(entities, "ip").zip(["EntityIp", "EntityIp2"]) {
         put(col, text(ip, "Address"));
@@ -253,15 +222,7 @@ mod tests {
         assert_eq!(c["EntityFileHashValue"], "abc");
         assert_eq!(c["EntityProcessId"], "42");
         assert_eq!(c["EntityCloudAppId"], "11161");
-        let declared: Vec<&str> = MAPPINGS.iter().flat_map(|(_, ids)| ids.iter().map(|(c, _)| *c)).collect();
-        assert!(c.keys().all(|k| declared.contains(&k.as_str())), "only mapped columns");
         assert!(columns(&[]).is_empty(), "no entities, no columns");
-    }
-
-    #[test]
-    fn the_mappings_stay_within_the_documented_limits() {
-        assert!(MAPPINGS.len() <= 10, "at most 10 entity mappings per rule");
-        assert!(MAPPINGS.iter().all(|(_, ids)| !ids.is_empty() && ids.len() <= 3), "1 to 3 identifiers each");
     }
 
     #[test]
