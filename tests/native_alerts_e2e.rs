@@ -284,18 +284,16 @@ struct Burst {
     runs: usize,
 }
 
-/// Seeds `count` incidents with `alerts` alerts each, syncs them (mirrors in the simulator,
-/// triggers into the outbox), then ticks attach once a simulated minute until the outbox is empty.
-async fn burst(shape: SummaryShape, jitter_secs: i64, stall: Duration, count: usize, alerts: usize) -> Burst {
+/// Seeds `count` incidents with `alerts` alerts each and syncs them (mirrors in the simulator,
+/// triggers into the outbox); returns attach's services (talking to the workspace model), the
+/// incident ids and the trigger rows queued.
+async fn synced(ws: &Arc<Workspace>, count: usize, alerts: usize) -> (Ports, Vec<String>, usize) {
     let sim = start_sim(SimConfig::demo()).await;
     let mut vars = settings(&sim, None);
     vars.insert("XDRSYNC_ATTACH_ALERTS".into(), "true".into());
     vars.insert("XDRSYNC_ALERT_RULES".into(), "2".into());
     vars.insert("XDRSYNC_ALERTS_ATTACH_DELAY_MINUTES".into(), "5".into());
     let ids = seed(&sim, SeedSpec { count, min_alerts: alerts, max_alerts: alerts, ..Default::default() });
-    // Whole seconds: ingestion times carry 100 ns precision at most, as the service's do.
-    let start = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
-    let ws = Workspace::new(shape, jitter_secs, stall, start);
     let mut s = app::build(config(&vars));
     s.store = Arc::new(xdrsync_sim::fakes::MemoryStore::new());
     s.queue = Arc::new(xdrsync_sim::fakes::MemoryQueue::new());
@@ -309,7 +307,18 @@ async fn burst(shape: SummaryShape, jitter_secs: i64, stall: Duration, count: us
     let mut a = s.clone();
     a.sentinel = ws.clone();
     a.log_query = ws.clone();
-    drop(sim);
+    (a, ids, queued)
+}
+
+/// Whole seconds: ingestion times carry 100 ns precision at most, as the service's do.
+fn start() -> OffsetDateTime {
+    OffsetDateTime::now_utc().replace_nanosecond(0).unwrap()
+}
+
+/// [`synced`], then attach once a simulated minute until the outbox is empty.
+async fn burst(shape: SummaryShape, jitter_secs: i64, stall: Duration, count: usize, alerts: usize) -> Burst {
+    let ws = Workspace::new(shape, jitter_secs, stall, start());
+    let (a, ids, queued) = synced(&ws, count, alerts).await;
     let mut runs = 0;
     for _ in 0..240 {
         let r = attach(&a).await.expect("an attach run");
@@ -350,6 +359,15 @@ async fn a_burst_is_paced_below_the_summary_and_every_alert_lands_on_its_own_mir
     assert!(b.queued >= 240, "{} trigger rows: far more than 2 rules × 29 a minute", b.queued);
     assert_all_related(&b.ws, &b.s, &b.ids, b.queued).await;
     let st = b.ws.state.lock().unwrap();
+    eprintln!(
+        "burst: {} trigger rows of {} incidents related in {} attach runs (simulated minutes): {} PUTs, {} queries, {} deletes",
+        b.queued,
+        b.ids.len(),
+        b.runs,
+        st.puts,
+        st.queries,
+        st.deletes
+    );
     assert_eq!(st.summaries, 0, "pacing keeps every run at or below 29 rows per rule, with 60 s of jitter");
     assert_eq!(st.trigger_rows_sent, b.queued, "nothing sent twice");
     assert_eq!(st.puts, b.queued, "one relation PUT per alert");
@@ -381,4 +399,28 @@ async fn rows_summarised_by_a_run_past_29_are_sent_again_and_related_under_both_
         let seen = xdrsync::usecase::attach_alerts::backlogs(&b.s).await.unwrap();
         assert_eq!(seen[0].summaries_seen as usize, summaries, "{shape:?}: status counts the summaries");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_older_than_an_hour_degrades_the_feed_and_drains_without_loss() {
+    // Ingestion stalls for 90 minutes: nothing can be related meanwhile.
+    let ws = Workspace::new(SummaryShape::AllValues, 0, Duration::minutes(90), start());
+    let (s, ids, queued) = synced(&ws, 3, 4).await;
+    let mut degraded_at = None;
+    for minute in 0..240 {
+        match attach(&s).await {
+            Ok(r) if r.backlog.pending + r.backlog.in_flight + r.backlog.failed == 0 => break,
+            Ok(_) => {}
+            Err(e) => {
+                assert!(e.to_string().contains("native alerts backlog"), "{e}");
+                degraded_at.get_or_insert(minute);
+            }
+        }
+        ws.advance(Duration::minutes(1));
+    }
+    assert!(
+        degraded_at.is_some_and(|m| (60..=62).contains(&m)),
+        "degraded once the oldest row waited an hour: {degraded_at:?}"
+    );
+    assert_all_related(&ws, &s, &ids, queued).await;
 }
