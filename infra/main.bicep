@@ -250,59 +250,12 @@ module ingestion 'ingestion.bicep' = {
   }
 }
 
-// Columns of the alert stream the DCR declares; workspace.bicep declares the same for the table.
-var alertColumns = [
-  { name: 'TimeGenerated', type: 'datetime' }
-  { name: 'SystemAlertId', type: 'string' }
-  { name: 'AlertName', type: 'string' }
-  { name: 'DisplayName', type: 'string' }
-  { name: 'Description', type: 'string' }
-  { name: 'AlertSeverity', type: 'string' }
-  { name: 'ProductName', type: 'string' }
-  { name: 'ProductComponentName', type: 'string' }
-  { name: 'ProviderName', type: 'string' }
-  { name: 'VendorName', type: 'string' }
-  { name: 'VendorOriginalId', type: 'string' }
-  { name: 'Status', type: 'string' }
-  { name: 'StartTime', type: 'datetime' }
-  { name: 'EndTime', type: 'datetime' }
-  { name: 'ProcessingEndTime', type: 'datetime' }
-  { name: 'AlertLink', type: 'string' }
-  { name: 'RemediationSteps', type: 'string' }
-  { name: 'Tactics', type: 'string' }
-  { name: 'Techniques', type: 'string' }
-  { name: 'CompromisedEntity', type: 'string' }
-  { name: 'Entities', type: 'string' }
-  { name: 'EntitiesOmitted', type: 'int' } // entities left out of Entities to stay under the 64 KB field limit; absent when none
-  { name: 'ExtendedProperties', type: 'string' }
-  { name: 'IsIncident', type: 'boolean' }
-  { name: 'DefenderTenantId', type: 'string' }
-  { name: 'DefenderIncidentId', type: 'string' }
-  { name: 'SentinelIncidentName', type: 'string' }
-  { name: 'AlertLastUpdateDateTime', type: 'datetime' }
-  { name: 'RowKey', type: 'string' }
-  { name: 'RowDigest', type: 'string' } // content digest: copies of one version share it
-  // flattened entities the analytics rule maps (alert-rule.bicep); absent when the alert has none
-  { name: 'EntityHostName', type: 'string' }
-  { name: 'EntityHostDnsDomain', type: 'string' }
-  { name: 'EntityHostAzureId', type: 'string' }
-  { name: 'EntityAccountName', type: 'string' }
-  { name: 'EntityAccountUPNSuffix', type: 'string' }
-  { name: 'EntityAccountAadUserId', type: 'string' }
-  { name: 'EntityAccount2Name', type: 'string' }
-  { name: 'EntityAccount2UPNSuffix', type: 'string' }
-  { name: 'EntityAccount2AadUserId', type: 'string' }
-  { name: 'EntityIp', type: 'string' }
-  { name: 'EntityIp2', type: 'string' }
-  { name: 'EntityFileHashAlgorithm', type: 'string' }
-  { name: 'EntityFileHashValue', type: 'string' }
-  { name: 'EntityUrl', type: 'string' }
-  { name: 'EntityMailbox', type: 'string' }
-  { name: 'EntityProcessId', type: 'string' }
-  { name: 'EntityProcessCommandLine', type: 'string' }
-  { name: 'EntityCloudAppId', type: 'string' }
-  { name: 'EntityCloudAppName', type: 'string' }
-]
+// Columns of the alert stream the DCR declares (alert-columns.json, which the simulator's Logs
+// Ingestion reads too); workspace.bicep declares the same for the table. `EntitiesOmitted` counts
+// entities left out of `Entities` to stay under the 64 KB field limit (absent when none);
+// `RowDigest` is the content digest (copies of one version share it); the `Entity*` columns are
+// the flattened entities the analytics rule maps (absent when the alert has none).
+var alertColumns = loadJsonContent('alert-columns.json')
 
 module storage 'storage.bicep' = {
   name: 'xdrsync-storage'

@@ -108,7 +108,7 @@ fi
 echo "== $binary needs glibc $glibc (at most $MAX_GLIBC)"
 
 # 5. The app folder, written by the product itself (it refuses a binary that is not xdrsync too).
-# Never run a binary that is not xdrsync: look for its marker (src/package.rs) first.
+# Never run a binary that is not xdrsync: look for its marker (src/cli/package.rs) first.
 if ! grep -aq "xdrsync-binary-marker:functions-custom-handler " "$binary"; then
   echo "error: $binary is not xdrsync (its marker is missing); refusing to package it" >&2; exit 1
 fi

@@ -13,8 +13,8 @@
 //! - [`functions`]: the custom-handler edge (invocation envelopes); [`standalone`]: `xdrsync run`;
 //!   [`http_api`]: the HTTP serving both share (timeouts, body limit, the public routes).
 //! - [`state`], [`records`]: typed sync-state rows over the store port, ETag-guarded.
-//! - [`config`], [`storage_conn`], [`schedule`]: settings, validated at startup.
-//! - [`check`]: `xdrsync check`; [`package`]: `xdrsync package`.
+//! - [`config`]: settings, their audit and parsing, validated at startup.
+//! - [`check`]: `xdrsync check`; [`cli`]: `xdrsync hunting` and `xdrsync package`.
 
 pub use xdrsync_core::{domain, error, ports};
 
@@ -24,21 +24,15 @@ pub mod check;
 pub mod check_access;
 pub mod check_alerts;
 pub mod check_hunting;
+pub mod cli;
 pub mod config;
-pub mod config_audit;
 pub mod functions;
-pub mod host_timers;
 pub mod http_api;
-pub mod hunting_cli;
-pub mod hunting_config;
 pub mod metrics;
 pub mod ops;
-pub mod package;
 pub mod records;
 pub mod retry;
-pub mod schedule;
 pub mod standalone;
 pub mod state;
-pub mod storage_conn;
 pub mod telemetry;
 pub mod usecase;

@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use xdrsync::app;
 use xdrsync::config::Config;
 
+#[path = "cli/commands.rs"]
 mod commands;
 
 #[derive(Parser)]
@@ -236,7 +237,7 @@ async fn run(cli: Cli) -> ExitCode {
         Command::Serve { port } => serve(port).await,
         Command::Run => run_standalone().await,
         Command::Package { out, binary, event_hub, force, allow_newer_glibc } => {
-            package(&out, binary, xdrsync::package::Options { event_hub, force, allow_newer_glibc })
+            package(&out, binary, xdrsync::cli::package::Options { event_hub, force, allow_newer_glibc })
         }
         Command::Failures { json } => failures(json).await,
         Command::Retry { all, ids } => retry(all, ids).await,
@@ -261,8 +262,9 @@ async fn serve(port: u16) -> ExitCode {
     };
     let services = std::sync::Arc::new(app::build(cfg));
     // Features on whose timer the host does not run: said at start and in health.
-    let given = xdrsync::host_timers::given_functions(&xdrsync::host_timers::script_root());
-    let gaps = xdrsync::host_timers::gaps(&services.config, |k| std::env::var_os(k).is_some(), given.as_deref());
+    let given = xdrsync::functions::host_timers::given_functions(&xdrsync::functions::host_timers::script_root());
+    let gaps =
+        xdrsync::functions::host_timers::gaps(&services.config, |k| std::env::var_os(k).is_some(), given.as_deref());
     for gap in &gaps {
         tracing::error!(function = gap.function, setting = gap.setting, "{gap}");
     }
@@ -314,7 +316,11 @@ async fn run_standalone() -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn package(out: &std::path::Path, binary: Option<std::path::PathBuf>, opts: xdrsync::package::Options) -> ExitCode {
+fn package(
+    out: &std::path::Path,
+    binary: Option<std::path::PathBuf>,
+    opts: xdrsync::cli::package::Options,
+) -> ExitCode {
     let binary = match binary.map(Ok).unwrap_or_else(std::env::current_exe) {
         Ok(b) => b,
         Err(e) => {
@@ -322,7 +328,7 @@ fn package(out: &std::path::Path, binary: Option<std::path::PathBuf>, opts: xdrs
             return ExitCode::FAILURE;
         }
     };
-    match xdrsync::package::package(out, &binary, opts) {
+    match xdrsync::cli::package::package(out, &binary, opts) {
         Ok(p) => {
             let glibc = p.glibc.map_or("no glibc (statically linked)".to_string(), |v| format!("glibc {v}"));
             println!("packaged xdrsync {} from {} (needs {glibc})", p.version, binary.display());
@@ -335,7 +341,7 @@ fn package(out: &std::path::Path, binary: Option<std::path::PathBuf>, opts: xdrs
             }
             ExitCode::SUCCESS
         }
-        Err(e @ xdrsync::package::PackageError::Refused(_)) => {
+        Err(e @ xdrsync::cli::package::PackageError::Refused(_)) => {
             eprintln!("package refused: {e}");
             ExitCode::from(2)
         }
@@ -356,7 +362,7 @@ fn load_config() -> Result<Config, ExitCode> {
 async fn run_check() -> ExitCode {
     // Every configuration problem at once, then (if the configuration is usable) every service.
     let vars: std::collections::HashMap<String, String> = std::env::vars().collect();
-    let findings = xdrsync::config_audit::audit(&vars);
+    let findings = xdrsync::config::audit::audit(&vars);
     for f in &findings {
         println!("{} {:<28} {}", if f.error { "FAIL" } else { "warn" }, f.setting, f.message);
     }
@@ -415,13 +421,13 @@ async fn failures(json: bool) -> ExitCode {
 
 async fn hunting(command: HuntingCommand) -> ExitCode {
     let result = match command {
-        HuntingCommand::Schema { table, all, json } => xdrsync::hunting_cli::schema(table.as_deref(), all, json),
+        HuntingCommand::Schema { table, all, json } => xdrsync::cli::hunting::schema(table.as_deref(), all, json),
         HuntingCommand::Estimate { tables, sample, json } => {
             let cfg = match load_config() {
                 Ok(c) => c,
                 Err(code) => return code,
             };
-            xdrsync::hunting_cli::estimate_command(&app::build(cfg), &tables, &sample, json).await
+            xdrsync::cli::hunting::estimate_command(&app::build(cfg), &tables, &sample, json).await
         }
     };
     match result {

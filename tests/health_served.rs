@@ -168,8 +168,8 @@ async fn a_feature_the_host_has_no_timer_for_makes_served_health_unhealthy_namin
     vars.insert("XDRSYNC_HUNTING_TABLES".into(), "DeviceProcessEvents".into());
     let cfg = config(&vars);
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("functions");
-    let given = xdrsync::host_timers::given_functions(&root);
-    let gaps = xdrsync::host_timers::gaps(&cfg, |k| k == "XDRSYNC_POLL_SCHEDULE", given.as_deref());
+    let given = xdrsync::functions::host_timers::given_functions(&root);
+    let gaps = xdrsync::functions::host_timers::gaps(&cfg, |k| k == "XDRSYNC_POLL_SCHEDULE", given.as_deref());
     let (s, _) = services_with_fakes(&sim);
     s.health_cache.set_notes(gaps.iter().map(ToString::to_string).collect());
     let base = serve_router(xdrsync::functions::router(s)).await;

@@ -271,7 +271,7 @@ async fn check_and_estimate_go_per_tenant_and_name_the_fix_for_a_tenant_that_fai
     );
 
     let e =
-        xdrsync::hunting_cli::estimate_command(&s, &[], "PT1H", true).await.expect_err("Fabrikam fails").to_string();
+        xdrsync::cli::hunting::estimate_command(&s, &[], "PT1H", true).await.expect_err("Fabrikam fails").to_string();
     assert!(e.contains("tenant Fabrikam") && e.contains("ThreatHunting.Read.All") && e.contains("adminconsent"), "{e}");
     let json_part = &e[..e.rfind("]\n").expect("the estimates of the others") + 1];
     let estimates: Value = serde_json::from_str(json_part).unwrap();

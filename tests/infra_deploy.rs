@@ -227,7 +227,7 @@ fn each_hunting_dcr_declares_only_its_table_within_the_per_dcr_limits() {
         ("XDRSYNC_HUNTING_TABLES".to_string(), tables.iter().map(|t| t.name).collect::<Vec<_>>().join(",")),
         ("XDRSYNC_HUNTING_DCR_IMMUTABLE_ID".to_string(), routes.join(",")),
     ];
-    let s = xdrsync::hunting_config::HuntingSettings::from_vars(&vars.into_iter().collect())
+    let s = xdrsync::config::hunting::HuntingSettings::from_vars(&vars.into_iter().collect())
         .expect("the template's routes parse");
     for (i, t) in tables.iter().enumerate() {
         assert_eq!(s.dcr_for(t).as_deref(), Some(format!("dcr-{:032x}", i + 1).as_str()), "{}", t.name);

@@ -1,5 +1,5 @@
 //! The app settings of `infra/main.bicep` against what the binary reads, both ways: every setting
-//! xdrsync knows (`config_audit::KNOWN_SETTINGS`, so a new setting fails here until the template
+//! xdrsync knows (`config::audit::KNOWN_SETTINGS`, so a new setting fails here until the template
 //! sets it) is set by the template or listed below as deliberately left out, with the reason; and
 //! every setting the template sets is read by the binary or is a named host setting. Also: secrets
 //! are Key Vault references, storage is reached by identity (no account key anywhere), and every
@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use xdrsync::config_audit::KNOWN_SETTINGS;
+use xdrsync::config::audit::KNOWN_SETTINGS;
 
 /// Settings the binary reads that the template leaves unset on purpose.
 const NOT_SET_BY_TEMPLATE: &[(&str, &str)] = &[
@@ -129,7 +129,7 @@ fn template() -> Template {
 
 /// Every name the binary reads: KNOWN_SETTINGS plus the storage settings config.rs reads.
 fn read_by_binary() -> Vec<String> {
-    let config = std::fs::read_to_string(repo().join("src/config.rs")).unwrap();
+    let config = std::fs::read_to_string(repo().join("src/config/mod.rs")).unwrap();
     let mut names: Vec<String> = KNOWN_SETTINGS.iter().map(|s| s.to_string()).collect();
     for name in ["AzureWebJobsStorage", "AzureWebJobsStorage__accountName", "AzureWebJobsStorage__tableServiceUri"] {
         assert!(config.contains(&format!("\"{name}\"")), "config.rs no longer reads {name}: update this test");

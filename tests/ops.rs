@@ -137,7 +137,10 @@ async fn status_shows_feeds_backlog_failures_and_the_last_24_hours() {
         _ => ("Informational", "high"),
     };
     sim_post(&sim, &format!("/_sim/sentinel/incidents/{name}/edit"), json!({"severity": in_sentinel})).await;
-    tokio::time::sleep(Duration::from_millis(5)).await;
+    // The Defender edit must be the later one: wait until the clock has passed the Sentinel edit.
+    let edited =
+        s.sentinel.get_incident(&name).await.unwrap().unwrap().properties.read_only.last_modified_time_utc.unwrap();
+    eventually(5, "the clock to pass the Sentinel edit", || time::OffsetDateTime::now_utc() > edited).await;
     sim_post(&sim, &format!("/_sim/defender/incidents/{}/edit", ids[0]), json!({"severity": in_defender})).await;
     let item = xdrsync::domain::work::WorkItem::reconcile(
         &s.config.tenant_id,
@@ -509,7 +512,10 @@ async fn run_logs_its_schedule_a_standby_instance_and_an_idle_poller_without_col
     vars.insert("XDRSYNC_HTTP_PORT".into(), free_port().to_string());
     let second = Running::start(&vars, dir.path());
     eventually(30, "the second instance to go on standby", || second.text().contains("on standby")).await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Several ticks after the standby: the first instance polls three more times.
+    let polls = |log: &str| log.matches("polled Defender: nothing new").count();
+    let before = polls(&first.text());
+    eventually(30, "three more polls by the first instance", || polls(&first.text()) >= before + 3).await;
     let (a, b) = (first.text(), second.text());
     for log in [&a, &b] {
         let start = log.lines().find(|l| l.contains("standalone xdrsync started")).unwrap_or_else(|| panic!("{log}"));

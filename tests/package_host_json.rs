@@ -29,7 +29,7 @@ fn assert_same_as_repository(app: &Path) {
         parsed["extensions"]["eventHubs"]["maxEventBatchSize"].as_u64().is_some_and(|n| n >= 1),
         "the bounded Event Hubs batch ships: {parsed}"
     );
-    for (path, _) in xdrsync::package::APP_FILES.iter().skip(1) {
+    for (path, _) in xdrsync::cli::package::APP_FILES.iter().skip(1) {
         assert_eq!(
             std::fs::read(app.join(path)).unwrap(),
             std::fs::read(repo(&format!("functions/{path}"))).unwrap(),
@@ -53,7 +53,7 @@ fn xdrsync_package_writes_the_repositorys_host_json() {
         "--allow-newer-glibc",
     ]));
     assert_same_as_repository(&app);
-    assert_eq!(xdrsync::package::APP_FILES[0].0, "host.json");
+    assert_eq!(xdrsync::cli::package::APP_FILES[0].0, "host.json");
 }
 
 #[test]

@@ -9,10 +9,10 @@ use std::time::Duration;
 use support::*;
 use xdrsync::adapters::queue::AzureQueues;
 use xdrsync::adapters::tables::AzureTables;
+use xdrsync::config::storage_conn::StorageConnection;
 use xdrsync::metrics::CallCounters;
 use xdrsync::ports::{Entity, StateStore, Table, WorkQueue};
 use xdrsync::state::{load, modify, save, RowKey, Versioned};
-use xdrsync::storage_conn::StorageConnection;
 
 fn tables(az: &AzuriteProcess, prefix: &str) -> AzureTables {
     let conn = StorageConnection::parse(&az.connection_string()).unwrap();

@@ -12,8 +12,8 @@ use azure_storage_blobs::prelude::{BlobServiceClient, ClientBuilder};
 use futures::StreamExt;
 
 use super::azure_err::from_azure;
+use crate::config::hunting::BlobConnection;
 use crate::error::PortError;
-use crate::hunting_config::BlobConnection;
 use crate::ports::{BlobInfo, BlobReader, TokenSource};
 
 const SERVICE: &str = "blob-storage";

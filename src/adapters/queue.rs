@@ -12,11 +12,11 @@ use azure_storage_queues::QueueServiceClientBuilder;
 use base64::Engine;
 
 use super::azure_err::from_azure;
+use crate::config::storage_conn::StorageConnection;
 use crate::error::PortError;
 use crate::metrics::{bump, CallCounters};
 use crate::ports::{QueueMessage, WorkQueue};
 use crate::retry::RetryPolicy;
-use crate::storage_conn::StorageConnection;
 
 const SERVICE: &str = "queue-storage";
 

@@ -9,8 +9,8 @@ use azure_core::auth::{AccessToken, TokenCredential};
 use azure_storage::StorageCredentials;
 use secrecy::ExposeSecret;
 
+use crate::config::storage_conn::StorageConnection;
 use crate::ports::TokenSource;
-use crate::storage_conn::StorageConnection;
 
 /// The scope of Azure Storage's data plane.
 pub const STORAGE_SCOPE: &str = "https://storage.azure.com/.default";

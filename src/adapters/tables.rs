@@ -14,11 +14,11 @@ use futures::StreamExt;
 use serde_json::{Map, Value};
 
 use super::azure_err::from_azure;
+use crate::config::storage_conn::StorageConnection;
 use crate::error::PortError;
 use crate::metrics::{bump, CallCounters};
 use crate::ports::{ETag, Entity, StateStore, Table};
 use crate::retry::RetryPolicy;
-use crate::storage_conn::StorageConnection;
 
 const SERVICE: &str = "table-storage";
 

@@ -7,6 +7,7 @@
 //! The handler listens on 127.0.0.1 only: the host is its one client.
 
 pub mod envelope;
+pub mod host_timers;
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;

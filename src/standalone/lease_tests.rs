@@ -11,10 +11,10 @@ use xdrsync_sim::fakes::MemoryStore;
 
 use super::lease::{self, renewal_plan};
 use super::timers::{lease_ttl, run, Timer};
+use crate::domain::schedule::Schedule;
 use crate::error::PortError;
 use crate::ports::{Clock, ETag, Entity, StateStore, Table};
 use crate::records::Lease;
-use crate::schedule::Schedule;
 use crate::state::{load, save, RowKey};
 use crate::usecase::Ports;
 

@@ -22,8 +22,8 @@ use axum::routing::{get, post};
 use axum::Router;
 use tokio::sync::watch;
 
+use crate::domain::schedule::Schedule;
 use crate::http_api;
-use crate::schedule::Schedule;
 use crate::usecase::Ports;
 use crate::usecase::{hunting_jobs, jobs};
 use timers::Timer;

@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use super::lease;
-use crate::schedule::Schedule;
+use crate::domain::schedule::Schedule;
 use crate::usecase::Ports;
 
 /// One timer: its lease row's name, its schedule and the words its log lines use.

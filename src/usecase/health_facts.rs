@@ -113,7 +113,7 @@ pub(crate) async fn gather(s: &Ports, probe: &Probe) -> Facts {
         }
     }
     if s.config.target == crate::domain::portal::SyncTarget::DefenderPortal {
-        let (ok, f) = feed_facts(s, probe, crate::usecase::portal::FEED).await;
+        let (ok, f) = feed_facts(s, probe, crate::records::PORTAL_FEED).await;
         storage_reachable &= ok;
         feeds.push(f);
     }
@@ -157,7 +157,7 @@ pub(crate) async fn gather(s: &Ports, probe: &Probe) -> Facts {
 /// budget as grace (a run may take that long: `XDRSYNC_POLL_TIME_BUDGET_SECONDS`, at least a
 /// minute).
 pub fn cadence(s: &Ports, expr: &str, now: OffsetDateTime) -> Cadence {
-    let interval = crate::schedule::Schedule::parse(expr)
+    let interval = crate::domain::schedule::Schedule::parse(expr)
         .ok()
         .and_then(|sch| sch.interval_around(now))
         .unwrap_or(Duration::minutes(5))

@@ -181,7 +181,7 @@ proptest::proptest! {
         runs in proptest::collection::vec((0.0f64..1.0, proptest::bool::weighted(0.3)), 3..30),
         probes in proptest::collection::vec(0.0f64..1.0, 3),
     ) {
-        let schedule = crate::schedule::Schedule::parse(SCHEDULES[which]).unwrap();
+        let schedule = crate::domain::schedule::Schedule::parse(SCHEDULES[which]).unwrap();
         let grace = Duration::minutes(1);
         let mut at = schedule.next_after(datetime!(2026-01-01 0:00 UTC) + Duration::seconds(start)).unwrap();
         let mut recorded = Vec::new();
@@ -216,7 +216,7 @@ proptest::proptest! {
 fn a_feed_that_stops_on_any_schedule_turns_unhealthy_after_two_intervals_and_the_grace() {
     let grace = Duration::minutes(1);
     for expr in &SCHEDULES[..5] {
-        let schedule = crate::schedule::Schedule::parse(expr).unwrap();
+        let schedule = crate::domain::schedule::Schedule::parse(expr).unwrap();
         let interval = schedule.interval_around(NOW).unwrap();
         let cadence = Cadence { interval, grace };
         let mut f = facts();

@@ -11,13 +11,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
 
+use crate::config::hunting::SERVICE_ROW_LIMIT;
 use crate::domain::hunting::cursor::{after_page, after_sweep, HuntingCursor, Next, PageRow};
 use crate::domain::hunting::kql::{self, Range};
 use crate::domain::hunting::rows::{map_row, row_key, timestamp};
 use crate::domain::hunting::schema::TableDef;
 use crate::domain::time_fmt::rfc3339;
 use crate::error::PortError;
-use crate::hunting_config::SERVICE_ROW_LIMIT;
 use crate::ports::Table;
 use crate::state::{self, RowKey};
 use crate::usecase::Ports;

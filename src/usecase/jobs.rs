@@ -44,23 +44,6 @@ pub async fn poll(s: &Ports) -> Result<String, String> {
     outcome
 }
 
-/// Mode 2 (`XDRSYNC_TARGET=defender-portal`): the target incidents changed since the `portal`
-/// cursor, synced with their sources. Its own feed: a failure never fails the poll.
-pub(crate) async fn portal_tick(s: &Ports) -> String {
-    if s.config.target != crate::domain::portal::SyncTarget::DefenderPortal {
-        return String::new();
-    }
-    let r = crate::usecase::portal::sync_changed_targets(s).await;
-    crate::usecase::health::record_feed(s, crate::usecase::portal::FEED, r.as_ref().map(|_| ())).await;
-    match r {
-        Ok(report) => format!("; {report}"),
-        Err(e) => {
-            tracing::error!(error.message = %e, "syncing target incidents (defender-portal) failed; the next tick retries");
-            format!("; target incidents not synced: {e}")
-        }
-    }
-}
-
 async fn poll_once(s: &Ports) -> Result<String, String> {
     if s.is_multi_tenant() {
         return crate::usecase::tenant_poll::poll_tenants(s).await;
@@ -84,7 +67,7 @@ async fn poll_once(s: &Ports) -> Result<String, String> {
     } else {
         String::new()
     };
-    let attached = attached + &portal_tick(s).await;
+    let attached = attached + &crate::usecase::portal::tick(s).await;
     if let Err(e) = failures::drain_poison(s).await {
         tracing::warn!(error.message = %e, "could not read the poison queue; will try at the next tick");
     }

@@ -249,3 +249,20 @@ async fn resolve_owners(
     }
     known
 }
+
+/// Mode 2 (`XDRSYNC_TARGET=defender-portal`): the target incidents changed since the `portal`
+/// cursor, synced with their sources. Its own feed: a failure never fails the poll.
+pub(crate) async fn tick(s: &Ports) -> String {
+    if s.config.target != crate::domain::portal::SyncTarget::DefenderPortal {
+        return String::new();
+    }
+    let r = sync_changed_targets(s).await;
+    crate::usecase::health::record_feed(s, FEED, r.as_ref().map(|_| ())).await;
+    match r {
+        Ok(report) => format!("; {report}"),
+        Err(e) => {
+            tracing::error!(error.message = %e, "syncing target incidents (defender-portal) failed; the next tick retries");
+            format!("; target incidents not synced: {e}")
+        }
+    }
+}

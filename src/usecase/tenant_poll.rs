@@ -42,7 +42,7 @@ pub async fn poll_tenants(s: &Ports) -> Result<String, String> {
         crate::usecase::attach_alerts::attach_workspaces(s).await;
     }
     // Mode 2: the target incidents in the workspace's tenant, after every source was polled.
-    let portal = crate::usecase::jobs::portal_tick(s).await;
+    let portal = crate::usecase::portal::tick(s).await;
     if let Err(e) = failures::drain_poison(s).await {
         tracing::warn!(error.message = %e, "could not read the poison queue; will try at the next tick");
     }

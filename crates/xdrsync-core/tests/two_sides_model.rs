@@ -10,6 +10,10 @@
 //! the lossy spots take part: Sentinel has a classification only while closed, an owner Entra
 //! does not know travels as a label, and (per case) Defender's API refuses `inProgress`.
 //!
+//! This model checks the core's decisions over many thousands of histories in milliseconds; the
+//! product's own executor (its reads, the merge and its writes over HTTP) is held to the same
+//! properties by `tests/two_sides_sync.rs`, against the simulator.
+//!
 //! A reconcile "trigger" (a poll or webhook message) carries no data: the reconcile reads both
 //! sides when it runs. So triggers duplicated and reordered are reconciles placed at other
 //! points of the history, repeated; that is what the schedules here vary.

@@ -26,6 +26,7 @@ pub mod permissions;
 pub mod plan;
 pub mod portal;
 pub mod redelivery;
+pub mod schedule;
 pub mod sentinel;
 pub mod sync_state;
 pub mod tenants;

@@ -1,16 +1,28 @@
-//! The near-real-time analytics rule of `infra/alert-rule.bicep`, simulated, and what Sentinel
-//! shows of its alerts: each row ingested into the alert stream becomes one SecurityAlert after
-//! `SimOptions::alert_rule_delay_ms` (the rule's run plus ingestion), named and described from the
-//! row, its entities from the flattened entity columns (the rule's mappings, written here again
-//! from the rule, not from xdrsync's code), and the custom details in `ExtendedProperties` as
-//! Sentinel stores them (`"Custom Details"`: JSON text of `{"Key": ["value"]}`).
+//! The workspace's NRT analytics rules at run time, and what Sentinel shows of their alerts.
+//!
+//! Rules come only from ARM (`PUT …/alertRules/{name}` of kind `NRT`, compiled in
+//! [`super::nrt_rule`]) or from the seeding helper (`SimOptions::alert_rules`). Documented
+//! (Learn, *near-real-time-rules*): an NRT rule runs once a minute over the rows ingested in the
+//! preceding minute. Here a "minute" is `SimOptions::alert_rule_delay_ms` of wall-clock time
+//! (0: every read of alerts is a run over what was ingested since the previous one), and
+//! [`run_now`] runs every pending minute at once for tests. Each rule's own query
+//! ([`super::rule_kql`]) picks its results from the rows of its table.
+//!
+//! Documented (Learn, *create-nrt-rules*): with one alert per result, "single-event alerts will
+//! be generated for the first 29 events, and a 30th alert will summarize all the events in the
+//! result set". Learn sets the threshold at "more than 30 events"; the simulator summarises from
+//! 30 results on (one stricter), so a product that works here works whichever reading holds.
+//! Alerts are built in [`super::rule_alert`] (64 KB limit, entities dropped one by one). Counted
+//! in the simulator's stats: `rule.runs`, `rule.alerts`, `rule.summary_alerts` (the demo's
+//! `ruleSummaryAlerts`), `rule.entities_dropped`.
 //!
 //! Relations (`PUT …/relations/{name}`) to `…/entities/{SystemAlertId}` are checked against these
 //! alerts: an alert not stored yet is a 404, a name reused for another alert a 409, a 151st alert
 //! a 400. `POST …/alerts` and `POST …/entities` list what an analyst sees.
 
-use std::collections::VecDeque;
-use std::time::Instant;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -19,52 +31,19 @@ use serde_json::{json, Map, Value};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::faults::arm_error;
+use super::faults::{arm_error, Stats};
 use super::model::SentinelRecord;
+use super::nrt_rule::NrtRule;
+use super::rule_alert::build;
 use super::world::World;
-use super::Sim;
+use super::{Sim, SummaryDetails};
 
-/// The stream the rule reads (the DCR's output table `XdrsyncAlerts_CL`).
-pub const STREAM: &str = "Custom-XdrsyncAlerts";
 /// Alerts one incident shows (documented).
 pub const MAX_ALERTS: usize = 150;
+/// Single-result alerts of one run before the summary alert (documented: 29 + 1).
+pub const MAX_SINGLE_ALERTS: usize = 29;
 
-/// The rule's entity mappings: `(entity kind, [(column, identifier)])`, as infra/alert-rule.json declares.
-pub const ENTITY_MAPPINGS: [(&str, &[(&str, &str)]); 10] = [
-    ("Host", &[("EntityHostName", "HostName"), ("EntityHostDnsDomain", "DnsDomain"), ("EntityHostAzureId", "AzureID")]),
-    (
-        "Account",
-        &[
-            ("EntityAccountName", "Name"),
-            ("EntityAccountUPNSuffix", "UPNSuffix"),
-            ("EntityAccountAadUserId", "AadUserId"),
-        ],
-    ),
-    (
-        "Account",
-        &[
-            ("EntityAccount2Name", "Name"),
-            ("EntityAccount2UPNSuffix", "UPNSuffix"),
-            ("EntityAccount2AadUserId", "AadUserId"),
-        ],
-    ),
-    ("IP", &[("EntityIp", "Address")]),
-    ("IP", &[("EntityIp2", "Address")]),
-    ("FileHash", &[("EntityFileHashAlgorithm", "Algorithm"), ("EntityFileHashValue", "Value")]),
-    ("URL", &[("EntityUrl", "Url")]),
-    ("Mailbox", &[("EntityMailbox", "MailboxPrimaryAddress")]),
-    ("Process", &[("EntityProcessId", "ProcessId"), ("EntityProcessCommandLine", "CommandLine")]),
-    ("CloudApplication", &[("EntityCloudAppId", "AppId"), ("EntityCloudAppName", "Name")]),
-];
-
-/// The rule's custom details: key → column.
-pub const CUSTOM_DETAILS: [(&str, &str); 3] = [
-    ("DefenderTenantId", "DefenderTenantId"),
-    ("DefenderIncidentId", "DefenderIncidentId"),
-    ("DefenderAlertId", "SystemAlertId"),
-];
-
-/// One SecurityAlert the rule made.
+/// One SecurityAlert a rule made.
 #[derive(Debug, Clone)]
 pub struct SecurityAlertRecord {
     pub system_alert_id: String,
@@ -74,115 +53,166 @@ pub struct SecurityAlertRecord {
     pub doc: Map<String, Value>,
     /// Entities as the Entities tab lists them (`kind`, `properties`).
     pub entities: Vec<Value>,
+    /// The rule that raised it (the simulator's own bookkeeping, never served).
+    pub rule: String,
+    /// Whether it is a run's summary alert (bookkeeping, never served: Sentinel does not mark it).
+    pub summary: bool,
 }
 
 impl SecurityAlertRecord {
-    /// A custom detail's first value, read back from `ExtendedProperties` as a query would.
+    /// A custom detail's values, read back from `ExtendedProperties` as a query would.
+    pub fn custom_detail_values(&self, key: &str) -> Vec<String> {
+        let details = || -> Option<Value> {
+            let ext: Value = serde_json::from_str(self.doc.get("ExtendedProperties")?.as_str()?).ok()?;
+            serde_json::from_str(ext.get("Custom Details")?.as_str()?).ok()
+        };
+        details()
+            .and_then(|d| d.get(key).and_then(Value::as_array).cloned())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect()
+    }
+
+    /// A custom detail's first value.
     pub fn custom_detail(&self, key: &str) -> Option<String> {
-        let ext: Value = serde_json::from_str(self.doc.get("ExtendedProperties")?.as_str()?).ok()?;
-        let details: Value = serde_json::from_str(ext.get("Custom Details")?.as_str()?).ok()?;
-        details.get(key)?.get(0)?.as_str().map(str::to_string)
+        self.custom_detail_values(key).into_iter().next()
     }
 }
 
-/// The rule's state: rows waiting for its run, and the alerts it made.
-#[derive(Debug, Default)]
+/// A row waiting for its rules' run.
+#[derive(Debug)]
+struct Pending {
+    at: Instant,
+    table: String,
+    row: Map<String, Value>,
+}
+
+/// The rule engine's state: rules, rows waiting for their run, and the alerts made.
+#[derive(Default)]
 pub struct RuleState {
-    pending: VecDeque<(Instant, Value)>,
+    /// The stored NRT rules by name.
+    pub rules: BTreeMap<String, NrtRule>,
+    pending: VecDeque<Pending>,
+    /// When the first row arrived: minutes are counted from it.
+    epoch: Option<Instant>,
+    minute: Duration,
+    summary_details: Option<SummaryDetails>,
     /// The correlation engine when the rows arrived: `(groups all, workspace tenant)`; `None`
     /// when the workspace is not onboarded to the Defender portal.
     pub engine: Option<(bool, String)>,
     /// The engine's incidents: source `tenant/incident` → incident id, and the latest one.
-    pub engine_links: std::collections::BTreeMap<String, String>,
+    pub engine_links: BTreeMap<String, String>,
     pub engine_last: Option<String>,
     pub alerts: Vec<SecurityAlertRecord>,
+    /// The simulator's counters (shared with `Sim::stats`).
+    pub stats: Arc<Stats>,
 }
 
-/// Called by Logs Ingestion for accepted rows: the rule sees them after the delay.
+impl RuleState {
+    /// The minute a row that arrived `at` belongs to.
+    fn minute_of(&self, at: Instant) -> u128 {
+        match self.epoch {
+            Some(e) if !self.minute.is_zero() => at.saturating_duration_since(e).as_nanos() / self.minute.as_nanos(),
+            _ => 0,
+        }
+    }
+
+    /// Whether the run after minute `k` has come.
+    fn due(&self, k: u128, now: Instant) -> bool {
+        match self.epoch {
+            Some(e) if !self.minute.is_zero() => {
+                let end = self.minute.as_nanos().saturating_mul(k + 1);
+                now.saturating_duration_since(e).as_nanos() >= end
+            }
+            _ => true,
+        }
+    }
+}
+
+/// Called by Logs Ingestion with the rows it kept of `stream`: rows of a table an enabled rule
+/// reads wait for the next run.
 pub fn on_ingest(sim: &Sim, world: &mut World, stream: &str, rows: &[Value]) {
     let options = sim.options();
-    if stream != STREAM || !options.alert_rule {
+    let table = super::stream_columns::table_of(stream);
+    let state = &mut world.rule;
+    if !options.alert_rule || !state.rules.values().any(|r| r.enabled && r.query.table == table) {
         return;
     }
-    let due = Instant::now() + std::time::Duration::from_millis(options.alert_rule_delay_ms);
-    world.rule.engine = options.correlation_engine.then(|| (options.engine_groups_all, sim.config.tenant_id.clone()));
-    world.rule.pending.extend(rows.iter().map(|r| (due, r.clone())));
+    let now = Instant::now();
+    state.minute = Duration::from_millis(options.alert_rule_delay_ms);
+    state.summary_details = Some(options.summary_details);
+    state.engine = options.correlation_engine.then(|| (options.engine_groups_all, sim.config.tenant_id.clone()));
+    state.epoch.get_or_insert(now);
+    state.pending.extend(rows.iter().filter_map(Value::as_object).map(|r| Pending {
+        at: now,
+        table: table.clone(),
+        row: r.clone(),
+    }));
 }
 
-/// Makes every row ingested so far due now, as if the rule's run had come: tests step the rule
-/// with this instead of waiting out a wall-clock delay.
+/// Runs every pending minute now, as if each run had come: tests step the rules with this
+/// instead of waiting out wall-clock minutes.
 pub fn run_now(world: &mut World) {
-    let now = Instant::now();
-    for (due, _) in world.rule.pending.iter_mut() {
-        *due = (*due).min(now);
-    }
-    run(world);
+    run_due(world, true);
 }
 
-/// Runs the rule over every row that is due (lazily, before anything reads its alerts).
+/// Runs the rules over every minute whose run has come (lazily, before anything reads alerts).
 pub fn run(world: &mut World) {
+    run_due(world, false);
+}
+
+fn run_due(world: &mut World, all: bool) {
     let now = Instant::now();
-    while world.rule.pending.front().is_some_and(|(due, _)| *due <= now) {
-        let Some((_, row)) = world.rule.pending.pop_front() else { break };
-        let t = world.now();
-        let alert = make_alert(&row, t);
+    while let Some(first) = world.rule.pending.front() {
+        let k = world.rule.minute_of(first.at);
+        if !all && !world.rule.due(k, now) {
+            break;
+        }
+        let n = world.rule.pending.iter().take_while(|p| world.rule.minute_of(p.at) == k).count();
+        let batch: Vec<Pending> = world.rule.pending.drain(..n).collect();
+        run_minute(world, &batch);
+    }
+}
+
+/// One run of every enabled rule over the rows of one minute.
+fn run_minute(world: &mut World, batch: &[Pending]) {
+    let t = world.now();
+    let state = &world.rule;
+    let mode = state.summary_details.unwrap_or(SummaryDetails::AllValues);
+    let mut raised = Vec::new();
+    for rule in state.rules.values().filter(|r| r.enabled) {
+        let rows = batch.iter().filter(|p| p.table == rule.query.table).map(|p| &p.row);
+        let results = rule.query.eval(rows);
+        state.stats.bump("rule.runs");
+        if results.is_empty() {
+            continue;
+        }
+        let refs: Vec<&Map<String, Value>> = results.iter().collect();
+        if !rule.alert_per_result {
+            // One alert per run over every result (not a summary in the per-result sense).
+            raised.push((build(rule, &refs, true, mode, t), false));
+            continue;
+        }
+        let singles = refs.len().min(MAX_SINGLE_ALERTS);
+        raised.extend(refs[..singles].iter().map(|r| (build(rule, &[*r], false, mode, t), false)));
+        if refs.len() > MAX_SINGLE_ALERTS {
+            raised.push((build(rule, &refs, true, mode, t), true));
+        }
+    }
+    for (b, summary) in raised {
+        let stats = world.rule.stats.clone();
+        stats.bump("rule.alerts");
+        if summary {
+            stats.bump("rule.summary_alerts");
+        }
+        for _ in 0..b.dropped_entities {
+            stats.bump("rule.entities_dropped");
+        }
         if let Some((group_all, tenant)) = world.rule.engine.clone() {
-            super::engine::correlate(world, &alert, group_all, &tenant);
+            super::engine::correlate(world, &b.alert, group_all, &tenant);
         }
-        world.rule.alerts.push(alert);
-    }
-}
-
-fn col<'a>(row: &'a Value, c: &str) -> Option<&'a str> {
-    row.get(c).and_then(Value::as_str).filter(|s| !s.is_empty())
-}
-
-fn make_alert(row: &Value, t: OffsetDateTime) -> SecurityAlertRecord {
-    let id = Uuid::new_v4().to_string();
-    let mut entities = Vec::new();
-    for (kind, ids) in ENTITY_MAPPINGS {
-        let props: Map<String, Value> = ids
-            .iter()
-            .filter_map(|(c, ident)| col(row, c).map(|v| ((*ident).to_string(), Value::String(v.to_string()))))
-            .collect();
-        if !props.is_empty() {
-            entities.push(json!({"kind": kind, "properties": props}));
-        }
-    }
-    let details: Map<String, Value> =
-        CUSTOM_DETAILS.iter().filter_map(|(k, c)| col(row, c).map(|v| ((*k).to_string(), json!([v])))).collect();
-    let ext = json!({"Custom Details": Value::Object(details).to_string(), "Analytic Rule Name": "xdrsync: Defender XDR alerts"});
-    // Severity and tactics from their columns; a value the rule cannot use falls back to the rule's.
-    let severity = col(row, "AlertSeverity")
-        .filter(|s| ["High", "Medium", "Low", "Informational"].contains(s))
-        .unwrap_or("Medium");
-    let sentinel_entities: Vec<Value> = entities
-        .iter()
-        .enumerate()
-        .map(|(i, e)| {
-            let mut m = e["properties"].as_object().cloned().unwrap_or_default();
-            m.insert("$id".into(), json!((i + 1).to_string()));
-            m.insert("Type".into(), json!(e["kind"].as_str().unwrap_or("").to_ascii_lowercase()));
-            Value::Object(m)
-        })
-        .collect();
-    let doc = json!({
-        "SystemAlertId": id, "TimeGenerated": super::timefmt::format(t),
-        "AlertName": col(row, "AlertName").unwrap_or("xdrsync: Defender XDR alerts"),
-        "DisplayName": col(row, "AlertName").unwrap_or("xdrsync: Defender XDR alerts"),
-        "Description": col(row, "Description").unwrap_or(""),
-        "AlertSeverity": severity, "Tactics": col(row, "Tactics").unwrap_or(""),
-        "Techniques": col(row, "Techniques").unwrap_or(""),
-        "ProviderName": "ASI Scheduled Alerts", "ProductName": "Azure Sentinel", "Status": "New",
-        "AlertLink": col(row, "AlertLink").unwrap_or(""),
-        "Entities": Value::Array(sentinel_entities).to_string(), "ExtendedProperties": ext.to_string(),
-    });
-    SecurityAlertRecord {
-        system_alert_id: id,
-        time_generated: t,
-        ingested: t,
-        doc: doc.as_object().cloned().unwrap_or_default(),
-        entities,
+        world.rule.alerts.push(b.alert);
     }
 }
 
@@ -295,3 +325,7 @@ pub fn list_entities(sim: &Sim, w: &World, name: &Uuid, base: &str) -> Response 
     }
     Json(json!({"entities": entities, "metaData": meta})).into_response()
 }
+
+#[cfg(test)]
+#[path = "alert_rule_tests.rs"]
+mod tests;

@@ -10,8 +10,11 @@
 //! (`Enabled`/`Disabled`). Kind `NRT` (2025-07-01-preview) requires `displayName`, `enabled`,
 //! `severity`, `query`, `suppressionEnabled` and `suppressionDuration`. Sentinel runs a query rule's
 //! query when it is saved: a rule over a table that does not exist yet is refused with a 400 "Failed
-//! to run the analytics rule query. One of the tables does not exist." (as reported in the field),
-//! simulated for the tables in [`WorkspaceRules::missing_tables`]. Azure RBAC: reading needs a
+//! to run the analytics rule query. One of the tables does not exist." (as reported in the field):
+//! a table exists once a declared DCR stream lands in it, except the ones in
+//! [`WorkspaceRules::missing_tables`]. An NRT rule is compiled and checked as
+//! [`super::nrt_rule`] says (KQL subset, custom details, entity mappings) and the rule engine
+//! runs it from then on (`alert_rule.rs`). Azure RBAC: reading needs a
 //! Sentinel role; writing rules needs Microsoft Sentinel Contributor (Learn: Responder manages
 //! incidents, not analytics rules).
 //!
@@ -28,6 +31,7 @@ use axum::Json;
 use serde_json::{json, Map, Value};
 
 use super::faults::arm_error;
+use super::nrt_rule::{NrtRule, Refusal};
 use super::permissions::{arm_authorization_failed, object_id_of, ArmAccess, SENTINEL_CONTRIBUTOR};
 use super::world::World;
 use super::Sim;
@@ -62,6 +66,20 @@ pub struct WorkspaceRules {
 }
 
 impl WorkspaceRules {
+    /// The `(column, type)` pairs of `table` when the workspace has it: a table exists once a
+    /// declared DCR stream lands in it (the deployment creates both) and it is not one of
+    /// [`Self::missing_tables`].
+    pub fn table_schema(&self, config: &super::SimConfig, table: &str) -> Option<Vec<(String, String)>> {
+        if self.missing_tables.contains(table) {
+            return None;
+        }
+        config
+            .streams
+            .iter()
+            .find(|s| super::stream_columns::table_of(s) == table)
+            .and_then(|s| super::stream_columns::declared(s))
+    }
+
     /// A workspace that used Microsoft's connectors before xdrsync (see the module note).
     pub fn microsoft_defaults(tenant_id: &str) -> Self {
         let mut w = Self::default();
@@ -230,14 +248,10 @@ pub fn handle(sim: &Sim, caller: &super::entra::Caller, path: &str, method: &Met
                 Ok(p) => p,
                 Err(e) => return Some(arm_error(StatusCode::BAD_REQUEST, "BadRequest", e)),
             };
-            if let Some(table) = query_table(&put).filter(|t| rules.missing_tables.contains(*t)) {
-                sim.stats.bump("arm.alert_rules.table_missing");
-                return Some(arm_error(
-                    StatusCode::BAD_REQUEST,
-                    "BadRequest",
-                    format!("Failed to run the analytics rule query. One of the tables does not exist. ({table})"),
-                ));
-            }
+            let compiled = match compile_nrt(sim, &rules, &id, &put) {
+                Ok(c) => c,
+                Err(r) => return Some(r),
+            };
             let existing = rules.alert_rules.get(&id).cloned();
             if let (Some(sent), Some(cur)) = (&put.etag, &existing) {
                 if sent != &cur.etag {
@@ -256,7 +270,15 @@ pub fn handle(sim: &Sim, caller: &super::entra::Caller, path: &str, method: &Met
             properties.insert("lastModifiedUtc".into(), Value::String(super::timefmt::format(now)));
             let stored = Resource { kind: put.kind, etag: World::new_etag(), properties };
             let answer = to_json(&base, "alertRules", &id, &stored);
-            rules.alert_rules.insert(id, stored);
+            rules.alert_rules.insert(id.clone(), stored);
+            drop(rules);
+            // The rule engine runs what ARM stores (a rule of another kind replacing an NRT
+            // rule of that name stops it).
+            let mut world = sim.world();
+            match compiled {
+                Some(rule) => world.rule.rules.insert(id, rule),
+                None => world.rule.rules.remove(&id),
+            };
             let status = if existing.is_some() { StatusCode::OK } else { StatusCode::CREATED };
             (status, Json(answer)).into_response()
         }
@@ -302,6 +324,33 @@ fn parse_rule(body: &[u8]) -> Result<PutRule, String> {
         }
     }
     Ok(PutRule { kind, etag: v.get("etag").and_then(Value::as_str).map(str::to_string), properties })
+}
+
+fn table_missing(sim: &Sim, table: &str) -> Response {
+    sim.stats.bump("arm.alert_rules.table_missing");
+    arm_error(
+        StatusCode::BAD_REQUEST,
+        "BadRequest",
+        format!("Failed to run the analytics rule query. One of the tables does not exist. ({table})"),
+    )
+}
+
+/// The runnable rule of an NRT PUT (`None` for other kinds), or the 400 Sentinel answers.
+fn compile_nrt(sim: &Sim, rules: &WorkspaceRules, id: &str, put: &PutRule) -> Result<Option<NrtRule>, Response> {
+    if put.kind != "NRT" {
+        return match query_table(put).filter(|t| rules.missing_tables.contains(*t)) {
+            Some(table) => Err(table_missing(sim, table)),
+            None => Ok(None),
+        };
+    }
+    match super::nrt_rule::compile(id, &put.properties, &|t| rules.table_schema(&sim.config, t)) {
+        Ok(rule) => Ok(Some(rule)),
+        Err(Refusal::TableMissing(table)) => Err(table_missing(sim, &table)),
+        Err(Refusal::Invalid(e)) => {
+            sim.stats.bump("arm.alert_rules.refused");
+            Err(arm_error(StatusCode::BAD_REQUEST, "BadRequest", format!("The analytics rule is not valid: {e}")))
+        }
+    }
 }
 
 /// The table a query rule's query starts from (its first word), for the table check.
@@ -388,7 +437,7 @@ mod tests {
         sim.permissions.lock().unwrap().workspace_roles.insert(SENTINEL_CONTRIBUTOR.into());
         let path = format!("{}/alertRules/nrt-1", sim.sentinel_base());
         let rule = json!({"kind": "NRT", "properties": {
-            "displayName": "x", "enabled": true, "severity": "Medium", "query": "XdrsyncAlerts_CL | where true",
+            "displayName": "x", "enabled": true, "severity": "Medium", "query": "XdrsyncAlerts_CL | where AlertSeverity == 'High'",
             "suppressionEnabled": false, "suppressionDuration": "PT5H"}});
         let put =
             |v: &Value| handle(&sim, &caller(&sim), &path, &Method::PUT, &serde_json::to_vec(v).unwrap()).unwrap();
@@ -411,6 +460,35 @@ mod tests {
         assert_eq!(written["kind"], "NRT");
         let (status, read) = body(handle(&sim, &caller(&sim), &path, &Method::GET, b"").unwrap()).await;
         assert_eq!(status, StatusCode::OK);
-        assert_eq!(read["properties"]["query"], "XdrsyncAlerts_CL | where true");
+        assert_eq!(read["properties"]["query"], "XdrsyncAlerts_CL | where AlertSeverity == 'High'");
+        assert!(sim.world().rule.rules.contains_key("nrt-1"), "the rule engine runs what ARM stored");
+    }
+
+    #[tokio::test]
+    async fn an_nrt_rule_outside_the_simulated_kql_or_on_a_column_not_returned_is_refused_and_not_run() {
+        let sim = Sim::new(SimConfig::demo());
+        sim.permissions.lock().unwrap().workspace_roles.insert(SENTINEL_CONTRIBUTOR.into());
+        let path = format!("{}/alertRules/nrt-2", sim.sentinel_base());
+        let rule = |query: &str| {
+            json!({"kind": "NRT", "properties": {
+                "displayName": "x", "enabled": true, "severity": "Medium", "query": query,
+                "suppressionEnabled": false, "suppressionDuration": "PT5H",
+                "customDetails": {"DefenderAlertId": "SystemAlertId"}}})
+        };
+        let put =
+            |v: &Value| handle(&sim, &caller(&sim), &path, &Method::PUT, &serde_json::to_vec(v).unwrap()).unwrap();
+        for (query, named) in [
+            ("XdrsyncAlerts_CL | extend Y = 1", "`extend`"),
+            ("XdrsyncAlerts_CL | project DefenderIncidentId", "'SystemAlertId'"),
+        ] {
+            let (status, err) = body(put(&rule(query))).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{query}");
+            assert!(err["error"]["message"].as_str().unwrap().contains(named), "{query}: {err}");
+        }
+        assert!(!sim.rules.lock().unwrap().alert_rules.contains_key("nrt-2"), "nothing stored");
+        assert!(!sim.world().rule.rules.contains_key("nrt-2"), "nothing runs");
+        let (status, _) = body(put(&rule("XdrsyncAlerts_CL | project SystemAlertId"))).await;
+        assert_eq!(status, StatusCode::CREATED);
+        assert!(sim.world().rule.rules.contains_key("nrt-2"));
     }
 }

@@ -59,6 +59,11 @@ pub fn stream_columns(stream: &str) -> Option<Vec<String>> {
     json()["streams"].get(stream).map(|s| columns_of(&s["columns"]).into_iter().map(|(c, _)| c).collect())
 }
 
+/// The declared streams of the hunting DCR and their `(column, type)` pairs.
+pub fn stream_columns_typed(stream: &str) -> Option<Vec<(String, String)>> {
+    json()["streams"].get(stream).map(|s| columns_of(&s["columns"]))
+}
+
 /// Every declared hunting stream.
 pub fn streams() -> Vec<String> {
     json()["streams"].as_object().map(|o| o.keys().cloned().collect()).unwrap_or_default()

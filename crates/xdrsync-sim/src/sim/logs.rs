@@ -2,6 +2,8 @@
 //! like the service: api-version required, known DCR and declared stream, JSON array of
 //! objects, optional gzip, more than 1 MB compressed *or* uncompressed is a 413, more than 2 GB or
 //! 12,000 calls a minute per DCR a 429 with `Retry-After` (`SimOptions`), 204 on success.
+//! Columns a stream does not declare are dropped silently, as the service does (declarations
+//! from the committed infra files, `stream_columns.rs`); the rows kept reach the rule engine.
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -134,21 +136,26 @@ async fn ingest(
             format!("Row {i} uses the reserved column name '{col}'"),
         );
     }
-    // A hunting stream's declared columns (the DCR drops any other column without a word:
-    // counted here so tests can prove no column is lost).
-    if let Some(declared) = super::hunting_schema::stream_columns(&stream) {
-        for r in &rows {
-            let undeclared = r.as_object().map_or(0, |o| o.keys().filter(|k| !declared.contains(k)).count());
-            for _ in 0..undeclared {
-                sim.stats.bump("logs.undeclared_columns");
-            }
-        }
-    }
+    let rows = keep_declared(&sim, &stream, rows);
     sim.stats.bump("logs.rows");
     let mut world = sim.world();
     super::alert_rule::on_ingest(&sim, &mut world, &stream, &rows);
     world.logs.entry(stream).or_default().extend(rows);
     empty(StatusCode::NO_CONTENT)
+}
+
+/// The rows with only the columns `stream` declares: the service drops any other column without
+/// a word (counted here as `logs.undeclared_columns`, so tests can prove no column is lost).
+fn keep_declared(sim: &Sim, stream: &str, mut rows: Vec<Value>) -> Vec<Value> {
+    let Some(declared) = super::stream_columns::declared(stream) else { return rows };
+    for r in rows.iter_mut().filter_map(Value::as_object_mut) {
+        let before = r.len();
+        r.retain(|k, _| declared.iter().any(|(c, _)| c == k));
+        for _ in r.len()..before {
+            sim.stats.bump("logs.undeclared_columns");
+        }
+    }
+    rows
 }
 
 /// Counts one call of `bytes` against the DCR's sliding minute; `Some(seconds to wait)` when it
@@ -169,4 +176,26 @@ fn over_dcr_limits(sim: &Sim, dcr: &str, bytes: u64) -> Option<u64> {
     }
     window.push_back((now, bytes));
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::super::stream_columns::{declared, triggers_declared, ALERTS_STREAM, TRIGGERS_STREAM};
+    use super::super::SimConfig;
+    use super::*;
+
+    #[test]
+    fn columns_a_stream_does_not_declare_are_dropped_and_counted() {
+        let sim = Sim::new(SimConfig::demo());
+        let rows =
+            vec![json!({"TimeGenerated": "2026-01-01T00:00:00Z", "SystemAlertId": "a", "Bogus": 1, "Other": "x"})];
+        let kept = keep_declared(&sim, ALERTS_STREAM, rows);
+        assert_eq!(kept, vec![json!({"TimeGenerated": "2026-01-01T00:00:00Z", "SystemAlertId": "a"})]);
+        assert_eq!(sim.stats.snapshot()["logs.undeclared_columns"], 2);
+        // The trigger stream is declared exactly when the repository declares its columns.
+        assert_eq!(sim.config.streams.iter().any(|s| s == TRIGGERS_STREAM), triggers_declared());
+        assert_eq!(declared(TRIGGERS_STREAM).is_some(), triggers_declared());
+    }
 }

@@ -33,8 +33,12 @@ pub mod hunting_seed;
 mod log_query;
 mod logs;
 pub mod model;
+pub mod nrt_rule;
 pub mod permissions;
+mod rule_alert;
+pub mod rule_kql;
 pub mod seed;
+pub mod stream_columns;
 pub mod tenants;
 pub mod timefmt;
 mod world;
@@ -83,6 +87,16 @@ pub enum CommentOrder {
     NewestFirst,
 }
 
+/// What a summary alert's custom details hold (Learn is silent; the product must work with both).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum SummaryDetails {
+    /// Each custom detail is the array of every result's value.
+    AllValues,
+    /// The first result's values only: the summary looks like that result's single alert.
+    FirstRow,
+}
+
 /// Behaviours the documentation leaves open; tests pick the one they need (`SimConfig::options`
 /// at start, `GET`/`PATCH /_sim/options` at run time).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -103,11 +117,17 @@ pub struct SimOptions {
     /// 429 with `Retry-After` (Microsoft publishes ~150/min per app per tenant for `/security`
     /// alert operations; none for incidents).
     pub graph_calls_per_minute: Option<u32>,
-    /// Whether the analytics rule of `infra/alert-rule.bicep` runs (default true).
+    /// Whether the workspace's NRT rules run (default true).
     pub alert_rule: bool,
-    /// How long after ingestion a row's SecurityAlert exists (the rule's run and the alert's
-    /// ingestion; minutes in Azure, default 0 here).
+    /// The rules' "minute": they run once per this over the rows ingested in the preceding one
+    /// (default 0: every read of alerts is a run over what arrived since the previous one).
     pub alert_rule_delay_ms: u64,
+    /// Rules the simulator starts with, expanded from the committed template
+    /// `infra/alert-rule.json` (default 10; 0 = none): for tests and the demo that do not run
+    /// `xdrsync connect`. Read when the simulator starts.
+    pub alert_rules: usize,
+    /// What a summary alert's custom details hold (default all values).
+    pub summary_details: SummaryDetails,
     /// The workspace is onboarded to the Defender portal: Defender's correlation engine turns
     /// the rule's alerts into Defender incidents of this (the workspace's) tenant (default false).
     pub correlation_engine: bool,
@@ -134,6 +154,8 @@ impl Default for SimOptions {
             graph_calls_per_minute: None,
             alert_rule: true,
             alert_rule_delay_ms: 0,
+            alert_rules: 10,
+            summary_details: SummaryDetails::AllValues,
             correlation_engine: false,
             engine_groups_all: false,
             logs_bytes_per_minute: 2_000_000_000,
@@ -186,9 +208,10 @@ impl SimConfig {
                 name: "soc-workspace".into(),
             },
             dcr_immutable_id: "dcr-00000000000000000000000000000001".into(),
-            // The alert stream, and one `Custom-<Table>` stream per advanced-hunting table.
-            streams: ["Custom-XdrsyncAlerts".to_string(), "Custom-XdrsyncAlertTriggers".to_string()]
-                .into_iter()
+            // The alert streams (the trigger stream once the repository declares it), and one
+            // `Custom-<Table>` stream per advanced-hunting table.
+            streams: std::iter::once(stream_columns::ALERTS_STREAM.to_string())
+                .chain(stream_columns::triggers_declared().then(|| stream_columns::TRIGGERS_STREAM.to_string()))
                 .chain(hunting_schema::streams())
                 .collect(),
             token_lifetime_secs: 3599,
@@ -247,7 +270,8 @@ pub struct Sim {
     pub config: SimConfig,
     pub world: std::sync::Mutex<World>,
     pub faults: faults::Faults,
-    pub stats: faults::Stats,
+    /// Counters (shared with the rule engine in the world).
+    pub stats: Arc<faults::Stats>,
     /// When each Graph call of the last minute was answered (the budget's window).
     pub graph_window: std::sync::Mutex<std::collections::VecDeque<std::time::Instant>>,
     /// Logs Ingestion calls of the last minute per DCR (immutable id): when and how many bytes.
@@ -266,16 +290,21 @@ pub struct Sim {
 
 impl Sim {
     pub fn new(config: SimConfig) -> Arc<Self> {
+        let stats = Arc::new(faults::Stats::default());
+        let rules = arm_rules::WorkspaceRules::microsoft_defaults(&config.tenant_id);
+        let mut world = World::new(&config);
+        world.rule.stats = stats.clone();
+        seed_rules(&config, &rules, &mut world, &stats);
         Arc::new(Self {
-            world: std::sync::Mutex::new(World::new(&config)),
+            world: std::sync::Mutex::new(world),
             options: std::sync::Mutex::new(config.options.clone()),
             graph_window: Default::default(),
             logs_window: Default::default(),
             permissions: std::sync::Mutex::new(config.permissions.clone()),
-            rules: std::sync::Mutex::new(arm_rules::WorkspaceRules::microsoft_defaults(&config.tenant_id)),
+            rules: std::sync::Mutex::new(rules),
             config,
             faults: Default::default(),
-            stats: Default::default(),
+            stats,
             automation: Default::default(),
             http: reqwest::Client::new(),
             hunting: Default::default(),
@@ -299,6 +328,21 @@ impl Sim {
     /// The `…/providers/Microsoft.SecurityInsights` base of incident ids.
     pub fn sentinel_base(&self) -> String {
         format!("{}/providers/Microsoft.SecurityInsights", self.config.workspace.resource_id())
+    }
+}
+
+/// The seeding helper: `options.alert_rules` rules of the committed template, put straight into
+/// the rule engine as a deployment would (ARM lists only rules PUT through it, so `xdrsync
+/// connect` still finds its rules missing and creates them under the same names). A template
+/// the engine refuses (its table not declared yet) seeds nothing and is counted as
+/// `rule.seed_refused`.
+fn seed_rules(config: &SimConfig, rules: &arm_rules::WorkspaceRules, world: &mut World, stats: &faults::Stats) {
+    match nrt_rule::seed(config.options.alert_rules, &|t| rules.table_schema(config, t)) {
+        Ok(seeded) => world.rule.rules.extend(seeded.into_iter().map(|r| (r.name.clone(), r))),
+        Err(e) => {
+            stats.bump("rule.seed_refused");
+            tracing::warn!(error.message = %e, "the simulator starts without the template's rules");
+        }
     }
 }
 

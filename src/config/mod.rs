@@ -14,22 +14,17 @@ use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
 use crate::domain::merge::ConflictPolicy;
-use crate::storage_conn::StorageConnection;
+pub mod audit;
+pub mod endpoint;
+pub mod hunting;
+pub mod storage_conn;
+
+use endpoint::err;
+pub use endpoint::{is_loopback, parse_endpoint, refuse_credentials, ConfigError};
+use storage_conn::StorageConnection;
 
 pub const QUEUE_NAME: &str = "xdrsync-incidents";
 const DEFAULT_SCHEDULE: &str = "*/30 * * * * *";
-
-/// A configuration problem, phrased for the person deploying.
-#[derive(Debug, thiserror::Error)]
-#[error("{var}: {problem}")]
-pub struct ConfigError {
-    pub var: &'static str,
-    pub problem: String,
-}
-
-fn err(var: &'static str, problem: impl Into<String>) -> ConfigError {
-    ConfigError { var, problem: problem.into() }
-}
 
 /// Sovereign cloud presets for the Entra, Graph, ARM and Monitor defaults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -226,7 +221,7 @@ pub struct Config {
     /// workspace tenant's own Defender incidents, docs/unified-portal.md “Mode 2”).
     pub target: xdrsync_core::domain::portal::SyncTarget,
     /// `XDRSYNC_HUNTING_*`: the advanced-hunting export.
-    pub hunting: crate::hunting_config::HuntingSettings,
+    pub hunting: hunting::HuntingSettings,
 }
 
 impl fmt::Debug for Config {
@@ -312,40 +307,6 @@ impl Vars<'_> {
     fn endpoint(&self, var: &'static str, default: &str) -> Result<Url, ConfigError> {
         let raw = self.get(var).unwrap_or(default);
         parse_endpoint(var, raw)
-    }
-}
-
-/// Refuses a URL that carries a user name or password: xdrsync sends its own credentials, and
-/// the client would otherwise add them as a Basic header beside ours. The error shows the URL
-/// without them, so the password is not printed.
-pub fn refuse_credentials(url: &Url) -> Result<(), String> {
-    if url.username().is_empty() && url.password().is_none() {
-        return Ok(());
-    }
-    let mut shown = url.clone();
-    let _ = shown.set_username("");
-    let _ = shown.set_password(None);
-    Err(format!("'{shown}' must not carry a user name or password (user:password@ in the URL); remove them"))
-}
-
-/// Parses an endpoint URL and enforces https (loopback excepted) and no credentials in it.
-pub fn parse_endpoint(var: &'static str, raw: &str) -> Result<Url, ConfigError> {
-    let url = Url::parse(raw).map_err(|e| err(var, format!("'{raw}' is not a URL ({e})")))?;
-    refuse_credentials(&url).map_err(|p| err(var, p))?;
-    match url.scheme() {
-        "https" => Ok(url),
-        "http" if is_loopback(&url) => Ok(url),
-        "http" => Err(err(var, format!("'{raw}' must use https (plain http is allowed only for 127.0.0.1/localhost)"))),
-        other => Err(err(var, format!("'{raw}' has scheme '{other}'; use https"))),
-    }
-}
-
-pub fn is_loopback(url: &Url) -> bool {
-    match url.host() {
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        None => false,
     }
 }
 
@@ -479,7 +440,7 @@ impl Config {
         };
 
         let poll_schedule = v.get("XDRSYNC_POLL_SCHEDULE").unwrap_or(DEFAULT_SCHEDULE).to_string();
-        crate::schedule::Schedule::parse(&poll_schedule).map_err(|p| err("XDRSYNC_POLL_SCHEDULE", p))?;
+        crate::domain::schedule::Schedule::parse(&poll_schedule).map_err(|p| err("XDRSYNC_POLL_SCHEDULE", p))?;
 
         let table_prefix = v.get("XDRSYNC_TABLE_PREFIX").unwrap_or("xdrsync").to_string();
         let prefix_ok = table_prefix.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
@@ -596,7 +557,7 @@ impl Config {
                 Some(t) => xdrsync_core::domain::portal::SyncTarget::parse(t)
                     .ok_or_else(|| err("XDRSYNC_TARGET", format!("'{t}' is not one of sentinel, defender-portal")))?,
             },
-            hunting: crate::hunting_config::HuntingSettings::from_vars(map)?,
+            hunting: hunting::HuntingSettings::from_vars(map)?,
         })
     }
 

@@ -56,20 +56,20 @@ pub struct Packaged {
 
 /// `(relative path in the app, contents)` of every Functions file.
 pub const APP_FILES: &[(&str, &str)] = &[
-    ("host.json", include_str!("../host.json")),
-    ("IncidentPoller/function.json", include_str!("../functions/IncidentPoller/function.json")),
-    ("IncidentSync/function.json", include_str!("../functions/IncidentSync/function.json")),
-    ("Health/function.json", include_str!("../functions/Health/function.json")),
-    ("SentinelWebhook/function.json", include_str!("../functions/SentinelWebhook/function.json")),
-    ("HuntingExport/function.json", include_str!("../functions/HuntingExport/function.json")),
-    ("HuntingStorageExport/function.json", include_str!("../functions/HuntingStorageExport/function.json")),
+    ("host.json", include_str!("../../host.json")),
+    ("IncidentPoller/function.json", include_str!("../../functions/IncidentPoller/function.json")),
+    ("IncidentSync/function.json", include_str!("../../functions/IncidentSync/function.json")),
+    ("Health/function.json", include_str!("../../functions/Health/function.json")),
+    ("SentinelWebhook/function.json", include_str!("../../functions/SentinelWebhook/function.json")),
+    ("HuntingExport/function.json", include_str!("../../functions/HuntingExport/function.json")),
+    ("HuntingStorageExport/function.json", include_str!("../../functions/HuntingStorageExport/function.json")),
 ];
 
 /// The Event Hub function, shipped only with `package --event-hub`: its trigger needs
 /// `XDRSYNC_HUNTING_EVENTHUB_NAME` and `XDRSYNC_HUNTING_EVENTHUB_CONNECTION`, which an app without
 /// an Event Hub does not have.
 pub const EVENT_HUB_FILE: (&str, &str) =
-    ("HuntingEventHub/function.json", include_str!("../functions/HuntingEventHub/function.json"));
+    ("HuntingEventHub/function.json", include_str!("../../functions/HuntingEventHub/function.json"));
 
 /// Name of the executable `host.json` starts.
 pub const EXECUTABLE: &str = "xdrsync";

@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use crate::config::ConfigError;
+use super::endpoint::ConfigError;
 use crate::domain::hunting::filter;
 use crate::domain::hunting::rows::RowRules;
 use crate::domain::hunting::schema::{TableDef, TABLES, TIMESTAMP};
@@ -70,7 +70,7 @@ fn is_dcr_id(d: &str) -> bool {
 /// `dcr-…` (every table), or `<Table>=dcr-…` entries, comma-separated, with at most one bare
 /// `dcr-…` among them for the tables not named.
 pub fn parse_dcr_routes(raw: &str) -> Result<(Option<String>, BTreeMap<&'static str, String>), ConfigError> {
-    let bad = |problem: String| ConfigError { var: DCR_VAR, problem };
+    let bad = |problem: String| ConfigError { var: DCR_VAR.into(), problem };
     let mut default = None;
     let mut routes = BTreeMap::new();
     for entry in raw.split(',').map(str::trim).filter(|e| !e.is_empty()) {
@@ -120,7 +120,7 @@ impl BlobConnection {
     pub fn parse(raw: &str) -> Result<Self, String> {
         let raw = raw.trim();
         let endpoint = |u: &str| {
-            crate::config::parse_endpoint("XDRSYNC_HUNTING_STORAGE_CONNECTION", u.trim_end_matches('/'))
+            super::endpoint::parse_endpoint("XDRSYNC_HUNTING_STORAGE_CONNECTION", u.trim_end_matches('/'))
                 .map_err(|e| e.problem)
         };
         if raw.starts_with("https://") || raw.starts_with("http://") {
@@ -135,14 +135,14 @@ impl BlobConnection {
                 .map(|(_, v)| v.trim().to_string())
         };
         let dev = field("UseDevelopmentStorage").is_some_and(|v| v.eq_ignore_ascii_case("true"));
-        let account = field("AccountName").or_else(|| dev.then(|| crate::storage_conn::DEV_ACCOUNT.to_string()));
-        let key = field("AccountKey").or_else(|| dev.then(|| crate::storage_conn::DEV_KEY.to_string()));
+        let account = field("AccountName").or_else(|| dev.then(|| super::storage_conn::DEV_ACCOUNT.to_string()));
+        let key = field("AccountKey").or_else(|| dev.then(|| super::storage_conn::DEV_KEY.to_string()));
         let (Some(account), Some(key)) = (account, key) else {
             return Err("needs AccountName and AccountKey (or UseDevelopmentStorage=true), or the blob endpoint URL for identity-based access".into());
         };
         let url = match field("BlobEndpoint") {
             Some(e) => endpoint(&e)?,
-            None if dev => endpoint(&format!("http://127.0.0.1:10000/{}", crate::storage_conn::DEV_ACCOUNT))?,
+            None if dev => endpoint(&format!("http://127.0.0.1:10000/{}", super::storage_conn::DEV_ACCOUNT))?,
             None => {
                 let suffix = field("EndpointSuffix").unwrap_or_else(|| "core.windows.net".into());
                 endpoint(&format!("https://{account}.blob.{suffix}"))?
@@ -150,11 +150,6 @@ impl BlobConnection {
         };
         Ok(Self { account, key: Some(key), endpoint: url })
     }
-}
-
-fn leak(s: String) -> &'static str {
-    // Per-table setting names exist only when set; naming one in a startup error is worth a leak.
-    Box::leak(s.into_boxed_str())
 }
 
 fn get<'a>(map: &'a HashMap<String, String>, var: &str) -> Option<&'a str> {
@@ -165,7 +160,7 @@ fn table_list(map: &HashMap<String, String>, var: &'static str) -> Result<Vec<&'
     let mut out: Vec<&'static TableDef> = Vec::new();
     for name in get(map, var).unwrap_or("").split(',').map(str::trim).filter(|s| !s.is_empty()) {
         let t = TableDef::find(name).ok_or_else(|| ConfigError {
-            var,
+            var: var.into(),
             problem: format!(
                 "'{name}' is not an advanced-hunting table xdrsync exports ({})",
                 TABLES.iter().map(|t| t.name).collect::<Vec<_>>().join(", ")
@@ -185,16 +180,19 @@ fn number<T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy>(
     range: std::ops::RangeInclusive<T>,
 ) -> Result<T, ConfigError> {
     let Some(raw) = get(map, var) else { return Ok(default) };
-    let v: T = raw.parse().map_err(|_| ConfigError { var, problem: format!("'{raw}' is not a number") })?;
+    let v: T = raw.parse().map_err(|_| ConfigError { var: var.into(), problem: format!("'{raw}' is not a number") })?;
     if !range.contains(&v) {
-        return Err(ConfigError { var, problem: format!("{v} is outside {}..={}", range.start(), range.end()) });
+        return Err(ConfigError {
+            var: var.into(),
+            problem: format!("{v} is outside {}..={}", range.start(), range.end()),
+        });
     }
     Ok(v)
 }
 
 fn schedule(map: &HashMap<String, String>, var: &'static str) -> Result<String, ConfigError> {
     let s = get(map, var).unwrap_or(DEFAULT_SCHEDULE).to_string();
-    crate::schedule::Schedule::parse(&s).map_err(|p| ConfigError { var, problem: p })?;
+    crate::domain::schedule::Schedule::parse(&s).map_err(|p| ConfigError { var: var.into(), problem: p })?;
     Ok(s)
 }
 
@@ -214,11 +212,11 @@ fn rules(map: &HashMap<String, String>) -> Result<BTreeMap<&'static str, RowRule
         };
         let Some(raw) = get(map, var) else { continue };
         let table = TableDef::find(&var[prefix.len()..]).ok_or_else(|| ConfigError {
-            var: leak(var.clone()),
+            var: var.clone().into(),
             problem: format!("'{}' is not an advanced-hunting table xdrsync exports", &var[prefix.len()..]),
         })?;
         let rule = out.entry(table.name).or_default();
-        let bad = |problem: String| ConfigError { var: leak(var.clone()), problem };
+        let bad = |problem: String| ConfigError { var: var.clone().into(), problem };
         if is_filter {
             let expr = filter::parse(raw).map_err(|e| bad(format!("not a supported filter: {e}")))?;
             if let Some(e) = &expr {
@@ -250,11 +248,11 @@ impl HuntingSettings {
         let storage_connection = get(map, "XDRSYNC_HUNTING_STORAGE_CONNECTION").map(str::to_string);
         if let Some(raw) = &storage_connection {
             BlobConnection::parse(raw)
-                .map_err(|p| ConfigError { var: "XDRSYNC_HUNTING_STORAGE_CONNECTION", problem: p })?;
+                .map_err(|p| ConfigError { var: "XDRSYNC_HUNTING_STORAGE_CONNECTION".into(), problem: p })?;
         }
         if !storage_tables.is_empty() && storage_connection.is_none() {
             return Err(ConfigError {
-                var: "XDRSYNC_HUNTING_STORAGE_CONNECTION",
+                var: "XDRSYNC_HUNTING_STORAGE_CONNECTION".into(),
                 problem: "is not set: XDRSYNC_HUNTING_STORAGE_TABLES needs the Streaming API's storage account".into(),
             });
         }

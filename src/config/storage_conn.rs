@@ -56,8 +56,8 @@ impl StorageConnection {
                 None => format!("{protocol}://{account}.{sub}.{suffix}"),
             };
             let url = Url::parse(&raw).map_err(|e| format!("{name} '{raw}' is not a URL ({e})"))?;
-            crate::config::refuse_credentials(&url).map_err(|p| format!("{name} {p}"))?;
-            if url.scheme() != "https" && !crate::config::is_loopback(&url) {
+            super::endpoint::refuse_credentials(&url).map_err(|p| format!("{name} {p}"))?;
+            if url.scheme() != "https" && !super::endpoint::is_loopback(&url) {
                 return Err(format!("{name} '{raw}' must use https (http only for a local emulator)"));
             }
             Ok(url)
@@ -81,8 +81,8 @@ impl StorageConnection {
         let endpoint = |given: Option<&str>, sub: &str| -> Result<Url, String> {
             let raw = given.map(str::to_string).unwrap_or_else(|| format!("https://{account}.{sub}.{suffix}"));
             let url = Url::parse(&raw).map_err(|e| format!("'{raw}' is not a URL ({e})"))?;
-            crate::config::refuse_credentials(&url)?;
-            if url.scheme() != "https" && !crate::config::is_loopback(&url) {
+            super::endpoint::refuse_credentials(&url)?;
+            if url.scheme() != "https" && !super::endpoint::is_loopback(&url) {
                 return Err(format!("'{raw}' must use https"));
             }
             Ok(url)

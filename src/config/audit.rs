@@ -70,8 +70,8 @@ pub const KNOWN_SETTINGS: &[&str] = &[
 /// Settings named by prefix: one per advanced-hunting table (`XDRSYNC_HUNTING_FILTER_<TABLE>`).
 /// (`XDRSYNC_HUNTING_EVENTHUB_CONNECTION__…` is the Functions host's identity-based connection.)
 pub const KNOWN_PREFIXES: &[&str] = &[
-    crate::hunting_config::FILTER_PREFIX,
-    crate::hunting_config::COLUMNS_PREFIX,
+    crate::config::hunting::FILTER_PREFIX,
+    crate::config::hunting::COLUMNS_PREFIX,
     "XDRSYNC_HUNTING_EVENTHUB_CONNECTION__",
 ];
 
@@ -132,9 +132,9 @@ pub fn audit(vars: &HashMap<String, String>) -> Vec<Finding> {
             Ok(_) => break,
             Err(ConfigError { var, problem }) => {
                 findings.push(Finding { setting: var.to_string(), error: true, message: problem });
-                match stand_in(var) {
+                match stand_in(&var) {
                     Some(v) => probe.insert(var.to_string(), v.to_string()),
-                    None if probe.contains_key(var) => probe.remove(var),
+                    None if probe.contains_key(var.as_ref()) => probe.remove(var.as_ref()),
                     None => break,
                 };
             }
@@ -174,7 +174,7 @@ pub fn audit(vars: &HashMap<String, String>) -> Vec<Finding> {
     // A schedule that never fires is refused by the settings' one validator (`schedule.rs`);
     // here, the timers the Functions host would disable for want of their setting.
     if let Ok(cfg) = Config::from_vars(&probe) {
-        for gap in crate::host_timers::gaps(&cfg, |k| get(k).is_some(), None) {
+        for gap in crate::functions::host_timers::gaps(&cfg, |k| get(k).is_some(), None) {
             findings.push(Finding { setting: gap.setting.into(), error: false, message: gap.to_string() });
         }
     }
