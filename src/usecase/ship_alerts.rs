@@ -130,7 +130,9 @@ async fn ship_triggers(
     new_here: &[&str],
 ) -> Result<(), UseCaseError> {
     let cfg = &s.config;
-    if !cfg.alerts.attach {
+    // Mirrors in Sentinel need the rules only to relate alerts (`XDRSYNC_ATTACH_ALERTS`); the
+    // Defender portal target has no other way to its incidents.
+    if cfg.target == SyncTarget::Sentinel && !cfg.alerts.attach {
         return Ok(());
     }
     let rows: Vec<&serde_json::Map<String, serde_json::Value>> = alerts.rows.iter().map(|(_, r, _)| r).collect();

@@ -78,7 +78,7 @@ pub struct DemoReport {
     /// Calls attaching alerts made, per incident: Log Analytics queries and relation list/put/delete.
     pub attach_calls_per_incident: f64,
     /// Summary alerts the simulated rules raised (a run over more than 29 rows); their rows are
-    /// sent again by xdrsync (sim stat `alert_rule.summary_alerts`).
+    /// sent again by xdrsync (sim stat `rule.summary_alerts`).
     pub rule_summary_alerts: u64,
     pub latency_ms_p50: Option<i64>,
     pub latency_ms_p95: Option<i64>,
@@ -591,7 +591,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
             .map(|k| stats.get(*k).copied().unwrap_or(0))
             .sum::<u64>() as f64
             / n,
-        rule_summary_alerts: stats.get("alert_rule.summary_alerts").copied().unwrap_or(0),
+        rule_summary_alerts: stats.get("rule.summary_alerts").copied().unwrap_or(0),
         latency_ms_p50: percentile(&latencies, 0.50),
         latency_ms_p95: percentile(&latencies, 0.95),
         latency_ms_max: latencies.last().copied(),
