@@ -1,8 +1,10 @@
-// The near-real-time analytics rule that turns every row of the alerts table into a Microsoft
-// Sentinel alert (name, description, severity, tactics, link and remediation from the row; entities
-// from the flattened entity columns; the Defender ids as custom details), without incidents: xdrsync
-// relates each alert to its mirror (ARCHITECTURE.md: “Native alerts”). Deployed in the workspace's
-// resource group with Log Analytics Reader for xdrsync's identity (the query API finds the alerts).
+// The near-real-time analytics rules that turn every row of the trigger table into a Microsoft
+// Sentinel alert (name, description, severity, tactics and link from the row; entities from the
+// flattened entity columns; the Defender ids and the TriggerId as custom details), without
+// incidents: xdrsync relates each alert to its mirror (docs/native-alerts.md). `ruleCount` rules,
+// rule i reading the rows of shard i (XDRSYNC_ALERT_RULES must say the same number): rows are
+// paced per rule below the NRT run's 29 single alerts. Deployed in the workspace's resource group
+// with Log Analytics Reader for xdrsync's identity (the query API finds the alerts).
 //
 // Documented (azure-rest-api-specs securityinsights, bicep types): kind 'NRT' exists in the preview
 // api-versions only (the stable 2025-09-01 lists Fusion, MicrosoftSecurityIncidentCreation and
@@ -17,8 +19,13 @@
 @description('Name of the Sentinel (Log Analytics) workspace.')
 param workspaceName string
 
-@description('The alerts table (XdrsyncAlerts_CL).')
+@description('The trigger table (XdrsyncAlertTriggers_CL).')
 param tableName string
+
+@description('How many rules (shards), 1 to 40: XDRSYNC_ALERT_RULES. 40 leaves 10 of the workspace\'s 50 NRT rules.')
+@minValue(1)
+@maxValue(40)
+param ruleCount int = 10
 
 @description('Object ids of the principals xdrsync calls Azure as (each gets Log Analytics Reader).')
 param principalIds array
@@ -27,20 +34,23 @@ resource workspace 'Microsoft.OperationalInsights/workspaces@2022-10-01' existin
   name: workspaceName
 }
 
-// The rule's definition (name, kind, query, mappings, details) is alert-rule.json, which
-// `xdrsync connect` reads too: it creates the rule when this deployment could not (the table
-// appeared late) and repairs what xdrsync owns of it (src/ops/connect_rule.rs). Its name is fixed
-// (not a guid() of the workspace id) so both find the same rule.
+// The rules' definition (kind, query, mappings, details; `{table}` and `{shard}` placeholders)
+// is the template alert-rule.json, which `xdrsync connect` reads too: it creates the rules when
+// this deployment could not (the table appeared late) and repairs what xdrsync owns of them
+// (src/ops/connect_rule.rs). Rule i is named shardNames[i], fixed (not a guid() of the workspace
+// id) so both find the same rules.
 var definition = loadJsonContent('alert-rule.json')
 
-resource rule 'Microsoft.SecurityInsights/alertRules@2025-07-01-preview' = {
+resource rules 'Microsoft.SecurityInsights/alertRules@2025-07-01-preview' = [for shard in range(0, ruleCount): {
   scope: workspace
-  name: definition.name
+  name: definition.shardNames[shard]
   kind: 'NRT' // alert-rule.json's kind (a literal: Bicep types the properties by it)
   properties: union(definition.properties, {
-    query: replace(definition.properties.query, '{table}', tableName)
+    displayName: replace(definition.properties.displayName, '{shard}', string(shard))
+    description: replace(definition.properties.description, '{shard}', string(shard))
+    query: replace(replace(definition.properties.query, '{table}', tableName), '{shard}', string(shard))
   })
-}
+}]
 
 var logAnalyticsReaderRoleId = '73c42c96-874c-492b-b04d-ab87d138a893' // Log Analytics Reader
 

@@ -29,6 +29,15 @@ param tableName string
 @description('Columns of the input stream.')
 param columns array
 
+@description('DCR input stream of the native alerts\' trigger rows (same DCR as the alert rows).')
+param triggerStreamName string
+
+@description('The trigger table (created by trigger-table.bicep).')
+param triggerTableName string
+
+@description('Columns of the trigger stream (alert-trigger-columns.json).')
+param triggerColumns array
+
 @description('Object ids of the principals xdrsync calls Azure as.')
 param principalIds array
 
@@ -51,6 +60,7 @@ resource dcr 'Microsoft.Insights/dataCollectionRules@2023-03-11' = {
     dataCollectionEndpointId: dce.id
     streamDeclarations: {
       '${streamName}': { columns: columns }
+      '${triggerStreamName}': { columns: triggerColumns }
     }
     destinations: {
       logAnalytics: [{ workspaceResourceId: workspaceResourceId, name: 'sentinel' }]
@@ -61,6 +71,12 @@ resource dcr 'Microsoft.Insights/dataCollectionRules@2023-03-11' = {
         destinations: ['sentinel']
         transformKql: 'source'
         outputStream: 'Custom-${tableName}'
+      }
+      {
+        streams: [triggerStreamName]
+        destinations: ['sentinel']
+        transformKql: 'source'
+        outputStream: 'Custom-${triggerTableName}'
       }
     ]
   }

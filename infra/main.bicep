@@ -114,6 +114,11 @@ param retryScheduleSeconds string = ''
 @description('XDRSYNC_MIRROR_SENTINEL_INCIDENTS: mirror Defender incidents made only of Sentinel alerts; empty = false.')
 param mirrorSentinelIncidents string = ''
 
+@description('XDRSYNC_ALERT_RULES: native-alerts analytics rules (shards), 1 to 40; each adds 14 alerts/min to the ceiling (docs/native-alerts.md).')
+@minValue(1)
+@maxValue(40)
+param alertRules int = 10
+
 @description('XDRSYNC_DEFENDER_TENANTS: many Defender tenants into this workspace, tenantId[=display name],… (needs the app registration and its secret); empty = the one tenant.')
 param defenderTenants string = ''
 
@@ -156,6 +161,10 @@ var workspaceGroup = workspaceParts[4]
 var workspaceName = workspaceParts[8]
 var streamName = 'Custom-XdrsyncAlerts'
 var tableName = 'XdrsyncAlerts_CL'
+// Native alerts' trigger rows (docs/native-alerts.md): their own table and stream, in the same DCR.
+var triggerStreamName = 'Custom-XdrsyncAlertTriggers'
+var triggerTableName = 'XdrsyncAlertTriggers_CL'
+var triggerColumns = loadJsonContent('alert-trigger-columns.json')
 var appName = '${prefix}-xdrsync'
 var deploymentContainer = 'app-package'
 
@@ -191,10 +200,22 @@ module alertRule 'alert-rule.bicep' = {
   scope: resourceGroup(workspaceSubscription, workspaceGroup)
   params: {
     workspaceName: workspaceName
-    tableName: tableName
+    tableName: triggerTableName
+    ruleCount: alertRules
     principalIds: rolePrincipals
   }
-  dependsOn: [table]
+  dependsOn: [table, triggerTable]
+}
+
+// The trigger table the rules read; created before them (a rule over a missing table is refused).
+module triggerTable 'trigger-table.bicep' = {
+  name: 'xdrsync-trigger-table'
+  scope: resourceGroup(workspaceSubscription, workspaceGroup)
+  params: {
+    workspaceName: workspaceName
+    tableName: triggerTableName
+    columns: triggerColumns
+  }
 }
 
 // The Sentinel workspace, read for its region: the DCE and the DCR must be in it (ingestion.bicep).
@@ -215,7 +236,7 @@ module huntingWorkspace 'hunting-workspace.bicep' = if (!empty(huntingTables)) {
 
 module ingestion 'ingestion.bicep' = {
   name: 'xdrsync-ingestion'
-  dependsOn: [table, huntingWorkspace]
+  dependsOn: [table, triggerTable, huntingWorkspace]
   params: {
     location: workspace.location
     prefix: prefix
@@ -223,6 +244,9 @@ module ingestion 'ingestion.bicep' = {
     streamName: streamName
     tableName: tableName
     columns: alertColumns
+    triggerStreamName: triggerStreamName
+    triggerTableName: triggerTableName
+    triggerColumns: triggerColumns
     principalIds: rolePrincipals
     huntingTables: huntingTables
   }
@@ -383,6 +407,7 @@ var appSettings = {
   XDRSYNC_DCR_IMMUTABLE_ID: ingestion.outputs.dcrImmutableId
   XDRSYNC_DCR_RESOURCE_ID: ingestion.outputs.dcrResourceId // check proves Telemetry/Write on it
   XDRSYNC_ALERTS_STREAM: streamName
+  XDRSYNC_ALERT_TRIGGERS_STREAM: triggerStreamName
   XDRSYNC_POLL_SCHEDULE: pollSchedule
   XDRSYNC_CONFLICT_POLICY: conflictPolicy
   XDRSYNC_TARGET: target
@@ -402,6 +427,7 @@ var appSettings = {
   XDRSYNC_MAX_BATCH_BYTES: maxBatchBytes
   XDRSYNC_TABLE_PREFIX: tablePrefix
   XDRSYNC_ATTACH_ALERTS: 'true' // native alerts on mirrors (alert-rule.bicep)
+  XDRSYNC_ALERT_RULES: string(alertRules) // as many shards as rules deployed
   XDRSYNC_WORKSPACE_ID: alertRule.outputs.workspaceId
   // Advanced-hunting export (README, "Advanced hunting export"). HuntingExport's and
   // HuntingStorageExport's timers read %XDRSYNC_HUNTING_SCHEDULE%: it must exist.

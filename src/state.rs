@@ -38,7 +38,7 @@ pub struct Versioned<T> {
 /// The longest string property Table Storage stores (64 KiB of UTF-16).
 pub const MAX_STRING_UTF16: usize = 32_768;
 
-fn encode<T: Serialize>(key: &RowKey, value: &T, columns: &[(&str, String)]) -> Result<Entity, PortError> {
+pub(crate) fn encode<T: Serialize>(key: &RowKey, value: &T, columns: &[(&str, String)]) -> Result<Entity, PortError> {
     let json = serde_json::to_string(value).map_err(|e| PortError::decode("state", e))?;
     // A Table Storage string property holds at most 64 KiB, i.e. 32,768 UTF-16 code units.
     let units = json.encode_utf16().count();

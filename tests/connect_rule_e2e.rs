@@ -1,8 +1,8 @@
-//! `xdrsync connect` and the analytics rule over `XdrsyncAlerts_CL` (src/ops/connect_rule.rs),
-//! run as an operator runs it (the binary against the simulator and Azurite): a missing rule is
-//! created, a table that does not exist yet is reported (exit 1, nothing written), a drifted rule
-//! is repaired, a rerun writes nothing; a concurrent edit between read and write is a 409 that is
-//! reported, not overwritten.
+//! `xdrsync connect` and the analytics rules over `XdrsyncAlertTriggers_CL`
+//! (src/ops/connect_rule.rs), run as an operator runs it (the binary against the simulator and
+//! Azurite): the `XDRSYNC_ALERT_RULES` missing rules are created, a table that does not exist yet
+//! is reported (exit 1, nothing written), a drifted rule is repaired, a rerun writes nothing; a
+//! concurrent edit between read and write is a 409 that is reported, not overwritten.
 
 mod support;
 
@@ -16,7 +16,9 @@ use xdrsync::ops::connect_rule::{drift, wanted};
 use xdrsync_sim::sim::arm_rules::Resource;
 use xdrsync_sim::sim::{RunningSim, SimConfig};
 
-const TABLE: &str = "XdrsyncAlerts_CL";
+const TABLE: &str = "XdrsyncAlertTriggers_CL";
+/// Rules (shards) these tests deploy.
+const RULES: u16 = 3;
 
 async fn run(vars: &HashMap<String, String>, args: &[&str]) -> (i32, String, String) {
     let vars = vars.clone();
@@ -50,6 +52,7 @@ async fn setup(contributor: bool) -> (RunningSim, xdrsync_sim::azurite::Azurite,
     let az = Azurite::start();
     let mut vars = settings(&sim, Some(&az.connection_string()));
     vars.insert("XDRSYNC_ATTACH_ALERTS".into(), "true".into());
+    vars.insert("XDRSYNC_ALERT_RULES".into(), RULES.to_string());
     if contributor {
         let g = sim_post(&sim, "/_sim/permissions/grant", json!({"role": "Microsoft Sentinel Contributor"})).await;
         assert!(g.status().is_success());
@@ -57,13 +60,13 @@ async fn setup(contributor: bool) -> (RunningSim, xdrsync_sim::azurite::Azurite,
     (sim, az, vars)
 }
 
-fn stored(sim: &RunningSim) -> Option<Resource> {
-    sim.sim.rules.lock().unwrap().alert_rules.get(&wanted(TABLE).name).cloned()
+fn stored(sim: &RunningSim, shard: u16) -> Option<Resource> {
+    sim.sim.rules.lock().unwrap().alert_rules.get(&wanted(TABLE, shard).name).cloned()
 }
 
 fn as_rule(r: &Resource) -> AlertRule {
     AlertRule {
-        name: wanted(TABLE).name,
+        name: String::new(),
         etag: Some(r.etag.clone()),
         kind: r.kind.clone(),
         properties: r.properties.clone(),
@@ -77,33 +80,42 @@ fn puts(sim: &RunningSim) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connect_creates_the_missing_rule_and_a_rerun_writes_nothing() {
     let (sim, _az, vars) = setup(false).await;
-    assert!(stored(&sim).is_none());
+    assert!(stored(&sim, 0).is_none());
 
     // Without Microsoft Sentinel Contributor: said so, exit 1, nothing written.
     let (code, out, err) = run(&vars, &["connect", "--json"]).await;
     assert_eq!(code, 1, "{out}{err}");
     let r = json_of(&out);
-    assert_eq!(r["alertRule"]["action"], "not created", "{r}");
+    assert_eq!(r["alertRule"]["action"], "3 not created", "{r}");
     assert!(r["alertRule"]["detail"].as_str().unwrap().contains("Microsoft Sentinel Contributor"), "{r}");
-    assert!(stored(&sim).is_none());
+    assert!(stored(&sim, 0).is_none());
 
     let g = sim_post(&sim, "/_sim/permissions/grant", json!({"role": "Microsoft Sentinel Contributor"})).await;
     assert!(g.status().is_success());
     let (code, text, err) = run(&vars, &["connect"]).await;
     assert_eq!(code, 0, "{text}{err}");
     let line = text.lines().find(|l| l.contains("analytics rule")).unwrap_or_else(|| panic!("{text}"));
-    assert!(line.contains("ok") && line.contains(TABLE) && line.ends_with("created"), "{line}");
-    let rule = stored(&sim).expect("created");
-    assert_eq!(rule.kind, "NRT");
-    assert_eq!(rule.properties["query"], TABLE);
-    assert_eq!(drift(&as_rule(&rule), &wanted(TABLE)), Vec::<String>::new(), "exactly infra/alert-rule.json");
-    assert_eq!(puts(&sim), 1);
+    assert!(line.contains("ok") && line.contains(TABLE) && line.ends_with("3 created"), "{line}");
+    for shard in 0..RULES {
+        let rule = stored(&sim, shard).expect("created");
+        assert_eq!(rule.kind, "NRT");
+        let q = rule.properties["query"].as_str().unwrap();
+        assert!(q.starts_with(&format!("{TABLE} | where RuleShard == {shard} | project ")), "{q}");
+        assert_eq!(
+            drift(&as_rule(&rule), &wanted(TABLE, shard)),
+            Vec::<String>::new(),
+            "exactly infra/alert-rule.json"
+        );
+    }
+    assert!(stored(&sim, RULES).is_none(), "no more rules than XDRSYNC_ALERT_RULES");
+    assert_eq!(puts(&sim), u64::from(RULES));
+    let etag = stored(&sim, 0).unwrap().etag;
 
     let (code, out, err) = run(&vars, &["connect", "--json"]).await;
     assert_eq!(code, 0, "{out}{err}");
-    assert_eq!(json_of(&out)["alertRule"]["action"], "present");
-    assert_eq!(puts(&sim), 1, "a rerun writes nothing");
-    assert_eq!(stored(&sim).unwrap().etag, rule.etag);
+    assert_eq!(json_of(&out)["alertRule"]["action"], "3 present");
+    assert_eq!(puts(&sim), u64::from(RULES), "a rerun writes nothing");
+    assert_eq!(stored(&sim, 0).unwrap().etag, etag);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -114,26 +126,26 @@ async fn connect_reports_a_table_that_does_not_exist_yet_then_creates_the_rule_o
     let (code, text, err) = run(&vars, &["connect"]).await;
     assert_eq!(code, 1, "{text}{err}");
     let line = text.lines().find(|l| l.contains("analytics rule")).unwrap_or_else(|| panic!("{text}"));
-    assert!(line.contains("FAIL") && line.contains("not created"), "{line}");
+    assert!(line.contains("FAIL") && line.contains("3 not created"), "{line}");
     assert!(
         line.contains(&format!("the table {TABLE} does not exist yet")) && line.contains("run connect again"),
         "{line}"
     );
     assert!(text.contains("not connected"), "{text}");
-    assert!(stored(&sim).is_none(), "nothing stored");
+    assert!(stored(&sim, 0).is_none(), "nothing stored");
 
     // The table appears late: the next connect creates the rule.
     sim.sim.rules.lock().unwrap().missing_tables.clear();
     let (code, out, err) = run(&vars, &["connect", "--json"]).await;
     assert_eq!(code, 0, "{out}{err}");
-    assert_eq!(json_of(&out)["alertRule"]["action"], "created");
-    assert!(stored(&sim).is_some());
+    assert_eq!(json_of(&out)["alertRule"]["action"], "3 created");
+    assert!((0..RULES).all(|shard| stored(&sim, shard).is_some()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connect_repairs_a_drifted_rule_and_keeps_what_others_set() {
     let (sim, _az, vars) = setup(true).await;
-    let want = wanted(TABLE);
+    let want = wanted(TABLE, 1);
     let mut properties = want.properties.clone();
     properties.insert("query".into(), json!(format!("{TABLE} | where AlertSeverity == 'High'")));
     properties["entityMappings"].as_array_mut().unwrap().truncate(3);
@@ -141,30 +153,35 @@ async fn connect_repairs_a_drifted_rule_and_keeps_what_others_set() {
     properties.insert("templateVersion".into(), json!("1.2.3"));
     let before = Resource { kind: "NRT".into(), etag: "\"0000-drifted\"".into(), properties: properties.clone() };
     sim.sim.rules.lock().unwrap().alert_rules.insert(want.name.clone(), before);
+    for shard in [0, 2] {
+        let w = wanted(TABLE, shard);
+        let r = Resource { kind: "NRT".into(), etag: "\"e\"".into(), properties: w.properties.clone() };
+        sim.sim.rules.lock().unwrap().alert_rules.insert(w.name.clone(), r);
+    }
 
     let (code, out, err) = run(&vars, &["connect", "--json"]).await;
     assert_eq!(code, 0, "{out}{err}");
     let r = json_of(&out);
-    assert_eq!(r["alertRule"]["action"], "repaired", "{r}");
+    assert_eq!(r["alertRule"]["action"], "2 present, 1 repaired", "{r}");
     let detail = r["alertRule"]["detail"].as_str().unwrap();
     for field in ["enabled", "entityMappings", "query"] {
         assert!(detail.contains(field), "{detail}");
     }
-    let after = stored(&sim).unwrap();
+    let after = stored(&sim, 1).unwrap();
     assert_eq!(drift(&as_rule(&after), &want), Vec::<String>::new());
     assert_eq!(after.properties["templateVersion"], "1.2.3", "what xdrsync does not own stays");
     assert_eq!(puts(&sim), 1);
 
     let (code, out, _) = run(&vars, &["connect", "--json"]).await;
     assert_eq!(code, 0);
-    assert_eq!(json_of(&out)["alertRule"]["action"], "present");
+    assert_eq!(json_of(&out)["alertRule"]["action"], "3 present");
     assert_eq!(puts(&sim), 1, "a rerun writes nothing");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_concurrent_edit_is_a_409_reported_and_not_overwritten() {
     let (sim, _az, vars) = setup(true).await;
-    let want = wanted(TABLE);
+    let want = wanted(TABLE, 0);
     let mut properties = want.properties.clone();
     properties.insert("enabled".into(), json!(false));
     sim.sim
@@ -182,11 +199,11 @@ async fn a_concurrent_edit_is_a_409_reported_and_not_overwritten() {
         r.etag = "\"e-analyst\"".into();
     }
 
-    let line = xdrsync::ops::connect_rule::apply(&s, TABLE, read).await;
+    let line = xdrsync::ops::connect_rule::apply(&s, TABLE, 0, read).await;
     assert!(!line.ok, "{line:?}");
     assert_eq!(line.action, "not repaired");
     assert!(line.detail.contains("409") && line.detail.contains("nothing overwritten"), "{line:?}");
-    let now = stored(&sim).unwrap();
+    let now = stored(&sim, 0).unwrap();
     assert_eq!(now.properties["description"], "edited by an analyst", "the analyst's edit stays");
     assert_eq!(now.properties["enabled"], false);
 }

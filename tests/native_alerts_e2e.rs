@@ -1,399 +1,426 @@
-//! Native alerts and entities on mirrors, end to end on the simulator (ARCHITECTURE.md: “Native
-//! alerts”): alert rows → the simulated analytics rule → SecurityAlerts → xdrsync relates them
-//! → what an analyst sees through `POST incidents/{id}/alerts` and `/entities`; with many tenants
-//! and a second workspace, one run per workspace.
+//! Native alerts on mirrors, end to end (docs/native-alerts.md): Defender incidents (the
+//! simulator) → sync fills the workspace's trigger outbox → the pacer sends trigger rows → the
+//! analytics rules (a model of the documented rule engine, below) raise SecurityAlerts → attach
+//! relates each to its mirror with one PUT.
+//!
+//! The rule engine here follows the contract between product and simulator and Learn's text: a
+//! rule per shard runs once a minute over the rows ingested in the preceding minute; at most 29
+//! rows give one alert each, more give 29 single alerts and a 30th summary alert; a summary's
+//! custom details are either every row's values or the first row's (Learn is silent: both are
+//! run); ingestion delays vary (jitter), and an ingestion stall delivers what was sent during it
+//! all at once (so a run sees more than 29 rows whatever the pacing). Relations are refused for an unknown alert (404), a name
+//! reused for another alert (409) and a 151st alert (400). Once the simulator's own rule engine
+//! is merged these runs belong on it.
 
 mod support;
 
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
 
-use secrecy::ExposeSecret;
+use async_trait::async_trait;
 use serde_json::{json, Value};
 use support::*;
+use time::{Duration, OffsetDateTime};
+use uuid::Uuid;
 use xdrsync::app;
-use xdrsync::domain::alert_links::relation_name;
+use xdrsync::domain::alert_links::QueryTable;
 use xdrsync::domain::names::sentinel_incident_name;
+use xdrsync::domain::sentinel::{SentinelComment, SentinelIncident, SentinelIncidentBody};
 use xdrsync::domain::work::{ChangeHint, WorkItem};
-use xdrsync::usecase::attach_alerts::{attach, attach_workspaces, AttachReport};
+use xdrsync::error::PortError;
+use xdrsync::ports::{AcceptedRows, Clock, LogQuery, LogsIngestion, SentinelApi, UploadReport};
+use xdrsync::usecase::alert_outbox;
+use xdrsync::usecase::attach_alerts::attach;
 use xdrsync::usecase::sync::reconcile;
 use xdrsync::usecase::Ports;
 use xdrsync_sim::sim::seed::SeedSpec;
-use xdrsync_sim::sim::tenants::RunningTenantSims;
-use xdrsync_sim::sim::{RunningSim, Sim, SimConfig};
+use xdrsync_sim::sim::SimConfig;
 
-fn services(sim: &RunningSim) -> Ports {
-    let mut vars = settings(sim, None);
-    vars.insert("XDRSYNC_ATTACH_ALERTS".into(), "true".into());
-    vars.insert("XDRSYNC_ALERTS_ATTACH_DELAY_MINUTES".into(), "1".into());
-    let mut s = app::build(config(&vars));
-    s.store = Arc::new(xdrsync_sim::fakes::MemoryStore::new());
-    s.queue = Arc::new(xdrsync_sim::fakes::MemoryQueue::new());
-    s
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum SummaryShape {
+    AllValues,
+    FirstRow,
 }
 
-async fn sync(s: &Ports, id: &str) {
-    reconcile(s, &WorkItem::reconcile(&s.config.tenant_id, id, ChangeHint::Reconcile)).await.expect("reconciled");
+struct Alert {
+    system_alert_id: String,
+    ingested: OffsetDateTime,
+    details: Value,
+    summary: bool,
 }
 
-async fn run_attach(s: &Ports) -> AttachReport {
-    attach(s).await.expect("alerts related")
+#[derive(Default)]
+struct State {
+    now: Option<OffsetDateTime>,
+    /// Trigger rows with their ingestion time, not yet seen by a run.
+    rows: Vec<(OffsetDateTime, Value)>,
+    /// The start of the next one-minute window each rule runs over.
+    next_run: Option<OffsetDateTime>,
+    alerts: Vec<Alert>,
+    /// incident name → relation name → SystemAlertId.
+    relations: BTreeMap<Uuid, BTreeMap<Uuid, String>>,
+    summaries: usize,
+    queries: usize,
+    puts: usize,
+    deletes: usize,
+    trigger_rows_sent: usize,
 }
 
-/// `POST …/incidents/{name}/{what}` (alerts or entities), as the portal's tabs read them.
-async fn list(sim: &RunningSim, s: &Ports, id: &str, what: &str) -> Value {
-    let name = sentinel_incident_name(&s.config.tenant_id, id);
-    let token = s.tokens.token(&s.config.arm_scope).await.unwrap();
-    let url = format!("{}/incidents/{name}/{what}?api-version=2025-09-01", s.config.security_insights_base());
-    let r = reqwest::Client::new().post(url).bearer_auth(token.expose_secret()).send().await.unwrap();
-    assert!(r.status().is_success(), "{what}: {}", r.status());
-    let _ = sim;
-    r.json().await.unwrap()
+/// The workspace's rule engine, query API and relations, as documented (module doc).
+struct Workspace {
+    state: Mutex<State>,
+    shape: SummaryShape,
+    /// Ingestion delay of a row: 30 s plus up to this many seconds, by a hash of its TriggerId.
+    jitter_secs: i64,
+    /// Rows sent before this are ingested at this instant, all at once.
+    stall_until: OffsetDateTime,
+    alerts_stream: String,
 }
 
-async fn alert_count(sim: &RunningSim, s: &Ports, id: &str) -> usize {
-    list(sim, s, id, "alerts").await["value"].as_array().map_or(0, Vec::len)
-}
-
-fn set_delay(sim: &RunningSim, ms: u64) {
-    sim.sim.options.lock().unwrap().alert_rule_delay_ms = ms;
-}
-
-#[tokio::test]
-async fn every_mirror_shows_its_alerts_and_their_entities_up_to_150_and_a_rerun_writes_nothing() {
-    let sim = start_sim(SimConfig::demo()).await;
-    let s = services(&sim);
-    let ids = seed(
-        &sim,
-        SeedSpec { count: 3, min_alerts: 2, max_alerts: 5, big_incidents: 1, big_alerts: 160, ..Default::default() },
-    );
-    for id in &ids {
-        sync(&s, id).await;
+impl Workspace {
+    fn new(shape: SummaryShape, jitter_secs: i64, stall: Duration, start: OffsetDateTime) -> Arc<Self> {
+        let state = State { now: Some(start), next_run: Some(start), ..Default::default() };
+        Arc::new(Self {
+            state: Mutex::new(state),
+            shape,
+            jitter_secs,
+            stall_until: start + stall,
+            alerts_stream: "Custom-XdrsyncAlerts".into(),
+        })
     }
-    let report = run_attach(&s).await;
-    let alerts_total: usize = ids.iter().map(|id| sim.sim.world().alerts_of(id).len()).sum();
-    assert_eq!(report.found, alerts_total, "one SecurityAlert per alert row");
-    assert_eq!(report.over_limit, 10, "the big incident's alerts beyond 150");
-    for id in &ids {
-        let expected = sim.sim.world().alerts_of(id).len().min(150);
-        assert_eq!(alert_count(&sim, &s, id).await, expected, "incident {id} shows its alerts");
-        let entities = list(&sim, &s, id, "entities").await;
-        let kinds: Vec<&str> =
-            entities["entities"].as_array().unwrap().iter().filter_map(|e| e["kind"].as_str()).collect();
-        assert!(!kinds.is_empty(), "incident {id} shows entities");
-        // Every host the evidence names is on the Entities tab.
-        let hosts: Vec<String> = sim
-            .sim
-            .world()
-            .alerts_of(id)
+
+    fn advance(&self, by: Duration) {
+        let mut st = self.state.lock().unwrap();
+        let now = st.now.unwrap() + by;
+        st.now = Some(now);
+        // Every rule's runs due by now, one per minute of ingestion.
+        while st.next_run.unwrap() + Duration::minutes(1) <= now {
+            let from = st.next_run.unwrap();
+            let to = from + Duration::minutes(1);
+            let (due, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut st.rows).into_iter().partition(|(t, _)| *t < to);
+            st.rows = rest;
+            let mut by_shard: BTreeMap<i64, Vec<Value>> = BTreeMap::new();
+            for (t, r) in due {
+                assert!(t >= from, "a row ingested before the window it was run in");
+                by_shard.entry(r["RuleShard"].as_i64().unwrap()).or_default().push(r);
+            }
+            for rows in by_shard.into_values() {
+                let details = |r: &Value| {
+                    json!({
+                        "DefenderTenantId": [r["DefenderTenantId"]], "DefenderIncidentId": [r["DefenderIncidentId"]],
+                        "DefenderAlertId": [r["DefenderAlertId"]], "TriggerId": [r["TriggerId"]], "TriggerPart": [r["TriggerPart"]],
+                    })
+                };
+                let mut made: Vec<(Value, bool)> = rows.iter().take(29).map(|r| (details(r), false)).collect();
+                if rows.len() > 29 {
+                    let summary = match self.shape {
+                        SummaryShape::FirstRow => details(&rows[0]),
+                        SummaryShape::AllValues => {
+                            let all = |k: &str| Value::Array(rows.iter().map(|r| r[k].clone()).collect());
+                            json!({
+                                "DefenderTenantId": all("DefenderTenantId"), "DefenderIncidentId": all("DefenderIncidentId"),
+                                "DefenderAlertId": all("DefenderAlertId"), "TriggerId": all("TriggerId"), "TriggerPart": all("TriggerPart"),
+                            })
+                        }
+                    };
+                    made.push((summary, true));
+                    st.summaries += 1;
+                }
+                for (details, summary) in made {
+                    st.alerts.push(Alert {
+                        system_alert_id: Uuid::new_v4().to_string(),
+                        ingested: to + Duration::seconds(20),
+                        details,
+                        summary,
+                    });
+                }
+            }
+            st.next_run = Some(to);
+        }
+    }
+
+    fn related(&self) -> BTreeMap<Uuid, BTreeMap<Uuid, String>> {
+        self.state.lock().unwrap().relations.clone()
+    }
+
+    fn alert(&self, system_alert_id: &str) -> Option<(Value, bool)> {
+        let st = self.state.lock().unwrap();
+        st.alerts.iter().find(|a| a.system_alert_id == system_alert_id).map(|a| (a.details.clone(), a.summary))
+    }
+}
+
+impl Clock for Workspace {
+    fn now(&self) -> OffsetDateTime {
+        self.state.lock().unwrap().now.unwrap()
+    }
+}
+
+#[async_trait]
+impl LogsIngestion for Workspace {
+    async fn upload_reporting(
+        &self,
+        stream: &str,
+        rows: &[Value],
+        on_accepted: &dyn AcceptedRows,
+    ) -> Result<UploadReport, PortError> {
+        if stream != self.alerts_stream {
+            assert_eq!(stream, "Custom-XdrsyncAlertTriggers", "trigger rows go to their own stream");
+            let mut st = self.state.lock().unwrap();
+            let now = st.now.unwrap();
+            for r in rows {
+                let h = u64::from_str_radix(&r["TriggerId"].as_str().unwrap().replace('-', "")[..8], 16).unwrap();
+                let delay = 30 + (h % (self.jitter_secs as u64 + 1)) as i64;
+                st.rows.push(((now + Duration::seconds(delay)).max(self.stall_until), r.clone()));
+                st.trigger_rows_sent += 1;
+            }
+        }
+        on_accepted.accepted(&(0..rows.len()).collect::<Vec<_>>()).await?;
+        Ok(UploadReport { rows_sent: rows.len(), requests: 1, too_large: vec![] })
+    }
+
+    async fn probe(&self, _stream: &str) -> Result<(), PortError> {
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl LogQuery for Workspace {
+    async fn query(&self, query: &str, _timespan: &str) -> Result<QueryTable, PortError> {
+        let after = query
+            .split("ingestion_time() > datetime(")
+            .nth(1)
+            .and_then(|r| r.split(')').next())
+            .and_then(|t| xdrsync::domain::time_fmt::parse(t).ok())
+            .expect("the query names its watermark");
+        assert!(query.starts_with("SecurityAlert\n") && query.contains("\"Custom Details\""), "{query}");
+        let mut st = self.state.lock().unwrap();
+        st.queries += 1;
+        let fmt = xdrsync::domain::time_fmt::format;
+        let rows = st
+            .alerts
             .iter()
-            .take(150)
-            .flat_map(|a| a.evidence.iter())
-            .filter(|e| e["@odata.type"].as_str().is_some_and(|t| t.ends_with("deviceEvidence")))
-            .take(1)
-            .filter_map(|e| e["deviceDnsName"].as_str().map(|d| d.split('.').next().unwrap_or(d).to_string()))
+            .filter(|a| a.ingested > after && a.ingested <= st.now.unwrap())
+            .map(|a| {
+                vec![
+                    json!(a.system_alert_id),
+                    json!(fmt(a.ingested)),
+                    json!(fmt(a.ingested)),
+                    json!(a.details.to_string()),
+                ]
+            })
             .collect();
-        for h in hosts {
-            assert!(
-                entities["entities"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .any(|e| e["kind"] == "Host" && e["properties"]["HostName"] == h.as_str()),
-                "host {h} of incident {id} is on its Entities tab: {entities}"
-            );
+        Ok(QueryTable {
+            columns: ["SystemAlertId", "TimeGenerated", "IngestedAt", "XdrsyncDetails"].map(String::from).to_vec(),
+            rows,
+        })
+    }
+}
+
+fn refused(what: &str) -> PortError {
+    PortError::Rejected { service: "sentinel", code: None, reason: format!("{what}: not used by attach") }
+}
+
+#[async_trait]
+impl SentinelApi for Workspace {
+    async fn get_incident(&self, _: &Uuid) -> Result<Option<SentinelIncident>, PortError> {
+        Err(refused("get incident"))
+    }
+    async fn put_incident(&self, _: &Uuid, _: &SentinelIncidentBody) -> Result<SentinelIncident, PortError> {
+        Err(refused("put incident"))
+    }
+    async fn list_incidents_modified_since(&self, _: OffsetDateTime) -> Result<Vec<SentinelIncident>, PortError> {
+        Err(refused("list incidents"))
+    }
+    async fn list_comments(&self, _: &Uuid) -> Result<Vec<SentinelComment>, PortError> {
+        Err(refused("list comments"))
+    }
+    async fn workspace_role_definitions(&self) -> Result<Vec<String>, PortError> {
+        Err(refused("roles"))
+    }
+    async fn put_comment(&self, _: &Uuid, _: &Uuid, _: &str) -> Result<(), PortError> {
+        Err(refused("put comment"))
+    }
+    async fn put_relation(&self, incident: &Uuid, relation: &Uuid, related: &str) -> Result<(), PortError> {
+        let mut st = self.state.lock().unwrap();
+        st.puts += 1;
+        let id = related.rsplit('/').next().unwrap().to_string();
+        if !st.alerts.iter().any(|a| a.system_alert_id == id) {
+            return Err(PortError::NotFound { service: "sentinel", message: format!("alert {id}") });
+        }
+        let rels = st.relations.entry(*incident).or_default();
+        match rels.get(relation) {
+            Some(other) if *other != id => {
+                Err(PortError::Conflict { service: "sentinel", message: "relation name reused".into() })
+            }
+            Some(_) => Ok(()),
+            None if rels.len() >= 150 => Err(PortError::Rejected {
+                service: "sentinel",
+                code: Some("BadRequest".into()),
+                reason: "an incident holds at most 150 alerts".into(),
+            }),
+            None => {
+                rels.insert(*relation, id);
+                Ok(())
+            }
         }
     }
-    // The relations carry xdrsync's deterministic names.
-    let name = sentinel_incident_name(&s.config.tenant_id, &ids[0]);
-    {
-        let w = sim.sim.world();
-        let rels = &w.sentinel[&name].relations;
-        let sys = rels.values().next().unwrap()["properties"]["relatedResourceName"].as_str().unwrap().to_string();
-        assert!(rels.contains_key(&relation_name(&s.config.tenant_id, &ids[0], &sys).to_string()));
+    async fn delete_relation(&self, incident: &Uuid, relation: &str) -> Result<(), PortError> {
+        let mut st = self.state.lock().unwrap();
+        st.deletes += 1;
+        if let Some(r) = st.relations.get_mut(incident) {
+            r.retain(|k, _| k.to_string() != relation);
+        }
+        Ok(())
     }
-    // A rerun, and one that lost its cursor, write nothing.
-    let created = sim_stat(&sim, "arm.relations.created").await;
-    let lists = sim_stat(&sim, "arm.relations.list").await;
-    let again = run_attach(&s).await;
-    assert_eq!((again.related, again.unrelated), (0, 0), "{again}");
-    assert_eq!(sim_stat(&sim, "arm.relations.list").await, lists, "alerts settled before are not planned again");
-    s.store.delete(xdrsync::ports::Table::Cursors, &s.config.tenant_id, "alerts").await.unwrap();
-    let fresh = run_attach(&s).await;
-    assert_eq!((fresh.related, fresh.unrelated), (0, 0), "{fresh}");
-    assert_eq!(sim_stat(&sim, "arm.relations.created").await, created, "no relation created twice");
-    assert_eq!(sim_stat(&sim, "arm.relations.rewritten").await, 0);
 }
 
-#[tokio::test]
-async fn a_late_alert_is_attached_once_the_rule_has_made_it() {
-    let sim = start_sim(SimConfig::demo()).await;
-    // The rule's run never comes by itself: the test steps it, so nothing races a clock.
-    set_delay(&sim, 24 * 3600 * 1000);
-    let s = services(&sim);
-    let ids = seed(&sim, SeedSpec { count: 1, min_alerts: 2, max_alerts: 2, ..Default::default() });
-    sync(&s, &ids[0]).await;
-    assert_eq!(run_attach(&s).await.found, 0, "the rule has not run yet");
-    xdrsync_sim::sim::alert_rule::run_now(&mut sim.sim.world());
-    assert_eq!(run_attach(&s).await.related, 2);
-    // Defender adds an alert later.
-    let r = sim_post(&sim, &format!("/_sim/defender/incidents/{}/edit", ids[0]), json!({"addAlerts": 1})).await;
-    assert!(r.status().is_success());
-    sync(&s, &ids[0]).await;
-    assert_eq!(run_attach(&s).await.related, 0, "not made yet");
-    xdrsync_sim::sim::alert_rule::run_now(&mut sim.sim.world());
-    let report = run_attach(&s).await;
-    assert_eq!(report.related, 1, "{report}");
-    assert_eq!(alert_count(&sim, &s, &ids[0]).await, 3);
+/// What a burst left: the workspace, attach's services, the incident ids, the trigger rows sync
+/// queued, and the attach runs it took.
+struct Burst {
+    ws: Arc<Workspace>,
+    s: Ports,
+    ids: Vec<String>,
+    queued: usize,
+    runs: usize,
 }
 
-#[tokio::test]
-async fn a_merge_moves_the_losers_alerts_to_the_survivor() {
-    let sim = start_sim(SimConfig::demo()).await;
-    let s = services(&sim);
-    let ids = seed(&sim, SeedSpec { count: 2, min_alerts: 2, max_alerts: 3, ..Default::default() });
-    for id in &ids {
-        sync(&s, id).await;
-    }
-    run_attach(&s).await;
-    let (loser, survivor) = (&ids[0], &ids[1]);
-    let loser_alerts = sim.sim.world().alerts_of(loser).len();
-    let survivor_alerts = sim.sim.world().alerts_of(survivor).len();
-    assert_eq!(alert_count(&sim, &s, loser).await, loser_alerts);
-    let r = sim_post(&sim, "/_sim/defender/merge", json!({"source": loser, "target": survivor})).await;
-    assert!(r.status().is_success());
-    sync(&s, loser).await;
-    sync(&s, survivor).await;
-    // Removing a relation needs Microsoft Sentinel Contributor (Responder may not delete).
-    sim.sim.permissions.lock().unwrap().workspace_roles.insert("Microsoft Sentinel Contributor".into());
-    let report = run_attach(&s).await;
-    assert_eq!(report.unrelated, loser_alerts, "{report}");
-    assert_eq!(report.related, loser_alerts, "{report}");
-    assert_eq!(alert_count(&sim, &s, survivor).await, loser_alerts + survivor_alerts, "the survivor shows them all");
-    assert_eq!(alert_count(&sim, &s, loser).await, 0, "the loser shows none");
-    let again = run_attach(&s).await;
-    assert_eq!((again.related, again.unrelated), (0, 0), "settled: {again}");
-}
-
-#[tokio::test]
-async fn with_responder_only_a_moved_alert_reaches_the_survivor_and_stays_on_the_loser() {
-    let sim = start_sim(SimConfig::demo()).await;
-    let s = services(&sim);
-    let ids = seed(&sim, SeedSpec { count: 2, min_alerts: 2, max_alerts: 2, ..Default::default() });
-    for id in &ids {
-        sync(&s, id).await;
-    }
-    run_attach(&s).await;
-    let r = sim_post(&sim, "/_sim/defender/merge", json!({"source": ids[0], "target": ids[1]})).await;
-    assert!(r.status().is_success());
-    sync(&s, &ids[1]).await;
-    let report = run_attach(&s).await;
-    assert_eq!((report.related, report.unrelate_forbidden), (2, 2), "{report}");
-    assert_eq!(alert_count(&sim, &s, &ids[1]).await, 4);
-    assert_eq!(alert_count(&sim, &s, &ids[0]).await, 2, "left in place, logged");
-}
-
-#[tokio::test]
-async fn without_a_role_that_may_query_the_workspace_the_run_fails_and_changes_nothing() {
-    let sim = start_sim(SimConfig::demo()).await;
-    let s = services(&sim);
-    let ids = seed(&sim, SeedSpec { count: 1, ..Default::default() });
-    sync(&s, &ids[0]).await;
-    sim.sim.permissions.lock().unwrap().workspace_roles.clear();
-    let e = attach(&s).await.expect_err("forbidden");
-    assert!(e.to_string().contains("denied"), "{e}");
-    assert_eq!(sim_stat(&sim, "arm.relations.created").await, 0);
-}
-
-#[tokio::test]
-async fn check_probes_the_query_api_and_says_a_single_tenant_onboarded_workspace_needs_no_portal_mode() {
+/// Seeds `count` incidents with `alerts` alerts each and syncs them (mirrors in the simulator,
+/// triggers into the outbox); returns attach's services (talking to the workspace model), the
+/// incident ids and the trigger rows queued.
+async fn synced(ws: &Arc<Workspace>, count: usize, alerts: usize) -> (Ports, Vec<String>, usize) {
     let sim = start_sim(SimConfig::demo()).await;
     let mut vars = settings(&sim, None);
     vars.insert("XDRSYNC_ATTACH_ALERTS".into(), "true".into());
-    vars.insert("XDRSYNC_DEFENDER_PORTAL_ONBOARDED".into(), "true".into());
+    vars.insert("XDRSYNC_ALERT_RULES".into(), "2".into());
+    vars.insert("XDRSYNC_ALERTS_ATTACH_DELAY_MINUTES".into(), "5".into());
+    let ids = seed(&sim, SeedSpec { count, min_alerts: alerts, max_alerts: alerts, ..Default::default() });
     let mut s = app::build(config(&vars));
     s.store = Arc::new(xdrsync_sim::fakes::MemoryStore::new());
     s.queue = Arc::new(xdrsync_sim::fakes::MemoryQueue::new());
-    let lines = xdrsync::check::run(&s).await;
-    let query = lines.iter().find(|l| l.what.starts_with("Log Analytics query")).expect("a query line");
-    assert!(query.ok, "{}", query.detail);
-    let portal = lines.iter().find(|l| l.what == "Defender portal").expect("a portal line");
-    assert!(portal.detail.contains("single-tenant setups need no defender-portal mode"), "{}", portal.detail);
-    // Without a role that may query, the line names the role.
-    sim.sim.permissions.lock().unwrap().workspace_roles.clear();
-    let lines = xdrsync::check::run(&s).await;
-    let query = lines.iter().find(|l| l.what.starts_with("Log Analytics query")).unwrap();
-    assert!(!query.ok && query.detail.contains("Log Analytics Reader"), "{}", query.detail);
-}
-
-#[tokio::test]
-async fn attaching_alerts_needs_the_workspace_id_and_says_so() {
-    let sim = start_sim(SimConfig::demo()).await;
-    let mut vars = settings(&sim, None);
-    vars.insert("XDRSYNC_ATTACH_ALERTS".into(), "true".into());
-    vars.remove("XDRSYNC_WORKSPACE_ID");
-    let e = xdrsync::config::Config::from_vars(&vars).expect_err("a missing Workspace ID");
-    assert_eq!(e.var, "XDRSYNC_WORKSPACE_ID");
-    vars.insert("XDRSYNC_WORKSPACE_ID".into(), "soc-workspace".into());
-    assert_eq!(xdrsync::config::Config::from_vars(&vars).expect_err("not a GUID").var, "XDRSYNC_WORKSPACE_ID");
-    vars.insert("XDRSYNC_ATTACH_ALERTS".into(), "false".into());
-    vars.remove("XDRSYNC_WORKSPACE_ID");
-    assert!(xdrsync::config::Config::from_vars(&vars).is_ok(), "off by default, nothing more needed");
-}
-
-/// Three tenants numbering incidents alike, Fabrikam (the second) routed to a second workspace
-/// with its own DCR, attach on.
-async fn three_tenants_two_workspaces() -> (RunningTenantSims, Vec<String>, Ports) {
-    let (sims, ids) = start_two_workspaces(3).await;
-    let mut vars = two_workspace_settings(&sims, None, &ids, &["Contoso", "Fabrikam", "Northwind"], 1);
-    vars.insert("XDRSYNC_ALERTS_ATTACH_DELAY_MINUTES".into(), "1".into());
-    let mut s = app::build(config(&vars));
-    s.store = Arc::new(xdrsync_sim::fakes::MemoryStore::new());
-    s.queue = Arc::new(xdrsync_sim::fakes::MemoryQueue::new());
-    (sims, ids, s)
-}
-
-/// Every mirror of every tenant, synced (the poll enqueues, the workers' job reconciles).
-async fn mirror_all(s: &Ports) {
-    xdrsync::usecase::jobs::poll(s).await.expect("polled");
-    loop {
-        let msgs = s.queue.receive(&s.config.queue_name, 32, std::time::Duration::from_secs(30)).await.unwrap();
-        if msgs.is_empty() {
-            return;
-        }
-        for m in msgs {
-            xdrsync::usecase::jobs::sync_message(s, &m.text, u64::from(m.dequeue_count), &m.id).await;
-            s.queue.delete(&s.config.queue_name, &m).await.unwrap();
-        }
+    s.logs = ws.clone();
+    s.clock = ws.clone();
+    for id in &ids {
+        reconcile(&s, &WorkItem::reconcile(&s.config.tenant_id, id, ChangeHint::Reconcile)).await.expect("synced");
     }
+    let queued = alert_outbox::load_all(&s).await.unwrap().len();
+    // Attach talks to the workspace model (sync above made the mirrors in the simulator).
+    let mut a = s.clone();
+    a.sentinel = ws.clone();
+    a.log_query = ws.clone();
+    (a, ids, queued)
 }
 
-fn stat(sim: &Sim, key: &str) -> u64 {
-    sim.stats.snapshot().get(key).copied().unwrap_or(0)
+/// Whole seconds: ingestion times carry 100 ns precision at most, as the service's do.
+fn start() -> OffsetDateTime {
+    OffsetDateTime::now_utc().replace_nanosecond(0).unwrap()
 }
 
-/// The `(DefenderTenantId, DefenderIncidentId)` of every rule alert related to a mirror.
-fn related_details(ws: &Sim, tenant: &str, id: &str) -> Vec<(String, String)> {
-    let w = ws.world();
-    xdrsync_sim::sim::alert_rule::related_alerts(&w, &sentinel_incident_name(tenant, id))
-        .into_iter()
-        .map(|a| (a.custom_detail("DefenderTenantId").unwrap(), a.custom_detail("DefenderIncidentId").unwrap()))
-        .collect()
-}
-
-#[tokio::test]
-async fn with_many_tenants_every_mirror_in_every_workspace_shows_its_own_tenants_alerts() {
-    let (sims, tenants, s) = three_tenants_two_workspaces().await;
-    let spec = SeedSpec { count: 2, min_alerts: 2, max_alerts: 3, ..Default::default() };
-    let ids: Vec<Vec<String>> = tenants
-        .iter()
-        .map(|t| xdrsync_sim::sim::seed::seed(&mut sims.sims.tenant(t).unwrap().world(), t, &spec))
-        .collect();
-    assert_eq!(ids[0], ids[1], "incident ids overlap across tenants, on purpose");
-    mirror_all(&s).await; // the tick also ran attach once, before the mirrors existed
-    let runs = attach_workspaces(&s).await;
-    assert_eq!(runs.len(), 2, "one run per workspace");
-    for (ws, r) in &runs {
-        let r = r.as_ref().unwrap_or_else(|e| panic!("{ws}: {e}"));
-        assert!(r.related > 0, "{ws}: {r}");
+/// [`synced`], then attach once a simulated minute until the outbox is empty.
+async fn burst(shape: SummaryShape, jitter_secs: i64, stall: Duration, count: usize, alerts: usize) -> Burst {
+    let ws = Workspace::new(shape, jitter_secs, stall, start());
+    let (a, ids, queued) = synced(&ws, count, alerts).await;
+    let mut runs = 0;
+    for _ in 0..240 {
+        let r = attach(&a).await.expect("an attach run");
+        runs += 1;
+        if r.backlog.pending + r.backlog.in_flight + r.backlog.failed == 0 {
+            break;
+        }
+        ws.advance(Duration::minutes(1));
     }
-    let view = sims.primary();
-    for (i, t) in tenants.iter().enumerate() {
-        let scoped = s.for_tenant(t).unwrap();
-        let ws = if i == 1 { &sims.sims.workspaces[0] } else { &sims.sims.primary };
-        let tenant_sim = sims.sims.tenant(t).unwrap().clone();
-        for id in &ids[i] {
-            let expected = tenant_sim.world().alerts_of(id).len();
-            assert_eq!(alert_count(&view, &scoped, id).await, expected, "tenant {i} incident {id} shows its alerts");
-            let entities = list(&view, &scoped, id, "entities").await;
-            assert!(!entities["entities"].as_array().unwrap().is_empty(), "tenant {i} incident {id} shows entities");
-            let details = related_details(ws, t, id);
-            assert_eq!(details.len(), expected);
-            assert!(
-                details.iter().all(|(tenant, incident)| tenant.eq_ignore_ascii_case(t) && incident == id),
-                "only tenant {i}'s alerts of incident {id} are on its mirror: {details:?}"
-            );
+    Burst { ws, s: a, ids, queued, runs }
+}
+
+/// Every trigger row ends related to its own mirror, exactly once, never through a summary;
+/// nothing is left in the outbox.
+async fn assert_all_related(ws: &Workspace, s: &Ports, ids: &[String], queued: usize) {
+    let backlog = alert_outbox::backlog(s).await.unwrap();
+    assert_eq!((backlog.pending, backlog.in_flight, backlog.failed), (0, 0, 0), "outbox drained: {backlog:?}");
+    let tenant = s.config.tenant_id.to_ascii_lowercase();
+    let mut keys = BTreeSet::new();
+    for (mirror, rels) in ws.related() {
+        let incident =
+            ids.iter().find(|id| sentinel_incident_name(&s.config.tenant_id, id) == mirror).expect("a mirror");
+        for sys in rels.values() {
+            let (details, summary) = ws.alert(sys).unwrap();
+            assert!(!summary, "a summary alert is never related");
+            assert_eq!(details["DefenderIncidentId"][0], incident.as_str(), "related to its own mirror");
+            let key = (details["DefenderAlertId"][0].clone().to_string(), details["TriggerPart"][0].to_string());
+            assert!(keys.insert(key), "each trigger row related once");
+            assert_eq!(details["DefenderTenantId"][0].as_str().unwrap().to_ascii_lowercase(), tenant);
         }
     }
-    // Fabrikam's alerts were made and queried in its own workspace, by resource id.
-    let emea = &sims.sims.workspaces[0];
-    assert!(stat(emea, "logquery.by_resource_id") > 0);
-    assert!(emea
-        .world()
-        .rule
-        .alerts
-        .iter()
-        .all(|a| a.custom_detail("DefenderTenantId").as_deref() == Some(tenants[1].as_str())));
-    assert!(!sims
-        .sims
-        .primary
-        .world()
-        .rule
-        .alerts
-        .iter()
-        .any(|a| a.custom_detail("DefenderTenantId").as_deref() == Some(tenants[1].as_str())));
-    // A cursor per workspace, under the workspace's key; none in a tenant's partition.
-    for w in s.each_workspace() {
-        let key = xdrsync::state::RowKey::new(&w.config.workspace.key(), "alerts").unwrap();
-        assert!(s.store.get(xdrsync::ports::Table::Cursors, &key.pk, &key.rk).await.unwrap().is_some());
-    }
-    for t in &tenants {
-        assert!(s.store.get(xdrsync::ports::Table::Cursors, t, "alerts").await.unwrap().is_none());
-    }
-    // A rerun writes nothing anywhere.
-    let created = stat(&sims.sims.primary, "arm.relations.created") + stat(emea, "arm.relations.created");
-    for (ws, r) in attach_workspaces(&s).await {
-        let r = r.unwrap();
-        assert_eq!((r.related, r.unrelated), (0, 0), "{ws}: {r}");
-    }
-    assert_eq!(stat(&sims.sims.primary, "arm.relations.created") + stat(emea, "arm.relations.created"), created);
+    assert_eq!(keys.len(), queued, "every trigger row of every alert is on its mirror");
 }
 
-#[tokio::test]
-async fn a_workspace_whose_query_is_refused_fails_alone_and_health_names_it() {
-    let (sims, tenants, s) = three_tenants_two_workspaces().await;
-    for t in &tenants {
-        let spec = SeedSpec { count: 1, min_alerts: 2, max_alerts: 2, ..Default::default() };
-        xdrsync_sim::sim::seed::seed(&mut sims.sims.tenant(t).unwrap().world(), t, &spec);
-    }
-    mirror_all(&s).await;
-    // The second workspace no longer lets xdrsync query it.
-    sims.sims.workspaces[0].permissions.lock().unwrap().workspace_roles.clear();
-    let runs = attach_workspaces(&s).await;
-    let (ok, failed): (Vec<_>, Vec<_>) = runs.iter().partition(|(_, r)| r.is_ok());
-    assert_eq!(failed.len(), 1, "{runs:?}");
-    assert_eq!(failed[0].0, "soc-emea");
-    assert_eq!(ok[0].1.as_ref().unwrap().related, 4, "the default workspace's two tenants went on");
-    let health = xdrsync::usecase::health::check(&s, true).await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_is_paced_below_the_summary_and_every_alert_lands_on_its_own_mirror() {
+    let b = burst(SummaryShape::FirstRow, 60, Duration::ZERO, 20, 12).await;
+    assert!(b.queued >= 240, "{} trigger rows: far more than 2 rules × 29 a minute", b.queued);
+    assert_all_related(&b.ws, &b.s, &b.ids, b.queued).await;
+    let st = b.ws.state.lock().unwrap();
+    eprintln!(
+        "burst: {} trigger rows of {} incidents related in {} attach runs (simulated minutes): {} PUTs, {} queries, {} deletes",
+        b.queued,
+        b.ids.len(),
+        b.runs,
+        st.puts,
+        st.queries,
+        st.deletes
+    );
+    assert_eq!(st.summaries, 0, "pacing keeps every run at or below 29 rows per rule, with 60 s of jitter");
+    assert_eq!(st.trigger_rows_sent, b.queued, "nothing sent twice");
+    assert_eq!(st.puts, b.queued, "one relation PUT per alert");
+    assert_eq!(st.deletes, 0, "no relation listing or removal");
+    assert_eq!(st.queries, b.runs, "one query per attach run");
+    // The ceiling: 2 rules × 28 rows per 2 minutes.
+    let minutes = b.runs as f64;
     assert!(
-        health
-            .reasons
-            .iter()
-            .any(|r| r.starts_with("Alert attach in soc-emea fails") && r.contains("Log Analytics Reader")),
-        "{:?}",
-        health.reasons
+        minutes >= b.queued as f64 / 28.0,
+        "{} rows in {minutes} minutes is faster than the pacing allows",
+        b.queued
     );
-    assert!(!health.reasons.iter().any(|r| r.contains("in soc-workspace")), "{:?}", health.reasons);
-    let feeds = health.details.unwrap().feeds;
-    let attach: Vec<_> = feeds.iter().filter(|f| f.feed == "alerts").collect();
-    assert_eq!(attach.len(), 2, "one attach feed per workspace");
-    // The second workspace's query API is strict as the service: an unknown workspace is a 404,
-    // a token for another audience a 401.
-    let token = s.tokens.token(&s.config.alerts.scope).await.unwrap();
-    let arm = s.tokens.token(&s.config.arm_scope).await.unwrap();
-    let body = json!({"query": "SecurityAlert", "timespan": "P1D"});
-    let unknown = format!(
-        "{}/v1/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg-soc/providers/Microsoft.OperationalInsights/workspaces/nowhere/query",
-        sims.base_url()
+    assert!(minutes <= b.queued as f64 / 28.0 + 6.0, "{} rows took {minutes} minutes", b.queued);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_summarised_by_a_run_past_29_are_sent_again_and_related_under_both_summary_shapes() {
+    // An ingestion stall beyond what pacing can absorb: runs see more than 29 rows, the rule
+    // summarises, and xdrsync must still relate every row's own alert, never a summary.
+    for shape in [SummaryShape::AllValues, SummaryShape::FirstRow] {
+        let b = burst(shape, 60, Duration::minutes(6), 12, 15).await;
+        assert_all_related(&b.ws, &b.s, &b.ids, b.queued).await;
+        let (summaries, sent) = {
+            let st = b.ws.state.lock().unwrap();
+            (st.summaries, st.trigger_rows_sent)
+        };
+        assert!(summaries > 0, "{shape:?}: the stall made the rule summarise");
+        assert!(sent > b.queued, "{shape:?}: summarised rows were sent again");
+        let seen = xdrsync::usecase::attach_alerts::backlogs(&b.s).await.unwrap();
+        assert_eq!(seen[0].summaries_seen as usize, summaries, "{shape:?}: status counts the summaries");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_older_than_an_hour_degrades_the_feed_and_drains_without_loss() {
+    // Ingestion stalls for 90 minutes: nothing can be related meanwhile.
+    let ws = Workspace::new(SummaryShape::AllValues, 0, Duration::minutes(90), start());
+    let (s, ids, queued) = synced(&ws, 3, 4).await;
+    let mut degraded_at = None;
+    for minute in 0..240 {
+        match attach(&s).await {
+            Ok(r) if r.backlog.pending + r.backlog.in_flight + r.backlog.failed == 0 => break,
+            Ok(_) => {}
+            Err(e) => {
+                assert!(e.to_string().contains("native alerts backlog"), "{e}");
+                degraded_at.get_or_insert(minute);
+            }
+        }
+        ws.advance(Duration::minutes(1));
+    }
+    assert!(
+        degraded_at.is_some_and(|m| (60..=62).contains(&m)),
+        "degraded once the oldest row waited an hour: {degraded_at:?}"
     );
-    let r = reqwest::Client::new().post(&unknown).bearer_auth(token.expose_secret()).json(&body).send().await.unwrap();
-    assert_eq!(r.status(), 404);
-    let j: Value = r.json().await.unwrap();
-    assert!(j["error"]["code"].is_string(), "{j}");
-    let emea = format!("{}/v1{}/query", sims.base_url(), sims.sims.workspaces[0].config.workspace.resource_id());
-    let r = reqwest::Client::new().post(&emea).bearer_auth(arm.expose_secret()).json(&body).send().await.unwrap();
-    assert_eq!(r.status(), 401, "an ARM token is not for the query API");
-    let by_guid =
-        format!("{}/v1/workspaces/{}/query", sims.base_url(), sims.sims.workspaces[0].config.workspace.customer_id());
-    let r = reqwest::Client::new().post(&by_guid).bearer_auth(token.expose_secret()).json(&body).send().await.unwrap();
-    assert_eq!(r.status(), 403, "the same workspace by its GUID, still without a role");
+    assert_all_related(&ws, &s, &ids, queued).await;
 }

@@ -339,6 +339,18 @@ impl Vars<'_> {
     }
 }
 
+/// A DCR input stream name setting: `Custom-` followed by letters, digits or `_`.
+fn custom_stream(v: &Vars, name: &'static str, default: &str) -> Result<String, ConfigError> {
+    let stream = v.get(name).unwrap_or(default).to_string();
+    let ok = stream.starts_with("Custom-")
+        && stream.len() > 7
+        && stream[7..].chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !ok {
+        return Err(err(name, format!("'{stream}' must be Custom- followed by letters, digits or _")));
+    }
+    Ok(stream)
+}
+
 fn is_guid(s: &str) -> bool {
     uuid::Uuid::parse_str(s).is_ok() && s.len() == 36
 }
@@ -356,6 +368,10 @@ pub struct AlertAttachSettings {
     /// `XDRSYNC_ALERTS_ATTACH_DELAY_MINUTES`: how far back each run looks again, for alerts the
     /// workspace stores late (ingestion and query latency).
     pub overlap: Duration,
+    /// `XDRSYNC_ALERT_RULES`: how many analytics rules (shards) read the trigger table.
+    pub rules: u16,
+    /// `XDRSYNC_ALERT_TRIGGERS_STREAM`: the DCR input stream of trigger rows.
+    pub triggers_stream: String,
 }
 
 impl Config {
@@ -445,16 +461,7 @@ impl Config {
             }
         };
 
-        let alerts_stream = v.get("XDRSYNC_ALERTS_STREAM").unwrap_or("Custom-XdrsyncAlerts").to_string();
-        let stream_ok = alerts_stream.starts_with("Custom-")
-            && alerts_stream.len() > 7
-            && alerts_stream[7..].chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-        if !stream_ok {
-            return Err(err(
-                "XDRSYNC_ALERTS_STREAM",
-                format!("'{alerts_stream}' must be Custom- followed by letters, digits or _"),
-            ));
-        }
+        let alerts_stream = custom_stream(&v, "XDRSYNC_ALERTS_STREAM", "Custom-XdrsyncAlerts")?;
 
         let webhook_key = match v.get("XDRSYNC_WEBHOOK_KEY") {
             Some(k) => Some(SecretString::from(check_webhook_key(k).map_err(|p| err("XDRSYNC_WEBHOOK_KEY", p))?)),
@@ -571,6 +578,8 @@ impl Config {
                 endpoint: v.endpoint("XDRSYNC_LOG_ANALYTICS_ENDPOINT", cloud.log_analytics())?,
                 scope: format!("{}/.default", cloud.log_analytics()),
                 overlap: Duration::from_secs(60 * v.number("XDRSYNC_ALERTS_ATTACH_DELAY_MINUTES", 10u64, 0..=1440)?),
+                rules: v.number("XDRSYNC_ALERT_RULES", 10u16, 1..=xdrsync_core::domain::alert_pacing::MAX_RULES)?,
+                triggers_stream: custom_stream(&v, "XDRSYNC_ALERT_TRIGGERS_STREAM", "Custom-XdrsyncAlertTriggers")?,
             },
             defender_portal_onboarded: v.flag("XDRSYNC_DEFENDER_PORTAL_ONBOARDED", false)?,
             target: match v.get("XDRSYNC_TARGET") {

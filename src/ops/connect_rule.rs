@@ -1,8 +1,9 @@
-//! `xdrsync connect`'s analytics rule: the NRT rule over the alerts table (`XdrsyncAlerts_CL`)
-//! that turns each row into a Sentinel alert (ARCHITECTURE.md: “Native alerts”). The deployment
-//! creates it after its table (infra/alert-rule.bicep); when the table appeared too late for
-//! that, or someone edited the rule, `connect` creates it or puts back what xdrsync owns of it.
-//! Both read one definition, infra/alert-rule.json, so they cannot drift apart.
+//! `xdrsync connect`'s analytics rules: the `XDRSYNC_ALERT_RULES` NRT rules over the trigger
+//! table (`XdrsyncAlertTriggers_CL`), rule i over the rows of shard i, that turn each row into a
+//! Sentinel alert (docs/native-alerts.md). The deployment creates them after their table
+//! (infra/alert-rule.bicep); when the table appeared too late for that, or someone edited a rule,
+//! `connect` creates it or puts back what xdrsync owns of it. Both read one template,
+//! infra/alert-rule.json (`{table}`, `{shard}`, `shardNames`), so they cannot drift apart.
 //!
 //! Documented (azure-rest-api-specs, SecurityInsights AlertRules.json, 2025-07-01-preview): kind
 //! `NRT` requires `displayName`, `enabled`, `severity`, `query`, `suppressionEnabled`,
@@ -23,8 +24,11 @@ use crate::usecase::Ports;
 
 /// The rule's definition, shared with infra/alert-rule.bicep (`loadJsonContent`).
 pub const DEFINITION: &str = include_str!("../../infra/alert-rule.json");
-/// Where the definition's query puts the table's name.
+/// Where the template puts the table's name and the shard number.
 const TABLE_PLACEHOLDER: &str = "{table}";
+const SHARD_PLACEHOLDER: &str = "{shard}";
+/// The template's properties that carry placeholders.
+const TEMPLATED: [&str; 3] = ["query", "displayName", "description"];
 
 /// What `connect` did about the rule (one line of its report).
 #[derive(Debug, Clone, Serialize)]
@@ -44,11 +48,23 @@ pub fn table_of(stream: &str) -> String {
     format!("{}_CL", stream.strip_prefix("Custom-").unwrap_or(stream))
 }
 
-/// The rule xdrsync needs over `table`, as infra/alert-rule.json declares it.
-pub fn wanted(table: &str) -> AlertRule {
+/// The fixed names of the rules, rule i named `shardNames[i]` (at most 40).
+pub fn shard_names() -> Vec<String> {
+    let v: Value = serde_json::from_str(DEFINITION).expect("infra/alert-rule.json is JSON (tested)");
+    v["shardNames"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|n| n.as_str().map(str::to_string)).collect())
+        .unwrap_or_default()
+}
+
+/// Rule `shard` xdrsync needs over `table`, as infra/alert-rule.json declares it.
+pub fn wanted(table: &str, shard: u16) -> AlertRule {
     let mut rule: AlertRule = serde_json::from_str(DEFINITION).expect("infra/alert-rule.json is a rule (tested)");
-    if let Some(Value::String(q)) = rule.properties.get_mut("query") {
-        *q = q.replace(TABLE_PLACEHOLDER, table);
+    rule.name = shard_names().get(usize::from(shard)).cloned().unwrap_or_default();
+    for key in TEMPLATED {
+        if let Some(Value::String(q)) = rule.properties.get_mut(key) {
+            *q = q.replace(TABLE_PLACEHOLDER, table).replace(SHARD_PLACEHOLDER, &shard.to_string());
+        }
     }
     rule
 }
@@ -113,33 +129,60 @@ pub fn is_table_missing(e: &PortError) -> bool {
     }
 }
 
-/// Creates or repairs the rule in the default workspace (the one the alerts table and the query
-/// API are in). `None` when native alerts are off (`XDRSYNC_ATTACH_ALERTS`): then no rule is needed.
+/// Creates or repairs the `XDRSYNC_ALERT_RULES` rules in the default workspace (the one the
+/// trigger table and the query API are in): one line for them all, each rule's problem in its
+/// detail. `None` when native alerts are off (`XDRSYNC_ATTACH_ALERTS`): then no rule is needed.
 pub async fn ensure(s: &Ports) -> Option<RuleLine> {
     if !s.config.alerts.attach {
         return None;
     }
-    let table = table_of(&s.config.alerts_stream);
-    Some(match s.sentinel.get_alert_rule(&wanted(&table).name).await {
-        Ok(existing) => apply(s, &table, existing).await,
-        Err(e) => line(&table, "not read", false, format!("{e}{}", access_hint(&e, "reading"))),
-    })
+    let table = table_of(&s.config.alerts.triggers_stream);
+    let mut lines = Vec::new();
+    for shard in 0..s.config.alerts.rules {
+        lines.push(match s.sentinel.get_alert_rule(&wanted(&table, shard).name).await {
+            Ok(existing) => apply(s, &table, shard, existing).await,
+            Err(e) => line(&table, shard, "not read", false, format!("{e}{}", access_hint(&e, "reading"))),
+        });
+    }
+    Some(combine(&table, lines))
 }
 
-fn line(table: &str, action: &str, ok: bool, detail: String) -> RuleLine {
-    RuleLine { name: wanted(table).name, table: table.to_string(), action: action.to_string(), ok, detail }
+/// One line for every rule: `ok` when all are; the action counted per kind; the details of
+/// those with something to say.
+fn combine(table: &str, lines: Vec<RuleLine>) -> RuleLine {
+    let mut counts: std::collections::BTreeMap<&str, usize> = Default::default();
+    for l in &lines {
+        *counts.entry(l.action.as_str()).or_default() += 1;
+    }
+    let action = counts.iter().map(|(a, n)| format!("{n} {a}")).collect::<Vec<_>>().join(", ");
+    let detail = lines
+        .iter()
+        .filter(|l| !l.detail.is_empty())
+        .map(|l| format!("{}: {}", l.name, l.detail))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let name = match (lines.first(), lines.last()) {
+        (Some(a), Some(b)) if lines.len() > 1 => format!("{} rules ({} … {})", lines.len(), a.name, b.name),
+        (Some(a), _) => a.name.clone(),
+        _ => String::new(),
+    };
+    RuleLine { name, table: table.to_string(), ok: lines.iter().all(|l| l.ok), action, detail }
 }
 
-/// Given the rule as read (`None`: there is none), creates it, repairs it or leaves it.
-pub async fn apply(s: &Ports, table: &str, existing: Option<AlertRule>) -> RuleLine {
-    let want = wanted(table);
+fn line(table: &str, shard: u16, action: &str, ok: bool, detail: String) -> RuleLine {
+    RuleLine { name: wanted(table, shard).name, table: table.to_string(), action: action.to_string(), ok, detail }
+}
+
+/// Given rule `shard` as read (`None`: there is none), creates it, repairs it or leaves it.
+pub async fn apply(s: &Ports, table: &str, shard: u16, existing: Option<AlertRule>) -> RuleLine {
+    let want = wanted(table, shard);
     let workspace = s.config.workspace.name.clone();
     let (verb, body, changed) = match &existing {
         None => ("created", want.clone(), Vec::new()),
         Some(cur) => {
             let changed = drift(cur, &want);
             if changed.is_empty() {
-                return line(table, "present", true, others_note(s, &want, &workspace).await);
+                return line(table, shard, "present", true, others_note(s, &want, &workspace).await);
             }
             ("repaired", repaired(cur, &want), changed)
         }
@@ -150,10 +193,11 @@ pub async fn apply(s: &Ports, table: &str, existing: Option<AlertRule>) -> RuleL
             tracing::info!(rule.name = %want.name, rule.table = %table, rule.changed = ?changed, "analytics rule {verb}");
             let what = if changed.is_empty() { String::new() } else { format!("put back: {}", changed.join(", ")) };
             let note = others_note(s, &want, &workspace).await;
-            line(table, verb, true, [what, note].into_iter().filter(|x| !x.is_empty()).collect::<Vec<_>>().join("; "))
+            line(table, shard, verb, true, [what, note].into_iter().filter(|x| !x.is_empty()).collect::<Vec<_>>().join("; "))
         }
         Err(e) if is_table_missing(&e) => line(
             table,
+            shard,
             not,
             false,
             format!(
@@ -162,11 +206,12 @@ pub async fn apply(s: &Ports, table: &str, existing: Option<AlertRule>) -> RuleL
         ),
         Err(e) if e.is_conflict() => line(
             table,
+            shard,
             not,
             false,
             "someone edited the rule meanwhile (409); nothing overwritten, run connect again".into(),
         ),
-        Err(e) => line(table, not, false, format!("{e}{}", access_hint(&e, "writing"))),
+        Err(e) => line(table, shard, not, false, format!("{e}{}", access_hint(&e, "writing"))),
     }
 }
 
@@ -180,8 +225,8 @@ fn access_hint(e: &PortError, doing: &str) -> String {
     }
 }
 
-/// Other NRT rules with xdrsync's display name (an earlier template named the rule by a hash of
-/// the workspace id): each would raise every alert again. Listing is best effort: a failure
+/// Other NRT rules with this rule's display name (an earlier template named the rule by a hash
+/// of the workspace id): each would raise every alert again. Listing is best effort: a failure
 /// leaves the note out.
 async fn others_note(s: &Ports, want: &AlertRule, workspace: &str) -> String {
     let Ok(listed) = s.sentinel.list_alert_rules().await else { return String::new() };
@@ -221,10 +266,16 @@ mod tests {
 
     #[test]
     fn the_definition_is_an_nrt_rule_over_the_table_with_every_required_property() {
-        let w = wanted("XdrsyncAlerts_CL");
+        let w = wanted("XdrsyncAlertTriggers_CL", 3);
         assert_eq!(w.kind, "NRT");
         assert!(uuid::Uuid::parse_str(&w.name).is_ok(), "a fixed GUID name: {}", w.name);
-        assert_eq!(w.properties["query"], "XdrsyncAlerts_CL");
+        assert_eq!(w.name, shard_names()[3]);
+        let q = w.properties["query"].as_str().unwrap();
+        assert!(q.starts_with("XdrsyncAlertTriggers_CL | where RuleShard == 3 | project "), "{q}");
+        assert_eq!(w.properties["displayName"], "xdrsync: Defender XDR alerts (3)");
+        let names = shard_names();
+        assert_eq!(names.len(), 40, "40 fixed names");
+        assert_eq!(names.iter().collect::<std::collections::BTreeSet<_>>().len(), 40, "distinct");
         for required in ["displayName", "enabled", "severity", "query", "suppressionEnabled", "suppressionDuration"] {
             assert!(w.properties.contains_key(required), "{required}");
         }
@@ -234,7 +285,7 @@ mod tests {
 
     #[test]
     fn drift_compares_only_what_xdrsync_owns_and_ignores_empty_versus_absent() {
-        let w = wanted("XdrsyncAlerts_CL");
+        let w = wanted("XdrsyncAlertTriggers_CL", 0);
         let mut read = w.clone();
         read.etag = Some("\"e1\"".into());
         read.properties.insert("lastModifiedUtc".into(), json!("2026-01-01T00:00:00Z"));
@@ -243,7 +294,7 @@ mod tests {
         read.properties["incidentConfiguration"]["groupingConfiguration"]["groupByEntities"] = Value::Null;
         assert_eq!(drift(&read, &w), Vec::<String>::new(), "service-set and empty-vs-absent are no drift");
 
-        read.properties.insert("query".into(), json!("XdrsyncAlerts_CL | where false"));
+        read.properties.insert("query".into(), json!("XdrsyncAlertTriggers_CL | where false"));
         read.properties["entityMappings"].as_array_mut().unwrap().pop();
         read.properties.insert("enabled".into(), json!(false));
         assert_eq!(drift(&read, &w), vec!["enabled", "entityMappings", "query"]);
@@ -257,6 +308,19 @@ mod tests {
         let mut other_kind = w.clone();
         other_kind.kind = "Scheduled".into();
         assert_eq!(drift(&other_kind, &w), vec!["kind"]);
+    }
+
+    #[test]
+    fn one_line_tells_about_every_rule() {
+        let l = |shard: u16, action: &str, ok: bool, detail: &str| line("T_CL", shard, action, ok, detail.into());
+        let all = combine(
+            "T_CL",
+            vec![l(0, "present", true, ""), l(1, "created", true, ""), l(2, "not created", false, "no table")],
+        );
+        assert!(!all.ok, "one rule missing is a failure");
+        assert_eq!(all.action, "1 created, 1 not created, 1 present");
+        assert_eq!(all.detail, format!("{}: no table", shard_names()[2]));
+        assert!(all.name.starts_with("3 rules ("));
     }
 
     #[test]

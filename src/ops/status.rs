@@ -42,6 +42,10 @@ pub struct Status {
     /// One row per Defender tenant (multi-tenant mode only; as `GET /api/health`'s `tenants`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tenants: Vec<crate::usecase::tenant_health::TenantHealth>,
+    /// Native alerts' trigger rows per workspace (`XDRSYNC_ATTACH_ALERTS`); `null` when the
+    /// outbox could not be read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alert_triggers: Option<Vec<crate::usecase::attach_alerts::WorkspaceBacklog>>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -91,7 +95,12 @@ pub async fn gather(s: &Ports) -> Status {
     last_errors.sort_by_key(|e| std::cmp::Reverse(e.at));
     last_errors.truncate(LAST_ERRORS);
     let tenants = health.tenants.clone();
+    let alert_triggers = match s.config.alerts.attach {
+        true => crate::usecase::attach_alerts::backlogs(s).await.ok(),
+        false => None,
+    };
     Status {
+        alert_triggers,
         tenants,
         status: health.status,
         reasons: health.reasons,
@@ -183,6 +192,18 @@ pub fn render(st: &Status) -> String {
         opt(st.poison),
         st.failures
     ));
+    for b in st.alert_triggers.iter().flatten() {
+        out.push_str(&format!(
+            "alert triggers  {} · pending {} · in flight {} · oldest {} · resends {} · summaries {} · failed {}\n",
+            b.workspace,
+            b.backlog.pending,
+            b.backlog.in_flight,
+            b.backlog.oldest_pending_seconds.map_or("-".into(), human),
+            b.backlog.resends,
+            b.summaries_seen,
+            b.backlog.failed
+        ));
+    }
     match &st.last_24h {
         Some(a) => out.push_str(&format!(
             "last 24 h       mirrored {} · redirected {} · conflicted {}\n",

@@ -1,40 +1,38 @@
-//! Relates the analytics rule's alerts to their mirrors (ARCHITECTURE.md: “Native alerts”), on
-//! the poller's tick when `XDRSYNC_ATTACH_ALERTS` is on. Reads what the workspace stored since
-//! the cursor (minus `XDRSYNC_ALERTS_ATTACH_DELAY_MINUTES`, for alerts stored late), then the
-//! rule's other alerts of the same Defender incidents and alerts (so an alert that moved, or a
-//! merge's loser, is planned too), lists each touched mirror's relations and writes the plan
-//! (`domain::alert_links`). Every write is named deterministically, so a rerun repeats nothing.
+//! Relates the analytics rules' alerts to their mirrors (docs/native-alerts.md), on the
+//! poller's tick when `XDRSYNC_ATTACH_ALERTS` is on, then runs the trigger pacer
+//! (`alert_outbox`). One Log Analytics query per run reads the rules' SecurityAlerts stored since
+//! the cursor (minus `XDRSYNC_ALERTS_ATTACH_DELAY_MINUTES`, for alerts stored late); each
+//! unambiguous claim (`domain::alert_claims`) costs one relation PUT, plus one DELETE of the
+//! relation on the mirror it left when the alert moved (known from its link row, never from
+//! listing a mirror's relations). Relation names are deterministic, so a rerun repeats nothing.
 //!
 //! One run per workspace ([`scope`]): it relates the alerts of every tenant whose mirrors live in
-//! that workspace, each to the mirror named after its own tenant; the run's cursor and feed
-//! health live in the workspace's partition (the tenant's with one tenant).
+//! that workspace, each to the mirror named after its own tenant; the run's cursor, links,
+//! outbox and feed health live in the workspace's partition (the tenant's with one tenant).
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
 
-use crate::domain::alert_links::{
-    alert_resource_id, desired_by_incident, next_watermark, parse_rule_alerts, plan_relations, rule_alerts_query,
-    AlertFilter, AttachScope, RuleAlert,
-};
+use crate::domain::alert_claims::{claims_query, read_claims, Claim};
+use crate::domain::alert_links::{alert_resource_id, relation_name, AttachScope};
 use crate::domain::names::sentinel_incident_name;
 use crate::error::PortError;
 use crate::ports::Table;
 use crate::state::{load, put, RowKey};
+use crate::usecase::alert_outbox::{self, Backlog, Trigger};
 use crate::usecase::{Ports, UseCaseError};
 
 /// The `Cursors` row of this feed (partition: [`AttachScope::partition`]).
 pub const CURSOR_ROW: &str = "alerts";
 /// The health feed name.
 pub const FEED: &str = crate::records::ALERTS_FEED;
-/// How far back the rule's earlier alerts of a touched incident are looked for. SecurityAlert is
-/// kept 90 days in a Sentinel workspace by default (documented); older ones are not seen.
-pub const HISTORY_DAYS: u32 = 90;
 /// Where a first run starts.
 const FIRST_LOOKBACK: Duration = Duration::hours(24);
 /// An alert that could not be related yet (the service documents no delay; a Microsoft playbook
-/// waits 3 minutes) holds the cursor back for at most this long, then is left to the overlap.
+/// waits 3 minutes) holds the cursor back for at most this long; after that its trigger row is
+/// sent again (`alert_pacing::RESEND_AFTER`) or recorded as a failure.
 const HOLD_BACK: Duration = Duration::hours(1);
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
@@ -42,55 +40,79 @@ const HOLD_BACK: Duration = Duration::hours(1);
 struct AlertCursor {
     #[serde(default, with = "crate::domain::time_fmt::rfc3339_opt")]
     watermark: Option<OffsetDateTime>,
-    /// SecurityAlerts inside the overlap already related (or planned without a write), with
-    /// their ingestion time: the overlap re-reads them, but their mirrors are not listed again.
+    /// SecurityAlerts inside the overlap already settled, with their ingestion time: the overlap
+    /// re-reads them, but they are not related again.
     #[serde(default)]
     done: Vec<(String, String)>,
+    /// Summary alerts seen so far (never related; `xdrsync status`).
+    #[serde(default)]
+    summaries_seen: u64,
+    /// Summary alerts inside the overlap already counted, with their ingestion time (kept apart
+    /// from `done`, which a burst fills: summaries are few).
+    #[serde(default)]
+    summaries_recent: Vec<(String, String)>,
 }
 
 /// The most `done` entries kept (the row stays far below Table Storage's limit); beyond it the
-/// oldest are planned again, which writes nothing.
+/// oldest are related again, which the link rows make a no-op.
 const MAX_DONE: usize = 300;
+
+/// Which mirror holds a Defender alert's part now: the link row (`AlertTriggers`, partition
+/// `<attach partition>:links`, row = tenant:alert:part).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Link {
+    incident_id: String,
+    system_alert_id: String,
+}
 
 /// What one run did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct AttachReport {
-    /// Rule alerts stored since the cursor.
+    /// The rules' SecurityAlerts read since the cursor (settled ones excluded).
     pub found: usize,
-    /// Mirrors planned (touched incidents).
-    pub incidents: usize,
     pub related: usize,
+    /// Relations removed from a mirror its alert left (merge, move).
     pub unrelated: usize,
-    /// Alerts left out at the 150-alert limit (the mirror carries the `150+` label already).
-    pub over_limit: usize,
     /// Alerts the service would not relate yet (retried by the next run).
     pub pending: usize,
     /// Alerts left on a mirror they left because the role may not delete relations.
     pub unrelate_forbidden: usize,
-    /// Touched incidents without a mirror.
-    pub no_mirror: usize,
-    /// Query rows without the custom details.
+    /// Alerts whose part is related already (a second alert of one trigger row, a stale move).
+    pub already: usize,
+    /// Summary alerts seen (never related) and alerts of a TriggerId several alerts claimed.
+    pub summaries: usize,
+    pub ambiguous: usize,
+    /// Alerts without xdrsync's custom details.
     pub unreadable: usize,
-    /// Alerts of a configured tenant whose mirrors live in another workspace: its alert rows
-    /// reached this workspace's rule (a route without its own DCR), and a relation cannot cross
-    /// workspaces.
+    /// Alerts of a configured tenant whose mirrors live in another workspace.
     pub elsewhere: usize,
+    /// Trigger rows sent by this run's pacer, of them sent again, and given up.
+    pub sent: usize,
+    pub resent: usize,
+    pub failed: usize,
+    /// The outbox after the run.
+    pub backlog: Backlog,
 }
 
 impl std::fmt::Display for AttachReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "alerts: {} found, {} incidents, {} related, {} unrelated, {} over the limit, {} pending, {} without a mirror, {} not removable (role), {} of tenants routed elsewhere",
+            "alerts: {} found, {} related, {} unrelated, {} pending, {} already related, {} summaries, {} ambiguous, {} not removable (role), {} of tenants routed elsewhere; triggers: {} sent ({} again), {} failed, {} waiting",
             self.found,
-            self.incidents,
             self.related,
             self.unrelated,
-            self.over_limit,
             self.pending,
-            self.no_mirror,
+            self.already,
+            self.summaries,
+            self.ambiguous,
             self.unrelate_forbidden,
-            self.elsewhere
+            self.elsewhere,
+            self.sent,
+            self.resent,
+            self.failed,
+            self.backlog.pending + self.backlog.in_flight
         )
     }
 }
@@ -98,34 +120,6 @@ impl std::fmt::Display for AttachReport {
 fn days_since(since: OffsetDateTime, now: OffsetDateTime) -> i64 {
     // The query API's `timespan` bounds TimeGenerated, which comes before ingestion: a day of margin.
     (now - since).whole_days().max(0) + 2
-}
-
-async fn query(s: &Ports, filter: &AlertFilter, days: i64) -> Result<(Vec<RuleAlert>, usize), PortError> {
-    crate::metrics::bump(&s.counters.log_query);
-    let table = s.log_query.query(&rule_alerts_query(filter), &format!("P{days}D")).await?;
-    Ok(parse_rule_alerts(&table))
-}
-
-/// `fresh` in parts of at most 100 incidents and 400 alerts, an incident never split.
-fn chunks(fresh: &[RuleAlert]) -> Vec<Vec<RuleAlert>> {
-    let mut by_incident: BTreeMap<&str, Vec<RuleAlert>> = BTreeMap::new();
-    for a in fresh {
-        by_incident.entry(a.incident_id.as_str()).or_default().push(a.clone());
-    }
-    let mut out: Vec<Vec<RuleAlert>> = Vec::new();
-    let mut incidents = 0;
-    for group in by_incident.into_values() {
-        let fits = out.last().is_some_and(|c| incidents < 100 && c.len() + group.len() <= 400);
-        if !fits {
-            out.push(Vec::new());
-            incidents = 0;
-        }
-        incidents += 1;
-        if let Some(last) = out.last_mut() {
-            last.extend(group);
-        }
-    }
-    out
 }
 
 /// The run of `s`'s workspace: with one tenant, that tenant; with many, every configured tenant
@@ -144,38 +138,132 @@ pub fn scope(s: &Ports) -> AttachScope {
 /// watermark, but at least [`FIRST_LOOKBACK`] back, and what it had settled.
 fn carried_over(legacy: Option<AlertCursor>, now: OffsetDateTime) -> AlertCursor {
     legacy
-        .map(|c| AlertCursor { watermark: c.watermark.map(|w| w.min(now - FIRST_LOOKBACK)), done: c.done })
+        .map(|c| AlertCursor {
+            watermark: c.watermark.map(|w| w.min(now - FIRST_LOOKBACK)),
+            done: c.done,
+            summaries_seen: c.summaries_seen,
+            summaries_recent: c.summaries_recent,
+        })
         .unwrap_or_default()
 }
 
-/// One run over the workspace of `s`: relate every new rule alert to its mirror, move what moved.
+fn link_key(scope: &AttachScope, c: &Claim) -> Result<RowKey, PortError> {
+    RowKey::new(&format!("{}:links", scope.partition), &c.key.link_key())
+}
+
+async fn load_cursor(s: &Ports, key: &RowKey, now: OffsetDateTime) -> Result<AlertCursor, PortError> {
+    Ok(match load::<AlertCursor>(s.store.as_ref(), Table::Cursors, key).await? {
+        Some(v) => v.value,
+        // Before one run per workspace, many tenants kept the run's cursor in the partition of
+        // the workspace's first tenant (this scope's): go on from it, a day back at least.
+        None if s.is_multi_tenant() => {
+            let legacy = RowKey::new(&s.config.tenant_id, CURSOR_ROW)?;
+            carried_over(load::<AlertCursor>(s.store.as_ref(), Table::Cursors, &legacy).await?.map(|v| v.value), now)
+        }
+        None => AlertCursor::default(),
+    })
+}
+
+/// How one claim ended.
+enum Outcome {
+    Related { moved: bool, forbidden: bool },
+    Already,
+    Pending,
+}
+
+/// Relates one claim: PUT on its mirror, then the relation on the mirror it left (if any) is
+/// removed, then the link is written. A claim for an incident the alert has left since (its
+/// link names another incident and no trigger row waits for this one) changes nothing.
+async fn relate(s: &Ports, scope: &AttachScope, base: &str, c: &Claim, waiting: bool) -> Result<Outcome, PortError> {
+    let lk = link_key(scope, c)?;
+    let link = load::<Link>(s.store.as_ref(), Table::AlertTriggers, &lk).await?.map(|v| v.value);
+    let (tenant, incident) = (&c.key.tenant_id, &c.key.incident_id);
+    match &link {
+        Some(l) if &l.incident_id == incident => return Ok(Outcome::Already),
+        Some(_) if !waiting => return Ok(Outcome::Already),
+        _ => {}
+    }
+    let mirror = sentinel_incident_name(tenant, incident);
+    let relation = relation_name(tenant, incident, &c.system_alert_id);
+    match s.sentinel.put_relation(&mirror, &relation, &alert_resource_id(base, &c.system_alert_id)).await {
+        Ok(()) => {}
+        // Not relatable yet (the alert is new), no mirror yet, or refused: the next run retries.
+        Err(e @ (PortError::NotFound { .. } | PortError::Rejected { .. } | PortError::Conflict { .. })) => {
+            tracing::info!(incident.id = %incident, alert.system_id = %c.system_alert_id, error.message = %e, "alert not related yet; the next run retries");
+            return Ok(Outcome::Pending);
+        }
+        Err(e) => return Err(e),
+    }
+    let mut forbidden = false;
+    if let Some(old) = &link {
+        let old_mirror = sentinel_incident_name(tenant, &old.incident_id);
+        let old_relation = relation_name(tenant, &old.incident_id, &old.system_alert_id).to_string();
+        match s.sentinel.delete_relation(&old_mirror, &old_relation).await {
+            Ok(()) => {}
+            // Microsoft Sentinel Responder may not delete relations (Contributor may): the
+            // alert stays on the old mirror as well as on the new one.
+            Err(e @ PortError::Forbidden { .. }) => {
+                tracing::warn!(incident.id = %old.incident_id, error.message = %e, "cannot remove an alert from a mirror it left; grant Microsoft Sentinel Contributor to move alerts");
+                forbidden = true;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let now_link = Link { incident_id: incident.clone(), system_alert_id: c.system_alert_id.clone() };
+    put(s.store.as_ref(), Table::AlertTriggers, &lk, &now_link, &[]).await?;
+    Ok(Outcome::Related { moved: link.is_some(), forbidden })
+}
+
+fn keep_done(done: impl IntoIterator<Item = (String, String)>, since: Option<OffsetDateTime>) -> Vec<(String, String)> {
+    let done: BTreeMap<String, String> = done
+        .into_iter()
+        .filter(|(_, t)| {
+            let t = crate::domain::time_fmt::parse(t).ok();
+            // Inclusive: an entry at the bound itself may be read again (times in the answer and
+            // in the query may differ below their 100 ns precision).
+            since.is_none_or(|since| t.is_some_and(|t| t >= since))
+        })
+        .collect();
+    let mut done: Vec<(String, String)> = done.into_iter().collect();
+    done.sort_by(|a, b| b.1.cmp(&a.1));
+    done.truncate(MAX_DONE);
+    done
+}
+
+/// One run over the workspace of `s`: relate every new rule alert to its mirror, move what
+/// moved, then pace the outbox. Health is degraded (an error after the work is saved) when the
+/// backlog passes its bound (`Backlog::degraded`).
 pub async fn attach(s: &Ports) -> Result<AttachReport, UseCaseError> {
     let cfg = &s.config;
     let scope = scope(s);
     let key = RowKey::new(&scope.partition, CURSOR_ROW)?;
     let now = s.clock.now();
-    let cursor = match load::<AlertCursor>(s.store.as_ref(), Table::Cursors, &key).await? {
-        Some(v) => v.value,
-        // Before one run per workspace, many tenants kept the run's cursor in the partition of
-        // the workspace's first tenant (this scope's) and related only that tenant's alerts:
-        // go on from it, a day back at least, so the other tenants' recent alerts are related.
-        None if s.is_multi_tenant() => {
-            let legacy = RowKey::new(&cfg.tenant_id, CURSOR_ROW)?;
-            carried_over(load::<AlertCursor>(s.store.as_ref(), Table::Cursors, &legacy).await?.map(|v| v.value), now)
-        }
-        None => AlertCursor::default(),
-    };
+    let mut cursor = load_cursor(s, &key, now).await?;
     let since = cursor.watermark.unwrap_or(now - FIRST_LOOKBACK) - cfg.alerts.overlap;
-    let (fresh, bad) = query(s, &AlertFilter::IngestedAfter(since), days_since(since, now)).await?;
-    let mut report = AttachReport { found: fresh.len(), unreadable: bad, ..Default::default() };
-    if bad > 0 {
-        tracing::warn!(rows = bad, "SecurityAlert rows without xdrsync's custom details were skipped");
-    }
+    crate::metrics::bump(&s.counters.log_query);
+    let table = s.log_query.query(&claims_query(since), &format!("P{}D", days_since(since, now))).await?;
+    let claims = read_claims(&table);
     let done: BTreeSet<&str> = cursor.done.iter().map(|(id, _)| id.as_str()).collect();
-    // Alerts of a tenant whose mirrors live elsewhere (routed away, or removed) are not ours.
+    // A summary re-read in the overlap is counted once.
+    let counted: BTreeSet<&str> = cursor.summaries_recent.iter().map(|(id, _)| id.as_str()).collect();
+    let new_summaries: Vec<(String, String)> = claims
+        .summaries
+        .iter()
+        .filter(|(id, _)| !counted.contains(id.as_str()))
+        .map(|(id, t)| (id.clone(), t.map(crate::domain::time_fmt::format).unwrap_or_default()))
+        .collect();
+    let mut report = AttachReport {
+        summaries: new_summaries.len(),
+        ambiguous: claims.ambiguous,
+        unreadable: claims.unreadable,
+        ..Default::default()
+    };
+    if claims.unreadable > 0 {
+        tracing::warn!(rows = claims.unreadable, "SecurityAlert rows without xdrsync's custom details were skipped");
+    }
     let configured_elsewhere =
         |t: &str| !scope.holds(t) && s.tenants.tenants.iter().any(|c| c.tenant.id.eq_ignore_ascii_case(t));
-    report.elsewhere = fresh.iter().filter(|a| configured_elsewhere(&a.tenant_id)).count();
+    report.elsewhere = claims.relatable.iter().filter(|c| configured_elsewhere(&c.key.tenant_id)).count();
     if report.elsewhere > 0 {
         tracing::warn!(
             workspace = %cfg.workspace.name,
@@ -183,148 +271,83 @@ pub async fn attach(s: &Ports) -> Result<AttachReport, UseCaseError> {
             "rule alerts of tenants whose mirrors are in another workspace cannot be related: give their route its own DCR (XDRSYNC_TENANT_WORKSPACES tenant=workspace|dcr-…)"
         );
     }
-    let fresh: Vec<RuleAlert> =
-        fresh.into_iter().filter(|a| scope.holds(&a.tenant_id) && !done.contains(a.system_alert_id.as_str())).collect();
+    let fresh: Vec<&Claim> = claims
+        .relatable
+        .iter()
+        .filter(|c| scope.holds(&c.key.tenant_id) && !done.contains(c.system_alert_id.as_str()))
+        .collect();
     report.found = fresh.len();
-    if fresh.is_empty() {
-        return Ok(report);
+    let mut outbox: BTreeMap<String, Trigger> = BTreeMap::new();
+    for t in alert_outbox::load_all(s).await? {
+        outbox.insert(t.key().row_key(), t);
     }
     let base = format!("{}/providers/Microsoft.SecurityInsights", cfg.workspace.resource_id());
     let mut held_back: Option<OffsetDateTime> = None;
-    let mut pending: BTreeSet<String> = BTreeSet::new();
-    // Related by this run: kept even when a later call fails, so the retry does not redo them.
-    let mut related: BTreeSet<String> = BTreeSet::new();
+    let mut settled: Vec<(String, String)> = Vec::new();
     let mut failure: Option<PortError> = None;
-    // The history query names its incidents and alerts: a backfill's thousands go in parts.
-    'run: for chunk in chunks(&fresh) {
-        let incidents: BTreeSet<String> = chunk.iter().map(|a| a.incident_id.clone()).collect();
-        let alerts: BTreeSet<String> = chunk.iter().map(|a| a.alert_id.clone()).collect();
-        let filter = AlertFilter::Of {
-            incidents: incidents.into_iter().collect(),
-            alerts: alerts.into_iter().collect(),
-            days: HISTORY_DAYS,
-        };
-        let history = match query(s, &filter, i64::from(HISTORY_DAYS)).await {
-            Ok((history, _)) => history,
+    for c in &fresh {
+        let waiting = outbox.contains_key(&c.key.row_key());
+        match relate(s, &scope, &base, c, waiting).await {
+            Ok(Outcome::Pending) => {
+                report.pending += 1;
+                if let Some(t) = c.ingested.filter(|t| *t > now - HOLD_BACK) {
+                    held_back = Some(held_back.map_or(t, |h| h.min(t)));
+                }
+                continue;
+            }
+            Ok(Outcome::Already) => report.already += 1,
+            Ok(Outcome::Related { moved, forbidden }) => {
+                report.related += 1;
+                report.unrelated += usize::from(moved && !forbidden);
+                report.unrelate_forbidden += usize::from(forbidden);
+            }
             Err(e) => {
                 failure = Some(e);
-                break 'run;
-            }
-        };
-        // Fresh and history overlap; one record per SecurityAlert.
-        let mut all: BTreeMap<String, RuleAlert> = BTreeMap::new();
-        for a in history.into_iter().chain(chunk.iter().cloned()) {
-            if scope.holds(&a.tenant_id) {
-                all.insert(a.system_alert_id.clone(), a);
+                break;
             }
         }
-        let all: Vec<RuleAlert> = all.into_values().collect();
-        let known: BTreeSet<&str> = all.iter().map(|a| a.system_alert_id.as_str()).collect();
-        for (incident, desired) in desired_by_incident(&all) {
-            report.incidents += 1;
-            let name = sentinel_incident_name(&incident.0, &incident.1);
-            let existing = match s.sentinel.list_relations(&name).await {
-                Ok(r) => r,
-                Err(e) if e.is_not_found() => {
-                    tracing::info!(incident.id = %incident.1, sentinel.incident = %name, "rule alerts name an incident without a mirror; not related");
-                    report.no_mirror += 1;
-                    continue;
-                }
-                Err(e) => {
-                    failure = Some(e);
-                    break 'run;
-                }
-            };
-            let plan = plan_relations(&incident, &desired, &existing, &known);
-            report.over_limit += plan.over_limit;
-            for relation in &plan.unrelate {
-                match s.sentinel.delete_relation(&name, relation).await {
-                    Ok(()) => report.unrelated += 1,
-                    // Microsoft Sentinel Responder may not delete relations (Contributor may): the
-                    // alert stays on the old incident as well as on the new one.
-                    Err(e @ PortError::Forbidden { .. }) => {
-                        tracing::warn!(incident.id = %incident.1, error.message = %e, "cannot remove an alert from a mirror it left; grant Microsoft Sentinel Contributor to move alerts");
-                        report.unrelate_forbidden += 1;
-                    }
-                    Err(e) => {
-                        failure = Some(e);
-                        break 'run;
-                    }
-                }
+        if outbox.remove(&c.key.row_key()).is_some() {
+            if let Err(e) = alert_outbox::remove(s, &c.key).await {
+                failure = Some(e);
+                break;
             }
-            for (relation, system_alert_id) in &plan.relate {
-                match s.sentinel.put_relation(&name, relation, &alert_resource_id(&base, system_alert_id)).await {
-                    Ok(()) => {
-                        report.related += 1;
-                        related.insert(system_alert_id.clone());
-                    }
-                    // Not relatable yet (the alert is new), or refused: the next run tries again.
-                    Err(e @ (PortError::NotFound { .. } | PortError::Rejected { .. } | PortError::Conflict { .. })) => {
-                        tracing::info!(incident.id = %incident.1, alert.system_id = %system_alert_id, error.message = %e, "alert not related yet; the next run retries");
-                        report.pending += 1;
-                        pending.insert(system_alert_id.clone());
-                        let ingested =
-                            all.iter().find(|a| &a.system_alert_id == system_alert_id).and_then(|a| a.ingested);
-                        if let Some(t) = ingested.filter(|t| *t > now - HOLD_BACK) {
-                            held_back = Some(held_back.map_or(t, |h| h.min(t)));
-                        }
-                    }
-                    Err(e) => {
-                        failure = Some(e);
-                        break 'run;
-                    }
-                }
-            }
-            if plan.over_limit > 0 {
-                tracing::info!(incident.id = %incident.1, over_limit = plan.over_limit, "mirror at Sentinel's 150-alert limit; the rest stay in XdrsyncAlerts_CL");
-            }
+        }
+        if let Some(t) = c.ingested {
+            settled.push((c.system_alert_id.clone(), crate::domain::time_fmt::format(t)));
         }
     }
+    cursor.summaries_seen += report.summaries as u64;
+    let recent = std::mem::take(&mut cursor.summaries_recent);
+    cursor.summaries_recent = keep_done(recent.into_iter().chain(new_summaries), None);
     if let Some(e) = failure {
-        // Keep what was related; the cursor stays where it was, so the rest is found again.
-        let mut done = cursor.done.clone();
-        done.extend(
-            fresh
-                .iter()
-                .filter(|a| related.contains(&a.system_alert_id))
-                .filter_map(|a| a.ingested.map(|t| (a.system_alert_id.clone(), crate::domain::time_fmt::format(t)))),
-        );
-        done.sort_by(|a, b| b.1.cmp(&a.1));
-        done.dedup();
-        done.truncate(MAX_DONE);
-        let kept = AlertCursor { watermark: cursor.watermark, done };
-        if let Err(save) = put(s.store.as_ref(), Table::Cursors, &key, &kept, &[]).await {
+        // Keep what was settled; the cursor stays where it was, so the rest is found again.
+        cursor.done = keep_done(cursor.done.iter().cloned().chain(settled), None);
+        if let Err(save) = put(s.store.as_ref(), Table::Cursors, &key, &cursor, &[]).await {
             tracing::warn!(error.message = %save, "could not record the alerts related before the failure");
         }
         tracing::info!(related = report.related, error.message = %e, "attaching stopped part-way; the next run goes on");
         return Err(e.into());
     }
-    let mut watermark = next_watermark(cursor.watermark, &fresh);
+    let mut watermark = cursor.watermark.max(claims.newest);
     if let (Some(w), Some(h)) = (watermark, held_back) {
         // Keep a pending alert inside the next run's window.
         watermark = Some(w.min(h - Duration::nanoseconds(100) + cfg.alerts.overlap).max(cursor.watermark.unwrap_or(h)));
     }
-    // Remember what this run settled, inside the next run's window.
     let next_since = watermark.map(|w| w - cfg.alerts.overlap);
-    let done: BTreeMap<String, String> = cursor
-        .done
-        .iter()
-        .cloned()
-        .chain(
-            fresh
-                .iter()
-                .filter(|a| !pending.contains(&a.system_alert_id))
-                .filter_map(|a| a.ingested.map(|t| (a.system_alert_id.clone(), crate::domain::time_fmt::format(t)))),
-        )
-        .filter(|(_, t)| {
-            let t = crate::domain::time_fmt::parse(t).ok();
-            next_since.is_none_or(|since| t.is_some_and(|t| t > since))
-        })
-        .collect();
-    let mut done: Vec<(String, String)> = done.into_iter().collect();
-    done.sort_by(|a, b| b.1.cmp(&a.1));
-    done.truncate(MAX_DONE);
-    put(s.store.as_ref(), Table::Cursors, &key, &AlertCursor { watermark, done }, &[]).await?;
+    cursor.done = keep_done(cursor.done.iter().cloned().chain(settled), next_since);
+    cursor.summaries_recent = keep_done(std::mem::take(&mut cursor.summaries_recent), next_since);
+    cursor.watermark = watermark;
+    put(s.store.as_ref(), Table::Cursors, &key, &cursor, &[]).await?;
+    let mut rest: Vec<Trigger> = outbox.into_values().collect();
+    let paced = alert_outbox::pace_and_send(s, &mut rest, &claims.summarised).await?;
+    report.sent = paced.sent;
+    report.resent = paced.resent;
+    report.failed = paced.failed;
+    report.backlog = Backlog::of(&rest, now);
+    if let Some(why) = report.backlog.degraded() {
+        tracing::warn!(workspace = %cfg.workspace.name, "{why}");
+        return Err(UseCaseError::Permanent(format!("native alerts backlog: {why}")));
+    }
     Ok(report)
 }
 
@@ -342,46 +365,50 @@ pub async fn attach_workspaces(s: &Ports) -> Vec<(String, Result<AttachReport, U
     .await
 }
 
+/// One workspace's native-alerts backlog, for `xdrsync status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkspaceBacklog {
+    pub workspace: String,
+    #[serde(flatten)]
+    pub backlog: Backlog,
+    /// Summary alerts the rules raised so far (never related; their rows were sent again).
+    pub summaries_seen: u64,
+}
+
+/// The backlog of every workspace xdrsync relates alerts in.
+pub async fn backlogs(s: &Ports) -> Result<Vec<WorkspaceBacklog>, PortError> {
+    let mut out = Vec::new();
+    for w in s.each_workspace() {
+        let key = RowKey::new(&scope(&w).partition, CURSOR_ROW)?;
+        let cursor = load::<AlertCursor>(w.store.as_ref(), Table::Cursors, &key).await?.map(|v| v.value);
+        out.push(WorkspaceBacklog {
+            workspace: w.config.workspace.name.clone(),
+            backlog: alert_outbox::backlog(&w).await?,
+            summaries_seen: cursor.map_or(0, |c| c.summaries_seen),
+        });
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn alert(incident: usize, i: usize) -> RuleAlert {
-        RuleAlert {
-            system_alert_id: format!("s{incident}-{i}"),
-            tenant_id: "t".into(),
-            incident_id: incident.to_string(),
-            alert_id: format!("a{incident}-{i}"),
-            time_generated: OffsetDateTime::UNIX_EPOCH,
-            ingested: None,
-        }
-    }
-
     #[test]
     fn a_workspace_run_goes_on_from_the_single_runs_cursor_a_day_back_at_least() {
         let now = OffsetDateTime::UNIX_EPOCH + Duration::days(100);
-        let recent = AlertCursor { watermark: Some(now - Duration::minutes(5)), done: vec![("s1".into(), "t".into())] };
+        let recent = AlertCursor {
+            watermark: Some(now - Duration::minutes(5)),
+            done: vec![("s1".into(), "t".into())],
+            summaries_seen: 3,
+            summaries_recent: vec![],
+        };
         let c = carried_over(Some(recent), now);
         assert_eq!(c.watermark, Some(now - FIRST_LOOKBACK), "the other tenants' last day is read too");
         assert_eq!(c.done, vec![("s1".to_string(), "t".to_string())], "what it settled stays settled");
-        let old = AlertCursor { watermark: Some(now - Duration::days(3)), done: vec![] };
+        let old = AlertCursor { watermark: Some(now - Duration::days(3)), ..Default::default() };
         assert_eq!(carried_over(Some(old), now).watermark, Some(now - Duration::days(3)), "no gap after an outage");
         assert_eq!(carried_over(None, now).watermark, None, "nothing before: the first run's look-back");
-    }
-
-    #[test]
-    fn a_backfill_is_planned_in_parts_that_never_split_an_incident() {
-        let fresh: Vec<RuleAlert> = (0..250).flat_map(|inc| (0..(inc % 7 + 1)).map(move |i| alert(inc, i))).collect();
-        let parts = chunks(&fresh);
-        assert_eq!(parts.iter().map(Vec::len).sum::<usize>(), fresh.len(), "nothing lost");
-        let mut seen = BTreeSet::new();
-        for p in &parts {
-            let incidents: BTreeSet<&str> = p.iter().map(|a| a.incident_id.as_str()).collect();
-            assert!(incidents.len() <= 100 && p.len() <= 400, "{} incidents, {} alerts", incidents.len(), p.len());
-            for i in incidents {
-                assert!(seen.insert(i.to_string()), "incident {i} in two parts");
-            }
-        }
-        assert!(chunks(&[]).is_empty());
     }
 }

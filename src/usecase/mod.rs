@@ -2,6 +2,7 @@
 //! Triggers (Functions or standalone) call these and nothing else.
 
 pub mod activity;
+pub mod alert_outbox;
 pub mod attach_alerts;
 pub mod comment_claim;
 pub mod cross_owner;
@@ -21,6 +22,7 @@ pub mod migrate;
 pub mod owner;
 pub mod poll;
 pub mod portal;
+pub mod ship_alerts;
 pub mod sync;
 pub mod tenant_health;
 pub mod tenant_poll;

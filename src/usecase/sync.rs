@@ -3,25 +3,20 @@
 //! its order; save the state row with its ETag. A stale Sentinel etag or a state-row conflict
 //! means someone else wrote in between: read everything again and redo.
 
-use std::collections::HashMap;
-
 use tracing::Instrument;
 use uuid::Uuid;
 
-use crate::domain::alerts::with_time_generated;
 use crate::domain::comments::NewSentinelComment;
 use crate::domain::defender::{DefenderIncident, IncidentStatus};
 use crate::domain::fields::{from_defender, from_sentinel};
-use crate::domain::keys::escape_key;
 use crate::domain::names::sentinel_incident_name;
 use crate::domain::plan::{
-    comments_count, glance, leave_unmirrored, plan, reads_needed, unmirrored_state, AlertRows, Extras, Glance,
-    Observed, Plan,
+    comments_count, glance, leave_unmirrored, plan, reads_needed, unmirrored_state, Extras, Glance, Observed, Plan,
 };
 use crate::domain::snapshot::usable;
 use crate::domain::work::{ChangeHint, WorkItem};
 use crate::error::PortError;
-use crate::ports::{ETag, Entity, Table};
+use crate::ports::{ETag, Table};
 use crate::records::{incident_key, index_key, IncidentState, IndexEntry};
 use crate::state::{load, put, save, RowKey, Versioned};
 use crate::usecase::Ports;
@@ -290,7 +285,7 @@ async fn execute(
         next.sentinel_comments_count = None;
     }
     if let Some(rows) = plan.alerts {
-        report.alerts_sent = ship_alerts(s, incident_id, rows).await?;
+        report.alerts_sent = super::ship_alerts::ship_alerts(s, incident_id, rows).await?;
     }
     if let Some(survivor) = &plan.enqueue_reconcile {
         // The survivor now holds the loser's alerts: reconcile it too.
@@ -354,96 +349,4 @@ async fn best_effort_note(s: &Ports, name: &Uuid, note: &NewSentinelComment, wha
             Ok(0)
         }
     }
-}
-
-/// Sends the alert rows whose digest differs from the one stored for that alert; returns how many
-/// were sent (ARCHITECTURE.md: “Logs Ingestion”).
-///
-/// Logs Ingestion does not deduplicate, and a row is uploaded before its digest is saved, so a
-/// failure between the service storing a row and our saving its digest sends that row again. The
-/// bound: **each failed attempt adds at most one extra copy of a row, and only of the rows of
-/// the one call that failed**; rows of calls already accepted are never sent again. Enforced by:
-/// - saving the digests of each accepted call right after it is accepted, before the next call
-///   (`AcceptedRows`), so a failure part-way re-sends only the rows not yet recorded;
-/// - the failed attempts that can duplicate: an HTTP attempt the service stored but whose answer
-///   was lost (retried with the same body inside the adapter, at most 4 attempts per call and 8
-///   retries per queue message, `retry.rs`); a digest save that fails, or a crash, right after an
-///   accepted call (the next reconcile sends that call's rows once more). Whether a failed
-///   attempt was stored cannot be told from outside, so each counts as one possible copy; one
-///   the service refused outright (413, 400, 401/403) adds none.
-///
-/// Two processes reconciling one incident at once may each send a changed row once before the
-/// state row's ETag makes one of them redo (and the redo sends nothing: the digests are saved).
-/// `XdrsyncIncidentAlerts()` returns one row per alert, so copies never reach its users.
-///
-/// A row too large for one call is not sent: it is logged with its alert id and its digest is
-/// stored as `TooLargeDigest` (with the limit it failed, `TooLargeLimit`), never as `Digest`, so
-/// it is not reported as sent. That version is not tried again while the limit is the same (it
-/// would fail again, and be logged at every reconcile); the next time the incident's alerts are
-/// shipped, a new version of that alert, or the same one under a larger
-/// `XDRSYNC_MAX_BATCH_BYTES`, is tried. Rows built by `alerts::row` stay within 900,000 bytes,
-/// so only a lowered `XDRSYNC_MAX_BATCH_BYTES` can get here.
-async fn ship_alerts(s: &Ports, incident_id: &str, alerts: AlertRows) -> Result<usize, UseCaseError> {
-    /// Saves the digests of the rows of each accepted call, before the next call is made.
-    struct SaveDigests<'a> {
-        store: &'a dyn crate::ports::StateStore,
-        entities: &'a [Entity],
-    }
-    #[async_trait::async_trait]
-    impl crate::ports::AcceptedRows for SaveDigests<'_> {
-        async fn accepted(&self, rows: &[usize]) -> Result<(), PortError> {
-            let accepted: Vec<Entity> = rows.iter().filter_map(|i| self.entities.get(*i).cloned()).collect();
-            self.store.upsert_many(Table::AlertDigests, &accepted).await
-        }
-    }
-
-    let cfg = &s.config;
-    let pk = RowKey::new(&format!("{}_{incident_id}", cfg.tenant_id), "")?.pk;
-    let stored: HashMap<String, Entity> =
-        s.store.query_partition(Table::AlertDigests, &pk).await?.into_iter().map(|e| (e.row_key.clone(), e)).collect();
-    let now = s.clock.now();
-    let mut changed_rows = Vec::new();
-    let mut changed: Vec<(String, Entity)> = Vec::new();
-    for (id, r, dg) in alerts.rows {
-        let rk = escape_key(&id).map_err(|e| UseCaseError::Permanent(e.to_string()))?;
-        let prior = stored.get(&rk);
-        let sent = prior.and_then(|e| e.str("Digest")) == Some(dg.as_str());
-        let known_too_large = prior.is_some_and(|e| {
-            e.str("TooLargeDigest") == Some(dg.as_str())
-                && e.props.get("TooLargeLimit").and_then(serde_json::Value::as_u64) >= Some(cfg.max_batch_bytes as u64)
-        });
-        if !sent && !known_too_large {
-            let row = crate::domain::alerts::with_row_digest(r, &dg);
-            changed_rows.push(with_time_generated(row, now));
-            changed.push((id, Entity::new(pk.clone(), rk).with("Digest", dg)));
-        }
-    }
-    if changed_rows.is_empty() {
-        return Ok(0);
-    }
-    let entities: Vec<Entity> = changed.iter().map(|(_, e)| e.clone()).collect();
-    let sink = SaveDigests { store: s.store.as_ref(), entities: &entities };
-    let report = s.logs.upload_reporting(&cfg.alerts_stream, &changed_rows, &sink).await?;
-    let mut marked = Vec::new();
-    for &i in &report.too_large {
-        let Some((id, sent_entity)) = changed.get(i) else { continue };
-        tracing::warn!(
-            alert.id = %id,
-            alert.row_bytes = changed_rows[i].to_string().len(),
-            logs.max_batch_bytes = cfg.max_batch_bytes,
-            "alert row larger than one ingestion call; not sent"
-        );
-        let mut e = Entity::new(pk.clone(), sent_entity.row_key.clone())
-            .with("TooLargeDigest", sent_entity.str("Digest").unwrap_or_default())
-            .with("TooLargeLimit", cfg.max_batch_bytes as u64);
-        if let Some(previous) = stored.get(&sent_entity.row_key).and_then(|p| p.str("Digest")) {
-            // The version the table holds stays recorded as sent.
-            e = e.with("Digest", previous);
-        }
-        marked.push(e);
-    }
-    if !marked.is_empty() {
-        s.store.upsert_many(Table::AlertDigests, &marked).await?;
-    }
-    Ok(report.rows_sent)
 }

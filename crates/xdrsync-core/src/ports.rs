@@ -227,10 +227,12 @@ pub enum Table {
     Users,
     AlertDigests,
     Failures,
+    /// Native alerts' outbox and relation links (docs/native-alerts.md).
+    AlertTriggers,
 }
 
 impl Table {
-    pub const ALL: [Table; 7] = [
+    pub const ALL: [Table; 8] = [
         Table::Incidents,
         Table::Index,
         Table::Cursors,
@@ -238,6 +240,7 @@ impl Table {
         Table::Users,
         Table::AlertDigests,
         Table::Failures,
+        Table::AlertTriggers,
     ];
 
     pub fn suffix(self) -> &'static str {
@@ -249,6 +252,7 @@ impl Table {
             Table::Users => "Users",
             Table::AlertDigests => "AlertDigests",
             Table::Failures => "Failures",
+            Table::AlertTriggers => "AlertTriggers",
         }
     }
 }

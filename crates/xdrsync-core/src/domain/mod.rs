@@ -2,7 +2,10 @@
 //! Nothing here does I/O or reads a clock; time is passed in.
 
 pub mod activity;
+pub mod alert_claims;
 pub mod alert_links;
+pub mod alert_pacing;
+pub mod alert_triggers;
 pub mod alerts;
 pub mod batching;
 pub mod budget;
