@@ -325,8 +325,12 @@ fn logs_client(s: &Ports, max_batch: usize) -> DcrLogsIngestion {
     DcrLogsIngestion::new(client, &s.config.logs_ingestion_endpoint, s.config.dcr_immutable_id.clone(), max_batch)
 }
 
+/// Rows of columns the alerts stream declares (the service drops any other): `EntitiesOmitted`
+/// carries the row's sequence number, `Description` its padding.
 fn rows(n: usize, pad: usize) -> Vec<serde_json::Value> {
-    (0..n).map(|i| json!({"TimeGenerated": "2026-01-01T00:00:00Z", "Seq": i, "Pad": "x".repeat(pad)})).collect()
+    (0..n)
+        .map(|i| json!({"TimeGenerated": "2026-01-01T00:00:00Z", "EntitiesOmitted": i, "Description": "x".repeat(pad)}))
+        .collect()
 }
 
 #[tokio::test]
@@ -337,7 +341,7 @@ async fn logs_upload_batches_under_one_megabyte_and_loses_nothing() {
     assert!(report.requests >= 3, "~2.8 MB needs at least 3 calls");
     assert_eq!(sim_stat(&sim, "logs.too_large").await, 0);
     let stored = sim_get(&sim, "/_sim/logs/Custom-XdrsyncAlerts").await;
-    let seqs: Vec<u64> = stored.as_array().unwrap().iter().map(|r| r["Seq"].as_u64().unwrap()).collect();
+    let seqs: Vec<u64> = stored.as_array().unwrap().iter().map(|r| r["EntitiesOmitted"].as_u64().unwrap()).collect();
     assert_eq!(seqs, (0..3000).collect::<Vec<u64>>(), "every row once, in order");
 }
 
@@ -350,7 +354,7 @@ async fn logs_upload_splits_on_413() {
     assert_eq!(report.rows_sent, 2000);
     assert!(sim_stat(&sim, "logs.too_large").await >= 1);
     let stored = sim_get(&sim, "/_sim/logs/Custom-XdrsyncAlerts").await;
-    let seqs: Vec<u64> = stored.as_array().unwrap().iter().map(|r| r["Seq"].as_u64().unwrap()).collect();
+    let seqs: Vec<u64> = stored.as_array().unwrap().iter().map(|r| r["EntitiesOmitted"].as_u64().unwrap()).collect();
     assert_eq!(seqs, (0..2000).collect::<Vec<u64>>());
 }
 
@@ -484,10 +488,10 @@ async fn idempotent_writes_whose_answer_is_lost_are_retried_harmlessly() {
     assert_eq!(sim.sim.world().sentinel[&name].comments.len(), 1, "a PUT by name lands once");
 }
 
-/// What the simulated DCR stored of `rows(…)`: their `Seq`s in order.
+/// What the simulated DCR stored of `rows(…)`: their sequence numbers in order.
 async fn stored_seqs(sim: &xdrsync_sim::sim::RunningSim) -> Vec<u64> {
     let stored = sim_get(sim, "/_sim/logs/Custom-XdrsyncAlerts").await;
-    stored.as_array().map(|a| a.iter().map(|r| r["Seq"].as_u64().unwrap()).collect()).unwrap_or_default()
+    stored.as_array().map(|a| a.iter().map(|r| r["EntitiesOmitted"].as_u64().unwrap()).collect()).unwrap_or_default()
 }
 
 #[tokio::test]

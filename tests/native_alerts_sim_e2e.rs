@@ -1,27 +1,19 @@
 //! Native alerts on the simulator's own rule engine (docs/native-alerts.md): Defender incidents
 //! → sync → the outbox → the pacer's trigger rows through the simulated Logs Ingestion (undeclared
 //! columns dropped) → the NRT rules seeded from `infra/alert-rule.json` (29 single alerts and a
-//! summary beyond, in both summary shapes) → relation PUTs on the simulated ARM.
-//!
-//! One piece is bridged: the simulated query API does not run attach's one query yet, so
-//! [`WorldQuery`] answers it from the simulator's SecurityAlerts (their `ExtendedProperties`
-//! custom details, as the query projects them). Every other call goes to the simulator.
+//! summary beyond, in both summary shapes) → attach's one query, evaluated by the simulated query
+//! API operator by operator → relation PUTs on the simulated ARM. Every call goes to the simulator.
 
 mod support;
 
 use std::sync::{Arc, Mutex};
 
-use async_trait::async_trait;
-use serde_json::{json, Value};
 use support::*;
 use time::{Duration, OffsetDateTime};
 use xdrsync::app;
-use xdrsync::domain::alert_links::QueryTable;
 use xdrsync::domain::names::sentinel_incident_name;
-use xdrsync::domain::time_fmt;
 use xdrsync::domain::work::{ChangeHint, WorkItem};
-use xdrsync::error::PortError;
-use xdrsync::ports::{Clock, LogQuery};
+use xdrsync::ports::Clock;
 use xdrsync::usecase::alert_outbox;
 use xdrsync::usecase::attach_alerts::attach;
 use xdrsync::usecase::sync::reconcile;
@@ -38,44 +30,6 @@ impl Clock for Minutes {
     }
 }
 
-/// Attach's query answered from the simulator's SecurityAlerts (see the module doc).
-struct WorldQuery(Arc<xdrsync_sim::sim::Sim>);
-
-#[async_trait]
-impl LogQuery for WorldQuery {
-    async fn query(&self, query: &str, _timespan: &str) -> Result<QueryTable, PortError> {
-        let after = query
-            .split("ingestion_time() > datetime(")
-            .nth(1)
-            .and_then(|r| r.split(')').next())
-            .and_then(|t| time_fmt::parse(t).ok())
-            .expect("the query names its watermark");
-        let w = self.0.world();
-        let rows = w
-            .rule
-            .alerts
-            .iter()
-            .filter(|a| a.ingested > after)
-            .filter_map(|a| {
-                let ext: Value = serde_json::from_str(a.doc.get("ExtendedProperties")?.as_str()?).ok()?;
-                let details = ext.get("Custom Details")?.as_str()?.to_string();
-                details.contains("TriggerId").then(|| {
-                    vec![
-                        json!(a.system_alert_id),
-                        json!(time_fmt::format(a.time_generated)),
-                        json!(time_fmt::format(a.ingested)),
-                        json!(details),
-                    ]
-                })
-            })
-            .collect();
-        Ok(QueryTable {
-            columns: ["SystemAlertId", "TimeGenerated", "IngestedAt", "XdrsyncDetails"].map(String::from).to_vec(),
-            rows,
-        })
-    }
-}
-
 /// Syncs `count` incidents of `alerts` alerts each, then ticks: attach (relate, pace), the rules'
 /// run every `run_every` ticks (more than one: the rows of several ticks meet in one run, as after
 /// an ingestion stall), a minute later. Returns the sim, the incident ids and the rows queued.
@@ -83,6 +37,8 @@ async fn run(shape: SummaryDetails, run_every: usize, count: usize, alerts: usiz
     let mut cfg = SimConfig::demo();
     cfg.options.alert_rules = 2;
     cfg.options.summary_details = shape;
+    // Rules run only when the test says (`run_now`), not at every read of the alerts.
+    cfg.options.alert_rule_delay_ms = 3_600_000;
     let sim = start_sim(cfg).await;
     let mut vars = settings(&sim, None);
     vars.insert("XDRSYNC_ATTACH_ALERTS".into(), "true".into());
@@ -94,7 +50,6 @@ async fn run(shape: SummaryDetails, run_every: usize, count: usize, alerts: usiz
     s.store = Arc::new(xdrsync_sim::fakes::MemoryStore::new());
     s.queue = Arc::new(xdrsync_sim::fakes::MemoryQueue::new());
     s.clock = clock.clone();
-    s.log_query = Arc::new(WorldQuery(sim.sim.clone()));
     for id in &ids {
         reconcile(&s, &WorkItem::reconcile(&s.config.tenant_id, id, ChangeHint::Reconcile)).await.expect("synced");
     }

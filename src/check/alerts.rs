@@ -7,7 +7,7 @@
 //! operator says so with `XDRSYNC_DEFENDER_PORTAL_ONBOARDED`.
 
 use super::line::{probe_line, CheckLine};
-use crate::domain::alert_links::{rule_alerts_query, AlertFilter};
+use crate::domain::alert_claims::claims_query;
 use crate::error::PortError;
 use crate::usecase::Ports;
 
@@ -25,7 +25,7 @@ async fn query_line(s: &Ports, w: &Ports) -> CheckLine {
     let probe = match s.tokens.token(&cfg.alerts.scope).await {
         Err(e) => Err(e),
         Ok(_) => {
-            let q = rule_alerts_query(&AlertFilter::IngestedAfter(s.clock.now()));
+            let q = claims_query(s.clock.now());
             w.log_query.query(&q, "P1D").await.map(|_| ())
         }
     };

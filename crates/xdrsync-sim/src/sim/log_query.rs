@@ -1,7 +1,9 @@
 //! Simulated Log Analytics query API: `POST /v1/workspaces/{workspaceId}/query` with
 //! `{"query", "timespan"}`, answered `{"tables": [{"name", "columns", "rows"}]}` (documented
-//! shape). It runs only the KQL xdrsync sends (SecurityAlert by the rule's custom details); any
-//! other query is a 400 `BadArgumentError`, so a change to the query shows up as a failing test.
+//! shape). It evaluates, operator by operator, the SecurityAlert pipelines xdrsync sends (`where`
+//! on ingestion time, TimeGenerated or a term of ExtendedProperties, `extend` of the custom details
+//! as JSON text, `project`); any other operator is a 400 `BadArgumentError`, so a change to the
+//! query shows up as a failing test.
 //! Token audience `https://api.loganalytics.io`; reading needs a role on the workspace that
 //! allows queries (Log Analytics Reader, or a Microsoft Sentinel role).
 //!
@@ -36,58 +38,121 @@ fn error(status: StatusCode, code: &str, message: String) -> Response {
     (status, Json(json!({"error": {"code": code, "message": message}}))).into_response()
 }
 
-/// What the query asks, read from xdrsync's KQL.
-struct Ask {
-    ingested_after: Option<OffsetDateTime>,
-    generated_days: Option<i64>,
-    incidents: Option<Vec<String>>,
-    alerts: Option<Vec<String>>,
+/// One step of the SecurityAlert pipelines the simulator runs, each operator as KQL defines it.
+#[derive(Debug, PartialEq)]
+enum Step {
+    /// `where ingestion_time() > datetime(T)`
+    IngestedAfter(OffsetDateTime),
+    /// `where TimeGenerated > ago(Nd)`
+    GeneratedWithinDays(i64),
+    /// `where ExtendedProperties has "term"` (KQL `has`: a whole term, any case).
+    ExtendedPropertiesHas(String),
+    /// `extend Name = tostring(parse_json(tostring(parse_json(ExtendedProperties)["Custom Details"])))`:
+    /// the custom details object as JSON text.
+    ExtendCustomDetails,
+    /// `project` of columns, `Name = ingestion_time()` and extended names.
+    Project(Vec<(String, Source)>),
 }
 
-fn between<'a>(q: &'a str, start: &str, end: &str) -> Option<&'a str> {
-    let at = q.find(start)? + start.len();
-    let len = q[at..].find(end)?;
-    Some(&q[at..at + len])
+#[derive(Debug, PartialEq, Clone)]
+enum Source {
+    Column(String),
+    IngestionTime,
+    Extended,
 }
 
-fn kql_list(s: &str) -> Vec<String> {
-    serde_json::from_str::<Vec<String>>(&format!("[{s}]")).unwrap_or_default()
-}
+const CUSTOM_DETAILS_TEXT: &str = "tostring(parse_json(tostring(parse_json(ExtendedProperties)[\"Custom Details\"])))";
 
-fn parse(q: &str) -> Result<Ask, String> {
-    let q = q.trim();
-    let required = [
-        "SecurityAlert\n",
-        "[\"Custom Details\"]",
-        "| project SystemAlertId, TimeGenerated, IngestedAt = ingestion_time(), DefenderTenantId, DefenderIncidentId, DefenderAlertId",
-    ];
-    if let Some(missing) = required.iter().find(|r| !q.contains(**r)) {
-        return Err(format!("the simulator does not run this query (expected `{}`)", missing.trim()));
+/// The pipeline of `q`, or the part the simulator does not run (a 400, as the service answers a
+/// query it cannot compile: a change of the product's query shows up as a failing test).
+fn parse(q: &str) -> Result<Vec<Step>, String> {
+    let mut parts = q.split('|').map(str::trim);
+    if parts.next() != Some("SecurityAlert") {
+        return Err("the simulator runs queries over SecurityAlert only".into());
     }
-    let ingested_after = match between(q, "ingestion_time() > datetime(", ")") {
-        Some(t) => Some(super::timefmt::parse(t).map_err(|e| format!("datetime({t}): {e}"))?),
-        None => None,
-    };
-    let generated_days = between(q, "TimeGenerated > ago(", "d)").and_then(|d| d.parse().ok());
-    let incidents = between(q, "DefenderIncidentId in (", ")").map(kql_list);
-    let alerts = between(q, "DefenderAlertId in (", ")").map(kql_list);
-    if ingested_after.is_none() && incidents.is_none() {
-        return Err("the simulator runs SecurityAlert queries by ingestion time or by Defender ids only".into());
+    let mut steps = Vec::new();
+    let mut extended: Vec<String> = Vec::new();
+    for part in parts {
+        let step = if let Some(t) =
+            part.strip_prefix("where ingestion_time() > datetime(").and_then(|r| r.strip_suffix(')'))
+        {
+            Step::IngestedAfter(super::timefmt::parse(t).map_err(|e| format!("datetime({t}): {e}"))?)
+        } else if let Some(d) = part.strip_prefix("where TimeGenerated > ago(").and_then(|r| r.strip_suffix("d)")) {
+            Step::GeneratedWithinDays(d.parse().map_err(|_| format!("ago({d}d) is not a number of days"))?)
+        } else if let Some(term) = part.strip_prefix("where ExtendedProperties has ") {
+            Step::ExtendedPropertiesHas(
+                serde_json::from_str::<String>(term).map_err(|_| format!("has {term}: not a string literal"))?,
+            )
+        } else if let Some(rest) = part.strip_prefix("extend ") {
+            let (name, expr) = rest.split_once('=').ok_or_else(|| format!("extend without a name: {rest}"))?;
+            if expr.trim() != CUSTOM_DETAILS_TEXT {
+                return Err(format!("the simulator does not run `extend {rest}`"));
+            }
+            extended.push(name.trim().to_string());
+            Step::ExtendCustomDetails
+        } else if let Some(cols) = part.strip_prefix("project ") {
+            let mut out = Vec::new();
+            for c in cols.split(',').map(str::trim) {
+                let item = match c.split_once('=') {
+                    Some((n, e)) if e.trim() == "ingestion_time()" => (n.trim().to_string(), Source::IngestionTime),
+                    Some(_) => return Err(format!("the simulator does not run `project {c}`")),
+                    None if extended.iter().any(|e| e == c) => (c.to_string(), Source::Extended),
+                    None if ["SystemAlertId", "TimeGenerated", "AlertName", "ProviderName"].contains(&c) => {
+                        (c.to_string(), Source::Column(c.to_string()))
+                    }
+                    None => return Err(format!("'project' operator: Failed to resolve scalar expression named '{c}'")),
+                };
+                out.push(item);
+            }
+            Step::Project(out)
+        } else {
+            return Err(format!("the simulator does not run `{part}`"));
+        };
+        steps.push(step);
     }
-    Ok(Ask { ingested_after, generated_days, incidents, alerts })
+    if !matches!(steps.last(), Some(Step::Project(_))) {
+        return Err("the simulator runs queries that end in a project".into());
+    }
+    Ok(steps)
 }
 
-fn matches(a: &SecurityAlertRecord, ask: &Ask, now: OffsetDateTime, timespan_days: Option<i64>) -> bool {
-    let (Some(incident), Some(alert)) = (a.custom_detail("DefenderIncidentId"), a.custom_detail("DefenderAlertId"))
-    else {
-        return false;
-    };
-    ask.ingested_after.is_none_or(|t| a.ingested > t)
-        && ask.generated_days.is_none_or(|d| a.time_generated > now - Duration::days(d))
-        && timespan_days.is_none_or(|d| a.time_generated > now - Duration::days(d))
-        && (ask.incidents.is_none() && ask.alerts.is_none()
-            || ask.incidents.as_ref().is_some_and(|v| v.contains(&incident))
-            || ask.alerts.as_ref().is_some_and(|v| v.contains(&alert)))
+/// KQL `has`: `term` as a whole term of `text`, any case.
+fn has_term(text: &str, term: &str) -> bool {
+    text.split(|c: char| !c.is_alphanumeric()).any(|t| t.eq_ignore_ascii_case(term))
+}
+
+fn custom_details_text(a: &SecurityAlertRecord) -> Option<String> {
+    let ext: Value = serde_json::from_str(a.doc.get("ExtendedProperties")?.as_str()?).ok()?;
+    Some(ext.get("Custom Details")?.as_str()?.to_string())
+}
+
+fn keeps(a: &SecurityAlertRecord, steps: &[Step], now: OffsetDateTime, timespan_days: Option<i64>) -> bool {
+    timespan_days.is_none_or(|d| a.time_generated > now - Duration::days(d))
+        && steps.iter().all(|s| match s {
+            Step::IngestedAfter(t) => a.ingested > *t,
+            Step::GeneratedWithinDays(d) => a.time_generated > now - Duration::days(*d),
+            Step::ExtendedPropertiesHas(term) => {
+                a.doc.get("ExtendedProperties").and_then(Value::as_str).is_some_and(|e| has_term(e, term))
+            }
+            _ => true,
+        })
+}
+
+fn cell(a: &SecurityAlertRecord, source: &Source) -> Value {
+    match source {
+        Source::IngestionTime => json!(super::timefmt::format(a.ingested)),
+        Source::Extended => custom_details_text(a).map_or(Value::Null, Value::String),
+        Source::Column(c) if c == "TimeGenerated" => json!(super::timefmt::format(a.time_generated)),
+        Source::Column(c) => a.doc.get(c).cloned().unwrap_or(Value::Null),
+    }
+}
+
+fn column_type(source: &Source, name: &str) -> &'static str {
+    match source {
+        Source::IngestionTime => "datetime",
+        Source::Column(_) if name == "TimeGenerated" => "datetime",
+        _ => "string",
+    }
 }
 
 async fn query(
@@ -152,7 +217,7 @@ fn answer(sim: &Sim, headers: &HeaderMap, body: &[u8], unknown: Option<Response>
     let Some(text) = req.get("query").and_then(Value::as_str) else {
         return error(StatusCode::BAD_REQUEST, "BadArgumentError", "query is required".into());
     };
-    let ask = match parse(text) {
+    let steps = match parse(text) {
         Ok(a) => a,
         Err(e) => return error(StatusCode::BAD_REQUEST, "BadArgumentError", e),
     };
@@ -160,6 +225,9 @@ fn answer(sim: &Sim, headers: &HeaderMap, body: &[u8], unknown: Option<Response>
         .get("timespan")
         .and_then(Value::as_str)
         .and_then(|t| t.strip_prefix('P')?.strip_suffix('D')?.parse::<i64>().ok());
+    let Some(Step::Project(projection)) = steps.last() else {
+        return error(StatusCode::BAD_REQUEST, "BadArgumentError", "no project".into());
+    };
     let mut world = sim.world();
     run(&mut world);
     let now = world.now();
@@ -167,28 +235,10 @@ fn answer(sim: &Sim, headers: &HeaderMap, body: &[u8], unknown: Option<Response>
         .rule
         .alerts
         .iter()
-        .filter(|a| matches(a, &ask, now, timespan_days))
-        .map(|a| {
-            json!([
-                a.system_alert_id,
-                super::timefmt::format(a.time_generated),
-                super::timefmt::format(a.ingested),
-                a.custom_detail("DefenderTenantId"),
-                a.custom_detail("DefenderIncidentId"),
-                a.custom_detail("DefenderAlertId")
-            ])
-        })
+        .filter(|a| keeps(a, &steps, now, timespan_days))
+        .map(|a| Value::Array(projection.iter().map(|(_, src)| cell(a, src)).collect()))
         .collect();
-    let columns: Vec<Value> = [
-        ("SystemAlertId", "string"),
-        ("TimeGenerated", "datetime"),
-        ("IngestedAt", "datetime"),
-        ("DefenderTenantId", "string"),
-        ("DefenderIncidentId", "string"),
-        ("DefenderAlertId", "string"),
-    ]
-    .iter()
-    .map(|(n, t)| json!({"name": n, "type": t}))
-    .collect();
+    let columns: Vec<Value> =
+        projection.iter().map(|(n, src)| json!({"name": n, "type": column_type(src, n)})).collect();
     Json(json!({"tables": [{"name": "PrimaryResult", "columns": columns, "rows": rows}]})).into_response()
 }
