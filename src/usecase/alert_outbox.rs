@@ -72,7 +72,7 @@ fn entity(pk: &str, t: &Trigger) -> Result<Entity, PortError> {
 
 /// The escaped partition of the outbox of the workspace of `s`.
 pub fn partition(s: &Ports) -> Result<String, PortError> {
-    Ok(RowKey::new(&crate::usecase::attach_alerts::scope(s).partition, "x")?.pk)
+    Ok(RowKey::new(&crate::usecase::tenants::alert_scope(s).partition, "x")?.pk)
 }
 
 /// Records trigger rows as pending (one batch per 100, one partition). A row already in the
@@ -228,7 +228,7 @@ pub async fn pace_and_send(
         }
     }
     due.sort_by_key(|i| (triggers[*i].queued_at, triggers[*i].alert_id.clone(), triggers[*i].part));
-    let scope = crate::usecase::attach_alerts::scope(s);
+    let scope = crate::usecase::tenants::alert_scope(s);
     let key = RowKey::new(&scope.partition, PACING_ROW)?;
     let mut history =
         load::<History>(s.store.as_ref(), Table::Cursors, &key).await?.map(|v| v.value).unwrap_or_default();

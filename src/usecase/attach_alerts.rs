@@ -122,17 +122,7 @@ fn days_since(since: OffsetDateTime, now: OffsetDateTime) -> i64 {
     (now - since).whole_days().max(0) + 2
 }
 
-/// The run of `s`'s workspace: with one tenant, that tenant; with many, every configured tenant
-/// whose mirrors live in the workspace of `s` (a scope of [`Ports::each_workspace`]).
-pub fn scope(s: &Ports) -> AttachScope {
-    if !s.is_multi_tenant() {
-        return AttachScope::single(&s.config.tenant_id);
-    }
-    AttachScope::of_workspace(
-        &s.config.workspace,
-        s.tenants.tenants.iter().map(|t| (t.tenant.id.as_str(), &t.config.workspace)),
-    )
-}
+pub use crate::usecase::tenants::alert_scope as scope;
 
 /// The cursor a workspace's first run starts from, given the single run's (`legacy`): its
 /// watermark, but at least [`FIRST_LOOKBACK`] back, and what it had settled.

@@ -16,7 +16,7 @@ use crate::records::{
     SENTINEL_FEED,
 };
 use crate::state::{load, RowKey};
-use crate::usecase::health::{Cadence, Facts};
+use crate::usecase::health_rules::{Cadence, Facts};
 use crate::usecase::Ports;
 
 /// The most one storage call of the assessment may take.
@@ -138,7 +138,7 @@ pub(crate) async fn gather(s: &Ports, probe: &Probe) -> Facts {
         if feed == ALERTS_FEED && s.is_multi_tenant() {
             // One attach run per workspace, each with its own feed row (“Native alerts”).
             for w in s.each_workspace() {
-                let partition = crate::usecase::attach_alerts::scope(&w).partition;
+                let partition = crate::usecase::tenants::alert_scope(&w).partition;
                 let (ok, (feed, health, _)) = feed_facts_at(&w, probe, &partition, feed).await;
                 storage_reachable &= ok;
                 workspace_jobs.push((w.config.workspace.name.clone(), feed, health, every));

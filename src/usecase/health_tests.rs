@@ -1,8 +1,10 @@
-//! Tests of the health rules (`health.rs`): each status and reason, and the property that a
+//! Tests of the health rules (`health_rules.rs`, through `health.rs`): each status and reason, and the property that a
 //! feed running on time on any schedule is never `unhealthy`.
 use super::*;
+use crate::domain::failures::FailureClass;
 use crate::records::{ALERTS_FEED, HUNTING_FEED, INCIDENTS_FEED, SENTINEL_FEED};
 use time::macros::datetime;
+use time::Duration;
 
 const NOW: OffsetDateTime = datetime!(2026-11-29 12:00 UTC);
 

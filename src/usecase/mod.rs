@@ -10,6 +10,7 @@ pub mod failures;
 pub mod health;
 pub mod health_cache;
 pub mod health_facts;
+pub mod health_rules;
 pub mod hunting;
 pub mod hunting_estimate;
 pub mod hunting_jobs;

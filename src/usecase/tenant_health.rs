@@ -8,8 +8,8 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use crate::records::{HUNTING_FEED, INCIDENTS_FEED};
-use crate::usecase::health::{assess, Cadence, Facts};
 use crate::usecase::health_facts::{feed_facts, job_feeds, Probe};
+use crate::usecase::health_rules::{assess, Cadence, Facts};
 use crate::usecase::tenants::removed_tenants;
 use crate::usecase::Ports;
 

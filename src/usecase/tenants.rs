@@ -185,6 +185,18 @@ pub fn not_configured(tenant_id: &str) -> String {
     )
 }
 
+/// The run of `s`'s workspace: with one tenant, that tenant; with many, every configured tenant
+/// whose mirrors live in the workspace of `s` (a scope of [`Ports::each_workspace`]).
+pub fn alert_scope(s: &Ports) -> crate::domain::alert_links::AttachScope {
+    if !s.is_multi_tenant() {
+        return crate::domain::alert_links::AttachScope::single(&s.config.tenant_id);
+    }
+    crate::domain::alert_links::AttachScope::of_workspace(
+        &s.config.workspace,
+        s.tenants.tenants.iter().map(|t| (t.tenant.id.as_str(), &t.config.workspace)),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

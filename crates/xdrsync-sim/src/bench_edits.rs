@@ -56,22 +56,6 @@ pub struct EditsBenchReport {
 /// Each edit assigns the incident to this analyst in Sentinel.
 const OWNER: &str = "carol@contoso.com";
 
-/// ARM calls that read (`GET`, and the POST listings of an incident's alerts and entities);
-/// `arm.incidents.notfound` is a read of an incident that does not exist yet (a mirror's 404).
-pub const ARM_READS: [&str; 11] = [
-    "arm.incidents.get",
-    "arm.incidents.notfound",
-    "arm.incidents.list",
-    "arm.comments.get",
-    "arm.comments.list",
-    "arm.relations.list",
-    "arm.incidents.alerts",
-    "arm.incidents.entities",
-    "arm.alert_rules.list",
-    "arm.data_connectors.list",
-    "arm.role_assignments.list",
-];
-
 /// Kinds counted per incident: list pages (`*.incidents.list`) are the poll's and the sweep's.
 const GRAPH_READS: [&str; 5] =
     ["graph.incidents.get", "graph.alerts.list", "graph.alerts.get", "graph.users.get", "graph.users.list"];
@@ -87,22 +71,6 @@ const ARM_PER_INCIDENT: [&str; 10] = [
     "arm.relations.delete",
     "arm.incidents.alerts",
 ];
-
-/// ARM's non-write calls per incident, by kind (the kinds that occurred).
-pub fn arm_reads(stats: &BTreeMap<String, u64>, incidents: f64) -> BTreeMap<String, f64> {
-    ARM_READS
-        .iter()
-        .filter_map(|k| stats.get(*k).filter(|n| **n > 0).map(|n| (k.to_string(), *n as f64 / incidents.max(1.0))))
-        .collect()
-}
-
-/// `kind 0.12, kind 0.50` for a report line.
-pub fn per_kind(values: &BTreeMap<String, f64>) -> String {
-    if values.is_empty() {
-        return "none".into();
-    }
-    values.iter().map(|(k, v)| format!("{k} {v:.2}")).collect::<Vec<_>>().join(", ")
-}
 
 fn delta(after: &BTreeMap<String, u64>, before: &BTreeMap<String, u64>) -> BTreeMap<String, u64> {
     after.iter().map(|(k, v)| (k.clone(), v - before.get(k).copied().unwrap_or(0))).filter(|(_, v)| *v > 0).collect()
@@ -208,5 +176,5 @@ pub fn print(r: &EditsBenchReport) {
         r.graph_reads_per_edit, r.graph_patches_per_edit, r.arm_calls_per_edit, r.webhook_deliveries_per_edit
     );
     println!("  429s received        Graph {}, ARM {}", r.graph_throttled, r.arm_throttled);
-    println!("  every call per edit  {}", per_kind(&r.calls_per_edit));
+    println!("  every call per edit  {}", crate::call_kinds::per_kind(&r.calls_per_edit));
 }

@@ -652,7 +652,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
         budgets: opts.budgets.clone(),
         history_days: opts.history_days,
         arm_calls_per_incident: stats.get("arm.requests").copied().unwrap_or(0) as f64 / n,
-        arm_reads_per_incident: crate::bench_edits::arm_reads(&stats, n),
+        arm_reads_per_incident: crate::call_kinds::arm_reads(&stats, n),
         arm_throttled: stats.get("arm.throttled").copied().unwrap_or(0),
         table_calls_per_incident: calls.table as f64 / n,
         sentinel_writes_per_incident: writes as f64 / n,
@@ -717,7 +717,7 @@ pub fn print(report: &DemoReport) {
     println!(
         "  ARM non-write calls      {:.2}/incident ({}); ARM 429s received {}",
         report.arm_reads_per_incident.values().sum::<f64>(),
-        crate::bench_edits::per_kind(&report.arm_reads_per_incident),
+        crate::call_kinds::per_kind(&report.arm_reads_per_incident),
         report.arm_throttled
     );
     println!("  budgets enforced         {}", report.budgets.describe());

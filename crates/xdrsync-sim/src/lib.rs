@@ -15,6 +15,7 @@ pub mod bench_edits;
 pub mod bench_hunting;
 pub mod bench_soak;
 pub mod bench_tenants;
+pub mod call_kinds;
 pub mod demo;
 pub mod fakes;
 pub mod functions_host;
