@@ -11,6 +11,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// The stream the alert rows go to (the data, one row per alert version).
+const ALERTS_STREAM: &str = "Custom-XdrsyncAlerts";
+
 use serde::Serialize;
 use serde_json::Value;
 
@@ -556,7 +559,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
                 .keys()
                 .filter(|id| w.sentinel.contains_key(&sentinel_incident_name(&tenant, &id.to_string())))
                 .count();
-            (mirrored, w.logs.values().map(Vec::len).sum::<usize>(), w.alerts.len(), attach_done)
+            (mirrored, w.logs.get(ALERTS_STREAM).map_or(0, Vec::len), w.alerts.len(), attach_done)
         };
         if seeded_all && mirrored >= opts.incidents && all_mirrored_in.is_none() {
             all_mirrored_in = Some(seed_time.elapsed().as_secs_f64());
@@ -613,8 +616,10 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
     let mirrored_names: HashSet<_> = w.sentinel.keys().collect();
     let missing = seeded_at.keys().filter(|n| !mirrored_names.contains(n)).count();
     let extra = w.sentinel.keys().filter(|n| !seeded_at.contains_key(n)).count();
-    let alerts_shipped = w.logs.values().map(Vec::len).sum::<usize>();
-    let shipped_ids: HashSet<&str> = w.logs.values().flatten().filter_map(|r| r["SystemAlertId"].as_str()).collect();
+    // The alerts stream's rows (the trigger stream's rows are the rule's, counted by attach).
+    let alert_rows = w.logs.get(ALERTS_STREAM).map(Vec::as_slice).unwrap_or_default();
+    let alerts_shipped = alert_rows.len();
+    let shipped_ids: HashSet<&str> = alert_rows.iter().filter_map(|r| r["SystemAlertId"].as_str()).collect();
     let n = opts.incidents.max(1) as f64;
     let report = DemoReport {
         incidents_expected: opts.incidents,
