@@ -349,3 +349,22 @@ async fn a_hunting_dcr_that_does_not_declare_the_tables_stream_fails_check_namin
     assert!(probe.starts_with("FAIL") && probe.contains("Custom-DeviceEvents"), "{text}");
     assert!(line(&text, "hunting Logs Ingestion of EmailEvents").starts_with("ok"), "{text}");
 }
+
+#[tokio::test]
+async fn check_probes_the_alert_trigger_stream_and_names_it_when_the_dcr_does_not_declare_it() {
+    let mut cfg = SimConfig::demo();
+    cfg.streams.retain(|s| s != "Custom-XdrsyncAlertTriggers");
+    let sim = start_sim(cfg).await;
+    let mut vars = settings(&sim, None);
+    vars.insert("XDRSYNC_ATTACH_ALERTS".into(), "true".into());
+    let text = check_text(&vars).await;
+    let probe = line(&text, "Logs Ingestion (alert triggers)");
+    assert!(probe.starts_with("FAIL") && probe.contains("Custom-XdrsyncAlertTriggers"), "{text}");
+    assert!(line(&text, "Logs Ingestion:").starts_with("ok"), "the alerts stream itself is declared: {text}");
+
+    let sim = start_sim(SimConfig::demo()).await;
+    let mut vars = settings(&sim, None);
+    vars.insert("XDRSYNC_ATTACH_ALERTS".into(), "true".into());
+    let text = check_text(&vars).await;
+    assert!(line(&text, "Logs Ingestion (alert triggers)").starts_with("ok"), "{text}");
+}

@@ -55,6 +55,18 @@ async fn permissions(s: &Ports) -> Vec<CheckLine> {
             "XDRSYNC_LOGS_INGESTION_ENDPOINT, XDRSYNC_DCR_IMMUTABLE_ID, XDRSYNC_ALERTS_STREAM",
         ),
     ];
+    // Trigger rows go to their own stream whenever native alerts are related (or feed the
+    // Defender portal's correlation): the DCR must declare it too, or no alert is ever raised.
+    if cfg.alerts.attach || cfg.target == crate::domain::portal::SyncTarget::DefenderPortal {
+        let triggers = s.logs.probe(&cfg.alerts.triggers_stream).await;
+        lines.push(logs_line(
+            "Logs Ingestion (alert triggers)",
+            triggers,
+            &cfg.alerts.triggers_stream,
+            "the role Monitoring Metrics Publisher on the data collection rule",
+            "XDRSYNC_DCR_IMMUTABLE_ID and XDRSYNC_ALERT_TRIGGERS_STREAM (the DCR declares it from infra/alert-trigger-columns.json)",
+        ));
+    }
     if s.is_multi_tenant() {
         // The workspace's tenant need not be a Defender tenant: each Defender tenant is probed
         // with its own token (`tenant_probes`); here only its directory (Sentinel owners).
