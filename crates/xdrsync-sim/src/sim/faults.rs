@@ -57,11 +57,27 @@ fn all() -> String {
 /// An ARM bucket's key: subscription, principal and kind of operation.
 type ArmBucketKey = (String, String, &'static str);
 
-#[derive(Default)]
 pub struct Faults {
     rules: Mutex<Vec<FaultRule>>,
     /// ARM's buckets: tokens and when last refilled.
     arm_buckets: Mutex<BTreeMap<ArmBucketKey, (f64, std::time::Instant)>>,
+    /// The draws that decide whether a rule with a `rate` fires: seeded, so a run's sequence of
+    /// faults is the same every time ([`DEFAULT_FAULT_SEED`], or [`Faults::reseed`]).
+    draws: Mutex<rand::rngs::StdRng>,
+}
+
+/// The seed of every simulator's fault draws unless a test reseeds them.
+pub const DEFAULT_FAULT_SEED: u64 = 17;
+
+impl Default for Faults {
+    fn default() -> Self {
+        use rand::SeedableRng;
+        Self {
+            rules: Mutex::default(),
+            arm_buckets: Mutex::default(),
+            draws: Mutex::new(rand::rngs::StdRng::seed_from_u64(DEFAULT_FAULT_SEED)),
+        }
+    }
 }
 
 /// ARM's regional limits (Learn, *Azure Resource Manager request limits and throttling*, "Regional
@@ -115,6 +131,17 @@ pub fn arm_throttle(sim: &Sim, path: &str, principal: &str, method: &Method) -> 
 }
 
 impl Faults {
+    /// Restarts the fault draws from `seed` (a test that wants another sequence).
+    pub fn reseed(&self, seed: u64) {
+        use rand::SeedableRng;
+        *self.draws.lock().unwrap_or_else(|p| p.into_inner()) = rand::rngs::StdRng::seed_from_u64(seed);
+    }
+
+    fn draw(&self) -> f64 {
+        use rand::Rng;
+        self.draws.lock().unwrap_or_else(|p| p.into_inner()).gen::<f64>()
+    }
+
     pub fn set(&self, rules: Vec<FaultRule>) {
         *self.rules.lock().unwrap_or_else(|p| p.into_inner()) = rules;
     }
@@ -124,7 +151,7 @@ impl Faults {
         for rule in rules.iter_mut() {
             let applies = (rule.api == "all" || rule.api == api)
                 && (write || !matches!(rule.kind, FaultKind::CommitThenFail { .. }));
-            if applies && rule.remaining != Some(0) && rand::random::<f64>() < rule.rate {
+            if applies && rule.remaining != Some(0) && self.draw() < rule.rate {
                 if let Some(n) = rule.remaining.as_mut() {
                     *n -= 1;
                 }
