@@ -518,3 +518,25 @@ async fn logs_upload_past_the_dcrs_data_a_minute_is_throttled() {
     let seqs = stored_seqs(&sim).await;
     assert!(!seqs.is_empty() && seqs.len() < 2000, "only the first ~1 MB call fits: {}", seqs.len());
 }
+
+#[tokio::test]
+async fn incident_stamps_use_select_where_graph_honours_it_and_whole_incidents_where_it_refuses() {
+    for refuses in [false, true] {
+        let mut cfg = SimConfig::demo();
+        cfg.options.graph_refuses_select = refuses;
+        let (sim, s) = setup(cfg).await;
+        let ids = seed(&sim, SeedSpec { count: 3, ..Default::default() });
+        let window = xdrsync::domain::cursor::Window {
+            since: OffsetDateTime::now_utc() - time::Duration::hours(1),
+            until: None,
+        };
+        for _ in 0..2 {
+            let page = s.defender.list_incident_stamps(window.clone(), None).await.expect("listed");
+            let listed: std::collections::BTreeSet<&str> = page.items.iter().map(|i| i.id.as_str()).collect();
+            assert!(ids.iter().all(|id| listed.contains(id.as_str())), "refuses {refuses}: every incident listed");
+        }
+        // Refused once, then remembered: the second listing goes without `$select` at once.
+        let refused = sim_stat(&sim, "graph.incidents.list.select_refused").await;
+        assert_eq!(refused, u64::from(refuses), "refuses {refuses}");
+    }
+}

@@ -74,6 +74,8 @@ struct ListQuery {
     count: bool,
     expand_alerts: bool,
     order_asc: bool,
+    /// `$select`: the properties each item keeps.
+    select: Option<Vec<String>>,
     raw: Vec<(String, String)>,
 }
 
@@ -86,6 +88,7 @@ fn parse_query(raw: Option<&str>, top_max: usize, allowed_filter: &[&str]) -> Re
         count: false,
         expand_alerts: false,
         order_asc: false,
+        select: None,
         raw: pairs.clone(),
     };
     for (k, v) in &pairs {
@@ -116,7 +119,7 @@ fn parse_query(raw: Option<&str>, top_max: usize, allowed_filter: &[&str]) -> Re
                 "lastupdatedatetime desc" | "lastupdatedatetime" => q.order_asc = false,
                 _ => return Err(bad_request(format!("$orderby '{v}' is not supported"))),
             },
-            "$select" => {}
+            "$select" => q.select = Some(v.split(',').map(|p| p.trim().to_string()).collect()),
             k if k.starts_with('$') => return Err(bad_request(format!("Query option '{k}' is not allowed."))),
             _ => {}
         }
@@ -177,6 +180,10 @@ async fn list_incidents(State(sim): State<Arc<Sim>>, headers: HeaderMap, RawQuer
         Ok(q) => q,
         Err(r) => return r,
     };
+    if q.select.is_some() && sim.options().graph_refuses_select {
+        sim.stats.bump("graph.incidents.list.select_refused");
+        return bad_request("Query option '$select' is not allowed.".to_string());
+    }
     let tie = sim.options().tie_order;
     let view = view(&sim, &headers);
     let mut world = sim.world();
@@ -229,6 +236,9 @@ async fn list_incidents(State(sim): State<Arc<Sim>>, headers: HeaderMap, RawQuer
         .take(top)
         .map(|i| {
             let mut v = i.to_json(view);
+            if let (Some(keep), Some(obj)) = (&q.select, v.as_object_mut()) {
+                obj.retain(|k, _| k.starts_with("@odata") || keep.iter().any(|s| s.eq_ignore_ascii_case(k)));
+            }
             if q.expand_alerts {
                 let alerts = page_alerts.get(i.id.as_str()).map(Vec::as_slice).unwrap_or_default();
                 let max = options.graph_list_expanded_alerts_max;

@@ -156,6 +156,10 @@ pub struct SimOptions {
     /// Answer 500 to a list page with `$expand=alerts` that would carry more alerts than this, as
     /// reported on very large tenants (default `None`: never).
     pub graph_list_expand_fails_above: Option<usize>,
+    /// Refuse `$select` on the incidents list with a 400 (it is not among the documented options
+    /// of *List incidents*); by default it is honoured: each incident carries only the selected
+    /// properties.
+    pub graph_refuses_select: bool,
 }
 
 impl Default for SimOptions {
@@ -178,6 +182,7 @@ impl Default for SimOptions {
             strict_alert_filter: false,
             graph_list_expanded_alerts_max: 100,
             graph_list_expand_fails_above: None,
+            graph_refuses_select: false,
         }
     }
 }
