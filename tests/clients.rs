@@ -531,7 +531,7 @@ async fn incident_stamps_use_select_where_graph_honours_it_and_whole_incidents_w
             until: None,
         };
         for _ in 0..2 {
-            let page = s.defender.list_incident_stamps(window.clone(), None).await.expect("listed");
+            let page = s.defender.list_incident_stamps(window, None).await.expect("listed");
             let listed: std::collections::BTreeSet<&str> = page.items.iter().map(|i| i.id.as_str()).collect();
             assert!(ids.iter().all(|id| listed.contains(id.as_str())), "refuses {refuses}: every incident listed");
         }

@@ -122,7 +122,7 @@ fn days_since(since: OffsetDateTime, now: OffsetDateTime) -> i64 {
     (now - since).whole_days().max(0) + 2
 }
 
-pub use crate::usecase::tenants::alert_scope as scope;
+use crate::usecase::tenants::alert_scope;
 
 /// The cursor a workspace's first run starts from, given the single run's (`legacy`): its
 /// watermark, but at least [`FIRST_LOOKBACK`] back, and what it had settled.
@@ -225,7 +225,7 @@ fn keep_done(done: impl IntoIterator<Item = (String, String)>, since: Option<Off
 /// backlog passes its bound (`Backlog::degraded`).
 pub async fn attach(s: &Ports) -> Result<AttachReport, UseCaseError> {
     let cfg = &s.config;
-    let scope = scope(s);
+    let scope = alert_scope(s);
     let key = RowKey::new(&scope.partition, CURSOR_ROW)?;
     let now = s.clock.now();
     let mut cursor = load_cursor(s, &key, now).await?;
@@ -346,7 +346,7 @@ pub async fn attach(s: &Ports) -> Result<AttachReport, UseCaseError> {
 pub async fn attach_workspaces(s: &Ports) -> Vec<(String, Result<AttachReport, UseCaseError>)> {
     futures::future::join_all(s.each_workspace().into_iter().map(|w| async move {
         let r = attach(&w).await;
-        crate::usecase::health::record_feed_at(&w, &scope(&w).partition, FEED, r.as_ref().map(|_| ())).await;
+        crate::usecase::health::record_feed_at(&w, &alert_scope(&w).partition, FEED, r.as_ref().map(|_| ())).await;
         if let Err(e) = &r {
             tracing::error!(workspace = %w.config.workspace.name, error.message = %e, "relating rule alerts to mirrors failed in this workspace; the others go on, the next tick retries");
         }
@@ -370,7 +370,7 @@ pub struct WorkspaceBacklog {
 pub async fn backlogs(s: &Ports) -> Result<Vec<WorkspaceBacklog>, PortError> {
     let mut out = Vec::new();
     for w in s.each_workspace() {
-        let key = RowKey::new(&scope(&w).partition, CURSOR_ROW)?;
+        let key = RowKey::new(&alert_scope(&w).partition, CURSOR_ROW)?;
         let cursor = load::<AlertCursor>(w.store.as_ref(), Table::Cursors, &key).await?.map(|v| v.value);
         out.push(WorkspaceBacklog {
             workspace: w.config.workspace.name.clone(),
